@@ -1,0 +1,1 @@
+//! rdbvault: encrypted, deduplicated, incremental backups of Redis databases.
