@@ -1,1 +1,20 @@
 //! rdbvault: encrypted, deduplicated, incremental backups of Redis databases.
+//!
+//! Data flow of a backup: source stream -> [`chunker`] -> keyed BLAKE3 id
+//! ([`crypto`]) -> dedup against the [`index`] -> zstd -> XChaCha20-Poly1305
+//! -> [`pack`] files -> index files -> a [`snapshot`]. See `docs/format.md`.
+
+pub mod backup;
+pub mod chunker;
+pub mod chunklist;
+pub mod crypto;
+pub mod error;
+pub mod index;
+pub mod pack;
+pub mod packer;
+pub mod repo;
+pub mod restore;
+pub mod snapshot;
+pub mod stats;
+
+pub use error::{Error, Result};

@@ -1,0 +1,315 @@
+//! The backup pipeline: read -> chunk -> id -> dedup -> compress -> seal -> pack.
+//!
+//! Threads: the caller's thread reads and chunks the input and hashes the whole
+//! stream; `threads` workers compute ids and compress and seal new chunks; one
+//! collector puts ids back in order and builds the chunk lists; one packer
+//! writes packs and index files. All channels are bounded, so memory stays
+//! constant whatever the input size.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::chunker::Chunker;
+use crate::chunklist::ListBuilder;
+use crate::crypto::Id;
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::pack::{seal_blob, BlobType};
+use crate::packer::{adopt_orphan_packs, Packer, PackerStats};
+use crate::repo::Repository;
+use crate::snapshot::{BackupSummary, RedisFacts, Snapshot, SnapshotFile, SourceDesc};
+
+/// How to run a backup.
+#[derive(Clone)]
+pub struct BackupOptions {
+    /// zstd level (0 stores blobs uncompressed).
+    pub zstd_level: i32,
+    /// Host name to record instead of this machine's.
+    pub host: Option<String>,
+    /// Tags to record.
+    pub tags: Vec<String>,
+    /// Group id shared by snapshots taken together.
+    pub group: Option<String>,
+    /// Worker threads for hashing, compression and encryption.
+    pub threads: usize,
+    /// Progress bar advanced by bytes read.
+    pub progress: Option<indicatif::ProgressBar>,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            zstd_level: 3,
+            host: None,
+            tags: Vec::new(),
+            group: None,
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            progress: None,
+        }
+    }
+}
+
+/// One input stream with the name it is restored under.
+pub struct Input<'a> {
+    /// File name on restore.
+    pub name: String,
+    /// The bytes.
+    pub reader: Box<dyn Read + Send + 'a>,
+}
+
+struct Job {
+    seq: u64,
+    data: Vec<u8>,
+}
+
+struct Sealed {
+    id: Id,
+    kind: BlobType,
+    flags: u8,
+    raw_len: u32,
+    data: Vec<u8>,
+}
+
+enum Event {
+    Chunk { seq: u64, id: Id, len: u32, new: bool },
+    EndFile { name: String, end_seq: u64, size: u64, blake3: String },
+}
+
+/// Blobs already stored or being stored by this run.
+struct Dedup {
+    index: Index,
+    claimed: Mutex<HashSet<Id>>,
+}
+
+impl Dedup {
+    /// True if the caller is the first to see this new id and must store it.
+    fn claim(&self, id: &Id) -> bool {
+        if self.index.contains(id) {
+            return false;
+        }
+        match self.claimed.lock() {
+            Ok(mut set) => set.insert(*id),
+            Err(poisoned) => poisoned.into_inner().insert(*id),
+        }
+    }
+}
+
+/// Backs up `inputs` as one snapshot; returns its id and contents.
+pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: &BackupOptions) -> Result<(Id, Snapshot)> {
+    let started = Instant::now();
+    let time = crate::snapshot::now_rfc3339();
+    let mut index = Index::load(repo)?;
+    adopt_orphan_packs(repo, &mut index)?;
+    let dedup = Arc::new(Dedup { index, claimed: Mutex::new(HashSet::new()) });
+    let threads = opts.threads.max(1);
+
+    let (job_tx, job_rx) = bounded::<Job>(threads * 4);
+    let (seal_tx, seal_rx) = bounded::<Sealed>(threads * 4);
+    let (ev_tx, ev_rx) = bounded::<Event>(threads * 64);
+
+    let outcome = std::thread::scope(|s| {
+        let packer = s.spawn(|| run_packer(repo, seal_rx));
+        for _ in 0..threads {
+            let (job_rx, seal_tx, ev_tx, dedup) = (job_rx.clone(), seal_tx.clone(), ev_tx.clone(), dedup.clone());
+            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, job_rx, seal_tx, ev_tx));
+        }
+        drop(job_rx);
+        let collector = {
+            let (seal_tx, dedup) = (seal_tx.clone(), dedup.clone());
+            s.spawn(move || run_collector(repo, &dedup, opts.zstd_level, ev_rx, seal_tx))
+        };
+        drop(seal_tx);
+
+        let mut read_result = Ok((0u64, None));
+        let mut seq = 0u64;
+        for (n, input) in inputs.into_iter().enumerate() {
+            match read_input(repo, input, opts, &mut seq, &job_tx, &ev_tx) {
+                Ok((size, facts)) => {
+                    if let Ok((total, first_facts)) = &mut read_result {
+                        *total += size;
+                        if n == 0 {
+                            *first_facts = facts;
+                        }
+                    }
+                }
+                Err(e) => {
+                    read_result = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(job_tx);
+        drop(ev_tx);
+        let collected = collector.join().unwrap_or_else(|_| Err(Error::Invalid("collector thread panicked".into())));
+        let packed = packer.join().unwrap_or_else(|_| Err(Error::Invalid("packer thread panicked".into())));
+        (read_result, collected, packed)
+    });
+    let (read_result, collected, packed) = outcome;
+    // The packer's error (e.g. a full disk) is the root cause when there is one.
+    let stats = packed?;
+    let (bytes_processed, facts) = read_result?;
+    let collected = collected?;
+
+    let snapshot = Snapshot {
+        version: 1,
+        time,
+        host: opts.host.clone().unwrap_or_else(crate::snapshot::hostname),
+        username: crate::snapshot::username(),
+        tags: opts.tags.clone(),
+        group: opts.group.clone(),
+        source,
+        redis: facts,
+        files: collected.files,
+        summary: BackupSummary {
+            bytes_processed,
+            chunks: collected.chunks,
+            new_chunks: collected.new_chunks,
+            new_raw_bytes: collected.new_raw_bytes,
+            bytes_added: stats.bytes,
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+    };
+    let id = snapshot.save(repo)?;
+    Ok((id, snapshot))
+}
+
+/// Reads one input on the caller's thread; returns its size and RDB facts.
+fn read_input(
+    repo: &Repository,
+    input: Input<'_>,
+    opts: &BackupOptions,
+    seq: &mut u64,
+    job_tx: &Sender<Job>,
+    ev_tx: &Sender<Event>,
+) -> Result<(u64, Option<RedisFacts>)> {
+    let stopped = || Error::Invalid("backup workers stopped".into());
+    let name = input.name;
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut facts = None;
+    for chunk in Chunker::new(input.reader, repo.config().chunker) {
+        let data = chunk.map_err(|source| Error::Source { name: name.clone(), source })?;
+        if size == 0 {
+            facts = sniff_rdb_header(&data);
+        }
+        hasher.update(&data);
+        size += data.len() as u64;
+        if let Some(pb) = &opts.progress {
+            pb.inc(data.len() as u64);
+        }
+        job_tx.send(Job { seq: *seq, data }).map_err(|_| stopped())?;
+        *seq += 1;
+    }
+    let blake3 = hasher.finalize().to_hex().to_string();
+    ev_tx.send(Event::EndFile { name, end_seq: *seq, size, blake3 }).map_err(|_| stopped())?;
+    Ok((size, facts))
+}
+
+/// Reads the RDB version from a `REDIS0011`-style header, if the stream has one.
+fn sniff_rdb_header(first: &[u8]) -> Option<RedisFacts> {
+    let head = first.get(..9)?;
+    if &head[..5] != b"REDIS" {
+        return None;
+    }
+    let version = std::str::from_utf8(&head[5..9]).ok()?.parse().ok()?;
+    Some(RedisFacts { rdb_version: Some(version), ..RedisFacts::default() })
+}
+
+fn run_worker(repo: &Repository, dedup: &Dedup, level: i32, jobs: Receiver<Job>, sealed: Sender<Sealed>, events: Sender<Event>) {
+    for job in jobs {
+        let id = repo.hasher().id(&job.data);
+        let len = job.data.len() as u32;
+        let new = dedup.claim(&id);
+        if new {
+            let (flags, data) = seal_blob(repo.cipher(), BlobType::Data, &id, &job.data, level);
+            if sealed.send(Sealed { id, kind: BlobType::Data, flags, raw_len: len, data }).is_err() {
+                return;
+            }
+        }
+        if events.send(Event::Chunk { seq: job.seq, id, len, new }).is_err() {
+            return;
+        }
+    }
+}
+
+fn run_packer(repo: &Repository, sealed: Receiver<Sealed>) -> Result<PackerStats> {
+    let mut packer = Packer::new(repo);
+    for s in sealed {
+        packer.add(s.id, s.kind, s.flags, s.raw_len, &s.data)?;
+    }
+    packer.finish()
+}
+
+#[derive(Default)]
+struct Collected {
+    files: Vec<SnapshotFile>,
+    chunks: u64,
+    new_chunks: u64,
+    new_raw_bytes: u64,
+}
+
+/// Puts chunk ids back in input order and stores the chunk lists.
+fn run_collector(repo: &Repository, dedup: &Dedup, level: i32, events: Receiver<Event>, sealed: Sender<Sealed>) -> Result<Collected> {
+    let mut out = Collected::default();
+    let mut pending: BTreeMap<u64, Id> = BTreeMap::new();
+    let mut ends: VecDeque<(String, u64, u64, String)> = VecDeque::new();
+    let mut next = 0u64;
+    let mut list = ListBuilder::new();
+    let mut lists: Vec<String> = Vec::new();
+    let mut file_chunks = 0u64;
+
+    let store_list = |blob: Vec<u8>, lists: &mut Vec<String>| -> Result<()> {
+        let id = repo.hasher().id(&blob);
+        if dedup.claim(&id) {
+            let (flags, data) = seal_blob(repo.cipher(), BlobType::ChunkList, &id, &blob, level);
+            sealed
+                .send(Sealed { id, kind: BlobType::ChunkList, flags, raw_len: blob.len() as u32, data })
+                .map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+        }
+        lists.push(id.to_hex());
+        Ok(())
+    };
+
+    for ev in events {
+        match ev {
+            Event::Chunk { seq, id, len, new } => {
+                out.chunks += 1;
+                if new {
+                    out.new_chunks += 1;
+                    out.new_raw_bytes += len as u64;
+                }
+                pending.insert(seq, id);
+            }
+            Event::EndFile { name, end_seq, size, blake3 } => ends.push_back((name, end_seq, size, blake3)),
+        }
+        loop {
+            if let Some(id) = pending.remove(&next) {
+                next += 1;
+                file_chunks += 1;
+                if let Some(blob) = list.push(&id) {
+                    store_list(blob, &mut lists)?;
+                }
+                continue;
+            }
+            match ends.front() {
+                Some((_, end, _, _)) if *end == next => {
+                    let Some((name, _, size, blake3)) = ends.pop_front() else { break };
+                    if let Some(blob) = list.finish() {
+                        store_list(blob, &mut lists)?;
+                    }
+                    out.files.push(SnapshotFile { name, size, blake3, chunks: file_chunks, lists: std::mem::take(&mut lists) });
+                    file_chunks = 0;
+                }
+                _ => break,
+            }
+        }
+    }
+    if !pending.is_empty() || !ends.is_empty() {
+        return Err(Error::Invalid("backup stopped before every chunk was stored".into()));
+    }
+    Ok(out)
+}

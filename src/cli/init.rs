@@ -1,0 +1,47 @@
+//! `rdbvault init`.
+
+use std::sync::Arc;
+
+use rdbvault::chunker::ChunkerParams;
+use rdbvault::crypto::KdfParams;
+use rdbvault::repo::{LocalBackend, Repository};
+
+use super::{output, password, repo_path, Global};
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// Minimum chunk size in bytes (fixed for the life of the repository).
+    #[arg(long, default_value_t = ChunkerParams::default().min_size)]
+    pub chunk_min: u32,
+    /// Average chunk size in bytes.
+    #[arg(long, default_value_t = ChunkerParams::default().avg_size)]
+    pub chunk_avg: u32,
+    /// Maximum chunk size in bytes.
+    #[arg(long, default_value_t = ChunkerParams::default().max_size)]
+    pub chunk_max: u32,
+    /// Argon2id memory cost in KiB for this password (higher resists guessing better).
+    #[arg(long, default_value_t = KdfParams::default().m_cost)]
+    pub kdf_memory_kib: u32,
+}
+
+pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
+    let path = repo_path(g)?;
+    if path.join("config").exists() {
+        anyhow::bail!("{} already holds a repository", path.display());
+    }
+    let pw = password::get(g, true)?;
+    let chunker = ChunkerParams { min_size: a.chunk_min, avg_size: a.chunk_avg, max_size: a.chunk_max };
+    let kdf = KdfParams { m_cost: a.kdf_memory_kib, ..KdfParams::default() };
+    let repo = Repository::init(Arc::new(LocalBackend::new(&path)), pw.as_bytes(), chunker, kdf)?;
+    if g.json {
+        output::print_json(&serde_json::json!({
+            "repository": path.display().to_string(),
+            "id": repo.config().repo_id,
+            "chunker": repo.config().chunker,
+        }))?;
+    } else if !g.quiet {
+        println!("created repository {} at {}", &repo.config().repo_id[..8], path.display());
+        println!("keep the password safe: without it the data cannot be recovered");
+    }
+    Ok(())
+}

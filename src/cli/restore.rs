@@ -1,0 +1,65 @@
+//! `rdbvault restore`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use rdbvault::index::Index;
+use rdbvault::restore::{self, RestoreOptions};
+use rdbvault::snapshot::Snapshot;
+
+use super::{open_repo, output, Global};
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// `latest`, a snapshot id or a unique prefix of one.
+    pub snapshot: String,
+    /// Where to write: a file, a directory, or `-` for stdout.
+    #[arg(long, short = 't')]
+    pub target: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
+    let repo = open_repo(g)?;
+    let (id, snap) = Snapshot::find(&repo, &a.snapshot)?;
+    let index = Index::load(&repo)?;
+    let to_stdout = a.target.as_os_str() == "-";
+    let mut opts = RestoreOptions {
+        progress: output::progress(Some(snap.size()), g.quiet || to_stdout, g.json, "restore"),
+        ..RestoreOptions::default()
+    };
+    if let Some(t) = a.threads {
+        opts.threads = t;
+    }
+    let started = std::time::Instant::now();
+    let result = if to_stdout {
+        let stdout = std::io::stdout();
+        let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        let r = restore::restore_to_writer(&repo, &index, &snap, &mut lock, &opts);
+        r.and_then(|()| lock.flush().map_err(|e| rdbvault::Error::io("write stdout", e))).map(|()| Vec::new())
+    } else {
+        restore::restore_to_path(&repo, &index, &snap, &a.target, &opts)
+    };
+    if let Some(pb) = &opts.progress {
+        pb.finish_and_clear();
+    }
+    let paths = result?;
+    let secs = started.elapsed().as_secs_f64();
+    if g.json {
+        return output::print_json(&serde_json::json!({
+            "snapshot_id": id.to_hex(),
+            "files": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "bytes": snap.size(),
+            "duration_ms": (secs * 1000.0) as u64,
+        }));
+    }
+    if !g.quiet && !to_stdout {
+        for p in &paths {
+            println!("restored {}", p.display());
+        }
+        println!("snapshot {}: {} in {secs:.2} s, verified", id.short(), output::bytes(snap.size()));
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! `rdbvault snapshots`.
+
+use rdbvault::snapshot::Snapshot;
+
+use super::{open_repo, output, Global};
+
+#[derive(clap::Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only snapshots with this tag (repeatable; all must match).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots from this host.
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
+    let repo = open_repo(g)?;
+    let all: Vec<_> = Snapshot::load_all(&repo)?
+        .into_iter()
+        .filter(|(_, s)| a.tags.iter().all(|t| s.tags.contains(t)))
+        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
+        .collect();
+    if g.json {
+        let list: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(id, s)| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("id".into(), id.to_hex().into());
+                    obj.insert("short_id".into(), id.short().into());
+                    obj.insert("size".into(), s.size().into());
+                }
+                v
+            })
+            .collect();
+        return output::print_json(&list);
+    }
+    println!("{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}", "ID", "TIME", "HOST", "TAGS", "SOURCE", "SIZE", "ADDED");
+    for (id, s) in &all {
+        let source = format!("{}:{}", s.source.kind, s.source.name);
+        println!(
+            "{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}",
+            id.short(),
+            s.time,
+            s.host,
+            s.tags.join(","),
+            source,
+            output::bytes(s.size()),
+            output::bytes(s.summary.bytes_added)
+        );
+    }
+    println!("{} snapshots", all.len());
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! The library's error type: every failure names the file or blob it concerns.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside the library, with enough context to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("wrong password: no key in {0} opens with it")]
+    WrongPassword(String),
+    #[error("{0} is not an rdbvault repository (no config file)")]
+    NotARepository(String),
+    #[error("{0} already holds a repository")]
+    AlreadyExists(PathBuf),
+    #[error("{what} is damaged or was tampered with: {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("blob {id} is not in the index (repository damaged or pruned under us)")]
+    MissingBlob { id: String },
+    #[error("no snapshot matches {0:?}")]
+    NoSnapshot(String),
+    #[error("snapshot prefix {0:?} is ambiguous: {1}")]
+    AmbiguousSnapshot(String, String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("repository is locked: {0}")]
+    Locked(String),
+    #[error("source {name}: {source}")]
+    Source {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Library result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an I/O error with what we were doing when it happened.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// A damaged object, named.
+    pub fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Corrupt { what: what.into(), detail: detail.into() }
+    }
+}

@@ -1,0 +1,229 @@
+//! The index: which pack holds each blob, where, and how long it is.
+//!
+//! Index file plaintext: `"RVIX" || version u8 || supersedes count u32 ||
+//! superseded index names [32] each || pack count u32 || packs`, each pack
+//! `pack id [32] || blob count u32 || entries`, each entry
+//! `id [32] || type u8 || flags u8 || offset u32 || length u32 || raw_len u32`
+//! (46 bytes). The newest index files may name older ones they replace.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::crypto::Id;
+use crate::error::{Error, Result};
+use crate::pack::{BlobEntry, BlobType};
+use crate::repo::{display_name, FileKind, Repository};
+
+const MAGIC: &[u8; 4] = b"RVIX";
+const VERSION: u8 = 1;
+const ENTRY_LEN: usize = 46;
+
+/// Where one blob lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Position of the pack in `Index::packs`.
+    pub pack: u32,
+    /// The blob as its pack header describes it.
+    pub entry: BlobEntry,
+}
+
+/// All index entries of a repository, in memory.
+#[derive(Default, Clone)]
+pub struct Index {
+    packs: Vec<Id>,
+    pack_pos: HashMap<Id, u32>,
+    blobs: HashMap<Id, Location>,
+    /// Names of the index files this was loaded from.
+    pub files: Vec<String>,
+    /// Index files that newer index files say they replace.
+    pub superseded: HashSet<String>,
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Self {
+        Index::default()
+    }
+
+    /// Loads every index file of the repository.
+    pub fn load(repo: &Repository) -> Result<Index> {
+        let mut idx = Index::new();
+        for info in repo.backend().list(FileKind::Index)? {
+            let plain = repo.read_sealed(FileKind::Index, &info.name)?;
+            let file = IndexFile::parse(&plain, &display_name(FileKind::Index, &info.name))?;
+            idx.superseded.extend(file.supersedes.iter().map(|i| i.to_hex()));
+            for (pack, entries) in &file.packs {
+                for e in entries {
+                    idx.insert(*pack, *e);
+                }
+            }
+            idx.files.push(info.name);
+        }
+        Ok(idx)
+    }
+
+    /// Records a blob in a pack (a later duplicate of a known blob is ignored).
+    pub fn insert(&mut self, pack: Id, entry: BlobEntry) {
+        let pos = match self.pack_pos.get(&pack) {
+            Some(p) => *p,
+            None => {
+                let p = self.packs.len() as u32;
+                self.packs.push(pack);
+                self.pack_pos.insert(pack, p);
+                p
+            }
+        };
+        self.blobs.entry(entry.id).or_insert(Location { pack: pos, entry });
+    }
+
+    /// Whether a blob is stored.
+    pub fn contains(&self, id: &Id) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    /// Where a blob is stored, with its pack's name.
+    pub fn get(&self, id: &Id) -> Option<(Id, BlobEntry)> {
+        self.blobs.get(id).map(|l| (self.packs[l.pack as usize], l.entry))
+    }
+
+    /// Number of distinct blobs.
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// True when no blob is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Every pack that holds at least one indexed blob.
+    pub fn packs(&self) -> &[Id] {
+        &self.packs
+    }
+
+    /// Every blob with its pack.
+    pub fn iter(&self) -> impl Iterator<Item = (Id, BlobEntry)> + '_ {
+        self.blobs.values().map(|l| (self.packs[l.pack as usize], l.entry))
+    }
+}
+
+/// The contents of one index file.
+#[derive(Debug, Default, Clone)]
+pub struct IndexFile {
+    /// Older index files this one replaces (used when index files are merged).
+    pub supersedes: Vec<Id>,
+    /// Blobs by pack.
+    pub packs: Vec<(Id, Vec<BlobEntry>)>,
+}
+
+impl IndexFile {
+    /// Serializes to plaintext.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let blobs: usize = self.packs.iter().map(|(_, e)| e.len()).sum();
+        let mut out = Vec::with_capacity(13 + self.supersedes.len() * 32 + self.packs.len() * 36 + blobs * ENTRY_LEN);
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
+        for s in &self.supersedes {
+            out.extend_from_slice(&s.0);
+        }
+        out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
+        for (pack, entries) in &self.packs {
+            out.extend_from_slice(&pack.0);
+            out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+            for e in entries {
+                out.extend_from_slice(&e.id.0);
+                out.push(match e.kind {
+                    BlobType::Data => 0,
+                    BlobType::ChunkList => 1,
+                });
+                out.push(e.flags);
+                out.extend_from_slice(&e.offset.to_le_bytes());
+                out.extend_from_slice(&e.length.to_le_bytes());
+                out.extend_from_slice(&e.raw_len.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Parses plaintext; `what` names the file in errors.
+    pub fn parse(b: &[u8], what: &str) -> Result<IndexFile> {
+        let mut r = Cursor { b, pos: 0, what };
+        if r.take(4)? != MAGIC || r.take(1)?[0] != VERSION {
+            return Err(Error::corrupt(what, "wrong magic or version"));
+        }
+        let n_sup = r.u32()? as usize;
+        let mut supersedes = Vec::with_capacity(n_sup.min(b.len() / 32));
+        for _ in 0..n_sup {
+            supersedes.push(r.id()?);
+        }
+        let n_packs = r.u32()? as usize;
+        let mut packs = Vec::with_capacity(n_packs.min(b.len() / 36));
+        for _ in 0..n_packs {
+            let pack = r.id()?;
+            let n = r.u32()? as usize;
+            let mut entries = Vec::with_capacity(n.min(b.len() / ENTRY_LEN));
+            for _ in 0..n {
+                let id = r.id()?;
+                let t = r.take(1)?[0];
+                let kind = match t {
+                    0 => BlobType::Data,
+                    1 => BlobType::ChunkList,
+                    _ => return Err(Error::corrupt(what, format!("unknown blob type {t}"))),
+                };
+                let flags = r.take(1)?[0];
+                let offset = r.u32()?;
+                let length = r.u32()?;
+                let raw_len = r.u32()?;
+                entries.push(BlobEntry { id, kind, flags, offset, length, raw_len });
+            }
+            packs.push((pack, entries));
+        }
+        if r.pos != b.len() {
+            return Err(Error::corrupt(what, "trailing bytes after the last entry"));
+        }
+        Ok(IndexFile { supersedes, packs })
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+    what: &'a str,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.b.len());
+        let end = end.ok_or_else(|| Error::corrupt(self.what, format!("truncated at byte {}", self.pos)))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn id(&mut self) -> Result<Id> {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(self.take(32)?);
+        Ok(Id(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_file_round_trip_and_truncation() {
+        let e = BlobEntry { id: Id([7; 32]), kind: BlobType::ChunkList, flags: 1, offset: 10, length: 20, raw_len: 30 };
+        let f = IndexFile { supersedes: vec![Id([1; 32])], packs: vec![(Id([2; 32]), vec![e])] };
+        let bytes = f.to_bytes();
+        let back = IndexFile::parse(&bytes, "t").unwrap();
+        assert_eq!(back.packs[0].1[0], e);
+        assert_eq!(back.supersedes, vec![Id([1; 32])]);
+        for cut in [3, 10, bytes.len() - 1] {
+            assert!(IndexFile::parse(&bytes[..cut], "t").is_err());
+        }
+    }
+}

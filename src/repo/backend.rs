@@ -1,0 +1,82 @@
+//! The storage trait every repository location implements.
+//!
+//! It speaks in (kind, name) pairs, never paths, so object stores and SFTP can
+//! implement it later without the rest of the code changing.
+
+use crate::error::Result;
+
+/// The kinds of files a repository holds; each lives in its own namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// The single encrypted `config` file (its name is always "config").
+    Config,
+    /// Password-sealed copies of the master key.
+    Key,
+    /// Pack files holding encrypted blobs.
+    Pack,
+    /// Index files mapping blob ids to pack locations.
+    Index,
+    /// Snapshot files.
+    Snapshot,
+    /// Lock files.
+    Lock,
+}
+
+impl FileKind {
+    /// The folder name (and the word used in messages).
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Config => "",
+            FileKind::Key => "keys",
+            FileKind::Pack => "data",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Lock => "locks",
+        }
+    }
+
+    /// All kinds, in the order `init` creates them.
+    pub const ALL: [FileKind; 6] =
+        [FileKind::Config, FileKind::Key, FileKind::Pack, FileKind::Index, FileKind::Snapshot, FileKind::Lock];
+}
+
+/// One file as listed by a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The file's name within its kind.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Where a repository's bytes live. Writes are atomic: a reader sees the whole
+/// file or no file, never part of one.
+pub trait Backend: Send + Sync {
+    /// A human description of the location, for messages.
+    fn location(&self) -> String;
+    /// Creates the empty layout; fails if a repository is already there.
+    fn create(&self) -> Result<()>;
+    /// Lists the files of one kind (temporary files are never listed).
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>>;
+    /// Reads a whole file.
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset`; fails if the file is shorter.
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// Size of one file.
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64>;
+    /// Stores a file atomically and durably (it is on disk when this returns).
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()>;
+    /// Removes a file; removing a missing file is not an error.
+    fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
+    /// Whether the file exists.
+    fn exists(&self, kind: FileKind, name: &str) -> Result<bool>;
+}
+
+/// A name for messages: `snapshots/3fa2...`.
+pub fn display_name(kind: FileKind, name: &str) -> String {
+    match kind {
+        FileKind::Config => "config".to_string(),
+        FileKind::Pack => format!("data/{}/{}", name.get(..2).unwrap_or(name), name),
+        _ => format!("{}/{}", kind.dir(), name),
+    }
+}

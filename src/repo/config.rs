@@ -1,0 +1,76 @@
+//! The repository config: format version, chunker parameters and the id key.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::chunker::ChunkerParams;
+use crate::crypto::SecretKey;
+use crate::error::{Error, Result};
+
+/// The only repository format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Decrypted contents of `config`.
+#[derive(Clone)]
+pub struct Config {
+    /// Format version.
+    pub version: u32,
+    /// Random id of the repository (not secret), to tell repositories apart.
+    pub repo_id: String,
+    /// How the input is cut into chunks; fixed for the life of the repository
+    /// so that chunks of different backups line up.
+    pub chunker: ChunkerParams,
+    /// Secret key for blob ids (keyed BLAKE3).
+    pub id_key: SecretKey,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConfigJson {
+    version: u32,
+    repo_id: String,
+    chunker: ChunkerParams,
+    id_key: String,
+}
+
+impl Config {
+    /// A new config with a fresh id key.
+    pub fn new(chunker: ChunkerParams) -> Config {
+        Config {
+            version: FORMAT_VERSION,
+            repo_id: hex::encode(crate::crypto::random_bytes::<16>()),
+            chunker,
+            id_key: SecretKey::random(),
+        }
+    }
+
+    /// Plaintext JSON (wiped when dropped).
+    pub fn to_plain(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let json = ConfigJson {
+            version: self.version,
+            repo_id: self.repo_id.clone(),
+            chunker: self.chunker,
+            id_key: hex::encode(self.id_key.as_bytes()),
+        };
+        let out = serde_json::to_vec(&json).map_err(|e| Error::Invalid(format!("config: {e}")));
+        let _ = Zeroizing::new(json.id_key);
+        out.map(Zeroizing::new)
+    }
+
+    /// Parses decrypted config JSON.
+    pub fn from_plain(plain: &[u8]) -> Result<Config> {
+        let json: ConfigJson =
+            serde_json::from_slice(plain).map_err(|e| Error::corrupt("config", format!("bad JSON: {e}")))?;
+        let id_hex = Zeroizing::new(json.id_key);
+        let mut key = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(id_hex.as_bytes(), &mut key[..])
+            .map_err(|_| Error::corrupt("config", "id key is not 64 hex digits"))?;
+        if json.version != FORMAT_VERSION {
+            return Err(Error::Invalid(format!(
+                "repository format version {} is not supported by this rdbvault (it reads version {FORMAT_VERSION})",
+                json.version
+            )));
+        }
+        json.chunker.validate().map_err(|e| Error::corrupt("config", e))?;
+        Ok(Config { version: json.version, repo_id: json.repo_id, chunker: json.chunker, id_key: SecretKey::from_bytes(*key) })
+    }
+}

@@ -1,0 +1,167 @@
+//! The local-disk (or mounted network disk) backend.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::backend::{display_name, Backend, FileInfo, FileKind};
+use crate::error::{Error, Result};
+
+/// A repository in a directory.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend { root: root.into() }
+    }
+
+    fn path(&self, kind: FileKind, name: &str) -> PathBuf {
+        match kind {
+            FileKind::Config => self.root.join("config"),
+            FileKind::Pack => self.root.join("data").join(name.get(..2).unwrap_or("xx")).join(name),
+            _ => self.root.join(kind.dir()).join(name),
+        }
+    }
+
+    fn ctx(&self, verb: &str, kind: FileKind, name: &str) -> String {
+        format!("{verb} {} in {}", display_name(kind, name), self.root.display())
+    }
+}
+
+fn is_temp(name: &str) -> bool {
+    name.starts_with('.')
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn list_dir(dir: &Path, out: &mut Vec<FileInfo>) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_temp(&name) {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        if meta.is_file() {
+            out.push(FileInfo { name, size: meta.len() });
+        }
+    }
+    Ok(())
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        if self.root.join("config").exists() {
+            return Err(Error::AlreadyExists(self.root.clone()));
+        }
+        let mk = |p: PathBuf| fs::create_dir_all(&p).map_err(|e| Error::io(format!("create {}", p.display()), e));
+        for kind in FileKind::ALL {
+            if kind != FileKind::Config {
+                mk(self.root.join(kind.dir()))?;
+            }
+        }
+        for i in 0..=255u8 {
+            mk(self.root.join("data").join(format!("{i:02x}")))?;
+        }
+        Ok(())
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>> {
+        let mut out = Vec::new();
+        let ctx = || format!("list {} in {}", kind.dir(), self.root.display());
+        match kind {
+            FileKind::Config => {
+                if let Ok(m) = fs::metadata(self.root.join("config")) {
+                    out.push(FileInfo { name: "config".into(), size: m.len() });
+                }
+            }
+            FileKind::Pack => {
+                let data = self.root.join("data");
+                let subdirs = match fs::read_dir(&data) {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(Error::io(ctx(), e)),
+                };
+                for sub in subdirs {
+                    let sub = sub.map_err(|e| Error::io(ctx(), e))?;
+                    if sub.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        list_dir(&sub.path(), &mut out).map_err(|e| Error::io(ctx(), e))?;
+                    }
+                }
+            }
+            _ => list_dir(&self.root.join(kind.dir()), &mut out).map_err(|e| Error::io(ctx(), e))?,
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        fs::read(self.path(kind, name)).map_err(|e| Error::io(self.ctx("read", kind, name), e))
+    }
+
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let ctx = || self.ctx("read", kind, name);
+        let mut f = File::open(self.path(kind, name)).map_err(|e| Error::io(ctx(), e))?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(ctx(), e))?;
+        let mut buf = vec![0u8; len];
+        f.read_exact(&mut buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::corrupt(display_name(kind, name), format!("file ends before byte {}", offset + len as u64))
+            } else {
+                Error::io(ctx(), e)
+            }
+        })?;
+        Ok(buf)
+    }
+
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+        fs::metadata(self.path(kind, name)).map(|m| m.len()).map_err(|e| Error::io(self.ctx("stat", kind, name), e))
+    }
+
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(kind, name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let tmp = dir.join(format!(".{name}.tmp-{}", hex::encode(crate::crypto::random_bytes::<6>())));
+        let ctx = || self.ctx("write", kind, name);
+        let result = (|| -> std::io::Result<()> {
+            fs::create_dir_all(&dir)?;
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &path)?;
+            fsync_dir(&dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(|e| Error::io(ctx(), e))
+    }
+
+    fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+        match fs::remove_file(self.path(kind, name)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(self.ctx("delete", kind, name), e)),
+        }
+    }
+
+    fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
+        Ok(self.path(kind, name).exists())
+    }
+}

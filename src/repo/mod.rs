@@ -1,0 +1,152 @@
+//! An open repository: storage, keys and config, and sealed-object I/O.
+
+pub mod backend;
+pub mod config;
+pub mod keyfile;
+pub mod local;
+
+use std::sync::Arc;
+
+pub use backend::{display_name, Backend, FileInfo, FileKind};
+pub use config::Config;
+pub use keyfile::KeyFile;
+pub use local::LocalBackend;
+
+use crate::chunker::ChunkerParams;
+use crate::crypto::{Cipher, Id, IdHasher, KdfParams, SecretKey};
+use crate::error::{Error, Result};
+
+/// Associated data that binds each sealed file to its kind.
+fn kind_aad(kind: FileKind) -> &'static [u8] {
+    match kind {
+        FileKind::Config => b"rdbvault:config",
+        FileKind::Index => b"rdbvault:index",
+        FileKind::Snapshot => b"rdbvault:snapshot",
+        FileKind::Key => b"rdbvault:key",
+        FileKind::Pack => b"rdbvault:pack-header",
+        FileKind::Lock => b"rdbvault:lock",
+    }
+}
+
+/// A repository unlocked with a password.
+#[derive(Clone)]
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    cipher: Cipher,
+    hasher: IdHasher,
+    config: Config,
+    master: SecretKey,
+    key_name: String,
+}
+
+impl Repository {
+    /// Creates a new repository with one password.
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], chunker: ChunkerParams, kdf: KdfParams) -> Result<Repository> {
+        chunker.validate().map_err(Error::Invalid)?;
+        if backend.exists(FileKind::Config, "config")? {
+            return Err(Error::Invalid(format!("{} already holds a repository", backend.location())));
+        }
+        backend.create()?;
+        let master = SecretKey::random();
+        let config = Config::new(chunker);
+        let cipher = Cipher::new(&master);
+        let key = KeyFile::seal(&master, password, kdf)?;
+        let (key_name, key_bytes) = key.to_file()?;
+        backend.write(FileKind::Key, &key_name, &key_bytes)?;
+        let plain = config.to_plain()?;
+        backend.write(FileKind::Config, "config", &cipher.seal(kind_aad(FileKind::Config), &plain))?;
+        let hasher = IdHasher::new(config.id_key.clone());
+        Ok(Repository { backend, cipher, hasher, config, master, key_name })
+    }
+
+    /// Opens a repository, trying the password against every key file.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        if !backend.exists(FileKind::Config, "config")? {
+            return Err(Error::NotARepository(backend.location()));
+        }
+        let keys = backend.list(FileKind::Key)?;
+        if keys.is_empty() {
+            return Err(Error::corrupt("keys/", "the repository has no key files"));
+        }
+        let mut opened = None;
+        let mut damaged = Vec::new();
+        for info in &keys {
+            let what = display_name(FileKind::Key, &info.name);
+            let parsed = backend.read(FileKind::Key, &info.name).and_then(|b| KeyFile::parse(&b, &what));
+            match parsed.and_then(|k| k.open(password, &what)) {
+                Ok(Some(master)) => {
+                    opened = Some((master, info.name.clone()));
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => damaged.push(e.to_string()),
+            }
+        }
+        let Some((master, key_name)) = opened else {
+            if !damaged.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "wrong password, or a damaged key file: {}",
+                    damaged.join("; ")
+                )));
+            }
+            return Err(Error::WrongPassword(backend.location()));
+        };
+        let cipher = Cipher::new(&master);
+        let sealed = backend.read(FileKind::Config, "config")?;
+        let plain = zeroize::Zeroizing::new(cipher.open(kind_aad(FileKind::Config), &sealed, "config")?);
+        let config = Config::from_plain(&plain)?;
+        let hasher = IdHasher::new(config.id_key.clone());
+        Ok(Repository { backend, cipher, hasher, config, master, key_name })
+    }
+
+    /// The storage behind this repository.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The cipher for blobs and sealed files.
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    /// The keyed hasher for blob ids.
+    pub fn hasher(&self) -> &IdHasher {
+        &self.hasher
+    }
+
+    /// The decrypted config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Name of the key file the password opened.
+    pub fn key_name(&self) -> &str {
+        &self.key_name
+    }
+
+    /// Seals `plain` and stores it under the hash of the sealed bytes; returns that name.
+    pub fn write_sealed(&self, kind: FileKind, plain: &[u8]) -> Result<Id> {
+        let sealed = self.cipher.seal(kind_aad(kind), plain);
+        let id = Id::of_bytes(&sealed);
+        self.backend.write(kind, &id.to_hex(), &sealed)?;
+        Ok(id)
+    }
+
+    /// Reads, checks the name against the content hash, and decrypts a sealed file.
+    pub fn read_sealed(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        let what = display_name(kind, name);
+        let sealed = self.backend.read(kind, name)?;
+        if kind != FileKind::Config && Id::of_bytes(&sealed).to_hex() != name {
+            return Err(Error::corrupt(what, "content does not match its name (bytes were changed)"));
+        }
+        self.cipher.open(kind_aad(kind), &sealed, &what)
+    }
+
+    /// Adds a password: a new key file sealing the same master key.
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        let key = KeyFile::seal(&self.master, password, kdf)?;
+        let (name, bytes) = key.to_file()?;
+        self.backend.write(FileKind::Key, &name, &bytes)?;
+        Ok(name)
+    }
+}

@@ -1,0 +1,182 @@
+//! Snapshots: what was backed up, when, from where, and how to find its bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::Id;
+use crate::error::{Error, Result};
+use crate::repo::{FileKind, Repository};
+
+/// One backed-up stream (an RDB file, or one file of an AOF directory).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotFile {
+    /// File name used on restore (e.g. `dump.rdb`).
+    pub name: String,
+    /// Bytes in the stream.
+    pub size: u64,
+    /// Plain BLAKE3 of the whole stream (compare with `b3sum`).
+    pub blake3: String,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// Ids of the chunk-list blobs that, concatenated, list the chunk ids in order.
+    pub lists: Vec<String>,
+}
+
+/// Where the data came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct SourceDesc {
+    /// "file", "stdin", "redis", "aof", ...
+    pub kind: String,
+    /// Path, stdin name or server address.
+    pub name: String,
+    /// Kind-specific facts (server info, cluster shard, ...).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Facts read from the RDB itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RedisFacts {
+    /// RDB format version from the header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdb_version: Option<u32>,
+    /// `redis-ver` aux field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_version: Option<String>,
+    /// Keys per database number.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys_per_db: BTreeMap<u32, u64>,
+}
+
+/// What a backup run did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct BackupSummary {
+    /// Bytes read from the source.
+    pub bytes_processed: u64,
+    /// Chunks the source was cut into.
+    pub chunks: u64,
+    /// Chunks the repository did not have yet.
+    pub new_chunks: u64,
+    /// Plaintext bytes of those new chunks.
+    pub new_raw_bytes: u64,
+    /// Bytes written to pack files (after compression and encryption).
+    pub bytes_added: u64,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A snapshot file's contents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    /// Format version.
+    pub version: u32,
+    /// When the backup started (RFC 3339, UTC).
+    pub time: String,
+    /// Host that ran the backup (or `--host`).
+    pub host: String,
+    /// User that ran it.
+    pub username: String,
+    /// User tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Groups snapshots taken together (e.g. the shards of a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Source description.
+    pub source: SourceDesc,
+    /// Facts from the RDB, when it parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisFacts>,
+    /// The streams, in order.
+    pub files: Vec<SnapshotFile>,
+    /// What the backup did.
+    pub summary: BackupSummary,
+}
+
+impl Snapshot {
+    /// Total bytes of all files.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Seals and stores the snapshot; returns its id.
+    pub fn save(&self, repo: &Repository) -> Result<Id> {
+        let json = serde_json::to_vec(self).map_err(|e| Error::Invalid(format!("snapshot: {e}")))?;
+        repo.write_sealed(FileKind::Snapshot, &json)
+    }
+
+    /// Loads one snapshot by its full id.
+    pub fn load(repo: &Repository, id: &str) -> Result<Snapshot> {
+        let plain = repo.read_sealed(FileKind::Snapshot, id)?;
+        serde_json::from_slice(&plain)
+            .map_err(|e| Error::corrupt(format!("snapshots/{id}"), format!("not a snapshot: {e}")))
+    }
+
+    /// Loads every snapshot, oldest first.
+    pub fn load_all(repo: &Repository) -> Result<Vec<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        for info in repo.backend().list(FileKind::Snapshot)? {
+            let id = Id::from_hex(&info.name)
+                .ok_or_else(|| Error::corrupt(format!("snapshots/{}", info.name), "name is not a snapshot id"))?;
+            out.push((id, Snapshot::load(repo, &info.name)?));
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Finds `latest`, a full id or a unique id prefix.
+    pub fn find(repo: &Repository, spec: &str) -> Result<(Id, Snapshot)> {
+        if spec == "latest" {
+            let all = Snapshot::load_all(repo)?;
+            return all.into_iter().last().ok_or_else(|| Error::NoSnapshot(spec.into()));
+        }
+        if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::NoSnapshot(spec.into()));
+        }
+        let spec_lc = spec.to_ascii_lowercase();
+        let names: Vec<String> = repo
+            .backend()
+            .list(FileKind::Snapshot)?
+            .into_iter()
+            .map(|i| i.name)
+            .filter(|n| n.starts_with(&spec_lc))
+            .collect();
+        match names.len() {
+            0 => Err(Error::NoSnapshot(spec.into())),
+            1 => {
+                let id = Id::from_hex(&names[0])
+                    .ok_or_else(|| Error::corrupt(format!("snapshots/{}", names[0]), "name is not a snapshot id"))?;
+                Ok((id, Snapshot::load(repo, &names[0])?))
+            }
+            _ => Err(Error::AmbiguousSnapshot(
+                spec.into(),
+                names.iter().map(|n| &n[..8]).collect::<Vec<_>>().join(", "),
+            )),
+        }
+    }
+}
+
+/// The current time as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    now.format(&fmt).unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The user running the process.
+pub fn username() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
+}

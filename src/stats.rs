@@ -1,0 +1,83 @@
+//! Repository statistics: how much was backed up, how much is stored.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::index::Index;
+use crate::pack::BlobType;
+use crate::repo::{FileKind, Repository};
+use crate::snapshot::Snapshot;
+
+/// Sizes and ratios across all snapshots.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stats {
+    /// Number of snapshots.
+    pub snapshots: u64,
+    /// Sum of the sizes of all snapshots (what a plain copy of each would take).
+    pub total_raw_bytes: u64,
+    /// Plaintext bytes of distinct data chunks.
+    pub unique_raw_bytes: u64,
+    /// Bytes of those chunks after compression and encryption.
+    pub unique_stored_bytes: u64,
+    /// Distinct data chunks.
+    pub data_blobs: u64,
+    /// Chunk-list blobs.
+    pub list_blobs: u64,
+    /// Pack files.
+    pub packs: u64,
+    /// Bytes of all repository files (packs, index, snapshots, keys, config).
+    pub repository_bytes: u64,
+    /// total_raw_bytes / unique_raw_bytes.
+    pub dedup_ratio: f64,
+    /// unique_raw_bytes / unique_stored_bytes.
+    pub compression_ratio: f64,
+    /// total_raw_bytes / repository_bytes.
+    pub overall_ratio: f64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Computes the statistics of a repository.
+pub fn compute(repo: &Repository, index: &Index, snapshots: &[(crate::crypto::Id, Snapshot)]) -> Result<Stats> {
+    let total_raw_bytes = snapshots.iter().map(|(_, s)| s.size()).sum();
+    let (mut unique_raw_bytes, mut unique_stored_bytes, mut data_blobs, mut list_blobs) = (0, 0, 0, 0);
+    for (_, e) in index.iter() {
+        match e.kind {
+            BlobType::Data => {
+                data_blobs += 1;
+                unique_raw_bytes += e.raw_len as u64;
+                unique_stored_bytes += e.length as u64;
+            }
+            BlobType::ChunkList => list_blobs += 1,
+        }
+    }
+    let mut repository_bytes = 0;
+    let mut packs = 0;
+    for kind in crate::repo::FileKind::ALL {
+        for f in repo.backend().list(kind)? {
+            repository_bytes += f.size;
+            if kind == FileKind::Pack {
+                packs += 1;
+            }
+        }
+    }
+    Ok(Stats {
+        snapshots: snapshots.len() as u64,
+        total_raw_bytes,
+        unique_raw_bytes,
+        unique_stored_bytes,
+        data_blobs,
+        list_blobs,
+        packs,
+        repository_bytes,
+        dedup_ratio: ratio(total_raw_bytes, unique_raw_bytes),
+        compression_ratio: ratio(unique_raw_bytes, unique_stored_bytes),
+        overall_ratio: ratio(total_raw_bytes, repository_bytes),
+    })
+}
