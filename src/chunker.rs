@@ -18,7 +18,7 @@ pub struct ChunkerParams {
 impl Default for ChunkerParams {
     /// Chosen by measurement on real RDB files; see docs/format.md ("Chunking").
     fn default() -> Self {
-        ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 32 * 1024 }
+        ChunkerParams { min_size: 512, avg_size: 2048, max_size: 16 * 1024 }
     }
 }
 

@@ -1,0 +1,148 @@
+//! Round trips: what goes in comes back byte for byte.
+
+mod common;
+
+use common::redis::{fill, Redis};
+use common::vault::{test_bytes, Vault};
+
+#[test]
+fn random_data_round_trips_and_dedups_against_itself() {
+    let v = Vault::init();
+    let data = test_bytes(3_000_000, 42);
+    let file = v.dir.path().join("blob.bin");
+    std::fs::write(&file, &data).unwrap();
+    let (id, first) = v.backup(&file, &["--tag", "nightly", "--host", "db1"]);
+    assert_eq!(first["bytes_processed"], 3_000_000);
+    assert!(first["bytes_added"].as_u64().unwrap() > 0);
+    let back = v.restore(&id[..10], &v.dir.path().join("out.bin"));
+    assert!(back == data, "restored bytes differ");
+
+    // The same file again stores nothing new.
+    let (_, second) = v.backup(&file, &[]);
+    assert_eq!(second["new_chunks"], 0);
+    assert_eq!(second["bytes_added"], 0);
+
+    let list = v.json(&["snapshots"]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["tags"][0], "nightly");
+    assert_eq!(list[0]["host"], "db1");
+    assert_eq!(list[0]["size"], 3_000_000);
+    assert_eq!(list[0]["files"][0]["blake3"], blake3::hash(&data).to_hex().as_str());
+}
+
+#[test]
+fn real_rdb_from_redis_round_trips() {
+    let redis = Redis::start(&[]);
+    fill(&redis, 20_000, 0, 7);
+    let v = Vault::init();
+    let rdb = redis.save_copy(&v.dir.path().join("dump.rdb"));
+    let original = std::fs::read(&rdb).unwrap();
+    assert!(original.starts_with(b"REDIS"));
+    let (id, _) = v.backup(&rdb, &[]);
+    let back = v.restore("latest", &v.dir.path().join("restored.rdb"));
+    assert!(back == original, "restored RDB differs");
+
+    // The snapshot records the RDB version from the header.
+    let list = v.json(&["snapshots"]);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert!(list[0]["redis"]["rdb_version"].as_u64().unwrap() >= 9);
+
+    // A restored file loads into a fresh server with the same keys.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(v.dir.path().join("restored.rdb"), fresh_dir.path().join("dump.rdb")).unwrap();
+    let fresh = Redis::start(&["--dir", fresh_dir.path().to_str().unwrap()]);
+    assert_eq!(fresh.cli(&["DBSIZE"]).trim(), "20000");
+    assert_eq!(fresh.cli(&["DEBUG", "DIGEST"]), redis.cli(&["DEBUG", "DIGEST"]));
+}
+
+#[test]
+fn stdin_backup_and_stdout_restore() {
+    let v = Vault::init();
+    let data = test_bytes(1_500_000, 9);
+    let out = v.run_stdin(&["--json", "backup", "--stdin", "--stdin-name", "dump.rdb"], &data);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restored = v.run(&["restore", "latest", "--target", "-"]);
+    assert!(restored.status.success());
+    assert!(restored.stdout == data, "stdout restore differs");
+    let list = v.json(&["snapshots"]);
+    assert_eq!(list[0]["source"]["kind"], "stdin");
+    assert_eq!(list[0]["files"][0]["name"], "dump.rdb");
+}
+
+#[test]
+fn empty_inputs_give_valid_empty_snapshots() {
+    let v = Vault::init();
+    let empty = v.dir.path().join("empty.rdb");
+    std::fs::write(&empty, b"").unwrap();
+    let (id, summary) = v.backup(&empty, &[]);
+    assert_eq!(summary["bytes_processed"], 0);
+    assert_eq!(summary["chunks"], 0);
+    let target = v.dir.path().join("restored-empty.rdb");
+    assert_eq!(v.restore(&id, &target), Vec::<u8>::new());
+
+    let out = v.run_stdin(&["backup", "--stdin"], b"");
+    assert!(out.status.success());
+    assert_eq!(v.json(&["snapshots"]).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn missing_input_and_missing_repository_are_clear_errors() {
+    let v = Vault::init();
+    let err = v.fails(&["backup", "/nonexistent/dump.rdb"]);
+    assert!(err.contains("/nonexistent/dump.rdb"), "{err}");
+    assert!(v.json(&["snapshots"]).as_array().unwrap().is_empty(), "no snapshot after a failed backup");
+
+    let other = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+        .args(["snapshots", "-r"])
+        .arg(other.path())
+        .env("RDBVAULT_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(10));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an rdbvault repository"));
+
+    let err = v.fails(&["restore", "deadbeef", "--target", "/tmp/never"]);
+    assert!(err.contains("no snapshot matches"), "{err}");
+}
+
+#[test]
+fn repository_from_environment_and_password_file() {
+    let v = Vault::init();
+    let pwfile = v.dir.path().join("pw");
+    std::fs::write(&pwfile, format!("{}\n", v.password)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+        .args(["--json", "stats", "--password-file"])
+        .arg(&pwfile)
+        .env("RDBVAULT_REPOSITORY", &v.repo)
+        .env_remove("RDBVAULT_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["snapshots"], 0);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+        .args(["snapshots", "--password-command", &format!("echo '{}'", v.password)])
+        .env("RDBVAULT_REPOSITORY", &v.repo)
+        .env_remove("RDBVAULT_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn stats_report_dedup_and_compression() {
+    let v = Vault::init();
+    let file = v.dir.path().join("d.bin");
+    std::fs::write(&file, test_bytes(2_000_000, 5)).unwrap();
+    v.backup(&file, &[]);
+    v.backup(&file, &[]);
+    let s = v.json(&["stats"]);
+    assert_eq!(s["snapshots"], 2);
+    assert_eq!(s["total_raw_bytes"], 4_000_000);
+    assert_eq!(s["unique_raw_bytes"], 2_000_000);
+    assert!((s["dedup_ratio"].as_f64().unwrap() - 2.0).abs() < 1e-9);
+    assert!(s["compression_ratio"].as_f64().unwrap() > 1.0, "partly textual data compresses");
+}
