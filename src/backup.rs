@@ -14,11 +14,13 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::chunker::Chunker;
+use crate::compress::{self, Compressor};
 use crate::chunklist::ListBuilder;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::pack::{seal_blob, BlobType};
+use crate::restore::Blobs;
 use crate::packer::{adopt_orphan_packs, Packer, PackerStats};
 use crate::repo::Repository;
 use crate::snapshot::{BackupSummary, RedisFacts, Snapshot, SnapshotFile, SourceDesc};
@@ -104,6 +106,32 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
     let time = crate::snapshot::now_rfc3339();
     let mut index = Index::load(repo)?;
     adopt_orphan_packs(repo, &mut index)?;
+    Compressor::new(opts.zstd_level, None)?;
+    let existing_dict = Blobs::new(repo, &index)?.dictionaries().preferred();
+
+    // Without a dictionary yet, the first megabytes of input train one.
+    let mut inputs: Vec<(String, Vec<Vec<u8>>, Chunker<Box<dyn Read + Send + '_>>)> = inputs
+        .into_iter()
+        .map(|i| (i.name, Vec::new(), Chunker::new(i.reader, repo.config().chunker, repo.config().chunker_seed())))
+        .collect();
+    let mut new_dict = None;
+    if existing_dict.is_none() && opts.zstd_level > 0 {
+        if let Some((name, prefix, chunker)) = inputs.first_mut() {
+            let mut sampled = 0;
+            while sampled < compress::MAX_TRAINING_BYTES {
+                match chunker.next() {
+                    Some(Ok(c)) => {
+                        sampled += c.len();
+                        prefix.push(c);
+                    }
+                    Some(Err(source)) => return Err(Error::Source { name: name.clone(), source }),
+                    None => break,
+                }
+            }
+            new_dict = compress::train(prefix).map(Arc::new);
+        }
+    }
+    let dict = existing_dict.or_else(|| new_dict.clone());
     let dedup = Arc::new(Dedup { index, claimed: Mutex::new(HashSet::new()) });
     let threads = opts.threads.max(1);
 
@@ -113,21 +141,30 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
 
     let outcome = std::thread::scope(|s| {
         let packer = s.spawn(|| run_packer(repo, seal_rx));
+        if let Some(d) = &new_dict {
+            let id = repo.hasher().id(d);
+            if dedup.claim(&id) {
+                let (flags, data) = seal_blob(repo.cipher(), BlobType::Dictionary, &id, d, &mut Compressor::plain());
+                let _ = seal_tx.send(Sealed { id, kind: BlobType::Dictionary, flags, raw_len: d.len() as u32, data });
+            }
+        }
         for _ in 0..threads {
-            let (job_rx, seal_tx, ev_tx, dedup) = (job_rx.clone(), seal_tx.clone(), ev_tx.clone(), dedup.clone());
-            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, job_rx, seal_tx, ev_tx));
+            let (job_rx, seal_tx, ev_tx, dedup, dict) =
+                (job_rx.clone(), seal_tx.clone(), ev_tx.clone(), dedup.clone(), dict.clone());
+            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, dict.as_deref().map(|d| d.as_slice()), job_rx, seal_tx, ev_tx));
         }
         drop(job_rx);
         let collector = {
             let (seal_tx, dedup) = (seal_tx.clone(), dedup.clone());
-            s.spawn(move || run_collector(repo, &dedup, opts.zstd_level, ev_rx, seal_tx))
+            s.spawn(move || run_collector(repo, &dedup, ev_rx, seal_tx))
         };
         drop(seal_tx);
 
         let mut read_result = Ok((0u64, None));
         let mut seq = 0u64;
-        for (n, input) in inputs.into_iter().enumerate() {
-            match read_input(repo, input, opts, &mut seq, &job_tx, &ev_tx) {
+        for (n, (name, prefix, chunker)) in inputs.into_iter().enumerate() {
+            let chunks = prefix.into_iter().map(Ok).chain(chunker);
+            match read_input(name, chunks, opts, &mut seq, &job_tx, &ev_tx) {
                 Ok((size, facts)) => {
                     if let Ok((total, first_facts)) = &mut read_result {
                         *total += size;
@@ -179,19 +216,18 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
 
 /// Reads one input on the caller's thread; returns its size and RDB facts.
 fn read_input(
-    repo: &Repository,
-    input: Input<'_>,
+    name: String,
+    chunks: impl Iterator<Item = std::io::Result<Vec<u8>>>,
     opts: &BackupOptions,
     seq: &mut u64,
     job_tx: &Sender<Job>,
     ev_tx: &Sender<Event>,
 ) -> Result<(u64, Option<RedisFacts>)> {
     let stopped = || Error::Invalid("backup workers stopped".into());
-    let name = input.name;
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
     let mut facts = None;
-    for chunk in Chunker::new(input.reader, repo.config().chunker) {
+    for chunk in chunks {
         let data = chunk.map_err(|source| Error::Source { name: name.clone(), source })?;
         if size == 0 {
             facts = sniff_rdb_header(&data);
@@ -219,13 +255,24 @@ fn sniff_rdb_header(first: &[u8]) -> Option<RedisFacts> {
     Some(RedisFacts { rdb_version: Some(version), ..RedisFacts::default() })
 }
 
-fn run_worker(repo: &Repository, dedup: &Dedup, level: i32, jobs: Receiver<Job>, sealed: Sender<Sealed>, events: Sender<Event>) {
+fn run_worker(
+    repo: &Repository,
+    dedup: &Dedup,
+    level: i32,
+    dict: Option<&[u8]>,
+    jobs: Receiver<Job>,
+    sealed: Sender<Sealed>,
+    events: Sender<Event>,
+) {
+    // The level was validated before the threads started; a dictionary that
+    // zstd refuses falls back to plain compression.
+    let Ok(mut zstd) = Compressor::new(level, dict).or_else(|_| Compressor::new(level, None)) else { return };
     for job in jobs {
         let id = repo.hasher().id(&job.data);
         let len = job.data.len() as u32;
         let new = dedup.claim(&id);
         if new {
-            let (flags, data) = seal_blob(repo.cipher(), BlobType::Data, &id, &job.data, level);
+            let (flags, data) = seal_blob(repo.cipher(), BlobType::Data, &id, &job.data, &mut zstd);
             if sealed.send(Sealed { id, kind: BlobType::Data, flags, raw_len: len, data }).is_err() {
                 return;
             }
@@ -253,7 +300,9 @@ struct Collected {
 }
 
 /// Puts chunk ids back in input order and stores the chunk lists.
-fn run_collector(repo: &Repository, dedup: &Dedup, level: i32, events: Receiver<Event>, sealed: Sender<Sealed>) -> Result<Collected> {
+fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, sealed: Sender<Sealed>) -> Result<Collected> {
+    // Chunk lists are random ids: compressing them gains nothing.
+    let mut plain = Compressor::plain();
     let mut out = Collected::default();
     let mut pending: BTreeMap<u64, Id> = BTreeMap::new();
     let mut ends: VecDeque<(String, u64, u64, String)> = VecDeque::new();
@@ -262,10 +311,10 @@ fn run_collector(repo: &Repository, dedup: &Dedup, level: i32, events: Receiver<
     let mut lists: Vec<String> = Vec::new();
     let mut file_chunks = 0u64;
 
-    let store_list = |blob: Vec<u8>, lists: &mut Vec<String>| -> Result<()> {
+    let mut store_list = |blob: Vec<u8>, lists: &mut Vec<String>| -> Result<()> {
         let id = repo.hasher().id(&blob);
         if dedup.claim(&id) {
-            let (flags, data) = seal_blob(repo.cipher(), BlobType::ChunkList, &id, &blob, level);
+            let (flags, data) = seal_blob(repo.cipher(), BlobType::ChunkList, &id, &blob, &mut plain);
             sealed
                 .send(Sealed { id, kind: BlobType::ChunkList, flags, raw_len: blob.len() as u32, data })
                 .map_err(|_| Error::Invalid("pack writer stopped".into()))?;

@@ -18,7 +18,7 @@ pub struct ChunkerParams {
 impl Default for ChunkerParams {
     /// Chosen by measurement on real RDB files; see docs/format.md ("Chunking").
     fn default() -> Self {
-        ChunkerParams { min_size: 512, avg_size: 2048, max_size: 16 * 1024 }
+        ChunkerParams { min_size: 256, avg_size: 1024, max_size: 8 * 1024 }
     }
 }
 
@@ -48,11 +48,12 @@ pub struct Chunker<R: Read> {
 }
 
 impl<R: Read> Chunker<R> {
-    /// A chunker over `reader` with the repository's parameters.
-    pub fn new(reader: R, params: ChunkerParams) -> Self {
-        Chunker {
-            inner: fastcdc::v2020::StreamCDC::new(reader, params.min_size, params.avg_size, params.max_size),
-        }
+    /// A chunker over `reader` with the repository's parameters and secret
+    /// gear seed (so cut points, and thus chunk sizes, reveal nothing).
+    pub fn new(reader: R, params: ChunkerParams, seed: u64) -> Self {
+        use fastcdc::v2020::{Normalization, StreamCDC};
+        let (min, avg, max) = (params.min_size, params.avg_size, params.max_size);
+        Chunker { inner: StreamCDC::with_level_and_seed(reader, min, avg, max, Normalization::Level1, seed) }
     }
 }
 
@@ -82,7 +83,7 @@ mod tests {
             *b = (x >> 33) as u8;
         }
         let p = ChunkerParams::default();
-        let chunks: Vec<Vec<u8>> = Chunker::new(&data[..], p).map(|c| c.unwrap()).collect();
+        let chunks: Vec<Vec<u8>> = Chunker::new(&data[..], p, 99).map(|c| c.unwrap()).collect();
         assert!(chunks.len() > 10);
         for c in &chunks[..chunks.len() - 1] {
             assert!(c.len() >= p.min_size as usize && c.len() <= p.max_size as usize);
@@ -92,7 +93,7 @@ mod tests {
 
     #[test]
     fn empty_input_gives_no_chunks() {
-        assert_eq!(Chunker::new(&[][..], ChunkerParams::default()).count(), 0);
+        assert_eq!(Chunker::new(&[][..], ChunkerParams::default(), 1).count(), 0);
     }
 
     #[test]

@@ -132,10 +132,7 @@ impl IndexFile {
             out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
             for e in entries {
                 out.extend_from_slice(&e.id.0);
-                out.push(match e.kind {
-                    BlobType::Data => 0,
-                    BlobType::ChunkList => 1,
-                });
+                out.push(e.kind.code());
                 out.push(e.flags);
                 out.extend_from_slice(&e.offset.to_le_bytes());
                 out.extend_from_slice(&e.length.to_le_bytes());
@@ -165,11 +162,7 @@ impl IndexFile {
             for _ in 0..n {
                 let id = r.id()?;
                 let t = r.take(1)?[0];
-                let kind = match t {
-                    0 => BlobType::Data,
-                    1 => BlobType::ChunkList,
-                    _ => return Err(Error::corrupt(what, format!("unknown blob type {t}"))),
-                };
+                let kind = BlobType::from_code(t).ok_or_else(|| Error::corrupt(what, format!("unknown blob type {t}")))?;
                 let flags = r.take(1)?[0];
                 let offset = r.u32()?;
                 let length = r.u32()?;

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod chunker;
 pub mod chunklist;
+pub mod compress;
 pub mod crypto;
 pub mod error;
 pub mod index;

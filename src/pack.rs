@@ -5,7 +5,8 @@
 //! `type u8 || flags u8 || raw_len u32 || length u32 || id [32]` (42 bytes);
 //! offsets follow from the lengths. The file is named by the BLAKE3 of its bytes.
 
-use crate::crypto::{Cipher, Id, SEAL_OVERHEAD};
+use crate::compress::{Compressor, Decoder};
+use crate::crypto::{Cipher, Id, IdHasher, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 
 /// Packs are closed once they reach this size.
@@ -22,20 +23,26 @@ pub enum BlobType {
     Data,
     /// A list of chunk ids (part of a file's chunk list).
     ChunkList,
+    /// A zstd dictionary that compressed blobs may name.
+    Dictionary,
 }
 
 impl BlobType {
-    fn code(self) -> u8 {
+    /// The byte stored in pack headers and index files.
+    pub fn code(self) -> u8 {
         match self {
             BlobType::Data => 0,
             BlobType::ChunkList => 1,
+            BlobType::Dictionary => 2,
         }
     }
 
-    fn from_code(c: u8) -> Option<BlobType> {
+    /// Parses a stored type byte.
+    pub fn from_code(c: u8) -> Option<BlobType> {
         match c {
             0 => Some(BlobType::Data),
             1 => Some(BlobType::ChunkList),
+            2 => Some(BlobType::Dictionary),
             _ => None,
         }
     }
@@ -70,34 +77,35 @@ pub fn blob_aad(kind: BlobType, id: &Id) -> [u8; 33] {
 }
 
 /// Turns a blob's plaintext into its sealed, possibly compressed form.
-pub fn seal_blob(cipher: &Cipher, kind: BlobType, id: &Id, plain: &[u8], zstd_level: i32) -> (u8, Vec<u8>) {
+pub fn seal_blob(cipher: &Cipher, kind: BlobType, id: &Id, plain: &[u8], zstd: &mut Compressor) -> (u8, Vec<u8>) {
     let aad = blob_aad(kind, id);
-    if zstd_level != 0 {
-        if let Ok(compressed) = zstd::bulk::compress(plain, zstd_level) {
-            if compressed.len() < plain.len() {
-                return (FLAG_ZSTD, cipher.seal(&aad, &compressed));
-            }
-        }
+    match zstd.compress(plain) {
+        Some(compressed) => (FLAG_ZSTD, cipher.seal(&aad, &compressed)),
+        None => (0, cipher.seal(&aad, plain)),
     }
-    (0, cipher.seal(&aad, plain))
+}
+
+/// What opening a blob needs besides its bytes.
+pub struct BlobKeys<'a> {
+    /// Decrypts.
+    pub cipher: &'a Cipher,
+    /// Verifies the id.
+    pub hasher: &'a IdHasher,
 }
 
 /// Decrypts, decompresses and verifies one blob; `what` names it in errors.
-pub fn open_blob(cipher: &Cipher, hasher: &crate::crypto::IdHasher, entry: &BlobEntry, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+pub fn open_blob(keys: &BlobKeys<'_>, zstd: &mut Decoder<'_>, entry: &BlobEntry, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
     let aad = blob_aad(entry.kind, &entry.id);
-    let opened = cipher.open(&aad, sealed, what)?;
+    let opened = keys.cipher.open(&aad, sealed, what)?;
     let plain = if entry.flags & FLAG_ZSTD != 0 {
-        let mut out = Vec::with_capacity(entry.raw_len as usize);
-        zstd::stream::copy_decode(&opened[..], &mut out)
-            .map_err(|e| Error::corrupt(what, format!("zstd data does not decompress: {e}")))?;
-        out
+        zstd.decompress(&opened, entry.raw_len as usize, what)?
     } else {
         opened
     };
     if plain.len() != entry.raw_len as usize {
         return Err(Error::corrupt(what, format!("holds {} bytes, index says {}", plain.len(), entry.raw_len)));
     }
-    if hasher.id(&plain) != entry.id {
+    if keys.hasher.id(&plain) != entry.id {
         return Err(Error::corrupt(what, "content does not hash to its id"));
     }
     Ok(plain)

@@ -16,7 +16,8 @@ use crate::chunklist::parse_list;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::pack::{open_blob, BlobEntry};
+use crate::compress::{Decoder, Dictionaries};
+use crate::pack::{open_blob, BlobEntry, BlobKeys, BlobType};
 use crate::repo::{display_name, FileKind, Repository};
 use crate::snapshot::{Snapshot, SnapshotFile};
 
@@ -38,33 +39,68 @@ impl Default for RestoreOptions {
     }
 }
 
-/// Reads one blob from its pack and verifies it.
-pub fn load_blob(repo: &Repository, index: &Index, id: &Id) -> Result<Vec<u8>> {
-    let (pack, entry) = index.get(id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
-    let name = pack.to_hex();
-    let sealed = repo.backend().read_range(FileKind::Pack, &name, entry.offset as u64, entry.length as usize)?;
-    open_blob(repo.cipher(), repo.hasher(), &entry, &sealed, &blob_name(&name, &entry))
+/// Reads blobs of one repository: the index to find them, the keys and
+/// dictionaries to open them.
+pub struct Blobs<'a> {
+    /// The repository.
+    pub repo: &'a Repository,
+    /// Its index.
+    pub index: &'a Index,
+    dicts: Dictionaries,
 }
 
-fn blob_name(pack: &str, e: &BlobEntry) -> String {
+impl<'a> Blobs<'a> {
+    /// Loads the repository's dictionaries (they are few and small).
+    pub fn new(repo: &'a Repository, index: &'a Index) -> Result<Blobs<'a>> {
+        let mut b = Blobs { repo, index, dicts: Dictionaries::new() };
+        let ids: Vec<Id> = index.iter().filter(|(_, e)| e.kind == BlobType::Dictionary).map(|(_, e)| e.id).collect();
+        let mut dicts = Dictionaries::new();
+        for id in ids {
+            dicts.add(b.load(&id)?);
+        }
+        b.dicts = dicts;
+        Ok(b)
+    }
+
+    /// The dictionaries, for compressors that continue with them.
+    pub fn dictionaries(&self) -> &Dictionaries {
+        &self.dicts
+    }
+
+    fn keys(&self) -> BlobKeys<'_> {
+        BlobKeys { cipher: self.repo.cipher(), hasher: self.repo.hasher() }
+    }
+
+    /// Reads one blob from its pack and verifies it.
+    pub fn load(&self, id: &Id) -> Result<Vec<u8>> {
+        let (pack, entry) = self.index.get(id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
+        let name = pack.to_hex();
+        let sealed = self.repo.backend().read_range(FileKind::Pack, &name, entry.offset as u64, entry.length as usize)?;
+        open_blob(&self.keys(), &mut self.dicts.decoder(), &entry, &sealed, &blob_name(&name, &entry))
+    }
+
+    /// The ordered chunk ids of a file, read one list blob at a time.
+    pub fn chunk_ids(&'a self, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
+        file.lists.iter().flat_map(move |hex| {
+            let ids = Id::from_hex(hex)
+                .ok_or_else(|| Error::corrupt(format!("snapshot file {}", file.name), format!("bad list id {hex}")))
+                .and_then(|id| {
+                    let plain = self.load(&id)?;
+                    parse_list(&plain)
+                        .ok_or_else(|| Error::corrupt(format!("chunk list {hex}"), "length is not a multiple of 32"))
+                });
+            let v: Vec<Result<Id>> = match ids {
+                Ok(ids) => ids.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            v
+        })
+    }
+}
+
+/// How a blob is named in messages: `blob <id> in data/xx/<pack>`.
+pub fn blob_name(pack: &str, e: &BlobEntry) -> String {
     format!("blob {} in {}", e.id.to_hex(), display_name(FileKind::Pack, pack))
-}
-
-/// The ordered chunk ids of a file, read one list blob at a time.
-pub fn chunk_ids<'a>(repo: &'a Repository, index: &'a Index, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
-    file.lists.iter().flat_map(move |hex| {
-        let ids = Id::from_hex(hex)
-            .ok_or_else(|| Error::corrupt(format!("snapshot file {}", file.name), format!("bad list id {hex}")))
-            .and_then(|id| {
-                let plain = load_blob(repo, index, &id)?;
-                parse_list(&plain).ok_or_else(|| Error::corrupt(format!("chunk list {hex}"), "length is not a multiple of 32"))
-            });
-        let v: Vec<Result<Id>> = match ids {
-            Ok(ids) => ids.into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(e)],
-        };
-        v
-    })
 }
 
 struct Batch {
@@ -74,15 +110,15 @@ struct Batch {
 }
 
 /// Writes the file's bytes to `out` in order; fails if any blob or the whole-stream hash is wrong.
-pub fn write_file(repo: &Repository, index: &Index, file: &SnapshotFile, out: &mut dyn Write, opts: &RestoreOptions) -> Result<()> {
+pub fn write_file(blobs: &Blobs<'_>, file: &SnapshotFile, out: &mut dyn Write, opts: &RestoreOptions) -> Result<()> {
     let threads = opts.threads.max(1);
     let (batch_tx, batch_rx) = bounded::<Batch>(threads * 2);
     let (done_tx, done_rx) = bounded::<(u64, Result<Vec<Vec<u8>>>)>(threads * 2);
     std::thread::scope(|s| {
-        let producer = s.spawn(move || produce_batches(repo, index, file, batch_tx));
+        let producer = s.spawn(move || produce_batches(blobs, file, batch_tx));
         for _ in 0..threads {
             let (rx, tx) = (batch_rx.clone(), done_tx.clone());
-            s.spawn(move || fetch_batches(repo, rx, tx));
+            s.spawn(move || fetch_batches(blobs, rx, tx));
         }
         drop(batch_rx);
         drop(done_tx);
@@ -93,14 +129,14 @@ pub fn write_file(repo: &Repository, index: &Index, file: &SnapshotFile, out: &m
     })
 }
 
-fn produce_batches(repo: &Repository, index: &Index, file: &SnapshotFile, tx: Sender<Batch>) -> Result<()> {
+fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) -> Result<()> {
     let mut seq = 0u64;
     let mut cur: Option<Batch> = None;
     let mut count = 0u64;
-    for id in chunk_ids(repo, index, file) {
+    for id in blobs.chunk_ids(file) {
         let id = id?;
         count += 1;
-        let (pack, entry) = index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
+        let (pack, entry) = blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
         if let Some(b) = cur.as_mut() {
             let last = b.entries[b.entries.len() - 1];
             let first = b.entries[0];
@@ -130,9 +166,10 @@ fn produce_batches(repo: &Repository, index: &Index, file: &SnapshotFile, tx: Se
     Ok(())
 }
 
-fn fetch_batches(repo: &Repository, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<Vec<u8>>>)>) {
+fn fetch_batches(blobs: &Blobs<'_>, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<Vec<u8>>>)>) {
+    let mut zstd = blobs.dicts.decoder();
     for b in rx {
-        let result = fetch_batch(repo, &b);
+        let result = fetch_batch(blobs, &mut zstd, &b);
         let failed = result.is_err();
         if tx.send((b.seq, result)).is_err() || failed {
             return;
@@ -140,18 +177,19 @@ fn fetch_batches(repo: &Repository, rx: Receiver<Batch>, tx: Sender<(u64, Result
     }
 }
 
-fn fetch_batch(repo: &Repository, b: &Batch) -> Result<Vec<Vec<u8>>> {
+fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch) -> Result<Vec<Vec<u8>>> {
     let name = b.pack.to_hex();
     let start = b.entries[0].offset as u64;
     let last = b.entries[b.entries.len() - 1];
     let end = last.offset as u64 + last.length as u64;
-    let bytes = repo.backend().read_range(FileKind::Pack, &name, start, (end - start) as usize)?;
+    let bytes = blobs.repo.backend().read_range(FileKind::Pack, &name, start, (end - start) as usize)?;
+    let keys = blobs.keys();
     b.entries
         .iter()
         .map(|e| {
             let off = (e.offset as u64 - start) as usize;
             let sealed = &bytes[off..off + e.length as usize];
-            open_blob(repo.cipher(), repo.hasher(), e, sealed, &blob_name(&name, e))
+            open_blob(&keys, zstd, e, sealed, &blob_name(&name, e))
         })
         .collect()
 }
@@ -214,13 +252,13 @@ pub fn target_paths(snapshot: &Snapshot, target: &Path) -> Result<Vec<PathBuf>> 
 
 /// Restores every file of a snapshot under `target` (a file for one-file
 /// snapshots, else a directory); each file appears only once verified.
-pub fn restore_to_path(repo: &Repository, index: &Index, snapshot: &Snapshot, target: &Path, opts: &RestoreOptions) -> Result<Vec<PathBuf>> {
+pub fn restore_to_path(blobs: &Blobs<'_>, snapshot: &Snapshot, target: &Path, opts: &RestoreOptions) -> Result<Vec<PathBuf>> {
     let paths = target_paths(snapshot, target)?;
     if snapshot.files.len() != 1 {
         fs::create_dir_all(target).map_err(|e| Error::io(format!("create {}", target.display()), e))?;
     }
     for (file, path) in snapshot.files.iter().zip(&paths) {
-        write_atomically(path, |out| write_file(repo, index, file, out, opts))?;
+        write_atomically(path, |out| write_file(blobs, file, out, opts))?;
     }
     Ok(paths)
 }
@@ -252,9 +290,9 @@ pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result
 
 /// Streams a one-file snapshot to stdout (verified at the end; an error then
 /// means the bytes already written must not be trusted).
-pub fn restore_to_writer(repo: &Repository, index: &Index, snapshot: &Snapshot, out: &mut dyn Write, opts: &RestoreOptions) -> Result<()> {
+pub fn restore_to_writer(blobs: &Blobs<'_>, snapshot: &Snapshot, out: &mut dyn Write, opts: &RestoreOptions) -> Result<()> {
     match snapshot.files.as_slice() {
-        [file] => write_file(repo, index, file, out, opts),
+        [file] => write_file(blobs, file, out, opts),
         files => Err(Error::Invalid(format!(
             "snapshot holds {} files; restore it to a directory, not to stdout",
             files.len()

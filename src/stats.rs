@@ -21,7 +21,7 @@ pub struct Stats {
     pub unique_stored_bytes: u64,
     /// Distinct data chunks.
     pub data_blobs: u64,
-    /// Chunk-list blobs.
+    /// Metadata blobs: chunk lists and compression dictionaries.
     pub list_blobs: u64,
     /// Pack files.
     pub packs: u64,
@@ -54,7 +54,7 @@ pub fn compute(repo: &Repository, index: &Index, snapshots: &[(crate::crypto::Id
                 unique_raw_bytes += e.raw_len as u64;
                 unique_stored_bytes += e.length as u64;
             }
-            BlobType::ChunkList => list_blobs += 1,
+            BlobType::ChunkList | BlobType::Dictionary => list_blobs += 1,
         }
     }
     let mut repository_bytes = 0;

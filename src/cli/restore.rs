@@ -25,6 +25,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
     let (id, snap) = Snapshot::find(&repo, &a.snapshot)?;
     let index = Index::load(&repo)?;
+    let blobs = restore::Blobs::new(&repo, &index)?;
     let to_stdout = a.target.as_os_str() == "-";
     let mut opts = RestoreOptions {
         progress: output::progress(Some(snap.size()), g.quiet || to_stdout, g.json, "restore"),
@@ -37,10 +38,10 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     let result = if to_stdout {
         let stdout = std::io::stdout();
         let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-        let r = restore::restore_to_writer(&repo, &index, &snap, &mut lock, &opts);
+        let r = restore::restore_to_writer(&blobs, &snap, &mut lock, &opts);
         r.and_then(|()| lock.flush().map_err(|e| rdbvault::Error::io("write stdout", e))).map(|()| Vec::new())
     } else {
-        restore::restore_to_path(&repo, &index, &snap, &a.target, &opts)
+        restore::restore_to_path(&blobs, &snap, &a.target, &opts)
     };
     if let Some(pb) = &opts.progress {
         pb.finish_and_clear();

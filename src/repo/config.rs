@@ -43,6 +43,14 @@ impl Config {
         }
     }
 
+    /// The chunker's gear seed, derived from the id key so it is secret too.
+    pub fn chunker_seed(&self) -> u64 {
+        let h = blake3::keyed_hash(self.id_key.as_bytes(), b"rdbvault chunker seed");
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h.as_bytes()[..8]);
+        u64::from_le_bytes(b)
+    }
+
     /// Plaintext JSON (wiped when dropped).
     pub fn to_plain(&self) -> Result<Zeroizing<Vec<u8>>> {
         let json = ConfigJson {

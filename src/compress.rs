@@ -1,0 +1,199 @@
+//! zstd compression of blobs, with a repository dictionary for small chunks.
+//!
+//! Chunks of 1-2 KiB compress poorly on their own; a dictionary trained on the
+//! first backup's chunks brings per-chunk compression close to whole-file
+//! compression (measured in docs/format.md). Each compressed frame records its
+//! dictionary's id, so decompression finds the right one among the
+//! repository's dictionary blobs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use zstd::dict::DecoderDictionary;
+
+use crate::error::{Error, Result};
+
+/// Dictionary size; 64 KiB is zstd's usual choice for small records.
+pub const DICT_SIZE: usize = 64 * 1024;
+/// Train only when at least this much sample data is available.
+pub const MIN_TRAINING_BYTES: usize = 256 * 1024;
+/// At most this much sample data is used for training.
+pub const MAX_TRAINING_BYTES: usize = 4 * 1024 * 1024;
+
+/// Trains a dictionary from sample chunks; `None` when there is too little data
+/// or zstd finds nothing to learn.
+pub fn train(samples: &[Vec<u8>]) -> Option<Vec<u8>> {
+    let total: usize = samples.iter().map(|s| s.len()).sum();
+    if total < MIN_TRAINING_BYTES || samples.len() < 64 {
+        return None;
+    }
+    let dict = zstd::dict::from_samples(samples, DICT_SIZE).ok()?;
+    dict_id(&dict).map(|_| dict)
+}
+
+/// The id zstd wrote into a dictionary's header (0 if it is not a zstd dictionary).
+pub fn dict_id(dict: &[u8]) -> Option<u32> {
+    zstd::zstd_safe::get_dict_id_from_dict(dict).map(|n| n.get())
+}
+
+/// A per-thread compressor that reuses its zstd context.
+pub struct Compressor {
+    inner: Option<zstd::bulk::Compressor<'static>>,
+    uses_dict: bool,
+}
+
+impl Compressor {
+    /// A compressor at `level` (0 = store uncompressed), with an optional dictionary.
+    pub fn new(level: i32, dict: Option<&[u8]>) -> Result<Compressor> {
+        if level == 0 {
+            return Ok(Compressor { inner: None, uses_dict: false });
+        }
+        let c = match dict {
+            Some(d) => zstd::bulk::Compressor::with_dictionary(level, d),
+            None => zstd::bulk::Compressor::new(level),
+        }
+        .map_err(|e| Error::Invalid(format!("zstd level {level}: {e}")))?;
+        Ok(Compressor { inner: Some(c), uses_dict: dict.is_some() })
+    }
+
+    /// A compressor that never compresses (for incompressible blobs).
+    pub fn plain() -> Compressor {
+        Compressor { inner: None, uses_dict: false }
+    }
+
+    /// Compressed bytes when they are smaller than the input, else `None`.
+    pub fn compress(&mut self, plain: &[u8]) -> Option<Vec<u8>> {
+        let c = self.inner.as_mut()?;
+        let out = c.compress(plain).ok()?;
+        (out.len() < plain.len()).then_some(out)
+    }
+
+    /// Whether frames from this compressor need a dictionary to decompress.
+    pub fn uses_dict(&self) -> bool {
+        self.uses_dict
+    }
+}
+
+/// The repository's dictionaries, by zstd dictionary id.
+#[derive(Default, Clone)]
+pub struct Dictionaries {
+    raw: HashMap<u32, Arc<Vec<u8>>>,
+    prepared: HashMap<u32, Arc<DecoderDictionary<'static>>>,
+}
+
+impl Dictionaries {
+    /// No dictionaries.
+    pub fn new() -> Self {
+        Dictionaries::default()
+    }
+
+    /// Adds a dictionary's bytes.
+    pub fn add(&mut self, dict: Vec<u8>) {
+        if let Some(id) = dict_id(&dict) {
+            self.prepared.insert(id, Arc::new(DecoderDictionary::copy(&dict)));
+            self.raw.insert(id, Arc::new(dict));
+        }
+    }
+
+    /// The dictionary new backups use: the one with the lowest id, so that
+    /// every backup picks the same one even if two were ever stored.
+    pub fn preferred(&self) -> Option<Arc<Vec<u8>>> {
+        self.raw.iter().min_by_key(|(id, _)| **id).map(|(_, d)| d.clone())
+    }
+
+    /// Number of dictionaries.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// A decoder for one thread, reusing its zstd contexts across blobs.
+    pub fn decoder(&self) -> Decoder<'_> {
+        Decoder { dicts: self, plain: None, with_dict: None, current: 0 }
+    }
+}
+
+/// Per-thread zstd decompression state.
+pub struct Decoder<'d> {
+    dicts: &'d Dictionaries,
+    plain: Option<zstd::bulk::Decompressor<'static>>,
+    with_dict: Option<zstd::bulk::Decompressor<'d>>,
+    current: u32,
+}
+
+impl<'d> Decoder<'d> {
+    /// Decompresses one zstd frame of known size, with the dictionary it names.
+    pub fn decompress(&mut self, frame: &[u8], raw_len: usize, what: &str) -> Result<Vec<u8>> {
+        let zstd_err = |e: std::io::Error| Error::corrupt(what, format!("zstd data does not decompress: {e}"));
+        let out = match zstd::zstd_safe::get_dict_id_from_frame(frame).map(|n| n.get()) {
+            None => {
+                if self.plain.is_none() {
+                    self.plain = Some(zstd::bulk::Decompressor::new().map_err(zstd_err)?);
+                }
+                let d = self.plain.as_mut().ok_or_else(|| Error::Invalid("zstd context".into()))?;
+                d.decompress(frame, raw_len).map_err(zstd_err)?
+            }
+            Some(id) => {
+                let dicts: &'d Dictionaries = self.dicts;
+                let dict = dicts
+                    .prepared
+                    .get(&id)
+                    .ok_or_else(|| Error::corrupt(what, format!("needs zstd dictionary {id:#010x}, which the repository lacks")))?;
+                if self.with_dict.is_none() {
+                    self.with_dict = Some(zstd::bulk::Decompressor::new().map_err(zstd_err)?);
+                }
+                let d = self.with_dict.as_mut().ok_or_else(|| Error::Invalid("zstd context".into()))?;
+                if self.current != id {
+                    d.set_prepared_dictionary(dict).map_err(zstd_err)?;
+                    self.current = id;
+                }
+                d.decompress(frame, raw_len).map_err(zstd_err)?
+            }
+        };
+        if out.len() != raw_len {
+            return Err(Error::corrupt(what, format!("holds {} bytes, index says {raw_len}", out.len())));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Vec<u8>> {
+        (0..2000u32)
+            .map(|i| format!("{{\"user\":{i},\"name\":\"user-{}\",\"plan\":\"pro\",\"visits\":{}}}", i * 7919 % 1000, i % 97).repeat(12).into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn dictionary_round_trip_and_missing_dictionary_is_named() {
+        let s = samples();
+        let dict = train(&s).expect("enough samples to train");
+        let mut c = Compressor::new(3, Some(&dict)).unwrap();
+        let frame = c.compress(&s[5]).expect("compresses");
+        let mut dicts = Dictionaries::new();
+        let err = dicts.decoder().decompress(&frame, s[5].len(), "blob x").unwrap_err().to_string();
+        assert!(err.contains("blob x") && err.contains("dictionary"), "{err}");
+        dicts.add(dict);
+        let mut dec = dicts.decoder();
+        assert_eq!(dec.decompress(&frame, s[5].len(), "blob x").unwrap(), s[5]);
+        let plain = Compressor::new(3, None).unwrap().compress(&s[6]).unwrap();
+        assert_eq!(dec.decompress(&plain, s[6].len(), "blob y").unwrap(), s[6]);
+        assert_eq!(dec.decompress(&frame, s[5].len(), "blob x").unwrap(), s[5]);
+    }
+
+    #[test]
+    fn too_few_samples_train_nothing_and_level_zero_stores_plain() {
+        assert!(train(&samples()[..10]).is_none());
+        assert!(Compressor::new(0, None).unwrap().compress(&[0u8; 4096]).is_none());
+        let mut c = Compressor::new(3, None).unwrap();
+        let frame = c.compress(&[7u8; 4096]).unwrap();
+        assert_eq!(Dictionaries::new().decoder().decompress(&frame, 4096, "b").unwrap(), vec![7u8; 4096]);
+    }
+}
