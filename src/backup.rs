@@ -63,10 +63,15 @@ pub struct Input<'a> {
     pub reader: Box<dyn Read + Send + 'a>,
 }
 
+/// Consecutive chunks handed to one worker (batching keeps channel traffic
+/// low with 1 KiB chunks).
 struct Job {
     seq: u64,
-    data: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
 }
+
+/// A job is sent once it holds this many bytes.
+const JOB_BYTES: usize = 256 * 1024;
 
 struct Sealed {
     id: Id,
@@ -77,7 +82,8 @@ struct Sealed {
 }
 
 enum Event {
-    Chunk { seq: u64, id: Id, len: u32, new: bool },
+    /// Results for chunks `seq..seq + ids.len()`.
+    Chunks { seq: u64, ids: Vec<(Id, u32, bool)> },
     EndFile { name: String, end_seq: u64, size: u64, blake3: String },
 }
 
@@ -136,7 +142,7 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
     let threads = opts.threads.max(1);
 
     let (job_tx, job_rx) = bounded::<Job>(threads * 4);
-    let (seal_tx, seal_rx) = bounded::<Sealed>(threads * 4);
+    let (seal_tx, seal_rx) = bounded::<Vec<Sealed>>(threads * 4);
     let (ev_tx, ev_rx) = bounded::<Event>(threads * 64);
 
     let outcome = std::thread::scope(|s| {
@@ -145,7 +151,7 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
             let id = repo.hasher().id(d);
             if dedup.claim(&id) {
                 let (flags, data) = seal_blob(repo.cipher(), BlobType::Dictionary, &id, d, &mut Compressor::plain());
-                let _ = seal_tx.send(Sealed { id, kind: BlobType::Dictionary, flags, raw_len: d.len() as u32, data });
+                let _ = seal_tx.send(vec![Sealed { id, kind: BlobType::Dictionary, flags, raw_len: d.len() as u32, data }]);
             }
         }
         for _ in 0..threads {
@@ -227,6 +233,8 @@ fn read_input(
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
     let mut facts = None;
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
     for chunk in chunks {
         let data = chunk.map_err(|source| Error::Source { name: name.clone(), source })?;
         if size == 0 {
@@ -234,11 +242,25 @@ fn read_input(
         }
         hasher.update(&data);
         size += data.len() as u64;
-        if let Some(pb) = &opts.progress {
-            pb.inc(data.len() as u64);
+        batch_bytes += data.len();
+        batch.push(data);
+        if batch_bytes >= JOB_BYTES {
+            if let Some(pb) = &opts.progress {
+                pb.inc(batch_bytes as u64);
+            }
+            let n = batch.len() as u64;
+            job_tx.send(Job { seq: *seq, chunks: std::mem::take(&mut batch) }).map_err(|_| stopped())?;
+            *seq += n;
+            batch_bytes = 0;
         }
-        job_tx.send(Job { seq: *seq, data }).map_err(|_| stopped())?;
-        *seq += 1;
+    }
+    if !batch.is_empty() {
+        if let Some(pb) = &opts.progress {
+            pb.inc(batch_bytes as u64);
+        }
+        let n = batch.len() as u64;
+        job_tx.send(Job { seq: *seq, chunks: batch }).map_err(|_| stopped())?;
+        *seq += n;
     }
     let blake3 = hasher.finalize().to_hex().to_string();
     ev_tx.send(Event::EndFile { name, end_seq: *seq, size, blake3 }).map_err(|_| stopped())?;
@@ -261,32 +283,40 @@ fn run_worker(
     level: i32,
     dict: Option<&[u8]>,
     jobs: Receiver<Job>,
-    sealed: Sender<Sealed>,
+    sealed: Sender<Vec<Sealed>>,
     events: Sender<Event>,
 ) {
     // The level was validated before the threads started; a dictionary that
     // zstd refuses falls back to plain compression.
     let Ok(mut zstd) = Compressor::new(level, dict).or_else(|_| Compressor::new(level, None)) else { return };
     for job in jobs {
-        let id = repo.hasher().id(&job.data);
-        let len = job.data.len() as u32;
-        let new = dedup.claim(&id);
-        if new {
-            let (flags, data) = seal_blob(repo.cipher(), BlobType::Data, &id, &job.data, &mut zstd);
-            if sealed.send(Sealed { id, kind: BlobType::Data, flags, raw_len: len, data }).is_err() {
-                return;
+        let mut ids = Vec::with_capacity(job.chunks.len());
+        let mut new_blobs = Vec::new();
+        for data in job.chunks {
+            let id = repo.hasher().id(&data);
+            let len = data.len() as u32;
+            let new = dedup.claim(&id);
+            if new {
+                let (flags, sealed) = seal_blob(repo.cipher(), BlobType::Data, &id, &data, &mut zstd);
+                new_blobs.push(Sealed { id, kind: BlobType::Data, flags, raw_len: len, data: sealed });
             }
+            ids.push((id, len, new));
         }
-        if events.send(Event::Chunk { seq: job.seq, id, len, new }).is_err() {
+        if !new_blobs.is_empty() && sealed.send(new_blobs).is_err() {
+            return;
+        }
+        if events.send(Event::Chunks { seq: job.seq, ids }).is_err() {
             return;
         }
     }
 }
 
-fn run_packer(repo: &Repository, sealed: Receiver<Sealed>) -> Result<PackerStats> {
+fn run_packer(repo: &Repository, sealed: Receiver<Vec<Sealed>>) -> Result<PackerStats> {
     let mut packer = Packer::new(repo);
-    for s in sealed {
-        packer.add(s.id, s.kind, s.flags, s.raw_len, &s.data)?;
+    for batch in sealed {
+        for s in batch {
+            packer.add(s.id, s.kind, s.flags, s.raw_len, &s.data)?;
+        }
     }
     packer.finish()
 }
@@ -300,11 +330,11 @@ struct Collected {
 }
 
 /// Puts chunk ids back in input order and stores the chunk lists.
-fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, sealed: Sender<Sealed>) -> Result<Collected> {
+fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, sealed: Sender<Vec<Sealed>>) -> Result<Collected> {
     // Chunk lists are random ids: compressing them gains nothing.
     let mut plain = Compressor::plain();
     let mut out = Collected::default();
-    let mut pending: BTreeMap<u64, Id> = BTreeMap::new();
+    let mut pending: BTreeMap<u64, Vec<Id>> = BTreeMap::new();
     let mut ends: VecDeque<(String, u64, u64, String)> = VecDeque::new();
     let mut next = 0u64;
     let mut list = ListBuilder::new();
@@ -316,7 +346,7 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
         if dedup.claim(&id) {
             let (flags, data) = seal_blob(repo.cipher(), BlobType::ChunkList, &id, &blob, &mut plain);
             sealed
-                .send(Sealed { id, kind: BlobType::ChunkList, flags, raw_len: blob.len() as u32, data })
+                .send(vec![Sealed { id, kind: BlobType::ChunkList, flags, raw_len: blob.len() as u32, data }])
                 .map_err(|_| Error::Invalid("pack writer stopped".into()))?;
         }
         lists.push(id.to_hex());
@@ -325,22 +355,26 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
 
     for ev in events {
         match ev {
-            Event::Chunk { seq, id, len, new } => {
-                out.chunks += 1;
-                if new {
-                    out.new_chunks += 1;
-                    out.new_raw_bytes += len as u64;
+            Event::Chunks { seq, ids } => {
+                out.chunks += ids.len() as u64;
+                for (_, len, new) in &ids {
+                    if *new {
+                        out.new_chunks += 1;
+                        out.new_raw_bytes += *len as u64;
+                    }
                 }
-                pending.insert(seq, id);
+                pending.insert(seq, ids.into_iter().map(|(id, _, _)| id).collect());
             }
             Event::EndFile { name, end_seq, size, blake3 } => ends.push_back((name, end_seq, size, blake3)),
         }
         loop {
-            if let Some(id) = pending.remove(&next) {
-                next += 1;
-                file_chunks += 1;
-                if let Some(blob) = list.push(&id) {
-                    store_list(blob, &mut lists)?;
+            if let Some(ids) = pending.remove(&next) {
+                next += ids.len() as u64;
+                file_chunks += ids.len() as u64;
+                for id in &ids {
+                    if let Some(blob) = list.push(id) {
+                        store_list(blob, &mut lists)?;
+                    }
                 }
                 continue;
             }
