@@ -16,7 +16,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::chunker::Chunker;
 use crate::compress::{self, Compressor};
 use crate::chunklist::ListBuilder;
-use crate::crypto::Id;
+use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::pack::{seal_blob, BlobType};
@@ -90,7 +90,7 @@ enum Event {
 /// Blobs already stored or being stored by this run.
 struct Dedup {
     index: Index,
-    claimed: Mutex<HashSet<Id>>,
+    claimed: Mutex<HashSet<Id, IdBuildHasher>>,
 }
 
 impl Dedup {
@@ -138,7 +138,7 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
         }
     }
     let dict = existing_dict.or_else(|| new_dict.clone());
-    let dedup = Arc::new(Dedup { index, claimed: Mutex::new(HashSet::new()) });
+    let dedup = Arc::new(Dedup { index, claimed: Mutex::new(HashSet::default()) });
     let threads = opts.threads.max(1);
 
     let (job_tx, job_rx) = bounded::<Job>(threads * 4);

@@ -135,6 +135,31 @@ impl std::fmt::Display for Id {
     }
 }
 
+/// Hashes an `Id` for hash maps by taking 8 of its bytes: ids are already
+/// uniformly random, so SipHash would only cost time.
+#[derive(Default, Clone, Copy)]
+pub struct IdMapHasher(u64);
+
+impl std::hash::Hasher for IdMapHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Ids hash as one 32-byte write; anything else folds in bytewise.
+        if let Some(b) = bytes.get(..8).filter(|_| bytes.len() == 32) {
+            self.0 = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        } else {
+            for &x in bytes {
+                self.0 = self.0.rotate_left(8) ^ x as u64;
+            }
+        }
+    }
+}
+
+/// Builds `IdMapHasher`s for `HashMap<Id, _>` and `HashSet<Id>`.
+pub type IdBuildHasher = std::hash::BuildHasherDefault<IdMapHasher>;
+
 /// Computes blob ids with the repository's secret id key.
 #[derive(Clone)]
 pub struct IdHasher {

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::crypto::Id;
+use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::pack::{BlobEntry, BlobType};
 use crate::repo::{display_name, FileKind, Repository};
@@ -30,8 +30,8 @@ pub struct Location {
 #[derive(Default, Clone)]
 pub struct Index {
     packs: Vec<Id>,
-    pack_pos: HashMap<Id, u32>,
-    blobs: HashMap<Id, Location>,
+    pack_pos: HashMap<Id, u32, IdBuildHasher>,
+    blobs: HashMap<Id, Location, IdBuildHasher>,
     /// Names of the index files this was loaded from.
     pub files: Vec<String>,
     /// Index files that newer index files say they replace.
