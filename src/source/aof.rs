@@ -69,7 +69,7 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Vec<AofFile>> {
             continue;
         }
         let toks: Vec<&str> = line.split_whitespace().collect();
-        if toks.len() % 2 != 0 {
+        if !toks.len().is_multiple_of(2) {
             return Err(bad(format!("line {}: odd number of fields (quoted names are not supported)", lineno + 1)));
         }
         let (mut name, mut seq, mut kind) = (None, None, None);

@@ -63,14 +63,11 @@ pub(crate) fn map_err(addr: &str, command: &str, e: redis::RedisError) -> Source
         return SourceError::WrongPassword { addr: addr.to_string(), reply: e.to_string() };
     }
     if e.is_timeout() {
-        return SourceError::Timeout { addr: addr.to_string(), during: command.to_string(), after: std::time::Duration::ZERO };
+        return SourceError::Command { addr: addr.to_string(), msg: format!("{command}: timed out (read time-out reached)") };
     }
     if let Some(code) = e.code() {
         let reply = format!("{code} {}", e.detail().unwrap_or(""));
         return SourceError::from_reply(addr, command, &reply);
-    }
-    if e.is_connection_refusal() || e.is_io_error() {
-        return SourceError::Command { addr: addr.to_string(), msg: format!("{command}: {e}") };
     }
     SourceError::Command { addr: addr.to_string(), msg: format!("{command}: {e}") }
 }
