@@ -16,6 +16,7 @@ pub mod packer;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;
+pub mod source;
 pub mod stats;
 
 pub use error::{Error, Result};

@@ -1,5 +1,8 @@
-//! Helpers shared by the integration tests: a real redis-server and the CLI.
+//! Helpers shared by the integration tests: real redis-server processes on
+//! loopback ports, the CLI against temp-dir repositories, RDB checks.
 #![allow(dead_code)]
 
+pub mod rdb;
 pub mod redis;
+pub mod server;
 pub mod vault;
