@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::redis::{fill, Redis};
+use common::data::{fill, Redis};
 use common::vault::{test_bytes, Vault};
 
 #[test]

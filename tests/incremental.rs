@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::redis::{key_commands, fill, Redis, Rng};
+use common::data::{key_commands, fill, Redis, Rng};
 use common::vault::Vault;
 
 #[test]

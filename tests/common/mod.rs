@@ -3,6 +3,6 @@
 #![allow(dead_code)]
 
 pub mod rdb;
-pub mod redis;
+pub mod data;
 pub mod server;
 pub mod vault;
