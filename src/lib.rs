@@ -1,1 +1,2 @@
 //! rdbvault: encrypted, deduplicated, incremental backups of Redis databases.
+pub mod rdb;
