@@ -269,3 +269,12 @@ fn unsupported_content_is_reported() {
     let pre_ga_fn = cat(&[b"REDIS0010", &[0xF6], &s(b"x")]);
     assert!(parse(&pre_ga_fn).unwrap_err().to_string().contains("pre-GA function"));
 }
+
+/// Writes the hand-made fixtures into the fuzz seed corpus (run with `--ignored` after changes).
+#[test]
+#[ignore]
+fn write_handmade_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rdb");
+    std::fs::write(dir.join("handmade-v3-old-encodings.rdb"), old_encodings_rdb()).unwrap();
+    std::fs::write(dir.join("handmade-v12-modules-hfe.rdb"), v12_rdb()).unwrap();
+}
