@@ -1,15 +1,10 @@
 //! Listpack decoding (hash/zset/set listpacks, quicklist v2 nodes, stream nodes): `total num entries 0xFF`.
 
+use super::blob;
+
 /// Decodes every element of a listpack blob; integers come back as decimal text.
 pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    if buf.len() < 7 {
-        return Err(format!("listpack of {} bytes is shorter than its header", buf.len()));
-    }
-    let total = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if total != buf.len() {
-        return Err(format!("listpack header says {total} bytes but blob has {}", buf.len()));
-    }
-    let num = u16::from_le_bytes([buf[4], buf[5]]);
+    let num = blob::sized_header(buf, "listpack", 7, 4)?;
     let mut out = Vec::with_capacity((num as usize).min(4096));
     let mut pos = 6usize;
     loop {
@@ -18,10 +13,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             break;
         }
         let start = pos;
-        let need = |p: usize, n: usize| -> Result<&[u8], String> {
-            buf.get(p..p + n)
-                .ok_or_else(|| format!("listpack entry at {start} overruns its buffer"))
-        };
+        let need = |p: usize, n: usize| blob::need(buf, "listpack", start, p, n);
         let (value, size): (Vec<u8>, usize) = if enc & 0x80 == 0 {
             ((enc as i64).to_string().into_bytes(), 1)
         } else if enc & 0xc0 == 0x80 {
@@ -75,12 +67,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         pos += bl;
         out.push(value);
     }
-    if pos + 1 != buf.len() {
-        return Err(format!("listpack has {} bytes after its terminator", buf.len() - pos - 1));
-    }
-    if num != u16::MAX && num as usize != out.len() {
-        return Err(format!("listpack header says {num} elements, found {}", out.len()));
-    }
+    blob::check_end(buf, "listpack", pos, num, out.len())?;
     Ok(out)
 }
 

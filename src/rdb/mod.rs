@@ -5,6 +5,7 @@
 //! bytes, from which [`dump_payload`] builds a `RESTORE` payload. [`summarize`] gives cheap
 //! per-database facts for snapshots.
 
+mod blob;
 mod crc64;
 mod error;
 mod intset;

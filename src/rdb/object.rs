@@ -5,7 +5,7 @@ use std::io::Read;
 use super::error::Result;
 use super::reader::ByteReader;
 use super::string::{is_redis_int, parse_f64, Len, StrForm};
-use super::value::{HashField, ModuleValue, Value, ValueKind};
+use super::value::{HashField, ModuleValue, Pairs, Value, ValueKind};
 use super::{intset, listpack, stream, ziplist, zipmap};
 
 /// Quicklist v2 node container: a single element stored as-is.
@@ -269,8 +269,8 @@ pub(crate) fn skip_module_opcodes<R: Read>(r: &mut ByteReader<R>) -> Result<u64>
 }
 
 /// Splits a flat element list into (field, value) pairs.
-fn pairs(items: Vec<Vec<u8>>) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
-    if items.len() % 2 != 0 {
+fn pairs(items: Vec<Vec<u8>>) -> std::result::Result<Pairs, String> {
+    if !items.len().is_multiple_of(2) {
         return Err(format!("odd number of elements ({}) in a pair encoding", items.len()));
     }
     let mut out = Vec::with_capacity(items.len() / 2);
@@ -310,7 +310,7 @@ fn decode_blob<R: Read>(
             }
             23 | 25 => {
                 let items = listpack::parse(b)?;
-                if items.len() % 3 != 0 {
+                if !items.len().is_multiple_of(3) {
                     return Err(format!("{} elements is not a multiple of 3 (field, value, ttl)", items.len()));
                 }
                 let mut out = Vec::with_capacity(items.len() / 3);

@@ -34,6 +34,9 @@ impl ValueKind {
 /// A hash field: (field, value, absolute expiry in ms for Redis 7.4 field TTLs).
 pub type HashField = (Vec<u8>, Vec<u8>, Option<u64>);
 
+/// Field/value pairs as decoded from pair encodings (zipmap, ziplist/listpack hashes).
+pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A decoded value; `NotDecoded` when the reader was asked to skip decoding.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

@@ -1,15 +1,10 @@
 //! Ziplist decoding (RDB types 10, 12, 13 and quicklist v1 nodes): `zlbytes zltail zllen entries 0xFF`.
 
+use super::blob;
+
 /// Decodes every entry of a ziplist blob; integers come back as decimal text.
 pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    if buf.len() < 11 {
-        return Err(format!("ziplist of {} bytes is shorter than its header", buf.len()));
-    }
-    let zlbytes = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if zlbytes != buf.len() {
-        return Err(format!("ziplist header says {zlbytes} bytes but blob has {}", buf.len()));
-    }
-    let zllen = u16::from_le_bytes([buf[8], buf[9]]);
+    let zllen = blob::sized_header(buf, "ziplist", 11, 8)?;
     let mut out = Vec::with_capacity((zllen as usize).min(4096));
     let mut pos = 10usize;
     let mut prev_len = 0usize;
@@ -36,9 +31,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             ));
         }
         let enc = *buf.get(pos).ok_or("ziplist entry overruns its buffer")?;
-        let need = |p: usize, n: usize| -> Result<&[u8], String> {
-            buf.get(p..p + n).ok_or_else(|| format!("ziplist entry at {start} overruns its buffer"))
-        };
+        let need = |p: usize, n: usize| blob::need(buf, "ziplist", start, p, n);
         let value: Vec<u8> = match enc >> 6 {
             0 => {
                 let n = (enc & 0x3f) as usize;
@@ -92,12 +85,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         prev_len = pos - start;
         out.push(value);
     }
-    if pos + 1 != buf.len() {
-        return Err(format!("ziplist has {} bytes after its terminator", buf.len() - pos - 1));
-    }
-    if zllen != u16::MAX && zllen as usize != out.len() {
-        return Err(format!("ziplist header says {zllen} entries, found {}", out.len()));
-    }
+    blob::check_end(buf, "ziplist", pos, zllen, out.len())?;
     Ok(out)
 }
 

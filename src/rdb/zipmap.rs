@@ -1,7 +1,9 @@
 //! Zipmap decoding (RDB type 9, Redis < 2.6 small hashes): `zmlen (len key len free value pad)* 0xFF`.
 
+use super::value::Pairs;
+
 /// Decodes a zipmap blob into (field, value) pairs.
-pub(crate) fn parse(buf: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub(crate) fn parse(buf: &[u8]) -> Result<Pairs, String> {
     let mut out = Vec::new();
     let mut pos = 1usize; // skip zmlen (a count that saturates at 254)
     if buf.is_empty() {
