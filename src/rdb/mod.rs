@@ -302,8 +302,11 @@ impl<R: Read> RdbReader<R> {
                         offset: start,
                     })
                 }
-                ty if ty < OP_SLOT_INFO => {
+                ty if ty < 200 => {
                     return Err(self.r.unsupported_at(op_at, format!("unsupported value type {ty}")))
+                }
+                ty if ty < OP_SLOT_INFO => {
+                    return Err(self.r.unsupported_at(op_at, format!("unsupported opcode {ty:#04x}")))
                 }
                 other => return Err(self.r.corrupt_at(op_at, format!("unknown opcode {other:#04x}"))),
             };
