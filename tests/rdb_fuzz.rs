@@ -14,7 +14,10 @@ fn seeds() -> Vec<Vec<u8>> {
         .filter(|p| p.extension().is_some_and(|e| e == "rdb"))
         .collect();
     names.sort();
-    let out: Vec<Vec<u8>> = names.iter().map(|p| std::fs::read(p).expect("read seed")).collect();
+    let out: Vec<Vec<u8>> = names
+        .iter()
+        .map(|p| std::fs::read(p).expect("read seed"))
+        .collect();
     assert!(out.len() >= 2, "seed corpus missing");
     out
 }
@@ -24,7 +27,10 @@ fn exercise(bytes: &[u8]) {
     let modes = [
         ReadOptions::default(),
         ReadOptions::raw_only(),
-        ReadOptions { verify_checksum: false, ..ReadOptions::default() },
+        ReadOptions {
+            verify_checksum: false,
+            ..ReadOptions::default()
+        },
     ];
     for opts in modes {
         if let Ok(r) = RdbReader::with_options(bytes, opts) {

@@ -12,24 +12,37 @@ use rdbvault::rdb::{
 
 /// Config for a server that keeps everything in compact encodings.
 const COMPACT: &[&str] = &[
-    "--hash-max-listpack-entries", "1000",
-    "--zset-max-listpack-entries", "1000",
-    "--set-max-intset-entries", "1000",
-    "--list-max-listpack-size", "128",
-    "--rdbcompression", "yes",
+    "--hash-max-listpack-entries",
+    "1000",
+    "--zset-max-listpack-entries",
+    "1000",
+    "--set-max-intset-entries",
+    "1000",
+    "--list-max-listpack-size",
+    "128",
+    "--rdbcompression",
+    "yes",
 ];
 
 /// Config for a server that uses the plain encodings for (almost) everything.
 const PLAIN: &[&str] = &[
-    "--hash-max-listpack-entries", "0",
-    "--zset-max-listpack-entries", "0",
-    "--set-max-intset-entries", "0",
-    "--list-max-listpack-size", "1",
-    "--rdbcompression", "yes",
+    "--hash-max-listpack-entries",
+    "0",
+    "--zset-max-listpack-entries",
+    "0",
+    "--set-max-intset-entries",
+    "0",
+    "--list-max-listpack-size",
+    "1",
+    "--rdbcompression",
+    "yes",
 ];
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Fills a server with every type, small and large, across dbs 0, 1 and 3.
@@ -49,20 +62,54 @@ fn fill(c: &mut RespConn) {
     c.cmd_bytes(&[b"SET", b"key:\xff\x00\r\n", b"binary key"]);
     c.ok(&["SET", "ttl:str", "expiring", "PX", "100000000"]);
 
-    c.ok(&["RPUSH", "list:small", "a", "b", "1", "-3", "500000", "9999999999", ""]);
-    let big: Vec<String> = (0..300).map(|i| format!("item-{i}-{}", "y".repeat(i % 70))).collect();
+    c.ok(&[
+        "RPUSH",
+        "list:small",
+        "a",
+        "b",
+        "1",
+        "-3",
+        "500000",
+        "9999999999",
+        "",
+    ]);
+    let big: Vec<String> = (0..300)
+        .map(|i| format!("item-{i}-{}", "y".repeat(i % 70)))
+        .collect();
     let mut args = vec!["RPUSH", "list:big"];
     args.extend(big.iter().map(String::as_str));
     c.ok(&args);
 
-    c.ok(&["SADD", "set:ints", "1", "2", "3", "-5", "70000", "5000000000"]);
+    c.ok(&[
+        "SADD",
+        "set:ints",
+        "1",
+        "2",
+        "3",
+        "-5",
+        "70000",
+        "5000000000",
+    ]);
     c.ok(&["SADD", "set:strs", "a", "b", "c", "12x"]);
     let members: Vec<String> = (0..600).map(|i| format!("m{i}")).collect();
     let mut args = vec!["SADD", "set:big"];
     args.extend(members.iter().map(String::as_str));
     c.ok(&args);
 
-    c.ok(&["ZADD", "zset:small", "1", "a", "2.5", "b", "-inf", "c", "1e300", "d", "-0.125", "e"]);
+    c.ok(&[
+        "ZADD",
+        "zset:small",
+        "1",
+        "a",
+        "2.5",
+        "b",
+        "-inf",
+        "c",
+        "1e300",
+        "d",
+        "-0.125",
+        "e",
+    ]);
     let mut zargs: Vec<String> = vec!["ZADD".into(), "zset:big".into()];
     for i in 0..200 {
         zargs.push(format!("{}", i as f64 / 7.0));
@@ -84,17 +131,51 @@ fn fill(c: &mut RespConn) {
 
     // Stream with deletions, differing field sets and two consumer groups.
     for i in 0..10 {
-        c.ok(&["XADD", "stream:s", &format!("{}-{}", 1000 + i, i % 2), "temp", &i.to_string(), "unit", "C"]);
+        c.ok(&[
+            "XADD",
+            "stream:s",
+            &format!("{}-{}", 1000 + i, i % 2),
+            "temp",
+            &i.to_string(),
+            "unit",
+            "C",
+        ]);
     }
-    c.ok(&["XADD", "stream:s", "2000-0", "other", "field", "x", "y", "z", "w"]);
+    c.ok(&[
+        "XADD", "stream:s", "2000-0", "other", "field", "x", "y", "z", "w",
+    ]);
     c.ok(&["XDEL", "stream:s", "1003-1"]);
     c.ok(&["XGROUP", "CREATE", "stream:s", "g1", "0"]);
     c.ok(&["XGROUP", "CREATE", "stream:s", "g2", "$"]);
-    c.ok(&["XREADGROUP", "GROUP", "g1", "alice", "COUNT", "3", "STREAMS", "stream:s", ">"]);
-    c.ok(&["XREADGROUP", "GROUP", "g1", "bob", "COUNT", "2", "STREAMS", "stream:s", ">"]);
+    c.ok(&[
+        "XREADGROUP",
+        "GROUP",
+        "g1",
+        "alice",
+        "COUNT",
+        "3",
+        "STREAMS",
+        "stream:s",
+        ">",
+    ]);
+    c.ok(&[
+        "XREADGROUP",
+        "GROUP",
+        "g1",
+        "bob",
+        "COUNT",
+        "2",
+        "STREAMS",
+        "stream:s",
+        ">",
+    ]);
     c.ok(&["XACK", "stream:s", "g1", "1001-1"]);
 
-    c.ok(&["FUNCTION", "LOAD", "#!lua name=testlib\nredis.register_function('one', function() return 1 end)"]);
+    c.ok(&[
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=testlib\nredis.register_function('one', function() return 1 end)",
+    ]);
 
     c.ok(&["SELECT", "1"]);
     c.ok(&["SET", "db1:a", "1"]);
@@ -111,15 +192,31 @@ fn fill(c: &mut RespConn) {
 fn parse_all(bytes: &[u8], opts: ReadOptions) -> (u16, Vec<Item>) {
     let mut r = RdbReader::with_options(bytes, opts).expect("header");
     let mut items = Vec::new();
-    while let Some(it) = r.next_item().unwrap_or_else(|e| panic!("parse failed: {e}")) {
+    while let Some(it) = r
+        .next_item()
+        .unwrap_or_else(|e| panic!("parse failed: {e}"))
+    {
         items.push(it);
     }
-    assert_eq!(r.offset(), bytes.len() as u64, "parser must consume the whole file");
+    assert_eq!(
+        r.offset(),
+        bytes.len() as u64,
+        "parser must consume the whole file"
+    );
     (r.version(), items)
 }
 
 fn records(items: &[Item]) -> Vec<&Record> {
-    items.iter().filter_map(|i| if let Item::Record(r) = i { Some(r) } else { None }).collect()
+    items
+        .iter()
+        .filter_map(|i| {
+            if let Item::Record(r) = i {
+                Some(r)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 fn sorted<T: Ord + Clone>(mut v: Vec<T>) -> Vec<T> {
@@ -147,14 +244,21 @@ fn check_record(c: &mut RespConn, rec: &Record) {
         Some(at) => {
             assert!(pttl > 0, "{name} should have a TTL");
             let server_at = now_ms() + pttl as u64;
-            assert!(at.abs_diff(server_at) < 10_000, "{name}: expiry {at} vs server {server_at}");
+            assert!(
+                at.abs_diff(server_at) < 10_000,
+                "{name}: expiry {at} vs server {server_at}"
+            );
         }
     }
 
     match &rec.value {
         Value::String(s) => assert_eq!(&c.cmd_bytes(&[b"GET", key]).bytes(), s, "{name}"),
         Value::List(items) => {
-            assert_eq!(&c.cmd_bytes(&[b"LRANGE", key, b"0", b"-1"]).byte_list(), items, "{name}")
+            assert_eq!(
+                &c.cmd_bytes(&[b"LRANGE", key, b"0", b"-1"]).byte_list(),
+                items,
+                "{name}"
+            )
         }
         Value::Set(items) => assert_eq!(
             sorted(c.cmd_bytes(&[b"SMEMBERS", key]).byte_list()),
@@ -162,25 +266,38 @@ fn check_record(c: &mut RespConn, rec: &Record) {
             "{name}"
         ),
         Value::SortedSet(items) => {
-            let reply = c.cmd_bytes(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]).array();
-            let server: BTreeMap<Vec<u8>, f64> =
-                reply.chunks(2).map(|p| (p[0].bytes(), score_of(&p[1]))).collect();
+            let reply = c
+                .cmd_bytes(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"])
+                .array();
+            let server: BTreeMap<Vec<u8>, f64> = reply
+                .chunks(2)
+                .map(|p| (p[0].bytes(), score_of(&p[1])))
+                .collect();
             let ours: BTreeMap<Vec<u8>, f64> = items.iter().cloned().collect();
             assert_eq!(server.len(), items.len(), "{name}");
             for (m, s) in &ours {
-                let theirs = server.get(m).unwrap_or_else(|| panic!("{name}: missing member"));
-                assert!(s == theirs || (s - theirs).abs() <= s.abs() * 1e-15, "{name}: {s} vs {theirs}");
+                let theirs = server
+                    .get(m)
+                    .unwrap_or_else(|| panic!("{name}: missing member"));
+                assert!(
+                    s == theirs || (s - theirs).abs() <= s.abs() * 1e-15,
+                    "{name}: {s} vs {theirs}"
+                );
             }
         }
         Value::Hash(fields) => {
             let reply = c.cmd_bytes(&[b"HGETALL", key]).byte_list();
-            let server: BTreeMap<Vec<u8>, Vec<u8>> =
-                reply.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
-            let ours: BTreeMap<Vec<u8>, Vec<u8>> =
-                fields.iter().map(|(f, v, t)| {
+            let server: BTreeMap<Vec<u8>, Vec<u8>> = reply
+                .chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect();
+            let ours: BTreeMap<Vec<u8>, Vec<u8>> = fields
+                .iter()
+                .map(|(f, v, t)| {
                     assert!(t.is_none());
                     (f.clone(), v.clone())
-                }).collect();
+                })
+                .collect();
             assert_eq!(ours, server, "{name}");
             assert_eq!(fields.len(), server.len());
         }
@@ -195,21 +312,42 @@ fn check_stream(c: &mut RespConn, key: &[u8], s: &rdb::Stream) {
     for (e, ours) in xr.iter().zip(&s.entries) {
         let e = e.array();
         assert_eq!(e[0].text(), ours.id.to_string());
-        let flat: Vec<Vec<u8>> = ours.fields.iter().flat_map(|(f, v)| [f.clone(), v.clone()]).collect();
+        let flat: Vec<Vec<u8>> = ours
+            .fields
+            .iter()
+            .flat_map(|(f, v)| [f.clone(), v.clone()])
+            .collect();
         assert_eq!(e[1].byte_list(), flat);
     }
     assert_eq!(c.cmd_bytes(&[b"XLEN", key]).int() as u64, s.length);
     let info = c.cmd_bytes(&[b"XINFO", b"STREAM", key]).array();
-    let info: HashMap<String, Resp> = info.chunks(2).map(|p| (p[0].text(), p[1].clone())).collect();
+    let info: HashMap<String, Resp> = info
+        .chunks(2)
+        .map(|p| (p[0].text(), p[1].clone()))
+        .collect();
     assert_eq!(info["last-generated-id"].text(), s.last_id.to_string());
-    assert_eq!(info["max-deleted-entry-id"].text(), s.max_deleted_id.expect("v2 stream").to_string());
-    assert_eq!(info["entries-added"].int() as u64, s.entries_added.expect("v2 stream"));
+    assert_eq!(
+        info["max-deleted-entry-id"].text(),
+        s.max_deleted_id.expect("v2 stream").to_string()
+    );
+    assert_eq!(
+        info["entries-added"].int() as u64,
+        s.entries_added.expect("v2 stream")
+    );
     let groups = c.cmd_bytes(&[b"XINFO", b"GROUPS", key]).array();
     assert_eq!(groups.len(), s.groups.len());
     assert!(!s.groups.is_empty());
     for g in groups {
-        let g: HashMap<String, Resp> = g.array().chunks(2).map(|p| (p[0].text(), p[1].clone())).collect();
-        let ours = s.groups.iter().find(|x| x.name == g["name"].bytes()).expect("group present");
+        let g: HashMap<String, Resp> = g
+            .array()
+            .chunks(2)
+            .map(|p| (p[0].text(), p[1].clone()))
+            .collect();
+        let ours = s
+            .groups
+            .iter()
+            .find(|x| x.name == g["name"].bytes())
+            .expect("group present");
         assert_eq!(g["last-delivered-id"].text(), ours.last_id.to_string());
         assert_eq!(g["pending"].int() as usize, ours.pending.len());
         assert_eq!(g["consumers"].int() as usize, ours.consumers.len());
@@ -217,13 +355,19 @@ fn check_stream(c: &mut RespConn, key: &[u8], s: &rdb::Stream) {
             assert!(p.delivery_count >= 1);
             assert!(p.delivery_time_ms.abs_diff(now_ms()) < 600_000);
         }
-        let pend = c.cmd_bytes(&[b"XPENDING", key, &g["name"].bytes(), b"-", b"+", b"100"]).array();
+        let pend = c
+            .cmd_bytes(&[b"XPENDING", key, &g["name"].bytes(), b"-", b"+", b"100"])
+            .array();
         let server_ids: Vec<String> = pend.iter().map(|p| p.array()[0].text()).collect();
         let our_ids: Vec<String> = ours.pending.iter().map(|p| p.id.to_string()).collect();
         assert_eq!(server_ids, our_ids);
         let owners: Vec<String> = pend.iter().map(|p| p.array()[1].text()).collect();
         for (id, owner) in our_ids.iter().zip(owners) {
-            let cons = ours.consumers.iter().find(|c| c.name == owner.as_bytes()).expect("consumer");
+            let cons = ours
+                .consumers
+                .iter()
+                .find(|c| c.name == owner.as_bytes())
+                .expect("consumer");
             assert!(cons.pending.iter().any(|p| &p.to_string() == id));
         }
     }
@@ -240,7 +384,10 @@ fn keyspace(c: &mut RespConn) -> BTreeMap<u64, (u64, u64)> {
             .filter_map(|p| p.split_once('='))
             .filter_map(|(k, v)| v.parse().ok().map(|v| (k, v)))
             .collect();
-        out.insert(db[2..].parse().expect("db number"), (kv["keys"], kv["expires"]));
+        out.insert(
+            db[2..].parse().expect("db number"),
+            (kv["keys"], kv["expires"]),
+        );
     }
     out
 }
@@ -270,20 +417,31 @@ fn check_server_dump(extra: &[&str], expect_encodings: &[&str]) {
     assert_eq!(summary.keys, recs.len() as u64);
     assert_eq!(summary.total_bytes, bytes.len() as u64);
     assert_eq!(summary.functions, 1);
-    assert_eq!(summary.aux.get("redis-ver").map(String::as_str), Some("7.0.15"));
+    assert_eq!(
+        summary.aux.get("redis-ver").map(String::as_str),
+        Some("7.0.15")
+    );
     assert!(summary.aux.contains_key("used-mem"));
     for (db, (keys, expires)) in keyspace(&mut c) {
         assert_eq!(summary.dbs[&db].keys, keys);
         assert_eq!(summary.dbs[&db].keys_with_ttl, expires);
     }
-    let long = recs.iter().find(|r| r.key == b"str:long").expect("str:long");
+    let long = recs
+        .iter()
+        .find(|r| r.key == b"str:long")
+        .expect("str:long");
     assert_eq!(long.raw[1], 0xC3, "str:long must be stored LZF-compressed");
     let encs: Vec<&str> = recs.iter().map(|r| r.encoding).collect();
     for e in expect_encodings {
-        assert!(encs.contains(e), "expected some key with encoding {e}, got {encs:?}");
+        assert!(
+            encs.contains(e),
+            "expected some key with encoding {e}, got {encs:?}"
+        );
     }
     // Function library code comes through.
-    assert!(items.iter().any(|i| matches!(i, Item::Function(code) if code.starts_with(b"#!lua name=testlib"))));
+    assert!(items
+        .iter()
+        .any(|i| matches!(i, Item::Function(code) if code.starts_with(b"#!lua name=testlib"))));
     assert!(items.iter().any(|i| matches!(i, Item::SelectDb(3))));
 
     // Skip-decoding mode sees the same keys, encodings and raw bytes.
@@ -291,7 +449,10 @@ fn check_server_dump(extra: &[&str], expect_encodings: &[&str]) {
     let fast = records(&fast);
     assert_eq!(fast.len(), recs.len());
     for (a, b) in recs.iter().zip(&fast) {
-        assert_eq!((a.db, &a.key, a.encoding, &a.raw, a.expire_ms), (b.db, &b.key, b.encoding, &b.raw, b.expire_ms));
+        assert_eq!(
+            (a.db, &a.key, a.encoding, &a.raw, a.expire_ms),
+            (b.db, &b.key, b.encoding, &b.raw, b.expire_ms)
+        );
         assert_eq!(b.value, Value::NotDecoded);
         assert_eq!(a.serialized_len, a.raw.len() as u64);
         assert!(rdb::approx_memory(a) > 0);
@@ -303,19 +464,42 @@ fn check_server_dump(extra: &[&str], expect_encodings: &[&str]) {
     for rec in &recs {
         c.ok(&["SELECT", &rec.db.to_string()]);
         let server_dump = c.cmd_bytes(&[b"DUMP", &rec.key]).bytes();
-        assert_eq!(rec.dump_payload(version).expect("raw captured"), server_dump, "DUMP of {:?}", rec.key);
-        assert_eq!(dump_payload(rec.raw[0], &rec.raw[1..], version), server_dump);
+        assert_eq!(
+            rec.dump_payload(version).expect("raw captured"),
+            server_dump,
+            "DUMP of {:?}",
+            rec.key
+        );
+        assert_eq!(
+            dump_payload(rec.raw[0], &rec.raw[1..], version),
+            server_dump
+        );
     }
 }
 
 #[test]
 fn real_dump_compact_encodings() {
-    check_server_dump(COMPACT, &["int", "embstr", "raw", "quicklist", "intset", "listpack", "hashtable", "stream"]);
+    check_server_dump(
+        COMPACT,
+        &[
+            "int",
+            "embstr",
+            "raw",
+            "quicklist",
+            "intset",
+            "listpack",
+            "hashtable",
+            "stream",
+        ],
+    );
 }
 
 #[test]
 fn real_dump_plain_encodings() {
-    check_server_dump(PLAIN, &["int", "raw", "quicklist", "hashtable", "skiplist", "stream"]);
+    check_server_dump(
+        PLAIN,
+        &["int", "raw", "quicklist", "hashtable", "skiplist", "stream"],
+    );
 }
 
 #[test]
@@ -329,8 +513,18 @@ fn quicklist_plain_nodes() {
     let (version, items) = parse_all(&bytes, ReadOptions::default());
     let rec = records(&items)[0].clone();
     assert_eq!(rec.rdb_type, 18);
-    assert_eq!(rec.value, Value::List(vec![b"small".to_vec(), big.clone().into_bytes(), b"tail".to_vec()]));
-    assert_eq!(rec.dump_payload(version).unwrap(), c.cmd(&["DUMP", "l"]).bytes());
+    assert_eq!(
+        rec.value,
+        Value::List(vec![
+            b"small".to_vec(),
+            big.clone().into_bytes(),
+            b"tail".to_vec()
+        ])
+    );
+    assert_eq!(
+        rec.dump_payload(version).unwrap(),
+        c.cmd(&["DUMP", "l"]).bytes()
+    );
 }
 
 #[test]
@@ -395,7 +589,11 @@ fn flipped_bytes_are_detected_with_offset() {
         }
     }
     // A value-byte flip is caught by the checksum and names the checksum's offset.
-    let pos = bytes.windows(7).position(|w| w == b"payload").expect("value present") + 3;
+    let pos = bytes
+        .windows(7)
+        .position(|w| w == b"payload")
+        .expect("value present")
+        + 3;
     let mut b = bytes.clone();
     b[pos] ^= 1;
     match parse_result(&b, ReadOptions::default()) {
@@ -403,7 +601,10 @@ fn flipped_bytes_are_detected_with_offset() {
         other => panic!("expected checksum error, got {other:?}"),
     }
     // With verification off it parses.
-    let opts = ReadOptions { verify_checksum: false, ..ReadOptions::default() };
+    let opts = ReadOptions {
+        verify_checksum: false,
+        ..ReadOptions::default()
+    };
     assert!(parse_result(&b, opts).is_ok());
 }
 
@@ -423,12 +624,19 @@ fn truncation_is_an_error_naming_offset_and_key() {
         }
     }
     // Cutting inside the (LZF-compressed) string value names its key.
-    let pos = bytes.windows(7).position(|w| w == b"user:42").expect("key present") + 7 + 4;
+    let pos = bytes
+        .windows(7)
+        .position(|w| w == b"user:42")
+        .expect("key present")
+        + 7
+        + 4;
     let err = parse_result(&bytes[..pos], ReadOptions::default()).unwrap_err();
     assert_eq!(err.key(), Some(&b"user:42"[..]));
     assert_eq!(
         err.to_string(),
-        format!("truncated RDB at byte {pos} while reading key \"user:42\": unexpected end of data")
+        format!(
+            "truncated RDB at byte {pos} while reading key \"user:42\": unexpected end of data"
+        )
     );
 }
 
@@ -452,7 +660,17 @@ fn regenerate_seed_fixtures() {
         c.ok(&["XADD", "st", "5-1", "a", "1"]);
         c.ok(&["XADD", "st", "6-0", "a", "2", "b", "3"]);
         c.ok(&["XGROUP", "CREATE", "st", "g", "0"]);
-        c.ok(&["XREADGROUP", "GROUP", "g", "c1", "COUNT", "1", "STREAMS", "st", ">"]);
+        c.ok(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c1",
+            "COUNT",
+            "1",
+            "STREAMS",
+            "st",
+            ">",
+        ]);
         c.ok(&["SELECT", "2"]);
         c.ok(&["SET", "other", "db"]);
         std::fs::write(dir.join(name), srv.save_rdb()).unwrap();
@@ -462,7 +680,9 @@ fn regenerate_seed_fixtures() {
 #[test]
 fn seed_fixtures_parse() {
     for name in ["compact.rdb", "plain.rdb"] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rdb").join(name);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/rdb")
+            .join(name);
         let bytes = std::fs::read(&path).unwrap();
         let (_, items) = parse_all(&bytes, ReadOptions::default());
         let recs = records(&items);
@@ -471,7 +691,13 @@ fn seed_fixtures_parse() {
         match &st.value {
             Value::Stream(s) => {
                 assert_eq!(s.entries.len(), 2);
-                assert_eq!(s.entries[1].fields, vec![(b"a".to_vec(), b"2".to_vec()), (b"b".to_vec(), b"3".to_vec())]);
+                assert_eq!(
+                    s.entries[1].fields,
+                    vec![
+                        (b"a".to_vec(), b"2".to_vec()),
+                        (b"b".to_vec(), b"3".to_vec())
+                    ]
+                );
                 assert_eq!(s.groups[0].pending.len(), 1);
                 assert_eq!(s.groups[0].consumers[0].name, b"c1");
             }
@@ -479,6 +705,9 @@ fn seed_fixtures_parse() {
         }
         let other = recs.iter().find(|r| r.key == b"other").unwrap();
         assert_eq!(other.db, 2);
-        assert_eq!(recs.iter().filter(|r| r.kind == ValueKind::String).count(), 5);
+        assert_eq!(
+            recs.iter().filter(|r| r.kind == ValueKind::String).count(),
+            5
+        );
     }
 }

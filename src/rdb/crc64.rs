@@ -84,7 +84,11 @@ mod tests {
             for &b in data {
                 crc ^= b as u64;
                 for _ in 0..8 {
-                    crc = if crc & 1 == 1 { (crc >> 1) ^ rpoly } else { crc >> 1 };
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ rpoly
+                    } else {
+                        crc >> 1
+                    };
                 }
             }
             crc

@@ -27,7 +27,11 @@ pub enum RdbError {
     },
     /// The trailing CRC64 does not match the bytes read.
     #[error("RDB checksum mismatch at byte {offset}: file says {stored:#018x}, computed {computed:#018x}")]
-    Checksum { offset: u64, stored: u64, computed: u64 },
+    Checksum {
+        offset: u64,
+        stored: u64,
+        computed: u64,
+    },
     /// The underlying reader failed (not an end-of-file condition).
     #[error("I/O error reading RDB at byte {offset}: {source}")]
     Io {
@@ -98,7 +102,10 @@ mod tests {
             e.to_string(),
             "corrupt RDB at byte 123456 while reading key \"user:42\": ziplist entry overruns its buffer"
         );
-        let t = RdbError::Truncated { offset: 7, key: Some(vec![0xff, b'"']) };
+        let t = RdbError::Truncated {
+            offset: 7,
+            key: Some(vec![0xff, b'"']),
+        };
         assert_eq!(
             t.to_string(),
             "truncated RDB at byte 7 while reading key \"\\xff\\\"\": unexpected end of data"

@@ -3,7 +3,10 @@
 /// Decodes an intset blob into decimal-text members.
 pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     if buf.len() < 8 {
-        return Err(format!("intset of {} bytes is shorter than its header", buf.len()));
+        return Err(format!(
+            "intset of {} bytes is shorter than its header",
+            buf.len()
+        ));
     }
     let width = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     let len = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
@@ -38,7 +41,10 @@ mod tests {
     fn widths() {
         // width 2, 3 members: -1, 2, 300
         let b = [2, 0, 0, 0, 3, 0, 0, 0, 0xff, 0xff, 2, 0, 0x2c, 0x01];
-        assert_eq!(parse(&b).unwrap(), vec![b"-1".to_vec(), b"2".to_vec(), b"300".to_vec()]);
+        assert_eq!(
+            parse(&b).unwrap(),
+            vec![b"-1".to_vec(), b"2".to_vec(), b"300".to_vec()]
+        );
         let b = [8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80];
         assert_eq!(parse(&b).unwrap(), vec![i64::MIN.to_string().into_bytes()]);
         assert!(parse(&[3, 0, 0, 0, 0, 0, 0, 0]).is_err());

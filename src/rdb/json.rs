@@ -70,7 +70,10 @@ pub fn value_to_json(v: &Value) -> Json {
         Value::String(s) => bytes_to_json(s),
         Value::List(items) | Value::Set(items) => list(items),
         Value::SortedSet(items) => Json::Array(
-            items.iter().map(|(m, s)| json!({ "member": bytes_to_json(m), "score": score(*s) })).collect(),
+            items
+                .iter()
+                .map(|(m, s)| json!({ "member": bytes_to_json(m), "score": score(*s) }))
+                .collect(),
         ),
         Value::Hash(fields) => Json::Array(
             fields
@@ -87,7 +90,9 @@ pub fn value_to_json(v: &Value) -> Json {
                 .collect(),
         ),
         Value::Stream(s) => stream_json(s),
-        Value::Module(m) => json!({ "module": m.name, "encver": m.encver, "skipped_bytes": m.skipped_bytes }),
+        Value::Module(m) => {
+            json!({ "module": m.name, "encver": m.encver, "skipped_bytes": m.skipped_bytes })
+        }
         Value::NotDecoded => Json::Null,
     }
 }
@@ -119,6 +124,9 @@ mod tests {
         assert_eq!(bytes_to_json(b"\xff\x00"), json!({"hex": "ff00"}));
         assert_eq!(score(f64::NEG_INFINITY), json!("-inf"));
         let v = Value::Hash(vec![(b"f".to_vec(), b"\x80".to_vec(), Some(5))]);
-        assert_eq!(value_to_json(&v), json!([{"field": "f", "value": {"hex": "80"}, "expire_ms": 5}]));
+        assert_eq!(
+            value_to_json(&v),
+            json!([{"field": "f", "value": {"hex": "80"}, "expire_ms": 5}])
+        );
     }
 }

@@ -8,7 +8,9 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let mut out = Vec::with_capacity((num as usize).min(4096));
     let mut pos = 6usize;
     loop {
-        let enc = *buf.get(pos).ok_or("listpack is missing its 0xFF terminator")?;
+        let enc = *buf
+            .get(pos)
+            .ok_or("listpack is missing its 0xFF terminator")?;
         if enc == 0xff {
             break;
         }
@@ -46,7 +48,12 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                 }
                 0xf3 => {
                     let b = need(pos + 1, 4)?;
-                    (i32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string().into_bytes(), 5)
+                    (
+                        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+                            .to_string()
+                            .into_bytes(),
+                        5,
+                    )
                 }
                 0xf4 => {
                     let b = need(pos + 1, 8)?;
@@ -54,7 +61,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                     a.copy_from_slice(b);
                     (i64::from_le_bytes(a).to_string().into_bytes(), 9)
                 }
-                _ => return Err(format!("listpack entry at {start} has invalid encoding {enc:#04x}")),
+                _ => {
+                    return Err(format!(
+                        "listpack entry at {start} has invalid encoding {enc:#04x}"
+                    ))
+                }
             }
         };
         pos += size;
@@ -136,15 +147,15 @@ mod tests {
         let mut e12 = vec![0xe0, 200];
         e12.extend_from_slice(&long);
         let lp = build(&[
-            b"\x05",                   // 7-bit uint 5
-            b"\x83abc",                // 6-bit string
-            b"\xdf\xff",               // 13-bit int -1
-            &e12,                      // 12-bit string (200 bytes, 2-byte backlen)
-            b"\xf1\x00\x80",           // int16 -32768
-            b"\xf2\x00\x00\x80",       // int24 -8388608
-            b"\xf3\x01\x00\x00\x00",   // int32 1
+            b"\x05",                                 // 7-bit uint 5
+            b"\x83abc",                              // 6-bit string
+            b"\xdf\xff",                             // 13-bit int -1
+            &e12,                                    // 12-bit string (200 bytes, 2-byte backlen)
+            b"\xf1\x00\x80",                         // int16 -32768
+            b"\xf2\x00\x00\x80",                     // int24 -8388608
+            b"\xf3\x01\x00\x00\x00",                 // int32 1
             b"\xf4\xff\xff\xff\xff\xff\xff\xff\x7f", // int64 max
-            b"\xf0\x01\x00\x00\x00q",  // 32-bit string "q"
+            b"\xf0\x01\x00\x00\x00q",                // 32-bit string "q"
         ]);
         let got = parse(&lp).unwrap();
         assert_eq!(got[0], b"5");

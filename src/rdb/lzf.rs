@@ -13,9 +13,9 @@ pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, String
         if ctrl < 32 {
             // Literal run of ctrl + 1 bytes.
             let n = ctrl + 1;
-            let lit = input
-                .get(i..i + n)
-                .ok_or_else(|| format!("LZF literal run at input byte {} overruns the input", i - 1))?;
+            let lit = input.get(i..i + n).ok_or_else(|| {
+                format!("LZF literal run at input byte {} overruns the input", i - 1)
+            })?;
             if out.len() + n > out_len {
                 return Err("LZF output exceeds the declared length".into());
             }
@@ -27,10 +27,13 @@ pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, String
             if len == 7 {
                 len += *input
                     .get(i)
-                    .ok_or("LZF back-reference length byte missing")? as usize;
+                    .ok_or("LZF back-reference length byte missing")?
+                    as usize;
                 i += 1;
             }
-            let low = *input.get(i).ok_or("LZF back-reference distance byte missing")? as usize;
+            let low = *input
+                .get(i)
+                .ok_or("LZF back-reference distance byte missing")? as usize;
             i += 1;
             let dist = ((ctrl & 0x1f) << 8) + low + 1;
             if dist > out.len() {

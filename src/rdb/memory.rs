@@ -60,25 +60,46 @@ pub fn approx_memory(rec: &Record) -> u64 {
         },
         Value::Set(items) => match enc {
             "intset" => {
-                let width = if items.iter().all(|i| i.len() <= 5) { 2 } else { 8 };
+                let width = if items.iter().all(|i| i.len() <= 5) {
+                    2
+                } else {
+                    8
+                };
                 8 + width * items.len() as u64
             }
-            "hashtable" => hashtable(items.len() as u64) + items.iter().map(|i| sds(i.len() as u64)).sum::<u64>(),
+            "hashtable" => {
+                hashtable(items.len() as u64)
+                    + items.iter().map(|i| sds(i.len() as u64)).sum::<u64>()
+            }
             _ => compact(items.iter().map(|i| i.as_slice())),
         },
         Value::SortedSet(items) => match enc {
             "skiplist" => {
                 hashtable(items.len() as u64)
-                    + items.iter().map(|(m, _)| sds(m.len() as u64) + 48 + 8).sum::<u64>()
+                    + items
+                        .iter()
+                        .map(|(m, _)| sds(m.len() as u64) + 48 + 8)
+                        .sum::<u64>()
             }
             _ => compact(items.iter().map(|(m, _)| m.as_slice())) + 10 * items.len() as u64,
         },
         Value::Hash(fields) => match enc {
             "hashtable" => {
                 hashtable(fields.len() as u64)
-                    + fields.iter().map(|(f, v, t)| sds(f.len() as u64) + sds(v.len() as u64) + if t.is_some() { 8 } else { 0 }).sum::<u64>()
+                    + fields
+                        .iter()
+                        .map(|(f, v, t)| {
+                            sds(f.len() as u64)
+                                + sds(v.len() as u64)
+                                + if t.is_some() { 8 } else { 0 }
+                        })
+                        .sum::<u64>()
             }
-            _ => compact(fields.iter().flat_map(|(f, v, _)| [f.as_slice(), v.as_slice()])),
+            _ => compact(
+                fields
+                    .iter()
+                    .flat_map(|(f, v, _)| [f.as_slice(), v.as_slice()]),
+            ),
         },
         Value::Stream(_) | Value::Module(_) | Value::NotDecoded => rec.serialized_len,
     };

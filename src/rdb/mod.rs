@@ -69,19 +69,31 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { decode_values: true, capture_raw: true, verify_checksum: true }
+        ReadOptions {
+            decode_values: true,
+            capture_raw: true,
+            verify_checksum: true,
+        }
     }
 }
 
 impl ReadOptions {
     /// Only keys, types and raw bytes: the fast path for backups.
     pub fn raw_only() -> Self {
-        ReadOptions { decode_values: false, capture_raw: true, verify_checksum: true }
+        ReadOptions {
+            decode_values: false,
+            capture_raw: true,
+            verify_checksum: true,
+        }
     }
 
     /// Neither decoded values nor raw bytes: the cheapest walk (used by [`summarize`]).
     pub fn walk_only() -> Self {
-        ReadOptions { decode_values: false, capture_raw: false, verify_checksum: true }
+        ReadOptions {
+            decode_values: false,
+            capture_raw: false,
+            verify_checksum: true,
+        }
     }
 }
 
@@ -131,11 +143,20 @@ pub enum Item {
     /// Hash table size hints for the current database.
     ResizeDb { db_size: u64, expires_size: u64 },
     /// Cluster slot sizing hint (Redis 7.4+).
-    SlotInfo { slot: u64, slot_size: u64, expires_slot_size: u64 },
+    SlotInfo {
+        slot: u64,
+        slot_size: u64,
+        expires_slot_size: u64,
+    },
     /// A function library (FUNCTION2 opcode): its source code.
     Function(Vec<u8>),
     /// Module auxiliary data, skipped.
-    ModuleAux { module: String, encver: u64, when: u64, skipped_bytes: u64 },
+    ModuleAux {
+        module: String,
+        encver: u64,
+        when: u64,
+        skipped_bytes: u64,
+    },
     /// A key/value pair.
     Record(Record),
 }
@@ -179,7 +200,15 @@ impl<R: Read> RdbReader<R> {
                 "RDB version {version} is not supported (1 to {MAX_RDB_VERSION})"
             )));
         }
-        Ok(RdbReader { r, version, opts, db: 0, done: false, failed: false, stored_checksum: None })
+        Ok(RdbReader {
+            r,
+            version,
+            opts,
+            db: 0,
+            done: false,
+            failed: false,
+            stored_checksum: None,
+        })
     }
 
     /// RDB format version from the header.
@@ -225,7 +254,11 @@ impl<R: Read> RdbReader<R> {
                         let stored = self.r.read_u64_le()?;
                         self.stored_checksum = Some(stored);
                         if self.opts.verify_checksum && stored != 0 && stored != computed {
-                            return Err(RdbError::Checksum { offset: at, stored, computed });
+                            return Err(RdbError::Checksum {
+                                offset: at,
+                                stored,
+                                computed,
+                            });
                         }
                     }
                     self.done = true;
@@ -251,8 +284,14 @@ impl<R: Read> RdbReader<R> {
                     freq = Some(self.r.read_u8()?);
                     continue;
                 }
-                OP_RESIZEDB => Item::ResizeDb { db_size: self.r.read_len()?, expires_size: self.r.read_len()? },
-                OP_AUX => Item::Aux { key: self.r.read_string()?, value: self.r.read_string()? },
+                OP_RESIZEDB => Item::ResizeDb {
+                    db_size: self.r.read_len()?,
+                    expires_size: self.r.read_len()?,
+                },
+                OP_AUX => Item::Aux {
+                    key: self.r.read_string()?,
+                    value: self.r.read_string()?,
+                },
                 OP_SLOT_INFO => Item::SlotInfo {
                     slot: self.r.read_len()?,
                     slot_size: self.r.read_len()?,
@@ -269,11 +308,18 @@ impl<R: Read> RdbReader<R> {
                     let (module, encver) = module_type_name(self.r.read_len()?);
                     let when_at = self.r.offset();
                     if self.r.read_len()? != MODULE_OPCODE_UINT {
-                        return Err(self.r.corrupt_at(when_at, "module aux 'when' is not a UINT opcode"));
+                        return Err(self
+                            .r
+                            .corrupt_at(when_at, "module aux 'when' is not a UINT opcode"));
                     }
                     let when = self.r.read_len()?;
                     let skipped_bytes = object::skip_module_opcodes(&mut self.r)?;
-                    Item::ModuleAux { module, encver, when, skipped_bytes }
+                    Item::ModuleAux {
+                        module,
+                        encver,
+                        when,
+                        skipped_bytes,
+                    }
                 }
                 ty if kind_of(ty).is_some() => {
                     let kind = kind_of(ty).unwrap_or(ValueKind::Module);
@@ -283,7 +329,8 @@ impl<R: Read> RdbReader<R> {
                         self.r.start_capture(&[ty]);
                     }
                     let value_at = self.r.offset();
-                    let (value, encoding) = object::read_object(&mut self.r, ty, self.opts.decode_values)?;
+                    let (value, encoding) =
+                        object::read_object(&mut self.r, ty, self.opts.decode_values)?;
                     let raw = self.r.take_capture();
                     let serialized_len = self.r.offset() - value_at + 1;
                     let key = self.r.key.take().unwrap_or_default();
@@ -303,12 +350,20 @@ impl<R: Read> RdbReader<R> {
                     })
                 }
                 ty if ty < 200 => {
-                    return Err(self.r.unsupported_at(op_at, format!("unsupported value type {ty}")))
+                    return Err(self
+                        .r
+                        .unsupported_at(op_at, format!("unsupported value type {ty}")))
                 }
                 ty if ty < OP_SLOT_INFO => {
-                    return Err(self.r.unsupported_at(op_at, format!("unsupported opcode {ty:#04x}")))
+                    return Err(self
+                        .r
+                        .unsupported_at(op_at, format!("unsupported opcode {ty:#04x}")))
                 }
-                other => return Err(self.r.corrupt_at(op_at, format!("unknown opcode {other:#04x}"))),
+                other => {
+                    return Err(self
+                        .r
+                        .corrupt_at(op_at, format!("unknown opcode {other:#04x}")))
+                }
             };
             return Ok(Some(item));
         }
@@ -346,15 +401,30 @@ mod tests {
     fn dump_payload_layout() {
         let p = dump_payload(0, &[3, b'a', b'b', b'c'], 10);
         assert_eq!(&p[..7], &[0, 3, b'a', b'b', b'c', 10, 0]);
-        assert_eq!(u64::from_le_bytes(p[7..].try_into().unwrap()), crc64(0, &p[..7]));
+        assert_eq!(
+            u64::from_le_bytes(p[7..].try_into().unwrap()),
+            crc64(0, &p[..7])
+        );
     }
 
     #[test]
     fn header_errors() {
-        assert!(matches!(RdbReader::new(&b"REDIS"[..]), Err(RdbError::BadHeader(_))));
-        assert!(matches!(RdbReader::new(&b"RODIS0009"[..]), Err(RdbError::BadHeader(_))));
-        assert!(matches!(RdbReader::new(&b"REDIS0013"[..]), Err(RdbError::BadHeader(_))));
-        assert!(matches!(RdbReader::new(&b"REDIS00x9"[..]), Err(RdbError::BadHeader(_))));
+        assert!(matches!(
+            RdbReader::new(&b"REDIS"[..]),
+            Err(RdbError::BadHeader(_))
+        ));
+        assert!(matches!(
+            RdbReader::new(&b"RODIS0009"[..]),
+            Err(RdbError::BadHeader(_))
+        ));
+        assert!(matches!(
+            RdbReader::new(&b"REDIS0013"[..]),
+            Err(RdbError::BadHeader(_))
+        ));
+        assert!(matches!(
+            RdbReader::new(&b"REDIS00x9"[..]),
+            Err(RdbError::BadHeader(_))
+        ));
         let mut r = RdbReader::new(&b"REDIS0003\xff"[..]).unwrap();
         assert_eq!(r.next_item().unwrap(), None);
     }

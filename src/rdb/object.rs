@@ -67,7 +67,11 @@ pub fn module_type_name(id: u64) -> (String, u64) {
 }
 
 /// Reads one value of type `ty`; returns the decoded value (or `NotDecoded`) and its encoding name.
-pub(crate) fn read_object<R: Read>(r: &mut ByteReader<R>, ty: u8, decode: bool) -> Result<(Value, &'static str)> {
+pub(crate) fn read_object<R: Read>(
+    r: &mut ByteReader<R>,
+    ty: u8,
+    decode: bool,
+) -> Result<(Value, &'static str)> {
     let enc = encoding_of(ty);
     let value = match ty {
         0 => return read_string_value(r, decode),
@@ -84,12 +88,20 @@ pub(crate) fn read_object<R: Read>(r: &mut ByteReader<R>, ty: u8, decode: bool) 
             let mut out = Vec::with_capacity(cap(n));
             for _ in 0..n {
                 let m = r.string_or_skip(decode)?;
-                let score = if ty == 3 { r.read_ascii_double()? } else { r.read_binary_double()? };
+                let score = if ty == 3 {
+                    r.read_ascii_double()?
+                } else {
+                    r.read_binary_double()?
+                };
                 if let Some(m) = m {
                     out.push((m, score));
                 }
             }
-            if decode { Value::SortedSet(out) } else { Value::NotDecoded }
+            if decode {
+                Value::SortedSet(out)
+            } else {
+                Value::NotDecoded
+            }
         }
         4 => {
             let n = r.read_count()?;
@@ -101,7 +113,11 @@ pub(crate) fn read_object<R: Read>(r: &mut ByteReader<R>, ty: u8, decode: bool) 
                     out.push((f, v, None));
                 }
             }
-            if decode { Value::Hash(out) } else { Value::NotDecoded }
+            if decode {
+                Value::Hash(out)
+            } else {
+                Value::NotDecoded
+            }
         }
         6 => {
             return Err(r.unsupported_at(
@@ -113,7 +129,11 @@ pub(crate) fn read_object<R: Read>(r: &mut ByteReader<R>, ty: u8, decode: bool) 
             let id = r.read_len()?;
             let (name, encver) = module_type_name(id);
             let skipped_bytes = skip_module_opcodes(r)?;
-            Value::Module(ModuleValue { name, encver, skipped_bytes })
+            Value::Module(ModuleValue {
+                name,
+                encver,
+                skipped_bytes,
+            })
         }
         9 | 10 | 11 | 12 | 13 | 16 | 17 | 20 | 23 => match blob(r, decode)? {
             None => Value::NotDecoded,
@@ -144,20 +164,36 @@ pub(crate) fn read_object<R: Read>(r: &mut ByteReader<R>, ty: u8, decode: bool) 
                     if container == QUICKLIST_PLAIN {
                         out.push(b);
                     } else {
-                        let items = if ty == 14 { ziplist::parse(&b) } else { listpack::parse(&b) };
-                        let what = if ty == 14 { "quicklist ziplist node" } else { "quicklist listpack node" };
+                        let items = if ty == 14 {
+                            ziplist::parse(&b)
+                        } else {
+                            listpack::parse(&b)
+                        };
+                        let what = if ty == 14 {
+                            "quicklist ziplist node"
+                        } else {
+                            "quicklist listpack node"
+                        };
                         out.extend(items.map_err(|m| r.corrupt_at(at, format!("{what}: {m}")))?);
                     }
                 }
             }
-            if decode { Value::List(out) } else { Value::NotDecoded }
+            if decode {
+                Value::List(out)
+            } else {
+                Value::NotDecoded
+            }
         }
         15 | 19 | 21 => match stream::read_stream(r, ty, decode)? {
             Some(s) => Value::Stream(Box::new(s)),
             None => Value::NotDecoded,
         },
         22 | 24 => {
-            let min_expire = if ty == 24 { Some(r.read_u64_le()?) } else { None };
+            let min_expire = if ty == 24 {
+                Some(r.read_u64_le()?)
+            } else {
+                None
+            };
             let n = r.read_count()?;
             let mut out: Vec<HashField> = Vec::with_capacity(cap(n));
             for _ in 0..n {
@@ -174,10 +210,17 @@ pub(crate) fn read_object<R: Read>(r: &mut ByteReader<R>, ty: u8, decode: bool) 
                     out.push((f, v, expire));
                 }
             }
-            if decode { Value::Hash(out) } else { Value::NotDecoded }
+            if decode {
+                Value::Hash(out)
+            } else {
+                Value::NotDecoded
+            }
         }
         _ => {
-            return Err(r.unsupported_at(r.offset().saturating_sub(1), format!("unsupported value type {ty}")))
+            return Err(r.unsupported_at(
+                r.offset().saturating_sub(1),
+                format!("unsupported value type {ty}"),
+            ))
         }
     };
     Ok((value, enc))
@@ -201,7 +244,10 @@ fn read_strings<R: Read>(r: &mut ByteReader<R>, decode: bool) -> Result<Option<V
 }
 
 /// Reads a string value; short strings are read even when not decoding so the int/embstr/raw name is exact.
-fn read_string_value<R: Read>(r: &mut ByteReader<R>, decode: bool) -> Result<(Value, &'static str)> {
+fn read_string_value<R: Read>(
+    r: &mut ByteReader<R>,
+    decode: bool,
+) -> Result<(Value, &'static str)> {
     if decode {
         let (bytes, form) = r.read_string_form()?;
         let enc = string_encoding(form, Some(&bytes));
@@ -211,7 +257,10 @@ fn read_string_value<R: Read>(r: &mut ByteReader<R>, decode: bool) -> Result<(Va
     let form = match r.read_len_or_enc()? {
         Len::Plain(n) if n <= 20 => {
             let b = r.read_bytes(n)?;
-            return Ok((Value::NotDecoded, string_encoding(StrForm::Bytes(n), Some(&b))));
+            return Ok((
+                Value::NotDecoded,
+                string_encoding(StrForm::Bytes(n), Some(&b)),
+            ));
         }
         Len::Plain(n) => {
             r.skip(n)?;
@@ -271,7 +320,10 @@ pub(crate) fn skip_module_opcodes<R: Read>(r: &mut ByteReader<R>) -> Result<u64>
 /// Splits a flat element list into (field, value) pairs.
 fn pairs(items: Vec<Vec<u8>>) -> std::result::Result<Pairs, String> {
     if !items.len().is_multiple_of(2) {
-        return Err(format!("odd number of elements ({}) in a pair encoding", items.len()));
+        return Err(format!(
+            "odd number of elements ({}) in a pair encoding",
+            items.len()
+        ));
     }
     let mut out = Vec::with_capacity(items.len() / 2);
     let mut it = items.into_iter();
@@ -282,21 +334,25 @@ fn pairs(items: Vec<Vec<u8>>) -> std::result::Result<Pairs, String> {
 }
 
 /// Decodes a single-blob encoding (zipmap, ziplist, intset, listpack variants).
-fn decode_blob<R: Read>(
-    r: &ByteReader<R>,
-    ty: u8,
-    at: u64,
-    b: &[u8],
-) -> Result<Value> {
+fn decode_blob<R: Read>(r: &ByteReader<R>, ty: u8, at: u64, b: &[u8]) -> Result<Value> {
     let name = encoding_of(ty);
     let decoded: std::result::Result<Value, String> = (|| {
         Ok(match ty {
-            9 => Value::Hash(zipmap::parse(b)?.into_iter().map(|(f, v)| (f, v, None)).collect()),
+            9 => Value::Hash(
+                zipmap::parse(b)?
+                    .into_iter()
+                    .map(|(f, v)| (f, v, None))
+                    .collect(),
+            ),
             10 => Value::List(ziplist::parse(b)?),
             11 => Value::Set(intset::parse(b)?),
             20 => Value::Set(listpack::parse(b)?),
             12 | 17 => {
-                let items = if ty == 12 { ziplist::parse(b)? } else { listpack::parse(b)? };
+                let items = if ty == 12 {
+                    ziplist::parse(b)?
+                } else {
+                    listpack::parse(b)?
+                };
                 let mut out = Vec::with_capacity(items.len() / 2);
                 for (m, s) in pairs(items)? {
                     let score = parse_f64(&s).ok_or("zset score is not a number")?;
@@ -305,13 +361,25 @@ fn decode_blob<R: Read>(
                 Value::SortedSet(out)
             }
             13 | 16 => {
-                let items = if ty == 13 { ziplist::parse(b)? } else { listpack::parse(b)? };
-                Value::Hash(pairs(items)?.into_iter().map(|(f, v)| (f, v, None)).collect())
+                let items = if ty == 13 {
+                    ziplist::parse(b)?
+                } else {
+                    listpack::parse(b)?
+                };
+                Value::Hash(
+                    pairs(items)?
+                        .into_iter()
+                        .map(|(f, v)| (f, v, None))
+                        .collect(),
+                )
             }
             23 | 25 => {
                 let items = listpack::parse(b)?;
                 if !items.len().is_multiple_of(3) {
-                    return Err(format!("{} elements is not a multiple of 3 (field, value, ttl)", items.len()));
+                    return Err(format!(
+                        "{} elements is not a multiple of 3 (field, value, ttl)",
+                        items.len()
+                    ));
                 }
                 let mut out = Vec::with_capacity(items.len() / 3);
                 let mut it = items.into_iter();

@@ -58,16 +58,27 @@ impl<R: Read> ByteReader<R> {
 
     /// A corruption error at an explicit offset (e.g. the start of a blob).
     pub(crate) fn corrupt_at(&self, offset: u64, msg: impl Into<String>) -> RdbError {
-        RdbError::Corrupt { offset, key: self.key.clone(), msg: msg.into() }
+        RdbError::Corrupt {
+            offset,
+            key: self.key.clone(),
+            msg: msg.into(),
+        }
     }
 
     /// An "unsupported" error at an explicit offset.
     pub(crate) fn unsupported_at(&self, offset: u64, what: impl Into<String>) -> RdbError {
-        RdbError::Unsupported { offset, key: self.key.clone(), what: what.into() }
+        RdbError::Unsupported {
+            offset,
+            key: self.key.clone(),
+            what: what.into(),
+        }
     }
 
     fn truncated(&self) -> RdbError {
-        RdbError::Truncated { offset: self.offset, key: self.key.clone() }
+        RdbError::Truncated {
+            offset: self.offset,
+            key: self.key.clone(),
+        }
     }
 
     /// Consumes up to `want` bytes, handing each buffered slice to `sink`; fails if data runs out.
@@ -77,7 +88,12 @@ impl<R: Read> ByteReader<R> {
                 match self.inner.fill_buf() {
                     Ok(b) => break b,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(RdbError::Io { offset: self.offset, source: e }),
+                    Err(e) => {
+                        return Err(RdbError::Io {
+                            offset: self.offset,
+                            source: e,
+                        })
+                    }
                 }
             };
             if buf.is_empty() {

@@ -14,7 +14,11 @@ const FLAG_DELETED: i64 = 1;
 const FLAG_SAMEFIELDS: i64 = 2;
 
 /// Reads a stream value of RDB type `ty`; with `decode == false` only walks over it.
-pub(crate) fn read_stream<R: Read>(r: &mut ByteReader<R>, ty: u8, decode: bool) -> Result<Option<Stream>> {
+pub(crate) fn read_stream<R: Read>(
+    r: &mut ByteReader<R>,
+    ty: u8,
+    decode: bool,
+) -> Result<Option<Stream>> {
     let mut s = Stream::default();
     let nodes = r.read_count()?;
     for _ in 0..nodes {
@@ -24,9 +28,13 @@ pub(crate) fn read_stream<R: Read>(r: &mut ByteReader<R>, ty: u8, decode: bool) 
         let lp = r.string_or_skip(decode)?;
         if let (Some(master), Some(lp)) = (master, lp) {
             let master = decode_raw_id(&master).ok_or_else(|| {
-                r.corrupt_at(at, format!("stream node key is {} bytes, expected 16", master.len()))
+                r.corrupt_at(
+                    at,
+                    format!("stream node key is {} bytes, expected 16", master.len()),
+                )
             })?;
-            let elems = listpack::parse(&lp).map_err(|m| r.corrupt_at(lp_at, format!("stream listpack: {m}")))?;
+            let elems = listpack::parse(&lp)
+                .map_err(|m| r.corrupt_at(lp_at, format!("stream listpack: {m}")))?;
             decode_node(master, &elems, &mut s.entries)
                 .map_err(|m| r.corrupt_at(lp_at, format!("stream node {master}: {m}")))?;
         }
@@ -49,29 +57,51 @@ pub(crate) fn read_stream<R: Read>(r: &mut ByteReader<R>, ty: u8, decode: bool) 
             let id = raw_id(r)?;
             let delivery_time_ms = r.read_u64_le()?;
             let delivery_count = r.read_len()?;
-            pending.push(PendingEntry { id, delivery_time_ms, delivery_count });
+            pending.push(PendingEntry {
+                id,
+                delivery_time_ms,
+                delivery_count,
+            });
         }
         let nconsumers = r.read_count()?;
         let mut consumers = Vec::with_capacity(nconsumers.min(1024) as usize);
         for _ in 0..nconsumers {
             let cname = r.read_string()?;
             let seen_time_ms = r.read_u64_le()?;
-            let active_time_ms = if ty >= 21 { Some(r.read_u64_le()?) } else { None };
+            let active_time_ms = if ty >= 21 {
+                Some(r.read_u64_le()?)
+            } else {
+                None
+            };
             let n = r.read_count()?;
             let mut ids = Vec::with_capacity(n.min(1024) as usize);
             for _ in 0..n {
                 ids.push(raw_id(r)?);
             }
-            consumers.push(Consumer { name: cname, seen_time_ms, active_time_ms, pending: ids });
+            consumers.push(Consumer {
+                name: cname,
+                seen_time_ms,
+                active_time_ms,
+                pending: ids,
+            });
         }
-        s.groups.push(ConsumerGroup { name, last_id, entries_read, pending, consumers });
+        s.groups.push(ConsumerGroup {
+            name,
+            last_id,
+            entries_read,
+            pending,
+            consumers,
+        });
     }
     Ok(if decode { Some(s) } else { None })
 }
 
 /// Reads an id stored as two RDB lengths (ms, seq).
 fn read_id<R: Read>(r: &mut ByteReader<R>) -> Result<StreamId> {
-    Ok(StreamId { ms: r.read_len()?, seq: r.read_len()? })
+    Ok(StreamId {
+        ms: r.read_len()?,
+        seq: r.read_len()?,
+    })
 }
 
 /// Reads an id stored as 16 raw big-endian bytes.
@@ -88,7 +118,10 @@ fn decode_raw_id(b: &[u8]) -> Option<StreamId> {
     let mut seq = [0u8; 8];
     ms.copy_from_slice(&b[..8]);
     seq.copy_from_slice(&b[8..]);
-    Some(StreamId { ms: u64::from_be_bytes(ms), seq: u64::from_be_bytes(seq) })
+    Some(StreamId {
+        ms: u64::from_be_bytes(ms),
+        seq: u64::from_be_bytes(seq),
+    })
 }
 
 /// Cursor over the decoded elements of a stream listpack node.
@@ -99,7 +132,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn next(&mut self, what: &str) -> std::result::Result<&'a [u8], String> {
-        let v = self.e.get(self.i).ok_or_else(|| format!("listpack ends while reading {what}"))?;
+        let v = self
+            .e
+            .get(self.i)
+            .ok_or_else(|| format!("listpack ends while reading {what}"))?;
         self.i += 1;
         Ok(v)
     }
@@ -120,7 +156,11 @@ impl<'a> Cursor<'a> {
 }
 
 /// Decodes one stream listpack node (master entry followed by delta-encoded entries).
-fn decode_node(master: StreamId, e: &[Vec<u8>], out: &mut Vec<StreamEntry>) -> std::result::Result<(), String> {
+fn decode_node(
+    master: StreamId,
+    e: &[Vec<u8>],
+    out: &mut Vec<StreamEntry>,
+) -> std::result::Result<(), String> {
     let mut c = Cursor { e, i: 0 };
     c.int("count")?;
     c.int("deleted count")?;

@@ -99,8 +99,8 @@ impl<R: Read> ByteReader<R> {
                 let compressed = self.read_bytes(clen)?;
                 let ulen_usize = usize::try_from(ulen)
                     .map_err(|_| self.corrupt_at(at, "LZF length does not fit in memory"))?;
-                let out = lzf::decompress(&compressed, ulen_usize)
-                    .map_err(|m| self.corrupt_at(at, m))?;
+                let out =
+                    lzf::decompress(&compressed, ulen_usize).map_err(|m| self.corrupt_at(at, m))?;
                 Ok((out, StrForm::Bytes(ulen)))
             }
             Len::Encoded(e) => Err(self.corrupt_at(at, format!("unknown string encoding {e}"))),
@@ -208,17 +208,28 @@ mod tests {
         assert!(matches!(reader(&[0x0a]).read_len().unwrap(), 10));
         assert_eq!(reader(&[0x41, 0x02]).read_len().unwrap(), 0x102);
         assert_eq!(reader(&[0x80, 0, 1, 0, 0]).read_len().unwrap(), 65536);
-        assert_eq!(reader(&[0x81, 0, 0, 0, 1, 0, 0, 0, 0]).read_len().unwrap(), 1 << 32);
+        assert_eq!(
+            reader(&[0x81, 0, 0, 0, 1, 0, 0, 0, 0]).read_len().unwrap(),
+            1 << 32
+        );
         assert!(reader(&[0x82]).read_len().is_err());
         assert!(reader(&[0xc0, 5]).read_len().is_err());
     }
 
     #[test]
     fn strings() {
-        assert_eq!(reader(&[3, b'a', b'b', b'c']).read_string().unwrap(), b"abc");
+        assert_eq!(
+            reader(&[3, b'a', b'b', b'c']).read_string().unwrap(),
+            b"abc"
+        );
         assert_eq!(reader(&[0xc0, 0xfe]).read_string().unwrap(), b"-2");
         assert_eq!(reader(&[0xc1, 0x39, 0x30]).read_string().unwrap(), b"12345");
-        assert_eq!(reader(&[0xc2, 0xff, 0xff, 0xff, 0x7f]).read_string().unwrap(), b"2147483647");
+        assert_eq!(
+            reader(&[0xc2, 0xff, 0xff, 0xff, 0x7f])
+                .read_string()
+                .unwrap(),
+            b"2147483647"
+        );
         // LZF: clen 6, ulen 6, "xyz" literal + 3-byte back-reference.
         let lzf = [0xc3, 6, 6, 2, b'x', b'y', b'z', 0b0010_0000, 2];
         assert_eq!(reader(&lzf).read_string().unwrap(), b"xyzxyz");
@@ -226,15 +237,33 @@ mod tests {
         assert_eq!(r.skip_string().unwrap(), StrForm::Bytes(6));
         assert_eq!(r.offset(), lzf.len() as u64);
         // LZF claiming an absurd output size is rejected before allocating.
-        assert!(reader(&[0xc3, 1, 0x81, 0, 0, 1, 0, 0, 0, 0, 0]).read_string().is_err());
+        assert!(reader(&[0xc3, 1, 0x81, 0, 0, 1, 0, 0, 0, 0, 0])
+            .read_string()
+            .is_err());
     }
 
     #[test]
     fn redis_ints() {
-        for ok in ["0", "-1", "12345", "9223372036854775807", "-9223372036854775808"] {
+        for ok in [
+            "0",
+            "-1",
+            "12345",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
             assert!(is_redis_int(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "-", "01", "-0", "+1", " 1", "1.0", "9223372036854775808", "abc"] {
+        for bad in [
+            "",
+            "-",
+            "01",
+            "-0",
+            "+1",
+            " 1",
+            "1.0",
+            "9223372036854775808",
+            "abc",
+        ] {
             assert!(!is_redis_int(bad.as_bytes()), "{bad}");
         }
     }

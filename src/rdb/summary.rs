@@ -46,7 +46,10 @@ pub struct DbSummary {
 /// Walks a whole RDB stream without decoding values and returns its [`Summary`].
 pub fn summarize(r: impl Read) -> Result<Summary> {
     let mut rdb = RdbReader::with_options(r, ReadOptions::walk_only())?;
-    let mut s = Summary { rdb_version: rdb.version(), ..Summary::default() };
+    let mut s = Summary {
+        rdb_version: rdb.version(),
+        ..Summary::default()
+    };
     let mut db = 0u64;
     while let Some(item) = rdb.next_item()? {
         match item {
@@ -57,7 +60,10 @@ pub fn summarize(r: impl Read) -> Result<Summary> {
                 );
             }
             Item::SelectDb(n) => db = n,
-            Item::ResizeDb { db_size, expires_size } => {
+            Item::ResizeDb {
+                db_size,
+                expires_size,
+            } => {
                 s.dbs.entry(db).or_default().resize_hint = Some((db_size, expires_size));
             }
             Item::Function(_) => s.functions += 1,

@@ -9,7 +9,9 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let mut pos = 10usize;
     let mut prev_len = 0usize;
     loop {
-        let first = *buf.get(pos).ok_or("ziplist is missing its 0xFF terminator")?;
+        let first = *buf
+            .get(pos)
+            .ok_or("ziplist is missing its 0xFF terminator")?;
         if first == 0xff {
             break;
         }
@@ -19,11 +21,15 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             pos += 1;
             first as usize
         } else if first == 254 {
-            let b = buf.get(pos + 1..pos + 5).ok_or("ziplist entry overruns its buffer")?;
+            let b = buf
+                .get(pos + 1..pos + 5)
+                .ok_or("ziplist entry overruns its buffer")?;
             pos += 5;
             u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
         } else {
-            return Err(format!("ziplist entry at {start} has invalid prevlen byte 0xff"));
+            return Err(format!(
+                "ziplist entry at {start} has invalid prevlen byte 0xff"
+            ));
         };
         if prevlen != prev_len {
             return Err(format!(
@@ -76,7 +82,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                     }
                     0xfe => (need(pos + 1, 1)?[0] as i8 as i64, 1),
                     0xf1..=0xfd => ((enc & 0x0f) as i64 - 1, 0),
-                    _ => return Err(format!("ziplist entry at {start} has invalid encoding {enc:#04x}")),
+                    _ => {
+                        return Err(format!(
+                            "ziplist entry at {start} has invalid encoding {enc:#04x}"
+                        ))
+                    }
                 };
                 pos += 1 + n;
                 v.to_string().into_bytes()
@@ -116,20 +126,29 @@ mod tests {
     #[test]
     fn all_encodings() {
         let z = build(&[
-            b"\x03abc",                 // 6-bit string length
-            b"\x40\x01x",               // 14-bit string length (1)
-            b"\x80\x00\x00\x00\x02hi",  // 32-bit string length
-            b"\xc0\x39\x30",            // int16 12345
-            b"\xd0\xff\xff\xff\xff",    // int32 -1
+            b"\x03abc",                              // 6-bit string length
+            b"\x40\x01x",                            // 14-bit string length (1)
+            b"\x80\x00\x00\x00\x02hi",               // 32-bit string length
+            b"\xc0\x39\x30",                         // int16 12345
+            b"\xd0\xff\xff\xff\xff",                 // int32 -1
             b"\xe0\x00\x00\x00\x00\x01\x00\x00\x00", // int64 2^32
-            b"\xf0\xfe\xff\xff",        // int24 -2
-            b"\xfe\x80",                // int8 -128
-            b"\xf1",                    // immediate 0
-            b"\xfd",                    // immediate 12
+            b"\xf0\xfe\xff\xff",                     // int24 -2
+            b"\xfe\x80",                             // int8 -128
+            b"\xf1",                                 // immediate 0
+            b"\xfd",                                 // immediate 12
         ]);
         let got = parse(&z).unwrap();
         let want: Vec<&[u8]> = vec![
-            b"abc", b"x", b"hi", b"12345", b"-1", b"4294967296", b"-2", b"-128", b"0", b"12",
+            b"abc",
+            b"x",
+            b"hi",
+            b"12345",
+            b"-1",
+            b"4294967296",
+            b"-2",
+            b"-128",
+            b"0",
+            b"12",
         ];
         assert_eq!(got, want);
     }

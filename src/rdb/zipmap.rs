@@ -14,7 +14,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Pairs, String> {
             None => break,
             Some(x) => x,
         };
-        let key = buf.get(p..p + klen).ok_or("zipmap key overruns its buffer")?.to_vec();
+        let key = buf
+            .get(p..p + klen)
+            .ok_or("zipmap key overruns its buffer")?
+            .to_vec();
         let (vlen, p) = read_len(buf, p + klen)?.ok_or("zipmap ends after a key")?;
         let free = *buf.get(p).ok_or("zipmap entry overruns its buffer")? as usize;
         let vstart = p + 1;
@@ -37,8 +40,13 @@ fn read_len(buf: &[u8], pos: usize) -> Result<Option<(usize, usize)>, String> {
         None => Err("zipmap is missing its 0xFF terminator".into()),
         Some(255) => Ok(None),
         Some(254) => {
-            let b = buf.get(pos + 1..pos + 5).ok_or("zipmap length overruns its buffer")?;
-            Ok(Some((u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize, pos + 5)))
+            let b = buf
+                .get(pos + 1..pos + 5)
+                .ok_or("zipmap length overruns its buffer")?;
+            Ok(Some((
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize,
+                pos + 5,
+            )))
         }
         Some(&n) => Ok(Some((n as usize, pos + 1))),
     }
@@ -51,9 +59,17 @@ mod tests {
     #[test]
     fn two_pairs_with_free_space() {
         // zmlen=2; "a" -> "1" (free 0); "bc" -> "xy" with 2 free bytes of padding; end.
-        let z = [2, 1, b'a', 1, 0, b'1', 2, b'b', b'c', 2, 2, b'x', b'y', 0, 0, 0xff];
+        let z = [
+            2, 1, b'a', 1, 0, b'1', 2, b'b', b'c', 2, 2, b'x', b'y', 0, 0, 0xff,
+        ];
         let got = parse(&z).unwrap();
-        assert_eq!(got, vec![(b"a".to_vec(), b"1".to_vec()), (b"bc".to_vec(), b"xy".to_vec())]);
+        assert_eq!(
+            got,
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"bc".to_vec(), b"xy".to_vec())
+            ]
+        );
         assert!(parse(&z[..z.len() - 1]).is_err());
         assert!(parse(&[1, 9, b'a', 0xff]).is_err());
     }

@@ -72,7 +72,10 @@ impl RespConn {
     pub fn connect(port: u16) -> std::io::Result<RespConn> {
         let s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(RespConn { reader: BufReader::new(s.try_clone()?), writer: s })
+        Ok(RespConn {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
     }
 
     /// Sends a command with binary-safe arguments and returns the reply.
@@ -172,7 +175,8 @@ impl RedisServer {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
-                    let log = std::fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default();
+                    let log =
+                        std::fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default();
                     last_err = format!("redis-server exited with {status}: {log}");
                     break;
                 }
