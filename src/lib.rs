@@ -13,6 +13,7 @@ pub mod error;
 pub mod index;
 pub mod pack;
 pub mod packer;
+pub mod rdb;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;

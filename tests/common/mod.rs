@@ -2,7 +2,8 @@
 //! loopback ports, the CLI against temp-dir repositories, RDB checks.
 #![allow(dead_code)]
 
-pub mod rdb;
 pub mod data;
+pub mod rdb;
+pub mod redis;
 pub mod server;
 pub mod vault;

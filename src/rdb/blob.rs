@@ -1,0 +1,61 @@
+//! Shared framing checks for the length-prefixed compact blobs (ziplist, listpack).
+
+/// Validates a blob whose first 4 bytes are its total size (u32 LE) and returns the u16 element
+/// count stored at `count_at`; `header_len` is the header size plus the 0xFF terminator.
+pub(crate) fn sized_header(
+    buf: &[u8],
+    name: &str,
+    header_len: usize,
+    count_at: usize,
+) -> Result<u16, String> {
+    if buf.len() < header_len {
+        return Err(format!(
+            "{name} of {} bytes is shorter than its header",
+            buf.len()
+        ));
+    }
+    let total = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if total != buf.len() {
+        return Err(format!(
+            "{name} header says {total} bytes but blob has {}",
+            buf.len()
+        ));
+    }
+    Ok(u16::from_le_bytes([buf[count_at], buf[count_at + 1]]))
+}
+
+/// Checks that the terminator at `pos` is the last byte and the declared count (unless the
+/// 65535 "unknown" marker) matches what was decoded.
+pub(crate) fn check_end(
+    buf: &[u8],
+    name: &str,
+    pos: usize,
+    declared: u16,
+    found: usize,
+) -> Result<(), String> {
+    if pos + 1 != buf.len() {
+        return Err(format!(
+            "{name} has {} bytes after its terminator",
+            buf.len() - pos - 1
+        ));
+    }
+    if declared != u16::MAX && declared as usize != found {
+        return Err(format!(
+            "{name} header says {declared} elements, found {found}"
+        ));
+    }
+    Ok(())
+}
+
+/// `buf[p..p + n]`, or an error saying the entry starting at `start` overruns the blob.
+pub(crate) fn need<'a>(
+    buf: &'a [u8],
+    name: &str,
+    start: usize,
+    p: usize,
+    n: usize,
+) -> Result<&'a [u8], String> {
+    p.checked_add(n)
+        .and_then(|end| buf.get(p..end))
+        .ok_or_else(|| format!("{name} entry at {start} overruns its buffer"))
+}

@@ -1,0 +1,185 @@
+//! Byte source for the parser: buffered, tracks the file offset, the running CRC64 and an optional capture of raw bytes.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read};
+
+use super::crc64::crc64;
+use super::error::{RdbError, Result};
+
+/// Largest chunk read at once, so a bogus length field never triggers a huge allocation up front.
+const CHUNK: usize = 64 * 1024;
+
+/// Wraps a reader; every consumed byte updates `offset`, `crc` and (if enabled) `capture`.
+pub(crate) struct ByteReader<R: Read> {
+    inner: BufReader<R>,
+    offset: u64,
+    crc: u64,
+    capture: Option<Vec<u8>>,
+    /// Key of the record being read, for error messages.
+    pub(crate) key: Option<Vec<u8>>,
+}
+
+impl<R: Read> ByteReader<R> {
+    pub(crate) fn new(r: R) -> Self {
+        ByteReader {
+            inner: BufReader::with_capacity(CHUNK, r),
+            offset: 0,
+            crc: 0,
+            capture: None,
+            key: None,
+        }
+    }
+
+    /// Offset of the next byte to be read.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// CRC64 of every byte consumed so far.
+    pub(crate) fn crc(&self) -> u64 {
+        self.crc
+    }
+
+    /// Starts recording consumed bytes, seeded with `prefix` (e.g. the type byte already read).
+    pub(crate) fn start_capture(&mut self, prefix: &[u8]) {
+        let mut v = Vec::with_capacity(256);
+        v.extend_from_slice(prefix);
+        self.capture = Some(v);
+    }
+
+    /// Stops recording and returns what was recorded (empty if capture was off).
+    pub(crate) fn take_capture(&mut self) -> Vec<u8> {
+        self.capture.take().unwrap_or_default()
+    }
+
+    /// A corruption error at the current offset.
+    pub(crate) fn corrupt(&self, msg: impl Into<String>) -> RdbError {
+        self.corrupt_at(self.offset, msg)
+    }
+
+    /// A corruption error at an explicit offset (e.g. the start of a blob).
+    pub(crate) fn corrupt_at(&self, offset: u64, msg: impl Into<String>) -> RdbError {
+        RdbError::Corrupt {
+            offset,
+            key: self.key.clone(),
+            msg: msg.into(),
+        }
+    }
+
+    /// An "unsupported" error at an explicit offset.
+    pub(crate) fn unsupported_at(&self, offset: u64, what: impl Into<String>) -> RdbError {
+        RdbError::Unsupported {
+            offset,
+            key: self.key.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn truncated(&self) -> RdbError {
+        RdbError::Truncated {
+            offset: self.offset,
+            key: self.key.clone(),
+        }
+    }
+
+    /// Consumes up to `want` bytes, handing each buffered slice to `sink`; fails if data runs out.
+    fn consume_with(&mut self, mut want: u64, mut sink: impl FnMut(&[u8])) -> Result<()> {
+        while want > 0 {
+            let buf = loop {
+                match self.inner.fill_buf() {
+                    Ok(b) => break b,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(RdbError::Io {
+                            offset: self.offset,
+                            source: e,
+                        })
+                    }
+                }
+            };
+            if buf.is_empty() {
+                return Err(self.truncated());
+            }
+            let n = buf.len().min(usize::try_from(want).unwrap_or(usize::MAX));
+            let part = &buf[..n];
+            self.crc = crc64(self.crc, part);
+            if let Some(c) = self.capture.as_mut() {
+                c.extend_from_slice(part);
+            }
+            sink(part);
+            self.inner.consume(n);
+            self.offset += n as u64;
+            want -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Fills `out` completely.
+    pub(crate) fn read_into(&mut self, out: &mut [u8]) -> Result<()> {
+        let mut pos = 0;
+        self.consume_with(out.len() as u64, |part| {
+            out[pos..pos + part.len()].copy_from_slice(part);
+            pos += part.len();
+        })
+    }
+
+    /// Reads exactly `n` bytes; memory grows only as data actually arrives.
+    pub(crate) fn read_bytes(&mut self, n: u64) -> Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(usize::try_from(n.min(CHUNK as u64)).unwrap_or(CHUNK));
+        self.consume_with(n, |part| v.extend_from_slice(part))?;
+        Ok(v)
+    }
+
+    /// Skips `n` bytes (still checksummed and captured).
+    pub(crate) fn skip(&mut self, n: u64) -> Result<()> {
+        self.consume_with(n, |_| {})
+    }
+
+    pub(crate) fn read_u8(&mut self) -> Result<u8> {
+        let mut b = [0u8; 1];
+        self.read_into(&mut b)?;
+        Ok(b[0])
+    }
+
+    pub(crate) fn read_array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut b = [0u8; N];
+        self.read_into(&mut b)?;
+        Ok(b)
+    }
+
+    pub(crate) fn read_u32_le(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.read_array()?))
+    }
+
+    pub(crate) fn read_u64_le(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.read_array()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_offset_crc_and_capture() {
+        let data = b"123456789abc".to_vec();
+        let mut r = ByteReader::new(&data[..]);
+        r.start_capture(&[0xAA]);
+        assert_eq!(r.read_bytes(9).unwrap(), b"123456789");
+        assert_eq!(r.crc(), 0xe9c6d914c4b8d9ca);
+        assert_eq!(r.offset(), 9);
+        r.skip(2).unwrap();
+        assert_eq!(r.take_capture(), b"\xAA123456789ab");
+        assert_eq!(r.read_u8().unwrap(), b'c');
+        assert!(r.read_u8().is_err());
+    }
+
+    #[test]
+    fn huge_length_fails_cleanly() {
+        let data = [1u8, 2, 3];
+        let mut r = ByteReader::new(&data[..]);
+        match r.read_bytes(u64::MAX) {
+            Err(RdbError::Truncated { offset, .. }) => assert_eq!(offset, 3),
+            other => panic!("expected truncation, got {other:?}"),
+        }
+    }
+}

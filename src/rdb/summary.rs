@@ -1,0 +1,91 @@
+//! Cheap whole-file facts (version, aux fields, key counts per db/type/encoding) for snapshot metadata.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde::Serialize;
+
+use super::error::Result;
+use super::{Item, RdbReader, ReadOptions};
+
+/// Facts about one RDB file, gathered without decoding values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub rdb_version: u16,
+    /// AUX fields (`redis-ver`, `ctime`, `used-mem`, ...), lossily converted to UTF-8.
+    pub aux: BTreeMap<String, String>,
+    /// Per-database facts, keyed by db number.
+    pub dbs: BTreeMap<u64, DbSummary>,
+    pub keys: u64,
+    pub keys_with_ttl: u64,
+    /// Number of function libraries.
+    pub functions: u64,
+    /// Module names that stored auxiliary data.
+    pub module_aux: Vec<String>,
+    /// Bytes in the file, including header and checksum.
+    pub total_bytes: u64,
+    /// Stored CRC64 (None for RDB < 5; 0 means the writer disabled checksums).
+    pub checksum: Option<u64>,
+}
+
+/// Facts about one database inside the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DbSummary {
+    pub keys: u64,
+    pub keys_with_ttl: u64,
+    /// Keys per logical type (`string`, `hash`, ...).
+    pub by_type: BTreeMap<String, u64>,
+    /// Keys per `type/encoding` (e.g. `hash/listpack`).
+    pub by_encoding: BTreeMap<String, u64>,
+    /// Sum of serialized value sizes (type byte + value bytes).
+    pub value_bytes: u64,
+    /// Last RESIZEDB hint (db size, expires size), if present.
+    pub resize_hint: Option<(u64, u64)>,
+}
+
+/// Walks a whole RDB stream without decoding values and returns its [`Summary`].
+pub fn summarize(r: impl Read) -> Result<Summary> {
+    let mut rdb = RdbReader::with_options(r, ReadOptions::walk_only())?;
+    let mut s = Summary {
+        rdb_version: rdb.version(),
+        ..Summary::default()
+    };
+    let mut db = 0u64;
+    while let Some(item) = rdb.next_item()? {
+        match item {
+            Item::Aux { key, value } => {
+                s.aux.insert(
+                    String::from_utf8_lossy(&key).into_owned(),
+                    String::from_utf8_lossy(&value).into_owned(),
+                );
+            }
+            Item::SelectDb(n) => db = n,
+            Item::ResizeDb {
+                db_size,
+                expires_size,
+            } => {
+                s.dbs.entry(db).or_default().resize_hint = Some((db_size, expires_size));
+            }
+            Item::Function(_) => s.functions += 1,
+            Item::ModuleAux { module, .. } => s.module_aux.push(module),
+            Item::SlotInfo { .. } => {}
+            Item::Record(rec) => {
+                let d = s.dbs.entry(rec.db).or_default();
+                d.keys += 1;
+                s.keys += 1;
+                if rec.expire_ms.is_some() {
+                    d.keys_with_ttl += 1;
+                    s.keys_with_ttl += 1;
+                }
+                *d.by_type.entry(rec.kind.as_str().to_string()).or_default() += 1;
+                *d.by_encoding
+                    .entry(format!("{}/{}", rec.kind.as_str(), rec.encoding))
+                    .or_default() += 1;
+                d.value_bytes += rec.serialized_len;
+            }
+        }
+    }
+    s.total_bytes = rdb.offset();
+    s.checksum = rdb.stored_checksum();
+    Ok(s)
+}
