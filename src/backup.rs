@@ -18,12 +18,13 @@ use crate::compress::{self, Compressor};
 use crate::chunklist::ListBuilder;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
+use crate::facts::{self, FactsFeed};
 use crate::index::Index;
 use crate::pack::{seal_blob, BlobType};
 use crate::restore::Blobs;
 use crate::packer::{adopt_orphan_packs, Packer, PackerStats};
 use crate::repo::Repository;
-use crate::snapshot::{BackupSummary, RedisFacts, Snapshot, SnapshotFile, SourceDesc};
+use crate::snapshot::{BackupSummary, Snapshot, SnapshotFile, SourceDesc};
 
 /// How to run a backup.
 #[derive(Clone)]
@@ -67,7 +68,7 @@ pub struct Input<'a> {
 /// low with 1 KiB chunks).
 struct Job {
     seq: u64,
-    chunks: Vec<Vec<u8>>,
+    chunks: facts::Batch,
 }
 
 /// A job is sent once it holds this many bytes.
@@ -166,17 +167,24 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
         };
         drop(seal_tx);
 
-        let mut read_result = Ok((0u64, None));
+        // Facts are read from a lone input (an RDB); multi-file sources are not RDBs.
+        let single = inputs.len() == 1;
+        let mut facts_thread = None;
+        let mut read_result = Ok(0u64);
         let mut seq = 0u64;
-        for (n, (name, prefix, chunker)) in inputs.into_iter().enumerate() {
+        for (name, prefix, chunker) in inputs {
             let chunks = prefix.into_iter().map(Ok).chain(chunker);
-            match read_input(name, chunks, opts, &mut seq, &job_tx, &ev_tx) {
-                Ok((size, facts)) => {
-                    if let Ok((total, first_facts)) = &mut read_result {
+            let feed = if single {
+                let (feed, handle) = facts::spawn(s, name.clone());
+                facts_thread = Some(handle);
+                Some(feed)
+            } else {
+                None
+            };
+            match read_input(name, chunks, opts, &mut seq, &job_tx, &ev_tx, feed) {
+                Ok(size) => {
+                    if let Ok(total) = &mut read_result {
                         *total += size;
-                        if n == 0 {
-                            *first_facts = facts;
-                        }
                     }
                 }
                 Err(e) => {
@@ -185,6 +193,7 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
                 }
             }
         }
+        let read_result = read_result.map(|size| (size, facts_thread.and_then(|h| h.join().ok().flatten())));
         drop(job_tx);
         drop(ev_tx);
         let collected = collector.join().unwrap_or_else(|_| Err(Error::Invalid("collector thread panicked".into())));
@@ -228,53 +237,43 @@ fn read_input(
     seq: &mut u64,
     job_tx: &Sender<Job>,
     ev_tx: &Sender<Event>,
-) -> Result<(u64, Option<RedisFacts>)> {
+    mut facts: Option<FactsFeed>,
+) -> Result<u64> {
     let stopped = || Error::Invalid("backup workers stopped".into());
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
-    let mut facts = None;
     let mut batch = Vec::new();
     let mut batch_bytes = 0;
+    let mut send = |batch: Vec<Vec<u8>>, bytes: usize, seq: &mut u64| -> Result<()> {
+        if let Some(pb) = &opts.progress {
+            pb.inc(bytes as u64);
+        }
+        let n = batch.len() as u64;
+        let batch = Arc::new(batch);
+        if let Some(f) = facts.as_mut() {
+            f.push(&batch);
+        }
+        job_tx.send(Job { seq: *seq, chunks: batch }).map_err(|_| stopped())?;
+        *seq += n;
+        Ok(())
+    };
     for chunk in chunks {
         let data = chunk.map_err(|source| Error::Source { name: name.clone(), source })?;
-        if size == 0 {
-            facts = sniff_rdb_header(&data);
-        }
         hasher.update(&data);
         size += data.len() as u64;
         batch_bytes += data.len();
         batch.push(data);
         if batch_bytes >= JOB_BYTES {
-            if let Some(pb) = &opts.progress {
-                pb.inc(batch_bytes as u64);
-            }
-            let n = batch.len() as u64;
-            job_tx.send(Job { seq: *seq, chunks: std::mem::take(&mut batch) }).map_err(|_| stopped())?;
-            *seq += n;
+            send(std::mem::take(&mut batch), batch_bytes, seq)?;
             batch_bytes = 0;
         }
     }
     if !batch.is_empty() {
-        if let Some(pb) = &opts.progress {
-            pb.inc(batch_bytes as u64);
-        }
-        let n = batch.len() as u64;
-        job_tx.send(Job { seq: *seq, chunks: batch }).map_err(|_| stopped())?;
-        *seq += n;
+        send(batch, batch_bytes, seq)?;
     }
     let blake3 = hasher.finalize().to_hex().to_string();
     ev_tx.send(Event::EndFile { name, end_seq: *seq, size, blake3 }).map_err(|_| stopped())?;
-    Ok((size, facts))
-}
-
-/// Reads the RDB version from a `REDIS0011`-style header, if the stream has one.
-fn sniff_rdb_header(first: &[u8]) -> Option<RedisFacts> {
-    let head = first.get(..9)?;
-    if &head[..5] != b"REDIS" {
-        return None;
-    }
-    let version = std::str::from_utf8(&head[5..9]).ok()?.parse().ok()?;
-    Some(RedisFacts { rdb_version: Some(version), ..RedisFacts::default() })
+    Ok(size)
 }
 
 fn run_worker(
@@ -292,12 +291,12 @@ fn run_worker(
     for job in jobs {
         let mut ids = Vec::with_capacity(job.chunks.len());
         let mut new_blobs = Vec::new();
-        for data in job.chunks {
+        for data in job.chunks.iter() {
             let id = repo.hasher().id(&data);
             let len = data.len() as u32;
             let new = dedup.claim(&id);
             if new {
-                let (flags, sealed) = seal_blob(repo.cipher(), BlobType::Data, &id, &data, &mut zstd);
+                let (flags, sealed) = seal_blob(repo.cipher(), BlobType::Data, &id, data, &mut zstd);
                 new_blobs.push(Sealed { id, kind: BlobType::Data, flags, raw_len: len, data: sealed });
             }
             ids.push((id, len, new));

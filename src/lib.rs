@@ -10,6 +10,7 @@ pub mod chunklist;
 pub mod compress;
 pub mod crypto;
 pub mod error;
+pub mod facts;
 pub mod index;
 pub mod pack;
 pub mod packer;

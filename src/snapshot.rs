@@ -47,6 +47,15 @@ pub struct RedisFacts {
     /// Keys per database number.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub keys_per_db: BTreeMap<u32, u64>,
+    /// Keys in all databases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<u64>,
+    /// Keys with a TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_with_ttl: Option<u64>,
+    /// Why the RDB did not parse or its checksum failed (it was stored anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdb_error: Option<String>,
 }
 
 /// What a backup run did.

@@ -47,6 +47,10 @@ fn real_rdb_from_redis_round_trips() {
     let list = v.json(&["snapshots"]);
     assert_eq!(list[0]["id"], id.as_str());
     assert!(list[0]["redis"]["rdb_version"].as_u64().unwrap() >= 9);
+    assert_eq!(list[0]["redis"]["keys"], 20_000);
+    assert_eq!(list[0]["redis"]["keys_per_db"]["0"], 20_000);
+    assert!(list[0]["redis"]["redis_version"].as_str().unwrap().starts_with(|c: char| c.is_ascii_digit()));
+    assert!(list[0]["redis"]["rdb_error"].is_null());
 
     // A restored file loads into a fresh server with the same keys.
     let fresh_dir = tempfile::tempdir().unwrap();
@@ -145,4 +149,25 @@ fn stats_report_dedup_and_compression() {
     assert_eq!(s["unique_raw_bytes"], 2_000_000);
     assert!((s["dedup_ratio"].as_f64().unwrap() - 2.0).abs() < 1e-9);
     assert!(s["compression_ratio"].as_f64().unwrap() > 1.0, "partly textual data compresses");
+}
+
+#[test]
+fn damaged_rdb_is_stored_as_is_with_a_warning() {
+    let redis = Redis::start(&[]);
+    fill(&redis, 3_000, 0, 3);
+    let v = Vault::init();
+    let rdb = redis.save_copy(&v.dir.path().join("dump.rdb"));
+    let mut bytes = std::fs::read(&rdb).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&rdb, &bytes).unwrap();
+
+    let out = v.run(&["backup", rdb.to_str().unwrap()]);
+    assert!(out.status.success(), "the user's data is kept even when damaged");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning") && err.contains("not a valid RDB"), "{err}");
+    let list = v.json(&["snapshots"]);
+    assert!(list[0]["redis"]["rdb_error"].as_str().unwrap().contains("byte"), "error names an offset: {}", list[0]["redis"]);
+    assert!(v.restore("latest", &v.dir.path().join("back.rdb")) == bytes);
 }

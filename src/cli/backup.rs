@@ -71,6 +71,9 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
 /// Prints what a backup did.
 pub fn report(g: &Global, id: &rdbvault::crypto::Id, snap: &rdbvault::snapshot::Snapshot) -> anyhow::Result<()> {
     let s = &snap.summary;
+    if let Some(err) = snap.redis.as_ref().and_then(|r| r.rdb_error.as_ref()) {
+        eprintln!("warning: the backed-up data is not a valid RDB ({err}); it was stored as it is");
+    }
     if g.json {
         return output::print_json(&serde_json::json!({
             "snapshot_id": id.to_hex(),
@@ -89,5 +92,15 @@ pub fn report(g: &Global, id: &rdbvault::crypto::Id, snap: &rdbvault::snapshot::
     println!("  processed: {} in {secs:.2} s ({}/s)", output::bytes(s.bytes_processed), output::bytes(rate as u64));
     println!("  chunks:    {} ({} new, {} of new data)", s.chunks, s.new_chunks, output::bytes(s.new_raw_bytes));
     println!("  added:     {} to the repository", output::bytes(s.bytes_added));
+    if let Some(r) = snap.redis.as_ref().filter(|r| r.rdb_error.is_none()) {
+        let dbs: Vec<String> = r.keys_per_db.iter().map(|(db, n)| format!("db{db}={n}")).collect();
+        println!(
+            "  redis:     RDB v{} from Redis {}, {} keys ({})",
+            r.rdb_version.unwrap_or(0),
+            r.redis_version.as_deref().unwrap_or("?"),
+            r.keys.unwrap_or(0),
+            dbs.join(" ")
+        );
+    }
     Ok(())
 }
