@@ -18,7 +18,7 @@ STEPS = [
     ("full", "full backup of v1"),
     ("change1", "incremental: v2 (1% of keys changed)"),
     ("append5", "incremental: v3 (5% keys appended)"),
-    ("restore", "restore of v3 (+ cmp)"),
+    ("restore", "restore of v3 (then cmp, untimed)"),
 ]
 MIB = 1024 * 1024
 
