@@ -101,6 +101,8 @@ def render(meta, keytypes, rows):
     L.append("- " + meta.get("dataset", "?"))
     L.append("- RDB sizes: v1 %s bytes (%s), v2 %s bytes, v3 %s bytes" % (
         meta.get("size_v1"), fmt_bytes(int(meta.get("size_v1", 0))), meta.get("size_v2"), meta.get("size_v3")))
+    if meta.get("note"):
+        L.append("- **Note**: " + meta["note"])
     if keytypes:
         L.append("- keys by type in v1 (`redis-cli --bigkeys`): " + "; ".join(keytypes))
     L.append("")
