@@ -1,0 +1,123 @@
+//! Per-stage throughput of the backup and restore pipeline on ~32 MiB of
+//! RDB-like data: chunking, keyed ids, zstd, sealing, opening, and the whole
+//! `backup::run` / `restore::write_file` paths. `cargo bench --bench pipeline`.
+//! Kept short (10 samples, ~3 s per benchmark) so a full run takes minutes.
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput};
+use criterion::measurement::WallTime;
+
+use rdbvault::backup::{self, BackupOptions, Input};
+use rdbvault::chunker::{Chunker, ChunkerParams};
+use rdbvault::crypto::{Cipher, IdHasher, KdfParams, SecretKey};
+use rdbvault::index::Index;
+use rdbvault::pack::{open_blob, seal_blob, BlobEntry, BlobType};
+use rdbvault::repo::{LocalBackend, Repository};
+use rdbvault::restore::{self, RestoreOptions};
+use rdbvault::snapshot::SourceDesc;
+
+#[path = "support/rdbgen.rs"]
+mod rdbgen;
+
+const LEN: usize = 32 << 20;
+
+fn group<'a>(c: &'a mut Criterion, name: &str, bytes: usize) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g
+}
+
+fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
+    Chunker::new(data, ChunkerParams::default()).map(|c| c.expect("chunking a slice")).collect()
+}
+
+fn new_repo(dir: &std::path::Path) -> Repository {
+    let kdf = KdfParams { m_cost: 1024, t_cost: 1, p_cost: 1 };
+    Repository::init(Arc::new(LocalBackend::new(dir)), b"bench", ChunkerParams::default(), kdf).expect("init repository")
+}
+
+fn backup_once(repo: &Repository, data: &[u8]) -> rdbvault::snapshot::Snapshot {
+    let input = Input { name: "dump.rdb".into(), reader: Box::new(Cursor::new(data)) };
+    let source = SourceDesc { kind: "bench".into(), name: "dump.rdb".into(), ..Default::default() };
+    backup::run(repo, source, vec![input], &BackupOptions::default()).expect("backup").1
+}
+
+fn stages(c: &mut Criterion) {
+    let data = rdbgen::rdb_like(LEN, 1);
+    let chunks = chunks_of(&data);
+    let hasher = IdHasher::new(SecretKey::random());
+    let cipher = Cipher::new(&SecretKey::random());
+
+    let mut g = group(c, "stage", LEN);
+    g.bench_function("fastcdc_chunker", |b| b.iter(|| chunks_of(&data).len()));
+    g.bench_function("blake3_keyed_ids", |b| b.iter(|| chunks.iter().map(|c| hasher.id(c).0[0] as usize).sum::<usize>()));
+    g.bench_function("blake3_whole_stream", |b| b.iter(|| blake3::hash(&data)));
+    for level in [1, 3] {
+        g.bench_function(format!("zstd_{level}_bulk_compress"), |b| {
+            b.iter(|| chunks.iter().map(|c| zstd::bulk::compress(c, level).expect("zstd").len()).sum::<usize>())
+        });
+        // What the pipeline would cost with one reused context per worker.
+        g.bench_function(format!("zstd_{level}_reused_context"), |b| {
+            let mut z = zstd::bulk::Compressor::new(level).expect("zstd context");
+            b.iter(|| chunks.iter().map(|c| z.compress(c).expect("zstd").len()).sum::<usize>())
+        });
+    }
+    g.bench_function("xchacha20poly1305_seal", |b| {
+        b.iter(|| chunks.iter().map(|c| cipher.seal(b"aad", c).len()).sum::<usize>())
+    });
+    let ids: Vec<_> = chunks.iter().map(|c| hasher.id(c)).collect();
+    g.bench_function("seal_blob_zstd3", |b| {
+        b.iter(|| chunks.iter().zip(&ids).map(|(c, id)| seal_blob(&cipher, BlobType::Data, id, c, 3).1.len()).sum::<usize>())
+    });
+    let sealed: Vec<(BlobEntry, Vec<u8>)> = chunks
+        .iter()
+        .zip(&ids)
+        .map(|(c, id)| {
+            let (flags, s) = seal_blob(&cipher, BlobType::Data, id, c, 3);
+            let e = BlobEntry { id: *id, kind: BlobType::Data, flags, offset: 0, length: s.len() as u32, raw_len: c.len() as u32 };
+            (e, s)
+        })
+        .collect();
+    g.bench_function("open_blob_zstd3", |b| {
+        b.iter(|| sealed.iter().map(|(e, s)| open_blob(&cipher, &hasher, e, s, "bench").expect("open").len()).sum::<usize>())
+    });
+    g.finish();
+}
+
+fn pipeline(c: &mut Criterion) {
+    let data = rdbgen::rdb_like(LEN, 2);
+    let mut g = group(c, "pipeline", LEN);
+    g.bench_function("backup_new_repo", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let repo = new_repo(dir.path());
+                (dir, repo)
+            },
+            |(dir, repo)| {
+                backup_once(&repo, &data);
+                dir // dropped (deleted) outside the timed part
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let repo = new_repo(dir.path());
+    let snap = backup_once(&repo, &data);
+    g.bench_function("backup_unchanged", |b| b.iter(|| backup_once(&repo, &data).summary.new_chunks));
+    let index = Index::load(&repo).expect("index");
+    g.bench_function("restore_to_sink", |b| {
+        b.iter(|| {
+            restore::write_file(&repo, &index, &snap.files[0], &mut std::io::sink(), &RestoreOptions::default()).expect("restore")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages, pipeline);
+criterion_main!(benches);

@@ -1,0 +1,86 @@
+//! Memory stays bounded whatever the input size: back up a 512 MiB stream
+//! through `rdbvault backup --stdin` in a child process, check the child's peak
+//! RSS, then restore it to stdout and check size and BLAKE3.
+//!
+//! The only test in this binary, so `RUSAGE_CHILDREN` sees only its children.
+//! The repository uses a 1 MiB Argon2 cost so that the peak measures the
+//! pipeline, not the KDF (64 MiB by default, freed before the backup starts).
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+#[path = "../benches/support/rdbgen.rs"]
+mod rdbgen;
+
+const TOTAL: usize = 512 << 20;
+const LIMIT_KIB: i64 = 200 * 1024;
+
+fn rdbvault(repo: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rdbvault"));
+    c.arg("-r").arg(repo).arg("-q").env("RDBVAULT_PASSWORD", "memory-bound-test");
+    c
+}
+
+/// Largest peak RSS (KiB) of any child waited for so far.
+fn children_max_rss_kib() -> i64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0, "getrusage failed");
+    usage.ru_maxrss
+}
+
+#[test]
+fn backup_of_512_mib_stays_under_200_mib_rss() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let st = rdbvault(&repo).args(["init", "--kdf-memory-kib", "1024"]).status().unwrap();
+    assert!(st.success(), "init failed");
+
+    let started = Instant::now();
+    let mut child = rdbvault(&repo)
+        .args(["backup", "--stdin", "--stdin-name", "big.rdb"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut gen = rdbgen::RdbGen::new(7);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = Vec::with_capacity(2 << 20);
+    let mut sent = 0usize;
+    while sent < TOTAL {
+        buf.clear();
+        gen.fill(&mut buf, 1 << 20);
+        buf.truncate((TOTAL - sent).min(buf.len()));
+        hasher.update(&buf);
+        stdin.write_all(&buf).unwrap();
+        sent += buf.len();
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success(), "backup failed");
+    let peak = children_max_rss_kib();
+    eprintln!("backup of {} MiB: {:.1} s, peak RSS {} MiB", TOTAL >> 20, started.elapsed().as_secs_f64(), peak / 1024);
+    assert!(peak < LIMIT_KIB, "peak RSS {} MiB is over the {} MiB limit", peak / 1024, LIMIT_KIB / 1024);
+
+    let started = Instant::now();
+    let mut child = rdbvault(&repo).args(["restore", "latest", "-t", "-"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut restored = blake3::Hasher::new();
+    let mut size = 0usize;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = out.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        restored.update(&chunk[..n]);
+        size += n;
+    }
+    assert!(child.wait().unwrap().success(), "restore failed");
+    let peak = children_max_rss_kib();
+    eprintln!("restore: {:.1} s, peak RSS of all children {} MiB", started.elapsed().as_secs_f64(), peak / 1024);
+    assert_eq!(size, TOTAL, "restored size");
+    assert_eq!(restored.finalize(), hasher.finalize(), "restored bytes differ");
+    assert!(peak < LIMIT_KIB, "restore peak RSS {} MiB is over the {} MiB limit", peak / 1024, LIMIT_KIB / 1024);
+}
