@@ -14,7 +14,8 @@ use rdbvault::backup::{self, BackupOptions, Input};
 use rdbvault::chunker::{Chunker, ChunkerParams};
 use rdbvault::crypto::{Cipher, IdHasher, KdfParams, SecretKey};
 use rdbvault::index::Index;
-use rdbvault::pack::{open_blob, seal_blob, BlobEntry, BlobType};
+use rdbvault::compress::{self, Compressor, Dictionaries};
+use rdbvault::pack::{open_blob, seal_blob, BlobEntry, BlobKeys, BlobType};
 use rdbvault::repo::{LocalBackend, Repository};
 use rdbvault::restore::{self, RestoreOptions};
 use rdbvault::snapshot::SourceDesc;
@@ -32,7 +33,7 @@ fn group<'a>(c: &'a mut Criterion, name: &str, bytes: usize) -> BenchmarkGroup<'
 }
 
 fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
-    Chunker::new(data, ChunkerParams::default()).map(|c| c.expect("chunking a slice")).collect()
+    Chunker::new(data, ChunkerParams::default(), 0).map(|c| c.expect("chunking a slice")).collect()
 }
 
 fn new_repo(dir: &std::path::Path) -> Repository {
@@ -56,14 +57,15 @@ fn stages(c: &mut Criterion) {
     g.bench_function("fastcdc_chunker", |b| b.iter(|| chunks_of(&data).len()));
     g.bench_function("blake3_keyed_ids", |b| b.iter(|| chunks.iter().map(|c| hasher.id(c).0[0] as usize).sum::<usize>()));
     g.bench_function("blake3_whole_stream", |b| b.iter(|| blake3::hash(&data)));
-    for level in [1, 3] {
-        g.bench_function(format!("zstd_{level}_bulk_compress"), |b| {
-            b.iter(|| chunks.iter().map(|c| zstd::bulk::compress(c, level).expect("zstd").len()).sum::<usize>())
+    let dict = compress::train(&chunks[..chunks.len().min(1024)]).expect("enough chunks to train a dictionary");
+    for level in [1, 2, 3] {
+        g.bench_function(format!("zstd_{level}_per_chunk"), |b| {
+            let mut z = Compressor::new(level, None).expect("zstd context");
+            b.iter(|| chunks.iter().map(|c| z.compress(c).map_or(c.len(), |v| v.len())).sum::<usize>())
         });
-        // What the pipeline would cost with one reused context per worker.
-        g.bench_function(format!("zstd_{level}_reused_context"), |b| {
-            let mut z = zstd::bulk::Compressor::new(level).expect("zstd context");
-            b.iter(|| chunks.iter().map(|c| z.compress(c).expect("zstd").len()).sum::<usize>())
+        g.bench_function(format!("zstd_{level}_per_chunk_dictionary"), |b| {
+            let mut z = Compressor::new(level, Some(&dict)).expect("zstd context");
+            b.iter(|| chunks.iter().map(|c| z.compress(c).map_or(c.len(), |v| v.len())).sum::<usize>())
         });
     }
     g.bench_function("xchacha20poly1305_seal", |b| {
@@ -71,19 +73,25 @@ fn stages(c: &mut Criterion) {
     });
     let ids: Vec<_> = chunks.iter().map(|c| hasher.id(c)).collect();
     g.bench_function("seal_blob_zstd3", |b| {
-        b.iter(|| chunks.iter().zip(&ids).map(|(c, id)| seal_blob(&cipher, BlobType::Data, id, c, 3).1.len()).sum::<usize>())
+        let mut z = Compressor::new(3, Some(&dict)).expect("zstd context");
+        b.iter(|| chunks.iter().zip(&ids).map(|(c, id)| seal_blob(&cipher, BlobType::Data, id, c, &mut z).1.len()).sum::<usize>())
     });
+    let mut z = Compressor::new(3, Some(&dict)).expect("zstd context");
     let sealed: Vec<(BlobEntry, Vec<u8>)> = chunks
         .iter()
         .zip(&ids)
         .map(|(c, id)| {
-            let (flags, s) = seal_blob(&cipher, BlobType::Data, id, c, 3);
+            let (flags, s) = seal_blob(&cipher, BlobType::Data, id, c, &mut z);
             let e = BlobEntry { id: *id, kind: BlobType::Data, flags, offset: 0, length: s.len() as u32, raw_len: c.len() as u32 };
             (e, s)
         })
         .collect();
+    let mut dicts = Dictionaries::new();
+    dicts.add(dict.clone());
+    let keys = BlobKeys { cipher: &cipher, hasher: &hasher };
     g.bench_function("open_blob_zstd3", |b| {
-        b.iter(|| sealed.iter().map(|(e, s)| open_blob(&cipher, &hasher, e, s, "bench").expect("open").len()).sum::<usize>())
+        let mut dec = dicts.decoder();
+        b.iter(|| sealed.iter().map(|(e, s)| open_blob(&keys, &mut dec, e, s, "bench").expect("open").len()).sum::<usize>())
     });
     g.finish();
 }
@@ -111,10 +119,9 @@ fn pipeline(c: &mut Criterion) {
     let snap = backup_once(&repo, &data);
     g.bench_function("backup_unchanged", |b| b.iter(|| backup_once(&repo, &data).summary.new_chunks));
     let index = Index::load(&repo).expect("index");
+    let blobs = restore::Blobs::new(&repo, &index).expect("dictionaries");
     g.bench_function("restore_to_sink", |b| {
-        b.iter(|| {
-            restore::write_file(&repo, &index, &snap.files[0], &mut std::io::sink(), &RestoreOptions::default()).expect("restore")
-        })
+        b.iter(|| restore::write_file(&blobs, &snap.files[0], &mut std::io::sink(), &RestoreOptions::default()).expect("restore"))
     });
     g.finish();
 }
