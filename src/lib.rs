@@ -5,13 +5,20 @@
 //! -> [`pack`] files -> index files -> a [`snapshot`]. See `docs/format.md`.
 
 pub mod backup;
+pub mod check;
 pub mod chunker;
 pub mod chunklist;
 pub mod crypto;
 pub mod error;
+pub mod failpoint;
+pub mod forget;
 pub mod index;
+pub mod keys;
+pub mod lock;
 pub mod pack;
 pub mod packer;
+pub mod prune;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;
