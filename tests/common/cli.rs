@@ -11,6 +11,18 @@ pub const PASSWORD: &str = "test password";
 /// Small packs, so little data gives many packs (and many kill points).
 pub const PACK_TARGET: &str = "32768";
 
+/// A temporary directory, on tmpfs when there is one (fsync is what makes
+/// repository writes slow, and these tests do thousands of them).
+pub fn tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().expect("tempdir")
+}
+
 /// A repository in a temporary directory.
 pub struct TestRepo {
     pub dir: tempfile::TempDir,
@@ -37,7 +49,7 @@ pub fn text(o: &Output) -> String {
 impl TestRepo {
     /// A fresh repository with a cheap KDF.
     pub fn init() -> TestRepo {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let path = dir.path().join("repo");
         let r = TestRepo { dir, path };
         r.ok(&["init", "--kdf-memory-kib", "8192"]);
@@ -46,7 +58,7 @@ impl TestRepo {
 
     /// A copy of this repository in a new temporary directory.
     pub fn copy(&self) -> TestRepo {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let path = dir.path().join("repo");
         copy_dir(&self.path, &path);
         TestRepo { dir, path }
