@@ -88,7 +88,8 @@ pub fn write_file(repo: &Repository, index: &Index, file: &SnapshotFile, out: &m
         drop(done_tx);
         let written = write_in_order(file, done_rx, out, opts);
         let produced = producer.join().unwrap_or_else(|_| Err(Error::Invalid("restore producer panicked".into())));
-        written.and(produced)
+        // A failed producer (e.g. a damaged chunk list) is the root cause of any short write.
+        produced.and(written)
     })
 }
 
