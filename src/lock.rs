@@ -168,6 +168,11 @@ impl Lock {
 
     /// Takes a lock, retrying for up to `retry` while conflicting locks are live.
     pub fn acquire(repo: &Repository, exclusive: bool, retry: Duration) -> Result<LockGuard> {
+        Lock::acquire_refreshing(repo, exclusive, retry, REFRESH_EVERY)
+    }
+
+    /// Like `acquire`, refreshing the lock every `refresh` (tests use a short one).
+    pub fn acquire_refreshing(repo: &Repository, exclusive: bool, retry: Duration, refresh: Duration) -> Result<LockGuard> {
         let started = Instant::now();
         loop {
             let mut found = conflicts(repo, exclusive, None)?;
@@ -175,7 +180,7 @@ impl Lock {
                 let name = LockInfo::new(exclusive).save(repo)?;
                 found = conflicts(repo, exclusive, Some(&name))?;
                 if found.is_empty() {
-                    return Ok(LockGuard::start(repo, exclusive, name));
+                    return Ok(LockGuard::start(repo, exclusive, name, refresh));
                 }
                 repo.backend().delete(FileKind::Lock, &name)?;
             }
@@ -200,13 +205,13 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    fn start(repo: &Repository, exclusive: bool, name: String) -> LockGuard {
+    fn start(repo: &Repository, exclusive: bool, name: String, refresh: Duration) -> LockGuard {
         let current = Arc::new(Mutex::new(name));
         let (stop, stopped) = bounded::<()>(0);
         let thread = {
             let (repo, current) = (repo.clone(), current.clone());
             std::thread::spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(refresh) {
                     // A failed refresh is retried next round; the old lock stays meanwhile.
                     if let Ok(new) = LockInfo::new(exclusive).save(&repo) {
                         let old = match current.lock() {
@@ -251,5 +256,31 @@ impl Drop for LockGuard {
             let _ = t.join();
         }
         let _ = self.repo.backend().delete(FileKind::Lock, &self.name());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunker::ChunkerParams;
+    use crate::crypto::KdfParams;
+    use crate::repo::LocalBackend;
+
+    #[test]
+    fn held_locks_are_refreshed_and_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let kdf = KdfParams { m_cost: 8, t_cost: 1, p_cost: 1 };
+        let repo = Repository::init(Arc::new(LocalBackend::new(dir.path())), b"pw", ChunkerParams::default(), kdf).unwrap();
+        let guard = Lock::acquire_refreshing(&repo, true, Duration::ZERO, Duration::from_millis(20)).unwrap();
+        let first = guard.name();
+        std::thread::sleep(Duration::from_millis(200));
+        let locks = list(&repo).unwrap();
+        assert_eq!(locks.len(), 1, "the old lock file goes when a new one is written");
+        assert_ne!(locks[0].name, first, "the lock was rewritten");
+        assert_eq!(locks[0].name, guard.name());
+        assert!(Lock::shared(&repo).is_err());
+        drop(guard);
+        assert!(list(&repo).unwrap().is_empty());
+        assert!(Lock::shared(&repo).is_ok());
     }
 }

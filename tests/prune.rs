@@ -53,12 +53,32 @@ fn prune_after_forget_frees_space_and_keeps_every_snapshot() {
     assert!(size_after >= 350_000, "b and c still need their data");
 
     assert!(repo.check_passes(&["--read-data"]).is_empty());
+    let packs = repo.files("data").len() as u64;
+    let read = |subset: &str| repo.check(&["--read-data-subset", subset]).1["packs_read"].as_u64().expect("packs_read");
+    assert_eq!(read("1/2") + read("2/2"), packs, "the groups cover every pack once");
+    assert_eq!(read("50%"), packs.div_ceil(2));
+    assert_eq!(read("100%"), packs);
+    assert!(repo.fails(&["check", "--read-data-subset", "3/2"]).contains("not a subset"));
     assert_eq!(repo.restore(&ids[1]).expect("restore b"), b);
     assert_eq!(repo.restore(&ids[2]).expect("restore c"), c);
     let again = json(&repo.ok(&["--json", "prune"]));
     assert_eq!(again["plan"]["delete_packs"].as_array().map(Vec::len), Some(0));
     assert_eq!(again["plan"]["repack_packs"].as_array().map(Vec::len), Some(0));
     assert_eq!(repo.size(), size_after, "a second prune has nothing to do");
+
+    // Temp files of crashed writers go once they are an hour old.
+    let old_tmp = repo.path.join("data").join("00").join(".0000.tmp-old");
+    let new_tmp = repo.path.join("index").join(".0000.tmp-new");
+    for p in [&old_tmp, &new_tmp] {
+        std::fs::write(p, b"partial").expect("write temp");
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&old_tmp).and_then(|f| f.set_modified(two_hours_ago)).expect("age temp");
+    let cleaned = json(&repo.ok(&["--json", "prune"]));
+    assert_eq!(cleaned["done"]["temp_files_removed"], 1);
+    assert!(!old_tmp.exists() && new_tmp.exists());
+    std::fs::remove_file(&new_tmp).expect("rm");
+    let size_after = repo.size();
 
     // forget --prune in one go removes b's unique half too.
     repo.ok(&["forget", "--keep-last", "1", "--group-by", "", "--prune"]);
