@@ -6,7 +6,7 @@
 //! `id [32] || type u8 || flags u8 || offset u32 || length u32 || raw_len u32`
 //! (46 bytes). The newest index files may name older ones they replace.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::crypto::Id;
 use crate::error::{Error, Result};
@@ -80,6 +80,24 @@ impl Index {
             }
         }
         idx
+    }
+
+    /// Entries of the live (not superseded) index files grouped by pack, each
+    /// place listed once, with the name of the first index file naming the pack.
+    pub fn live_entries_by_pack(&self, files: &[(String, IndexFile)]) -> BTreeMap<Id, (String, Vec<BlobEntry>)> {
+        let mut out: BTreeMap<Id, (String, Vec<BlobEntry>)> = BTreeMap::new();
+        let mut seen: HashSet<(Id, Id, u32, u32)> = HashSet::new();
+        for (name, file) in files.iter().filter(|(n, _)| !self.superseded.contains(n)) {
+            for (pack, entries) in &file.packs {
+                let slot = out.entry(*pack).or_insert_with(|| (name.clone(), Vec::new()));
+                for e in entries {
+                    if seen.insert((*pack, e.id, e.offset, e.length)) {
+                        slot.1.push(*e);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Records a blob in a pack (a later duplicate of a known blob is ignored).

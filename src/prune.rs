@@ -12,7 +12,7 @@
 //! unindexed leftovers); from step 2 on, `Index::load` ignores the superseded
 //! files, and the new index names only packs that are never deleted.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -124,27 +124,14 @@ pub fn plan(repo: &Repository, opts: PruneOptions) -> Result<PrunePlan> {
     let snapshots = Snapshot::load_all(repo)?;
     let used = used_blobs(repo, &index, &snapshots)?;
 
-    let mut by_pack: BTreeMap<Id, Vec<BlobEntry>> = BTreeMap::new();
-    for (name, file) in &files {
-        if index.superseded.contains(name) {
-            continue;
-        }
-        for (pack, entries) in &file.packs {
-            let list = by_pack.entry(*pack).or_default();
-            for e in entries {
-                if !list.contains(e) {
-                    list.push(*e);
-                }
-            }
-        }
-    }
+    let by_pack = index.live_entries_by_pack(&files);
     let on_disk: HashMap<String, u64> = repo.backend().list(FileKind::Pack)?.into_iter().map(|f| (f.name, f.size)).collect();
 
     let mut s = PruneSummary { snapshots: snapshots.len(), used_blobs: used.len(), ..PruneSummary::default() };
     s.pack_bytes_before = on_disk.values().sum();
     let (mut keep, mut repack) = (Vec::new(), Vec::new());
     let mut unused_ids = HashSet::new();
-    for (pack, entries) in by_pack {
+    for (pack, (_, entries)) in by_pack {
         let name = pack.to_hex();
         let chosen = |e: &BlobEntry| index.get(&e.id).is_some_and(|(p, c)| p == pack && c == *e);
         let dups = entries.iter().filter(|e| !chosen(e)).count();

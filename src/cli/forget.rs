@@ -61,7 +61,8 @@ pub fn run(g: &Global, a: ForgetArgs) -> anyhow::Result<()> {
     }
     let by = GroupBy::parse(&a.group_by)?;
     let repo = open_repo(g)?;
-    let lock = super::lock(g, &repo, true)?;
+    // A dry run only reads, so it can run beside backups.
+    let lock = super::lock(g, &repo, !a.dry_run)?;
     let groups = forget::apply(&forget::rows(&repo)?, &policy, by);
     let remove: Vec<String> = groups.iter().flat_map(|gr| gr.remove.iter().map(|d| d.id.clone())).collect();
     if !g.json && !g.quiet {

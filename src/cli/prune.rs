@@ -27,7 +27,8 @@ pub fn parse_share(s: &str) -> Result<f64, String> {
 
 pub fn run(g: &Global, a: PruneArgs) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
-    let lock = super::lock(g, &repo, true)?;
+    // A dry run only reads, so it can run beside backups.
+    let lock = super::lock(g, &repo, !a.dry_run)?;
     let out = prune_locked(g, &repo, &lock, &a)?;
     if g.json {
         output::print_json(&out)?;
