@@ -53,7 +53,7 @@ fn backup_killed_at_every_write_loses_nothing() {
     let a = random_data(1, 300_000);
     let mut b = a.clone();
     b[100_000..250_000].copy_from_slice(&random_data(2, 150_000));
-    b.extend_from_slice(&random_data(3, 100_000));
+    b.extend_from_slice(&random_data(3, 200_000));
     let first = template.backup("a.rdb", &a);
     std::fs::write(template.dir.path().join("b.rdb"), &b).expect("write b");
 
