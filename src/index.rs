@@ -6,7 +6,7 @@
 //! `id [32] || type u8 || flags u8 || offset u32 || length u32 || raw_len u32`
 //! (46 bytes). The newest index files may name older ones they replace.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
@@ -44,21 +44,60 @@ impl Index {
         Index::default()
     }
 
-    /// Loads every index file of the repository.
+    /// Loads every index file of the repository. Entries of files that a newer
+    /// index file supersedes are ignored even if the old file still exists (a
+    /// prune or repair stopped before deleting it).
     pub fn load(repo: &Repository) -> Result<Index> {
-        let mut idx = Index::new();
+        Ok(Index::from_files(&Index::read_files(repo)?))
+    }
+
+    /// Reads and parses every index file, by name.
+    pub fn read_files(repo: &Repository) -> Result<Vec<(String, IndexFile)>> {
+        let mut out = Vec::new();
         for info in repo.backend().list(FileKind::Index)? {
             let plain = repo.read_sealed(FileKind::Index, &info.name)?;
             let file = IndexFile::parse(&plain, &display_name(FileKind::Index, &info.name))?;
+            out.push((info.name, file));
+        }
+        Ok(out)
+    }
+
+    /// Builds the index from parsed files, honouring `supersedes`.
+    pub fn from_files(files: &[(String, IndexFile)]) -> Index {
+        let mut idx = Index::new();
+        for (_, file) in files {
             idx.superseded.extend(file.supersedes.iter().map(|i| i.to_hex()));
+        }
+        for (name, file) in files {
+            idx.files.push(name.clone());
+            if idx.superseded.contains(name) {
+                continue;
+            }
             for (pack, entries) in &file.packs {
                 for e in entries {
                     idx.insert(*pack, *e);
                 }
             }
-            idx.files.push(info.name);
         }
-        Ok(idx)
+        idx
+    }
+
+    /// Entries of the live (not superseded) index files grouped by pack, each
+    /// place listed once, with the name of the first index file naming the pack.
+    pub fn live_entries_by_pack(&self, files: &[(String, IndexFile)]) -> BTreeMap<Id, (String, Vec<BlobEntry>)> {
+        let mut out: BTreeMap<Id, (String, Vec<BlobEntry>)> = BTreeMap::new();
+        let mut seen: HashSet<(Id, Id, u32, u32)> = HashSet::new();
+        for (name, file) in files.iter().filter(|(n, _)| !self.superseded.contains(n)) {
+            for (pack, entries) in &file.packs {
+                let slot = out.entry(*pack).or_insert_with(|| (name.clone(), Vec::new()));
+                for e in entries {
+                    if seen.insert((*pack, e.id, e.offset, e.length)) {
+                        slot.1.push(*e);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Records a blob in a pack (a later duplicate of a known blob is ignored).

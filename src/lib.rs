@@ -5,16 +5,23 @@
 //! -> [`pack`] files -> index files -> a [`snapshot`]. See `docs/format.md`.
 
 pub mod backup;
+pub mod check;
 pub mod chunker;
 pub mod chunklist;
 pub mod compress;
 pub mod crypto;
 pub mod error;
 pub mod facts;
+pub mod failpoint;
+pub mod forget;
 pub mod index;
+pub mod keys;
+pub mod lock;
 pub mod pack;
 pub mod packer;
 pub mod rdb;
+pub mod prune;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;

@@ -11,6 +11,15 @@ use crate::error::{Error, Result};
 
 /// Packs are closed once they reach this size.
 pub const PACK_TARGET: usize = 16 * 1024 * 1024;
+
+/// The pack size in use: PACK_TARGET, or `RDBVAULT_PACK_TARGET` bytes (at least
+/// 4 KiB) so tests get many packs from little data.
+pub fn pack_target() -> usize {
+    static TARGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *TARGET.get_or_init(|| {
+        std::env::var("RDBVAULT_PACK_TARGET").ok().and_then(|v| v.parse::<usize>().ok()).map_or(PACK_TARGET, |n| n.max(4096))
+    })
+}
 const MAGIC: &[u8; 4] = b"RVPK";
 const VERSION: u8 = 1;
 const ENTRY_LEN: usize = 42;
@@ -126,7 +135,7 @@ impl Default for PackBuilder {
 impl PackBuilder {
     /// An empty pack.
     pub fn new() -> Self {
-        PackBuilder { buf: Vec::with_capacity(PACK_TARGET + 1024 * 1024), entries: Vec::new() }
+        PackBuilder { buf: Vec::with_capacity(pack_target() + 1024 * 1024), entries: Vec::new() }
     }
 
     /// Appends one sealed blob.
@@ -154,7 +163,7 @@ impl PackBuilder {
 
     /// Whether the pack reached its target size.
     pub fn is_full(&self) -> bool {
-        self.buf.len() >= PACK_TARGET
+        self.buf.len() >= pack_target()
     }
 
     /// Appends the sealed header; returns the pack's bytes, name and entries.

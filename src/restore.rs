@@ -52,14 +52,37 @@ pub struct Blobs<'a> {
 impl<'a> Blobs<'a> {
     /// Loads the repository's dictionaries (they are few and small).
     pub fn new(repo: &'a Repository, index: &'a Index) -> Result<Blobs<'a>> {
+        let (blobs, mut damaged) = Blobs::tolerant(repo, index);
+        match damaged.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(blobs),
+        }
+    }
+
+    /// Like `new`, but hands back the dictionaries that failed to load
+    /// instead of failing (for `check`, which reports every problem).
+    pub fn tolerant(repo: &'a Repository, index: &'a Index) -> (Blobs<'a>, Vec<(Id, Error)>) {
         let mut b = Blobs { repo, index, dicts: Dictionaries::new() };
-        let ids: Vec<Id> = index.iter().filter(|(_, e)| e.kind == BlobType::Dictionary).map(|(_, e)| e.id).collect();
         let mut dicts = Dictionaries::new();
-        for id in ids {
-            dicts.add(b.load(&id)?);
+        let mut damaged = Vec::new();
+        for id in dictionary_ids(index) {
+            match b.load(&id) {
+                Ok(d) => dicts.add(d),
+                Err(e) => damaged.push((id, e)),
+            }
         }
         b.dicts = dicts;
-        Ok(b)
+        (b, damaged)
+    }
+
+    /// A decoder for one thread.
+    pub fn decoder(&self) -> Decoder<'_> {
+        self.dicts.decoder()
+    }
+
+    /// Verifies and opens a blob already read from its pack.
+    pub fn open(&self, zstd: &mut Decoder<'_>, entry: &BlobEntry, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+        open_blob(&self.keys(), zstd, entry, sealed, what)
     }
 
     /// The dictionaries, for compressors that continue with them.
@@ -96,6 +119,11 @@ impl<'a> Blobs<'a> {
             v
         })
     }
+}
+
+/// The repository's dictionary blobs (kept by prune whatever references them).
+pub fn dictionary_ids(index: &Index) -> Vec<Id> {
+    index.iter().filter(|(_, e)| e.kind == BlobType::Dictionary).map(|(_, e)| e.id).collect()
 }
 
 /// How a blob is named in messages: `blob <id> in data/xx/<pack>`.

@@ -50,6 +50,7 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
         (desc, Input { name, reader: Box::new(file) }, Some(meta.len()))
     };
     let repo = open_repo(g)?;
+    let _lock = super::lock(g, &repo, false)?;
     let mut opts = BackupOptions {
         zstd_level: a.compression,
         host: a.host.clone(),

@@ -1,18 +1,25 @@
 //! Command-line definitions and dispatch (the only place `anyhow` is used).
 
 mod backup;
+mod check;
+mod forget;
 mod init;
+mod key;
 mod output;
 mod password;
+mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 mod stats;
+mod unlock;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use rdbvault::lock::{Lock, LockGuard};
 use rdbvault::repo::{LocalBackend, Repository};
 
 /// Encrypted, deduplicated, incremental backups of Redis databases.
@@ -43,6 +50,9 @@ pub struct Global {
     /// Print nothing but errors; no progress bars.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// When the repository is locked, keep retrying this long (e.g. 30s, 5m, 1h).
+    #[arg(long, global = true, value_parser = parse_wait, value_name = "DURATION")]
+    pub retry_lock: Option<std::time::Duration>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,6 +67,20 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats,
+    /// Remove snapshots according to a retention policy.
+    Forget(forget::ForgetArgs),
+    /// Delete data no snapshot needs and repack partly used packs.
+    Prune(prune::PruneArgs),
+    /// Verify the repository's structure and, optionally, every byte of data.
+    Check(check::CheckArgs),
+    /// Manage passwords (key files).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Remove stale locks (or all locks).
+    Unlock(unlock::UnlockArgs),
+    /// Rebuild damaged repository metadata.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
 }
 
 /// Runs one command.
@@ -68,6 +92,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshots(a) => snapshots::run(&g, a),
         Command::Restore(a) => restore::run(&g, a),
         Command::Stats => stats::run(&g),
+        Command::Forget(a) => forget::run(&g, a),
+        Command::Prune(a) => prune::run(&g, a),
+        Command::Check(a) => check::run(&g, a),
+        Command::Key(c) => key::run(&g, c),
+        Command::Unlock(a) => unlock::run(&g, a),
+        Command::Repair(c) => repair::run(&g, c),
     }
 }
 
@@ -85,6 +115,24 @@ fn open_repo(g: &Global) -> anyhow::Result<Repository> {
     }
     let pw = password::get(g, false)?;
     Ok(Repository::open(backend, pw.as_bytes())?)
+}
+
+/// Takes a shared or exclusive lock, waiting up to `--retry-lock`.
+fn lock(g: &Global, repo: &Repository, exclusive: bool) -> anyhow::Result<LockGuard> {
+    Ok(Lock::acquire(repo, exclusive, g.retry_lock.unwrap_or_default())?)
+}
+
+/// Parses `30s`, `5m`, `1h` or plain seconds.
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m or h)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// One line for the user: the error and its causes.
@@ -106,5 +154,15 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(rdbvault::Error::WrongPassword(_)) => 3,
         Some(rdbvault::Error::NotARepository(_)) => 10,
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -62,3 +62,26 @@ fn first_line(text: &str, what: &str) -> anyhow::Result<Zeroizing<String>> {
     }
     Ok(line)
 }
+
+/// A new password (for `key add` / `key passwd`): from `file`, else
+/// `RDBVAULT_NEW_PASSWORD`, else a prompt asked twice.
+pub fn new_password(file: Option<&std::path::Path>) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(path) = file {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).with_context(|| format!("read new password file {}", path.display()))?,
+        );
+        return first_line(&text, &format!("new password file {}", path.display()));
+    }
+    if let Ok(pw) = std::env::var("RDBVAULT_NEW_PASSWORD") {
+        let pw = Zeroizing::new(pw);
+        if pw.is_empty() {
+            bail!("RDBVAULT_NEW_PASSWORD is set but empty");
+        }
+        return Ok(pw);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no new password given: use --new-password-file or set RDBVAULT_NEW_PASSWORD");
+    }
+    eprintln!("new password:");
+    prompt(true)
+}

@@ -23,6 +23,7 @@ pub struct RestoreArgs {
 
 pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
+    let _lock = super::lock(g, &repo, false)?;
     let (id, snap) = Snapshot::find(&repo, &a.snapshot)?;
     let index = Index::load(&repo)?;
     let blobs = restore::Blobs::new(&repo, &index)?;

@@ -70,6 +70,12 @@ pub trait Backend: Send + Sync {
     fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
     /// Whether the file exists.
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool>;
+    /// Removes temporary files a crashed writer left, if older than `older_than`
+    /// (younger ones may belong to a running writer); returns how many went.
+    fn remove_stale_temp(&self, older_than: std::time::Duration) -> Result<u64> {
+        let _ = older_than;
+        Ok(0)
+    }
 }
 
 /// A name for messages: `snapshots/3fa2...`.

@@ -3,9 +3,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use super::backend::{display_name, Backend, FileInfo, FileKind};
 use crate::error::{Error, Result};
+use crate::failpoint::{self, Stage};
 
 /// A repository in a directory.
 #[derive(Debug, Clone)]
@@ -138,27 +140,63 @@ impl Backend for LocalBackend {
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         let tmp = dir.join(format!(".{name}.tmp-{}", hex::encode(crate::crypto::random_bytes::<6>())));
         let ctx = || self.ctx("write", kind, name);
+        let op = failpoint::begin();
         let result = (|| -> std::io::Result<()> {
             fs::create_dir_all(&dir)?;
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
+            failpoint::hit(op, Stage::Before);
             fs::rename(&tmp, &path)?;
             fsync_dir(&dir)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        result.map_err(|e| Error::io(ctx(), e))
+        result.map_err(|e| Error::io(ctx(), e))?;
+        failpoint::hit(op, Stage::After);
+        Ok(())
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+        let op = failpoint::begin();
+        failpoint::hit(op, Stage::Before);
         match fs::remove_file(self.path(kind, name)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(self.ctx("delete", kind, name), e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(self.ctx("delete", kind, name), e)),
         }
+        failpoint::hit(op, Stage::After);
+        Ok(())
+    }
+
+    fn remove_stale_temp(&self, older_than: Duration) -> Result<u64> {
+        let mut removed = 0;
+        let mut dirs: Vec<PathBuf> = FileKind::ALL
+            .iter()
+            .filter(|k| !matches!(k, FileKind::Config | FileKind::Pack))
+            .map(|k| self.root.join(k.dir()))
+            .collect();
+        dirs.push(self.root.clone());
+        if let Ok(subdirs) = fs::read_dir(self.root.join("data")) {
+            dirs.extend(subdirs.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        let now = SystemTime::now();
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Ok(meta) = entry.metadata() else { continue };
+                let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok());
+                if is_temp(&name) && meta.is_file() && age.is_some_and(|a| a >= older_than) {
+                    fs::remove_file(entry.path())
+                        .map_err(|e| Error::io(format!("delete temp file {}", entry.path().display()), e))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {

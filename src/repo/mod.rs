@@ -72,7 +72,12 @@ impl Repository {
         let mut damaged = Vec::new();
         for info in &keys {
             let what = display_name(FileKind::Key, &info.name);
-            let parsed = backend.read(FileKind::Key, &info.name).and_then(|b| KeyFile::parse(&b, &what));
+            let parsed = backend.read(FileKind::Key, &info.name).and_then(|b| {
+                if Id::of_bytes(&b).to_hex() != info.name {
+                    return Err(Error::corrupt(&what, "content does not match its name (bytes were changed)"));
+                }
+                KeyFile::parse(&b, &what)
+            });
             match parsed.and_then(|k| k.open(password, &what)) {
                 Ok(Some(master)) => {
                     opened = Some((master, info.name.clone()));

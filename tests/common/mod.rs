@@ -2,6 +2,7 @@
 //! loopback ports, the CLI against temp-dir repositories, RDB checks.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod data;
 pub mod rdb;
 pub mod redis;

@@ -1,0 +1,75 @@
+//! `rdbvault check`.
+
+use std::sync::Arc;
+
+use rdbvault::check::{self, CheckReport, Problem, ReadData, Severity};
+use rdbvault::repo::{LocalBackend, Repository};
+
+use super::{output, password, repo_path, Global};
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Also read every pack and verify every blob.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Read only a subset of the packs: `N/M` (group N of M, by pack id) or `P%` (random).
+    #[arg(long, value_name = "N/M|P%")]
+    pub read_data_subset: Option<String>,
+}
+
+pub fn run(g: &Global, a: CheckArgs) -> anyhow::Result<()> {
+    let read_data = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => ReadData::parse_subset(s)?,
+        (None, true) => ReadData::All,
+        (None, false) => ReadData::None,
+    };
+    let path = repo_path(g)?;
+    if !path.join("config").exists() {
+        return Err(rdbvault::Error::NotARepository(path.display().to_string()).into());
+    }
+    let backend = Arc::new(LocalBackend::new(&path));
+    let mut report = CheckReport::default();
+    check::check_keys(backend.as_ref(), &mut report)?;
+    let pw = password::get(g, false)?;
+    match Repository::open(backend, pw.as_bytes()) {
+        Ok(repo) => check::check(&repo, read_data, &mut report)?,
+        Err(e @ rdbvault::Error::WrongPassword(_)) if report.errors() == 0 => return Err(e.into()),
+        Err(e) => report.problems.push(Problem {
+            severity: Severity::Error,
+            kind: "config",
+            file: Some("config".into()),
+            blob: None,
+            message: format!("cannot open the repository: {e}"),
+        }),
+    }
+    print(g, &report)?;
+    if report.errors() > 0 {
+        anyhow::bail!("check found {} errors: the repository is damaged", report.errors());
+    }
+    Ok(())
+}
+
+fn print(g: &Global, r: &CheckReport) -> anyhow::Result<()> {
+    if g.json {
+        return output::print_json(r);
+    }
+    for p in &r.problems {
+        if !g.quiet || p.severity == Severity::Error {
+            println!("{p}");
+        }
+    }
+    if !g.quiet {
+        println!(
+            "checked {} keys, {} index files, {} packs ({} read in full, {} blobs verified), {} snapshots: {} errors, {} warnings",
+            r.keys,
+            r.index_files,
+            r.packs,
+            r.packs_read,
+            r.blobs_read,
+            r.snapshots,
+            r.errors(),
+            r.warnings()
+        );
+    }
+    Ok(())
+}

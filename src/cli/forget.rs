@@ -1,0 +1,108 @@
+//! `rdbvault forget`.
+
+use rdbvault::forget::{self, GroupBy, Policy, Within};
+
+use super::prune::PruneArgs;
+use super::{open_repo, output, Global};
+
+#[derive(clap::Args, Debug)]
+pub struct ForgetArgs {
+    /// Keep the N newest snapshots.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have snapshots.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_hourly: u32,
+    /// ... of the last N days.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_daily: u32,
+    /// ... of the last N ISO weeks.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_weekly: u32,
+    /// ... of the last N months.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_monthly: u32,
+    /// ... of the last N years.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_yearly: u32,
+    /// Keep snapshots newer than the group's newest minus this span (e.g. 2d, 1y2m3d4h).
+    #[arg(long, value_parser = |s: &str| Within::parse(s).map_err(|e| e.to_string()), value_name = "SPAN")]
+    pub keep_within: Option<Within>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// Apply the policy per group of: host, source, tags (comma-separated).
+    #[arg(long, default_value = "host,source")]
+    pub group_by: String,
+    /// Only print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: repack packs with more than this share unused.
+    #[arg(long, default_value = "5%", value_parser = super::prune::parse_share)]
+    pub max_unused: f64,
+}
+
+pub fn run(g: &Global, a: ForgetArgs) -> anyhow::Result<()> {
+    let policy = Policy {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        yearly: a.keep_yearly,
+        within: a.keep_within,
+        tags: a.keep_tags.clone(),
+    };
+    if policy.is_empty() {
+        anyhow::bail!("no retention policy given (e.g. --keep-last 7); refusing to forget every snapshot");
+    }
+    let by = GroupBy::parse(&a.group_by)?;
+    let repo = open_repo(g)?;
+    // A dry run only reads, so it can run beside backups.
+    let lock = super::lock(g, &repo, !a.dry_run)?;
+    let groups = forget::apply(&forget::rows(&repo)?, &policy, by);
+    let remove: Vec<String> = groups.iter().flat_map(|gr| gr.remove.iter().map(|d| d.id.clone())).collect();
+    if !g.json && !g.quiet {
+        print_groups(&groups, a.dry_run);
+    }
+    if !a.dry_run {
+        forget::remove_snapshots(&repo, &remove, &lock)?;
+    }
+    let mut report = serde_json::json!({ "dry_run": a.dry_run, "groups": groups, "removed": remove.len() });
+    if a.prune {
+        let prune_args = PruneArgs { dry_run: a.dry_run, max_unused: a.max_unused };
+        report["prune"] = super::prune::prune_locked(g, &repo, &lock, &prune_args)?;
+    }
+    if g.json {
+        output::print_json(&report)?;
+    }
+    Ok(())
+}
+
+fn print_groups(groups: &[forget::GroupDecision], dry_run: bool) {
+    for gr in groups {
+        let mut label = Vec::new();
+        if let Some(h) = &gr.group.host {
+            label.push(format!("host {h}"));
+        }
+        if let Some(s) = &gr.group.source {
+            label.push(format!("source {s}"));
+        }
+        if let Some(t) = &gr.group.tags {
+            label.push(format!("tags [{}]", t.join(",")));
+        }
+        println!("snapshots of {}:", if label.is_empty() { "all".to_string() } else { label.join(", ") });
+        println!("keep {} snapshots:", gr.keep.len());
+        for d in &gr.keep {
+            println!("  {}  {:<25}  {}", &d.id[..8], d.time, d.reasons.join(", "));
+        }
+        let verb = if dry_run { "would remove" } else { "remove" };
+        println!("{verb} {} snapshots:", gr.remove.len());
+        for d in &gr.remove {
+            println!("  {}  {}", &d.id[..8], d.time);
+        }
+    }
+}

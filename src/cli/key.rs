@@ -1,0 +1,84 @@
+//! `rdbvault key add|list|remove|passwd`.
+
+use std::path::PathBuf;
+
+use rdbvault::crypto::KdfParams;
+use rdbvault::repo::Repository;
+
+use super::{open_repo, output, password, Global};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a password.
+    Add(NewKeyArgs),
+    /// List the passwords (key files).
+    List,
+    /// Remove a password by key id (or unique prefix).
+    Remove {
+        /// Key id or prefix.
+        id: String,
+    },
+    /// Change the password in use (adds the new one, then removes the current one).
+    Passwd(NewKeyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NewKeyArgs {
+    /// Read the new password from this file (else RDBVAULT_NEW_PASSWORD, else a prompt).
+    #[arg(long)]
+    pub new_password_file: Option<PathBuf>,
+    /// Argon2id memory cost in KiB for the new password (default: as the current key).
+    #[arg(long)]
+    pub kdf_memory_kib: Option<u32>,
+}
+
+fn new_key(repo: &Repository, a: &NewKeyArgs) -> anyhow::Result<(zeroize::Zeroizing<String>, KdfParams)> {
+    let pw = password::new_password(a.new_password_file.as_deref())?;
+    let mut kdf = rdbvault::keys::current_params(repo)?;
+    if let Some(m) = a.kdf_memory_kib {
+        kdf = KdfParams { m_cost: m, ..kdf };
+    }
+    Ok((pw, kdf))
+}
+
+pub fn run(g: &Global, c: KeyCommand) -> anyhow::Result<()> {
+    let repo = open_repo(g)?;
+    match c {
+        KeyCommand::Add(a) => {
+            let (pw, kdf) = new_key(&repo, &a)?;
+            let name = repo.add_key(pw.as_bytes(), kdf)?;
+            done(g, "added", &name)
+        }
+        KeyCommand::Passwd(a) => {
+            let (pw, kdf) = new_key(&repo, &a)?;
+            let name = rdbvault::keys::passwd(&repo, pw.as_bytes(), kdf)?;
+            done(g, "changed password; new key", &name)
+        }
+        KeyCommand::Remove { id } => {
+            let name = rdbvault::keys::remove(&repo, &id)?;
+            done(g, "removed", &name)
+        }
+        KeyCommand::List => {
+            let keys = rdbvault::keys::list(&repo)?;
+            if g.json {
+                return output::print_json(&keys);
+            }
+            println!(" {:<8}  {:<24}  {:<16}  USER", "ID", "CREATED", "HOST");
+            for k in keys {
+                let mark = if k.current { "*" } else { " " };
+                println!("{mark}{:<8}  {:<24}  {:<16}  {}", &k.id[..8.min(k.id.len())], k.created, k.host, k.username);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn done(g: &Global, what: &str, name: &str) -> anyhow::Result<()> {
+    if g.json {
+        return output::print_json(&serde_json::json!({ "result": what, "key": name }));
+    }
+    if !g.quiet {
+        println!("{what} key {}", &name[..8.min(name.len())]);
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! `rdbvault prune`.
+
+use rdbvault::lock::LockGuard;
+use rdbvault::prune::{self, PruneOptions};
+use rdbvault::repo::{FileKind, Repository};
+
+use super::{open_repo, output, Global};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PruneArgs {
+    /// Repack packs with more than this share unused (e.g. 5%, 0%).
+    #[arg(long, default_value = "5%", value_parser = parse_share)]
+    pub max_unused: f64,
+    /// Only print what would be deleted and repacked.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Parses `5%` or `5` (percent) into a share.
+pub fn parse_share(s: &str) -> Result<f64, String> {
+    let p: f64 = s.trim_end_matches('%').parse().map_err(|_| format!("{s:?} is not a percentage like 5%"))?;
+    if !(0.0..=100.0).contains(&p) {
+        return Err(format!("{s:?} is not between 0% and 100%"));
+    }
+    Ok(p / 100.0)
+}
+
+pub fn run(g: &Global, a: PruneArgs) -> anyhow::Result<()> {
+    let repo = open_repo(g)?;
+    // A dry run only reads, so it can run beside backups.
+    let lock = super::lock(g, &repo, !a.dry_run)?;
+    let out = prune_locked(g, &repo, &lock, &a)?;
+    if g.json {
+        output::print_json(&out)?;
+    }
+    Ok(())
+}
+
+/// Total bytes of every repository file.
+fn repo_bytes(repo: &Repository) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for kind in FileKind::ALL {
+        n += repo.backend().list(kind)?.iter().map(|f| f.size).sum::<u64>();
+    }
+    Ok(n)
+}
+
+/// Plans and (unless dry-run) runs a prune under a held exclusive lock; returns the JSON report.
+pub fn prune_locked(g: &Global, repo: &Repository, lock: &LockGuard, a: &PruneArgs) -> anyhow::Result<serde_json::Value> {
+    let before = repo_bytes(repo)?;
+    let plan = prune::plan(repo, PruneOptions { max_unused: a.max_unused })?;
+    let s = &plan.summary;
+    let text = !g.json && !g.quiet;
+    if text {
+        let verb = if a.dry_run { "would" } else { "will" };
+        println!("{} snapshots use {} blobs; {} blobs are unused, {} are extra copies", s.snapshots, s.used_blobs, s.unused_blobs, s.duplicate_blobs);
+        println!("{verb} delete {} unused packs and {} unindexed packs", s.delete_packs.len(), s.unindexed_packs.len());
+        println!("{verb} repack {} packs, copying {} of used data", s.repack_packs.len(), output::bytes(s.bytes_repacked));
+        println!("{verb} keep {} packs as they are; replace {} index files with one", s.kept_packs, s.index_files.len());
+        println!("{verb} free about {} of {} in packs", output::bytes(s.pack_bytes_deleted.saturating_sub(s.bytes_repacked)), output::bytes(s.pack_bytes_before));
+    }
+    let mut report = serde_json::json!({ "dry_run": a.dry_run, "plan": s, "repository_bytes_before": before });
+    if a.dry_run {
+        return Ok(report);
+    }
+    if !s.has_work() && text {
+        println!("nothing to prune");
+    }
+    let done = prune::execute(repo, &plan, lock)?;
+    let after = repo_bytes(repo)?;
+    if text {
+        println!(
+            "wrote {} new packs ({}); repository {} -> {}, freed {}",
+            done.new_packs,
+            output::bytes(done.new_pack_bytes),
+            output::bytes(before),
+            output::bytes(after),
+            output::bytes(before.saturating_sub(after))
+        );
+    }
+    report["done"] = serde_json::to_value(&done)?;
+    report["repository_bytes_after"] = after.into();
+    report["bytes_freed"] = before.saturating_sub(after).into();
+    Ok(report)
+}

@@ -1,0 +1,251 @@
+//! Prune: delete the blobs no snapshot needs, without ever losing one that a
+//! remaining snapshot needs, even if the process dies at any point.
+//!
+//! Order of effects (see docs/maintenance.md for the full argument):
+//! 1. write new packs holding the used blobs of packs being repacked;
+//! 2. write ONE new index file covering every remaining blob, whose
+//!    `supersedes` names every old index file;
+//! 3. delete the old index files;
+//! 4. delete packs no longer needed (unused, repacked, unindexed leftovers).
+//!
+//! Before step 2 the old index still describes everything (new packs are
+//! unindexed leftovers); from step 2 on, `Index::load` ignores the superseded
+//! files, and the new index names only packs that are never deleted.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::chunklist::parse_list;
+use crate::crypto::Id;
+use crate::error::{Error, Result};
+use crate::index::{Index, IndexFile};
+use crate::lock::LockGuard;
+use crate::pack::{BlobEntry, PackBuilder};
+use crate::repo::{display_name, FileKind, Repository};
+use crate::restore::{dictionary_ids, Blobs};
+use crate::snapshot::Snapshot;
+
+/// Temp files older than this are leftovers of crashed writers.
+pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How to prune.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// Repack a pack when more than this share (0..1) of its bytes is unused.
+    pub max_unused: f64,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions { max_unused: 0.05 }
+    }
+}
+
+/// What prune will do (or did), in numbers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneSummary {
+    /// Snapshots whose blobs are kept.
+    pub snapshots: usize,
+    /// Blobs some snapshot needs.
+    pub used_blobs: usize,
+    /// Indexed blobs no snapshot needs (removed unless they sit in a pack that stays).
+    pub unused_blobs: usize,
+    /// Extra copies of blobs stored in more than one pack.
+    pub duplicate_blobs: usize,
+    /// Packs holding nothing used: deleted.
+    pub delete_packs: Vec<String>,
+    /// Packs whose used blobs are copied into new packs, then deleted.
+    pub repack_packs: Vec<String>,
+    /// Packs no index names (left by interrupted runs): deleted.
+    pub unindexed_packs: Vec<String>,
+    /// Packs kept as they are.
+    pub kept_packs: usize,
+    /// Bytes of all packs before.
+    pub pack_bytes_before: u64,
+    /// Bytes of the packs deleted (including repacked ones).
+    pub pack_bytes_deleted: u64,
+    /// Used bytes copied into new packs.
+    pub bytes_repacked: u64,
+    /// Old index files replaced by one new index file.
+    pub index_files: Vec<String>,
+}
+
+impl PruneSummary {
+    /// Whether prune would change anything.
+    pub fn has_work(&self) -> bool {
+        !self.delete_packs.is_empty()
+            || !self.repack_packs.is_empty()
+            || !self.unindexed_packs.is_empty()
+            || self.index_files.len() > 1
+    }
+}
+
+/// A computed prune: the summary plus the entries each kept or repacked pack contributes.
+pub struct PrunePlan {
+    /// The numbers.
+    pub summary: PruneSummary,
+    keep: Vec<(Id, Vec<BlobEntry>)>,
+    repack: Vec<(Id, Vec<BlobEntry>)>,
+    old_index: Vec<Id>,
+}
+
+/// Every blob the snapshots need: chunk-list blobs, the chunks they list, and
+/// the compression dictionaries (which any stored blob may name).
+/// Fails, naming the snapshot, if one is not indexed (prune must not run then).
+pub fn used_blobs(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]) -> Result<HashSet<Id>> {
+    let blobs = Blobs::new(repo, index)?;
+    let mut used: HashSet<Id> = dictionary_ids(index).into_iter().collect();
+    for (sid, snap) in snapshots {
+        let what = display_name(FileKind::Snapshot, &sid.to_hex());
+        let damaged = |e: Error| Error::corrupt(&what, format!("{e}; run `rdbvault check` (and `repair index`) before pruning"));
+        for file in &snap.files {
+            for hex in &file.lists {
+                let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(&what, format!("bad list id {hex}")))?;
+                if !used.insert(id) {
+                    continue;
+                }
+                let plain = blobs.load(&id).map_err(damaged)?;
+                let ids = parse_list(&plain).ok_or_else(|| Error::corrupt(&what, format!("chunk list {hex} is malformed")))?;
+                for c in ids {
+                    if !index.contains(&c) {
+                        return Err(damaged(Error::MissingBlob { id: c.to_hex() }));
+                    }
+                    used.insert(c);
+                }
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Works out what to delete and repack; changes nothing.
+pub fn plan(repo: &Repository, opts: PruneOptions) -> Result<PrunePlan> {
+    let files = Index::read_files(repo)?;
+    let index = Index::from_files(&files);
+    let snapshots = Snapshot::load_all(repo)?;
+    let used = used_blobs(repo, &index, &snapshots)?;
+
+    let by_pack = index.live_entries_by_pack(&files);
+    let on_disk: HashMap<String, u64> = repo.backend().list(FileKind::Pack)?.into_iter().map(|f| (f.name, f.size)).collect();
+
+    let mut s = PruneSummary { snapshots: snapshots.len(), used_blobs: used.len(), ..PruneSummary::default() };
+    s.pack_bytes_before = on_disk.values().sum();
+    let (mut keep, mut repack) = (Vec::new(), Vec::new());
+    let mut unused_ids = HashSet::new();
+    for (pack, (_, entries)) in by_pack {
+        let name = pack.to_hex();
+        let chosen = |e: &BlobEntry| index.get(&e.id).is_some_and(|(p, c)| p == pack && c == *e);
+        let dups = entries.iter().filter(|e| !chosen(e)).count();
+        let live: Vec<BlobEntry> = entries.iter().copied().filter(chosen).collect();
+        let needed: Vec<BlobEntry> = live.iter().copied().filter(|e| used.contains(&e.id)).collect();
+        unused_ids.extend(live.iter().filter(|e| !used.contains(&e.id)).map(|e| e.id));
+        s.duplicate_blobs += dups;
+        let Some(&size) = on_disk.get(&name) else {
+            if let Some(e) = needed.first() {
+                return Err(Error::corrupt(
+                    display_name(FileKind::Pack, &name),
+                    format!("is missing but holds blob {} that a snapshot needs; run `rdbvault check`", e.id),
+                ));
+            }
+            continue;
+        };
+        let needed_bytes: u64 = needed.iter().map(|e| e.length as u64).sum();
+        let unused_share = 1.0 - needed_bytes as f64 / size.max(1) as f64;
+        if needed.is_empty() {
+            s.delete_packs.push(name);
+            s.pack_bytes_deleted += size;
+        } else if dups > 0 || unused_share > opts.max_unused {
+            s.repack_packs.push(name);
+            s.pack_bytes_deleted += size;
+            s.bytes_repacked += needed_bytes;
+            repack.push((pack, needed));
+        } else {
+            s.kept_packs += 1;
+            keep.push((pack, live));
+        }
+    }
+    s.unused_blobs = unused_ids.len();
+    let indexed: HashSet<String> = keep.iter().chain(&repack).map(|(p, _)| p.to_hex()).chain(s.delete_packs.iter().cloned()).collect();
+    for (name, size) in &on_disk {
+        if !indexed.contains(name) {
+            s.unindexed_packs.push(name.clone());
+            s.pack_bytes_deleted += size;
+        }
+    }
+    s.unindexed_packs.sort();
+    let mut old_index = Vec::new();
+    for (name, _) in &files {
+        let id = Id::from_hex(name).ok_or_else(|| Error::corrupt(display_name(FileKind::Index, name), "name is not an id"))?;
+        old_index.push(id);
+        s.index_files.push(name.clone());
+    }
+    Ok(PrunePlan { summary: s, keep, repack, old_index })
+}
+
+/// What an executed prune wrote and removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneOutcome {
+    /// New packs written by repacking.
+    pub new_packs: usize,
+    /// Bytes of those packs.
+    pub new_pack_bytes: u64,
+    /// Stale temp files removed.
+    pub temp_files_removed: u64,
+}
+
+/// Carries out a plan in the crash-safe order described at the top of this file.
+pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<PruneOutcome> {
+    lock.require_exclusive("prune")?;
+    let mut out = PruneOutcome::default();
+    if !plan.summary.has_work() {
+        out.temp_files_removed = repo.backend().remove_stale_temp(STALE_TEMP)?;
+        return Ok(out);
+    }
+    let mut new_index = IndexFile { supersedes: plan.old_index.clone(), packs: plan.keep.clone() };
+    let index = Index::load(repo)?;
+    let blobs = Blobs::new(repo, &index)?;
+    let mut zstd = blobs.decoder();
+
+    // 1. New packs with the used blobs of repacked packs, verified on the way.
+    let mut builder = PackBuilder::new();
+    for (pack, entries) in &plan.repack {
+        let name = pack.to_hex();
+        let bytes = repo.backend().read(FileKind::Pack, &name)?;
+        for e in entries {
+            let what = format!("blob {} in {}", e.id, display_name(FileKind::Pack, &name));
+            let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
+            let sealed = bytes.get(start..end).ok_or_else(|| Error::corrupt(&what, "lies beyond the end of its pack"))?;
+            blobs.open(&mut zstd, e, sealed, &what)?;
+            builder.add(e.id, e.kind, e.flags, e.raw_len, sealed);
+            if builder.is_full() {
+                write_pack(repo, std::mem::take(&mut builder), &mut new_index, &mut out)?;
+            }
+        }
+    }
+    if !builder.is_empty() {
+        write_pack(repo, builder, &mut new_index, &mut out)?;
+    }
+    // 2. One index file for everything that remains.
+    repo.write_sealed(FileKind::Index, &new_index.to_bytes())?;
+    // 3. Old index files.
+    for id in &plan.old_index {
+        repo.backend().delete(FileKind::Index, &id.to_hex())?;
+    }
+    // 4. Packs nothing needs any more.
+    let s = &plan.summary;
+    for name in s.delete_packs.iter().chain(&s.repack_packs).chain(&s.unindexed_packs) {
+        repo.backend().delete(FileKind::Pack, name)?;
+    }
+    out.temp_files_removed = repo.backend().remove_stale_temp(STALE_TEMP)?;
+    Ok(out)
+}
+
+fn write_pack(repo: &Repository, builder: PackBuilder, index: &mut IndexFile, out: &mut PruneOutcome) -> Result<()> {
+    let (bytes, id, entries) = builder.finish(repo.cipher());
+    repo.backend().write(FileKind::Pack, &id.to_hex(), &bytes)?;
+    out.new_packs += 1;
+    out.new_pack_bytes += bytes.len() as u64;
+    index.packs.push((id, entries));
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Locks and concurrency: backup and prune started together end with a
+//! consistent repository; a live lock makes commands fail naming its holder;
+//! stale locks are ignored and removed by `unlock`.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use rdbvault::lock::{Lock, LockInfo};
+use rdbvault::repo::{LocalBackend, Repository};
+
+use common::cli::{command, random_data, text, TestRepo, PASSWORD};
+
+fn open(repo: &TestRepo) -> Repository {
+    Repository::open(Arc::new(LocalBackend::new(&repo.path)), PASSWORD.as_bytes()).expect("open")
+}
+
+#[test]
+fn backup_and_prune_started_together_leave_a_consistent_repository() {
+    let repo = TestRepo::init();
+    let mut expected = Vec::new();
+    for i in 0..3u64 {
+        let data = random_data(50 + i, 150_000);
+        expected.push((repo.backup(&format!("s{i}.rdb"), &data), data));
+    }
+    for round in 0..4u64 {
+        repo.ok(&["forget", "--keep-last", "2", "--group-by", ""]);
+        expected.retain(|(id, _)| repo.snapshots().contains(id));
+        let data = random_data(100 + round, 150_000);
+        let file = repo.dir.path().join(format!("r{round}.rdb"));
+        std::fs::write(&file, &data).expect("write");
+        // Rounds 0-1 wait for the lock; rounds 2-3 fail fast if they lose.
+        let retry: &[&str] = if round < 2 { &["--retry-lock", "60s"] } else { &[] };
+        let spawn = |args: &[&str]| {
+            command(&repo.path).args(retry).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
+        };
+        let prune = spawn(&["prune", "--max-unused", "0%"]);
+        let backup = spawn(&["--json", "backup", file.to_str().expect("utf-8")]);
+        let (p, b) = (prune.wait_with_output().expect("prune"), backup.wait_with_output().expect("backup"));
+        for (name, o) in [("prune", &p), ("backup", &b)] {
+            if round < 2 {
+                assert!(o.status.success(), "round {round}: {name} failed: {}", text(o));
+            } else if !o.status.success() {
+                assert!(text(o).contains("repository is locked"), "round {round}: {name}: {}", text(o));
+            }
+        }
+        if b.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&b.stdout).expect("json");
+            expected.push((v["snapshot_id"].as_str().expect("id").to_string(), data));
+        }
+        let problems = repo.check_passes(&["--read-data"]);
+        assert!(problems.iter().all(|p| p["severity"] == "warning"), "round {round}: {problems:?}");
+        for (id, want) in &expected {
+            assert_eq!(&repo.restore(id).unwrap_or_else(|e| panic!("round {round}: {e}")), want);
+        }
+        assert!(repo.files("locks").is_empty(), "round {round}: locks left behind");
+    }
+}
+
+#[test]
+fn live_locks_block_with_a_clear_message_and_stale_ones_do_not() {
+    let repo = TestRepo::init();
+    let data = random_data(60, 50_000);
+    let r = open(&repo);
+
+    // A fresh exclusive lock from another host blocks a backup and names its holder.
+    let foreign = LockInfo { host: "otherhost".into(), pid: 4242, ..LockInfo::new(true) };
+    foreign.save(&r).expect("lock");
+    std::fs::write(repo.dir.path().join("d.rdb"), &data).expect("write");
+    let src = repo.dir.path().join("d.rdb");
+    let msg = repo.fails(&["backup", src.to_str().expect("utf-8")]);
+    assert!(msg.contains("repository is locked") && msg.contains("otherhost") && msg.contains("pid 4242"), "{msg}");
+    assert!(msg.contains("exclusive lock"), "{msg}");
+    let waited = repo.fails(&["--retry-lock", "1s", "prune"]);
+    assert!(waited.contains("waited 1s"), "{waited}");
+    repo.ok(&["unlock"]);
+    assert_eq!(repo.files("locks").len(), 1, "unlock keeps live locks");
+    repo.ok(&["unlock", "--remove-all"]);
+    assert!(repo.files("locks").is_empty());
+
+    // Stale: not refreshed for an hour, or a dead process on this host.
+    let old = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let old = old.format(&time::format_description::well_known::Rfc3339).expect("format");
+    LockInfo { host: "otherhost".into(), time: old, ..LockInfo::new(true) }.save(&r).expect("lock");
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let dead = child.id();
+    child.wait().expect("wait");
+    LockInfo { pid: dead, ..LockInfo::new(true) }.save(&r).expect("lock");
+    let id = repo.backup("d.rdb", &data);
+    repo.ok(&["prune"]);
+    assert_eq!(repo.restore(&id).expect("restore"), data);
+    assert!(repo.ok(&["unlock"]).contains("removed 2 stale locks"));
+    assert!(repo.files("locks").is_empty());
+
+    // Shared locks coexist; an exclusive one waits for them.
+    let shared = Lock::shared(&r).expect("shared lock");
+    assert!(!shared.is_exclusive());
+    repo.backup("d.rdb", &data);
+    assert_eq!(repo.restore(&id).expect("restore under a shared lock"), data);
+    let msg = repo.fails(&["prune"]);
+    assert!(msg.contains("shared lock held by"), "{msg}");
+    assert!(Lock::exclusive(&r).is_err());
+    drop(shared);
+    assert!(repo.files("locks").is_empty(), "the guard removes its lock");
+    let exclusive = Lock::exclusive(&r).expect("exclusive lock");
+    assert!(exclusive.require_exclusive("test").is_ok());
+    assert!(repo.fails(&["restore", &id, "-t", "-"]).contains("exclusive lock held by"));
+}
