@@ -42,18 +42,66 @@ impl ChunkerParams {
     }
 }
 
-/// Cuts a reader into chunks, holding at most one maximum-size buffer.
+/// Bytes read from the source at a time (and the most held in memory).
+const WINDOW: usize = 4 * 1024 * 1024;
+
+/// Cuts a reader into chunks with large reads and no per-chunk buffer shifts.
+///
+/// FastCDC runs over a 4 MiB window of the input. A cut that FastCDC finds
+/// before the window's end depends only on the bytes before it, so it is the
+/// cut a fully buffered run would make; the chunk that reaches the window's
+/// end is carried over to the next window (unless the input has ended).
 pub struct Chunker<R: Read> {
-    inner: fastcdc::v2020::StreamCDC<R>,
+    reader: R,
+    params: ChunkerParams,
+    seed: u64,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    eof: bool,
+    ready: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl<R: Read> Chunker<R> {
     /// A chunker over `reader` with the repository's parameters and secret
     /// gear seed (so cut points, and thus chunk sizes, reveal nothing).
     pub fn new(reader: R, params: ChunkerParams, seed: u64) -> Self {
-        use fastcdc::v2020::{Normalization, StreamCDC};
-        let (min, avg, max) = (params.min_size, params.avg_size, params.max_size);
-        Chunker { inner: StreamCDC::with_level_and_seed(reader, min, avg, max, Normalization::Level1, seed) }
+        let window = WINDOW.max(2 * params.max_size as usize);
+        Chunker { reader, params, seed, buf: vec![0; window], pos: 0, len: 0, eof: false, ready: Default::default() }
+    }
+
+    /// Moves the unconsumed bytes to the front and reads until the window is full or the input ends.
+    fn refill(&mut self) -> std::io::Result<()> {
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.len -= self.pos;
+        self.pos = 0;
+        while self.len < self.buf.len() && !self.eof {
+            match self.reader.read(&mut self.buf[self.len..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts the current window; keeps the last chunk back unless the input ended.
+    fn cut_window(&mut self) {
+        use fastcdc::v2020::{FastCDC, Normalization};
+        let p = self.params;
+        let window = &self.buf[self.pos..self.len];
+        let cdc = FastCDC::with_level_and_seed(window, p.min_size, p.avg_size, p.max_size, Normalization::Level1, self.seed);
+        let mut consumed = 0;
+        for c in cdc {
+            let end = c.offset + c.length;
+            if end == window.len() && !self.eof {
+                break;
+            }
+            self.ready.push_back(window[c.offset..end].to_vec());
+            consumed = end;
+        }
+        self.pos += consumed;
     }
 }
 
@@ -61,11 +109,17 @@ impl<R: Read> Iterator for Chunker<R> {
     type Item = std::io::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.inner.next()? {
-            Ok(chunk) => Some(Ok(chunk.data)),
-            Err(fastcdc::v2020::Error::Empty) => None,
-            Err(fastcdc::v2020::Error::IoError(e)) => Some(Err(e)),
-            Err(fastcdc::v2020::Error::Other(msg)) => Some(Err(std::io::Error::other(msg))),
+        loop {
+            if let Some(c) = self.ready.pop_front() {
+                return Some(Ok(c));
+            }
+            if self.eof && self.pos == self.len {
+                return None;
+            }
+            if let Err(e) = self.refill() {
+                return Some(Err(e));
+            }
+            self.cut_window();
         }
     }
 }
@@ -89,6 +143,43 @@ mod tests {
             assert!(c.len() >= p.min_size as usize && c.len() <= p.max_size as usize);
         }
         assert_eq!(chunks.concat(), data);
+    }
+
+    /// Reads at most `n` bytes per call, like a pipe.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn windowed_cuts_equal_whole_buffer_cuts() {
+        let mut data = vec![0u8; 9_000_000];
+        let mut x = 3u64;
+        for b in data.iter_mut() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = (x >> 59) as u8;
+        }
+        let p = ChunkerParams::default();
+        let whole: Vec<usize> = fastcdc::v2020::FastCDC::with_level_and_seed(
+            &data,
+            p.min_size,
+            p.avg_size,
+            p.max_size,
+            fastcdc::v2020::Normalization::Level1,
+            42,
+        )
+        .map(|c| c.length)
+        .collect();
+        for step in [usize::MAX, 70_001, 4096] {
+            let lens: Vec<usize> = Chunker::new(Trickle(&data, step), p, 42).map(|c| c.unwrap().len()).collect();
+            assert_eq!(lens, whole, "read size {step}");
+        }
     }
 
     #[test]
