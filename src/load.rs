@@ -204,6 +204,9 @@ fn check(
 
 /// The keys of `keys` that exist on the target (one pipeline, `SELECT` as needed).
 fn existing(con: &mut dyn ConnectionLike, addr: &str, keys: &[(u64, Vec<u8>)]) -> Result<Vec<(u64, Vec<u8>)>, LoadError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     let mut db = None;
     for (d, key) in keys {

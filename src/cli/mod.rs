@@ -1,7 +1,10 @@
 //! Command-line definitions and dispatch (the only place `anyhow` is used).
 
 mod backup;
+mod diff;
 mod init;
+mod inspect;
+mod keys;
 mod output;
 mod password;
 mod restore;
@@ -13,7 +16,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use rdbvault::crypto::Id;
+use rdbvault::index::Index;
 use rdbvault::repo::{LocalBackend, Repository};
+use rdbvault::restore::Blobs;
+use rdbvault::snapshot::Snapshot;
 
 /// Encrypted, deduplicated, incremental backups of Redis databases.
 #[derive(Parser, Debug)]
@@ -53,8 +60,12 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// List snapshots.
     Snapshots(snapshots::SnapshotsArgs),
-    /// Restore a snapshot to a file, a directory or stdout.
+    /// Restore a snapshot to a file, a directory, stdout, or into a live Redis (--to).
     Restore(restore::RestoreArgs),
+    /// Show what a snapshot's RDB holds: summary, keys (--json), memory report (--memory).
+    Inspect(inspect::InspectArgs),
+    /// Keys added, removed and changed between two snapshots.
+    Diff(diff::DiffArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats,
 }
@@ -67,6 +78,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(a) => backup::run(&g, a),
         Command::Snapshots(a) => snapshots::run(&g, a),
         Command::Restore(a) => restore::run(&g, a),
+        Command::Inspect(a) => inspect::run(&g, a),
+        Command::Diff(a) => diff::run(&g, a),
         Command::Stats => stats::run(&g),
     }
 }
@@ -85,6 +98,20 @@ fn open_repo(g: &Global) -> anyhow::Result<Repository> {
     }
     let pw = password::get(g, false)?;
     Ok(Repository::open(backend, pw.as_bytes())?)
+}
+
+/// Opens the repository, finds the snapshots `specs` name, loads the index and
+/// runs `f` with them and a blob reader.
+fn with_blobs<T>(
+    g: &Global,
+    specs: &[&str],
+    f: impl FnOnce(&[(Id, Snapshot)], &Blobs<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let repo = open_repo(g)?;
+    let snaps = specs.iter().map(|s| Snapshot::find(&repo, s)).collect::<Result<Vec<_>, _>>()?;
+    let index = Index::load(&repo)?;
+    let blobs = Blobs::new(&repo, &index)?;
+    f(&snaps, &blobs)
 }
 
 /// One line for the user: the error and its causes.
