@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod data;
+pub mod dataset;
 pub mod rdb;
 pub mod redis;
 pub mod server;
