@@ -210,7 +210,7 @@ pub fn sorted<T: Ord + Clone>(mut v: Vec<T>) -> Vec<T> {
 }
 
 
-/// Adds `user:N` hashes in dbs 0 and 1 (what `--keys 'user:*'` tests select).
+/// Adds `user:N` hashes in dbs 0 and 1 and `user:ttl` (with a TTL) in db 1.
 pub fn fill_users(c: &mut RespConn, n: usize) {
     for db in ["0", "1"] {
         c.ok(&["SELECT", db]);
