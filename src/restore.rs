@@ -453,3 +453,50 @@ pub fn with_reader<T, E: From<Error>>(
         Ok(value)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn reader(blocks: Vec<Block>) -> SnapshotReader {
+        let (tx, rx) = bounded(blocks.len().max(1));
+        for b in blocks {
+            tx.send(b).unwrap();
+        }
+        SnapshotReader { rx, block: Vec::new(), pos: 0, ended: None }
+    }
+
+    #[test]
+    fn reader_yields_blocks_then_eof() {
+        let mut r = reader(vec![Block::Data(b"ab".to_vec()), Block::Data(b"c".to_vec()), Block::End(Ok(()))]);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abc");
+        assert!(r.finish().is_ok());
+    }
+
+    #[test]
+    fn restore_failure_is_an_error_not_eof() {
+        let mut r = reader(vec![Block::Data(b"ab".to_vec()), Block::End(Err(Error::corrupt("blob x", "bad tag")))]);
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert!(err.to_string().contains("blob x"), "{err}");
+        assert_eq!(out, b"ab");
+        assert!(r.finish().is_err(), "the failure sticks");
+        // A producer that vanished without a verdict is an error too.
+        let mut r = reader(vec![Block::Data(b"ab".to_vec())]);
+        assert!(r.read_to_end(&mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn channel_writer_cuts_blocks() {
+        let (tx, rx) = bounded(8);
+        let mut w = ChannelWriter { buf: Vec::new(), tx };
+        w.write_all(&vec![7u8; READER_BLOCK + 10]).unwrap();
+        w.flush().unwrap();
+        let sizes: Vec<usize> = rx.try_iter().map(|b| if let Block::Data(d) = b { d.len() } else { 0 }).collect();
+        assert_eq!(sizes, [READER_BLOCK, 10]);
+    }
+}

@@ -156,3 +156,26 @@ fn filters_summary_and_memory() {
     // Bad type names are refused.
     assert!(b.vault.fails(&["inspect", &b.snap, "--type", "sortedset"]).contains("unknown type"));
 }
+
+#[test]
+fn damaged_pack_is_an_error_not_a_short_listing() {
+    let b = Backed::new();
+    let mut packs = Vec::new();
+    let mut dirs = vec![b.vault.repo.join("data")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { dirs.push(p) } else { packs.push(p) }
+        }
+    }
+    for p in &packs {
+        let mut bytes = std::fs::read(p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(p, bytes).unwrap();
+    }
+    for args in [&["--json", "inspect", &b.snap][..], &["inspect", &b.snap, "--memory"], &["diff", &b.snap, &b.snap]] {
+        let err = b.vault.fails(args);
+        assert!(err.contains("damaged") || err.contains("tampered"), "{args:?}: {err}");
+    }
+}
