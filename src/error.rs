@@ -29,6 +29,12 @@ pub enum Error {
     Invalid(String),
     #[error("repository is locked: {0}")]
     Locked(String),
+    #[error("{what}: {source}")]
+    Rdb {
+        what: String,
+        #[source]
+        source: crate::rdb::RdbError,
+    },
     #[error("source {name}: {source}")]
     Source {
         name: String,
@@ -44,6 +50,11 @@ impl Error {
     /// Wraps an I/O error with what we were doing when it happened.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), source }
+    }
+
+    /// An RDB stream that does not parse, named.
+    pub fn rdb(what: impl Into<String>, source: crate::rdb::RdbError) -> Self {
+        Error::Rdb { what: what.into(), source }
     }
 
     /// A damaged object, named.

@@ -367,3 +367,164 @@ pub fn restore_to_writer(blobs: &Blobs<'_>, snapshot: &Snapshot, out: &mut dyn W
     }
 }
 
+
+/// Largest block handed from the restore threads to a [`SnapshotReader`].
+const READER_BLOCK: usize = 1 << 20;
+
+/// Blocks in flight between the restore threads and the reader (bounds memory).
+const READER_QUEUE: usize = 4;
+
+/// What the restore side sends to a [`SnapshotReader`]: data, then how the restore ended.
+enum Block {
+    Data(Vec<u8>),
+    End(Result<()>),
+}
+
+/// A `Write` that cuts the restored stream into blocks for a [`SnapshotReader`].
+struct ChannelWriter {
+    buf: Vec<u8>,
+    tx: Sender<Block>,
+}
+
+impl ChannelWriter {
+    fn send_buf(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(READER_BLOCK));
+        self.tx
+            .send(Block::Data(block))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "snapshot reader went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(READER_BLOCK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= READER_BLOCK {
+            self.send_buf()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send_buf()
+    }
+}
+
+/// Reads a snapshot file's bytes as they are restored; a failed restore
+/// (damaged blob, wrong hash) is an `io::Error` from `read`, never an early EOF.
+pub struct SnapshotReader {
+    rx: Receiver<Block>,
+    block: Vec<u8>,
+    pos: usize,
+    ended: Option<std::result::Result<(), String>>,
+}
+
+impl SnapshotReader {
+    /// Reads to the end, so the whole-file hash check has run; returns its verdict.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        std::io::copy(self, &mut std::io::sink()).map(|_| ())
+    }
+}
+
+impl std::io::Read for SnapshotReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.block.len() {
+            if let Some(end) = &self.ended {
+                return match end {
+                    Ok(()) => Ok(0),
+                    Err(msg) => Err(std::io::Error::other(msg.clone())),
+                };
+            }
+            match self.rx.recv() {
+                Ok(Block::Data(b)) => {
+                    self.block = b;
+                    self.pos = 0;
+                }
+                Ok(Block::End(r)) => self.ended = Some(r.map_err(|e| e.to_string())),
+                Err(_) => self.ended = Some(Err("snapshot restore stopped without a verdict".into())),
+            }
+        }
+        let n = out.len().min(self.block.len() - self.pos);
+        out[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Runs `consume` on a reader of `file`'s bytes while the restore runs on a
+/// scoped thread, with bounded memory (a few MiB of blocks in flight).
+///
+/// When `consume` succeeds the rest of the stream is read, so the whole-file
+/// BLAKE3 is checked before this returns; when it fails, the restore is
+/// abandoned and `consume`'s error returned.
+pub fn with_reader<T, E: From<Error>>(
+    blobs: &Blobs<'_>,
+    file: &SnapshotFile,
+    opts: &RestoreOptions,
+    consume: impl FnOnce(&mut SnapshotReader) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let (tx, rx) = bounded::<Block>(READER_QUEUE);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut w = ChannelWriter { buf: Vec::with_capacity(READER_BLOCK), tx };
+            let result = write_file(blobs, file, &mut w, opts);
+            let _ = w.tx.send(Block::End(result));
+        });
+        // Owned by this closure: on an early error it is dropped before the
+        // scope joins, so the restore threads see a closed channel and stop.
+        let mut reader = SnapshotReader { rx, block: Vec::new(), pos: 0, ended: None };
+        let value = consume(&mut reader)?;
+        reader.finish().map_err(|e| Error::io(format!("read snapshot file {}", file.name), e))?;
+        Ok(value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn reader(blocks: Vec<Block>) -> SnapshotReader {
+        let (tx, rx) = bounded(blocks.len().max(1));
+        for b in blocks {
+            tx.send(b).unwrap();
+        }
+        SnapshotReader { rx, block: Vec::new(), pos: 0, ended: None }
+    }
+
+    #[test]
+    fn reader_yields_blocks_then_eof() {
+        let mut r = reader(vec![Block::Data(b"ab".to_vec()), Block::Data(b"c".to_vec()), Block::End(Ok(()))]);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abc");
+        assert!(r.finish().is_ok());
+    }
+
+    #[test]
+    fn restore_failure_is_an_error_not_eof() {
+        let mut r = reader(vec![Block::Data(b"ab".to_vec()), Block::End(Err(Error::corrupt("blob x", "bad tag")))]);
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert!(err.to_string().contains("blob x"), "{err}");
+        assert_eq!(out, b"ab");
+        assert!(r.finish().is_err(), "the failure sticks");
+        // A producer that vanished without a verdict is an error too.
+        let mut r = reader(vec![Block::Data(b"ab".to_vec())]);
+        assert!(r.read_to_end(&mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn channel_writer_cuts_blocks() {
+        let (tx, rx) = bounded(8);
+        let mut w = ChannelWriter { buf: Vec::new(), tx };
+        w.write_all(&vec![7u8; READER_BLOCK + 10]).unwrap();
+        w.flush().unwrap();
+        let sizes: Vec<usize> = rx.try_iter().map(|b| if let Block::Data(d) = b { d.len() } else { 0 }).collect();
+        assert_eq!(sizes, [READER_BLOCK, 10]);
+    }
+}

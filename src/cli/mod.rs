@@ -2,9 +2,12 @@
 
 mod backup;
 mod check;
+mod diff;
 mod forget;
 mod init;
+mod inspect;
 mod key;
+mod keys;
 mod output;
 mod password;
 mod prune;
@@ -19,8 +22,12 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use rdbvault::crypto::Id;
+use rdbvault::index::Index;
 use rdbvault::lock::{Lock, LockGuard};
 use rdbvault::repo::{LocalBackend, Repository};
+use rdbvault::restore::Blobs;
+use rdbvault::snapshot::Snapshot;
 
 /// Encrypted, deduplicated, incremental backups of Redis databases.
 #[derive(Parser, Debug)]
@@ -63,8 +70,12 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// List snapshots.
     Snapshots(snapshots::SnapshotsArgs),
-    /// Restore a snapshot to a file, a directory or stdout.
+    /// Restore a snapshot to a file, a directory, stdout, or into a live Redis (--to).
     Restore(restore::RestoreArgs),
+    /// Show what a snapshot's RDB holds: summary, keys (--json), memory report (--memory).
+    Inspect(inspect::InspectArgs),
+    /// Keys added, removed and changed between two snapshots.
+    Diff(diff::DiffArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats,
     /// Remove snapshots according to a retention policy.
@@ -91,6 +102,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(a) => backup::run(&g, a),
         Command::Snapshots(a) => snapshots::run(&g, a),
         Command::Restore(a) => restore::run(&g, a),
+        Command::Inspect(a) => inspect::run(&g, a),
+        Command::Diff(a) => diff::run(&g, a),
         Command::Stats => stats::run(&g),
         Command::Forget(a) => forget::run(&g, a),
         Command::Prune(a) => prune::run(&g, a),
@@ -133,6 +146,21 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m or h)")),
     };
     Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Opens the repository, finds the snapshots `specs` name, loads the index and
+/// runs `f` with them and a blob reader.
+fn with_blobs<T>(
+    g: &Global,
+    specs: &[&str],
+    f: impl FnOnce(&[(Id, Snapshot)], &Blobs<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let repo = open_repo(g)?;
+    let _lock = lock(g, &repo, false)?;
+    let snaps = specs.iter().map(|s| Snapshot::find(&repo, s)).collect::<Result<Vec<_>, _>>()?;
+    let index = Index::load(&repo)?;
+    let blobs = Blobs::new(&repo, &index)?;
+    f(&snaps, &blobs)
 }
 
 /// One line for the user: the error and its causes.

@@ -44,3 +44,25 @@ pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
+
+/// A keys-per-second spinner on a terminal, or nothing when quiet / not a tty / JSON.
+pub fn key_progress(quiet: bool, json: bool, msg: &str) -> Option<ProgressBar> {
+    if quiet || json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let style = ProgressStyle::with_template("{msg} {spinner} {human_pos} keys {per_sec} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let pb = ProgressBar::new_spinner().with_style(style);
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(pb)
+}
+
+/// One CSV field, quoted when it holds a comma, quote or line break.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

@@ -7,27 +7,56 @@ use rdbvault::index::Index;
 use rdbvault::restore::{self, RestoreOptions};
 use rdbvault::snapshot::Snapshot;
 
-use super::{open_repo, output, Global};
+use anyhow::bail;
+use rdbvault::load::{self, LoadOptions, LoadReport};
+use rdbvault::source::{command, ConnectOptions, RedisUrl};
+
+use super::keys::KeyArgs;
+use super::{open_repo, output, with_blobs, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {
     /// `latest`, a snapshot id or a unique prefix of one.
     pub snapshot: String,
     /// Where to write: a file, a directory, or `-` for stdout.
-    #[arg(long, short = 't')]
-    pub target: PathBuf,
+    #[arg(long, short = 't', required_unless_present = "to", conflicts_with = "to")]
+    pub target: Option<PathBuf>,
+    /// Load the keys into this live Redis instead (`redis://[user:pass@]host[:port]`; password also from REDISCLI_AUTH).
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// With --to: load every key (or use --keys PATTERN).
+    #[arg(long, requires = "to", conflicts_with = "keys")]
+    pub all: bool,
+    /// With --to: overwrite keys that already exist on the target.
+    #[arg(long, requires = "to")]
+    pub replace: bool,
+    /// With --to: only show what would be loaded and what would conflict.
+    #[arg(long, requires = "to")]
+    pub dry_run: bool,
+    /// With --to: keys per pipelined batch.
+    #[arg(long, default_value_t = 1000, requires = "to", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
 }
 
 pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
+    if let Some(url) = &a.to {
+        return to_redis(g, &a, url);
+    }
+    if a.keys.any() {
+        bail!("--keys and --db select keys for --to; a restore to a file always writes the whole snapshot");
+    }
+    let Some(target) = a.target.clone() else { bail!("give --target PATH or --to URL") };
     let repo = open_repo(g)?;
     let _lock = super::lock(g, &repo, false)?;
     let (id, snap) = Snapshot::find(&repo, &a.snapshot)?;
     let index = Index::load(&repo)?;
     let blobs = restore::Blobs::new(&repo, &index)?;
-    let to_stdout = a.target.as_os_str() == "-";
+    let to_stdout = target.as_os_str() == "-";
     let mut opts = RestoreOptions {
         progress: output::progress(Some(snap.size()), g.quiet || to_stdout, g.json, "restore"),
         ..RestoreOptions::default()
@@ -42,7 +71,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
         let r = restore::restore_to_writer(&blobs, &snap, &mut lock, &opts);
         r.and_then(|()| lock.flush().map_err(|e| rdbvault::Error::io("write stdout", e))).map(|()| Vec::new())
     } else {
-        restore::restore_to_path(&blobs, &snap, &a.target, &opts)
+        restore::restore_to_path(&blobs, &snap, &target, &opts)
     };
     if let Some(pb) = &opts.progress {
         pb.finish_and_clear();
@@ -64,4 +93,58 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
         println!("snapshot {}: {} in {secs:.2} s, verified", id.short(), output::bytes(snap.size()));
     }
     Ok(())
+}
+
+/// `restore --to URL`: loads keys into a live server with pipelined RESTORE.
+fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
+    if !a.all && a.keys.keys.is_none() {
+        bail!("say which keys to load into {url}: --keys PATTERN or --all");
+    }
+    let mut url = RedisUrl::parse(url)?;
+    url.resolve_password_from_env(None)?;
+    let mut con = command::connect(&url, &ConnectOptions::default())?;
+    let opts = LoadOptions {
+        filter: a.keys.filter(None)?,
+        replace: a.replace,
+        dry_run: a.dry_run,
+        batch_keys: a.batch as usize,
+        progress: output::key_progress(g.quiet || a.dry_run, g.json, "restore"),
+        ..LoadOptions::default()
+    };
+    let report = with_blobs(g, &[&a.snapshot], |snaps, blobs| {
+        Ok(load::load(blobs, &snaps[0].1, &mut con, &url.addr(), &opts)?)
+    });
+    if let Some(pb) = &opts.progress {
+        pb.finish_and_clear();
+    }
+    let report = report?;
+    if g.json {
+        return output::print_json(&report);
+    }
+    if !g.quiet {
+        print_load(&url.addr(), &report);
+    }
+    Ok(())
+}
+
+fn print_load(addr: &str, r: &LoadReport) {
+    if r.restored == 0 {
+        println!("no keys to restore into {addr}: none matched");
+        return;
+    }
+    let per_db = r.per_db.iter().map(|(db, n)| format!("db {db}: {n}")).collect::<Vec<_>>().join(", ");
+    if r.dry_run {
+        println!("would restore {} keys into {addr} ({per_db}), RDB version {}", r.restored, r.rdb_version);
+        println!("first keys: {}", r.first_keys.join(", "));
+        if r.conflicts > 0 {
+            println!("{} of them already exist (use --replace): {}", r.conflicts, r.conflict_keys.join(", "));
+        }
+    } else {
+        let secs = r.duration_ms as f64 / 1000.0;
+        let rate = if secs > 0.0 { r.restored as f64 / secs } else { 0.0 };
+        println!("restored {} keys into {addr} ({per_db}) in {secs:.2} s, {rate:.0} keys/s", r.restored);
+    }
+    if r.skipped_expired > 0 {
+        println!("skipped {} keys whose TTL had passed", r.skipped_expired);
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod dataset;
 pub mod rdb;
 pub mod redis;
 pub mod server;

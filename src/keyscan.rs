@@ -1,0 +1,119 @@
+//! Streams the key records of a snapshot's RDB through a filter (pattern, db, type),
+//! the common first step of `inspect`, `diff` and `restore --to`.
+
+use std::io::Read;
+
+use crate::error::{Error, Result};
+use crate::glob::Glob;
+use crate::rdb::{Item, RdbReader, ReadOptions, Record, ValueKind};
+use crate::restore::{with_reader, Blobs, RestoreOptions};
+use crate::snapshot::{Snapshot, SnapshotFile};
+
+/// Which keys a command looks at; empty fields accept everything.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    /// Glob on the key name (Redis `KEYS` syntax).
+    pub pattern: Option<Glob>,
+    /// Only this database.
+    pub db: Option<u64>,
+    /// Only this logical type.
+    pub kind: Option<ValueKind>,
+}
+
+impl KeyFilter {
+    /// Whether a key in `db` passes the pattern and db parts (the type is not known yet).
+    pub fn matches_key(&self, db: u64, key: &[u8]) -> bool {
+        self.db.is_none_or(|d| d == db) && self.pattern.as_ref().is_none_or(|p| p.matches(key))
+    }
+
+    /// Whether a record passes every part of the filter.
+    pub fn matches(&self, rec: &Record) -> bool {
+        self.kind.is_none_or(|k| k == rec.kind) && self.matches_key(rec.db, &rec.key)
+    }
+}
+
+/// Parses a type name as `TYPE` prints it (`string`, `list`, `set`, `zset`, `hash`, `stream`, `module`).
+pub fn parse_kind(name: &str) -> Option<ValueKind> {
+    [
+        ValueKind::String,
+        ValueKind::List,
+        ValueKind::Set,
+        ValueKind::SortedSet,
+        ValueKind::Hash,
+        ValueKind::Stream,
+        ValueKind::Module,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == name)
+}
+
+/// The file of a snapshot that holds an RDB: the only file, or the only `.rdb`-named one.
+pub fn rdb_file(snap: &Snapshot) -> Result<&SnapshotFile> {
+    if let [only] = snap.files.as_slice() {
+        return Ok(only);
+    }
+    let rdbs: Vec<&SnapshotFile> = snap.files.iter().filter(|f| f.name.ends_with(".rdb")).collect();
+    match rdbs.as_slice() {
+        [one] => Ok(one),
+        _ => Err(Error::Invalid(format!(
+            "snapshot holds {} files and {} of them are named *.rdb; cannot tell which one holds the keys",
+            snap.files.len(),
+            rdbs.len()
+        ))),
+    }
+}
+
+/// Calls `each` with the RDB version and every record of `r` that passes `filter`;
+/// returns the RDB version. `what` names the stream in errors.
+pub fn scan<E: From<Error>>(
+    r: impl Read,
+    what: &str,
+    opts: ReadOptions,
+    filter: &KeyFilter,
+    mut each: impl FnMut(u16, Record) -> std::result::Result<(), E>,
+) -> std::result::Result<u16, E> {
+    let mut rdb = RdbReader::with_options(r, opts).map_err(|e| Error::rdb(what, e))?;
+    let version = rdb.version();
+    while let Some(item) = rdb.next_item().map_err(|e| Error::rdb(what, e))? {
+        if let Item::Record(rec) = item {
+            if filter.matches(&rec) {
+                each(version, rec)?;
+            }
+        }
+    }
+    Ok(version)
+}
+
+/// [`scan`] over the RDB file of a snapshot, streamed from the repository.
+pub fn scan_snapshot<E: From<Error>>(
+    blobs: &Blobs<'_>,
+    snap: &Snapshot,
+    opts: ReadOptions,
+    filter: &KeyFilter,
+    each: impl FnMut(u16, Record) -> std::result::Result<(), E>,
+) -> std::result::Result<u16, E> {
+    let file = rdb_file(snap)?;
+    with_reader(blobs, file, &RestoreOptions::default(), |r| scan(r, &file.name, opts, filter, each))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip() {
+        for name in ["string", "list", "set", "zset", "hash", "stream", "module"] {
+            assert_eq!(parse_kind(name).map(|k| k.as_str()), Some(name));
+        }
+        assert_eq!(parse_kind("sortedset"), None);
+    }
+
+    #[test]
+    fn filter_parts() {
+        let f = KeyFilter { pattern: Some(Glob::new(b"user:*")), db: Some(1), kind: None };
+        assert!(f.matches_key(1, b"user:7"));
+        assert!(!f.matches_key(0, b"user:7"));
+        assert!(!f.matches_key(1, b"order:7"));
+        assert!(KeyFilter::default().matches_key(9, b"x"));
+    }
+}

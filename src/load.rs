@@ -1,0 +1,301 @@
+//! `restore --to`: loads a snapshot's keys into a live Redis with pipelined `RESTORE`.
+//!
+//! Each key's payload is its own serialized value from the RDB plus the snapshot's RDB
+//! version and a CRC64 (the `DUMP` format), sent as `RESTORE key ttl payload [REPLACE] ABSTTL`
+//! so expiry times survive. Without `--replace` a first pass over the snapshot asks the
+//! target which keys already exist (pipelined `EXISTS`) and refuses before writing anything.
+//! The first key is sent alone: a target too old for the payload's RDB version refuses it,
+//! and the load stops with nothing else written.
+
+use std::collections::BTreeMap;
+
+use indicatif::ProgressBar;
+use redis::ConnectionLike;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::inspect::now_ms;
+use crate::keyscan::{scan_snapshot, KeyFilter};
+use crate::rdb::{ReadOptions, Record};
+use crate::restore::Blobs;
+use crate::snapshot::Snapshot;
+use crate::source::command::map_err;
+use crate::source::SourceError;
+
+/// Conflicting keys named in the refusal message.
+const SHOWN_CONFLICTS: usize = 20;
+
+/// Why a load into a live server failed or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Repo(#[from] Error),
+    #[error(transparent)]
+    Server(#[from] SourceError),
+    #[error(
+        "the target {addr} (Redis {target_version}) is older than the snapshot: it does not accept \
+         RDB version {rdb_version} payloads; restore into a Redis at least as new as the one that wrote the snapshot"
+    )]
+    TargetTooOld { addr: String, rdb_version: u16, target_version: String },
+    #[error("{count} of the keys to restore already exist on {addr}: {}{}; use --replace to overwrite them",
+        keys.join(", "), if *count as usize > keys.len() { ", ..." } else { "" })]
+    Conflicts { addr: String, count: u64, keys: Vec<String> },
+    #[error("{addr} refused RESTORE of {key} in db {db}: {reply}")]
+    Refused { addr: String, db: u64, key: String, reply: String },
+}
+
+/// How to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Which keys to load.
+    pub filter: KeyFilter,
+    /// Overwrite keys that exist on the target (`RESTORE ... REPLACE`).
+    pub replace: bool,
+    /// Only report what would be loaded (and what would conflict).
+    pub dry_run: bool,
+    /// Keys per pipelined batch.
+    pub batch_keys: usize,
+    /// Payload bytes per batch (a batch closes at whichever limit comes first).
+    pub batch_bytes: usize,
+    /// Keys listed in the report (for `--dry-run`).
+    pub sample: usize,
+    /// Advanced by keys written.
+    pub progress: Option<ProgressBar>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            filter: KeyFilter::default(),
+            replace: false,
+            dry_run: false,
+            batch_keys: 1000,
+            batch_bytes: 16 << 20,
+            sample: 10,
+            progress: None,
+        }
+    }
+}
+
+/// What a load did (or, for a dry run, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadReport {
+    /// RDB version of the payloads.
+    pub rdb_version: u16,
+    pub dry_run: bool,
+    /// Keys restored (would be restored).
+    pub restored: u64,
+    /// Keys whose TTL had already passed, not sent.
+    pub skipped_expired: u64,
+    /// Keys restored per db.
+    pub per_db: BTreeMap<u64, u64>,
+    /// The first keys, as `db:key` (lossy UTF-8).
+    pub first_keys: Vec<String>,
+    /// Keys that exist on the target (checked without `--replace`).
+    pub conflicts: u64,
+    /// The first of them.
+    pub conflict_keys: Vec<String>,
+    /// Bytes of RESTORE payloads sent.
+    pub payload_bytes: u64,
+    pub duration_ms: u64,
+}
+
+/// How a key is named in messages: `db:key`, lossy UTF-8.
+fn key_name(db: u64, key: &[u8]) -> String {
+    format!("{db}:{}", String::from_utf8_lossy(key))
+}
+
+/// Loads the keys of `snap` that pass the filter into the server behind `con`.
+pub fn load(
+    blobs: &Blobs<'_>,
+    snap: &Snapshot,
+    con: &mut dyn ConnectionLike,
+    addr: &str,
+    opts: &LoadOptions,
+) -> Result<LoadReport, LoadError> {
+    let started = std::time::Instant::now();
+    let mut report = LoadReport { dry_run: opts.dry_run, ..LoadReport::default() };
+    if opts.dry_run || !opts.replace {
+        check(blobs, snap, con, addr, opts, &mut report)?;
+        if report.conflicts > 0 && !opts.dry_run {
+            return Err(LoadError::Conflicts { addr: addr.into(), count: report.conflicts, keys: report.conflict_keys });
+        }
+    }
+    if !opts.dry_run {
+        report.per_db.clear();
+        report.restored = 0;
+        report.skipped_expired = 0;
+        let mut batch = Batch::new(addr, opts.replace);
+        let mut first = true;
+        report.rdb_version = scan_snapshot(blobs, snap, ReadOptions::raw_only(), &opts.filter, |version, rec| {
+            if expired(&rec) {
+                report.skipped_expired += 1;
+                return Ok(());
+            }
+            batch.add(&rec, version)?;
+            *report.per_db.entry(rec.db).or_default() += 1;
+            report.restored += 1;
+            if first || batch.keys >= opts.batch_keys || batch.bytes >= opts.batch_bytes {
+                first = false;
+                report.payload_bytes += batch.bytes as u64;
+                let n = batch.send(con, version)?;
+                if let Some(pb) = &opts.progress {
+                    pb.inc(n);
+                }
+            }
+            Ok::<(), LoadError>(())
+        })?;
+        report.payload_bytes += batch.bytes as u64;
+        let n = batch.send(con, report.rdb_version)?;
+        if let Some(pb) = &opts.progress {
+            pb.inc(n);
+        }
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Whether the key's expiry time has passed.
+fn expired(rec: &Record) -> bool {
+    rec.expire_ms.is_some_and(|at| at <= now_ms())
+}
+
+/// First pass: counts what would be loaded and asks the target which keys exist.
+fn check(
+    blobs: &Blobs<'_>,
+    snap: &Snapshot,
+    con: &mut dyn ConnectionLike,
+    addr: &str,
+    opts: &LoadOptions,
+    report: &mut LoadReport,
+) -> Result<(), LoadError> {
+    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
+    let ask = !opts.replace;
+    let flush = |pending: &mut Vec<(u64, Vec<u8>)>, con: &mut dyn ConnectionLike, report: &mut LoadReport| {
+        if ask {
+            for (db, key) in existing(con, addr, pending)? {
+                report.conflicts += 1;
+                if report.conflict_keys.len() < SHOWN_CONFLICTS {
+                    report.conflict_keys.push(key_name(db, &key));
+                }
+            }
+        }
+        pending.clear();
+        Ok::<(), LoadError>(())
+    };
+    report.rdb_version = scan_snapshot(blobs, snap, ReadOptions::walk_only(), &opts.filter, |_, rec| {
+        if expired(&rec) {
+            report.skipped_expired += 1;
+            return Ok(());
+        }
+        report.restored += 1;
+        *report.per_db.entry(rec.db).or_default() += 1;
+        if report.first_keys.len() < opts.sample {
+            report.first_keys.push(key_name(rec.db, &rec.key));
+        }
+        pending.push((rec.db, rec.key));
+        if pending.len() >= opts.batch_keys {
+            flush(&mut pending, con, report)?;
+        }
+        Ok::<(), LoadError>(())
+    })?;
+    flush(&mut pending, con, report)
+}
+
+/// The keys of `keys` that exist on the target (one pipeline, `SELECT` as needed).
+fn existing(con: &mut dyn ConnectionLike, addr: &str, keys: &[(u64, Vec<u8>)]) -> Result<Vec<(u64, Vec<u8>)>, LoadError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    let mut db = None;
+    for (d, key) in keys {
+        if db != Some(*d) {
+            pipe.cmd("SELECT").arg(*d).ignore();
+            db = Some(*d);
+        }
+        pipe.cmd("EXISTS").arg(key.as_slice());
+    }
+    let found: Vec<i64> = pipe.query(con).map_err(|e| map_err(addr, "EXISTS", e))?;
+    Ok(keys.iter().zip(found).filter(|(_, n)| *n > 0).map(|(k, _)| k.clone()).collect())
+}
+
+/// One pipeline of `RESTORE` commands being filled.
+struct Batch<'a> {
+    addr: &'a str,
+    replace: bool,
+    pipe: redis::Pipeline,
+    /// The key of each command in `pipe` (`None` for `SELECT`).
+    sent: Vec<Option<(u64, Vec<u8>)>>,
+    /// Database the connection will be in after `pipe`.
+    db: Option<u64>,
+    keys: usize,
+    bytes: usize,
+}
+
+impl<'a> Batch<'a> {
+    fn new(addr: &'a str, replace: bool) -> Self {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        Batch { addr, replace, pipe, sent: Vec::new(), db: None, keys: 0, bytes: 0 }
+    }
+
+    /// Queues `RESTORE` for one record (captured raw bytes needed).
+    fn add(&mut self, rec: &Record, version: u16) -> Result<(), LoadError> {
+        let payload = rec.dump_payload(version).ok_or_else(|| {
+            Error::Invalid(format!("no serialized value captured for key {}", key_name(rec.db, &rec.key)))
+        })?;
+        if self.db != Some(rec.db) {
+            self.pipe.cmd("SELECT").arg(rec.db);
+            self.sent.push(None);
+            self.db = Some(rec.db);
+        }
+        let cmd = self.pipe.cmd("RESTORE").arg(rec.key.as_slice()).arg(rec.expire_ms.unwrap_or(0)).arg(payload.as_slice());
+        if self.replace {
+            cmd.arg("REPLACE");
+        }
+        if rec.expire_ms.is_some() {
+            cmd.arg("ABSTTL");
+        }
+        self.sent.push(Some((rec.db, rec.key.clone())));
+        self.keys += 1;
+        self.bytes += payload.len();
+        Ok(())
+    }
+
+    /// Sends the queued commands and checks every reply; returns the keys sent.
+    fn send(&mut self, con: &mut dyn ConnectionLike, version: u16) -> Result<u64, LoadError> {
+        if self.sent.is_empty() {
+            return Ok(0);
+        }
+        let replies: Vec<redis::RedisResult<redis::Value>> =
+            self.pipe.query(con).map_err(|e| map_err(self.addr, "RESTORE", e))?;
+        for (what, reply) in self.sent.iter().zip(replies) {
+            let Err(e) = reply else { continue };
+            let text = format!("{} {}", e.code().unwrap_or("ERR"), e.detail().unwrap_or(""));
+            let Some((db, key)) = what else {
+                return Err(map_err(self.addr, "SELECT", e).into());
+            };
+            if text.contains("DUMP payload version") {
+                return Err(LoadError::TargetTooOld {
+                    addr: self.addr.into(),
+                    rdb_version: version,
+                    target_version: server_version(con).unwrap_or_else(|| "of unknown version".into()),
+                });
+            }
+            return Err(LoadError::Refused { addr: self.addr.into(), db: *db, key: String::from_utf8_lossy(key).into_owned(), reply: text });
+        }
+        let n = self.keys as u64;
+        self.pipe.clear();
+        self.sent.clear();
+        self.keys = 0;
+        self.bytes = 0;
+        Ok(n)
+    }
+}
+
+/// `redis_version` from `INFO server`, if the server tells.
+fn server_version(con: &mut dyn ConnectionLike) -> Option<String> {
+    let info: String = redis::cmd("INFO").arg("server").query(con).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("redis_version:")).map(|v| v.trim().to_string())
+}
