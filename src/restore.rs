@@ -217,7 +217,11 @@ fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch) -> Result<V
         .map(|e| {
             let off = (e.offset as u64 - start) as usize;
             let sealed = &bytes[off..off + e.length as usize];
-            open_blob(&keys, zstd, e, sealed, &blob_name(&name, e))
+            // The blob's name is only formatted when something is wrong with it.
+            open_blob(&keys, zstd, e, sealed, "").map_err(|err| match err {
+                Error::Corrupt { detail, .. } => Error::Corrupt { what: blob_name(&name, e), detail },
+                other => other,
+            })
         })
         .collect()
 }
