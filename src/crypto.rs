@@ -72,8 +72,10 @@ impl Cipher {
 
     /// Encrypts `plain`, appending `nonce || ciphertext || tag` to `out`.
     pub fn seal_into(&self, aad: &[u8], plain: &[u8], out: &mut Vec<u8>) {
+        // The thread-local CSPRNG (ChaCha, reseeded from the OS) saves a
+        // getrandom syscall per blob; keys still come straight from the OS.
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        rand::thread_rng().fill_bytes(&mut nonce);
         let ct = self
             .aead
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })

@@ -23,6 +23,8 @@ use crate::snapshot::{Snapshot, SnapshotFile};
 
 /// A range read covers at most this many bytes.
 const MAX_BATCH: u64 = 4 * 1024 * 1024;
+/// Unneeded bytes a range read may span between two needed blobs.
+const MAX_GAP: u64 = 32 * 1024;
 
 /// How to run a restore.
 #[derive(Clone)]
@@ -168,8 +170,10 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) ->
         if let Some(b) = cur.as_mut() {
             let last = b.entries[b.entries.len() - 1];
             let first = b.entries[0];
-            let contiguous = b.pack == pack && last.offset as u64 + last.length as u64 == entry.offset as u64;
-            if contiguous && (entry.offset as u64 + entry.length as u64 - first.offset as u64) <= MAX_BATCH {
+            // Blobs close behind each other in one pack share a read; the gap is read and skipped.
+            let last_end = last.offset as u64 + last.length as u64;
+            let near = b.pack == pack && entry.offset as u64 >= last_end && entry.offset as u64 - last_end <= MAX_GAP;
+            if near && (entry.offset as u64 + entry.length as u64 - first.offset as u64) <= MAX_BATCH {
                 b.entries.push(entry);
                 continue;
             }

@@ -1,7 +1,9 @@
 //! The local-disk (or mounted network disk) backend.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -13,12 +15,19 @@ use crate::failpoint::{self, Stage};
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// Recently read pack files, kept open: restores read thousands of
+    /// ranges from the same few packs. Packs are never changed in place (a
+    /// name is the hash of the content), so a cached handle is never stale.
+    open_packs: Arc<Mutex<VecDeque<(String, Arc<File>)>>>,
 }
+
+/// Pack files kept open for range reads.
+const OPEN_PACKS: usize = 16;
 
 impl LocalBackend {
     /// A backend rooted at `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalBackend { root: root.into() }
+        LocalBackend { root: root.into(), open_packs: Arc::default() }
     }
 
     fn path(&self, kind: FileKind, name: &str) -> PathBuf {
@@ -26,6 +35,31 @@ impl LocalBackend {
             FileKind::Config => self.root.join("config"),
             FileKind::Pack => self.root.join("data").join(name.get(..2).unwrap_or("xx")).join(name),
             _ => self.root.join(kind.dir()).join(name),
+        }
+    }
+
+    /// An open handle for range reads (cached for packs).
+    fn open_for_range(&self, kind: FileKind, name: &str) -> std::io::Result<Arc<File>> {
+        if kind != FileKind::Pack {
+            return File::open(self.path(kind, name)).map(Arc::new);
+        }
+        let mut cache = self.open_packs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = cache.iter().position(|(n, _)| n == name) {
+            let entry = cache.remove(i).ok_or_else(|| std::io::Error::other("pack cache"))?;
+            let file = entry.1.clone();
+            cache.push_front(entry);
+            return Ok(file);
+        }
+        let file = Arc::new(File::open(self.path(kind, name))?);
+        cache.push_front((name.to_string(), file.clone()));
+        cache.truncate(OPEN_PACKS);
+        Ok(file)
+    }
+
+    /// Forgets a cached handle (the file was deleted).
+    fn forget_open(&self, kind: FileKind, name: &str) {
+        if kind == FileKind::Pack {
+            self.open_packs.lock().unwrap_or_else(|p| p.into_inner()).retain(|(n, _)| n != name);
         }
     }
 
@@ -117,11 +151,11 @@ impl Backend for LocalBackend {
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
         let ctx = || self.ctx("read", kind, name);
-        let mut f = File::open(self.path(kind, name)).map_err(|e| Error::io(ctx(), e))?;
-        f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(ctx(), e))?;
+        let f = self.open_for_range(kind, name).map_err(|e| Error::io(ctx(), e))?;
         let mut buf = vec![0u8; len];
-        f.read_exact(&mut buf).map_err(|e| {
+        f.read_exact_at(&mut buf, offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 Error::corrupt(display_name(kind, name), format!("file ends before byte {}", offset + len as u64))
             } else {
@@ -162,6 +196,7 @@ impl Backend for LocalBackend {
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
         let op = failpoint::begin();
         failpoint::hit(op, Stage::Before);
+        self.forget_open(kind, name);
         match fs::remove_file(self.path(kind, name)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
