@@ -108,6 +108,21 @@ impl Dedup {
 
 /// Backs up `inputs` as one snapshot; returns its id and contents.
 pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: &BackupOptions) -> Result<(Id, Snapshot)> {
+    run_with(repo, inputs, opts, |snap| {
+        snap.source = source;
+        Ok(())
+    })
+}
+
+/// Like [`run`], but `finish` completes the snapshot (source, facts) after every input
+/// was read and before it is saved; an error from it means no snapshot, so a source that
+/// can only vouch for its data at the end (an AOF directory) can still refuse.
+pub fn run_with(
+    repo: &Repository,
+    inputs: Vec<Input<'_>>,
+    opts: &BackupOptions,
+    finish: impl FnOnce(&mut Snapshot) -> Result<()>,
+) -> Result<(Id, Snapshot)> {
     let started = Instant::now();
     let time = crate::snapshot::now_rfc3339();
     let mut index = Index::load(repo)?;
@@ -197,14 +212,14 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
     let (bytes_processed, facts) = read_result?;
     let collected = collected?;
 
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         version: 1,
         time,
         host: opts.host.clone().unwrap_or_else(crate::snapshot::hostname),
         username: crate::snapshot::username(),
         tags: opts.tags.clone(),
         group: opts.group.clone(),
-        source,
+        source: SourceDesc::default(),
         redis: facts,
         files: collected.files,
         summary: BackupSummary {
@@ -216,6 +231,7 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
             duration_ms: started.elapsed().as_millis() as u64,
         },
     };
+    finish(&mut snapshot)?;
     let id = snapshot.save(repo)?;
     Ok((id, snapshot))
 }

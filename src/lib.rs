@@ -11,6 +11,7 @@ pub mod compress;
 pub mod crypto;
 pub mod error;
 pub mod index;
+pub mod live;
 pub mod pack;
 pub mod packer;
 pub mod rdb;
