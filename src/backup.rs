@@ -384,26 +384,24 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
             Event::EndFile { name, end_seq, size, blake3 } => ends.push_back((name, end_seq, size, blake3)),
         }
         loop {
-            if let Some(ids) = pending.remove(&next) {
-                next += ids.len() as u64;
-                file_chunks += ids.len() as u64;
-                for id in &ids {
-                    if let Some(blob) = list.push(id) {
-                        store_list(blob, &mut lists)?;
-                    }
+            // A file that ends here closes before the next file's chunks are taken: they may
+            // already be waiting (workers finish out of order). Its end event always comes first.
+            if matches!(ends.front(), Some((_, end, _, _)) if *end == next) {
+                let Some((name, _, size, blake3)) = ends.pop_front() else { break };
+                if let Some(blob) = list.finish() {
+                    store_list(blob, &mut lists)?;
                 }
+                out.files.push(SnapshotFile { name, size, blake3, chunks: file_chunks, lists: std::mem::take(&mut lists) });
+                file_chunks = 0;
                 continue;
             }
-            match ends.front() {
-                Some((_, end, _, _)) if *end == next => {
-                    let Some((name, _, size, blake3)) = ends.pop_front() else { break };
-                    if let Some(blob) = list.finish() {
-                        store_list(blob, &mut lists)?;
-                    }
-                    out.files.push(SnapshotFile { name, size, blake3, chunks: file_chunks, lists: std::mem::take(&mut lists) });
-                    file_chunks = 0;
+            let Some(ids) = pending.remove(&next) else { break };
+            next += ids.len() as u64;
+            file_chunks += ids.len() as u64;
+            for id in &ids {
+                if let Some(blob) = list.push(id) {
+                    store_list(blob, &mut lists)?;
                 }
-                _ => break,
             }
         }
     }
