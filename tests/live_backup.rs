@@ -183,13 +183,17 @@ fn server_killed_mid_stream_leaves_no_snapshot() {
         let () = src.cmd(&["DEBUG", "POPULATE", "200000", "key", "256"]);
         let v = Vault::init();
         let child = v.cmd(&["backup", &src.url()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        if diskless == "no" {
+            // The file is sent only once saved: save fast, kill during the transfer.
+            let () = src.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+        }
         let saving = || src.info_field("persistence", "rdb_bgsave_in_progress") == "1";
         wait_until(Duration::from_secs(20), "the sync to start", saving);
         if diskless == "yes" {
             // The fork streams as it saves.
             std::thread::sleep(Duration::from_millis(700));
         } else {
-            // The file is sent once saved; the backup (a debug build) then reads ~50 MB.
+            // The backup (a debug build) then reads ~50 MB: the kill lands during that.
             wait_until(Duration::from_secs(30), "the save to finish", || !saving());
         }
         src.kill();
