@@ -5,11 +5,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::data::{key_commands, Rng};
-use common::server::{fill_sample, wait_until, RedisServer, ServerConfig};
+use common::server::{
+    aof_server, fill_sample, pipe_commands, rewrite_aof_and_wait, set_following_moved, start_cluster, wait_until, RedisServer, ServerConfig,
+};
 use common::vault::Vault;
 use serde_json::Value;
 
@@ -221,19 +223,6 @@ fn bgsave_mode_backs_up_the_saved_file() {
     assert!(err.contains("--rdb-path"), "{err}");
 }
 
-fn aof_server() -> RedisServer {
-    RedisServer::start(&[("appendonly", "yes"), ("appenddirname", "aofparts"), ("appendfilename", "app.aof"), ("appendfsync", "always")])
-}
-
-fn rewrite_and_wait(src: &RedisServer) {
-    let before: u64 = src.info_field("persistence", "aof_rewrites").parse().unwrap();
-    let _: String = src.cmd(&["BGREWRITEAOF"]);
-    wait_until(Duration::from_secs(20), "AOF rewrite", || {
-        src.info_field("persistence", "aof_rewrite_in_progress") == "0"
-            && src.info_field("persistence", "aof_rewrites").parse::<u64>().unwrap() > before
-    });
-}
-
 /// Restores an AOF snapshot as `<dir>/aofparts` and starts a server on it.
 fn load_aof(v: &Vault, snap: &str) -> RedisServer {
     let dir = tempfile::tempdir().unwrap();
@@ -258,7 +247,7 @@ fn aof_directory_with_a_rewrite_between_backups() {
     assert_eq!(names.last(), Some(&"app.aof.manifest"), "manifest last: {names:?}");
     assert!(names.iter().any(|n| n.ends_with(".base.rdb")) && names.iter().any(|n| n.ends_with(".incr.aof")), "{names:?}");
 
-    rewrite_and_wait(&src);
+    rewrite_aof_and_wait(&src);
     let () = src.cmd(&["SET", "after-rewrite", "1"]);
     let () = src.cmd(&["HSET", "h-after", "f", "v"]);
     let second = v.json(&["backup", "--aof", dir.to_str().unwrap()]);
@@ -283,7 +272,7 @@ fn aof_rewrites_during_backups_never_give_a_mixed_set() {
     let src = aof_server();
     fill_sample(&src, 1000);
     let () = src.cmd(&["DEBUG", "POPULATE", "100000", "pop", "100"]);
-    rewrite_and_wait(&src); // DEBUG POPULATE is not logged: a rewrite puts it in the base
+    rewrite_aof_and_wait(&src); // DEBUG POPULATE is not logged: a rewrite puts it in the base
     let digest = src.digest();
     let v = Vault::init();
     let dir = src.path("aofparts");
@@ -292,7 +281,7 @@ fn aof_rewrites_during_backups_never_give_a_mixed_set() {
     let outs: Vec<Output> = std::thread::scope(|s| {
         s.spawn(|| {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                rewrite_and_wait(&src);
+                rewrite_aof_and_wait(&src);
             }
         });
         let outs = (0..3).map(|_| v.run(&["backup", "--aof", dir.to_str().unwrap()])).collect();
@@ -310,48 +299,9 @@ fn aof_rewrites_during_backups_never_give_a_mixed_set() {
     }
 }
 
-fn set_following_moved(nodes: &[RedisServer], key: &str, value: &str) {
-    let mut port = nodes[0].port;
-    for _ in 0..3 {
-        let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap();
-        match redis::cmd("SET").arg(key).arg(value).query::<()>(&mut con) {
-            Ok(()) => return,
-            Err(e) => match e.redirect_node() {
-                Some((addr, _)) => port = addr.rsplit(':').next().unwrap().parse().unwrap(),
-                None => panic!("SET {key}: {e}"),
-            },
-        }
-    }
-    panic!("too many redirects for {key}");
-}
-
 #[test]
 fn three_master_cluster_is_one_group_of_shard_snapshots() {
-    let nodes: Vec<RedisServer> = (0..3)
-        .map(|_| {
-            RedisServer::start(&[
-                ("cluster-enabled", "yes"),
-                ("cluster-config-file", "nodes.conf"),
-                ("repl-diskless-sync", "yes"),
-                ("repl-diskless-sync-delay", "0"),
-            ])
-        })
-        .collect();
-    let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-    let out = Command::new("redis-cli")
-        .arg("--cluster")
-        .arg("create")
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli");
-    assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
-    for n in &nodes {
-        wait_until(Duration::from_secs(20), "cluster_state:ok", || {
-            let info: String = n.cmd(&["CLUSTER", "INFO"]);
-            info.contains("cluster_state:ok")
-        });
-    }
+    let nodes = start_cluster();
     let written: BTreeSet<String> = (0..300).map(|i| format!("ckey:{i}")).collect();
     for k in &written {
         set_following_moved(&nodes, k, &format!("value of {k}"));
@@ -404,22 +354,7 @@ fn three_master_cluster_is_one_group_of_shard_snapshots() {
 
 #[test]
 fn cluster_with_a_dead_master_fails_clearly() {
-    let nodes: Vec<RedisServer> = (0..3)
-        .map(|_| RedisServer::start(&[("cluster-enabled", "yes"), ("cluster-config-file", "nodes.conf")]))
-        .collect();
-    let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-    let out = Command::new("redis-cli")
-        .arg("--cluster")
-        .arg("create")
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli");
-    assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
-    wait_until(Duration::from_secs(20), "cluster_state:ok", || {
-        let info: String = nodes[0].cmd(&["CLUSTER", "INFO"]);
-        info.contains("cluster_state:ok")
-    });
+    let nodes = start_cluster();
     // The master of the highest slots (backed up last) refuses us: earlier shards stay saved.
     let last = nodes.iter().find(|n| {
         let text: String = n.cmd(&["CLUSTER", "NODES"]);
@@ -432,27 +367,6 @@ fn cluster_with_a_dead_master_fails_clearly() {
     assert!(!out.status.success());
     assert!(err.contains("cluster shard slots-") && err.contains("2 of 3 shards saved in group"), "{err}");
     assert_eq!(snapshots(&v, &[]).len(), 2);
-}
-
-/// Sends RESP commands through `redis-cli --pipe`.
-fn pipe(port: u16, cmds: &[Vec<String>]) {
-    let mut buf = Vec::new();
-    for c in cmds {
-        write!(buf, "*{}\r\n", c.len()).unwrap();
-        for a in c {
-            write!(buf, "${}\r\n{}\r\n", a.len(), a).unwrap();
-        }
-    }
-    let mut child = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "--pipe"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("redis-cli");
-    child.stdin.take().unwrap().write_all(&buf).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("errors: 0"), "redis-cli --pipe: {text}");
 }
 
 /// Waits until the main dict is not rehashing, so the RDB key order is stable.
@@ -469,7 +383,7 @@ fn one_percent_changed_keys_add_a_small_fraction_live() {
     let n = 200_000u64;
     let mut rng = Rng(11);
     let cmds: Vec<Vec<String>> = (0..n).flat_map(|i| key_commands(i, 0, &mut rng)).collect();
-    pipe(src.port, &cmds);
+    pipe_commands(src.port, &cmds);
     drop(cmds);
     wait_rehashed(&src);
     assert_eq!(src.total_keys(), n);
@@ -479,7 +393,7 @@ fn one_percent_changed_keys_add_a_small_fraction_live() {
     // Rewrite 1% of the keys, scattered across the keyspace.
     let mut rng = Rng(99);
     let cmds: Vec<Vec<String>> = (0..n / 100).flat_map(|_| key_commands(rng.below(n), 1, &mut rng)).collect();
-    pipe(src.port, &cmds);
+    pipe_commands(src.port, &cmds);
     wait_rehashed(&src);
     let second = v.json(&["backup", &src.url()]);
 
