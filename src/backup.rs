@@ -109,6 +109,21 @@ impl Dedup {
 
 /// Backs up `inputs` as one snapshot; returns its id and contents.
 pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: &BackupOptions) -> Result<(Id, Snapshot)> {
+    run_with(repo, inputs, opts, |snap| {
+        snap.source = source;
+        Ok(())
+    })
+}
+
+/// Like [`run`], but `finish` completes the snapshot (source, facts) after every input
+/// was read and before it is saved; an error from it means no snapshot, so a source that
+/// can only vouch for its data at the end (an AOF directory) can still refuse.
+pub fn run_with(
+    repo: &Repository,
+    inputs: Vec<Input<'_>>,
+    opts: &BackupOptions,
+    finish: impl FnOnce(&mut Snapshot) -> Result<()>,
+) -> Result<(Id, Snapshot)> {
     let started = Instant::now();
     let time = crate::snapshot::now_rfc3339();
     let mut index = Index::load(repo)?;
@@ -167,14 +182,15 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
         };
         drop(seal_tx);
 
-        // Facts are read from a lone input (an RDB); multi-file sources are not RDBs.
-        let single = inputs.len() == 1;
+        // Facts are read from a lone input, or from the RDB of a multi-file
+        // source (the base file of an AOF directory).
+        let facts_input = if inputs.len() == 1 { Some(0) } else { inputs.iter().position(|(n, _, _)| n.ends_with(".rdb")) };
         let mut facts_thread = None;
         let mut read_result = Ok(0u64);
         let mut seq = 0u64;
-        for (name, prefix, chunker) in inputs {
+        for (n, (name, prefix, chunker)) in inputs.into_iter().enumerate() {
             let chunks = prefix.into_iter().map(Ok).chain(chunker);
-            let feed = if single {
+            let feed = if facts_input == Some(n) {
                 let (feed, handle) = facts::spawn(s, name.clone());
                 facts_thread = Some(handle);
                 Some(feed)
@@ -206,14 +222,14 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
     let (bytes_processed, facts) = read_result?;
     let collected = collected?;
 
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         version: 1,
         time,
         host: opts.host.clone().unwrap_or_else(crate::snapshot::hostname),
         username: crate::snapshot::username(),
         tags: opts.tags.clone(),
         group: opts.group.clone(),
-        source,
+        source: SourceDesc::default(),
         redis: facts,
         files: collected.files,
         summary: BackupSummary {
@@ -225,6 +241,7 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
             duration_ms: started.elapsed().as_millis() as u64,
         },
     };
+    finish(&mut snapshot)?;
     let id = snapshot.save(repo)?;
     Ok((id, snapshot))
 }
@@ -367,26 +384,24 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
             Event::EndFile { name, end_seq, size, blake3 } => ends.push_back((name, end_seq, size, blake3)),
         }
         loop {
-            if let Some(ids) = pending.remove(&next) {
-                next += ids.len() as u64;
-                file_chunks += ids.len() as u64;
-                for id in &ids {
-                    if let Some(blob) = list.push(id) {
-                        store_list(blob, &mut lists)?;
-                    }
+            // A file that ends here closes before the next file's chunks are taken: they may
+            // already be waiting (workers finish out of order). Its end event always comes first.
+            if matches!(ends.front(), Some((_, end, _, _)) if *end == next) {
+                let Some((name, _, size, blake3)) = ends.pop_front() else { break };
+                if let Some(blob) = list.finish() {
+                    store_list(blob, &mut lists)?;
                 }
+                out.files.push(SnapshotFile { name, size, blake3, chunks: file_chunks, lists: std::mem::take(&mut lists) });
+                file_chunks = 0;
                 continue;
             }
-            match ends.front() {
-                Some((_, end, _, _)) if *end == next => {
-                    let Some((name, _, size, blake3)) = ends.pop_front() else { break };
-                    if let Some(blob) = list.finish() {
-                        store_list(blob, &mut lists)?;
-                    }
-                    out.files.push(SnapshotFile { name, size, blake3, chunks: file_chunks, lists: std::mem::take(&mut lists) });
-                    file_chunks = 0;
+            let Some(ids) = pending.remove(&next) else { break };
+            next += ids.len() as u64;
+            file_chunks += ids.len() as u64;
+            for id in &ids {
+                if let Some(blob) = list.push(id) {
+                    store_list(blob, &mut lists)?;
                 }
-                _ => break,
             }
         }
     }

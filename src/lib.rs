@@ -20,6 +20,7 @@ pub mod index;
 pub mod inspect;
 pub mod keys;
 pub mod keyscan;
+pub mod live;
 pub mod load;
 pub mod lock;
 pub mod pack;

@@ -166,6 +166,29 @@ impl Snapshot {
     }
 }
 
+/// The snapshots of one group (e.g. a cluster backup), oldest first: `latest` (the newest
+/// group), a full group id or a unique prefix of one.
+pub fn find_group(repo: &Repository, spec: &str) -> Result<Vec<(Id, Snapshot)>> {
+    let all = Snapshot::load_all(repo)?;
+    let group = if spec == "latest" {
+        all.iter().rev().find_map(|(_, s)| s.group.clone())
+    } else {
+        let mut groups: Vec<&String> = all.iter().filter_map(|(_, s)| s.group.as_ref()).filter(|g| g.starts_with(spec)).collect();
+        groups.sort();
+        groups.dedup();
+        match groups.as_slice() {
+            [g] => Some((*g).clone()),
+            [] => None,
+            many => {
+                let list: Vec<&str> = many.iter().map(|g| g.as_str()).collect();
+                return Err(Error::AmbiguousSnapshot(format!("group {spec}"), list.join(", ")));
+            }
+        }
+    };
+    let group = group.filter(|_| !spec.is_empty()).ok_or_else(|| Error::NoSnapshot(format!("group {spec}")))?;
+    Ok(all.into_iter().filter(|(_, s)| s.group.as_deref() == Some(group.as_str())).collect())
+}
+
 /// The current time as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();

@@ -3,23 +3,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use common::server::{fill_sample, wait_until, RedisServer, ServerConfig};
+use common::server::{aof_server, fill_sample, rewrite_aof_and_wait, RedisServer, ServerConfig};
 use rdbvault::source::{self, aof, AofFileKind, SourceError, SourceKind};
-
-fn aof_server() -> RedisServer {
-    RedisServer::start(&[("appendonly", "yes"), ("appenddirname", "aofparts"), ("appendfilename", "app.aof"), ("appendfsync", "always")])
-}
-
-fn rewrite_and_wait(src: &RedisServer) {
-    let before: u64 = src.info_field("persistence", "aof_rewrites").parse().unwrap();
-    let _: String = src.cmd(&["BGREWRITEAOF"]);
-    wait_until(Duration::from_secs(20), "AOF rewrite", || {
-        src.info_field("persistence", "aof_rewrite_in_progress") == "0"
-            && src.info_field("persistence", "aof_rewrites").parse::<u64>().unwrap() > before
-    });
-}
 
 /// Collect into a map name -> bytes, keeping only the last attempt's files.
 fn collect(dir: &std::path::Path, attempts: u32, mut on_file: impl FnMut(u32, &str)) -> source::Result<(source::SourceInfo, BTreeMap<String, Vec<u8>>)> {
@@ -59,7 +45,7 @@ fn collected_files_match_the_manifest_and_restore() {
     assert_eq!(files[&m.manifest_name], std::fs::read(dir.join(&m.manifest_name)).unwrap());
 
     // Rewrite, write more, read again: a new consistent set.
-    rewrite_and_wait(&src);
+    rewrite_aof_and_wait(&src);
     let _: () = src.cmd(&["SET", "after-rewrite", "1"]);
     let (info2, files2) = collect(&dir, 3, |_, _| {}).unwrap();
     assert_ne!(info2.aof.as_ref().unwrap().files, m.files);
@@ -88,7 +74,7 @@ fn rewrite_during_collection_is_detected_and_retried() {
     let mut seen = Vec::new();
     let (info, files) = collect(&dir, 3, |attempt, name| {
         if attempt == 1 && seen.is_empty() {
-            rewrite_and_wait(&src);
+            rewrite_aof_and_wait(&src);
         }
         seen.push((attempt, name.to_string()));
     })
@@ -100,7 +86,7 @@ fn rewrite_during_collection_is_detected_and_retried() {
         assert_eq!(files[&f.name], std::fs::read(dir.join(&f.name)).unwrap(), "{}", f.name);
     }
     // A rewrite on every attempt ends in a clear error.
-    let err = collect(&dir, 2, |_, _| rewrite_and_wait(&src)).map(|_| ()).unwrap_err();
+    let err = collect(&dir, 2, |_, _| rewrite_aof_and_wait(&src)).map(|_| ()).unwrap_err();
     assert!(matches!(err, SourceError::AofUnstable { attempts: 2, .. }), "{err:?}");
     assert!(err.to_string().contains("rewritten"));
 }

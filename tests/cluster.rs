@@ -3,53 +3,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use common::rdb::assert_valid_rdb;
-use common::server::{wait_until, RedisServer};
+use common::server::{set_following_moved, start_cluster, RedisServer};
 use rdbvault::source::{self, cluster, ConnectOptions, RedisUrl};
-
-fn set_following_moved(nodes: &[RedisServer], key: &str, value: &str) {
-    let mut port = nodes[0].port;
-    for _ in 0..3 {
-        let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap();
-        match redis::cmd("SET").arg(key).arg(value).query::<()>(&mut con) {
-            Ok(()) => return,
-            Err(e) => match e.redirect_node() {
-                Some((addr, _)) => port = addr.rsplit(':').next().unwrap().parse().unwrap(),
-                None => panic!("SET {key}: {e}"),
-            },
-        }
-    }
-    panic!("too many redirects for {key}");
-}
 
 #[test]
 fn cluster_masters_are_discovered_and_streamed() {
-    let nodes: Vec<RedisServer> = (0..3)
-        .map(|_| {
-            RedisServer::start(&[
-                ("cluster-enabled", "yes"),
-                ("cluster-config-file", "nodes.conf"),
-                ("repl-diskless-sync", "yes"),
-                ("repl-diskless-sync-delay", "0"),
-            ])
-        })
-        .collect();
-    let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-    let out = Command::new("redis-cli")
-        .arg("--cluster").arg("create").args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli");
-    assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
-    for n in &nodes {
-        wait_until(Duration::from_secs(20), "cluster_state:ok", || {
-            let info: String = n.cmd(&["CLUSTER", "INFO"]);
-            info.contains("cluster_state:ok")
-        });
-    }
+    let nodes = start_cluster();
     let written: BTreeSet<String> = (0..300).map(|i| format!("ckey:{i}")).collect();
     for k in &written {
         set_following_moved(&nodes, k, "v");

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::rdb::assert_valid_rdb;
-use common::server::{fill_sample, make_tls_certs, RedisServer, ServerConfig};
+use common::server::{fill_sample, have, make_tls_certs, RedisServer, ServerConfig};
 use rdbvault::source::{self, ConnectOptions, RedisUrl, ReplicationStream, SourceError, SourceKind};
 
 fn opts() -> ConnectOptions {
@@ -297,10 +297,8 @@ fn bgsave_mode_waits_for_a_fresh_save() {
 #[test]
 fn tls_stream_with_ca_file() {
     let certs_dir = tempfile::tempdir().unwrap();
-    let Some(certs) = make_tls_certs(certs_dir.path()) else {
-        eprintln!("openssl unavailable: TLS test skipped");
-        return;
-    };
+    assert!(have("openssl"), "the TLS test needs the `openssl` command to make certificates: install it (e.g. apt-get install openssl)");
+    let certs = make_tls_certs(certs_dir.path()).expect("openssl failed to create the test certificates");
     let ca = certs.2.clone();
     let src = RedisServer::start_with(
         ServerConfig { tls: Some(certs), ..Default::default() }

@@ -66,7 +66,7 @@ pub struct Global {
 pub enum Command {
     /// Create a new repository.
     Init(init::InitArgs),
-    /// Back up an RDB file or stdin.
+    /// Back up an RDB file, stdin, a live Redis server or cluster, or an AOF directory.
     Backup(backup::BackupArgs),
     /// List snapshots.
     Snapshots(snapshots::SnapshotsArgs),

@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use rdbvault::index::Index;
 use rdbvault::restore::{self, RestoreOptions};
 use rdbvault::snapshot::Snapshot;
@@ -17,7 +19,12 @@ use super::{open_repo, output, with_blobs, Global};
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {
     /// `latest`, a snapshot id or a unique prefix of one.
-    pub snapshot: String,
+    #[arg(required_unless_present = "group", conflicts_with = "group")]
+    pub snapshot: Option<String>,
+    /// Restore every snapshot of this group (`latest`, an id or a prefix) into the
+    /// target directory, each under its own file name (cluster shards: `<shard>.rdb`).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
     /// Where to write: a file, a directory, or `-` for stdout.
     #[arg(long, short = 't', required_unless_present = "to", conflicts_with = "to")]
     pub target: Option<PathBuf>,
@@ -53,7 +60,11 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     let Some(target) = a.target.clone() else { bail!("give --target PATH or --to URL") };
     let repo = open_repo(g)?;
     let _lock = super::lock(g, &repo, false)?;
-    let (id, snap) = Snapshot::find(&repo, &a.snapshot)?;
+    if let Some(group) = &a.group {
+        return run_group(g, &repo, group, &target, &a);
+    }
+    let Some(spec) = &a.snapshot else { anyhow::bail!("give a snapshot (or latest) or --group") };
+    let (id, snap) = Snapshot::find(&repo, spec)?;
     let index = Index::load(&repo)?;
     let blobs = restore::Blobs::new(&repo, &index)?;
     let to_stdout = target.as_os_str() == "-";
@@ -111,7 +122,8 @@ fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
         progress: output::key_progress(g.quiet || a.dry_run, g.json, "restore"),
         ..LoadOptions::default()
     };
-    let report = with_blobs(g, &[&a.snapshot], |snaps, blobs| {
+    let Some(spec) = a.snapshot.as_deref() else { bail!("--to restores one snapshot; give its id or latest") };
+    let report = with_blobs(g, &[spec], |snaps, blobs| {
         Ok(load::load(blobs, &snaps[0].1, &mut con, &url.addr(), &opts)?)
     });
     if let Some(pb) = &opts.progress {
@@ -147,4 +159,54 @@ fn print_load(addr: &str, r: &LoadReport) {
     if r.skipped_expired > 0 {
         println!("skipped {} keys whose TTL had passed", r.skipped_expired);
     }
+}
+
+/// Restores every snapshot of a group into one directory.
+fn run_group(g: &Global, repo: &rdbvault::repo::Repository, spec: &str, target: &std::path::Path, a: &RestoreArgs) -> anyhow::Result<()> {
+    let snaps = rdbvault::snapshot::find_group(repo, spec)?;
+    if target.as_os_str() == "-" {
+        anyhow::bail!("a group restores to a directory, not to stdout");
+    }
+    std::fs::create_dir_all(target).with_context(|| format!("create {}", target.display()))?;
+    let index = Index::load(repo)?;
+    let blobs = restore::Blobs::new(repo, &index)?;
+    let total: u64 = snaps.iter().map(|(_, s)| s.size()).sum();
+    let mut opts = RestoreOptions { progress: output::progress(Some(total), g.quiet, g.json, "restore"), ..RestoreOptions::default() };
+    if let Some(t) = a.threads {
+        opts.threads = t;
+    }
+    let mut done = Vec::new();
+    for (id, snap) in &snaps {
+        match restore::restore_to_path(&blobs, snap, target, &opts) {
+            Ok(paths) => done.push((id, paths)),
+            Err(e) => {
+                if let Some(pb) = &opts.progress {
+                    pb.finish_and_clear();
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    if let Some(pb) = &opts.progress {
+        pb.finish_and_clear();
+    }
+    if g.json {
+        return output::print_json(&serde_json::json!({
+            "group": snaps.first().and_then(|(_, s)| s.group.clone()),
+            "snapshots": done.iter().map(|(id, paths)| serde_json::json!({
+                "snapshot_id": id.to_hex(),
+                "files": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "bytes": total,
+        }));
+    }
+    if !g.quiet {
+        for (id, paths) in &done {
+            for p in paths {
+                println!("restored {} from snapshot {}", p.display(), id.short());
+            }
+        }
+        println!("{} snapshots, {} verified", done.len(), output::bytes(total));
+    }
+    Ok(())
 }

@@ -12,6 +12,9 @@ pub struct SnapshotsArgs {
     /// Only snapshots from this host.
     #[arg(long)]
     pub host: Option<String>,
+    /// Only snapshots of this group (e.g. the shards of one cluster backup).
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
@@ -20,6 +23,7 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|(_, s)| a.tags.iter().all(|t| s.tags.contains(t)))
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
+        .filter(|(_, s)| a.group.as_ref().is_none_or(|g| s.group.as_ref().is_some_and(|sg| sg.starts_with(g.as_str()))))
         .collect();
     if g.json {
         let list: Vec<serde_json::Value> = all
@@ -36,18 +40,22 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
             .collect();
         return output::print_json(&list);
     }
-    println!("{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}", "ID", "TIME", "HOST", "TAGS", "SOURCE", "SIZE", "ADDED");
+    println!(
+        "{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}  {:<16}",
+        "ID", "TIME", "HOST", "TAGS", "SOURCE", "SIZE", "ADDED", "GROUP"
+    );
     for (id, s) in &all {
         let source = format!("{}:{}", s.source.kind, s.source.name);
         println!(
-            "{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}",
+            "{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}  {:<16}",
             id.short(),
             s.time,
             s.host,
             s.tags.join(","),
             source,
             output::bytes(s.size()),
-            output::bytes(s.summary.bytes_added)
+            output::bytes(s.summary.bytes_added),
+            s.group.as_deref().unwrap_or("")
         );
     }
     println!("{} snapshots", all.len());

@@ -123,6 +123,16 @@ pub fn find_manifest(dir: &Path, manifest_name: Option<&str>) -> Result<PathBuf>
     }
 }
 
+/// The files [`collect`] streams for this manifest content, in the order it streams them
+/// (base first, then incremental files by sequence; history files left out; the manifest follows).
+pub fn streamed_files(manifest_path: &Path, manifest: &[u8]) -> Result<Vec<AofFile>> {
+    let text = String::from_utf8_lossy(manifest);
+    let mut files: Vec<AofFile> =
+        parse_manifest(manifest_path, &text)?.into_iter().filter(|f| f.kind != AofFileKind::History).collect();
+    files.sort_by_key(|f| (f.kind != AofFileKind::Base, f.seq));
+    Ok(files)
+}
+
 /// Outcome of one attempt.
 enum Attempt {
     Done(AofManifest),
@@ -152,11 +162,7 @@ where
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Attempt::Changed),
         Err(source) => return Err(SourceError::File { path: manifest_path.to_path_buf(), source }),
     };
-    let text = String::from_utf8_lossy(&before);
-    let mut files: Vec<AofFile> =
-        parse_manifest(manifest_path, &text)?.into_iter().filter(|f| f.kind != AofFileKind::History).collect();
-    // Load order: base first, then incremental files by sequence.
-    files.sort_by_key(|f| (f.kind != AofFileKind::Base, f.seq));
+    let mut files = streamed_files(manifest_path, &before)?;
     for f in &mut files {
         let path = dir.join(&f.name);
         let file = match File::open(&path) {

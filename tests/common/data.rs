@@ -1,6 +1,5 @@
 //! Starts a real `redis-server` on a free loopback port in its own temp dir.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -59,23 +58,7 @@ impl Redis {
 
     /// Sends many commands at once through `redis-cli --pipe`.
     pub fn pipe(&self, commands: &[Vec<String>]) {
-        let mut buf = Vec::new();
-        for cmd in commands {
-            write!(buf, "*{}\r\n", cmd.len()).unwrap();
-            for a in cmd {
-                write!(buf, "${}\r\n{}\r\n", a.len(), a).unwrap();
-            }
-        }
-        let mut child = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "--pipe"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-cli");
-        child.stdin.take().unwrap().write_all(&buf).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && text.contains("errors: 0"), "redis-cli --pipe: {text}");
+        super::server::pipe_commands(self.port, commands);
     }
 
     /// SAVEs and returns a copy of the dump taken now.

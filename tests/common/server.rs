@@ -233,3 +233,85 @@ pub fn make_tls_certs(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
     }
     Some((dir.join("server.crt"), dir.join("server.key"), dir.join("ca.crt")))
 }
+
+/// Three masters (no replicas) made into a cluster with `redis-cli --cluster create`, all reporting `cluster_state:ok`.
+pub fn start_cluster() -> Vec<RedisServer> {
+    let nodes: Vec<RedisServer> = (0..3)
+        .map(|_| {
+            RedisServer::start(&[
+                ("cluster-enabled", "yes"),
+                ("cluster-config-file", "nodes.conf"),
+                ("repl-diskless-sync", "yes"),
+                ("repl-diskless-sync-delay", "0"),
+            ])
+        })
+        .collect();
+    let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+    for n in &nodes {
+        wait_until(Duration::from_secs(20), "cluster_state:ok", || {
+            let info: String = n.cmd(&["CLUSTER", "INFO"]);
+            info.contains("cluster_state:ok")
+        });
+    }
+    nodes
+}
+
+/// SET through a cluster, following MOVED redirects.
+pub fn set_following_moved(nodes: &[RedisServer], key: &str, value: &str) {
+    let mut port = nodes[0].port;
+    for _ in 0..3 {
+        let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap();
+        match redis::cmd("SET").arg(key).arg(value).query::<()>(&mut con) {
+            Ok(()) => return,
+            Err(e) => match e.redirect_node() {
+                Some((addr, _)) => port = addr.rsplit(':').next().unwrap().parse().unwrap(),
+                None => panic!("SET {key}: {e}"),
+            },
+        }
+    }
+    panic!("too many redirects for {key}");
+}
+
+/// A server with a multi-part AOF in `aofparts/` named `app.aof`, fsynced on every write.
+pub fn aof_server() -> RedisServer {
+    RedisServer::start(&[("appendonly", "yes"), ("appenddirname", "aofparts"), ("appendfilename", "app.aof"), ("appendfsync", "always")])
+}
+
+/// BGREWRITEAOF and wait until it completed.
+pub fn rewrite_aof_and_wait(src: &RedisServer) {
+    let before: u64 = src.info_field("persistence", "aof_rewrites").parse().unwrap();
+    let _: String = src.cmd(&["BGREWRITEAOF"]);
+    wait_until(Duration::from_secs(20), "AOF rewrite", || {
+        src.info_field("persistence", "aof_rewrite_in_progress") == "0"
+            && src.info_field("persistence", "aof_rewrites").parse::<u64>().unwrap() > before
+    });
+}
+
+/// Sends RESP-encoded commands to the server on `port` through `redis-cli --pipe`.
+pub fn pipe_commands(port: u16, commands: &[Vec<String>]) {
+    let mut buf = Vec::new();
+    for cmd in commands {
+        write!(buf, "*{}\r\n", cmd.len()).unwrap();
+        for a in cmd {
+            write!(buf, "${}\r\n{}\r\n", a.len(), a).unwrap();
+        }
+    }
+    let mut child = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    child.stdin.take().unwrap().write_all(&buf).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("errors: 0"), "redis-cli --pipe: {text}");
+}

@@ -25,13 +25,18 @@ impl Vault {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rdbvault"));
         c.arg("-r").arg(&self.repo).args(args).env("RDBVAULT_PASSWORD", &self.password);
-        c.env_remove("RDBVAULT_REPOSITORY");
+        c.env_remove("RDBVAULT_REPOSITORY").env_remove("REDISCLI_AUTH");
         c
     }
 
     /// Runs and returns the output, whatever the exit status.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run rdbvault")
+    }
+
+    /// Runs with extra environment variables (e.g. `REDISCLI_AUTH`), whatever the exit status.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.cmd(args).envs(env.iter().copied()).output().expect("run rdbvault")
     }
 
     /// Runs and asserts success; returns stdout.

@@ -1,0 +1,393 @@
+//! Live backups: a Redis server, a cluster or an AOF directory turned into snapshots.
+//!
+//! The [`source`](crate::source) module reads the data; this layer feeds it to
+//! [`backup::run_with`] and records what it came from ([`describe`], [`facts`]),
+//! so the command line only parses options.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::backup::{self, BackupOptions, Input};
+use crate::crypto::Id;
+use crate::snapshot::{RedisFacts, Snapshot, SourceDesc};
+use crate::source::bgsave::BgsaveOptions;
+use crate::source::{self, aof, cluster, ConnectOptions, LiveSource, RedisUrl, SourceError, SourceInfo, SourceKind};
+
+/// How a standalone server's RDB is obtained.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// Stream it over the replication protocol (works remotely).
+    Replication,
+    /// Run BGSAVE and read the file it writes (the server's disk must be visible here).
+    Bgsave {
+        /// The server's `dir`/`dbfilename` as seen from this machine.
+        rdb_path: PathBuf,
+    },
+}
+
+/// Time-outs and trust for every connection of a live backup.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// Connect/read time-outs and TLS trust.
+    pub connect: ConnectOptions,
+    /// How long to wait for BGSAVE.
+    pub bgsave: BgsaveOptions,
+    /// Reads of an AOF directory before giving up on rewrites.
+    pub aof_attempts: u32,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions { connect: ConnectOptions::default(), bgsave: BgsaveOptions::default(), aof_attempts: aof::DEFAULT_ATTEMPTS }
+    }
+}
+
+/// Why a live backup failed; in every case no snapshot was saved for the failing part.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The server, cluster or AOF directory refused or broke off.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Storing the data failed (including a stream that ended early).
+    #[error(transparent)]
+    Backup(#[from] crate::Error),
+    /// One shard of a cluster failed; the shards before it were saved.
+    #[error("cluster shard {shard} at {addr} failed ({} of {total} shards saved in group {group}{})", saved.len(), saved_list(saved))]
+    Shard {
+        /// The shard's stable name (`slots-0-5460`).
+        shard: String,
+        /// host:port of its master.
+        addr: String,
+        /// The group id of this backup run.
+        group: String,
+        /// Number of shards in the cluster.
+        total: usize,
+        /// Short ids of the snapshots already saved.
+        saved: Vec<String>,
+        /// What went wrong with this shard.
+        #[source]
+        source: Box<LiveError>,
+    },
+}
+
+fn saved_list(saved: &[String]) -> String {
+    if saved.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", saved.join(", "))
+    }
+}
+
+/// Result alias for live backups.
+pub type Result<T, E = LiveError> = std::result::Result<T, E>;
+
+/// The snapshot's source: kind `redis`/`bgsave`/`aof`/`cluster-shard`, `host:port` or
+/// directory, and the full [`SourceInfo`] (never a password: it holds no URL) as details.
+pub fn describe(info: &SourceInfo) -> SourceDesc {
+    let kind = match (info.kind, &info.cluster) {
+        (_, Some(_)) => "cluster-shard",
+        (SourceKind::Redis, None) => "redis",
+        (SourceKind::Bgsave, None) => "bgsave",
+        (SourceKind::Aof, None) => "aof",
+    };
+    let name = info.addr.clone().or_else(|| info.path.clone()).unwrap_or_default();
+    let details = match serde_json::to_value(info) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    SourceDesc { kind: kind.into(), name, details }
+}
+
+/// The RDB facts the source knows (INFO at backup start, the payload header).
+pub fn facts(info: &SourceInfo) -> RedisFacts {
+    RedisFacts {
+        rdb_version: info.rdb_version,
+        redis_version: info.redis_version.clone(),
+        keys_per_db: info.keys_per_db.clone(),
+        ..RedisFacts::default()
+    }
+}
+
+/// Fills the snapshot's source and facts. Facts parsed from the RDB itself
+/// (exact key counts at the fork) win over INFO taken before the sync; INFO
+/// fills what the data lacks, and a parse error is kept.
+fn complete(snap: &mut Snapshot, info: &SourceInfo) {
+    snap.source = describe(info);
+    let from_info = facts(info);
+    let parsed = snap.redis.take();
+    // An AOF's base RDB predates its incremental files: only its version is current.
+    let parsed = match info.kind {
+        SourceKind::Aof => parsed.map(|p| RedisFacts { rdb_version: p.rdb_version, ..from_info.clone() }),
+        _ => parsed,
+    };
+    snap.redis = Some(match parsed {
+        Some(parsed) if parsed.rdb_error.is_none() && parsed.rdb_version.is_some() => {
+            RedisFacts { redis_version: parsed.redis_version.clone().or(from_info.redis_version), ..parsed }
+        }
+        Some(parsed) => RedisFacts { rdb_error: parsed.rdb_error, ..from_info },
+        None => from_info,
+    });
+}
+
+/// Splits an opened source into its description and the backup core's inputs.
+pub fn into_inputs(live: LiveSource) -> (SourceInfo, Vec<Input<'static>>) {
+    let inputs = live.streams.into_iter().map(|(name, reader)| Input { name, reader }).collect();
+    (live.info, inputs)
+}
+
+/// Connects to a standalone server (replication or BGSAVE) and returns what to back up.
+pub fn open_server(url: &RedisUrl, mode: &Mode, opts: &LiveOptions) -> Result<(SourceInfo, Vec<Input<'static>>), SourceError> {
+    let live = match mode {
+        Mode::Replication => source::open_replication(url, &opts.connect)?,
+        Mode::Bgsave { rdb_path } => source::open_bgsave(url, &opts.connect, rdb_path, &opts.bgsave)?,
+    };
+    Ok(into_inputs(live))
+}
+
+/// Backs up a standalone server as one snapshot (`dump.rdb`).
+pub fn backup_server(
+    repo: &crate::repo::Repository,
+    url: &RedisUrl,
+    mode: &Mode,
+    opts: &LiveOptions,
+    bopts: &BackupOptions,
+) -> Result<(Id, Snapshot)> {
+    let (info, inputs) = open_server(url, mode, opts)?;
+    Ok(backup::run_with(repo, inputs, bopts, |snap| {
+        complete(snap, &info);
+        Ok(())
+    })?)
+}
+
+/// A fresh id (8 random bytes, hex) for the snapshots of one backup run.
+pub fn new_group_id() -> String {
+    hex::encode(crate::crypto::random_bytes::<8>())
+}
+
+/// Backs up every master of a cluster, one after another, as one snapshot per shard
+/// (`<shard>.rdb`) sharing a new group id; `on_saved` hears of each as it is saved.
+/// Returns the group id and the snapshots; a failing shard stops the run.
+pub fn backup_cluster(
+    repo: &crate::repo::Repository,
+    url: &RedisUrl,
+    opts: &LiveOptions,
+    bopts: &BackupOptions,
+    mut on_saved: impl FnMut(&Id, &Snapshot),
+) -> Result<(String, Vec<(Id, Snapshot)>)> {
+    let masters = cluster::discover_masters(url, &opts.connect)?;
+    cluster::check_coverage(&url.addr(), &masters)?;
+    let group = new_group_id();
+    let bopts = BackupOptions { group: Some(group.clone()), ..bopts.clone() };
+    let mut saved: Vec<(Id, Snapshot)> = Vec::with_capacity(masters.len());
+    for m in &masters {
+        let shard = m.shard();
+        let node = m.url(url);
+        // Connect only now: one fork at a time, and the sync time is this shard's own.
+        let result = source::open_replication(&node, &opts.connect).map_err(LiveError::from).and_then(|mut live| {
+            live.info.cluster = Some(shard.clone());
+            for (name, _) in &mut live.streams {
+                *name = format!("{}.rdb", shard.group_id);
+            }
+            let (info, inputs) = into_inputs(live);
+            Ok(backup::run_with(repo, inputs, &bopts, |snap| {
+                complete(snap, &info);
+                Ok(())
+            })?)
+        });
+        match result {
+            Ok((id, snap)) => {
+                on_saved(&id, &snap);
+                saved.push((id, snap));
+            }
+            Err(e) => {
+                return Err(LiveError::Shard {
+                    shard: shard.group_id,
+                    addr: node.addr(),
+                    group,
+                    total: masters.len(),
+                    saved: saved.iter().map(|(id, _)| id.short()).collect(),
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+    Ok((group, saved))
+}
+
+/// Backs up a Redis 7 multi-part AOF directory as one snapshot: the files the manifest
+/// lists (base, then incremental) and the manifest last. A rewrite during the read
+/// abandons that attempt (its data is never saved, its chunks are just deduplicated
+/// next time) and starts over, up to `opts.aof_attempts` times.
+pub fn backup_aof(repo: &crate::repo::Repository, dir: &Path, opts: &LiveOptions, bopts: &BackupOptions) -> Result<(Id, Snapshot)> {
+    let dir = std::fs::canonicalize(dir).map_err(|source| SourceError::File { path: dir.to_path_buf(), source })?;
+    let attempts = opts.aof_attempts.max(1);
+    for attempt in 1..=attempts {
+        if let Some(done) = backup_aof_once(repo, &dir, attempt, bopts)? {
+            return Ok(done);
+        }
+    }
+    Err(SourceError::AofUnstable { dir, attempts }.into())
+}
+
+/// One consistent read of the AOF directory streamed into one backup; `None` if it changed.
+fn backup_aof_once(repo: &crate::repo::Repository, dir: &Path, attempt: u32, bopts: &BackupOptions) -> Result<Option<(Id, Snapshot)>> {
+    // The backup core needs the file names up front: plan them from the manifest now and
+    // give up this attempt if the read below streams anything else.
+    let manifest_path = aof::find_manifest(dir, None)?;
+    let manifest = match std::fs::read(&manifest_path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(SourceError::File { path: manifest_path, source }.into()),
+    };
+    let mut names: Vec<String> = aof::streamed_files(&manifest_path, &manifest)?.into_iter().map(|f| f.name).collect();
+    names.push(manifest_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+
+    let mut senders = Vec::with_capacity(names.len());
+    let mut inputs = Vec::with_capacity(names.len());
+    for name in &names {
+        let (tx, rx) = bounded::<Piece>(4);
+        senders.push(tx);
+        inputs.push(Input { name: name.clone(), reader: Box::new(PipeReader { rx, buf: Vec::new(), pos: 0, done: false }) });
+    }
+    let (info_tx, info_rx) = bounded::<SourceInfo>(1);
+
+    std::thread::scope(|s| {
+        let backup = s.spawn(move || {
+            backup::run_with(repo, inputs, bopts, move |snap| {
+                // Only a read that `collect_aof` confirmed consistent may become a snapshot.
+                let info = info_rx.recv().map_err(|_| crate::Error::Invalid("AOF read did not complete".into()))?;
+                complete(snap, &info);
+                Ok(())
+            })
+        });
+        let (mut next, mut changed, mut backup_gone) = (0usize, false, false);
+        let collected = source::collect_aof(dir, 1, |meta, reader| {
+            let Some(tx) = senders.get(next).filter(|_| names[next] == meta.name) else {
+                changed = true;
+                return Err(io::Error::other("the AOF manifest changed while it was read"));
+            };
+            next += 1;
+            pump(reader, tx).inspect_err(|_| backup_gone = true)
+        });
+        let collected = collected.map(|mut info| {
+            if let Some(m) = info.aof.as_mut() {
+                m.attempts = attempt;
+            }
+            let _ = info_tx.send(info);
+        });
+        drop(info_tx);
+        // Readers still waiting now see the end of the pipe: an error unless completed.
+        drop(senders);
+        let stored = backup.join().unwrap_or_else(|_| Err(crate::Error::Invalid("backup thread panicked".into())));
+        match (collected, stored) {
+            (Ok(_), Ok(done)) => Ok(Some(done)),
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Err(SourceError::AofUnstable { .. }), _) => Ok(None),
+            (Err(_), _) if changed => Ok(None),
+            (Err(_), Err(e)) if backup_gone => Err(e.into()),
+            (Err(e), _) => Err(e.into()),
+        }
+    })
+}
+
+/// What travels from the AOF reader to the backup core.
+enum Piece {
+    Data(Vec<u8>),
+    End,
+}
+
+/// Copies one file into its pipe; an error means the backup side stopped.
+fn pump(reader: &mut dyn Read, tx: &Sender<Piece>) -> io::Result<()> {
+    const PIECE: usize = 256 * 1024;
+    loop {
+        let mut buf = vec![0u8; PIECE];
+        let n = read_full(reader, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        tx.send(Piece::Data(buf)).map_err(|_| io::Error::other("the backup stopped reading"))?;
+    }
+    tx.send(Piece::End).map_err(|_| io::Error::other("the backup stopped reading"))
+}
+
+/// Reads until `buf` is full or the reader ends (so pieces are not needlessly small).
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// The backup core's end of a pipe: EOF only after an explicit end mark.
+struct PipeReader {
+    rx: Receiver<Piece>,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Piece::Data(d)) => {
+                    self.buf = d;
+                    self.pos = 0;
+                }
+                Ok(Piece::End) => self.done = true,
+                Err(_) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "AOF read abandoned before this file was complete")),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_reader_ends_only_on_the_end_mark() {
+        let (tx, rx) = bounded(4);
+        let mut r = PipeReader { rx, buf: Vec::new(), pos: 0, done: false };
+        tx.send(Piece::Data(b"abc".to_vec())).unwrap();
+        tx.send(Piece::End).unwrap();
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).unwrap();
+        assert_eq!(v, b"abc");
+
+        let (tx, rx) = bounded(4);
+        let mut r = PipeReader { rx, buf: Vec::new(), pos: 0, done: false };
+        tx.send(Piece::Data(b"abc".to_vec())).unwrap();
+        drop(tx);
+        let mut v = Vec::new();
+        assert_eq!(r.read_to_end(&mut v).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn description_has_no_credentials() {
+        let url = RedisUrl::parse("redis://backup:hunter2@10.0.0.5:6380").unwrap();
+        let mut info = SourceInfo::from_server(SourceKind::Redis, &url, &source::ServerInfo::default());
+        info.rdb_version = Some(10);
+        let d = describe(&info);
+        assert_eq!((d.kind.as_str(), d.name.as_str()), ("redis", "10.0.0.5:6380"));
+        let json = serde_json::to_string(&d).unwrap();
+        assert!(!json.contains("hunter2") && !json.contains("backup@"), "{json}");
+        assert_eq!(facts(&info).rdb_version, Some(10));
+    }
+}
