@@ -22,7 +22,7 @@ use crate::facts::{self, FactsFeed};
 use crate::index::Index;
 use crate::pack::{seal_blob, BlobType};
 use crate::restore::Blobs;
-use crate::packer::{adopt_orphan_packs, Packer, PackerStats};
+use crate::packer::{adopt_orphan_packs, write_packs, FinishedPack, Packer};
 use crate::repo::Repository;
 use crate::snapshot::{BackupSummary, Snapshot, SnapshotFile, SourceDesc};
 
@@ -162,7 +162,10 @@ pub fn run_with(
     let (ev_tx, ev_rx) = bounded::<Event>(threads * 64);
 
     let outcome = std::thread::scope(|s| {
-        let packer = s.spawn(|| run_packer(repo, seal_rx));
+        // Two closed packs may wait while one is written and fsynced.
+        let (pack_tx, pack_rx) = bounded(2);
+        let writer = s.spawn(move || write_packs(repo, pack_rx));
+        let packer = s.spawn(move || run_packer(repo, seal_rx, pack_tx));
         if let Some(d) = &new_dict {
             let id = repo.hasher().id(d);
             if dedup.claim(&id) {
@@ -214,6 +217,9 @@ pub fn run_with(
         drop(ev_tx);
         let collected = collector.join().unwrap_or_else(|_| Err(Error::Invalid("collector thread panicked".into())));
         let packed = packer.join().unwrap_or_else(|_| Err(Error::Invalid("packer thread panicked".into())));
+        let written = writer.join().unwrap_or_else(|_| Err(Error::Invalid("pack writer thread panicked".into())));
+        // The writer's error (e.g. a full disk) is the root cause of a packer that stopped.
+        let packed = written.and_then(|stats| packed.map(|()| stats));
         (read_result, collected, packed)
     });
     let (read_result, collected, packed) = outcome;
@@ -327,8 +333,8 @@ fn run_worker(
     }
 }
 
-fn run_packer(repo: &Repository, sealed: Receiver<Vec<Sealed>>) -> Result<PackerStats> {
-    let mut packer = Packer::new(repo);
+fn run_packer(repo: &Repository, sealed: Receiver<Vec<Sealed>>, packs: Sender<FinishedPack>) -> Result<()> {
+    let mut packer = Packer::new(repo, packs);
     for batch in sealed {
         for s in batch {
             packer.add(s.id, s.kind, s.flags, s.raw_len, &s.data)?;

@@ -1,22 +1,24 @@
 //! Writes sealed blobs into pack files and records them in index files.
 //!
 //! Order of writes keeps the repository consistent after a crash: a pack is
-//! stored before any index file names it, and index files are written every
-//! few packs, so an interrupted run leaves at most a few unindexed packs that
+//! stored before any index file names it (one writer thread does both, in
+//! that order), and index files are written every few packs, so an interrupted run leaves at most a few unindexed packs that
 //! the next backup adopts (see `adopt_orphan_packs`).
 
 use std::collections::HashSet;
 
+use crossbeam_channel::{Receiver, Sender};
+
 use crate::crypto::Id;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::{Index, IndexFile};
-use crate::pack::{read_header, BlobType, PackBuilder};
+use crate::pack::{read_header, BlobEntry, BlobType, PackBuilder};
 use crate::repo::{FileKind, Repository};
 
 /// Index files are written after this many packs (and at the end).
 const PACKS_PER_INDEX: usize = 8;
 
-/// What the packer wrote.
+/// What the pack writer wrote.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PackerStats {
     /// Pack files written.
@@ -27,68 +29,77 @@ pub struct PackerStats {
     pub blobs: u64,
 }
 
-/// Fills packs and writes them with their index entries.
+/// A closed pack waiting to be written.
+pub struct FinishedPack {
+    bytes: Vec<u8>,
+    id: Id,
+    entries: Vec<BlobEntry>,
+}
+
+/// Fills packs and hands each full one to the writer, so that compression
+/// goes on while a pack is written and fsynced.
 pub struct Packer<'a> {
     repo: &'a Repository,
     cur: PackBuilder,
-    pending: IndexFile,
-    written: Vec<Id>,
-    stats: PackerStats,
+    tx: Sender<FinishedPack>,
 }
 
 impl<'a> Packer<'a> {
-    /// A packer writing into `repo`.
-    pub fn new(repo: &'a Repository) -> Self {
-        Packer { repo, cur: PackBuilder::new(), pending: IndexFile::default(), written: Vec::new(), stats: PackerStats::default() }
+    /// A packer whose packs go to `tx` (a thread running `write_packs`).
+    pub fn new(repo: &'a Repository, tx: Sender<FinishedPack>) -> Self {
+        Packer { repo, cur: PackBuilder::new(), tx }
     }
 
-    /// Adds a sealed blob; writes the pack when it is full.
+    /// Adds a sealed blob; hands the pack over when it is full.
     pub fn add(&mut self, id: Id, kind: BlobType, flags: u8, raw_len: u32, sealed: &[u8]) -> Result<()> {
         self.cur.add(id, kind, flags, raw_len, sealed);
-        self.stats.blobs += 1;
         if self.cur.is_full() {
-            self.write_pack()?;
+            self.send()?;
         }
         Ok(())
     }
 
-    fn write_pack(&mut self) -> Result<()> {
+    fn send(&mut self) -> Result<()> {
         if self.cur.is_empty() {
             return Ok(());
         }
-        let builder = std::mem::take(&mut self.cur);
-        let (bytes, id, entries) = builder.finish(self.repo.cipher());
-        self.repo.backend().write(FileKind::Pack, &id.to_hex(), &bytes)?;
-        self.stats.packs += 1;
-        self.stats.bytes += bytes.len() as u64;
-        self.written.push(id);
-        self.pending.packs.push((id, entries));
-        if self.pending.packs.len() >= PACKS_PER_INDEX {
-            self.write_index()?;
-        }
-        Ok(())
+        let (bytes, id, entries) = std::mem::take(&mut self.cur).finish(self.repo.cipher());
+        self.tx.send(FinishedPack { bytes, id, entries }).map_err(|_| Error::Invalid("the pack writer stopped".into()))
     }
 
-    fn write_index(&mut self) -> Result<()> {
-        if self.pending.packs.is_empty() {
+    /// Hands over the last, partly filled pack.
+    pub fn finish(mut self) -> Result<()> {
+        self.send()
+    }
+}
+
+/// Writes packs as they come and an index file after every few of them (and
+/// at the end, also after a failure, so that written packs are indexed).
+pub fn write_packs(repo: &Repository, rx: Receiver<FinishedPack>) -> Result<PackerStats> {
+    let mut stats = PackerStats::default();
+    let mut pending = IndexFile::default();
+    let flush = |pending: &mut IndexFile| -> Result<()> {
+        if pending.packs.is_empty() {
             return Ok(());
         }
-        let file = std::mem::take(&mut self.pending);
-        self.repo.write_sealed(FileKind::Index, &file.to_bytes())?;
+        repo.write_sealed(FileKind::Index, &std::mem::take(pending).to_bytes())?;
         Ok(())
+    };
+    for p in rx {
+        if let Err(e) = repo.backend().write(FileKind::Pack, &p.id.to_hex(), &p.bytes) {
+            let _ = flush(&mut pending);
+            return Err(e);
+        }
+        stats.packs += 1;
+        stats.bytes += p.bytes.len() as u64;
+        stats.blobs += p.entries.len() as u64;
+        pending.packs.push((p.id, p.entries));
+        if pending.packs.len() >= PACKS_PER_INDEX {
+            flush(&mut pending)?;
+        }
     }
-
-    /// Writes the last pack and index file; returns what was written.
-    pub fn finish(mut self) -> Result<PackerStats> {
-        self.write_pack()?;
-        self.write_index()?;
-        Ok(self.stats)
-    }
-
-    /// Packs written so far.
-    pub fn written(&self) -> &[Id] {
-        &self.written
-    }
+    flush(&mut pending)?;
+    Ok(stats)
 }
 
 /// Indexes pack files that no index names (left by an interrupted backup), so
