@@ -274,7 +274,16 @@ mod tests {
         let guard = Lock::acquire_refreshing(&repo, true, Duration::ZERO, Duration::from_millis(20)).unwrap();
         let first = guard.name();
         std::thread::sleep(Duration::from_millis(200));
-        let locks = list(&repo).unwrap();
+        // The refresher writes the new file before deleting the old one, so a
+        // listing may catch both for a moment; it must settle on one.
+        let mut locks = list(&repo).unwrap();
+        for _ in 0..100 {
+            if locks.len() == 1 && locks[0].name == guard.name() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            locks = list(&repo).unwrap();
+        }
         assert_eq!(locks.len(), 1, "the old lock file goes when a new one is written");
         assert_ne!(locks[0].name, first, "the lock was rewritten");
         assert_eq!(locks[0].name, guard.name());
