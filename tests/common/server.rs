@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::resp::{self, Resp, RespConn};
+
 /// A free loopback port (bound to port 0, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
@@ -147,6 +149,64 @@ impl RedisServer {
     /// Path of a file in the server's dir.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// A binary-safe raw-reply connection (SELECT state persists), for byte-exact checks.
+    pub fn resp(&self) -> RespConn {
+        RespConn::connect(self.port).expect("connect to redis")
+    }
+
+    /// One binary-safe command on a new connection; the reply as sent.
+    pub fn cmd_bytes(&self, args: &[&[u8]]) -> Resp {
+        self.resp().cmd_bytes(args)
+    }
+
+    /// Where `SAVE` writes the dump.
+    pub fn rdb_path(&self) -> PathBuf {
+        self.path("dump.rdb")
+    }
+
+    /// `SAVE`s and returns the bytes of dump.rdb.
+    pub fn save_rdb(&self) -> Vec<u8> {
+        self.resp().ok(&["SAVE"]);
+        std::fs::read(self.rdb_path()).expect("read dump.rdb")
+    }
+
+    /// `SAVE`s and copies dump.rdb to `to` (a dump of this moment that later saves leave alone).
+    pub fn save_copy(&self, to: &Path) -> PathBuf {
+        assert_eq!(self.cli(&["SAVE"]).trim(), "OK");
+        std::fs::copy(self.rdb_path(), to).expect("copy dump.rdb");
+        to.to_path_buf()
+    }
+
+    /// `redis-cli --raw` against this server; panics if it fails, returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends many commands at once through `redis-cli --pipe` (fast bulk loading); asserts no errors.
+    pub fn pipe(&self, commands: &[Vec<String>]) {
+        let mut buf = Vec::new();
+        for cmd in commands {
+            let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+            resp::encode(&mut buf, &args);
+        }
+        let mut child = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--pipe"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run redis-cli");
+        child.stdin.take().expect("stdin").write_all(&buf).expect("write to redis-cli");
+        let out = child.wait_with_output().expect("redis-cli --pipe");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("errors: 0"), "redis-cli --pipe: {text}");
     }
 }
 
