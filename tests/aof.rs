@@ -5,7 +5,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::server::{fill_sample, wait_until, RedisServer, ServerConfig};
+use common::data::fill_sample;
+use common::server::{wait_until, RedisServer, ServerConfig};
 use rdbvault::source::{self, aof, AofFileKind, SourceError, SourceKind};
 
 fn aof_server() -> RedisServer {

@@ -5,6 +5,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::dataset::{fill, keyspace, now_ms, sorted, COMPACT, PLAIN};
+use common::rdb::records;
 use common::resp::{Resp, RespConn};
 use common::server::RedisServer;
 use rdbvault::rdb::{
@@ -26,19 +27,6 @@ fn parse_all(bytes: &[u8], opts: ReadOptions) -> (u16, Vec<Item>) {
         "parser must consume the whole file"
     );
     (r.version(), items)
-}
-
-fn records(items: &[Item]) -> Vec<&Record> {
-    items
-        .iter()
-        .filter_map(|i| {
-            if let Item::Record(r) = i {
-                Some(r)
-            } else {
-                None
-            }
-        })
-        .collect()
 }
 
 fn score_of(r: &Resp) -> f64 {

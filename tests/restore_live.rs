@@ -29,12 +29,18 @@ fn assert_same_keys(src: &mut RespConn, dst: &mut RespConn, dbs: &[u64], only: i
     n
 }
 
+/// A backed-up dataset and an empty target server, with a connection to each server.
+fn backed_and_empty_target() -> (Backed, RespConn, RedisServer, RespConn) {
+    let b = Backed::new();
+    let src = b.srv.resp();
+    let dst_srv = RedisServer::start(&[]);
+    let dst = dst_srv.resp();
+    (b, src, dst_srv, dst)
+}
+
 #[test]
 fn restores_every_key_with_identical_digests() {
-    let b = Backed::new();
-    let mut src = b.srv.resp();
-    let dst_srv = RedisServer::start(&[]);
-    let mut dst = dst_srv.resp();
+    let (b, mut src, dst_srv, mut dst) = backed_and_empty_target();
     let started = std::time::Instant::now();
     let r = b.vault.json(&["restore", &b.snap, "--to", &dst_srv.url(), "--all", "--batch", "7"]);
     let secs = started.elapsed().as_secs_f64();
@@ -69,10 +75,7 @@ fn restores_every_key_with_identical_digests() {
 
 #[test]
 fn keys_pattern_and_db_restore_only_matching_keys() {
-    let b = Backed::new();
-    let mut src = b.srv.resp();
-    let dst_srv = RedisServer::start(&[]);
-    let mut dst = dst_srv.resp();
+    let (b, mut src, dst_srv, mut dst) = backed_and_empty_target();
     let r = b.vault.json(&["restore", &b.snap, "--to", &dst_srv.url(), "--keys", "user:*"]);
     assert_eq!(r["restored"], 61);
     assert_eq!(r["per_db"]["0"], 30);

@@ -70,3 +70,23 @@ pub fn fill(redis: &RedisServer, n: u64, salt: u64, seed: u64) {
     let cmds: Vec<Vec<String>> = (0..n).flat_map(|i| key_commands(i, salt, &mut rng)).collect();
     redis.pipe(&cmds);
 }
+
+/// Fill a mix of types into a few databases (deterministic, modest size).
+pub fn fill_sample(server: &RedisServer, n: usize) {
+    let mut con = server.conn();
+    for db in [0u32, 2] {
+        let mut p = redis::pipe();
+        p.cmd("SELECT").arg(db).ignore();
+        for i in 0..n {
+            p.cmd("SET").arg(format!("str:{db}:{i}")).arg(format!("value-{i}-{}", "x".repeat(i % 50))).ignore();
+            if i % 10 == 0 {
+                p.cmd("HSET").arg(format!("hash:{db}:{i}")).arg("a").arg(i).arg("b").arg("bee").ignore();
+                p.cmd("RPUSH").arg(format!("list:{db}:{i}")).arg(1).arg(2).arg(3).ignore();
+                p.cmd("ZADD").arg(format!("zset:{db}:{i}")).arg(1.5).arg("m1").arg(2).arg("m2").ignore();
+                p.cmd("SADD").arg(format!("set:{db}:{i}")).arg("s1").arg("s2").ignore();
+            }
+        }
+        p.cmd("PEXPIRE").arg(format!("str:{db}:0")).arg(3_600_000).ignore();
+        let () = p.query(&mut con).expect("fill");
+    }
+}

@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use super::resp::{self, Resp, RespConn};
 
+/// Kept here too for the tests that import it from `server`; it lives with the other generators.
+#[allow(unused_imports)]
+pub use super::data::fill_sample;
+
 /// A free loopback port (bound to port 0, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
@@ -245,26 +249,6 @@ pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Fill a mix of types into a few databases (deterministic, modest size).
-pub fn fill_sample(server: &RedisServer, n: usize) {
-    let mut con = server.conn();
-    for db in [0u32, 2] {
-        let mut p = redis::pipe();
-        p.cmd("SELECT").arg(db).ignore();
-        for i in 0..n {
-            p.cmd("SET").arg(format!("str:{db}:{i}")).arg(format!("value-{i}-{}", "x".repeat(i % 50))).ignore();
-            if i % 10 == 0 {
-                p.cmd("HSET").arg(format!("hash:{db}:{i}")).arg("a").arg(i).arg("b").arg("bee").ignore();
-                p.cmd("RPUSH").arg(format!("list:{db}:{i}")).arg(1).arg(2).arg(3).ignore();
-                p.cmd("ZADD").arg(format!("zset:{db}:{i}")).arg(1.5).arg("m1").arg(2).arg("m2").ignore();
-                p.cmd("SADD").arg(format!("set:{db}:{i}")).arg("s1").arg("s2").ignore();
-            }
-        }
-        p.cmd("PEXPIRE").arg(format!("str:{db}:0")).arg(3_600_000).ignore();
-        let () = p.query(&mut con).expect("fill");
     }
 }
 
