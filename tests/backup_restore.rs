@@ -2,8 +2,18 @@
 
 mod common;
 
-use common::data::{fill, Redis};
+use common::data::fill;
+use common::server::RedisServer;
 use common::vault::{test_bytes, Vault};
+
+/// A server filled with `n` generated keys, a new repository, and the server's dump saved into it.
+fn saved_dump(n: u64, seed: u64) -> (RedisServer, Vault, std::path::PathBuf) {
+    let redis = RedisServer::start(&[]);
+    fill(&redis, n, 0, seed);
+    let v = Vault::init();
+    let rdb = redis.save_copy(&v.dir.path().join("dump.rdb"));
+    (redis, v, rdb)
+}
 
 #[test]
 fn random_data_round_trips_and_dedups_against_itself() {
@@ -33,10 +43,7 @@ fn random_data_round_trips_and_dedups_against_itself() {
 
 #[test]
 fn real_rdb_from_redis_round_trips() {
-    let redis = Redis::start(&[]);
-    fill(&redis, 20_000, 0, 7);
-    let v = Vault::init();
-    let rdb = redis.save_copy(&v.dir.path().join("dump.rdb"));
+    let (redis, v, rdb) = saved_dump(20_000, 7);
     let original = std::fs::read(&rdb).unwrap();
     assert!(original.starts_with(b"REDIS"));
     let (id, _) = v.backup(&rdb, &[]);
@@ -53,9 +60,7 @@ fn real_rdb_from_redis_round_trips() {
     assert!(list[0]["redis"]["rdb_error"].is_null());
 
     // A restored file loads into a fresh server with the same keys.
-    let fresh_dir = tempfile::tempdir().unwrap();
-    std::fs::copy(v.dir.path().join("restored.rdb"), fresh_dir.path().join("dump.rdb")).unwrap();
-    let fresh = Redis::start(&["--dir", fresh_dir.path().to_str().unwrap()]);
+    let fresh = RedisServer::load_rdb(&std::fs::read(v.dir.path().join("restored.rdb")).unwrap());
     assert_eq!(fresh.cli(&["DBSIZE"]).trim(), "20000");
     assert_eq!(fresh.cli(&["DEBUG", "DIGEST"]), redis.cli(&["DEBUG", "DIGEST"]));
 }
@@ -153,10 +158,7 @@ fn stats_report_dedup_and_compression() {
 
 #[test]
 fn damaged_rdb_is_stored_as_is_with_a_warning() {
-    let redis = Redis::start(&[]);
-    fill(&redis, 3_000, 0, 3);
-    let v = Vault::init();
-    let rdb = redis.save_copy(&v.dir.path().join("dump.rdb"));
+    let (_redis, v, rdb) = saved_dump(3_000, 3);
     let mut bytes = std::fs::read(&rdb).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;

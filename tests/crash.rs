@@ -8,27 +8,27 @@ mod common;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
 
-use common::cli::{command, random_data, TestRepo};
+use common::vault::{random_data, Vault};
 
 /// Runs `args` on a copy of `template` with a failpoint; `None` once the command completes.
-fn run_killed(template: &TestRepo, args: &[&str], failpoint: &str) -> Option<TestRepo> {
+fn run_killed(template: &Vault, args: &[&str], failpoint: &str) -> Option<Vault> {
     let repo = template.copy();
     let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     for a in args.iter_mut() {
         *a = a.replace("{dir}", template.dir.path().to_str().expect("utf-8"));
     }
-    let out = command(&repo.path).env("RDBVAULT_FAILPOINT", failpoint).args(&args).output().expect("run");
+    let out = repo.run_failpoint(&args.iter().map(String::as_str).collect::<Vec<_>>(), failpoint);
     if out.status.success() {
         return None;
     }
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{args:?} at {failpoint} failed without the failpoint: {}", common::cli::text(&out));
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{args:?} at {failpoint} failed without the failpoint: {}", common::vault::text(&out));
     Some(repo)
 }
 
 /// Every failpoint of a command, before and after each operation, until it completes.
 /// `after_each` gets the killed repository, the failpoint, and whether to do
 /// the slower follow-up checks (every third point, to keep the test fast).
-fn kill_points(template: &TestRepo, args: &[&str], mut after_each: impl FnMut(&TestRepo, &str, bool)) -> usize {
+fn kill_points(template: &Vault, args: &[&str], mut after_each: impl FnMut(&Vault, &str, bool)) -> usize {
     let mut points = 0;
     for stage in ["before-op", "after-op"] {
         for n in 1.. {
@@ -42,19 +42,19 @@ fn kill_points(template: &TestRepo, args: &[&str], mut after_each: impl FnMut(&T
 }
 
 /// Snapshot ids straight from the directory listing (cheaper than a process).
-fn snapshot_ids(repo: &TestRepo) -> Vec<String> {
+fn snapshot_ids(repo: &Vault) -> Vec<String> {
     repo.files("snapshots").iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect()
 }
 
 #[test]
 fn backup_killed_at_every_write_loses_nothing() {
     let started = Instant::now();
-    let template = TestRepo::init();
+    let template = Vault::init_small_packs();
     let a = random_data(1, 300_000);
     let mut b = a.clone();
     b[100_000..250_000].copy_from_slice(&random_data(2, 150_000));
     b.extend_from_slice(&random_data(3, 200_000));
-    let first = template.backup("a.rdb", &a);
+    let first = template.backup_bytes("a.rdb", &a);
     std::fs::write(template.dir.path().join("b.rdb"), &b).expect("write b");
 
     let points = kill_points(&template, &["backup", "{dir}/b.rdb"], |repo, fp, follow_up| {
@@ -62,14 +62,14 @@ fn backup_killed_at_every_write_loses_nothing() {
         assert!(warnings.iter().all(|w| w["severity"] == "warning"), "{fp}: {warnings:?}");
         for id in snapshot_ids(repo) {
             let want = if id == first { &a } else { &b };
-            assert_eq!(&repo.restore(&id).unwrap_or_else(|e| panic!("{fp}: restore {id}: {e}")), want, "{fp}");
+            assert_eq!(&repo.try_restore(&id).unwrap_or_else(|e| panic!("{fp}: restore {id}: {e}")), want, "{fp}");
         }
         if !follow_up {
             return;
         }
         // The next backup adopts what the killed one left and completes.
-        let id = repo.backup("b.rdb", &b);
-        assert_eq!(repo.restore(&id).expect("restore after retry"), b, "{fp}");
+        let id = repo.backup_bytes("b.rdb", &b);
+        assert_eq!(repo.try_restore(&id).expect("restore after retry"), b, "{fp}");
         repo.check_passes(&[]);
     });
     eprintln!("backup: {points} kill points in {:.1}s", started.elapsed().as_secs_f64());
@@ -79,22 +79,22 @@ fn backup_killed_at_every_write_loses_nothing() {
 #[test]
 fn prune_killed_at_every_write_and_delete_loses_nothing() {
     let started = Instant::now();
-    let template = TestRepo::init();
+    let template = Vault::init_small_packs();
     let a = random_data(11, 200_000);
     let mut b = a.clone();
     b[50_000..150_000].copy_from_slice(&random_data(12, 100_000));
     let c = random_data(13, 80_000);
-    template.backup("a.rdb", &a);
-    let kept_b = template.backup("b.rdb", &b);
-    let kept_c = template.backup("c.rdb", &c);
+    template.backup_bytes("a.rdb", &a);
+    let kept_b = template.backup_bytes("b.rdb", &b);
+    let kept_c = template.backup_bytes("c.rdb", &c);
     // Forget a: its unique chunks become garbage, packs it shares with b get repacked.
     template.ok(&["forget", "--keep-last", "2", "--group-by", ""]);
 
     let points = kill_points(&template, &["prune", "--max-unused", "0%"], |repo, fp, follow_up| {
         repo.check_passes(&[]);
         assert_eq!(snapshot_ids(repo).len(), 2, "{fp}");
-        assert_eq!(repo.restore(&kept_b).unwrap_or_else(|e| panic!("{fp}: {e}")), b, "{fp}");
-        assert_eq!(repo.restore(&kept_c).unwrap_or_else(|e| panic!("{fp}: {e}")), c, "{fp}");
+        assert_eq!(repo.try_restore(&kept_b).unwrap_or_else(|e| panic!("{fp}: {e}")), b, "{fp}");
+        assert_eq!(repo.try_restore(&kept_c).unwrap_or_else(|e| panic!("{fp}: {e}")), c, "{fp}");
         if !follow_up {
             return;
         }
@@ -102,7 +102,7 @@ fn prune_killed_at_every_write_and_delete_loses_nothing() {
         repo.ok(&["prune", "--max-unused", "0%"]);
         let left = repo.check_passes(&["--read-data"]);
         assert!(left.is_empty(), "{fp}: after a full prune: {left:?}");
-        assert_eq!(repo.restore(&kept_b).expect("restore b after prune"), b, "{fp}");
+        assert_eq!(repo.try_restore(&kept_b).expect("restore b after prune"), b, "{fp}");
     });
     eprintln!("prune: {points} kill points in {:.1}s", started.elapsed().as_secs_f64());
     assert!(points >= 20, "only {points} kill points");

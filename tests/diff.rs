@@ -23,7 +23,7 @@ fn pairs(items: &[(u64, &str)]) -> BTreeSet<(u64, String)> {
 #[test]
 fn diff_reports_exactly_the_changed_keys() {
     let b = Backed::new();
-    let mut c = b.srv.conn();
+    let mut c = b.srv.resp();
     let same = b.vault.json(&["diff", &b.snap, &b.snap]);
     assert_eq!(same["counts"]["added"], 0);
     assert_eq!(same["counts"]["removed"], 0);

@@ -2,12 +2,13 @@
 
 mod common;
 
-use common::data::{key_commands, fill, Redis, Rng};
+use common::data::{fill, key_commands, Rng};
+use common::server::RedisServer;
 use common::vault::Vault;
 
 #[test]
 fn one_percent_changed_keys_add_a_small_fraction() {
-    let redis = Redis::start(&[]);
+    let redis = RedisServer::start(&[]);
     let n = 30_000u64;
     fill(&redis, n, 0, 11);
     let v = Vault::init();

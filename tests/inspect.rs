@@ -5,7 +5,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::dataset::{json_bytes, keyspace, keys_of, now_ms, sorted, Backed};
-use common::redis::RespConn;
+use common::resp::RespConn;
 use serde_json::Value as Json;
 
 /// Parses `inspect --json` output (one object per line).
@@ -81,7 +81,7 @@ fn check_key(c: &mut RespConn, k: &Json) {
 #[test]
 fn json_lists_every_key_with_the_servers_values() {
     let b = Backed::new();
-    let mut c = b.srv.conn();
+    let mut c = b.srv.resp();
     let keys = key_lines(&b, &[]);
     // Exactly the server's keys, per db.
     let mut per_db: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
@@ -106,7 +106,7 @@ fn json_lists_every_key_with_the_servers_values() {
 #[test]
 fn filters_summary_and_memory() {
     let b = Backed::new();
-    let mut c = b.srv.conn();
+    let mut c = b.srv.resp();
 
     // --keys with --db and --type select exactly the matching keys.
     let users = key_lines(&b, &["--keys", "user:*", "--db", "1", "--type", "hash"]);

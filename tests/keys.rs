@@ -3,26 +3,22 @@
 
 mod common;
 
-use common::cli::{command, random_data, TestRepo};
+use common::vault::{random_data, Vault};
 
-fn with_password(repo: &TestRepo, pw: &str, args: &[&str]) -> std::process::Output {
-    command(&repo.path).env("RDBVAULT_PASSWORD", pw).args(args).output().expect("run")
-}
-
-fn key_ids(repo: &TestRepo, pw: &str) -> Vec<(String, bool)> {
-    let o = with_password(repo, pw, &["--json", "key", "list"]);
-    assert!(o.status.success(), "{}", common::cli::text(&o));
+fn key_ids(repo: &Vault, pw: &str) -> Vec<(String, bool)> {
+    let o = repo.run_as(pw, &["--json", "key", "list"]);
+    assert!(o.status.success(), "{}", common::vault::text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     v.as_array().expect("list").iter().map(|k| (k["id"].as_str().expect("id").to_string(), k["current"] == true)).collect()
 }
 
 #[test]
 fn add_list_remove_and_change_passwords() {
-    let repo = TestRepo::init();
+    let repo = Vault::init_small_packs();
     let data = random_data(70, 60_000);
-    let id = repo.backup("a.rdb", &data);
+    let id = repo.backup_bytes("a.rdb", &data);
     let packs = repo.files("data");
-    let first = key_ids(&repo, common::cli::PASSWORD);
+    let first = key_ids(&repo, common::vault::PASSWORD);
     assert_eq!(first.len(), 1);
     assert!(first[0].1, "the key in use is marked");
 
@@ -34,36 +30,31 @@ fn add_list_remove_and_change_passwords() {
     assert_eq!(both.iter().filter(|k| k.1).count(), 1);
 
     // Removing the key in use is refused; with the other password it works.
-    let msg = repo.fails(&["key", "remove", &first[0].0[..8]]);
+    let msg = repo.fails_text(&["key", "remove", &first[0].0[..8]]);
     assert!(msg.contains("in use"), "{msg}");
-    let o = with_password(&repo, "second password", &["key", "remove", &first[0].0[..8]]);
-    assert!(o.status.success(), "{}", common::cli::text(&o));
+    let o = repo.run_as("second password", &["key", "remove", &first[0].0[..8]]);
+    assert!(o.status.success(), "{}", common::vault::text(&o));
     let o = repo.run(&["snapshots"]);
     assert_eq!(o.status.code(), Some(3), "the old password no longer opens the repository");
     let last = key_ids(&repo, "second password");
-    let o = with_password(&repo, "second password", &["key", "remove", &last[0].0]);
+    let o = repo.run_as("second password", &["key", "remove", &last[0].0]);
     assert!(!o.status.success(), "the last key cannot be removed");
 
     // passwd: new key in, old key out.
-    let o = command(&repo.path)
+    let o = repo.cmd(&["key", "passwd"])
         .env("RDBVAULT_PASSWORD", "second password")
         .env("RDBVAULT_NEW_PASSWORD", "third password")
-        .args(["key", "passwd"])
         .output()
         .expect("run");
-    assert!(o.status.success(), "{}", common::cli::text(&o));
-    assert_eq!(with_password(&repo, "second password", &["snapshots"]).status.code(), Some(3));
+    assert!(o.status.success(), "{}", common::vault::text(&o));
+    assert_eq!(repo.run_as("second password", &["snapshots"]).status.code(), Some(3));
     let third = key_ids(&repo, "third password");
     assert_eq!(third.len(), 1);
     assert_ne!(third[0].0, last[0].0);
 
     assert_eq!(repo.files("data"), packs, "no data was re-encrypted");
-    let o = command(&repo.path)
-        .env("RDBVAULT_PASSWORD", "third password")
-        .args(["restore", &id, "-t", "-"])
-        .output()
-        .expect("run");
+    let o = repo.run_as("third password", &["restore", &id, "-t", "-"]);
     assert!(o.status.success());
     assert_eq!(o.stdout, data);
-    assert!(with_password(&repo, "third password", &["check"]).status.success());
+    assert!(repo.run_as("third password", &["check"]).status.success());
 }

@@ -6,8 +6,9 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use common::data::fill_sample;
 use common::rdb::assert_valid_rdb;
-use common::server::{fill_sample, have, make_tls_certs, RedisServer, ServerConfig};
+use common::server::{have, make_tls_certs, RedisServer, ServerConfig};
 use rdbvault::source::{self, ConnectOptions, RedisUrl, ReplicationStream, SourceError, SourceKind};
 
 fn opts() -> ConnectOptions {

@@ -10,19 +10,19 @@ use std::sync::Arc;
 use rdbvault::lock::{Lock, LockInfo};
 use rdbvault::repo::{LocalBackend, Repository};
 
-use common::cli::{command, random_data, text, TestRepo, PASSWORD};
+use common::vault::{random_data, text, Vault, PASSWORD};
 
-fn open(repo: &TestRepo) -> Repository {
-    Repository::open(Arc::new(LocalBackend::new(&repo.path)), PASSWORD.as_bytes()).expect("open")
+fn open(repo: &Vault) -> Repository {
+    Repository::open(Arc::new(LocalBackend::new(&repo.repo)), PASSWORD.as_bytes()).expect("open")
 }
 
 #[test]
 fn backup_and_prune_started_together_leave_a_consistent_repository() {
-    let repo = TestRepo::init();
+    let repo = Vault::init_small_packs();
     let mut expected = Vec::new();
     for i in 0..3u64 {
         let data = random_data(50 + i, 150_000);
-        expected.push((repo.backup(&format!("s{i}.rdb"), &data), data));
+        expected.push((repo.backup_bytes(&format!("s{i}.rdb"), &data), data));
     }
     for round in 0..4u64 {
         repo.ok(&["forget", "--keep-last", "2", "--group-by", ""]);
@@ -33,7 +33,7 @@ fn backup_and_prune_started_together_leave_a_consistent_repository() {
         // Rounds 0-1 wait for the lock; rounds 2-3 fail fast if they lose.
         let retry: &[&str] = if round < 2 { &["--retry-lock", "60s"] } else { &[] };
         let spawn = |args: &[&str]| {
-            command(&repo.path).args(retry).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
+            repo.cmd(retry).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
         };
         let prune = spawn(&["prune", "--max-unused", "0%"]);
         let backup = spawn(&["--json", "backup", file.to_str().expect("utf-8")]);
@@ -52,7 +52,7 @@ fn backup_and_prune_started_together_leave_a_consistent_repository() {
         let problems = repo.check_passes(&["--read-data"]);
         assert!(problems.iter().all(|p| p["severity"] == "warning"), "round {round}: {problems:?}");
         for (id, want) in &expected {
-            assert_eq!(&repo.restore(id).unwrap_or_else(|e| panic!("round {round}: {e}")), want);
+            assert_eq!(&repo.try_restore(id).unwrap_or_else(|e| panic!("round {round}: {e}")), want);
         }
         assert!(repo.files("locks").is_empty(), "round {round}: locks left behind");
     }
@@ -60,7 +60,7 @@ fn backup_and_prune_started_together_leave_a_consistent_repository() {
 
 #[test]
 fn live_locks_block_with_a_clear_message_and_stale_ones_do_not() {
-    let repo = TestRepo::init();
+    let repo = Vault::init_small_packs();
     let data = random_data(60, 50_000);
     let r = open(&repo);
 
@@ -69,10 +69,10 @@ fn live_locks_block_with_a_clear_message_and_stale_ones_do_not() {
     foreign.save(&r).expect("lock");
     std::fs::write(repo.dir.path().join("d.rdb"), &data).expect("write");
     let src = repo.dir.path().join("d.rdb");
-    let msg = repo.fails(&["backup", src.to_str().expect("utf-8")]);
+    let msg = repo.fails_text(&["backup", src.to_str().expect("utf-8")]);
     assert!(msg.contains("repository is locked") && msg.contains("otherhost") && msg.contains("pid 4242"), "{msg}");
     assert!(msg.contains("exclusive lock"), "{msg}");
-    let waited = repo.fails(&["--retry-lock", "1s", "prune"]);
+    let waited = repo.fails_text(&["--retry-lock", "1s", "prune"]);
     assert!(waited.contains("waited 1s"), "{waited}");
     repo.ok(&["unlock"]);
     assert_eq!(repo.files("locks").len(), 1, "unlock keeps live locks");
@@ -87,23 +87,23 @@ fn live_locks_block_with_a_clear_message_and_stale_ones_do_not() {
     let dead = child.id();
     child.wait().expect("wait");
     LockInfo { pid: dead, ..LockInfo::new(true) }.save(&r).expect("lock");
-    let id = repo.backup("d.rdb", &data);
+    let id = repo.backup_bytes("d.rdb", &data);
     repo.ok(&["prune"]);
-    assert_eq!(repo.restore(&id).expect("restore"), data);
+    assert_eq!(repo.try_restore(&id).expect("restore"), data);
     assert!(repo.ok(&["unlock"]).contains("removed 2 stale locks"));
     assert!(repo.files("locks").is_empty());
 
     // Shared locks coexist; an exclusive one waits for them.
     let shared = Lock::shared(&r).expect("shared lock");
     assert!(!shared.is_exclusive());
-    repo.backup("d.rdb", &data);
-    assert_eq!(repo.restore(&id).expect("restore under a shared lock"), data);
-    let msg = repo.fails(&["prune"]);
+    repo.backup_bytes("d.rdb", &data);
+    assert_eq!(repo.try_restore(&id).expect("restore under a shared lock"), data);
+    let msg = repo.fails_text(&["prune"]);
     assert!(msg.contains("shared lock held by"), "{msg}");
     assert!(Lock::exclusive(&r).is_err());
     drop(shared);
     assert!(repo.files("locks").is_empty(), "the guard removes its lock");
     let exclusive = Lock::exclusive(&r).expect("exclusive lock");
     assert!(exclusive.require_exclusive("test").is_ok());
-    assert!(repo.fails(&["restore", &id, "-t", "-"]).contains("exclusive lock held by"));
+    assert!(repo.fails_text(&["restore", &id, "-t", "-"]).contains("exclusive lock held by"));
 }

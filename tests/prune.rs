@@ -10,7 +10,7 @@ use rdbvault::index::{Index, IndexFile};
 use rdbvault::pack::PackBuilder;
 use rdbvault::repo::{FileKind, LocalBackend, Repository};
 
-use common::cli::{random_data, TestRepo, PASSWORD};
+use common::vault::{random_data, Vault, PASSWORD};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).expect("json output")
@@ -18,14 +18,14 @@ fn json(s: &str) -> serde_json::Value {
 
 #[test]
 fn prune_after_forget_frees_space_and_keeps_every_snapshot() {
-    let repo = TestRepo::init();
+    let repo = Vault::init_small_packs();
     let a = random_data(31, 400_000);
     let mut b = a[..200_000].to_vec();
     b.extend_from_slice(&random_data(32, 200_000));
     let c = random_data(33, 150_000);
-    let ids: Vec<String> = [("a.rdb", &a), ("b.rdb", &b), ("c.rdb", &c)].iter().map(|(n, d)| repo.backup(n, d)).collect();
+    let ids: Vec<String> = [("a.rdb", &a), ("b.rdb", &b), ("c.rdb", &c)].iter().map(|(n, d)| repo.backup_bytes(n, d)).collect();
 
-    assert!(repo.fails(&["forget"]).contains("no retention policy"));
+    assert!(repo.fails_text(&["forget"]).contains("no retention policy"));
     let dry = repo.ok(&["forget", "--keep-last", "2", "--group-by", "host", "--dry-run"]);
     assert!(dry.contains("would remove 1 snapshots"), "{dry}");
     assert_eq!(repo.snapshots().len(), 3);
@@ -58,17 +58,17 @@ fn prune_after_forget_frees_space_and_keeps_every_snapshot() {
     assert_eq!(read("1/2") + read("2/2"), packs, "the groups cover every pack once");
     assert_eq!(read("50%"), packs.div_ceil(2));
     assert_eq!(read("100%"), packs);
-    assert!(repo.fails(&["check", "--read-data-subset", "3/2"]).contains("not a subset"));
-    assert_eq!(repo.restore(&ids[1]).expect("restore b"), b);
-    assert_eq!(repo.restore(&ids[2]).expect("restore c"), c);
+    assert!(repo.fails_text(&["check", "--read-data-subset", "3/2"]).contains("not a subset"));
+    assert_eq!(repo.try_restore(&ids[1]).expect("restore b"), b);
+    assert_eq!(repo.try_restore(&ids[2]).expect("restore c"), c);
     let again = json(&repo.ok(&["--json", "prune"]));
     assert_eq!(again["plan"]["delete_packs"].as_array().map(Vec::len), Some(0));
     assert_eq!(again["plan"]["repack_packs"].as_array().map(Vec::len), Some(0));
     assert_eq!(repo.size(), size_after, "a second prune has nothing to do");
 
     // Temp files of crashed writers go once they are an hour old.
-    let old_tmp = repo.path.join("data").join("00").join(".0000.tmp-old");
-    let new_tmp = repo.path.join("index").join(".0000.tmp-new");
+    let old_tmp = repo.repo.join("data").join("00").join(".0000.tmp-old");
+    let new_tmp = repo.repo.join("index").join(".0000.tmp-new");
     for p in [&old_tmp, &new_tmp] {
         std::fs::write(p, b"partial").expect("write temp");
     }
@@ -84,18 +84,18 @@ fn prune_after_forget_frees_space_and_keeps_every_snapshot() {
     repo.ok(&["forget", "--keep-last", "1", "--group-by", "", "--prune"]);
     assert!(repo.size() < size_after - 180_000);
     assert!(repo.check_passes(&["--read-data"]).is_empty());
-    assert_eq!(repo.restore(&ids[2]).expect("restore c"), c);
+    assert_eq!(repo.try_restore(&ids[2]).expect("restore c"), c);
 }
 
-fn open(repo: &TestRepo) -> Repository {
-    Repository::open(Arc::new(LocalBackend::new(&repo.path)), PASSWORD.as_bytes()).expect("open")
+fn open(repo: &Vault) -> Repository {
+    Repository::open(Arc::new(LocalBackend::new(&repo.repo)), PASSWORD.as_bytes()).expect("open")
 }
 
 #[test]
 fn duplicate_blobs_and_superseded_index_files_are_cleaned() {
-    let repo = TestRepo::init();
+    let repo = Vault::init_small_packs();
     let a = random_data(41, 200_000);
-    let id = repo.backup("a.rdb", &a);
+    let id = repo.backup_bytes("a.rdb", &a);
 
     // Store one blob a second time in a new pack, as an interrupted prune plus
     // an adopting backup would.
@@ -116,7 +116,7 @@ fn duplicate_blobs_and_superseded_index_files_are_cleaned() {
 
     repo.ok(&["prune"]);
     assert!(repo.check_passes(&["--read-data"]).is_empty(), "prune kept one copy");
-    assert_eq!(repo.restore(&id).expect("restore"), a);
+    assert_eq!(repo.try_restore(&id).expect("restore"), a);
 
     // A prune that stopped before deleting the old index files: they are
     // superseded, ignored by loading, accepted by check, removed by prune.
@@ -125,7 +125,7 @@ fn duplicate_blobs_and_superseded_index_files_are_cleaned() {
     }
     let warnings = repo.check_passes(&["--read-data"]);
     assert!(!warnings.is_empty() && warnings.iter().all(|w| w["kind"] == "superseded-index"), "{warnings:?}");
-    assert_eq!(repo.restore(&id).expect("restore"), a);
+    assert_eq!(repo.try_restore(&id).expect("restore"), a);
     repo.ok(&["prune"]);
     assert!(repo.check_passes(&[]).is_empty());
     assert_eq!(repo.files("index").len(), 1);
@@ -137,5 +137,5 @@ fn duplicate_blobs_and_superseded_index_files_are_cleaned() {
     assert!(!repo.check(&[]).0, "a lost index is an error");
     repo.ok(&["repair", "index"]);
     assert!(repo.check_passes(&["--read-data"]).is_empty());
-    assert_eq!(repo.restore(&id).expect("restore"), a);
+    assert_eq!(repo.try_restore(&id).expect("restore"), a);
 }

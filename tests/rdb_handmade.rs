@@ -1,8 +1,11 @@
 //! Hand-made RDB fixtures for encodings current Redis no longer writes (zipmap, ziplists, intset,
 //! linked lists, ASCII-double zsets) and for Redis 7.4 / module content; each byte is explained.
 
+mod common;
+
+use common::rdb::records;
 use rdbvault::rdb::{
-    crc64, dump_payload, Item, ModuleValue, RdbError, RdbReader, ReadOptions, Record, Value,
+    crc64, dump_payload, Item, ModuleValue, RdbError, RdbReader, ReadOptions, Value,
     ValueKind,
 };
 
@@ -108,19 +111,6 @@ fn parse(bytes: &[u8]) -> Result<Vec<Item>, RdbError> {
     Ok(out)
 }
 
-fn recs(items: Vec<Item>) -> Vec<Record> {
-    items
-        .into_iter()
-        .filter_map(|i| {
-            if let Item::Record(r) = i {
-                Some(r)
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
 fn bv(v: &[&str]) -> Vec<Vec<u8>> {
     v.iter().map(|x| x.as_bytes().to_vec()).collect()
 }
@@ -190,7 +180,8 @@ fn old_encodings_rdb() -> Vec<u8> {
 
 #[test]
 fn old_encodings_decode() {
-    let r = recs(parse(&old_encodings_rdb()).unwrap());
+    let items = parse(&old_encodings_rdb()).unwrap();
+    let r = records(&items);
     assert_eq!(r.len(), 8);
     let hash = |v: &[(&str, &str)]| {
         Value::Hash(
@@ -263,7 +254,7 @@ fn checksummed(crc: Option<u64>) -> Vec<u8> {
 #[test]
 fn checksum_handling() {
     assert_eq!(
-        recs(parse(&checksummed(None)).unwrap())[0].value,
+        records(&parse(&checksummed(None)).unwrap())[0].value,
         Value::String(b"v".to_vec())
     );
     // A zero checksum means "not computed" and is accepted.
@@ -394,7 +385,7 @@ fn v12_content_decodes() {
         expires_size: 1
     }));
     assert!(items.contains(&Item::Function(b"#!lua name=lib\n".to_vec())));
-    let r = recs(items);
+    let r = records(&items);
     assert_eq!(r.len(), 5);
     assert_eq!(
         r[0].value,

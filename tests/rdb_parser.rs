@@ -5,7 +5,9 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::dataset::{fill, keyspace, now_ms, sorted, COMPACT, PLAIN};
-use common::redis::{RedisServer, Resp, RespConn};
+use common::rdb::records;
+use common::resp::{Resp, RespConn};
+use common::server::RedisServer;
 use rdbvault::rdb::{
     self, dump_payload, Item, RdbError, RdbReader, ReadOptions, Record, Value, ValueKind,
 };
@@ -25,19 +27,6 @@ fn parse_all(bytes: &[u8], opts: ReadOptions) -> (u16, Vec<Item>) {
         "parser must consume the whole file"
     );
     (r.version(), items)
-}
-
-fn records(items: &[Item]) -> Vec<&Record> {
-    items
-        .iter()
-        .filter_map(|i| {
-            if let Item::Record(r) = i {
-                Some(r)
-            } else {
-                None
-            }
-        })
-        .collect()
 }
 
 fn score_of(r: &Resp) -> f64 {
@@ -189,9 +178,9 @@ fn check_stream(c: &mut RespConn, key: &[u8], s: &rdb::Stream) {
     }
 }
 
-fn check_server_dump(extra: &[&str], expect_encodings: &[&str]) {
+fn check_server_dump(extra: &[(&str, &str)], expect_encodings: &[&str]) {
     let srv = RedisServer::start(extra);
-    let mut c = srv.conn();
+    let mut c = srv.resp();
     fill(&mut c);
     let bytes = srv.save_rdb();
     let (version, items) = parse_all(&bytes, ReadOptions::default());
@@ -302,7 +291,7 @@ fn real_dump_plain_encodings() {
 #[test]
 fn quicklist_plain_nodes() {
     let srv = RedisServer::start(&[]);
-    let mut c = srv.conn();
+    let mut c = srv.resp();
     c.ok(&["DEBUG", "QUICKLIST-PACKED-THRESHOLD", "100"]);
     let big = "B".repeat(500);
     c.ok(&["RPUSH", "l", "small", &big, "tail"]);
@@ -327,12 +316,12 @@ fn quicklist_plain_nodes() {
 #[test]
 fn restore_on_fresh_server_matches_digest() {
     let src = RedisServer::start(COMPACT);
-    let mut c = src.conn();
+    let mut c = src.resp();
     fill(&mut c);
     let bytes = src.save_rdb();
     let (version, items) = parse_all(&bytes, ReadOptions::raw_only());
     let dst = RedisServer::start(PLAIN);
-    let mut d = dst.conn();
+    let mut d = dst.resp();
     let mut restored = 0;
     for rec in records(&items).into_iter().filter(|r| r.db == 0) {
         let payload = rec.dump_payload(version).unwrap();
@@ -351,7 +340,7 @@ fn restore_on_fresh_server_matches_digest() {
 /// A small real dump used by the corruption tests.
 fn small_real_dump() -> Vec<u8> {
     let srv = RedisServer::start(COMPACT);
-    let mut c = srv.conn();
+    let mut c = srv.resp();
     c.ok(&["SET", "user:42", &"payload".repeat(30)]);
     c.ok(&["HSET", "h", "a", "1", "b", "2"]);
     c.ok(&["RPUSH", "l", "x", "y", "z"]);
@@ -445,7 +434,7 @@ fn seed_fixtures_match_a_fresh_server() {
     let regenerate = std::env::var_os("RDBVAULT_REGENERATE_FIXTURES").is_some();
     for (name, cfg) in [("compact.rdb", COMPACT), ("plain.rdb", PLAIN)] {
         let srv = RedisServer::start(cfg);
-        let mut c = srv.conn();
+        let mut c = srv.resp();
         c.ok(&["SET", "s", "hello"]);
         c.ok(&["SET", "i", "123"]);
         c.ok(&["SET", "lzf", &"abc".repeat(40)]);

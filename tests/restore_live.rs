@@ -3,11 +3,8 @@
 mod common;
 
 use common::dataset::{keyspace, keys_of, Backed};
-use common::redis::{RedisServer, RespConn};
-
-fn url(srv: &RedisServer) -> String {
-    format!("redis://127.0.0.1:{}", srv.port)
-}
+use common::resp::RespConn;
+use common::server::RedisServer;
 
 fn digest(c: &mut RespConn, key: &[u8]) -> Vec<u8> {
     c.cmd_bytes(&[b"DEBUG", b"DIGEST-VALUE", key]).array()[0].bytes()
@@ -32,14 +29,20 @@ fn assert_same_keys(src: &mut RespConn, dst: &mut RespConn, dbs: &[u64], only: i
     n
 }
 
+/// A backed-up dataset and an empty target server, with a connection to each server.
+fn backed_and_empty_target() -> (Backed, RespConn, RedisServer, RespConn) {
+    let b = Backed::new();
+    let src = b.srv.resp();
+    let dst_srv = RedisServer::start(&[]);
+    let dst = dst_srv.resp();
+    (b, src, dst_srv, dst)
+}
+
 #[test]
 fn restores_every_key_with_identical_digests() {
-    let b = Backed::new();
-    let mut src = b.srv.conn();
-    let dst_srv = RedisServer::start(&[]);
-    let mut dst = dst_srv.conn();
+    let (b, mut src, dst_srv, mut dst) = backed_and_empty_target();
     let started = std::time::Instant::now();
-    let r = b.vault.json(&["restore", &b.snap, "--to", &url(&dst_srv), "--all", "--batch", "7"]);
+    let r = b.vault.json(&["restore", &b.snap, "--to", &dst_srv.url(), "--all", "--batch", "7"]);
     let secs = started.elapsed().as_secs_f64();
     let space = keyspace(&mut src);
     let total: u64 = space.values().map(|(k, _)| k).sum();
@@ -55,28 +58,25 @@ fn restores_every_key_with_identical_digests() {
     src.ok(&["SELECT", "0"]);
     src.ok(&["SET", "str:short", "changed"]);
     let fresh = common::dataset::backup_now(&b.srv, &b.vault);
-    let err = b.vault.fails(&["restore", &fresh, "--to", &url(&dst_srv), "--keys", "str:*"]);
+    let err = b.vault.fails(&["restore", &fresh, "--to", &dst_srv.url(), "--keys", "str:*"]);
     assert!(err.contains("already exist") && err.contains("--replace") && err.contains("0:str:short"), "{err}");
     dst.ok(&["SELECT", "0"]);
     assert_eq!(dst.cmd(&["GET", "str:short"]).text(), "hello");
     // --dry-run reports what would happen and writes nothing.
-    let dry = b.vault.json(&["restore", &fresh, "--to", &url(&dst_srv), "--keys", "str:*", "--dry-run"]);
+    let dry = b.vault.json(&["restore", &fresh, "--to", &dst_srv.url(), "--keys", "str:*", "--dry-run"]);
     assert_eq!(dry["dry_run"], true);
     assert!(dry["conflicts"].as_u64().unwrap() >= 10);
     assert_eq!(dst.cmd(&["GET", "str:short"]).text(), "hello");
     // With --replace it overwrites.
-    b.vault.ok(&["restore", &fresh, "--to", &url(&dst_srv), "--keys", "str:*", "--replace"]);
+    b.vault.ok(&["restore", &fresh, "--to", &dst_srv.url(), "--keys", "str:*", "--replace"]);
     assert_eq!(dst.cmd(&["GET", "str:short"]).text(), "changed");
     assert_same_keys(&mut src, &mut dst, &dbs, |_| true);
 }
 
 #[test]
 fn keys_pattern_and_db_restore_only_matching_keys() {
-    let b = Backed::new();
-    let mut src = b.srv.conn();
-    let dst_srv = RedisServer::start(&[]);
-    let mut dst = dst_srv.conn();
-    let r = b.vault.json(&["restore", &b.snap, "--to", &url(&dst_srv), "--keys", "user:*"]);
+    let (b, mut src, dst_srv, mut dst) = backed_and_empty_target();
+    let r = b.vault.json(&["restore", &b.snap, "--to", &dst_srv.url(), "--keys", "user:*"]);
     assert_eq!(r["restored"], 61);
     assert_eq!(r["per_db"]["0"], 30);
     assert_eq!(r["per_db"]["1"], 31, "user:ttl is in db 1");
@@ -86,15 +86,15 @@ fn keys_pattern_and_db_restore_only_matching_keys() {
     assert_same_keys(&mut src, &mut dst, &[0, 1], |k| k.starts_with(b"user:"));
 
     let other = RedisServer::start(&[]);
-    let mut o = other.conn();
-    let r = b.vault.json(&["restore", &b.snap, "--to", &url(&other), "--keys", "user:1?", "--db", "1"]);
+    let mut o = other.resp();
+    let r = b.vault.json(&["restore", &b.snap, "--to", &other.url(), "--keys", "user:1?", "--db", "1"]);
     assert_eq!(r["restored"], 10);
     let keys: Vec<String> = keys_of(&mut o, 1).iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
     assert_eq!(keys, (10..20).map(|i| format!("user:{i}")).collect::<Vec<_>>());
     assert!(keys_of(&mut o, 0).is_empty());
 
     // One of --all / --keys is required; --keys needs --to or fits restore to a file.
-    assert!(b.vault.fails(&["restore", &b.snap, "--to", &url(&other)]).contains("--keys PATTERN or --all"));
+    assert!(b.vault.fails(&["restore", &b.snap, "--to", &other.url()]).contains("--keys PATTERN or --all"));
     assert!(b.vault.fails(&["restore", &b.snap]).contains("--target"));
 }
 
@@ -115,11 +115,11 @@ fn handmade_rdb(version: &str) -> Vec<u8> {
 fn expired_keys_are_skipped_and_newer_rdb_versions_refused() {
     let vault = common::vault::Vault::init();
     let dst_srv = RedisServer::start(&[]);
-    let mut dst = dst_srv.conn();
+    let mut dst = dst_srv.resp();
     let path = vault.dir.path().join("v10.rdb");
     std::fs::write(&path, handmade_rdb("0010")).unwrap();
     let (snap, _) = vault.backup(&path, &[]);
-    let r = vault.json(&["restore", &snap, "--to", &url(&dst_srv), "--all"]);
+    let r = vault.json(&["restore", &snap, "--to", &dst_srv.url(), "--all"]);
     assert_eq!((r["restored"].as_u64(), r["skipped_expired"].as_u64()), (Some(1), Some(1)));
     assert_eq!(dst.cmd(&["GET", "a"]).text(), "b");
     assert_eq!(dst.cmd(&["EXISTS", "old"]).int(), 0);
@@ -128,7 +128,7 @@ fn expired_keys_are_skipped_and_newer_rdb_versions_refused() {
     std::fs::write(&path, handmade_rdb("0012")).unwrap();
     let (snap, _) = vault.backup(&path, &[]);
     dst.ok(&["FLUSHALL"]);
-    let err = vault.fails(&["restore", &snap, "--to", &url(&dst_srv), "--all"]);
+    let err = vault.fails(&["restore", &snap, "--to", &dst_srv.url(), "--all"]);
     assert!(err.contains("older than the snapshot") && err.contains("RDB version 12") && err.contains("7.0"), "{err}");
     assert_eq!(dst.cmd(&["DBSIZE"]).int(), 0, "nothing written");
 }

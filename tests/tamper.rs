@@ -9,7 +9,7 @@ use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 
-use common::cli::{random_data, TestRepo};
+use common::vault::{random_data, Vault};
 
 const TRIALS_PER_KIND: usize = 21;
 
@@ -32,17 +32,17 @@ fn blobs_end(pack: &[u8]) -> usize {
 
 #[test]
 fn every_flipped_byte_is_found_and_never_restored() {
-    let template = TestRepo::init();
+    let template = Vault::init_small_packs();
     let a = random_data(21, 150_000);
     let mut b = a.clone();
     b[20_000..60_000].copy_from_slice(&random_data(22, 40_000));
-    let snaps = [(template.backup("a.rdb", &a), a), (template.backup("b.rdb", &b), b)];
+    let snaps = [(template.backup_bytes("a.rdb", &a), a), (template.backup_bytes("b.rdb", &b), b)];
     let mut rng = rand::rngs::StdRng::seed_from_u64(2024);
     let mut trials = 0;
     for kind in ["config", "keys", "data", "index", "snapshots"] {
         for _ in 0..TRIALS_PER_KIND {
             let repo = template.copy();
-            let files = if kind == "config" { vec![repo.path.join("config")] } else { repo.files(kind) };
+            let files = if kind == "config" { vec![repo.repo.join("config")] } else { repo.files(kind) };
             assert!(!files.is_empty(), "no {kind} files");
             let file = &files[rng.gen_range(0..files.len())];
             let mut bytes = std::fs::read(file).expect("read");
@@ -64,7 +64,7 @@ fn every_flipped_byte_is_found_and_never_restored() {
 
             let mut failures = 0;
             for (id, want) in &snaps {
-                match repo.restore(id) {
+                match repo.try_restore(id) {
                     Ok(got) => assert!(&got == want, "{what}: restore of {id} produced wrong data"),
                     Err(msg) => {
                         failures += 1;

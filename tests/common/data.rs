@@ -1,94 +1,25 @@
-//! Starts a real `redis-server` on a free loopback port in its own temp dir.
+//! Bulk key data for backup tests: deterministic mixed-type keys, loaded through `redis-cli --pipe`.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use super::server::RedisServer;
 
-/// A running redis-server, killed on drop.
-pub struct Redis {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-impl Redis {
-    /// Starts a server with extra `--name value` config arguments.
-    pub fn start(extra: &[&str]) -> Redis {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let port = free_port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server is installed");
-            let mut r = Redis { child, port, dir };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = r.child.try_wait() {
-                    break;
-                }
-                if r.try_cli(&["PING"]).map(|s| s.trim() == "PONG").unwrap_or(false) {
-                    return r;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn try_cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "--raw"]).args(args).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Runs one redis-cli command and returns its raw output.
-    pub fn cli(&self, args: &[&str]) -> String {
-        self.try_cli(args).unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
-    }
-
-    /// Sends many commands at once through `redis-cli --pipe`.
-    pub fn pipe(&self, commands: &[Vec<String>]) {
-        super::server::pipe_commands(self.port, commands);
-    }
-
-    /// SAVEs and returns a copy of the dump taken now.
-    pub fn save_copy(&self, to: &std::path::Path) -> PathBuf {
-        assert_eq!(self.cli(&["SAVE"]).trim(), "OK");
-        std::fs::copy(self.dir.path().join("dump.rdb"), to).expect("copy dump.rdb");
-        to.to_path_buf()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Deterministic pseudo-random numbers for test data.
+/// Deterministic pseudo-random numbers, so test data is the same on every run.
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// Next xorshift64 value.
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
+
+    /// A value in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+
+    /// A lowercase word of `len` letters.
     pub fn word(&mut self, len: usize) -> String {
         (0..len).map(|_| (b'a' + self.below(26) as u8) as char).collect()
     }
@@ -134,8 +65,28 @@ pub fn key_commands(i: u64, salt: u64, rng: &mut Rng) -> Vec<Vec<String>> {
 }
 
 /// Fills keys `0..n` with mixed types.
-pub fn fill(redis: &Redis, n: u64, salt: u64, seed: u64) {
+pub fn fill(redis: &RedisServer, n: u64, salt: u64, seed: u64) {
     let mut rng = Rng(seed | 1);
     let cmds: Vec<Vec<String>> = (0..n).flat_map(|i| key_commands(i, salt, &mut rng)).collect();
     redis.pipe(&cmds);
+}
+
+/// Fill a mix of types into a few databases (deterministic, modest size).
+pub fn fill_sample(server: &RedisServer, n: usize) {
+    let mut con = server.conn();
+    for db in [0u32, 2] {
+        let mut p = redis::pipe();
+        p.cmd("SELECT").arg(db).ignore();
+        for i in 0..n {
+            p.cmd("SET").arg(format!("str:{db}:{i}")).arg(format!("value-{i}-{}", "x".repeat(i % 50))).ignore();
+            if i % 10 == 0 {
+                p.cmd("HSET").arg(format!("hash:{db}:{i}")).arg("a").arg(i).arg("b").arg("bee").ignore();
+                p.cmd("RPUSH").arg(format!("list:{db}:{i}")).arg(1).arg(2).arg(3).ignore();
+                p.cmd("ZADD").arg(format!("zset:{db}:{i}")).arg(1.5).arg("m1").arg(2).arg("m2").ignore();
+                p.cmd("SADD").arg(format!("set:{db}:{i}")).arg("s1").arg("s2").ignore();
+            }
+        }
+        p.cmd("PEXPIRE").arg(format!("str:{db}:0")).arg(3_600_000).ignore();
+        let () = p.query(&mut con).expect("fill");
+    }
 }

@@ -4,36 +4,29 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::redis::RespConn;
+use super::resp::RespConn;
+use super::server::RedisServer;
+use super::vault::Vault;
 
 /// Config for a server that keeps everything in compact encodings.
-pub const COMPACT: &[&str] = &[
-    "--hash-max-listpack-entries",
-    "1000",
-    "--zset-max-listpack-entries",
-    "1000",
-    "--set-max-intset-entries",
-    "1000",
-    "--list-max-listpack-size",
-    "128",
-    "--rdbcompression",
-    "yes",
+pub const COMPACT: &[(&str, &str)] = &[
+    ("hash-max-listpack-entries", "1000"),
+    ("zset-max-listpack-entries", "1000"),
+    ("set-max-intset-entries", "1000"),
+    ("list-max-listpack-size", "128"),
+    ("rdbcompression", "yes"),
 ];
 
 /// Config for a server that uses the plain encodings for (almost) everything.
-pub const PLAIN: &[&str] = &[
-    "--hash-max-listpack-entries",
-    "0",
-    "--zset-max-listpack-entries",
-    "0",
-    "--set-max-intset-entries",
-    "0",
-    "--list-max-listpack-size",
-    "1",
-    "--rdbcompression",
-    "yes",
+pub const PLAIN: &[(&str, &str)] = &[
+    ("hash-max-listpack-entries", "0"),
+    ("zset-max-listpack-entries", "0"),
+    ("set-max-intset-entries", "0"),
+    ("list-max-listpack-size", "1"),
+    ("rdbcompression", "yes"),
 ];
 
+/// Wall-clock milliseconds, to compare absolute expiries with server TTLs.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -204,11 +197,11 @@ pub fn keyspace(c: &mut RespConn) -> BTreeMap<u64, (u64, u64)> {
     out
 }
 
+/// `v` sorted, for order-free comparisons of members and keys.
 pub fn sorted<T: Ord + Clone>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v
 }
-
 
 /// Adds `user:N` hashes in dbs 0 and 1 and `user:ttl` (with a TTL) in db 1.
 pub fn fill_users(c: &mut RespConn, n: usize) {
@@ -224,8 +217,11 @@ pub fn fill_users(c: &mut RespConn, n: usize) {
 
 /// A server filled with [`fill`] and [`fill_users`], saved and backed up into a new repository.
 pub struct Backed {
-    pub srv: super::redis::RedisServer,
-    pub vault: super::vault::Vault,
+    /// The filled server (still running, for comparisons).
+    pub srv: RedisServer,
+    /// The repository holding its backup.
+    pub vault: Vault,
+    /// Snapshot id of that backup.
     pub snap: String,
 }
 
@@ -233,18 +229,18 @@ impl Backed {
     /// Starts redis-server with its default encodings limits (so small values are compact
     /// and big ones plain), fills, saves and backs up.
     pub fn new() -> Backed {
-        let srv = super::redis::RedisServer::start(&[]);
-        let mut c = srv.conn();
+        let srv = RedisServer::start(&[]);
+        let mut c = srv.resp();
         fill(&mut c);
         fill_users(&mut c, 30);
-        let vault = super::vault::Vault::init();
+        let vault = Vault::init();
         let snap = backup_now(&srv, &vault);
         Backed { srv, vault, snap }
     }
 }
 
 /// SAVEs the server and backs its dump up; returns the snapshot id.
-pub fn backup_now(srv: &super::redis::RedisServer, vault: &super::vault::Vault) -> String {
+pub fn backup_now(srv: &RedisServer, vault: &Vault) -> String {
     srv.save_rdb();
     vault.backup(&srv.rdb_path(), &[]).0
 }

@@ -1,11 +1,10 @@
 //! Helpers shared by the integration tests: real redis-server processes on
-//! loopback ports, the CLI against temp-dir repositories, RDB checks.
+//! loopback ports, the CLI against temp-dir repositories, test data, RDB checks.
 #![allow(dead_code)]
 
-pub mod cli;
 pub mod data;
 pub mod dataset;
 pub mod rdb;
-pub mod redis;
+pub mod resp;
 pub mod server;
 pub mod vault;

@@ -6,6 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::resp::{self, Resp, RespConn};
+
+/// Kept here too for the tests that import it from `server`; it lives with the other generators.
+#[allow(unused_imports)]
+pub use super::data::fill_sample;
+
 /// A free loopback port (bound to port 0, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
@@ -148,6 +154,64 @@ impl RedisServer {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// A binary-safe raw-reply connection (SELECT state persists), for byte-exact checks.
+    pub fn resp(&self) -> RespConn {
+        RespConn::connect(self.port).expect("connect to redis")
+    }
+
+    /// One binary-safe command on a new connection; the reply as sent.
+    pub fn cmd_bytes(&self, args: &[&[u8]]) -> Resp {
+        self.resp().cmd_bytes(args)
+    }
+
+    /// Where `SAVE` writes the dump.
+    pub fn rdb_path(&self) -> PathBuf {
+        self.path("dump.rdb")
+    }
+
+    /// `SAVE`s and returns the bytes of dump.rdb.
+    pub fn save_rdb(&self) -> Vec<u8> {
+        self.resp().ok(&["SAVE"]);
+        std::fs::read(self.rdb_path()).expect("read dump.rdb")
+    }
+
+    /// `SAVE`s and copies dump.rdb to `to` (a dump of this moment that later saves leave alone).
+    pub fn save_copy(&self, to: &Path) -> PathBuf {
+        assert_eq!(self.cli(&["SAVE"]).trim(), "OK");
+        std::fs::copy(self.rdb_path(), to).expect("copy dump.rdb");
+        to.to_path_buf()
+    }
+
+    /// `redis-cli --raw` against this server; panics if it fails, returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends many commands at once through `redis-cli --pipe` (fast bulk loading); asserts no errors.
+    pub fn pipe(&self, commands: &[Vec<String>]) {
+        let mut buf = Vec::new();
+        for cmd in commands {
+            let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+            resp::encode(&mut buf, &args);
+        }
+        let mut child = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--pipe"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run redis-cli");
+        child.stdin.take().expect("stdin").write_all(&buf).expect("write to redis-cli");
+        let out = child.wait_with_output().expect("redis-cli --pipe");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("errors: 0"), "redis-cli --pipe: {text}");
+    }
 }
 
 impl Drop for RedisServer {
@@ -185,26 +249,6 @@ pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Fill a mix of types into a few databases (deterministic, modest size).
-pub fn fill_sample(server: &RedisServer, n: usize) {
-    let mut con = server.conn();
-    for db in [0u32, 2] {
-        let mut p = redis::pipe();
-        p.cmd("SELECT").arg(db).ignore();
-        for i in 0..n {
-            p.cmd("SET").arg(format!("str:{db}:{i}")).arg(format!("value-{i}-{}", "x".repeat(i % 50))).ignore();
-            if i % 10 == 0 {
-                p.cmd("HSET").arg(format!("hash:{db}:{i}")).arg("a").arg(i).arg("b").arg("bee").ignore();
-                p.cmd("RPUSH").arg(format!("list:{db}:{i}")).arg(1).arg(2).arg(3).ignore();
-                p.cmd("ZADD").arg(format!("zset:{db}:{i}")).arg(1.5).arg("m1").arg(2).arg("m2").ignore();
-                p.cmd("SADD").arg(format!("set:{db}:{i}")).arg("s1").arg("s2").ignore();
-            }
-        }
-        p.cmd("PEXPIRE").arg(format!("str:{db}:0")).arg(3_600_000).ignore();
-        let () = p.query(&mut con).expect("fill");
     }
 }
 

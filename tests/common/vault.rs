@@ -4,29 +4,73 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use rand::{RngCore, SeedableRng};
+
+use super::data::Rng;
+
+/// Password of every test repository.
+pub const PASSWORD: &str = "correct horse";
+/// Pack target of [`Vault::init_small_packs`]: little data gives many packs (and many kill points).
+pub const PACK_TARGET: &str = "32768";
+
 /// A repository in a temp dir plus the password to open it.
 pub struct Vault {
+    /// Temp dir holding the repository and the tests' input/output files.
     pub dir: tempfile::TempDir,
+    /// The repository directory (`-r`).
     pub repo: PathBuf,
+    /// Password passed as `RDBVAULT_PASSWORD`.
     pub password: String,
+    /// Pack target passed as `RDBVAULT_PACK_TARGET`, when not the default.
+    pack_target: Option<&'static str>,
 }
 
 impl Vault {
     /// Initializes a new repository (cheap Argon2 settings keep tests fast).
     pub fn init() -> Vault {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::init_in(tempfile::tempdir().expect("tempdir"), None)
+    }
+
+    /// A repository on tmpfs with small packs: for maintenance tests that do thousands of
+    /// fsynced writes and need many packs from little data.
+    pub fn init_small_packs() -> Vault {
+        Self::init_in(tmpfs_tempdir(), Some(PACK_TARGET))
+    }
+
+    fn init_in(dir: tempfile::TempDir, pack_target: Option<&'static str>) -> Vault {
         let repo = dir.path().join("repo");
-        let v = Vault { dir, repo, password: "correct horse".into() };
+        let v = Vault { dir, repo, password: PASSWORD.into(), pack_target };
         v.ok(&["init", "--kdf-memory-kib", "8192"]);
         v
+    }
+
+    /// A copy of this repository (same settings) in a new temp dir, to damage or kill into.
+    pub fn copy(&self) -> Vault {
+        let dir = if self.pack_target.is_some() { tmpfs_tempdir() } else { tempfile::tempdir().expect("tempdir") };
+        let repo = dir.path().join("repo");
+        copy_dir(&self.repo, &repo);
+        Vault { dir, repo, password: self.password.clone(), pack_target: self.pack_target }
     }
 
     /// A command with repository and password set.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rdbvault"));
         c.arg("-r").arg(&self.repo).args(args).env("RDBVAULT_PASSWORD", &self.password);
-        c.env_remove("RDBVAULT_REPOSITORY").env_remove("REDISCLI_AUTH");
+        c.env_remove("RDBVAULT_REPOSITORY").env_remove("RDBVAULT_FAILPOINT").env_remove("REDISCLI_AUTH");
+        if let Some(t) = self.pack_target {
+            c.env("RDBVAULT_PACK_TARGET", t);
+        }
         c
+    }
+
+    /// Runs with `RDBVAULT_FAILPOINT` set, so the process aborts at that repository operation.
+    pub fn run_failpoint(&self, args: &[&str], failpoint: &str) -> Output {
+        self.cmd(args).env("RDBVAULT_FAILPOINT", failpoint).output().expect("run rdbvault")
+    }
+
+    /// Runs with another password than the repository's own.
+    pub fn run_as(&self, password: &str, args: &[&str]) -> Output {
+        self.cmd(args).env("RDBVAULT_PASSWORD", password).output().expect("run rdbvault")
     }
 
     /// Runs and returns the output, whatever the exit status.
@@ -91,16 +135,130 @@ impl Vault {
         self.ok(&["restore", snap, "--target", to.to_str().unwrap()]);
         std::fs::read(to).expect("restored file")
     }
+
+    /// Runs, asserts failure, returns stdout then stderr (for messages that may be on either).
+    pub fn fails_text(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(!o.status.success(), "rdbvault {args:?} should have failed: {}", text(&o));
+        text(&o)
+    }
+
+    /// Writes `data` to a file in the temp dir and backs it up; returns the snapshot id.
+    pub fn backup_bytes(&self, name: &str, data: &[u8]) -> String {
+        let file = self.dir.path().join(name);
+        std::fs::write(&file, data).expect("write source");
+        self.backup(&file, &[]).0
+    }
+
+    /// Restores a snapshot to a fresh path; the bytes, or the error text (and no file left).
+    pub fn try_restore(&self, id: &str) -> Result<Vec<u8>, String> {
+        let target = self.dir.path().join(format!("restored-{}", rand::random::<u64>()));
+        let o = self.run(&["restore", id, "-t", target.to_str().expect("utf-8 path")]);
+        if o.status.success() {
+            Ok(std::fs::read(&target).expect("read restored"))
+        } else {
+            assert!(!target.exists(), "a failed restore left {}", target.display());
+            Err(text(&o))
+        }
+    }
+
+    /// Snapshot ids, oldest first.
+    pub fn snapshots(&self) -> Vec<String> {
+        let v = self.json(&["snapshots"]);
+        v.as_array().expect("array").iter().map(|s| s["id"].as_str().expect("id").to_string()).collect()
+    }
+
+    /// `check` as JSON: (success, parsed report or null).
+    pub fn check(&self, extra: &[&str]) -> (bool, serde_json::Value) {
+        let mut args = vec!["--json", "check"];
+        args.extend_from_slice(extra);
+        let o = self.run(&args);
+        let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+        (o.status.success(), v)
+    }
+
+    /// Asserts `check` passes; returns the problems it still reports (warnings).
+    pub fn check_passes(&self, extra: &[&str]) -> Vec<serde_json::Value> {
+        let (ok, v) = self.check(extra);
+        assert!(ok, "check failed: {v:#}");
+        v["problems"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Bytes of all files in the repository directory.
+    pub fn size(&self) -> u64 {
+        dir_size(&self.repo)
+    }
+
+    /// Every file under one of the repository's folders (`data`, `index`, `locks`...), sorted.
+    pub fn files(&self, folder: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.repo.join(folder), &mut out);
+        out.sort();
+        out
+    }
+}
+
+/// A temp dir on tmpfs when there is one (fsync is what makes repository writes slow).
+pub fn tmpfs_tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Output as one string (stdout then stderr), for message checks.
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Sum of file sizes under `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).expect("copy");
+        }
+    }
+}
+
+/// Deterministic incompressible bytes (so dedup, not compression, decides what is stored).
+pub fn random_data(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
 }
 
 /// Pseudo-random bytes, partly compressible (runs of text between noise).
 pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut rng = Rng(seed | 1);
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next();
         if x % 3 == 0 {
             out.extend_from_slice(b"key:user:profile:{\"name\":\"someone\",\"active\":true}");
         } else {
