@@ -151,7 +151,10 @@ pub fn plan(repo: &Repository, opts: PruneOptions) -> Result<PrunePlan> {
             continue;
         };
         let needed_bytes: u64 = needed.iter().map(|e| e.length as u64).sum();
-        let unused_share = 1.0 - needed_bytes as f64 / size.max(1) as f64;
+        // The share is of blob bytes: measured against the file size, a small
+        // pack's own header would count as unused and it would be repacked forever.
+        let blob_bytes: u64 = entries.iter().map(|e| e.length as u64).sum();
+        let unused_share = 1.0 - needed_bytes as f64 / blob_bytes.max(1) as f64;
         if needed.is_empty() {
             s.delete_packs.push(name);
             s.pack_bytes_deleted += size;

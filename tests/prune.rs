@@ -62,8 +62,8 @@ fn prune_after_forget_frees_space_and_keeps_every_snapshot() {
     assert_eq!(repo.try_restore(&ids[1]).expect("restore b"), b);
     assert_eq!(repo.try_restore(&ids[2]).expect("restore c"), c);
     let again = json(&repo.ok(&["--json", "prune"]));
-    assert_eq!(again["plan"]["delete_packs"].as_array().map(Vec::len), Some(0));
-    assert_eq!(again["plan"]["repack_packs"].as_array().map(Vec::len), Some(0));
+    assert_eq!(again["plan"]["delete_packs"].as_array().map(Vec::len), Some(0), "{again}");
+    assert_eq!(again["plan"]["repack_packs"].as_array().map(Vec::len), Some(0), "{again}");
     assert_eq!(repo.size(), size_after, "a second prune has nothing to do");
 
     // Temp files of crashed writers go once they are an hour old.
