@@ -57,7 +57,25 @@ impl Index {
     /// index file supersedes are ignored even if the old file still exists (a
     /// prune or repair stopped before deleting it).
     pub fn load(repo: &Repository) -> Result<Index> {
-        Ok(Index::from_files(&Index::read_files(repo)?))
+        // One file at a time, so only the map is ever held whole; files that a
+        // newer one supersedes (left by an interrupted prune) take the slow path.
+        let mut idx = Index::new();
+        for info in repo.backend().list(FileKind::Index)? {
+            let plain = repo.read_sealed(FileKind::Index, &info.name)?;
+            let file = IndexFile::parse(&plain, &display_name(FileKind::Index, &info.name))?;
+            drop(plain);
+            idx.superseded.extend(file.supersedes.iter().map(|i| i.to_hex()));
+            for (pack, entries) in &file.packs {
+                for e in entries {
+                    idx.insert(*pack, *e);
+                }
+            }
+            idx.files.push(info.name);
+        }
+        if idx.files.iter().any(|n| idx.superseded.contains(n)) {
+            return Ok(Index::from_files(&Index::read_files(repo)?));
+        }
+        Ok(idx)
     }
 
     /// Reads and parses every index file, by name.

@@ -22,7 +22,7 @@ use crate::repo::{display_name, FileKind, Repository};
 use crate::snapshot::{Snapshot, SnapshotFile};
 
 /// A range read covers at most this many bytes.
-const MAX_BATCH: u64 = 4 * 1024 * 1024;
+const MAX_BATCH: u64 = 1024 * 1024;
 /// Unneeded bytes a range read may span between two needed blobs.
 const MAX_GAP: u64 = 32 * 1024;
 
