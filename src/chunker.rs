@@ -128,14 +128,20 @@ impl<R: Read> Iterator for Chunker<R> {
 mod tests {
     use super::*;
 
+    /// Pseudo-random bytes; a larger `shift` gives fewer distinct byte values.
+    fn lcg_bytes(len: usize, seed: u64, shift: u32) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x >> shift) as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn chunks_reassemble_and_respect_bounds() {
-        let mut data = vec![0u8; 300_000];
-        let mut x = 7u64;
-        for b in data.iter_mut() {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            *b = (x >> 33) as u8;
-        }
+        let data = lcg_bytes(300_000, 7, 33);
         let p = ChunkerParams::default();
         let chunks: Vec<Vec<u8>> = Chunker::new(&data[..], p, 99).map(|c| c.unwrap()).collect();
         assert!(chunks.len() > 10);
@@ -159,12 +165,7 @@ mod tests {
 
     #[test]
     fn windowed_cuts_equal_whole_buffer_cuts() {
-        let mut data = vec![0u8; 9_000_000];
-        let mut x = 3u64;
-        for b in data.iter_mut() {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            *b = (x >> 59) as u8;
-        }
+        let data = lcg_bytes(9_000_000, 3, 59);
         let p = ChunkerParams::default();
         let whole: Vec<usize> = fastcdc::v2020::FastCDC::with_level_and_seed(
             &data,
