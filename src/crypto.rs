@@ -148,8 +148,9 @@ impl std::hash::Hasher for IdMapHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Ids hash as one 32-byte write; anything else folds in bytewise.
-        if let Some(b) = bytes.get(..8).filter(|_| bytes.len() == 32) {
+        // Ids (and 16-byte id prefixes) hash as one write of their bytes;
+        // anything shorter (a length prefix) folds in bytewise.
+        if let Some(b) = bytes.get(..8).filter(|_| bytes.len() >= 16) {
             self.0 = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         } else {
             for &x in bytes {
