@@ -88,6 +88,8 @@ pub struct PrunePlan {
     keep: Vec<(Id, Vec<BlobEntry>)>,
     repack: Vec<(Id, Vec<BlobEntry>)>,
     old_index: Vec<Id>,
+    /// The index the plan was made from; `execute` opens blobs with it.
+    index: Index,
 }
 
 /// Every blob the snapshots need: chunk-list blobs, the chunks they list, and
@@ -183,7 +185,7 @@ pub fn plan(repo: &Repository, opts: PruneOptions) -> Result<PrunePlan> {
         old_index.push(id);
         s.index_files.push(name.clone());
     }
-    Ok(PrunePlan { summary: s, keep, repack, old_index })
+    Ok(PrunePlan { summary: s, keep, repack, old_index, index })
 }
 
 /// What an executed prune wrote and removed.
@@ -206,8 +208,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
         return Ok(out);
     }
     let mut new_index = IndexFile { supersedes: plan.old_index.clone(), packs: plan.keep.clone() };
-    let index = Index::load(repo)?;
-    let blobs = Blobs::new(repo, &index)?;
+    let blobs = Blobs::new(repo, &plan.index)?;
     let mut zstd = blobs.decoder();
 
     // 1. New packs with the used blobs of repacked packs, verified on the way.
