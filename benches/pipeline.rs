@@ -15,7 +15,7 @@ use rdbvault::chunker::{Chunker, ChunkerParams};
 use rdbvault::crypto::{Cipher, IdHasher, KdfParams, SecretKey};
 use rdbvault::index::Index;
 use rdbvault::compress::{self, Compressor, Dictionaries};
-use rdbvault::pack::{open_blob, seal_blob, BlobEntry, BlobKeys, BlobType};
+use rdbvault::pack::{open_blob, seal_frame, BlobEntry, BlobKeys, BlobType};
 use rdbvault::repo::{LocalBackend, Repository};
 use rdbvault::restore::{self, RestoreOptions};
 use rdbvault::snapshot::SourceDesc;
@@ -74,15 +74,22 @@ fn stages(c: &mut Criterion) {
     let ids: Vec<_> = chunks.iter().map(|c| hasher.id(c)).collect();
     g.bench_function("seal_blob_zstd3", |b| {
         let mut z = Compressor::new(3, Some(&dict)).expect("zstd context");
-        b.iter(|| chunks.iter().zip(&ids).map(|(c, id)| seal_blob(&cipher, BlobType::Data, id, c, &mut z).1.len()).sum::<usize>())
+        b.iter(|| chunks.iter().map(|c| seal_frame(&cipher, BlobType::Data, c, &mut z).1.len()).sum::<usize>())
+    });
+    // Frames of 64 consecutive chunks (~64 KiB), as the backup writes them.
+    let frames: Vec<Vec<u8>> = chunks.chunks(64).map(|f| f.concat()).collect();
+    g.bench_function("seal_frame64_zstd3", |b| {
+        let mut z = Compressor::new(3, Some(&dict)).expect("zstd context");
+        b.iter(|| frames.iter().map(|f| seal_frame(&cipher, BlobType::Data, f, &mut z).1.len()).sum::<usize>())
     });
     let mut z = Compressor::new(3, Some(&dict)).expect("zstd context");
     let sealed: Vec<(BlobEntry, Vec<u8>)> = chunks
         .iter()
         .zip(&ids)
         .map(|(c, id)| {
-            let (flags, s) = seal_blob(&cipher, BlobType::Data, id, c, &mut z);
-            let e = BlobEntry { id: *id, kind: BlobType::Data, flags, offset: 0, length: s.len() as u32, raw_len: c.len() as u32 };
+            let (flags, s) = seal_frame(&cipher, BlobType::Data, c, &mut z);
+            let len = c.len() as u32;
+            let e = BlobEntry { id: *id, kind: BlobType::Data, flags, offset: 0, length: s.len() as u32, raw_len: len, inner: 0, frame_len: len };
             (e, s)
         })
         .collect();

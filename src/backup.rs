@@ -20,7 +20,7 @@ use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::facts::{self, FactsFeed};
 use crate::index::Index;
-use crate::pack::{seal_blob, BlobType};
+use crate::pack::{seal_frame, BlobType};
 use crate::restore::Blobs;
 use crate::packer::{adopt_orphan_packs, write_packs, FinishedPack, Packer};
 use crate::repo::Repository;
@@ -74,12 +74,26 @@ struct Job {
 /// A job is sent once it holds this many bytes.
 const JOB_BYTES: usize = 256 * 1024;
 
+/// A frame's plaintext is closed once it holds this many bytes: large enough
+/// for zstd to find repeats across chunks and to make per-frame costs (seal,
+/// open, dictionary set-up) small per byte, small enough that a restore that
+/// needs one chunk of it decompresses little else.
+const FRAME_TARGET: usize = 64 * 1024;
+
+/// One sealed frame and the blobs (id, length) it holds, in order.
 struct Sealed {
-    id: Id,
     kind: BlobType,
     flags: u8,
-    raw_len: u32,
     data: Vec<u8>,
+    blobs: Vec<(Id, u32)>,
+}
+
+impl Sealed {
+    /// Seals `plain` as a frame holding the single blob `id`.
+    fn single(repo: &Repository, kind: BlobType, id: Id, plain: &[u8], zstd: &mut Compressor) -> Sealed {
+        let (flags, data) = seal_frame(repo.cipher(), kind, plain, zstd);
+        Sealed { kind, flags, data, blobs: vec![(id, plain.len() as u32)] }
+    }
 }
 
 enum Event {
@@ -175,8 +189,7 @@ pub fn run_with(
         if let Some(d) = &new_dict {
             let id = repo.hasher().id(d);
             if dedup.claim(&id) {
-                let (flags, data) = seal_blob(repo.cipher(), BlobType::Dictionary, &id, d, &mut Compressor::plain());
-                let _ = seal_tx.send(vec![Sealed { id, kind: BlobType::Dictionary, flags, raw_len: d.len() as u32, data }]);
+                let _ = seal_tx.send(vec![Sealed::single(repo, BlobType::Dictionary, id, d, &mut Compressor::plain())]);
             }
         }
         for _ in 0..threads {
@@ -317,20 +330,30 @@ fn run_worker(
     // The level was validated before the threads started; a dictionary that
     // zstd refuses falls back to plain compression.
     let Ok(mut zstd) = Compressor::new(level, dict).or_else(|_| Compressor::new(level, None)) else { return };
+    let mut frame = Vec::with_capacity(FRAME_TARGET + 16 * 1024);
+    let mut members = Vec::new();
     for job in jobs {
         let mut ids = Vec::with_capacity(job.chunks.len());
-        let mut new_blobs = Vec::new();
+        let mut frames = Vec::new();
+        // The new chunks of a job go into frames in input order, adjacent or not:
+        // a restore reads them back together for the same stretch of output.
         for data in job.chunks.iter() {
-            let id = repo.hasher().id(&data);
+            let id = repo.hasher().id(data);
             let len = data.len() as u32;
             let new = dedup.claim(&id);
             if new {
-                let (flags, sealed) = seal_blob(repo.cipher(), BlobType::Data, &id, data, &mut zstd);
-                new_blobs.push(Sealed { id, kind: BlobType::Data, flags, raw_len: len, data: sealed });
+                frame.extend_from_slice(data);
+                members.push((id, len));
+                if frame.len() >= FRAME_TARGET {
+                    frames.push(close_frame(repo, &mut frame, &mut members, &mut zstd));
+                }
             }
             ids.push((id, len, new));
         }
-        if !new_blobs.is_empty() && sealed.send(new_blobs).is_err() {
+        if !members.is_empty() {
+            frames.push(close_frame(repo, &mut frame, &mut members, &mut zstd));
+        }
+        if !frames.is_empty() && sealed.send(frames).is_err() {
             return;
         }
         if events.send(Event::Chunks { seq: job.seq, ids }).is_err() {
@@ -339,11 +362,17 @@ fn run_worker(
     }
 }
 
+fn close_frame(repo: &Repository, frame: &mut Vec<u8>, members: &mut Vec<(Id, u32)>, zstd: &mut Compressor) -> Sealed {
+    let (flags, data) = seal_frame(repo.cipher(), BlobType::Data, frame, zstd);
+    frame.clear();
+    Sealed { kind: BlobType::Data, flags, data, blobs: std::mem::take(members) }
+}
+
 fn run_packer(repo: &Repository, sealed: Receiver<Vec<Sealed>>, packs: Sender<FinishedPack>) -> Result<()> {
     let mut packer = Packer::new(repo, packs);
     for batch in sealed {
         for s in batch {
-            packer.add(s.id, s.kind, s.flags, s.raw_len, &s.data)?;
+            packer.add_frame(s.kind, s.flags, &s.data, &s.blobs)?;
         }
     }
     packer.finish()
@@ -372,9 +401,8 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
     let mut store_list = |blob: Vec<u8>, lists: &mut Vec<String>| -> Result<()> {
         let id = repo.hasher().id(&blob);
         if dedup.claim(&id) {
-            let (flags, data) = seal_blob(repo.cipher(), BlobType::ChunkList, &id, &blob, &mut plain);
             sealed
-                .send(vec![Sealed { id, kind: BlobType::ChunkList, flags, raw_len: blob.len() as u32, data }])
+                .send(vec![Sealed::single(repo, BlobType::ChunkList, id, &blob, &mut plain)])
                 .map_err(|_| Error::Invalid("pack writer stopped".into()))?;
         }
         lists.push(id.to_hex());

@@ -17,7 +17,7 @@ use crate::chunklist::parse_list;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexFile};
-use crate::pack::{read_header, BlobEntry};
+use crate::pack::{read_header, BlobEntry, BlobKeys, LastFrame};
 use crate::repo::{display_name, Backend, FileKind, KeyFile, Repository};
 use crate::restore::Blobs;
 use crate::snapshot::Snapshot;
@@ -384,6 +384,10 @@ fn read_pack(repo: &Repository, name: &str, blobs: &Blobs<'_>, report: &mut Chec
             index.iter().filter(|(p, _)| *p == pack).map(|(_, e)| e).collect()
         }
     };
+    // Blobs of one frame come one after another: each frame is opened once.
+    let keys = BlobKeys { cipher: repo.cipher(), hasher: repo.hasher() };
+    let mut last = LastFrame::default();
+    let pack = Id::from_hex(name).unwrap_or(Id([0; 32]));
     for e in entries {
         report.blobs_read += 1;
         let blob_what = format!("blob {} in {what}", e.id);
@@ -391,7 +395,7 @@ fn read_pack(repo: &Repository, name: &str, blobs: &Blobs<'_>, report: &mut Chec
         let verified = bytes
             .get(start..end)
             .ok_or_else(|| Error::corrupt(&blob_what, "lies beyond the end of its pack"))
-            .and_then(|sealed| blobs.open(&mut zstd, &e, sealed, &blob_what));
+            .and_then(|sealed| last.blob(&keys, &mut zstd, &pack, &e, sealed, &blob_what).map(|_| ()));
         if let Err(e2) = verified {
             let msg = match e2 {
                 Error::Corrupt { detail, .. } => detail,

@@ -2,9 +2,11 @@
 //!
 //! Index file plaintext: `"RVIX" || version u8 || supersedes count u32 ||
 //! superseded index names [32] each || pack count u32 || packs`, each pack
-//! `pack id [32] || blob count u32 || entries`, each entry
-//! `id [32] || type u8 || flags u8 || offset u32 || length u32 || raw_len u32`
-//! (46 bytes). The newest index files may name older ones they replace.
+//! `pack id [32] || frame count u32 || frames`, each frame `type u8 || flags u8
+//! || offset u32 || length u32 || frame_len u32 || blob count u32 || blobs`, each
+//! blob `id [32] || inner u32 || raw_len u32` (40 bytes; `inner` is explicit
+//! because prune may keep only some blobs of a frame). The newest index files
+//! may name older ones they replace.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -14,24 +16,35 @@ use crate::pack::{BlobEntry, BlobType};
 use crate::repo::{display_name, FileKind, Repository};
 
 const MAGIC: &[u8; 4] = b"RVIX";
-const VERSION: u8 = 1;
-const ENTRY_LEN: usize = 46;
+const VERSION: u8 = 2;
+const BLOB_LEN: usize = 40;
 
-/// Where one blob lives: 20 bytes per blob in memory (the id is the map key),
-/// so a repository of a million 1 KiB chunks needs about 60 MB of index.
+/// Where one blob lives: 28 bytes per blob in memory (the id is the map key),
+/// so a repository of a million 1 KiB chunks needs about 64 MB of index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Location {
     pack: u32,
     offset: u32,
     length: u32,
     raw_len: u32,
+    inner: u32,
+    frame_len: u32,
     kind: BlobType,
     flags: u8,
 }
 
 impl Location {
     fn entry(&self, id: Id) -> BlobEntry {
-        BlobEntry { id, kind: self.kind, flags: self.flags, offset: self.offset, length: self.length, raw_len: self.raw_len }
+        BlobEntry {
+            id,
+            kind: self.kind,
+            flags: self.flags,
+            offset: self.offset,
+            length: self.length,
+            raw_len: self.raw_len,
+            inner: self.inner,
+            frame_len: self.frame_len,
+        }
     }
 }
 
@@ -143,6 +156,8 @@ impl Index {
             offset: entry.offset,
             length: entry.length,
             raw_len: entry.raw_len,
+            inner: entry.inner,
+            frame_len: entry.frame_len,
             kind: entry.kind,
             flags: entry.flags,
         });
@@ -192,7 +207,7 @@ impl IndexFile {
     /// Serializes to plaintext.
     pub fn to_bytes(&self) -> Vec<u8> {
         let blobs: usize = self.packs.iter().map(|(_, e)| e.len()).sum();
-        let mut out = Vec::with_capacity(13 + self.supersedes.len() * 32 + self.packs.len() * 36 + blobs * ENTRY_LEN);
+        let mut out = Vec::with_capacity(13 + self.supersedes.len() * 32 + self.packs.len() * 36 + blobs * BLOB_LEN);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
@@ -202,14 +217,21 @@ impl IndexFile {
         out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
         for (pack, entries) in &self.packs {
             out.extend_from_slice(&pack.0);
-            out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-            for e in entries {
-                out.extend_from_slice(&e.id.0);
-                out.push(e.kind.code());
-                out.push(e.flags);
-                out.extend_from_slice(&e.offset.to_le_bytes());
-                out.extend_from_slice(&e.length.to_le_bytes());
-                out.extend_from_slice(&e.raw_len.to_le_bytes());
+            let frames = crate::pack::frames(entries);
+            out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+            for f in frames {
+                let first = &f[0];
+                out.push(first.kind.code());
+                out.push(first.flags);
+                out.extend_from_slice(&first.offset.to_le_bytes());
+                out.extend_from_slice(&first.length.to_le_bytes());
+                out.extend_from_slice(&first.frame_len.to_le_bytes());
+                out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+                for e in f {
+                    out.extend_from_slice(&e.id.0);
+                    out.extend_from_slice(&e.inner.to_le_bytes());
+                    out.extend_from_slice(&e.raw_len.to_le_bytes());
+                }
             }
         }
         out
@@ -230,17 +252,25 @@ impl IndexFile {
         let mut packs = Vec::with_capacity(n_packs.min(b.len() / 36));
         for _ in 0..n_packs {
             let pack = r.id()?;
-            let n = r.u32()? as usize;
-            let mut entries = Vec::with_capacity(n.min(b.len() / ENTRY_LEN));
-            for _ in 0..n {
-                let id = r.id()?;
+            let n_frames = r.u32()? as usize;
+            let mut entries = Vec::with_capacity(n_frames.min(b.len() / BLOB_LEN));
+            for _ in 0..n_frames {
                 let t = r.take(1)?[0];
                 let kind = BlobType::from_code(t).ok_or_else(|| Error::corrupt(what, format!("unknown blob type {t}")))?;
                 let flags = r.take(1)?[0];
                 let offset = r.u32()?;
                 let length = r.u32()?;
-                let raw_len = r.u32()?;
-                entries.push(BlobEntry { id, kind, flags, offset, length, raw_len });
+                let frame_len = r.u32()?;
+                let n = r.u32()? as usize;
+                for _ in 0..n {
+                    let id = r.id()?;
+                    let inner = r.u32()?;
+                    let raw_len = r.u32()?;
+                    if inner as u64 + raw_len as u64 > frame_len as u64 {
+                        return Err(Error::corrupt(what, format!("blob {id} lies outside its {frame_len}-byte frame")));
+                    }
+                    entries.push(BlobEntry { id, kind, flags, offset, length, raw_len, inner, frame_len });
+                }
             }
             packs.push((pack, entries));
         }
@@ -282,11 +312,14 @@ mod tests {
 
     #[test]
     fn index_file_round_trip_and_truncation() {
-        let e = BlobEntry { id: Id([7; 32]), kind: BlobType::ChunkList, flags: 1, offset: 10, length: 20, raw_len: 30 };
-        let f = IndexFile { supersedes: vec![Id([1; 32])], packs: vec![(Id([2; 32]), vec![e])] };
+        let e = BlobEntry { id: Id([7; 32]), kind: BlobType::ChunkList, flags: 1, offset: 10, length: 20, raw_len: 30, inner: 0, frame_len: 30 };
+        // Two blobs of one frame (the second kept alone by a prune), then another frame.
+        let a = BlobEntry { id: Id([8; 32]), kind: BlobType::Data, flags: 1, offset: 30, length: 50, raw_len: 40, inner: 60, frame_len: 100 };
+        let b = BlobEntry { id: Id([9; 32]), raw_len: 60, inner: 0, ..a };
+        let f = IndexFile { supersedes: vec![Id([1; 32])], packs: vec![(Id([2; 32]), vec![e, a, b])] };
         let bytes = f.to_bytes();
         let back = IndexFile::parse(&bytes, "t").unwrap();
-        assert_eq!(back.packs[0].1[0], e);
+        assert_eq!(back.packs[0].1, vec![e, a, b]);
         assert_eq!(back.supersedes, vec![Id([1; 32])]);
         for cut in [3, 10, bytes.len() - 1] {
             assert!(IndexFile::parse(&bytes[..cut], "t").is_err());

@@ -1,9 +1,13 @@
-//! Pack files: many sealed blobs back to back, then a sealed header listing them.
+//! Pack files: sealed frames back to back, then a sealed header listing them.
 //!
-//! Layout: `blob_0 .. blob_n-1 || sealed header || header length (u32 LE)`.
-//! Header plaintext: `"RVPK" || version u8 || count u32 || entries`, each entry
-//! `type u8 || flags u8 || raw_len u32 || length u32 || id [32]` (42 bytes);
-//! offsets follow from the lengths. The file is named by the BLAKE3 of its bytes.
+//! A frame is one sealed (and usually zstd-compressed) run of blobs of one
+//! type: the new chunks of a stretch of input, or a single chunk list.
+//! Layout: `frame_0 .. frame_n-1 || sealed header || header length (u32 LE)`.
+//! Header plaintext: `"RVPK" || version u8 (2) || frame count u32 || frames`,
+//! each frame `type u8 || flags u8 || sealed length u32 || blob count u32 ||
+//! blobs`, each blob `id [32] || raw_len u32`; frame offsets follow from the
+//! sealed lengths and blob offsets inside a frame from the raw lengths. The
+//! file is named by the BLAKE3 of its bytes.
 
 use crate::compress::{Compressor, Decoder};
 use crate::crypto::{Cipher, Id, IdHasher, SEAL_OVERHEAD};
@@ -21,8 +25,11 @@ pub fn pack_target() -> usize {
     })
 }
 const MAGIC: &[u8; 4] = b"RVPK";
-const VERSION: u8 = 1;
-const ENTRY_LEN: usize = 42;
+const VERSION: u8 = 2;
+/// Bytes per frame in a pack header, before its blobs.
+const FRAME_LEN: usize = 10;
+/// Bytes per blob in a pack header.
+const BLOB_LEN: usize = 36;
 const HEADER_AAD: &[u8] = b"rdbvault:pack-header";
 
 /// What a blob holds.
@@ -57,37 +64,50 @@ impl BlobType {
     }
 }
 
-/// Flag bit: the blob's plaintext was zstd-compressed before sealing.
+/// Flag bit: the frame's plaintext was zstd-compressed before sealing.
 pub const FLAG_ZSTD: u8 = 1;
 
-/// One blob as a pack header (and the index) describes it.
+/// One blob as a pack header (and the index) describes it. Blobs are stored in
+/// frames: one sealed, compressed unit holding consecutive new blobs, so that
+/// 1 KiB chunks are compressed, sealed and read back in runs, not one by one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobEntry {
     /// Keyed hash of the blob's plaintext.
     pub id: Id,
     /// What it holds.
     pub kind: BlobType,
-    /// FLAG_* bits.
+    /// FLAG_* bits of its frame.
     pub flags: u8,
-    /// Byte offset in the pack.
+    /// Byte offset of its sealed frame in the pack.
     pub offset: u32,
-    /// Sealed length in the pack.
+    /// Sealed length of its frame in the pack.
     pub length: u32,
-    /// Plaintext length after decompression.
+    /// The blob's plaintext length.
     pub raw_len: u32,
+    /// Where the blob starts in its frame's plaintext.
+    pub inner: u32,
+    /// Plaintext length of the whole frame.
+    pub frame_len: u32,
 }
 
-/// Associated data for a blob: binds its type and id, so a blob cannot be moved.
-pub fn blob_aad(kind: BlobType, id: &Id) -> [u8; 33] {
-    let mut aad = [0u8; 33];
-    aad[0] = kind.code();
-    aad[1..].copy_from_slice(&id.0);
+impl BlobEntry {
+    /// Whether two entries name the same sealed frame of one pack.
+    pub fn same_frame(&self, other: &BlobEntry) -> bool {
+        self.offset == other.offset && self.length == other.length
+    }
+}
+
+/// Associated data for a frame: binds its type. The blobs in it are bound by
+/// their ids, which every read verifies.
+pub fn frame_aad(kind: BlobType) -> [u8; 15] {
+    let mut aad = *b"rdbvault:frame\0";
+    aad[14] = kind.code();
     aad
 }
 
-/// Turns a blob's plaintext into its sealed, possibly compressed form.
-pub fn seal_blob(cipher: &Cipher, kind: BlobType, id: &Id, plain: &[u8], zstd: &mut Compressor) -> (u8, Vec<u8>) {
-    let aad = blob_aad(kind, id);
+/// Turns a frame's plaintext into its sealed, possibly compressed form.
+pub fn seal_frame(cipher: &Cipher, kind: BlobType, plain: &[u8], zstd: &mut Compressor) -> (u8, Vec<u8>) {
+    let aad = frame_aad(kind);
     match zstd.compress(plain) {
         Some(compressed) => (FLAG_ZSTD, cipher.seal(&aad, &compressed)),
         None => (0, cipher.seal(&aad, plain)),
@@ -102,25 +122,69 @@ pub struct BlobKeys<'a> {
     pub hasher: &'a IdHasher,
 }
 
-/// Decrypts, decompresses and verifies one blob; `what` names it in errors.
-pub fn open_blob(keys: &BlobKeys<'_>, zstd: &mut Decoder<'_>, entry: &BlobEntry, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
-    let aad = blob_aad(entry.kind, &entry.id);
-    let opened = keys.cipher.open(&aad, sealed, what)?;
+/// Decrypts and decompresses the frame that holds `entry`; `what` names it in errors.
+pub fn open_frame(keys: &BlobKeys<'_>, zstd: &mut Decoder<'_>, entry: &BlobEntry, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+    let opened = keys.cipher.open(&frame_aad(entry.kind), sealed, what)?;
     let plain = if entry.flags & FLAG_ZSTD != 0 {
-        zstd.decompress(&opened, entry.raw_len as usize, what)?
+        zstd.decompress(&opened, entry.frame_len as usize, what)?
     } else {
         opened
     };
-    if plain.len() != entry.raw_len as usize {
-        return Err(Error::corrupt(what, format!("holds {} bytes, index says {}", plain.len(), entry.raw_len)));
+    if plain.len() != entry.frame_len as usize {
+        return Err(Error::corrupt(what, format!("frame holds {} bytes, index says {}", plain.len(), entry.frame_len)));
     }
-    if keys.hasher.id(&plain) != entry.id {
+    Ok(plain)
+}
+
+/// The blob's bytes in its opened frame, verified against its id.
+pub fn blob_in_frame<'f>(keys: &BlobKeys<'_>, entry: &BlobEntry, frame: &'f [u8], what: &str) -> Result<&'f [u8]> {
+    let (start, end) = (entry.inner as usize, entry.inner as usize + entry.raw_len as usize);
+    let plain = frame
+        .get(start..end)
+        .ok_or_else(|| Error::corrupt(what, format!("bytes {start}..{end} lie outside its {}-byte frame", frame.len())))?;
+    if keys.hasher.id(plain) != entry.id {
         return Err(Error::corrupt(what, "content does not hash to its id"));
     }
     Ok(plain)
 }
 
-/// Accumulates sealed blobs into one pack in memory.
+/// Decrypts, decompresses and verifies one blob; `what` names it in errors.
+pub fn open_blob(keys: &BlobKeys<'_>, zstd: &mut Decoder<'_>, entry: &BlobEntry, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+    let frame = open_frame(keys, zstd, entry, sealed, what)?;
+    Ok(blob_in_frame(keys, entry, &frame, what)?.to_vec())
+}
+
+/// The most recently opened frame, so that the blobs of one frame, read one
+/// after another, cost one decryption and one decompression.
+#[derive(Default)]
+pub struct LastFrame {
+    key: Option<(Id, u32, u32)>,
+    plain: Vec<u8>,
+}
+
+impl LastFrame {
+    /// The verified bytes of `entry` (in pack `pack`), opening its frame from
+    /// `sealed` unless it is the one opened last.
+    pub fn blob<'f>(
+        &'f mut self,
+        keys: &BlobKeys<'_>,
+        zstd: &mut Decoder<'_>,
+        pack: &Id,
+        entry: &BlobEntry,
+        sealed: &[u8],
+        what: &str,
+    ) -> Result<&'f [u8]> {
+        let key = (*pack, entry.offset, entry.length);
+        if self.key != Some(key) {
+            self.key = None;
+            self.plain = open_frame(keys, zstd, entry, sealed, what)?;
+            self.key = Some(key);
+        }
+        blob_in_frame(keys, entry, &self.plain, what)
+    }
+}
+
+/// Accumulates sealed frames into one pack in memory.
 pub struct PackBuilder {
     buf: Vec<u8>,
     entries: Vec<BlobEntry>,
@@ -138,20 +202,32 @@ impl PackBuilder {
         PackBuilder { buf: Vec::with_capacity(pack_target() + 1024 * 1024), entries: Vec::new() }
     }
 
-    /// Appends one sealed blob.
-    pub fn add(&mut self, id: Id, kind: BlobType, flags: u8, raw_len: u32, sealed: &[u8]) {
-        self.entries.push(BlobEntry {
-            id,
-            kind,
-            flags,
-            offset: self.buf.len() as u32,
-            length: sealed.len() as u32,
-            raw_len,
-        });
+    /// Appends one sealed frame holding `blobs` (id and length, in order).
+    pub fn add_frame(&mut self, kind: BlobType, flags: u8, sealed: &[u8], blobs: &[(Id, u32)]) {
+        let frame_len: u32 = blobs.iter().map(|(_, n)| n).sum();
+        let mut inner = 0;
+        for (id, raw_len) in blobs {
+            self.entries.push(BlobEntry {
+                id: *id,
+                kind,
+                flags,
+                offset: self.buf.len() as u32,
+                length: sealed.len() as u32,
+                raw_len: *raw_len,
+                inner,
+                frame_len,
+            });
+            inner += raw_len;
+        }
         self.buf.extend_from_slice(sealed);
     }
 
-    /// Bytes of blobs so far.
+    /// Appends one sealed frame that holds a single blob.
+    pub fn add(&mut self, id: Id, kind: BlobType, flags: u8, raw_len: u32, sealed: &[u8]) {
+        self.add_frame(kind, flags, sealed, &[(id, raw_len)]);
+    }
+
+    /// Bytes of frames so far.
     pub fn len(&self) -> usize {
         self.buf.len()
     }
@@ -168,16 +244,21 @@ impl PackBuilder {
 
     /// Appends the sealed header; returns the pack's bytes, name and entries.
     pub fn finish(mut self, cipher: &Cipher) -> (Vec<u8>, Id, Vec<BlobEntry>) {
-        let mut header = Vec::with_capacity(9 + self.entries.len() * ENTRY_LEN);
+        let mut header = Vec::with_capacity(9 + self.entries.len() * BLOB_LEN);
         header.extend_from_slice(MAGIC);
         header.push(VERSION);
-        header.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
-        for e in &self.entries {
-            header.push(e.kind.code());
-            header.push(e.flags);
-            header.extend_from_slice(&e.raw_len.to_le_bytes());
-            header.extend_from_slice(&e.length.to_le_bytes());
-            header.extend_from_slice(&e.id.0);
+        let frames = frames(&self.entries);
+        header.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+        for f in frames {
+            let first = &f[0];
+            header.push(first.kind.code());
+            header.push(first.flags);
+            header.extend_from_slice(&first.length.to_le_bytes());
+            header.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            for e in f {
+                header.extend_from_slice(&e.id.0);
+                header.extend_from_slice(&e.raw_len.to_le_bytes());
+            }
         }
         let sealed = cipher.seal(HEADER_AAD, &header);
         self.buf.extend_from_slice(&sealed);
@@ -187,9 +268,19 @@ impl PackBuilder {
     }
 }
 
-/// Length of the sealed header for `count` blobs (to read it with one range request).
-pub fn header_len(count: usize) -> usize {
-    9 + count * ENTRY_LEN + SEAL_OVERHEAD
+/// Splits entries into runs that share one frame (consecutive entries with the same place).
+pub fn frames(entries: &[BlobEntry]) -> Vec<&[BlobEntry]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=entries.len() {
+        if i == entries.len() || !entries[i].same_frame(&entries[start]) {
+            if i > start {
+                out.push(&entries[start..i]);
+            }
+            start = i;
+        }
+    }
+    out
 }
 
 /// Reads a pack's header from the end of the file, checking every entry fits.
@@ -214,23 +305,47 @@ fn parse_header(h: &[u8], blobs_end: u64, what: &str) -> Result<Vec<BlobEntry>> 
     if h.len() < 9 || &h[..4] != MAGIC || h[4] != VERSION {
         return Err(Error::corrupt(what, "header has a wrong magic or version"));
     }
-    let count = u32::from_le_bytes([h[5], h[6], h[7], h[8]]) as usize;
-    if h.len() != 9 + count * ENTRY_LEN {
-        return Err(Error::corrupt(what, "header length does not match its blob count"));
-    }
-    let mut entries = Vec::with_capacity(count);
+    let short = || Error::corrupt(what, "header ends inside a frame entry");
+    let u32_at = |p: usize| -> Result<u32> {
+        h.get(p..p + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(short)
+    };
+    let count = u32_at(5)? as usize;
+    let mut entries = Vec::new();
     let mut offset = 0u64;
-    for raw in h[9..].chunks_exact(ENTRY_LEN) {
-        let kind = BlobType::from_code(raw[0]).ok_or_else(|| Error::corrupt(what, format!("unknown blob type {}", raw[0])))?;
-        let raw_len = u32::from_le_bytes([raw[2], raw[3], raw[4], raw[5]]);
-        let length = u32::from_le_bytes([raw[6], raw[7], raw[8], raw[9]]);
-        let mut id = [0u8; 32];
-        id.copy_from_slice(&raw[10..42]);
-        entries.push(BlobEntry { id: Id(id), kind, flags: raw[1], offset: offset as u32, length, raw_len });
+    let mut p = 9;
+    for _ in 0..count {
+        let fixed = h.get(p..p + FRAME_LEN).ok_or_else(short)?;
+        let kind = BlobType::from_code(fixed[0]).ok_or_else(|| Error::corrupt(what, format!("unknown blob type {}", fixed[0])))?;
+        let flags = fixed[1];
+        let length = u32_at(p + 2)?;
+        let blobs = u32_at(p + 6)? as usize;
+        p += FRAME_LEN;
+        let list = h.get(p..p + blobs * BLOB_LEN).ok_or_else(short)?;
+        p += blobs * BLOB_LEN;
+        if blobs == 0 {
+            return Err(Error::corrupt(what, "header lists an empty frame"));
+        }
+        let first = entries.len();
+        let mut inner = 0u64;
+        for raw in list.chunks_exact(BLOB_LEN) {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&raw[..32]);
+            let raw_len = u32::from_le_bytes([raw[32], raw[33], raw[34], raw[35]]);
+            let offset = u32::try_from(offset).map_err(|_| Error::corrupt(what, "pack is larger than 4 GiB"))?;
+            entries.push(BlobEntry { id: Id(id), kind, flags, offset, length, raw_len, inner: inner as u32, frame_len: 0 });
+            inner += raw_len as u64;
+        }
+        let frame_len = u32::try_from(inner).map_err(|_| Error::corrupt(what, "a frame is larger than 4 GiB"))?;
+        for e in &mut entries[first..] {
+            e.frame_len = frame_len;
+        }
         offset += length as u64;
     }
+    if p != h.len() {
+        return Err(Error::corrupt(what, "header length does not match its frame count"));
+    }
     if offset != blobs_end {
-        return Err(Error::corrupt(what, format!("header lists {offset} bytes of blobs, file holds {blobs_end}")));
+        return Err(Error::corrupt(what, format!("header lists {offset} bytes of frames, file holds {blobs_end}")));
     }
     Ok(entries)
 }

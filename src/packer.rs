@@ -50,9 +50,9 @@ impl<'a> Packer<'a> {
         Packer { repo, cur: PackBuilder::new(), tx }
     }
 
-    /// Adds a sealed blob; hands the pack over when it is full.
-    pub fn add(&mut self, id: Id, kind: BlobType, flags: u8, raw_len: u32, sealed: &[u8]) -> Result<()> {
-        self.cur.add(id, kind, flags, raw_len, sealed);
+    /// Adds a sealed frame holding `blobs` (id, length); hands the pack over when it is full.
+    pub fn add_frame(&mut self, kind: BlobType, flags: u8, sealed: &[u8], blobs: &[(Id, u32)]) -> Result<()> {
+        self.cur.add_frame(kind, flags, sealed, blobs);
         if self.cur.is_full() {
             self.send()?;
         }

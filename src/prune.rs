@@ -21,7 +21,8 @@ use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexFile};
 use crate::lock::LockGuard;
-use crate::pack::{BlobEntry, PackBuilder};
+use crate::compress::Compressor;
+use crate::pack::{blob_in_frame, frames, open_frame, seal_frame, BlobEntry, BlobKeys, BlobType, PackBuilder};
 use crate::repo::{display_name, FileKind, Repository};
 use crate::restore::{dictionary_ids, Blobs};
 use crate::snapshot::Snapshot;
@@ -65,7 +66,7 @@ pub struct PruneSummary {
     pub pack_bytes_before: u64,
     /// Bytes of the packs deleted (including repacked ones).
     pub pack_bytes_deleted: u64,
-    /// Used bytes copied into new packs.
+    /// Used bytes (uncompressed) copied into new packs.
     pub bytes_repacked: u64,
     /// Old index files replaced by one new index file.
     pub index_files: Vec<String>,
@@ -80,6 +81,9 @@ impl PruneSummary {
             || self.index_files.len() > 1
     }
 }
+
+/// zstd level for frames that lose blobs and are compressed again.
+const REPACK_LEVEL: i32 = 3;
 
 /// A computed prune: the summary plus the entries each kept or repacked pack contributes.
 pub struct PrunePlan {
@@ -152,10 +156,11 @@ pub fn plan(repo: &Repository, opts: PruneOptions) -> Result<PrunePlan> {
             }
             continue;
         };
-        let needed_bytes: u64 = needed.iter().map(|e| e.length as u64).sum();
-        // The share is of blob bytes: measured against the file size, a small
-        // pack's own header would count as unused and it would be repacked forever.
-        let blob_bytes: u64 = entries.iter().map(|e| e.length as u64).sum();
+        // The share is of blob bytes (uncompressed, as frames hold several blobs):
+        // measured against the file size, a small pack's own header would count
+        // as unused and it would be repacked forever.
+        let needed_bytes: u64 = needed.iter().map(|e| e.raw_len as u64).sum();
+        let blob_bytes: u64 = entries.iter().map(|e| e.raw_len as u64).sum();
         let unused_share = 1.0 - needed_bytes as f64 / blob_bytes.max(1) as f64;
         if needed.is_empty() {
             s.delete_packs.push(name);
@@ -212,16 +217,40 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
     let mut zstd = blobs.decoder();
 
     // 1. New packs with the used blobs of repacked packs, verified on the way.
+    //    A frame whose blobs are all used is copied as it is; one with unused
+    //    blobs is opened and sealed again with only the used ones.
+    let dict = blobs.dictionaries().preferred();
+    let mut data_zstd = Compressor::new(REPACK_LEVEL, dict.as_deref().map(|d| d.as_slice()))?;
+    let mut plain_zstd = Compressor::plain();
+    let keys = BlobKeys { cipher: repo.cipher(), hasher: repo.hasher() };
     let mut builder = PackBuilder::new();
     for (pack, entries) in &plan.repack {
         let name = pack.to_hex();
         let bytes = repo.backend().read(FileKind::Pack, &name)?;
-        for e in entries {
-            let what = format!("blob {} in {}", e.id, display_name(FileKind::Pack, &name));
-            let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
+        let mut entries = entries.clone();
+        entries.sort_by_key(|e| (e.offset, e.inner));
+        for frame in frames(&entries) {
+            let first = frame[0];
+            let what = format!("blob {} in {}", first.id, display_name(FileKind::Pack, &name));
+            let (start, end) = (first.offset as usize, first.offset as usize + first.length as usize);
             let sealed = bytes.get(start..end).ok_or_else(|| Error::corrupt(&what, "lies beyond the end of its pack"))?;
-            blobs.open(&mut zstd, e, sealed, &what)?;
-            builder.add(e.id, e.kind, e.flags, e.raw_len, sealed);
+            let plain = open_frame(&keys, &mut zstd, &first, sealed, &what)?;
+            let mut whole = true;
+            let mut kept = Vec::with_capacity(plain.len());
+            let mut members = Vec::with_capacity(frame.len());
+            for e in frame {
+                let what = format!("blob {} in {}", e.id, display_name(FileKind::Pack, &name));
+                whole &= e.inner as usize == kept.len();
+                kept.extend_from_slice(blob_in_frame(&keys, e, &plain, &what)?);
+                members.push((e.id, e.raw_len));
+            }
+            if whole && kept.len() == plain.len() {
+                builder.add_frame(first.kind, first.flags, sealed, &members);
+            } else {
+                let z = if first.kind == BlobType::Data { &mut data_zstd } else { &mut plain_zstd };
+                let (flags, resealed) = seal_frame(repo.cipher(), first.kind, &kept, z);
+                builder.add_frame(first.kind, flags, &resealed, &members);
+            }
             if builder.is_full() {
                 write_pack(repo, std::mem::take(&mut builder), &mut new_index, &mut out)?;
             }

@@ -1,11 +1,13 @@
 //! Restore: reassemble a snapshot's exact bytes, verified, written atomically.
 //!
-//! A producer walks the chunk lists and groups chunks that sit next to each
-//! other in one pack into a single range read; workers read, decrypt,
-//! decompress and verify each blob; the caller's thread writes them in order
-//! and checks the whole-stream BLAKE3 before the file gets its final name.
+//! A producer walks the chunk lists and cuts the output into stretches of a
+//! few MiB, each with the set of frames its chunks live in; workers read those
+//! frames (neighbours in one pack in a single range read), open each frame
+//! once, verify every chunk against its id and assemble the stretch; the
+//! caller's thread writes stretches in order and checks the whole-stream
+//! BLAKE3 before the file gets its final name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -17,14 +19,18 @@ use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::compress::{Decoder, Dictionaries};
-use crate::pack::{open_blob, BlobEntry, BlobKeys, BlobType};
+use crate::pack::{blob_in_frame, open_blob, open_frame, BlobEntry, BlobKeys, BlobType};
 use crate::repo::{display_name, FileKind, Repository};
 use crate::snapshot::{Snapshot, SnapshotFile};
 
 /// A range read covers at most this many bytes.
-const MAX_BATCH: u64 = 1024 * 1024;
-/// Unneeded bytes a range read may span between two needed blobs.
+const MAX_READ: u64 = 4 * 1024 * 1024;
+/// Unneeded bytes a range read may span between two needed frames.
 const MAX_GAP: u64 = 32 * 1024;
+/// A stretch of output closes once its frames hold this many plaintext bytes...
+const STRETCH_FRAMES: u64 = 2 * 1024 * 1024;
+/// ... or its chunks this many (a chunk repeated many times needs one frame).
+const STRETCH_OUTPUT: u64 = 4 * 1024 * 1024;
 
 /// How to run a restore.
 #[derive(Clone)]
@@ -133,17 +139,18 @@ pub fn blob_name(pack: &str, e: &BlobEntry) -> String {
     format!("blob {} in {}", e.id.to_hex(), display_name(FileKind::Pack, pack))
 }
 
+/// A stretch of output: its chunks in order, each naming one of its frames.
 struct Batch {
     seq: u64,
-    pack: Id,
-    entries: Vec<BlobEntry>,
+    frames: Vec<(Id, BlobEntry)>,
+    chunks: Vec<(u32, BlobEntry)>,
 }
 
 /// Writes the file's bytes to `out` in order; fails if any blob or the whole-stream hash is wrong.
 pub fn write_file(blobs: &Blobs<'_>, file: &SnapshotFile, out: &mut dyn Write, opts: &RestoreOptions) -> Result<()> {
     let threads = opts.threads.max(1);
     let (batch_tx, batch_rx) = bounded::<Batch>(threads * 2);
-    let (done_tx, done_rx) = bounded::<(u64, Result<Vec<Vec<u8>>>)>(threads * 2);
+    let (done_tx, done_rx) = bounded::<(u64, Result<Vec<u8>>)>(threads * 2);
     std::thread::scope(|s| {
         let producer = s.spawn(move || produce_batches(blobs, file, batch_tx));
         for _ in 0..threads {
@@ -161,33 +168,33 @@ pub fn write_file(blobs: &Blobs<'_>, file: &SnapshotFile, out: &mut dyn Write, o
 
 fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) -> Result<()> {
     let mut seq = 0u64;
-    let mut cur: Option<Batch> = None;
     let mut count = 0u64;
+    let new_batch = |seq: u64| Batch { seq, frames: Vec::new(), chunks: Vec::new() };
+    let mut cur = new_batch(seq);
+    let mut frame_pos: HashMap<(Id, u32), u32> = HashMap::new();
+    let (mut frame_bytes, mut out_bytes) = (0u64, 0u64);
     for id in blobs.chunk_ids(file) {
         let id = id?;
         count += 1;
         let (pack, entry) = blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
-        if let Some(b) = cur.as_mut() {
-            let last = b.entries[b.entries.len() - 1];
-            let first = b.entries[0];
-            // Blobs close behind each other in one pack share a read; the gap is read and skipped.
-            let last_end = last.offset as u64 + last.length as u64;
-            let near = b.pack == pack && entry.offset as u64 >= last_end && entry.offset as u64 - last_end <= MAX_GAP;
-            if near && (entry.offset as u64 + entry.length as u64 - first.offset as u64) <= MAX_BATCH {
-                b.entries.push(entry);
-                continue;
-            }
-        }
-        if let Some(b) = cur.take() {
-            if tx.send(b).is_err() {
+        let pos = *frame_pos.entry((pack, entry.offset)).or_insert_with(|| {
+            cur.frames.push((pack, entry));
+            frame_bytes += entry.frame_len as u64;
+            (cur.frames.len() - 1) as u32
+        });
+        cur.chunks.push((pos, entry));
+        out_bytes += entry.raw_len as u64;
+        if frame_bytes >= STRETCH_FRAMES || out_bytes >= STRETCH_OUTPUT {
+            seq += 1;
+            if tx.send(std::mem::replace(&mut cur, new_batch(seq))).is_err() {
                 return Ok(());
             }
+            frame_pos.clear();
+            (frame_bytes, out_bytes) = (0, 0);
         }
-        cur = Some(Batch { seq, pack, entries: vec![entry] });
-        seq += 1;
     }
-    if let Some(b) = cur.take() {
-        let _ = tx.send(b);
+    if !cur.chunks.is_empty() {
+        let _ = tx.send(cur);
     }
     if count != file.chunks {
         return Err(Error::corrupt(
@@ -198,7 +205,7 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) ->
     Ok(())
 }
 
-fn fetch_batches(blobs: &Blobs<'_>, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<Vec<u8>>>)>) {
+fn fetch_batches(blobs: &Blobs<'_>, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<u8>>)>) {
     let mut zstd = blobs.dicts.decoder();
     for b in rx {
         let result = fetch_batch(blobs, &mut zstd, &b);
@@ -209,33 +216,53 @@ fn fetch_batches(blobs: &Blobs<'_>, rx: Receiver<Batch>, tx: Sender<(u64, Result
     }
 }
 
-fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch) -> Result<Vec<Vec<u8>>> {
-    let name = b.pack.to_hex();
-    let start = b.entries[0].offset as u64;
-    let last = b.entries[b.entries.len() - 1];
-    let end = last.offset as u64 + last.length as u64;
-    let bytes = blobs.repo.backend().read_range(FileKind::Pack, &name, start, (end - start) as usize)?;
-    let keys = blobs.keys();
-    b.entries
-        .iter()
-        .map(|e| {
-            let off = (e.offset as u64 - start) as usize;
-            let sealed = &bytes[off..off + e.length as usize];
-            // The blob's name is only formatted when something is wrong with it.
-            open_blob(&keys, zstd, e, sealed, "").map_err(|err| match err {
-                Error::Corrupt { detail, .. } => Error::Corrupt { what: blob_name(&name, e), detail },
-                other => other,
-            })
-        })
-        .collect()
+/// Names a damaged blob in a corruption error (formatted only on failure).
+fn named(pack: Id, e: BlobEntry) -> impl FnOnce(Error) -> Error {
+    move |err| match err {
+        Error::Corrupt { detail, .. } => Error::Corrupt { what: blob_name(&pack.to_hex(), &e), detail },
+        other => other,
+    }
 }
 
-fn write_in_order(
-    file: &SnapshotFile,
-    rx: Receiver<(u64, Result<Vec<Vec<u8>>>)>,
-    out: &mut dyn Write,
-    opts: &RestoreOptions,
-) -> Result<()> {
+fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch) -> Result<Vec<u8>> {
+    let keys = blobs.keys();
+    // Frames in pack order; neighbours share one range read.
+    let mut order: Vec<usize> = (0..b.frames.len()).collect();
+    order.sort_by_key(|&i| (b.frames[i].0, b.frames[i].1.offset));
+    let mut plain: Vec<Vec<u8>> = vec![Vec::new(); b.frames.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let (pack, first) = b.frames[order[i]];
+        let start = first.offset as u64;
+        let mut end = start + first.length as u64;
+        let mut j = i + 1;
+        while j < order.len() {
+            let (p, e) = b.frames[order[j]];
+            let (off, e_end) = (e.offset as u64, e.offset as u64 + e.length as u64);
+            if p != pack || off < end || off - end > MAX_GAP || e_end - start > MAX_READ {
+                break;
+            }
+            end = e_end;
+            j += 1;
+        }
+        let bytes = blobs.repo.backend().read_range(FileKind::Pack, &pack.to_hex(), start, (end - start) as usize)?;
+        for &k in &order[i..j] {
+            let e = &b.frames[k].1;
+            let off = (e.offset as u64 - start) as usize;
+            let sealed = bytes.get(off..off + e.length as usize).ok_or_else(|| named(pack, *e)(Error::corrupt("", "lies beyond the end of its pack")))?;
+            plain[k] = open_frame(&keys, zstd, e, sealed, "").map_err(named(pack, *e))?;
+        }
+        i = j;
+    }
+    let mut out = Vec::with_capacity(b.chunks.iter().map(|(_, e)| e.raw_len as usize).sum());
+    for (k, e) in &b.chunks {
+        let data = blob_in_frame(&keys, e, &plain[*k as usize], "").map_err(named(b.frames[*k as usize].0, *e))?;
+        out.extend_from_slice(data);
+    }
+    Ok(out)
+}
+
+fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, out: &mut dyn Write, opts: &RestoreOptions) -> Result<()> {
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
     let mut hasher = blake3::Hasher::new();
@@ -243,15 +270,13 @@ fn write_in_order(
     let ctx = |e| Error::io(format!("write restored {}", file.name), e);
     for (seq, result) in rx {
         pending.insert(seq, result?);
-        while let Some(blobs) = pending.remove(&next) {
+        while let Some(b) = pending.remove(&next) {
             next += 1;
-            for b in blobs {
-                hasher.update(&b);
-                size += b.len() as u64;
-                out.write_all(&b).map_err(ctx)?;
-                if let Some(pb) = &opts.progress {
-                    pb.inc(b.len() as u64);
-                }
+            hasher.update(&b);
+            size += b.len() as u64;
+            out.write_all(&b).map_err(ctx)?;
+            if let Some(pb) = &opts.progress {
+                pb.inc(b.len() as u64);
             }
         }
     }

@@ -52,7 +52,8 @@ pub fn compute(repo: &Repository, index: &Index, snapshots: &[(crate::crypto::Id
             BlobType::Data => {
                 data_blobs += 1;
                 unique_raw_bytes += e.raw_len as u64;
-                unique_stored_bytes += e.length as u64;
+                // A frame's sealed bytes, shared by its blobs in proportion to their size.
+                unique_stored_bytes += e.length as u64 * e.raw_len as u64 / e.frame_len.max(1) as u64;
             }
             BlobType::ChunkList | BlobType::Dictionary => list_blobs += 1,
         }

@@ -97,14 +97,17 @@ fn duplicate_blobs_and_superseded_index_files_are_cleaned() {
     let a = random_data(41, 200_000);
     let id = repo.backup_bytes("a.rdb", &a);
 
-    // Store one blob a second time in a new pack, as an interrupted prune plus
-    // an adopting backup would.
+    // Store one frame (and so its blobs) a second time in a new pack, as an
+    // interrupted prune plus an adopting backup would.
     let r = open(&repo);
     let index = Index::load(&r).expect("index");
     let (pack, entry) = index.iter().next().expect("a blob");
     let sealed = r.backend().read_range(FileKind::Pack, &pack.to_hex(), entry.offset as u64, entry.length as usize).expect("read");
+    let mut members: Vec<_> = index.iter().filter(|(p, e)| *p == pack && e.same_frame(&entry)).map(|(_, e)| (e.inner, e.id, e.raw_len)).collect();
+    members.sort();
+    let members: Vec<_> = members.into_iter().map(|(_, id, len)| (id, len)).collect();
     let mut builder = PackBuilder::new();
-    builder.add(entry.id, entry.kind, entry.flags, entry.raw_len, &sealed);
+    builder.add_frame(entry.kind, entry.flags, &sealed, &members);
     let (bytes, new_pack, entries) = builder.finish(r.cipher());
     r.backend().write(FileKind::Pack, &new_pack.to_hex(), &bytes).expect("write pack");
     r.write_sealed(FileKind::Index, &IndexFile { supersedes: vec![], packs: vec![(new_pack, entries)] }.to_bytes()).expect("index");
