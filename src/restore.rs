@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -142,24 +142,42 @@ pub fn blob_name(pack: &str, e: &BlobEntry) -> String {
 /// A stretch of output: its chunks in order, each naming one of its frames.
 struct Batch {
     seq: u64,
+    /// Where the stretch starts in the file.
+    at: u64,
     frames: Vec<(Id, BlobEntry)>,
     chunks: Vec<(u32, BlobEntry)>,
 }
 
+/// Where restored bytes go: a stream written in order by one thread, or a
+/// file that the workers write at each stretch's offset while one thread
+/// hashes the stretches in order.
+enum Sink<'a> {
+    Stream(&'a mut dyn Write),
+    File(&'a File),
+}
+
 /// Writes the file's bytes to `out` in order; fails if any blob or the whole-stream hash is wrong.
 pub fn write_file(blobs: &Blobs<'_>, file: &SnapshotFile, out: &mut dyn Write, opts: &RestoreOptions) -> Result<()> {
+    run(blobs, file, Sink::Stream(out), opts)
+}
+
+fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &RestoreOptions) -> Result<()> {
     let threads = opts.threads.max(1);
+    let target = match &sink {
+        Sink::File(f) => Some(*f),
+        Sink::Stream(_) => None,
+    };
     let (batch_tx, batch_rx) = bounded::<Batch>(threads * 2);
     let (done_tx, done_rx) = bounded::<(u64, Result<Vec<u8>>)>(threads * 2);
     std::thread::scope(|s| {
         let producer = s.spawn(move || produce_batches(blobs, file, batch_tx));
         for _ in 0..threads {
             let (rx, tx) = (batch_rx.clone(), done_tx.clone());
-            s.spawn(move || fetch_batches(blobs, rx, tx));
+            s.spawn(move || fetch_batches(blobs, file, rx, tx, target));
         }
         drop(batch_rx);
         drop(done_tx);
-        let written = write_in_order(file, done_rx, out, opts);
+        let written = write_in_order(file, done_rx, &mut sink, opts);
         let produced = producer.join().unwrap_or_else(|_| Err(Error::Invalid("restore producer panicked".into())));
         // A producer failure (unreadable chunk list) explains a short write.
         produced.and(written)
@@ -169,8 +187,9 @@ pub fn write_file(blobs: &Blobs<'_>, file: &SnapshotFile, out: &mut dyn Write, o
 fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) -> Result<()> {
     let mut seq = 0u64;
     let mut count = 0u64;
-    let new_batch = |seq: u64| Batch { seq, frames: Vec::new(), chunks: Vec::new() };
-    let mut cur = new_batch(seq);
+    let new_batch = |seq: u64, at: u64| Batch { seq, at, frames: Vec::new(), chunks: Vec::new() };
+    let mut cur = new_batch(seq, 0);
+    let mut at = 0u64;
     let mut frame_pos: HashMap<(Id, u32), u32> = HashMap::new();
     let (mut frame_bytes, mut out_bytes) = (0u64, 0u64);
     for id in blobs.chunk_ids(file) {
@@ -184,9 +203,10 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) ->
         });
         cur.chunks.push((pos, entry));
         out_bytes += entry.raw_len as u64;
+        at += entry.raw_len as u64;
         if frame_bytes >= STRETCH_FRAMES || out_bytes >= STRETCH_OUTPUT {
             seq += 1;
-            if tx.send(std::mem::replace(&mut cur, new_batch(seq))).is_err() {
+            if tx.send(std::mem::replace(&mut cur, new_batch(seq, at))).is_err() {
                 return Ok(());
             }
             frame_pos.clear();
@@ -205,10 +225,16 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) ->
     Ok(())
 }
 
-fn fetch_batches(blobs: &Blobs<'_>, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<u8>>)>) {
+fn fetch_batches(blobs: &Blobs<'_>, file: &SnapshotFile, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<u8>>)>, target: Option<&File>) {
     let mut zstd = blobs.dicts.decoder();
     for b in rx {
-        let result = fetch_batch(blobs, &mut zstd, &b);
+        let mut result = fetch_batch(blobs, &mut zstd, &b);
+        if let (Some(f), Ok(bytes)) = (target, &result) {
+            use std::os::unix::fs::FileExt;
+            if let Err(e) = f.write_all_at(bytes, b.at) {
+                result = Err(Error::io(format!("write restored {}", file.name), e));
+            }
+        }
         let failed = result.is_err();
         if tx.send((b.seq, result)).is_err() || failed {
             return;
@@ -262,11 +288,12 @@ fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch) -> Result<V
     Ok(out)
 }
 
-fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, out: &mut dyn Write, opts: &RestoreOptions) -> Result<()> {
+fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, sink: &mut Sink<'_>, opts: &RestoreOptions) -> Result<()> {
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
+    let mut flushed = 0u64;
     let ctx = |e| Error::io(format!("write restored {}", file.name), e);
     for (seq, result) in rx {
         pending.insert(seq, result?);
@@ -274,13 +301,24 @@ fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, out
             next += 1;
             hasher.update(&b);
             size += b.len() as u64;
-            out.write_all(&b).map_err(ctx)?;
+            match sink {
+                Sink::Stream(out) => out.write_all(&b).map_err(ctx)?,
+                // Everything before `size` is written: start its writeback so
+                // the fsync before the rename has little left to wait for.
+                Sink::File(f) if size - flushed >= WRITEBACK_STEP => {
+                    start_writeback(f, flushed, size - flushed);
+                    flushed = size;
+                }
+                Sink::File(_) => {}
+            }
             if let Some(pb) = &opts.progress {
                 pb.inc(b.len() as u64);
             }
         }
     }
-    out.flush().map_err(ctx)?;
+    if let Sink::Stream(out) = sink {
+        out.flush().map_err(ctx)?;
+    }
     if !pending.is_empty() {
         return Err(Error::Invalid(format!("restore of {} stopped early", file.name)));
     }
@@ -319,13 +357,13 @@ pub fn restore_to_path(blobs: &Blobs<'_>, snapshot: &Snapshot, target: &Path, op
         fs::create_dir_all(target).map_err(|e| Error::io(format!("create {}", target.display()), e))?;
     }
     for (file, path) in snapshot.files.iter().zip(&paths) {
-        write_atomically(path, |out| write_file(blobs, file, out, opts))?;
+        write_atomically(path, |f| run(blobs, file, Sink::File(f), opts))?;
     }
     Ok(paths)
 }
 
 /// Writes through a temp file beside `path`, fsyncs, and renames only on success.
-pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+pub fn write_atomically(path: &Path, fill: impl FnOnce(&File) -> Result<()>) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -335,9 +373,7 @@ pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result
     let ctx = |e| Error::io(format!("write {}", path.display()), e);
     let result = (|| {
         let f = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(ctx)?;
-        let mut w = BufWriter::with_capacity(1 << 20, EarlyWriteback { file: f, written: 0, flushed: 0 });
-        fill(&mut w)?;
-        let f = w.into_inner().map_err(|e| ctx(e.into_error()))?.file;
+        fill(&f)?;
         f.sync_all().map_err(ctx)?;
         drop(f);
         fs::rename(&tmp, path).map_err(ctx)?;
@@ -349,31 +385,8 @@ pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result
     result
 }
 
-/// A file writer that starts the kernel's writeback every few MiB, so the
-/// final fsync (needed before the rename) has little left to wait for.
-struct EarlyWriteback {
-    file: File,
-    written: u64,
-    flushed: u64,
-}
-
+/// Restored bytes between two calls that start the kernel's writeback.
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
-
-impl Write for EarlyWriteback {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        if self.written - self.flushed >= WRITEBACK_STEP {
-            start_writeback(&self.file, self.flushed, self.written - self.flushed);
-            self.flushed = self.written;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
 
 #[cfg(target_os = "linux")]
 fn start_writeback(file: &File, offset: u64, len: u64) {
