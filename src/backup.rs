@@ -19,7 +19,7 @@ use crate::chunklist::ListBuilder;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::facts::{self, FactsFeed};
-use crate::index::Index;
+use crate::index::{prefix, Known};
 use crate::pack::{seal_frame, BlobType};
 use crate::restore::Blobs;
 use crate::packer::{adopt_orphan_packs, write_packs, FinishedPack, Packer};
@@ -104,25 +104,20 @@ enum Event {
 
 /// Blobs already stored or being stored by this run.
 struct Dedup {
-    index: Index,
-    /// The first 128 bits of each id stored by this run: half the memory of
-    /// full ids, and as keyed-hash prefixes they collide with probability
-    /// ~n^2/2^129 (1e-21 for a billion chunks) that no one can steer without
-    /// the id key.
+    known: Known,
+    /// 128-bit prefixes of the ids stored by this run (see [`Known`]).
     claimed: Mutex<HashSet<[u8; 16], IdBuildHasher>>,
 }
 
 impl Dedup {
     /// True if the caller is the first to see this new id and must store it.
     fn claim(&self, id: &Id) -> bool {
-        if self.index.contains(id) {
+        if self.known.contains(id) {
             return false;
         }
-        let mut prefix = [0u8; 16];
-        prefix.copy_from_slice(&id.0[..16]);
         match self.claimed.lock() {
-            Ok(mut set) => set.insert(prefix),
-            Err(poisoned) => poisoned.into_inner().insert(prefix),
+            Ok(mut set) => set.insert(prefix(id)),
+            Err(poisoned) => poisoned.into_inner().insert(prefix(id)),
         }
     }
 }
@@ -146,10 +141,13 @@ pub fn run_with(
 ) -> Result<(Id, Snapshot)> {
     let started = Instant::now();
     let time = crate::snapshot::now_rfc3339();
-    let mut index = Index::load(repo)?;
-    adopt_orphan_packs(repo, &mut index)?;
+    // Dedup needs only which blobs exist: not the full index, a quarter of its memory.
+    let mut known = Known::load(repo)?;
+    let indexed = std::mem::take(&mut known.packs);
+    adopt_orphan_packs(repo, &indexed, &mut known)?;
+    drop(indexed);
     Compressor::new(opts.zstd_level, None)?;
-    let existing_dict = Blobs::new(repo, &index)?.dictionaries().preferred();
+    let existing_dict = Blobs::new(repo, &known.dictionaries)?.dictionaries().preferred();
 
     // Without a dictionary yet, the first megabytes of input train one.
     let mut inputs: Vec<(String, Vec<Vec<u8>>, Chunker<Box<dyn Read + Send + '_>>)> = inputs
@@ -174,7 +172,7 @@ pub fn run_with(
         }
     }
     let dict = existing_dict.or_else(|| new_dict.clone());
-    let dedup = Arc::new(Dedup { index, claimed: Mutex::new(HashSet::default()) });
+    let dedup = Arc::new(Dedup { known, claimed: Mutex::new(HashSet::default()) });
     let threads = opts.threads.max(1);
 
     let (job_tx, job_rx) = bounded::<Job>(threads * 4);
@@ -368,7 +366,7 @@ fn close_frame(repo: &Repository, frame: &mut Vec<u8>, members: &mut Vec<(Id, u3
     Sealed { kind: BlobType::Data, flags, data, blobs: std::mem::take(members) }
 }
 
-fn run_packer(repo: &Repository, sealed: Receiver<Vec<Sealed>>, packs: Sender<FinishedPack>) -> Result<()> {
+fn run_packer<'a>(repo: &'a Repository, sealed: Receiver<Vec<Sealed>>, packs: Sender<FinishedPack<'a>>) -> Result<()> {
     let mut packer = Packer::new(repo, packs);
     for batch in sealed {
         for s in batch {

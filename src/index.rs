@@ -70,24 +70,10 @@ impl Index {
     /// index file supersedes are ignored even if the old file still exists (a
     /// prune or repair stopped before deleting it).
     pub fn load(repo: &Repository) -> Result<Index> {
-        // One file at a time, so only the map is ever held whole; files that a
-        // newer one supersedes (left by an interrupted prune) take the slow path.
         let mut idx = Index::new();
-        for info in repo.backend().list(FileKind::Index)? {
-            let plain = repo.read_sealed(FileKind::Index, &info.name)?;
-            let file = IndexFile::parse(&plain, &display_name(FileKind::Index, &info.name))?;
-            drop(plain);
-            idx.superseded.extend(file.supersedes.iter().map(|i| i.to_hex()));
-            for (pack, entries) in &file.packs {
-                for e in entries {
-                    idx.insert(*pack, *e);
-                }
-            }
-            idx.files.push(info.name);
-        }
-        if idx.files.iter().any(|n| idx.superseded.contains(n)) {
-            return Ok(Index::from_files(&Index::read_files(repo)?));
-        }
+        let (files, superseded) = load_live(repo, &mut idx)?;
+        idx.files = files;
+        idx.superseded = superseded;
         Ok(idx)
     }
 
@@ -191,6 +177,99 @@ impl Index {
     /// Every blob with its pack.
     pub fn iter(&self) -> impl Iterator<Item = (Id, BlobEntry)> + '_ {
         self.blobs.iter().map(|(id, l)| (self.packs[l.pack as usize], l.entry(*id)))
+    }
+}
+
+/// Something built from the live entries of the index files.
+pub trait IndexSink {
+    /// Records one blob of a pack.
+    fn add(&mut self, pack: Id, entry: &BlobEntry);
+    /// Forgets everything added (loading starts over).
+    fn clear(&mut self);
+}
+
+impl IndexSink for Index {
+    fn add(&mut self, pack: Id, entry: &BlobEntry) {
+        self.insert(pack, *entry);
+    }
+    fn clear(&mut self) {
+        *self = Index::new();
+    }
+}
+
+/// Feeds the entries of every live index file to `sink`, one file at a time,
+/// so only the sink is ever held whole; returns the files read and the
+/// superseded ones. A file that a newer one supersedes (left by an
+/// interrupted prune) makes it start over without it.
+pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<String>, HashSet<String>)> {
+    let names: Vec<String> = repo.backend().list(FileKind::Index)?.into_iter().map(|i| i.name).collect();
+    let mut superseded = HashSet::new();
+    let mut skip = HashSet::new();
+    loop {
+        for name in names.iter().filter(|n| !skip.contains(*n)) {
+            let plain = repo.read_sealed(FileKind::Index, name)?;
+            let file = IndexFile::parse(&plain, &display_name(FileKind::Index, name))?;
+            drop(plain);
+            superseded.extend(file.supersedes.iter().map(|i| i.to_hex()));
+            for (pack, entries) in &file.packs {
+                for e in entries {
+                    sink.add(*pack, e);
+                }
+            }
+        }
+        let stale: HashSet<String> = names.iter().filter(|n| superseded.contains(*n) && !skip.contains(*n)).cloned().collect();
+        if stale.is_empty() {
+            return Ok((names, superseded));
+        }
+        sink.clear();
+        skip.extend(stale);
+    }
+}
+
+/// Which blobs a repository holds, for a backup's dedup: 128-bit id prefixes
+/// (a quarter of the index's memory; as keyed-hash prefixes they collide with
+/// probability ~n^2/2^129, which no one can steer without the id key), the
+/// indexed packs, and the full entries of the few dictionary blobs.
+#[derive(Default)]
+pub struct Known {
+    ids: HashSet<[u8; 16], IdBuildHasher>,
+    /// Packs some index file names.
+    pub packs: HashSet<Id>,
+    /// Dictionary blobs, with their packs.
+    pub dictionaries: Index,
+}
+
+impl Known {
+    /// Reads the live index files.
+    pub fn load(repo: &Repository) -> Result<Known> {
+        let mut k = Known::default();
+        load_live(repo, &mut k)?;
+        Ok(k)
+    }
+
+    /// Whether a blob is stored.
+    pub fn contains(&self, id: &Id) -> bool {
+        self.ids.contains(&prefix(id))
+    }
+}
+
+/// The first 128 bits of an id.
+pub fn prefix(id: &Id) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p.copy_from_slice(&id.0[..16]);
+    p
+}
+
+impl IndexSink for Known {
+    fn add(&mut self, pack: Id, entry: &BlobEntry) {
+        self.ids.insert(prefix(&entry.id));
+        self.packs.insert(pack);
+        if entry.kind == BlobType::Dictionary {
+            self.dictionaries.insert(pack, *entry);
+        }
+    }
+    fn clear(&mut self) {
+        *self = Known::default();
     }
 }
 

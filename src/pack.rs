@@ -204,21 +204,7 @@ impl PackBuilder {
 
     /// Appends one sealed frame holding `blobs` (id and length, in order).
     pub fn add_frame(&mut self, kind: BlobType, flags: u8, sealed: &[u8], blobs: &[(Id, u32)]) {
-        let frame_len: u32 = blobs.iter().map(|(_, n)| n).sum();
-        let mut inner = 0;
-        for (id, raw_len) in blobs {
-            self.entries.push(BlobEntry {
-                id: *id,
-                kind,
-                flags,
-                offset: self.buf.len() as u32,
-                length: sealed.len() as u32,
-                raw_len: *raw_len,
-                inner,
-                frame_len,
-            });
-            inner += raw_len;
-        }
+        self.entries.extend(frame_entries(kind, flags, self.buf.len() as u32, sealed.len() as u32, blobs));
         self.buf.extend_from_slice(sealed);
     }
 
@@ -244,28 +230,45 @@ impl PackBuilder {
 
     /// Appends the sealed header; returns the pack's bytes, name and entries.
     pub fn finish(mut self, cipher: &Cipher) -> (Vec<u8>, Id, Vec<BlobEntry>) {
-        let mut header = Vec::with_capacity(9 + self.entries.len() * BLOB_LEN);
-        header.extend_from_slice(MAGIC);
-        header.push(VERSION);
-        let frames = frames(&self.entries);
-        header.extend_from_slice(&(frames.len() as u32).to_le_bytes());
-        for f in frames {
-            let first = &f[0];
-            header.push(first.kind.code());
-            header.push(first.flags);
-            header.extend_from_slice(&first.length.to_le_bytes());
-            header.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            for e in f {
-                header.extend_from_slice(&e.id.0);
-                header.extend_from_slice(&e.raw_len.to_le_bytes());
-            }
-        }
-        let sealed = cipher.seal(HEADER_AAD, &header);
-        self.buf.extend_from_slice(&sealed);
-        self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&sealed_header(cipher, &self.entries));
         let id = Id::of_bytes(&self.buf);
         (self.buf, id, self.entries)
     }
+}
+
+/// The end of a pack: its sealed header listing `entries`, then the header's length.
+pub fn sealed_header(cipher: &Cipher, entries: &[BlobEntry]) -> Vec<u8> {
+    let mut header = Vec::with_capacity(9 + entries.len() * BLOB_LEN);
+    header.extend_from_slice(MAGIC);
+    header.push(VERSION);
+    let frames = frames(entries);
+    header.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+    for f in frames {
+        let first = &f[0];
+        header.push(first.kind.code());
+        header.push(first.flags);
+        header.extend_from_slice(&first.length.to_le_bytes());
+        header.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        for e in f {
+            header.extend_from_slice(&e.id.0);
+            header.extend_from_slice(&e.raw_len.to_le_bytes());
+        }
+    }
+    let mut sealed = cipher.seal(HEADER_AAD, &header);
+    let len = sealed.len() as u32;
+    sealed.extend_from_slice(&len.to_le_bytes());
+    sealed
+}
+
+/// Entries for a frame of `blobs` (id, length, in order) sealed into `length`
+/// bytes at `offset` of a pack.
+pub fn frame_entries(kind: BlobType, flags: u8, offset: u32, length: u32, blobs: &[(Id, u32)]) -> impl Iterator<Item = BlobEntry> + '_ {
+    let frame_len: u32 = blobs.iter().map(|(_, n)| n).sum();
+    blobs.iter().scan(0u32, move |inner, (id, raw_len)| {
+        let e = BlobEntry { id: *id, kind, flags, offset, length, raw_len: *raw_len, inner: *inner, frame_len };
+        *inner += raw_len;
+        Some(e)
+    })
 }
 
 /// Splits entries into runs that share one frame (consecutive entries with the same place).

@@ -11,9 +11,9 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::index::{Index, IndexFile};
-use crate::pack::{read_header, BlobEntry, BlobType, PackBuilder};
-use crate::repo::{FileKind, Repository};
+use crate::index::{IndexFile, IndexSink};
+use crate::pack::{frame_entries, pack_target, read_header, sealed_header, BlobEntry, BlobType};
+use crate::repo::{FileKind, Repository, StagedFile};
 
 /// Index files are written after this many packs (and at the end).
 const PACKS_PER_INDEX: usize = 8;
@@ -29,42 +29,68 @@ pub struct PackerStats {
     pub blobs: u64,
 }
 
-/// A closed pack waiting to be written.
-pub struct FinishedPack {
-    bytes: Vec<u8>,
+/// A pack whose bytes are all staged, waiting to be made durable and indexed.
+pub struct FinishedPack<'a> {
+    staged: Box<dyn StagedFile + 'a>,
     id: Id,
+    bytes: u64,
+    entries: Vec<BlobEntry>,
+}
+
+/// The pack being filled: its bytes go straight to a staged file, so memory
+/// holds only its entries, whatever the pack size.
+struct OpenPack<'a> {
+    staged: Box<dyn StagedFile + 'a>,
+    hasher: blake3::Hasher,
+    len: usize,
     entries: Vec<BlobEntry>,
 }
 
 /// Fills packs and hands each full one to the writer, so that compression
-/// goes on while a pack is written and fsynced.
+/// goes on while a pack is fsynced and indexed.
 pub struct Packer<'a> {
     repo: &'a Repository,
-    cur: PackBuilder,
-    tx: Sender<FinishedPack>,
+    cur: Option<OpenPack<'a>>,
+    tx: Sender<FinishedPack<'a>>,
 }
 
 impl<'a> Packer<'a> {
     /// A packer whose packs go to `tx` (a thread running `write_packs`).
-    pub fn new(repo: &'a Repository, tx: Sender<FinishedPack>) -> Self {
-        Packer { repo, cur: PackBuilder::new(), tx }
+    pub fn new(repo: &'a Repository, tx: Sender<FinishedPack<'a>>) -> Self {
+        Packer { repo, cur: None, tx }
     }
 
     /// Adds a sealed frame holding `blobs` (id, length); hands the pack over when it is full.
     pub fn add_frame(&mut self, kind: BlobType, flags: u8, sealed: &[u8], blobs: &[(Id, u32)]) -> Result<()> {
-        self.cur.add_frame(kind, flags, sealed, blobs);
-        if self.cur.is_full() {
+        let cur = match &mut self.cur {
+            Some(c) => c,
+            None => self.cur.insert(OpenPack {
+                staged: self.repo.backend().create_staged(FileKind::Pack)?,
+                hasher: blake3::Hasher::new(),
+                len: 0,
+                entries: Vec::new(),
+            }),
+        };
+        cur.entries.extend(frame_entries(kind, flags, cur.len as u32, sealed.len() as u32, blobs));
+        cur.staged.append(sealed)?;
+        cur.hasher.update(sealed);
+        cur.len += sealed.len();
+        if cur.len >= pack_target() {
             self.send()?;
         }
         Ok(())
     }
 
     fn send(&mut self) -> Result<()> {
-        if self.cur.is_empty() {
-            return Ok(());
-        }
-        let (bytes, id, entries) = std::mem::take(&mut self.cur).finish(self.repo.cipher());
-        self.tx.send(FinishedPack { bytes, id, entries }).map_err(|_| Error::Invalid("the pack writer stopped".into()))
+        let Some(mut p) = self.cur.take() else { return Ok(()) };
+        let tail = sealed_header(self.repo.cipher(), &p.entries);
+        p.staged.append(&tail)?;
+        p.hasher.update(&tail);
+        let id = Id(*p.hasher.finalize().as_bytes());
+        let bytes = (p.len + tail.len()) as u64;
+        self.tx
+            .send(FinishedPack { staged: p.staged, id, bytes, entries: p.entries })
+            .map_err(|_| Error::Invalid("the pack writer stopped".into()))
     }
 
     /// Hands over the last, partly filled pack.
@@ -73,9 +99,9 @@ impl<'a> Packer<'a> {
     }
 }
 
-/// Writes packs as they come and an index file after every few of them (and
-/// at the end, also after a failure, so that written packs are indexed).
-pub fn write_packs(repo: &Repository, rx: Receiver<FinishedPack>) -> Result<PackerStats> {
+/// Makes packs durable as they come and writes an index file after every few
+/// of them (and at the end, also after a failure, so that written packs are indexed).
+pub fn write_packs(repo: &Repository, rx: Receiver<FinishedPack<'_>>) -> Result<PackerStats> {
     let mut stats = PackerStats::default();
     let mut pending = IndexFile::default();
     let flush = |pending: &mut IndexFile| -> Result<()> {
@@ -86,12 +112,12 @@ pub fn write_packs(repo: &Repository, rx: Receiver<FinishedPack>) -> Result<Pack
         Ok(())
     };
     for p in rx {
-        if let Err(e) = repo.backend().write(FileKind::Pack, &p.id.to_hex(), &p.bytes) {
+        if let Err(e) = p.staged.finish(&p.id.to_hex()) {
             let _ = flush(&mut pending);
             return Err(e);
         }
         stats.packs += 1;
-        stats.bytes += p.bytes.len() as u64;
+        stats.bytes += p.bytes;
         stats.blobs += p.entries.len() as u64;
         pending.packs.push((p.id, p.entries));
         if pending.packs.len() >= PACKS_PER_INDEX {
@@ -105,8 +131,7 @@ pub fn write_packs(repo: &Repository, rx: Receiver<FinishedPack>) -> Result<Pack
 /// Indexes pack files that no index names (left by an interrupted backup), so
 /// their blobs are reused instead of stored again. Returns how many were adopted;
 /// packs whose header cannot be read are left alone for `check` to report.
-pub fn adopt_orphan_packs(repo: &Repository, index: &mut Index) -> Result<usize> {
-    let known: HashSet<Id> = index.packs().iter().copied().collect();
+pub fn adopt_orphan_packs(repo: &Repository, known: &HashSet<Id>, index: &mut dyn IndexSink) -> Result<usize> {
     let mut file = IndexFile::default();
     for info in repo.backend().list(FileKind::Pack)? {
         let Some(id) = Id::from_hex(&info.name) else { continue };
@@ -115,7 +140,7 @@ pub fn adopt_orphan_packs(repo: &Repository, index: &mut Index) -> Result<usize>
         }
         if let Ok(entries) = read_header(repo.backend().as_ref(), repo.cipher(), &info.name) {
             for e in &entries {
-                index.insert(id, *e);
+                index.add(id, e);
             }
             file.packs.push((id, entries));
         }

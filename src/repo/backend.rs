@@ -66,6 +66,12 @@ pub trait Backend: Send + Sync {
     fn size(&self, kind: FileKind, name: &str) -> Result<u64>;
     /// Stores a file atomically and durably (it is on disk when this returns).
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()>;
+    /// Starts a file of `kind` written piece by piece, so large files (packs)
+    /// need not be held in memory; it appears, atomically and durably, only
+    /// when finished under the name given then (packs are named by content).
+    fn create_staged(&self, kind: FileKind) -> Result<Box<dyn StagedFile + '_>> {
+        Ok(Box::new(BufferedStaged { backend: self, kind, buf: Vec::new() }))
+    }
     /// Removes a file; removing a missing file is not an error.
     fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
     /// Whether the file exists.
@@ -75,6 +81,31 @@ pub trait Backend: Send + Sync {
     fn remove_stale_temp(&self, older_than: std::time::Duration) -> Result<u64> {
         let _ = older_than;
         Ok(0)
+    }
+}
+
+/// A file being written by [`Backend::create_staged`]; dropped unfinished, it leaves nothing.
+pub trait StagedFile: Send {
+    /// Appends bytes.
+    fn append(&mut self, data: &[u8]) -> Result<()>;
+    /// Makes the file appear under `name`, atomically and durably.
+    fn finish(self: Box<Self>, name: &str) -> Result<()>;
+}
+
+/// The fallback for backends without streaming writes: collect, then write.
+struct BufferedStaged<'a, B: Backend + ?Sized> {
+    backend: &'a B,
+    kind: FileKind,
+    buf: Vec<u8>,
+}
+
+impl<B: Backend + ?Sized> StagedFile for BufferedStaged<'_, B> {
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>, name: &str) -> Result<()> {
+        self.backend.write(self.kind, name, &self.buf)
     }
 }
 

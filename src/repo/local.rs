@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::backend::{display_name, Backend, FileInfo, FileKind};
+use super::backend::{StagedFile, display_name, Backend, FileInfo, FileKind};
 use crate::error::{Error, Result};
 use crate::failpoint::{self, Stage};
 
@@ -206,6 +206,20 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
+    fn create_staged(&self, kind: FileKind) -> Result<Box<dyn StagedFile + '_>> {
+        let dir = match kind {
+            FileKind::Config => self.root.clone(),
+            _ => self.root.join(kind.dir()),
+        };
+        let tmp = dir.join(format!(".staged.tmp-{}", hex::encode(crate::crypto::random_bytes::<6>())));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+        Ok(Box::new(LocalStaged { backend: self, kind, tmp, file: Some(file) }))
+    }
+
     fn remove_stale_temp(&self, older_than: Duration) -> Result<u64> {
         let mut removed = 0;
         let mut dirs: Vec<PathBuf> = FileKind::ALL
@@ -214,6 +228,7 @@ impl Backend for LocalBackend {
             .map(|k| self.root.join(k.dir()))
             .collect();
         dirs.push(self.root.clone());
+        dirs.push(self.root.join("data"));
         if let Ok(subdirs) = fs::read_dir(self.root.join("data")) {
             dirs.extend(subdirs.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
         }
@@ -236,5 +251,50 @@ impl Backend for LocalBackend {
 
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
         Ok(self.path(kind, name).exists())
+    }
+}
+
+/// A staged file of the local backend: a temp file beside its kind's folder,
+/// fsynced and renamed into place by `finish`, removed if dropped before.
+struct LocalStaged<'a> {
+    backend: &'a LocalBackend,
+    kind: FileKind,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+impl StagedFile for LocalStaged<'_> {
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        let ctx = |e| Error::io(format!("write {}", self.tmp.display()), e);
+        self.file.as_mut().ok_or_else(|| Error::Invalid("staged file already finished".into()))?.write_all(data).map_err(ctx)
+    }
+
+    fn finish(mut self: Box<Self>, name: &str) -> Result<()> {
+        let (kind, backend) = (self.kind, self.backend);
+        let path = backend.path(kind, name);
+        let dir = path.parent().unwrap_or(&backend.root).to_path_buf();
+        let file = self.file.take();
+        let op = failpoint::begin();
+        let result = (|| -> std::io::Result<()> {
+            let f = file.ok_or_else(|| std::io::Error::other("staged file already finished"))?;
+            f.sync_all()?;
+            drop(f);
+            fs::create_dir_all(&dir)?;
+            failpoint::hit(op, Stage::Before);
+            fs::rename(&self.tmp, &path)?;
+            fsync_dir(&dir)
+        })();
+        result.map_err(|e| Error::io(backend.ctx("write", kind, name), e))?;
+        failpoint::hit(op, Stage::After);
+        Ok(())
+    }
+}
+
+impl Drop for LocalStaged<'_> {
+    fn drop(&mut self) {
+        // Unfinished (an error or a panic upstream), or the rename failed.
+        if self.tmp.exists() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }

@@ -7,7 +7,7 @@ pub mod local;
 
 use std::sync::Arc;
 
-pub use backend::{display_name, Backend, FileInfo, FileKind};
+pub use backend::{display_name, Backend, FileInfo, FileKind, StagedFile};
 pub use config::Config;
 pub use keyfile::KeyFile;
 pub use local::LocalBackend;
