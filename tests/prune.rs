@@ -142,3 +142,24 @@ fn duplicate_blobs_and_superseded_index_files_are_cleaned() {
     assert!(repo.check_passes(&["--read-data"]).is_empty());
     assert_eq!(repo.try_restore(&id).expect("restore"), a);
 }
+
+#[test]
+fn backup_ignores_superseded_index_files_that_name_deleted_blobs() {
+    let repo = Vault::init_small_packs();
+    let a = random_data(51, 300_000);
+    let b = random_data(52, 100_000);
+    repo.backup_bytes("a.rdb", &a);
+    repo.backup_bytes("b.rdb", &b);
+    let stale: Vec<(std::path::PathBuf, Vec<u8>)> = repo.files("index").iter().map(|p| (p.clone(), std::fs::read(p).expect("read"))).collect();
+    repo.ok(&["forget", "--keep-last", "1", "--group-by", "", "--prune"]);
+
+    // A prune killed before deleting the old index files leaves them behind; they
+    // still list a's blobs, whose packs are gone. A backup must store them again.
+    for (p, bytes) in &stale {
+        std::fs::write(p, bytes).expect("put back");
+    }
+    let again = repo.backup_bytes("a.rdb", &a);
+    assert_eq!(repo.try_restore(&again).expect("restore a, backed up again"), a);
+    let warnings = repo.check_passes(&["--read-data"]);
+    assert!(warnings.iter().all(|w| w["kind"] == "superseded-index"), "{warnings:?}");
+}
