@@ -101,6 +101,12 @@ impl Cipher {
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Id(pub [u8; 32]);
 
+impl AsRef<[u8]> for Id {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl Id {
     /// Lower-case hex, the form used in file names and messages.
     pub fn to_hex(&self) -> String {

@@ -48,12 +48,75 @@ impl Location {
     }
 }
 
+/// Keys whose leading bits are uniformly random (keyed-hash ids), sorted and
+/// bucketed by those bits: exactly one entry's bytes per key (a hash table
+/// needs 1/7 more slots, and twice its size while it grows), and a lookup scans
+/// a few neighbouring entries of one bucket.
+#[derive(Clone)]
+struct Table<K, V> {
+    entries: Vec<(K, V)>,
+    /// Entries of bucket `b` are `entries[dir[b]..dir[b + 1]]` once sorted.
+    dir: Vec<u32>,
+    bits: u32,
+    /// Sorted entries end here; later inserts are searched one by one.
+    sorted: usize,
+}
+
+impl<K, V> Default for Table<K, V> {
+    fn default() -> Self {
+        Table { entries: Vec::new(), dir: vec![0, 0], bits: 0, sorted: 0 }
+    }
+}
+
+impl<K: AsRef<[u8]> + Ord + Copy, V: Copy> Table<K, V> {
+    fn bucket(&self, key: &K) -> usize {
+        let b = key.as_ref();
+        let lead = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        if self.bits == 0 {
+            0
+        } else {
+            (lead >> (64 - self.bits)) as usize
+        }
+    }
+
+    /// Sorts the entries, keeps the first of equal keys by `order`, and builds the buckets.
+    fn finish(&mut self, order: impl Fn(&(K, V), &(K, V)) -> std::cmp::Ordering) {
+        // Unstable sort: in place, no buffer of half the table.
+        self.entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| order(a, b)));
+        self.entries.dedup_by(|later, first| later.0 == first.0);
+        let n = self.entries.len();
+        // About 4-8 entries per bucket.
+        self.bits = (n / 8).max(1).next_power_of_two().trailing_zeros();
+        let buckets = 1usize << self.bits;
+        self.dir = vec![0u32; buckets + 1];
+        let mut b = 0;
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            let kb = self.bucket(k);
+            while b < kb {
+                b += 1;
+                self.dir[b] = i as u32;
+            }
+        }
+        for d in &mut self.dir[b + 1..] {
+            *d = n as u32;
+        }
+        self.sorted = n;
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        let b = self.bucket(key);
+        let (lo, hi) = (self.dir[b] as usize, self.dir[b + 1] as usize);
+        let found = self.entries[lo..hi.min(self.sorted)].iter().find(|(k, _)| k == key);
+        found.or_else(|| self.entries[self.sorted..].iter().find(|(k, _)| k == key)).map(|(_, v)| v)
+    }
+}
+
 /// All index entries of a repository, in memory.
 #[derive(Default, Clone)]
 pub struct Index {
     packs: Vec<Id>,
     pack_pos: HashMap<Id, u32, IdBuildHasher>,
-    blobs: HashMap<Id, Location, IdBuildHasher>,
+    blobs: Table<Id, Location>,
     /// Names of the index files this was loaded from.
     pub files: Vec<String>,
     /// Index files that newer index files say they replace.
@@ -105,6 +168,7 @@ impl Index {
                 }
             }
         }
+        idx.finish();
         idx
     }
 
@@ -126,7 +190,8 @@ impl Index {
         out
     }
 
-    /// Records a blob in a pack (a later duplicate of a known blob is ignored).
+    /// Records a blob in a pack; [`Index::finish`] makes it quick to find (and
+    /// keeps one entry of a blob stored twice).
     pub fn insert(&mut self, pack: Id, entry: BlobEntry) {
         let pos = match self.pack_pos.get(&pack) {
             Some(p) => *p,
@@ -137,7 +202,7 @@ impl Index {
                 p
             }
         };
-        self.blobs.entry(entry.id).or_insert(Location {
+        let loc = Location {
             pack: pos,
             offset: entry.offset,
             length: entry.length,
@@ -146,12 +211,21 @@ impl Index {
             frame_len: entry.frame_len,
             kind: entry.kind,
             flags: entry.flags,
-        });
+        };
+        if self.blobs.sorted == 0 || self.blobs.get(&entry.id).is_none() {
+            self.blobs.entries.push((entry.id, loc));
+        }
+    }
+
+    /// Sorts what was inserted for lookups; of a blob stored twice, the copy in
+    /// the pack inserted first wins.
+    pub fn finish(&mut self) {
+        self.blobs.finish(|a, b| (a.1.pack, a.1.offset).cmp(&(b.1.pack, b.1.offset)));
     }
 
     /// Whether a blob is stored.
     pub fn contains(&self, id: &Id) -> bool {
-        self.blobs.contains_key(id)
+        self.blobs.get(id).is_some()
     }
 
     /// Where a blob is stored, with its pack's name.
@@ -161,12 +235,12 @@ impl Index {
 
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
-        self.blobs.len()
+        self.blobs.entries.len()
     }
 
     /// True when no blob is indexed.
     pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
+        self.blobs.entries.is_empty()
     }
 
     /// Every pack that holds at least one indexed blob.
@@ -176,7 +250,7 @@ impl Index {
 
     /// Every blob with its pack.
     pub fn iter(&self) -> impl Iterator<Item = (Id, BlobEntry)> + '_ {
-        self.blobs.iter().map(|(id, l)| (self.packs[l.pack as usize], l.entry(*id)))
+        self.blobs.entries.iter().map(|(id, l)| (self.packs[l.pack as usize], l.entry(*id)))
     }
 }
 
@@ -186,6 +260,12 @@ pub trait IndexSink {
     fn add(&mut self, pack: Id, entry: &BlobEntry);
     /// Forgets everything added (loading starts over).
     fn clear(&mut self);
+    /// Makes room for about `blobs` more entries at once: a table that grows
+    /// by doubling holds its old and new storage together, which would set the
+    /// peak memory of a large repository at 1.5x the table.
+    fn reserve(&mut self, blobs: usize);
+    /// Called once everything was added.
+    fn finish(&mut self);
 }
 
 impl IndexSink for Index {
@@ -195,6 +275,12 @@ impl IndexSink for Index {
     fn clear(&mut self) {
         *self = Index::new();
     }
+    fn reserve(&mut self, blobs: usize) {
+        self.blobs.entries.reserve_exact(blobs);
+    }
+    fn finish(&mut self) {
+        Index::finish(self);
+    }
 }
 
 /// Feeds the entries of every live index file to `sink`, one file at a time,
@@ -202,10 +288,14 @@ impl IndexSink for Index {
 /// superseded ones. A file that a newer one supersedes (left by an
 /// interrupted prune) makes it start over without it.
 pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<String>, HashSet<String>)> {
-    let names: Vec<String> = repo.backend().list(FileKind::Index)?.into_iter().map(|i| i.name).collect();
+    let listed = repo.backend().list(FileKind::Index)?;
+    // Each blob takes at least BLOB_LEN bytes of an index file.
+    let most = listed.iter().map(|i| i.size as usize).sum::<usize>() / BLOB_LEN;
+    let names: Vec<String> = listed.into_iter().map(|i| i.name).collect();
     let mut superseded = HashSet::new();
     let mut skip = HashSet::new();
     loop {
+        sink.reserve(most);
         for name in names.iter().filter(|n| !skip.contains(*n)) {
             let plain = repo.read_sealed(FileKind::Index, name)?;
             let file = IndexFile::parse(&plain, &display_name(FileKind::Index, name))?;
@@ -219,6 +309,7 @@ pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<Str
         }
         let stale: HashSet<String> = names.iter().filter(|n| superseded.contains(*n) && !skip.contains(*n)).cloned().collect();
         if stale.is_empty() {
+            sink.finish();
             return Ok((names, superseded));
         }
         sink.clear();
@@ -232,7 +323,7 @@ pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<Str
 /// indexed packs, and the full entries of the few dictionary blobs.
 #[derive(Default)]
 pub struct Known {
-    ids: HashSet<[u8; 16], IdBuildHasher>,
+    ids: Table<[u8; 16], ()>,
     /// Packs some index file names.
     pub packs: HashSet<Id>,
     /// Dictionary blobs, with their packs.
@@ -249,7 +340,7 @@ impl Known {
 
     /// Whether a blob is stored.
     pub fn contains(&self, id: &Id) -> bool {
-        self.ids.contains(&prefix(id))
+        self.ids.get(&prefix(id)).is_some()
     }
 }
 
@@ -262,7 +353,7 @@ pub fn prefix(id: &Id) -> [u8; 16] {
 
 impl IndexSink for Known {
     fn add(&mut self, pack: Id, entry: &BlobEntry) {
-        self.ids.insert(prefix(&entry.id));
+        self.ids.entries.push((prefix(&entry.id), ()));
         self.packs.insert(pack);
         if entry.kind == BlobType::Dictionary {
             self.dictionaries.insert(pack, *entry);
@@ -270,6 +361,13 @@ impl IndexSink for Known {
     }
     fn clear(&mut self) {
         *self = Known::default();
+    }
+    fn reserve(&mut self, blobs: usize) {
+        self.ids.entries.reserve_exact(blobs);
+    }
+    fn finish(&mut self) {
+        self.ids.finish(|_, _| std::cmp::Ordering::Equal);
+        self.dictionaries.finish();
     }
 }
 
@@ -388,6 +486,39 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(id: Id, offset: u32) -> BlobEntry {
+        BlobEntry { id, kind: BlobType::Data, flags: 0, offset, length: 9, raw_len: 1, inner: 0, frame_len: 1 }
+    }
+
+    #[test]
+    fn sorted_table_finds_every_id_and_only_those() {
+        let hasher = crate::crypto::IdHasher::new(crate::crypto::SecretKey::random());
+        let ids: Vec<Id> = (0..5000u32).map(|i| hasher.id(&i.to_le_bytes())).collect();
+        let mut idx = Index::new();
+        for (i, id) in ids.iter().enumerate() {
+            idx.insert(Id([1; 32]), entry(*id, i as u32));
+        }
+        // The same blob again in a later pack: the first copy wins.
+        idx.insert(Id([2; 32]), entry(ids[7], 99));
+        assert_eq!(idx.len(), 5001, "duplicates are dropped by finish, not before");
+        idx.finish();
+        assert_eq!(idx.len(), 5000);
+        for (i, id) in ids.iter().enumerate() {
+            let (pack, e) = idx.get(id).expect("indexed");
+            assert_eq!((pack, e.offset), (Id([1; 32]), i as u32));
+        }
+        assert!(!idx.contains(&hasher.id(b"absent")));
+        // Inserted after finish: found too (searched apart until the next finish).
+        let late = hasher.id(b"late");
+        idx.insert(Id([3; 32]), entry(late, 5));
+        idx.insert(Id([3; 32]), entry(ids[0], 6));
+        assert_eq!(idx.get(&late).map(|(p, _)| p), Some(Id([3; 32])));
+        assert_eq!(idx.get(&ids[0]).map(|(_, e)| e.offset), Some(0));
+        idx.finish();
+        assert_eq!(idx.len(), 5001);
+        assert_eq!(idx.get(&late).map(|(_, e)| e.offset), Some(5));
+    }
 
     #[test]
     fn index_file_round_trip_and_truncation() {

@@ -147,6 +147,7 @@ pub fn adopt_orphan_packs(repo: &Repository, known: &HashSet<Id>, index: &mut dy
     }
     let n = file.packs.len();
     if n > 0 {
+        index.finish();
         repo.write_sealed(FileKind::Index, &file.to_bytes())?;
     }
     Ok(n)
