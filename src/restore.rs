@@ -24,13 +24,13 @@ use crate::repo::{display_name, FileKind, Repository};
 use crate::snapshot::{Snapshot, SnapshotFile};
 
 /// A range read covers at most this many bytes.
-const MAX_READ: u64 = 4 * 1024 * 1024;
+const MAX_READ: u64 = 2 * 1024 * 1024;
 /// Unneeded bytes a range read may span between two needed frames.
 const MAX_GAP: u64 = 32 * 1024;
 /// A stretch of output closes once its frames hold this many plaintext bytes...
-const STRETCH_FRAMES: u64 = 2 * 1024 * 1024;
+const STRETCH_FRAMES: u64 = 1024 * 1024;
 /// ... or its chunks this many (a chunk repeated many times needs one frame).
-const STRETCH_OUTPUT: u64 = 4 * 1024 * 1024;
+const STRETCH_OUTPUT: u64 = 2 * 1024 * 1024;
 
 /// How to run a restore.
 #[derive(Clone)]
