@@ -14,7 +14,7 @@ use std::time::Instant;
 mod rdbgen;
 
 const TOTAL: usize = 512 << 20;
-const LIMIT_KIB: i64 = 200 * 1024;
+const LIMIT_KIB: i64 = 140 * 1024;
 
 fn rdbvault(repo: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rdbvault"));
@@ -32,7 +32,7 @@ fn children_max_rss_kib() -> i64 {
 }
 
 #[test]
-fn backup_of_512_mib_stays_under_200_mib_rss() {
+fn backup_of_512_mib_stays_under_140_mib_rss() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     let st = rdbvault(&repo).args(["init", "--kdf-memory-kib", "1024"]).status().unwrap();
