@@ -335,8 +335,9 @@ fn run_worker(
         let mut frames = Vec::new();
         // The new chunks of a job go into frames in input order, adjacent or not:
         // a restore reads them back together for the same stretch of output.
-        for data in job.chunks.iter() {
-            let id = repo.hasher().id(data);
+        let slices: Vec<&[u8]> = job.chunks.iter().map(|c| c.as_slice()).collect();
+        let chunk_ids = repo.hasher().ids(&slices);
+        for (data, id) in slices.iter().zip(chunk_ids) {
             let len = data.len() as u32;
             let new = dedup.claim(&id);
             if new {

@@ -185,6 +185,11 @@ impl IdHasher {
     pub fn id(&self, data: &[u8]) -> Id {
         Id(*blake3::keyed_hash(self.key.as_bytes(), data).as_bytes())
     }
+
+    /// The ids of many small blobs, hashed eight at a time (same ids as `id`).
+    pub fn ids(&self, blobs: &[&[u8]]) -> Vec<Id> {
+        crate::idhash::keyed_hashes(self.key.as_bytes(), blobs).into_iter().map(Id).collect()
+    }
 }
 
 /// Argon2id cost parameters, stored beside the salt in each key file.

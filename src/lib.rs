@@ -16,6 +16,7 @@ pub mod facts;
 pub mod failpoint;
 pub mod forget;
 pub mod glob;
+pub mod idhash;
 pub mod index;
 pub mod inspect;
 pub mod keys;

@@ -138,14 +138,23 @@ pub fn open_frame(keys: &BlobKeys<'_>, zstd: &mut Decoder<'_>, entry: &BlobEntry
 
 /// The blob's bytes in its opened frame, verified against its id.
 pub fn blob_in_frame<'f>(keys: &BlobKeys<'_>, entry: &BlobEntry, frame: &'f [u8], what: &str) -> Result<&'f [u8]> {
-    let (start, end) = (entry.inner as usize, entry.inner as usize + entry.raw_len as usize);
-    let plain = frame
-        .get(start..end)
-        .ok_or_else(|| Error::corrupt(what, format!("bytes {start}..{end} lie outside its {}-byte frame", frame.len())))?;
+    let plain = blob_bytes(entry, frame, what)?;
     if keys.hasher.id(plain) != entry.id {
-        return Err(Error::corrupt(what, "content does not hash to its id"));
+        return Err(id_mismatch(what));
     }
     Ok(plain)
+}
+
+/// The blob's bytes in its opened frame, not yet verified: for callers that
+/// hash many blobs at once ([`crate::crypto::IdHasher::ids`]).
+pub fn blob_bytes<'f>(entry: &BlobEntry, frame: &'f [u8], what: &str) -> Result<&'f [u8]> {
+    let (start, end) = (entry.inner as usize, entry.inner as usize + entry.raw_len as usize);
+    frame.get(start..end).ok_or_else(|| Error::corrupt(what, format!("bytes {start}..{end} lie outside its {}-byte frame", frame.len())))
+}
+
+/// The error for a blob whose content does not hash to its id.
+pub fn id_mismatch(what: &str) -> Error {
+    Error::corrupt(what, "content does not hash to its id")
 }
 
 /// Decrypts, decompresses and verifies one blob; `what` names it in errors.

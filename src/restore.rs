@@ -19,7 +19,7 @@ use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::compress::{Decoder, Dictionaries};
-use crate::pack::{blob_in_frame, open_blob, open_frame, BlobEntry, BlobKeys, BlobType};
+use crate::pack::{blob_bytes, id_mismatch, open_blob, open_frame, BlobEntry, BlobKeys, BlobType};
 use crate::repo::{display_name, FileKind, Repository};
 use crate::snapshot::{Snapshot, SnapshotFile};
 
@@ -280,9 +280,17 @@ fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch) -> Result<V
         }
         i = j;
     }
-    let mut out = Vec::with_capacity(b.chunks.iter().map(|(_, e)| e.raw_len as usize).sum());
+    let mut slices = Vec::with_capacity(b.chunks.len());
     for (k, e) in &b.chunks {
-        let data = blob_in_frame(&keys, e, &plain[*k as usize], "").map_err(named(b.frames[*k as usize].0, *e))?;
+        slices.push(blob_bytes(e, &plain[*k as usize], "").map_err(named(b.frames[*k as usize].0, *e))?);
+    }
+    // Every chunk is verified against its id, eight at a time.
+    let ids = keys.hasher.ids(&slices);
+    let mut out = Vec::with_capacity(slices.iter().map(|s| s.len()).sum());
+    for (((k, e), data), id) in b.chunks.iter().zip(&slices).zip(ids) {
+        if id != e.id {
+            return Err(named(b.frames[*k as usize].0, *e)(id_mismatch("")));
+        }
         out.extend_from_slice(data);
     }
     Ok(out)
