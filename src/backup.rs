@@ -297,9 +297,16 @@ fn read_input(
         *seq += n;
         Ok(())
     };
+    // The whole-stream hash is fed in large pieces: BLAKE3 hashes many 1 KiB
+    // chunks of one update side by side, but a chunk-sized update one at a time.
+    let mut staged = Vec::with_capacity(JOB_BYTES + 64 * 1024);
     for chunk in chunks {
         let data = chunk.map_err(|source| Error::Source { name: name.clone(), source })?;
-        hasher.update(&data);
+        staged.extend_from_slice(&data);
+        if staged.len() >= JOB_BYTES {
+            hasher.update(&staged);
+            staged.clear();
+        }
         size += data.len() as u64;
         batch_bytes += data.len();
         batch.push(data);
@@ -311,6 +318,7 @@ fn read_input(
     if !batch.is_empty() {
         send(batch, batch_bytes, seq)?;
     }
+    hasher.update(&staged);
     let blake3 = hasher.finalize().to_hex().to_string();
     ev_tx.send(Event::EndFile { name, end_seq: *seq, size, blake3 }).map_err(|_| stopped())?;
     Ok(size)
