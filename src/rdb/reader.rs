@@ -1,6 +1,6 @@
 //! Byte source for the parser: buffered, tracks the file offset, the running CRC64 and an optional capture of raw bytes.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::io::{ErrorKind, Read};
 
 use super::crc64::crc64;
 use super::error::{RdbError, Result};
@@ -9,8 +9,18 @@ use super::error::{RdbError, Result};
 const CHUNK: usize = 64 * 1024;
 
 /// Wraps a reader; every consumed byte updates `offset`, `crc` and (if enabled) `capture`.
+///
+/// The CRC is computed over whole buffer spans when the buffer is refilled (or the CRC is asked
+/// for), not per field: one pass over 64 KiB is many times faster than thousands of tiny ones.
 pub(crate) struct ByteReader<R: Read> {
-    inner: BufReader<R>,
+    inner: R,
+    buf: Box<[u8]>,
+    /// Next unconsumed byte in `buf`.
+    pos: usize,
+    /// End of the valid bytes in `buf`.
+    end: usize,
+    /// Consumed bytes from here up to `pos` are not yet in `crc`.
+    crc_from: usize,
     offset: u64,
     crc: u64,
     capture: Option<Vec<u8>>,
@@ -21,7 +31,11 @@ pub(crate) struct ByteReader<R: Read> {
 impl<R: Read> ByteReader<R> {
     pub(crate) fn new(r: R) -> Self {
         ByteReader {
-            inner: BufReader::with_capacity(CHUNK, r),
+            inner: r,
+            buf: vec![0; CHUNK].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            crc_from: 0,
             offset: 0,
             crc: 0,
             capture: None,
@@ -35,8 +49,34 @@ impl<R: Read> ByteReader<R> {
     }
 
     /// CRC64 of every byte consumed so far.
-    pub(crate) fn crc(&self) -> u64 {
+    pub(crate) fn crc(&mut self) -> u64 {
+        self.crc = crc64(self.crc, &self.buf[self.crc_from..self.pos]);
+        self.crc_from = self.pos;
         self.crc
+    }
+
+    /// Checksums the consumed bytes, then replaces the buffer with the next read (one call, so
+    /// a stream that pauses is parsed as far as it has arrived).
+    fn refill(&mut self) -> Result<()> {
+        self.crc();
+        self.pos = 0;
+        self.end = 0;
+        self.crc_from = 0;
+        loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(n) => {
+                    self.end = n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(RdbError::Io {
+                        offset: self.offset,
+                        source: e,
+                    })
+                }
+            }
+        }
     }
 
     /// Starts recording consumed bytes, seeded with `prefix` (e.g. the type byte already read).
@@ -84,29 +124,19 @@ impl<R: Read> ByteReader<R> {
     /// Consumes up to `want` bytes, handing each buffered slice to `sink`; fails if data runs out.
     fn consume_with(&mut self, mut want: u64, mut sink: impl FnMut(&[u8])) -> Result<()> {
         while want > 0 {
-            let buf = loop {
-                match self.inner.fill_buf() {
-                    Ok(b) => break b,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        return Err(RdbError::Io {
-                            offset: self.offset,
-                            source: e,
-                        })
-                    }
+            if self.pos == self.end {
+                self.refill()?;
+                if self.end == 0 {
+                    return Err(self.truncated());
                 }
-            };
-            if buf.is_empty() {
-                return Err(self.truncated());
             }
-            let n = buf.len().min(usize::try_from(want).unwrap_or(usize::MAX));
-            let part = &buf[..n];
-            self.crc = crc64(self.crc, part);
+            let n = (self.end - self.pos).min(usize::try_from(want).unwrap_or(usize::MAX));
+            let part = &self.buf[self.pos..self.pos + n];
             if let Some(c) = self.capture.as_mut() {
                 c.extend_from_slice(part);
             }
             sink(part);
-            self.inner.consume(n);
+            self.pos += n;
             self.offset += n as u64;
             want -= n as u64;
         }
