@@ -33,7 +33,9 @@ fn group<'a>(c: &'a mut Criterion, name: &str, bytes: usize) -> BenchmarkGroup<'
 }
 
 fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
-    Chunker::new(data, ChunkerParams::default(), 0).map(|c| c.expect("chunking a slice")).collect()
+    Chunker::new(data, ChunkerParams::default(), 0)
+        .flat_map(|b| b.expect("chunking a slice").iter().map(<[u8]>::to_vec).collect::<Vec<_>>())
+        .collect()
 }
 
 fn new_repo(dir: &std::path::Path) -> Repository {

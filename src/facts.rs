@@ -11,7 +11,7 @@ use crate::rdb::{self, RdbError};
 use crate::snapshot::RedisFacts;
 
 /// A batch of consecutive chunks, shared with the backup workers.
-pub type Batch = Arc<Vec<Vec<u8>>>;
+pub type Batch = Arc<crate::chunker::Chunks>;
 
 /// Feeds batches to the parser; dropping it ends the stream.
 pub struct FactsFeed {
@@ -40,7 +40,7 @@ pub fn spawn<'scope>(
     name: String,
 ) -> (FactsFeed, std::thread::ScopedJoinHandle<'scope, Option<RedisFacts>>) {
     let (tx, rx) = bounded::<Batch>(8);
-    let handle = scope.spawn(move || parse(ChunkReader { rx, cur: None, idx: 0, pos: 0 }, &name));
+    let handle = scope.spawn(move || parse(ChunkReader { rx, cur: None, pos: 0 }, &name));
     (FactsFeed { tx: Some(tx) }, handle)
 }
 
@@ -75,7 +75,7 @@ fn parse(mut reader: ChunkReader, name: &str) -> Option<RedisFacts> {
 struct ChunkReader {
     rx: Receiver<Batch>,
     cur: Option<Batch>,
-    idx: usize,
+    /// Bytes of `cur` already read.
     pos: usize,
 }
 
@@ -83,13 +83,8 @@ impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             if let Some(batch) = &self.cur {
-                if let Some(chunk) = batch.get(self.idx) {
-                    let rest = &chunk[self.pos..];
-                    if rest.is_empty() {
-                        self.idx += 1;
-                        self.pos = 0;
-                        continue;
-                    }
+                let rest = &batch.bytes()[self.pos..];
+                if !rest.is_empty() {
                     let n = rest.len().min(buf.len());
                     buf[..n].copy_from_slice(&rest[..n]);
                     self.pos += n;
@@ -99,7 +94,6 @@ impl Read for ChunkReader {
             match self.rx.recv() {
                 Ok(b) => {
                     self.cur = Some(b);
-                    self.idx = 0;
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0),
