@@ -159,20 +159,40 @@ impl<R: Read> ByteReader<R> {
         Ok(v)
     }
 
+    /// Bytes that can be taken from the buffer at once, if nothing else must see them.
+    #[inline]
+    fn buffered(&self, n: usize) -> bool {
+        n <= self.end - self.pos && self.capture.is_none()
+    }
+
     /// Skips `n` bytes (still checksummed and captured).
     pub(crate) fn skip(&mut self, n: u64) -> Result<()> {
-        self.consume_with(n, |_| {})
+        match usize::try_from(n) {
+            // The checksum covers skipped bytes when the buffer is refilled.
+            Ok(k) if self.buffered(k) => {
+                self.pos += k;
+                self.offset += n;
+                Ok(())
+            }
+            _ => self.consume_with(n, |_| {}),
+        }
     }
 
+    #[inline]
     pub(crate) fn read_u8(&mut self) -> Result<u8> {
-        let mut b = [0u8; 1];
-        self.read_into(&mut b)?;
-        Ok(b[0])
+        Ok(self.read_array::<1>()?[0])
     }
 
+    #[inline]
     pub(crate) fn read_array<const N: usize>(&mut self) -> Result<[u8; N]> {
         let mut b = [0u8; N];
-        self.read_into(&mut b)?;
+        if self.buffered(N) {
+            b.copy_from_slice(&self.buf[self.pos..self.pos + N]);
+            self.pos += N;
+            self.offset += N as u64;
+        } else {
+            self.read_into(&mut b)?;
+        }
         Ok(b)
     }
 
@@ -201,6 +221,44 @@ mod tests {
         assert_eq!(r.take_capture(), b"\xAA123456789ab");
         assert_eq!(r.read_u8().unwrap(), b'c');
         assert!(r.read_u8().is_err());
+    }
+
+    /// Hands out at most `.1` bytes per read, like a pipe.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// Skipped and read bytes, within one buffer or across refills, all reach the CRC.
+    #[test]
+    fn crc_covers_every_consumed_byte() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        for step in [1, 7, 1000, 70_000, usize::MAX] {
+            let mut r = ByteReader::new(Trickle(&data, step));
+            let mut i = 0u64;
+            while r.offset() + 70_000 < data.len() as u64 {
+                match i % 5 {
+                    0 => drop(r.read_u8().unwrap()),
+                    1 => r.skip(i % 300).unwrap(),
+                    2 => drop(r.read_array::<8>().unwrap()),
+                    3 => r.skip(i * 37 % 66_000).unwrap(),
+                    _ => drop(r.read_bytes(i % 50).unwrap()),
+                }
+                i += 1;
+                if i % 97 == 0 {
+                    let at = r.offset() as usize;
+                    assert_eq!(r.crc(), crc64(0, &data[..at]), "step {step} at {at}");
+                }
+            }
+            let at = r.offset() as usize;
+            assert_eq!(r.crc(), crc64(0, &data[..at]), "step {step} at {at}");
+        }
     }
 
     #[test]
