@@ -101,3 +101,56 @@ impl Read for ChunkReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunker::{Chunker, ChunkerParams};
+
+    /// A version-9 RDB with `n` string keys holding 60-byte values, and its checksum.
+    fn rdb(n: u32) -> Vec<u8> {
+        let mut b = b"REDIS0009".to_vec();
+        for i in 0..n {
+            let key = format!("key:{i}");
+            b.push(0);
+            b.push(key.len() as u8);
+            b.extend_from_slice(key.as_bytes());
+            b.push(60);
+            b.extend((0..60u32).map(|j| (i.wrapping_mul(31) ^ j) as u8));
+        }
+        b.push(0xFF);
+        let crc = rdb::crc64(0, &b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Facts as a backup gathers them: from the chunker's shared batches.
+    fn facts_of(data: &[u8]) -> Option<RedisFacts> {
+        std::thread::scope(|s| {
+            let (mut feed, handle) = spawn(s, "dump.rdb".into());
+            for batch in Chunker::new(data, ChunkerParams::default(), 3).batch_bytes(100_000) {
+                feed.push(&Arc::new(batch.expect("reading a slice")));
+            }
+            feed.finish();
+            handle.join().expect("parser thread")
+        })
+    }
+
+    /// Many batches and parser buffers: keys are counted, and one flipped byte inside a value
+    /// (which the structure cannot reveal) fails the CRC.
+    #[test]
+    fn batches_give_facts_and_the_checksum_is_verified() {
+        let good = rdb(30_000);
+        let facts = facts_of(&good).expect("facts");
+        assert_eq!(facts.keys, Some(30_000));
+        assert_eq!(facts.rdb_error, None);
+
+        let mut bad = good.clone();
+        let key = b"key:20000";
+        let at = good.windows(key.len()).position(|w| w == key).expect("key present") + key.len() + 1 + 30;
+        bad[at] ^= 0x40;
+        let facts = facts_of(&bad).expect("facts");
+        let err = facts.rdb_error.expect("checksum error");
+        assert!(err.to_lowercase().contains("checksum") || err.to_lowercase().contains("crc"), "{err}");
+    }
+}
