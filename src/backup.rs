@@ -159,7 +159,16 @@ pub fn run_with(
                     None => break,
                 }
             }
-            let samples: Vec<Vec<u8>> = prefix.iter().flat_map(|b| b.iter().map(<[u8]>::to_vec)).collect();
+            // The same samples as chunk by chunk: up to the chunk that reaches the limit.
+            let mut samples: Vec<Vec<u8>> = Vec::new();
+            let mut taken = 0;
+            for chunk in prefix.iter().flat_map(|b| b.iter()) {
+                if taken >= compress::MAX_TRAINING_BYTES {
+                    break;
+                }
+                taken += chunk.len();
+                samples.push(chunk.to_vec());
+            }
             new_dict = compress::train(&samples).map(Arc::new);
         }
     }
@@ -277,7 +286,7 @@ fn read_input(
     let mut size = 0u64;
     for batch in batches {
         let batch = batch.map_err(|source| Error::Source { name: name.clone(), source })?;
-        // Whole batches, not chunks: BLAKE3 hashes 16 KiB-aligned runs many blocks at a time.
+        // Whole batches, not chunks: on long input BLAKE3 hashes many 1 KiB chunks at once (SIMD).
         let bytes = batch.bytes().len();
         hasher.update(batch.bytes());
         size += bytes as u64;
