@@ -168,6 +168,25 @@ impl<R: Read> ByteReader<R> {
         n <= self.end - self.pos && self.capture.is_none()
     }
 
+    /// The buffered bytes not yet consumed, when nothing but the CRC must see them (no capture);
+    /// for fast paths that look ahead and then [`Self::advance`].
+    #[inline]
+    pub(crate) fn lookahead(&self) -> &[u8] {
+        if self.capture.is_none() {
+            &self.buf[self.pos..self.end]
+        } else {
+            &[]
+        }
+    }
+
+    /// Consumes `n` bytes seen through [`Self::lookahead`] (the CRC covers them at the next refill).
+    #[inline]
+    pub(crate) fn advance(&mut self, n: usize) {
+        debug_assert!(n <= self.lookahead().len());
+        self.pos += n;
+        self.offset += n as u64;
+    }
+
     /// Skips `n` bytes (still checksummed and captured).
     pub(crate) fn skip(&mut self, n: u64) -> Result<()> {
         match usize::try_from(n) {
