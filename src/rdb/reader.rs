@@ -273,7 +273,7 @@ mod tests {
                     _ => drop(r.read_bytes(i % 50).unwrap()),
                 }
                 i += 1;
-                if i % 97 == 0 {
+                if i.is_multiple_of(97) {
                     let at = r.offset() as usize;
                     assert_eq!(r.crc(), crc64(0, &data[..at]), "step {step} at {at}");
                 }
