@@ -33,7 +33,9 @@ fn group<'a>(c: &'a mut Criterion, name: &str, bytes: usize) -> BenchmarkGroup<'
 }
 
 fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
-    Chunker::new(data, ChunkerParams::default(), 0).map(|c| c.expect("chunking a slice")).collect()
+    Chunker::new(data, ChunkerParams::default(), 0)
+        .flat_map(|b| b.expect("chunking a slice").iter().map(<[u8]>::to_vec).collect::<Vec<_>>())
+        .collect()
 }
 
 fn new_repo(dir: &std::path::Path) -> Repository {
@@ -57,6 +59,7 @@ fn stages(c: &mut Criterion) {
     g.bench_function("fastcdc_chunker", |b| b.iter(|| chunks_of(&data).len()));
     g.bench_function("blake3_keyed_ids", |b| b.iter(|| chunks.iter().map(|c| hasher.id(c).0[0] as usize).sum::<usize>()));
     g.bench_function("blake3_whole_stream", |b| b.iter(|| blake3::hash(&data)));
+    g.bench_function("crc64_rdb_64k_spans", |b| b.iter(|| data.chunks(64 * 1024).fold(0, rdbvault::rdb::crc64)));
     let dict = compress::train(&chunks[..chunks.len().min(1024)]).expect("enough chunks to train a dictionary");
     for level in [1, 2, 3] {
         g.bench_function(format!("zstd_{level}_per_chunk"), |b| {

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::chunker::Chunker;
+use crate::chunker::{Chunker, Chunks};
 use crate::compress::{self, Compressor};
 use crate::chunklist::ListBuilder;
 use crate::crypto::{Id, IdBuildHasher};
@@ -65,14 +65,14 @@ pub struct Input<'a> {
 }
 
 /// Consecutive chunks handed to one worker (batching keeps channel traffic
-/// low with 1 KiB chunks).
+/// low with 1 KiB chunks); they share one buffer with the parser's feed.
 struct Job {
     seq: u64,
     chunks: facts::Batch,
 }
 
-/// A job is sent once it holds this many bytes.
-const JOB_BYTES: usize = 256 * 1024;
+/// A job is sent once it holds this many bytes (or its read window ends).
+const JOB_BYTES: usize = crate::chunker::BATCH_BYTES;
 
 /// A frame's plaintext is closed once it holds this many bytes: large enough
 /// for zstd to find repeats across chunks and to make per-frame costs (seal,
@@ -150,9 +150,12 @@ pub fn run_with(
     let existing_dict = Blobs::new(repo, &known.dictionaries)?.dictionaries().preferred();
 
     // Without a dictionary yet, the first megabytes of input train one.
-    let mut inputs: Vec<(String, Vec<Vec<u8>>, Chunker<Box<dyn Read + Send + '_>>)> = inputs
+    let mut inputs: Vec<(String, Vec<Chunks>, Chunker<Box<dyn Read + Send + '_>>)> = inputs
         .into_iter()
-        .map(|i| (i.name, Vec::new(), Chunker::new(i.reader, repo.config().chunker, repo.config().chunker_seed())))
+        .map(|i| {
+            let chunker = Chunker::new(i.reader, repo.config().chunker, repo.config().chunker_seed()).batch_bytes(JOB_BYTES);
+            (i.name, Vec::new(), chunker)
+        })
         .collect();
     let mut new_dict = None;
     if existing_dict.is_none() && opts.zstd_level > 0 {
@@ -160,15 +163,25 @@ pub fn run_with(
             let mut sampled = 0;
             while sampled < compress::MAX_TRAINING_BYTES {
                 match chunker.next() {
-                    Some(Ok(c)) => {
-                        sampled += c.len();
-                        prefix.push(c);
+                    Some(Ok(batch)) => {
+                        sampled += batch.bytes().len();
+                        prefix.push(batch);
                     }
                     Some(Err(source)) => return Err(Error::Source { name: name.clone(), source }),
                     None => break,
                 }
             }
-            new_dict = compress::train(prefix).map(Arc::new);
+            // The same samples as chunk by chunk: up to the chunk that reaches the limit.
+            let mut samples: Vec<Vec<u8>> = Vec::new();
+            let mut taken = 0;
+            for chunk in prefix.iter().flat_map(|b| b.iter()) {
+                if taken >= compress::MAX_TRAINING_BYTES {
+                    break;
+                }
+                taken += chunk.len();
+                samples.push(chunk.to_vec());
+            }
+            new_dict = compress::train(&samples).map(Arc::new);
         }
     }
     let dict = existing_dict.or_else(|| new_dict.clone());
@@ -209,7 +222,7 @@ pub fn run_with(
         let mut read_result = Ok(0u64);
         let mut seq = 0u64;
         for (n, (name, prefix, chunker)) in inputs.into_iter().enumerate() {
-            let chunks = prefix.into_iter().map(Ok).chain(chunker);
+            let batches = prefix.into_iter().map(Ok).chain(chunker);
             let feed = if facts_input == Some(n) {
                 let (feed, handle) = facts::spawn(s, name.clone());
                 facts_thread = Some(handle);
@@ -217,7 +230,7 @@ pub fn run_with(
             } else {
                 None
             };
-            match read_input(name, chunks, opts, &mut seq, &job_tx, &ev_tx, feed) {
+            match read_input(name, batches, opts, &mut seq, &job_tx, &ev_tx, feed) {
                 Ok(size) => {
                     if let Ok(total) = &mut read_result {
                         *total += size;
@@ -272,7 +285,7 @@ pub fn run_with(
 /// Reads one input on the caller's thread; returns its size and RDB facts.
 fn read_input(
     name: String,
-    chunks: impl Iterator<Item = std::io::Result<Vec<u8>>>,
+    batches: impl Iterator<Item = std::io::Result<Chunks>>,
     opts: &BackupOptions,
     seq: &mut u64,
     job_tx: &Sender<Job>,
@@ -282,9 +295,12 @@ fn read_input(
     let stopped = || Error::Invalid("backup workers stopped".into());
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0;
-    let mut send = |batch: Vec<Vec<u8>>, bytes: usize, seq: &mut u64| -> Result<()> {
+    for batch in batches {
+        let batch = batch.map_err(|source| Error::Source { name: name.clone(), source })?;
+        // Whole batches, not chunks: on long input BLAKE3 hashes many 1 KiB chunks at once (SIMD).
+        let bytes = batch.bytes().len();
+        hasher.update(batch.bytes());
+        size += bytes as u64;
         if let Some(pb) = &opts.progress {
             pb.inc(bytes as u64);
         }
@@ -295,30 +311,7 @@ fn read_input(
         }
         job_tx.send(Job { seq: *seq, chunks: batch }).map_err(|_| stopped())?;
         *seq += n;
-        Ok(())
-    };
-    // The whole-stream hash is fed in large pieces: BLAKE3 hashes many 1 KiB
-    // chunks of one update side by side, but a chunk-sized update one at a time.
-    let mut staged = Vec::with_capacity(JOB_BYTES + 64 * 1024);
-    for chunk in chunks {
-        let data = chunk.map_err(|source| Error::Source { name: name.clone(), source })?;
-        staged.extend_from_slice(&data);
-        if staged.len() >= JOB_BYTES {
-            hasher.update(&staged);
-            staged.clear();
-        }
-        size += data.len() as u64;
-        batch_bytes += data.len();
-        batch.push(data);
-        if batch_bytes >= JOB_BYTES {
-            send(std::mem::take(&mut batch), batch_bytes, seq)?;
-            batch_bytes = 0;
-        }
     }
-    if !batch.is_empty() {
-        send(batch, batch_bytes, seq)?;
-    }
-    hasher.update(&staged);
     let blake3 = hasher.finalize().to_hex().to_string();
     ev_tx.send(Event::EndFile { name, end_seq: *seq, size, blake3 }).map_err(|_| stopped())?;
     Ok(size)
@@ -343,7 +336,7 @@ fn run_worker(
         let mut frames = Vec::new();
         // The new chunks of a job go into frames in input order, adjacent or not:
         // a restore reads them back together for the same stretch of output.
-        let slices: Vec<&[u8]> = job.chunks.iter().map(|c| c.as_slice()).collect();
+        let slices: Vec<&[u8]> = job.chunks.iter().collect();
         let chunk_ids = repo.hasher().ids(&slices);
         for (data, id) in slices.iter().zip(chunk_ids) {
             let len = data.len() as u32;

@@ -11,7 +11,7 @@ use crate::rdb::{self, RdbError};
 use crate::snapshot::RedisFacts;
 
 /// A batch of consecutive chunks, shared with the backup workers.
-pub type Batch = Arc<Vec<Vec<u8>>>;
+pub type Batch = Arc<crate::chunker::Chunks>;
 
 /// Feeds batches to the parser; dropping it ends the stream.
 pub struct FactsFeed {
@@ -40,7 +40,7 @@ pub fn spawn<'scope>(
     name: String,
 ) -> (FactsFeed, std::thread::ScopedJoinHandle<'scope, Option<RedisFacts>>) {
     let (tx, rx) = bounded::<Batch>(8);
-    let handle = scope.spawn(move || parse(ChunkReader { rx, cur: None, idx: 0, pos: 0 }, &name));
+    let handle = scope.spawn(move || parse(ChunkReader { rx, cur: None, pos: 0 }, &name));
     (FactsFeed { tx: Some(tx) }, handle)
 }
 
@@ -75,7 +75,7 @@ fn parse(mut reader: ChunkReader, name: &str) -> Option<RedisFacts> {
 struct ChunkReader {
     rx: Receiver<Batch>,
     cur: Option<Batch>,
-    idx: usize,
+    /// Bytes of `cur` already read.
     pos: usize,
 }
 
@@ -83,13 +83,8 @@ impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             if let Some(batch) = &self.cur {
-                if let Some(chunk) = batch.get(self.idx) {
-                    let rest = &chunk[self.pos..];
-                    if rest.is_empty() {
-                        self.idx += 1;
-                        self.pos = 0;
-                        continue;
-                    }
+                let rest = &batch.bytes()[self.pos..];
+                if !rest.is_empty() {
                     let n = rest.len().min(buf.len());
                     buf[..n].copy_from_slice(&rest[..n]);
                     self.pos += n;
@@ -99,11 +94,63 @@ impl Read for ChunkReader {
             match self.rx.recv() {
                 Ok(b) => {
                     self.cur = Some(b);
-                    self.idx = 0;
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunker::{Chunker, ChunkerParams};
+
+    /// A version-9 RDB with `n` string keys holding 60-byte values, and its checksum.
+    fn rdb(n: u32) -> Vec<u8> {
+        let mut b = b"REDIS0009".to_vec();
+        for i in 0..n {
+            let key = format!("key:{i}");
+            b.push(0);
+            b.push(key.len() as u8);
+            b.extend_from_slice(key.as_bytes());
+            b.push(60);
+            b.extend((0..60u32).map(|j| (i.wrapping_mul(31) ^ j) as u8));
+        }
+        b.push(0xFF);
+        let crc = rdb::crc64(0, &b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Facts as a backup gathers them: from the chunker's shared batches.
+    fn facts_of(data: &[u8]) -> Option<RedisFacts> {
+        std::thread::scope(|s| {
+            let (mut feed, handle) = spawn(s, "dump.rdb".into());
+            for batch in Chunker::new(data, ChunkerParams::default(), 3).batch_bytes(100_000) {
+                feed.push(&Arc::new(batch.expect("reading a slice")));
+            }
+            feed.finish();
+            handle.join().expect("parser thread")
+        })
+    }
+
+    /// Many batches and parser buffers: keys are counted, and one flipped byte inside a value
+    /// (which the structure cannot reveal) fails the CRC.
+    #[test]
+    fn batches_give_facts_and_the_checksum_is_verified() {
+        let good = rdb(30_000);
+        let facts = facts_of(&good).expect("facts");
+        assert_eq!(facts.keys, Some(30_000));
+        assert_eq!(facts.rdb_error, None);
+
+        let mut bad = good.clone();
+        let key = b"key:20000";
+        let at = good.windows(key.len()).position(|w| w == key).expect("key present") + key.len() + 1 + 30;
+        bad[at] ^= 0x40;
+        let facts = facts_of(&bad).expect("facts");
+        let err = facts.rdb_error.expect("checksum error");
+        assert!(err.to_lowercase().contains("checksum") || err.to_lowercase().contains("crc"), "{err}");
     }
 }

@@ -121,7 +121,30 @@ impl<R: Read> ByteReader<R> {
     }
 
     /// Skips an RDB string without decompressing it; reports how it was stored.
+    #[inline]
     pub(crate) fn skip_string(&mut self) -> Result<StrForm> {
+        // Fast path for the common case, a plain string with a 6- or 14-bit length that is
+        // already buffered: one look at the buffer instead of a read per field.
+        let ahead = self.lookahead();
+        if let Some(&first) = ahead.first() {
+            let (header, len) = match first >> 6 {
+                0 => (1, (first & 0x3f) as usize),
+                1 => match ahead.get(1) {
+                    Some(&second) => (2, (((first & 0x3f) as usize) << 8) | second as usize),
+                    None => (0, 0),
+                },
+                _ => (0, 0),
+            };
+            if header > 0 && header + len <= ahead.len() {
+                self.advance(header + len);
+                return Ok(StrForm::Bytes(len as u64));
+            }
+        }
+        self.skip_string_slow()
+    }
+
+    /// [`Self::skip_string`] for every encoding and for strings that cross the buffer's end.
+    fn skip_string_slow(&mut self) -> Result<StrForm> {
         let at = self.offset();
         match self.read_len_or_enc()? {
             Len::Plain(n) => {
@@ -199,6 +222,8 @@ pub(crate) fn is_redis_int(s: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    use std::io::Read;
+
     fn reader(b: &[u8]) -> ByteReader<&[u8]> {
         ByteReader::new(b)
     }
@@ -240,6 +265,57 @@ mod tests {
         assert!(reader(&[0xc3, 1, 0x81, 0, 0, 1, 0, 0, 0, 0, 0])
             .read_string()
             .is_err());
+    }
+
+    /// Hands out one byte per read, so no string is ever fully buffered.
+    struct OneByte<'a>(&'a [u8]);
+
+    impl Read for OneByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((&b, rest)), Some(out)) => {
+                    *out = b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    /// The buffered fast path of `skip_string` agrees with the general one on every encoding.
+    #[test]
+    fn skipping_strings_fast_and_slow_agree() {
+        let mut data = Vec::new();
+        let mut lens = vec![0usize, 1, 20, 63, 64, 300, 16_383];
+        lens.extend((0..200).map(|i| (i * 37) % 500));
+        for &n in &lens {
+            if n < 64 {
+                data.push(n as u8);
+            } else {
+                data.extend_from_slice(&[0x40 | (n >> 8) as u8, n as u8]);
+            }
+            data.extend((0..n).map(|i| (i * 7) as u8));
+        }
+        data.extend_from_slice(&[0x80, 0, 0, 0x40, 0]); // 32-bit length 16384
+        data.extend(std::iter::repeat_n(9u8, 16_384));
+        data.extend_from_slice(&[0xc0, 5, 0xc1, 1, 2, 0xc2, 1, 2, 3, 4]); // int8/16/32
+        data.extend_from_slice(&[0xc3, 6, 6, 2, b'x', b'y', b'z', 0b0010_0000, 2]); // LZF
+        let walk = |mut r: ByteReader<&mut dyn Read>, capture: bool| {
+            if capture {
+                r.start_capture(&[]);
+            }
+            let mut seen = Vec::new();
+            while r.offset() < data.len() as u64 {
+                seen.push((r.skip_string().unwrap(), r.offset()));
+            }
+            assert_eq!(r.crc(), super::super::crc64::crc64(0, &data));
+            seen
+        };
+        let fast = walk(ByteReader::new(&mut &data[..]), false);
+        assert_eq!(fast.len(), lens.len() + 5);
+        assert_eq!(walk(ByteReader::new(&mut OneByte(&data)), false), fast);
+        assert_eq!(walk(ByteReader::new(&mut &data[..]), true), fast);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::Read;
 use serde::Serialize;
 
 use super::error::Result;
-use super::{Item, RdbReader, ReadOptions};
+use super::{Item, RdbReader, ReadOptions, ValueKind};
 
 /// Facts about one RDB file, gathered without decoding values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -51,6 +51,11 @@ pub fn summarize(r: impl Read) -> Result<Summary> {
         ..Summary::default()
     };
     let mut db = 0u64;
+    // Counted under static names and turned into strings once at the end (an allocation and
+    // two string-keyed map lookups per record were a sizeable part of the walk). A file has a
+    // handful of (db, type, encoding) triples, so a short list is the fastest map; names are
+    // compared by address, and equal names at two addresses merge below.
+    let mut by_encoding: Vec<(u64, ValueKind, &'static str, u64)> = Vec::new();
     while let Some(item) = rdb.next_item()? {
         match item {
             Item::Aux { key, value } => {
@@ -77,13 +82,24 @@ pub fn summarize(r: impl Read) -> Result<Summary> {
                     d.keys_with_ttl += 1;
                     s.keys_with_ttl += 1;
                 }
-                *d.by_type.entry(rec.kind.as_str().to_string()).or_default() += 1;
-                *d.by_encoding
-                    .entry(format!("{}/{}", rec.kind.as_str(), rec.encoding))
-                    .or_default() += 1;
+                let same = |e: &&mut (u64, ValueKind, &'static str, u64)| {
+                    e.0 == rec.db && e.1 == rec.kind && std::ptr::eq(e.2, rec.encoding)
+                };
+                match by_encoding.iter_mut().find(same) {
+                    Some(e) => e.3 += 1,
+                    None => by_encoding.push((rec.db, rec.kind, rec.encoding, 1)),
+                }
                 d.value_bytes += rec.serialized_len;
             }
         }
+    }
+    for (db, kind, encoding, n) in by_encoding {
+        let kind = kind.as_str();
+        let d = s.dbs.entry(db).or_default();
+        *d.by_type.entry(kind.to_string()).or_default() += n;
+        *d.by_encoding
+            .entry(format!("{kind}/{encoding}"))
+            .or_default() += n;
     }
     s.total_bytes = rdb.offset();
     s.checksum = rdb.stored_checksum();
