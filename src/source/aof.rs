@@ -112,7 +112,9 @@ pub fn find_manifest(dir: &Path, manifest_name: Option<&str>) -> Result<PathBuf>
     for e in rd {
         let e = e.map_err(|source| SourceError::File { path: dir.to_path_buf(), source })?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".manifest") {
+        // Redis writes a new manifest as `temp-<name>` and renames it into
+        // place: one may be seen mid-rewrite and is not a second manifest.
+        if name.ends_with(".manifest") && !name.starts_with("temp-") {
             found.push(e.path());
         }
     }
@@ -202,6 +204,16 @@ mod tests {
         assert_eq!(f[0].kind, AofFileKind::Base);
         assert_eq!(f[1].kind, AofFileKind::History);
         assert_eq!(f[3].seq, 4);
+    }
+
+    #[test]
+    fn the_temp_manifest_of_a_rewrite_is_not_a_second_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("appendonly.aof.manifest"), "").unwrap();
+        std::fs::write(dir.path().join("temp-appendonly.aof.manifest"), "").unwrap();
+        assert_eq!(find_manifest(dir.path(), None).unwrap(), dir.path().join("appendonly.aof.manifest"));
+        std::fs::write(dir.path().join("other.aof.manifest"), "").unwrap();
+        assert!(find_manifest(dir.path(), None).is_err(), "two real manifests are ambiguous");
     }
 
     #[test]
