@@ -266,26 +266,6 @@ impl Index {
     }
 }
 
-/// Asks the kernel to back a large table with 2 MiB pages: lookups land at
-/// random in tens of MB, and with 4 KiB pages nearly every one also misses the
-/// TLB (measured: index lookups were 8% of a restore's CPU).
-fn advise_huge_pages<T>(v: &Vec<T>) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = v.as_ptr() as usize;
-        let end = start + v.capacity() * std::mem::size_of::<T>();
-        let (from, to) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
-        if to > from {
-            // SAFETY: advice on pages inside an allocation this Vec owns; it
-            // changes how they are backed, never their contents.
-            unsafe {
-                libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-}
-
 /// Something built from the live entries of the index files.
 pub trait IndexSink {
     /// Records one blob of a pack.
@@ -309,7 +289,6 @@ impl IndexSink for Index {
     }
     fn reserve(&mut self, blobs: usize) {
         self.blobs.entries.reserve_exact(blobs);
-        advise_huge_pages(&self.blobs.entries);
     }
     fn finish(&mut self) {
         Index::finish(self);
@@ -397,7 +376,6 @@ impl IndexSink for Known {
     }
     fn reserve(&mut self, blobs: usize) {
         self.ids.entries.reserve_exact(blobs);
-        advise_huge_pages(&self.ids.entries);
     }
     fn finish(&mut self) {
         self.ids.finish(|_, _| std::cmp::Ordering::Equal);
