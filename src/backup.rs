@@ -105,8 +105,43 @@ enum Event {
 /// Blobs already stored or being stored by this run.
 struct Dedup {
     known: Known,
-    /// 128-bit prefixes of the ids stored by this run (see [`Known`]).
-    claimed: Mutex<HashSet<[u8; 16], IdBuildHasher>>,
+    claimed: Mutex<Claimed>,
+}
+
+/// New ids this run stored, as 128-bit prefixes (see [`Known`]), in two
+/// generations of at most [`GENERATION`] each: dedup within one run covers
+/// the last ~1-2 GiB of new data, so memory stays flat however much is new;
+/// a chunk repeated further apart is stored twice, never lost (and later
+/// backups dedup against the index, which has both).
+struct Claimed {
+    current: HashSet<[u8; 16], IdBuildHasher>,
+    previous: HashSet<[u8; 16], IdBuildHasher>,
+}
+
+/// Entries per generation: 7/8 of 2^20, what a hash set holds without growing
+/// past 2^20 slots (17 MiB).
+const GENERATION: usize = (1 << 20) / 8 * 7;
+
+impl Claimed {
+    /// Empty, with room for a whole generation (only touched memory counts, and
+    /// a set that doubles holds its old and new tables at once).
+    fn new() -> Claimed {
+        let mut current = HashSet::default();
+        current.reserve(GENERATION);
+        Claimed { current, previous: HashSet::default() }
+    }
+
+    /// True if `p` was not claimed in the window; claims it.
+    fn claim(&mut self, p: [u8; 16]) -> bool {
+        if self.previous.contains(&p) || !self.current.insert(p) {
+            return false;
+        }
+        if self.current.len() >= GENERATION {
+            let next = Claimed::new().current;
+            self.previous = std::mem::replace(&mut self.current, next);
+        }
+        true
+    }
 }
 
 impl Dedup {
@@ -116,8 +151,8 @@ impl Dedup {
             return false;
         }
         match self.claimed.lock() {
-            Ok(mut set) => set.insert(prefix(id)),
-            Err(poisoned) => poisoned.into_inner().insert(prefix(id)),
+            Ok(mut set) => set.claim(prefix(id)),
+            Err(poisoned) => poisoned.into_inner().claim(prefix(id)),
         }
     }
 }
@@ -185,7 +220,7 @@ pub fn run_with(
         }
     }
     let dict = existing_dict.or_else(|| new_dict.clone());
-    let dedup = Arc::new(Dedup { known, claimed: Mutex::new(HashSet::default()) });
+    let dedup = Arc::new(Dedup { known, claimed: Mutex::new(Claimed::new()) });
     let threads = opts.threads.max(1);
 
     let (job_tx, job_rx) = bounded::<Job>(threads * 4);
@@ -449,4 +484,33 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
         return Err(Error::Invalid("backup stopped before every chunk was stored".into()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_are_remembered_for_two_generations() {
+        let mut c = Claimed::new();
+        let p = |i: usize| {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            b
+        };
+        assert!(c.claim(p(0)));
+        assert!(!c.claim(p(0)), "a repeat within the window is deduplicated");
+        for i in 1..GENERATION {
+            assert!(c.claim(p(i)));
+        }
+        // The first generation is now the previous one: still remembered.
+        assert!(c.current.is_empty() && c.previous.len() == GENERATION);
+        assert!(!c.claim(p(0)));
+        for i in GENERATION..2 * GENERATION {
+            assert!(c.claim(p(i)));
+        }
+        // Two generations later the first ids fell out of the window: stored again.
+        assert!(c.claim(p(0)));
+        assert!(!c.claim(p(2 * GENERATION - 1)));
+    }
 }
