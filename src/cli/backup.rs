@@ -199,7 +199,7 @@ fn open_file(path: &Path) -> anyhow::Result<(SourceDesc, Input<'static>)> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dump.rdb".into());
     let abs = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
     let desc = SourceDesc { kind: "file".into(), name: abs.display().to_string(), ..Default::default() };
-    Ok((desc, Input { name, reader: Box::new(file) }))
+    Ok((desc, Input { name, reader: Box::new(rdbvault::source::prefetch::Prefetch::new(file)) }))
 }
 
 /// One line per saved cluster shard, as it happens (text mode only).
