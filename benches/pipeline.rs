@@ -58,6 +58,17 @@ fn stages(c: &mut Criterion) {
     let mut g = group(c, "stage", LEN);
     g.bench_function("fastcdc_chunker", |b| b.iter(|| chunks_of(&data).len()));
     g.bench_function("blake3_keyed_ids", |b| b.iter(|| chunks.iter().map(|c| hasher.id(c).0[0] as usize).sum::<usize>()));
+    // As the backup workers hash: 256 KiB of chunks per call, eight lanes at a time.
+    g.bench_function("blake3_keyed_ids_8_lanes", |b| {
+        b.iter(|| {
+            let mut sum = 0usize;
+            for job in chunks.chunks(256) {
+                let slices: Vec<&[u8]> = job.iter().map(|c| c.as_slice()).collect();
+                sum += hasher.ids(&slices).iter().map(|id| id.0[0] as usize).sum::<usize>();
+            }
+            sum
+        })
+    });
     g.bench_function("blake3_whole_stream", |b| b.iter(|| blake3::hash(&data)));
     g.bench_function("crc64_rdb_64k_spans", |b| b.iter(|| data.chunks(64 * 1024).fold(0, rdbvault::rdb::crc64)));
     let dict = compress::train(&chunks[..chunks.len().min(1024)]).expect("enough chunks to train a dictionary");
