@@ -268,17 +268,7 @@ mod tests {
         assert_eq!(chunks.concat(), data);
     }
 
-    /// Reads at most `n` bytes per call, like a pipe.
-    struct Trickle<'a>(&'a [u8], usize);
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.1.min(buf.len()).min(self.0.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
+    use crate::testutil::Trickle;
 
     #[test]
     fn windowed_cuts_equal_whole_buffer_cuts() {

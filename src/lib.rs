@@ -34,5 +34,7 @@ pub mod restore;
 pub mod snapshot;
 pub mod source;
 pub mod stats;
+#[cfg(test)]
+mod testutil;
 
 pub use error::{Error, Result};

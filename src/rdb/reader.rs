@@ -245,17 +245,7 @@ mod tests {
         assert!(r.read_u8().is_err());
     }
 
-    /// Hands out at most `.1` bytes per read, like a pipe.
-    struct Trickle<'a>(&'a [u8], usize);
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.1.min(buf.len()).min(self.0.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
+    use crate::testutil::Trickle;
 
     /// Skipped and read bytes, within one buffer or across refills, all reach the CRC.
     #[test]
