@@ -78,10 +78,6 @@ impl Compressor {
         (out.len() < plain.len()).then_some(out)
     }
 
-    /// Whether small frames from this compressor need a dictionary to decompress.
-    pub fn uses_dict(&self) -> bool {
-        self.with_dict.is_some()
-    }
 }
 
 /// The repository's dictionaries, by zstd dictionary id.

@@ -340,6 +340,7 @@ pub struct Known {
     pub packs: HashSet<Id>,
     /// Dictionary blobs, with their packs.
     pub dictionaries: Index,
+    last_pack: Option<Id>,
 }
 
 impl Known {
@@ -366,7 +367,11 @@ pub fn prefix(id: &Id) -> [u8; 16] {
 impl IndexSink for Known {
     fn add(&mut self, pack: Id, entry: &BlobEntry) {
         self.ids.entries.push((prefix(&entry.id), ()));
-        self.packs.insert(pack);
+        // Entries come pack by pack: hash a pack id once per run of its entries.
+        if self.last_pack != Some(pack) {
+            self.packs.insert(pack);
+            self.last_pack = Some(pack);
+        }
         if entry.kind == BlobType::Dictionary {
             self.dictionaries.insert(pack, *entry);
         }

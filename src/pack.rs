@@ -217,11 +217,6 @@ impl PackBuilder {
         self.buf.extend_from_slice(sealed);
     }
 
-    /// Appends one sealed frame that holds a single blob.
-    pub fn add(&mut self, id: Id, kind: BlobType, flags: u8, raw_len: u32, sealed: &[u8]) {
-        self.add_frame(kind, flags, sealed, &[(id, raw_len)]);
-    }
-
     /// Bytes of frames so far.
     pub fn len(&self) -> usize {
         self.buf.len()

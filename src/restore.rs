@@ -88,11 +88,6 @@ impl<'a> Blobs<'a> {
         self.dicts.decoder()
     }
 
-    /// Verifies and opens a blob already read from its pack.
-    pub fn open(&self, zstd: &mut Decoder<'_>, entry: &BlobEntry, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
-        open_blob(&self.keys(), zstd, entry, sealed, what)
-    }
-
     /// The dictionaries, for compressors that continue with them.
     pub fn dictionaries(&self) -> &Dictionaries {
         &self.dicts
