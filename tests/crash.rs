@@ -107,3 +107,48 @@ fn prune_killed_at_every_write_and_delete_loses_nothing() {
     eprintln!("prune: {points} kill points in {:.1}s", started.elapsed().as_secs_f64());
     assert!(points >= 20, "only {points} kill points");
 }
+
+#[test]
+fn a_write_that_fails_mid_pack_leaves_a_consistent_repository() {
+    use std::os::unix::process::CommandExt;
+    let repo = Vault::init();
+    let first = random_data(7, 300_000);
+    let first_id = repo.backup_bytes("a.rdb", &first);
+    let big = random_data(8, 3_000_000);
+    let path = repo.dir.path().join("big.rdb");
+    std::fs::write(&path, &big).expect("write input");
+
+    // No file may grow past 1 MiB, as on a disk that fills up while a pack is
+    // being written (the error is EFBIG instead of ENOSPC; the path is the same).
+    let mut cmd = repo.cmd(&["backup", path.to_str().expect("utf-8")]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit { rlim_cur: 1 << 20, rlim_max: 1 << 20 };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run rdbvault");
+    let msg = common::vault::text(&out);
+    assert!(!out.status.success(), "the backup must fail: {msg}");
+    assert!(msg.contains("data/.staged.tmp-") && msg.contains("File too large"), "names the file and the cause: {msg}");
+
+    // Nothing half-written stays behind, no snapshot appeared, and the repository checks clean.
+    let leftovers: Vec<_> = std::fs::read_dir(repo.repo.join("data"))
+        .expect("data dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "staged files left: {leftovers:?}");
+    assert_eq!(repo.snapshots().len(), 1);
+    assert!(repo.check_passes(&["--read-data"]).is_empty());
+    assert_eq!(repo.try_restore(&first_id).expect("restore the earlier snapshot"), first);
+
+    // With room again, the same backup completes and restores.
+    let id = repo.backup_bytes("big.rdb", &big);
+    assert_eq!(repo.try_restore(&id).expect("restore"), big);
+}
