@@ -385,7 +385,7 @@ fn read_pack(repo: &Repository, name: &str, blobs: &Blobs<'_>, report: &mut Chec
         }
     };
     // Blobs of one frame come one after another: each frame is opened once.
-    let keys = BlobKeys { cipher: repo.cipher(), hasher: repo.hasher() };
+    let keys = BlobKeys::of(repo);
     let mut last = LastFrame::default();
     let pack = Id::from_hex(name).unwrap_or(Id([0; 32]));
     for e in entries {

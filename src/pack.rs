@@ -122,6 +122,13 @@ pub struct BlobKeys<'a> {
     pub hasher: &'a IdHasher,
 }
 
+impl<'a> BlobKeys<'a> {
+    /// The keys of a repository.
+    pub fn of(repo: &'a crate::repo::Repository) -> BlobKeys<'a> {
+        BlobKeys { cipher: repo.cipher(), hasher: repo.hasher() }
+    }
+}
+
 /// Decrypts and decompresses the frame that holds `entry`; `what` names it in errors.
 pub fn open_frame(keys: &BlobKeys<'_>, zstd: &mut Decoder<'_>, entry: &BlobEntry, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
     let opened = keys.cipher.open(&frame_aad(entry.kind), sealed, what)?;

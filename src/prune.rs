@@ -222,7 +222,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
     let dict = blobs.dictionaries().preferred();
     let mut data_zstd = Compressor::new(REPACK_LEVEL, dict.as_deref().map(|d| d.as_slice()))?;
     let mut plain_zstd = Compressor::plain();
-    let keys = BlobKeys { cipher: repo.cipher(), hasher: repo.hasher() };
+    let keys = BlobKeys::of(repo);
     let mut builder = PackBuilder::new();
     for (pack, entries) in &plan.repack {
         let name = pack.to_hex();

@@ -94,7 +94,7 @@ impl<'a> Blobs<'a> {
     }
 
     fn keys(&self) -> BlobKeys<'_> {
-        BlobKeys { cipher: self.repo.cipher(), hasher: self.repo.hasher() }
+        BlobKeys::of(self.repo)
     }
 
     /// Reads one blob from its pack and verifies it.
@@ -184,7 +184,6 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) ->
     let mut count = 0u64;
     let new_batch = |seq: u64, at: u64| Batch { seq, at, frames: Vec::new(), chunks: Vec::new() };
     let mut cur = new_batch(seq, 0);
-    let mut at = 0u64;
     let mut frame_pos: HashMap<(Id, u32), u32> = HashMap::new();
     let (mut frame_bytes, mut out_bytes) = (0u64, 0u64);
     for id in blobs.chunk_ids(file) {
@@ -198,10 +197,10 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) ->
         });
         cur.chunks.push((pos, entry));
         out_bytes += entry.raw_len as u64;
-        at += entry.raw_len as u64;
         if frame_bytes >= STRETCH_FRAMES || out_bytes >= STRETCH_OUTPUT {
             seq += 1;
-            if tx.send(std::mem::replace(&mut cur, new_batch(seq, at))).is_err() {
+            let next = new_batch(seq, cur.at + out_bytes);
+            if tx.send(std::mem::replace(&mut cur, next)).is_err() {
                 return Ok(());
             }
             frame_pos.clear();

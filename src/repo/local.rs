@@ -170,27 +170,10 @@ impl Backend for LocalBackend {
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
-        let path = self.path(kind, name);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        let tmp = dir.join(format!(".{name}.tmp-{}", hex::encode(crate::crypto::random_bytes::<6>())));
-        let ctx = || self.ctx("write", kind, name);
-        let op = failpoint::begin();
-        let result = (|| -> std::io::Result<()> {
-            fs::create_dir_all(&dir)?;
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            drop(f);
-            failpoint::hit(op, Stage::Before);
-            fs::rename(&tmp, &path)?;
-            fsync_dir(&dir)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(|e| Error::io(ctx(), e))?;
-        failpoint::hit(op, Stage::After);
-        Ok(())
+        // One crash-safe path for every write: temp file, fsync, rename, fsync of the directory.
+        let mut staged = self.create_staged(kind)?;
+        staged.append(data)?;
+        staged.finish(name)
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
@@ -212,10 +195,8 @@ impl Backend for LocalBackend {
             _ => self.root.join(kind.dir()),
         };
         let tmp = dir.join(format!(".staged.tmp-{}", hex::encode(crate::crypto::random_bytes::<6>())));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
+        let file = fs::create_dir_all(&dir)
+            .and_then(|()| OpenOptions::new().write(true).create_new(true).open(&tmp))
             .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
         Ok(Box::new(LocalStaged { backend: self, kind, tmp, file: Some(file) }))
     }
@@ -254,8 +235,9 @@ impl Backend for LocalBackend {
     }
 }
 
-/// A staged file of the local backend: a temp file beside its kind's folder,
-/// fsynced and renamed into place by `finish`, removed if dropped before.
+/// A staged file of the local backend: a temp file in its kind's folder (never
+/// listed: its name starts with a dot), fsynced and renamed into place by
+/// `finish`, removed if dropped before.
 struct LocalStaged<'a> {
     backend: &'a LocalBackend,
     kind: FileKind,
