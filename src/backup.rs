@@ -23,7 +23,7 @@ use crate::index::{prefix, Known};
 use crate::pack::{seal_frame, BlobType};
 use crate::restore::Blobs;
 use crate::packer::{adopt_orphan_packs, write_packs, FinishedPack, Packer};
-use crate::repo::Repository;
+use crate::repo::{FileKind, Repository};
 use crate::snapshot::{BackupSummary, Snapshot, SnapshotFile, SourceDesc};
 
 /// How to run a backup.
@@ -177,9 +177,16 @@ pub fn run_with(
     let started = Instant::now();
     let time = crate::snapshot::now_rfc3339();
     // Dedup needs only which blobs exist: not the full index, a quarter of its memory.
-    let mut known = Known::load(repo)?;
+    // Listing the packs (for orphans to adopt) waits on the disk: done meanwhile.
+    let (known, listed) = std::thread::scope(|s| {
+        let listing = s.spawn(|| repo.backend().list(FileKind::Pack));
+        let known = Known::load(repo);
+        (known, listing.join().unwrap_or_else(|_| Err(Error::Invalid("pack listing thread panicked".into()))))
+    });
+    let (mut known, listed) = (known?, listed?);
     let indexed = std::mem::take(&mut known.packs);
-    adopt_orphan_packs(repo, &indexed, &mut known)?;
+    adopt_orphan_packs(repo, &listed, &indexed, &mut known)?;
+    drop(listed);
     drop(indexed);
     Compressor::new(opts.zstd_level, None)?;
     let existing_dict = Blobs::new(repo, &known.dictionaries)?.dictionaries().preferred();

@@ -320,11 +320,27 @@ pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<Str
     let mut skip = HashSet::new();
     loop {
         sink.reserve(most);
-        for name in names.iter().filter(|n| !skip.contains(*n)) {
-            let plain = repo.read_sealed(FileKind::Index, name)?;
-            let supersedes = IndexFile::visit(&plain, &display_name(FileKind::Index, name), |pack, e| sink.add(pack, e))?;
-            superseded.extend(supersedes.iter().map(|i| i.to_hex()));
-        }
+        let todo: Vec<&String> = names.iter().filter(|n| !skip.contains(*n)).collect();
+        // One thread reads, checks and decrypts the next file while this one
+        // parses the last: the two halves of the work take about as long.
+        std::thread::scope(|s| -> Result<()> {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            s.spawn(move || {
+                for name in todo {
+                    let opened = repo.read_sealed(FileKind::Index, name).map(|plain| (name, plain));
+                    let failed = opened.is_err();
+                    if tx.send(opened).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for opened in rx {
+                let (name, plain) = opened?;
+                let supersedes = IndexFile::visit(&plain, &display_name(FileKind::Index, name), |pack, e| sink.add(pack, e))?;
+                superseded.extend(supersedes.iter().map(|i| i.to_hex()));
+            }
+            Ok(())
+        })?;
         let stale: HashSet<String> = names.iter().filter(|n| superseded.contains(*n) && !skip.contains(*n)).cloned().collect();
         if stale.is_empty() {
             sink.finish();

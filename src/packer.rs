@@ -13,7 +13,7 @@ use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::index::{IndexFile, IndexSink};
 use crate::pack::{frame_entries, pack_target, read_header, sealed_header, BlobEntry, BlobType};
-use crate::repo::{FileKind, Repository, StagedFile};
+use crate::repo::{FileInfo, FileKind, Repository, StagedFile};
 
 /// Index files are written after this many packs (and at the end).
 const PACKS_PER_INDEX: usize = 8;
@@ -131,9 +131,10 @@ pub fn write_packs(repo: &Repository, rx: Receiver<FinishedPack<'_>>) -> Result<
 /// Indexes pack files that no index names (left by an interrupted backup), so
 /// their blobs are reused instead of stored again. Returns how many were adopted;
 /// packs whose header cannot be read are left alone for `check` to report.
-pub fn adopt_orphan_packs(repo: &Repository, known: &HashSet<Id>, index: &mut dyn IndexSink) -> Result<usize> {
+/// `listed` is the repository's pack files, listed while the index was loaded.
+pub fn adopt_orphan_packs(repo: &Repository, listed: &[FileInfo], known: &HashSet<Id>, index: &mut dyn IndexSink) -> Result<usize> {
     let mut file = IndexFile::default();
-    for info in repo.backend().list(FileKind::Pack)? {
+    for info in listed {
         let Some(id) = Id::from_hex(&info.name) else { continue };
         if known.contains(&id) {
             continue;

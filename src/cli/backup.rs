@@ -11,7 +11,7 @@ use rdbvault::live;
 use rdbvault::snapshot::{Snapshot, SourceDesc};
 use rdbvault::source::RedisUrl;
 
-use super::{open_repo, output, Global};
+use super::{open_repo_for_index, output, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
@@ -86,7 +86,7 @@ enum Target {
 
 pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
     let target = target(&a)?;
-    let repo = open_repo(g)?;
+    let repo = open_repo_for_index(g)?;
     let _lock = super::lock(g, &repo, false)?;
     let total = match &target {
         Target::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),

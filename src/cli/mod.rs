@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 use rdbvault::crypto::Id;
 use rdbvault::index::Index;
 use rdbvault::lock::{Lock, LockGuard};
-use rdbvault::repo::{LocalBackend, Repository};
+use rdbvault::repo::{Backend, FileKind, LocalBackend, Repository};
 use rdbvault::restore::Blobs;
 use rdbvault::snapshot::Snapshot;
 
@@ -121,12 +121,25 @@ fn repo_path(g: &Global) -> anyhow::Result<PathBuf> {
 
 /// Opens the repository with the password from the usual sources.
 fn open_repo(g: &Global) -> anyhow::Result<Repository> {
+    open_repo_with(g, false)
+}
+
+/// Opens the repository for a command that reads the whole index: the disk
+/// fetches the index files while the password's key is derived.
+fn open_repo_for_index(g: &Global) -> anyhow::Result<Repository> {
+    open_repo_with(g, true)
+}
+
+fn open_repo_with(g: &Global, index: bool) -> anyhow::Result<Repository> {
     let path = repo_path(g)?;
     let backend = Arc::new(LocalBackend::new(&path));
     if !path.join("config").exists() {
         return Err(rdbvault::Error::NotARepository(path.display().to_string()).into());
     }
     let pw = password::get(g, false)?;
+    if index {
+        backend.prefetch(FileKind::Index);
+    }
     Ok(Repository::open(backend, pw.as_bytes())?)
 }
 
@@ -155,7 +168,7 @@ fn with_blobs<T>(
     specs: &[&str],
     f: impl FnOnce(&[(Id, Snapshot)], &Blobs<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let repo = open_repo(g)?;
+    let repo = open_repo_for_index(g)?;
     let _lock = lock(g, &repo, false)?;
     let snaps = specs.iter().map(|s| Snapshot::find(&repo, s)).collect::<Result<Vec<_>, _>>()?;
     let index = Index::load(&repo)?;

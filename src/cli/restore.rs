@@ -14,7 +14,7 @@ use rdbvault::load::{self, LoadOptions, LoadReport};
 use rdbvault::source::{command, ConnectOptions, RedisUrl};
 
 use super::keys::KeyArgs;
-use super::{open_repo, output, with_blobs, Global};
+use super::{open_repo_for_index, output, with_blobs, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {
@@ -58,7 +58,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
         bail!("--keys and --db select keys for --to; a restore to a file always writes the whole snapshot");
     }
     let Some(target) = a.target.clone() else { bail!("give --target PATH or --to URL") };
-    let repo = open_repo(g)?;
+    let repo = open_repo_for_index(g)?;
     let _lock = super::lock(g, &repo, false)?;
     if let Some(group) = &a.group {
         return run_group(g, &repo, group, &target, &a);

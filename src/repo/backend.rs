@@ -72,6 +72,11 @@ pub trait Backend: Send + Sync {
     fn create_staged(&self, kind: FileKind) -> Result<Box<dyn StagedFile + '_>> {
         Ok(Box::new(BufferedStaged { backend: self, kind, buf: Vec::new() }))
     }
+    /// Hints that every file of `kind` is about to be read, so a local disk
+    /// fetches them while the caller derives the key (a no-op by default).
+    fn prefetch(&self, kind: FileKind) {
+        let _ = kind;
+    }
     /// Removes a file; removing a missing file is not an error.
     fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
     /// Whether the file exists.

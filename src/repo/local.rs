@@ -146,6 +146,15 @@ impl Backend for LocalBackend {
         Ok(out)
     }
 
+    fn prefetch(&self, kind: FileKind) {
+        let Ok(files) = self.list(kind) else { return };
+        for f in files {
+            if let Ok(file) = fs::File::open(self.path(kind, &f.name)) {
+                crate::source::prefetch::advise(&file, 0, f.size);
+            }
+        }
+    }
+
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
         fs::read(self.path(kind, name)).map_err(|e| Error::io(self.ctx("read", kind, name), e))
     }

@@ -39,8 +39,9 @@ impl Read for Prefetch {
     }
 }
 
+/// Asks the kernel to start reading `len` bytes at `offset` into its cache.
 #[cfg(target_os = "linux")]
-fn advise(file: &File, offset: u64, len: u64) {
+pub(crate) fn advise(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: advice on an open descriptor; it only schedules reads. A failure
     // (e.g. a pipe) costs nothing but the read-ahead.
@@ -50,7 +51,7 @@ fn advise(file: &File, offset: u64, len: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise(_file: &File, _offset: u64, _len: u64) {}
+pub(crate) fn advise(_file: &File, _offset: u64, _len: u64) {}
 
 #[cfg(test)]
 mod tests {
