@@ -380,6 +380,9 @@ fn run_worker(
         // a restore reads them back together for the same stretch of output.
         let slices: Vec<&[u8]> = job.chunks.iter().collect();
         let chunk_ids = repo.hasher().ids(&slices);
+        for id in &chunk_ids {
+            dedup.known.prefetch(id);
+        }
         for (data, id) in slices.iter().zip(chunk_ids) {
             let len = data.len() as u32;
             let new = dedup.claim(&id);
