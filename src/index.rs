@@ -116,10 +116,9 @@ impl<K: AsRef<[u8]> + Ord + Copy, V: Copy> Table<K, V> {
     fn prefetch(&self, key: &K) {
         let lo = self.dir[self.bucket(key)] as usize;
         let stop = self.entries.len().min(self.sorted);
-        if lo < stop {
-            prefetch_line(&self.entries[lo]);
-            // A bucket holds about 4-8 entries; its end is often on the next line.
-            prefetch_line(&self.entries[(lo + 4).min(stop - 1)]);
+        // A bucket holds about 4-8 entries and a lookup reads about half of them.
+        for entry in self.entries[lo.min(stop)..stop].iter().take(4) {
+            prefetch_line(entry);
         }
     }
 
@@ -274,6 +273,11 @@ impl Index {
     /// Whether a blob is stored.
     pub fn contains(&self, id: &Id) -> bool {
         self.blobs.get(id).is_some()
+    }
+
+    /// Starts fetching what `get(id)` will read (see [`Known::prefetch`]).
+    pub fn prefetch(&self, id: &Id) {
+        self.blobs.prefetch(id);
     }
 
     /// Where a blob is stored, with its pack's name.

@@ -179,6 +179,9 @@ fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &Restor
     })
 }
 
+/// How many chunk ids ahead of its lookup the index is prefetched.
+const LOOKAHEAD: usize = 16;
+
 fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) -> Result<()> {
     let mut seq = 0u64;
     let mut count = 0u64;
@@ -186,8 +189,17 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) ->
     let mut cur = new_batch(seq, 0);
     let mut frame_pos: HashMap<(Id, u32), u32> = HashMap::new();
     let (mut frame_bytes, mut out_bytes) = (0u64, 0u64);
-    for id in blobs.chunk_ids(file) {
-        let id = id?;
+    // Ids are looked up a few places behind where they are read, after a
+    // prefetch of their index lines (lookups are random reads of a large table).
+    let mut ids = blobs.chunk_ids(file);
+    let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
+    loop {
+        while ahead.len() < LOOKAHEAD {
+            let Some(id) = ids.next().transpose()? else { break };
+            blobs.index.prefetch(&id);
+            ahead.push_back(id);
+        }
+        let Some(id) = ahead.pop_front() else { break };
         count += 1;
         let (pack, entry) = blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
         let pos = *frame_pos.entry((pack, entry.offset)).or_insert_with(|| {
