@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -199,7 +199,7 @@ pub fn run_with(
             (i.name, Vec::new(), chunker)
         })
         .collect();
-    let mut new_dict = None;
+    let mut samples: Vec<Vec<u8>> = Vec::new();
     if existing_dict.is_none() && opts.zstd_level > 0 {
         if let Some((name, prefix, chunker)) = inputs.first_mut() {
             let mut sampled = 0;
@@ -214,7 +214,6 @@ pub fn run_with(
                 }
             }
             // The same samples as chunk by chunk: up to the chunk that reaches the limit.
-            let mut samples: Vec<Vec<u8>> = Vec::new();
             let mut taken = 0;
             for chunk in prefix.iter().flat_map(|b| b.iter()) {
                 if taken >= compress::MAX_TRAINING_BYTES {
@@ -223,10 +222,14 @@ pub fn run_with(
                 taken += chunk.len();
                 samples.push(chunk.to_vec());
             }
-            new_dict = compress::train(&samples).map(Arc::new);
         }
     }
-    let dict = existing_dict.or_else(|| new_dict.clone());
+    // Workers use the dictionary once there is one; a new one is trained while
+    // they start (the few small frames before it are compressed without).
+    let dict: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
+    if let Some(d) = existing_dict {
+        let _ = dict.set(d);
+    }
     let dedup = Arc::new(Dedup { known, claimed: Mutex::new(Claimed::new()) });
     let threads = opts.threads.max(1);
 
@@ -239,16 +242,22 @@ pub fn run_with(
         let (pack_tx, pack_rx) = bounded(2);
         let writer = s.spawn(move || write_packs(repo, pack_rx));
         let packer = s.spawn(move || run_packer(repo, seal_rx, pack_tx));
-        if let Some(d) = &new_dict {
-            let id = repo.hasher().id(d);
-            if dedup.claim(&id) {
-                let _ = seal_tx.send(vec![Sealed::single(repo, BlobType::Dictionary, id, d, &mut Compressor::plain())]);
-            }
+        if !samples.is_empty() {
+            let (seal_tx, dedup, dict) = (seal_tx.clone(), dedup.clone(), &dict);
+            s.spawn(move || {
+                let Some(d) = compress::train(&samples) else { return };
+                drop(samples);
+                let id = repo.hasher().id(&d);
+                // Stored before any frame that needs it is sealed.
+                if dedup.claim(&id) {
+                    let _ = seal_tx.send(vec![Sealed::single(repo, BlobType::Dictionary, id, &d, &mut Compressor::plain())]);
+                }
+                let _ = dict.set(Arc::new(d));
+            });
         }
         for _ in 0..threads {
-            let (job_rx, seal_tx, ev_tx, dedup, dict) =
-                (job_rx.clone(), seal_tx.clone(), ev_tx.clone(), dedup.clone(), dict.clone());
-            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, dict.as_deref().map(|d| d.as_slice()), job_rx, seal_tx, ev_tx));
+            let (job_rx, seal_tx, ev_tx, dedup, dict) = (job_rx.clone(), seal_tx.clone(), ev_tx.clone(), dedup.clone(), &dict);
+            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, dict, job_rx, seal_tx, ev_tx));
         }
         drop(job_rx);
         let collector = {
@@ -363,17 +372,25 @@ fn run_worker(
     repo: &Repository,
     dedup: &Dedup,
     level: i32,
-    dict: Option<&[u8]>,
+    dict: &OnceLock<Arc<Vec<u8>>>,
     jobs: Receiver<Job>,
     sealed: Sender<Vec<Sealed>>,
     events: Sender<Event>,
 ) {
     // The level was validated before the threads started; a dictionary that
     // zstd refuses falls back to plain compression.
-    let Ok(mut zstd) = Compressor::new(level, dict).or_else(|_| Compressor::new(level, None)) else { return };
+    let with_dict = |d: Option<&Arc<Vec<u8>>>| Compressor::new(level, d.map(|d| d.as_slice())).or_else(|_| Compressor::new(level, None));
+    let Ok(mut zstd) = with_dict(dict.get()) else { return };
+    let mut has_dict = dict.get().is_some();
     let mut frame = Vec::with_capacity(FRAME_TARGET + 16 * 1024);
     let mut members = Vec::new();
     for job in jobs {
+        if !has_dict {
+            if let Some(d) = dict.get() {
+                let Ok(z) = with_dict(Some(d)) else { return };
+                (zstd, has_dict) = (z, true);
+            }
+        }
         let mut ids = Vec::with_capacity(job.chunks.len());
         let mut frames = Vec::new();
         // The new chunks of a job go into frames in input order, adjacent or not:
