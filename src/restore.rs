@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::chunklist::parse_list;
-use crate::crypto::Id;
+use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::compress::{Decoder, Dictionaries};
@@ -187,7 +187,7 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) ->
     let mut count = 0u64;
     let new_batch = |seq: u64, at: u64| Batch { seq, at, frames: Vec::new(), chunks: Vec::new() };
     let mut cur = new_batch(seq, 0);
-    let mut frame_pos: HashMap<(Id, u32), u32> = HashMap::new();
+    let mut frame_pos: HashMap<(Id, u32), u32, IdBuildHasher> = HashMap::default();
     let (mut frame_bytes, mut out_bytes) = (0u64, 0u64);
     // Ids are looked up a few places behind where they are read, after a
     // prefetch of their index lines (lookups are random reads of a large table).
