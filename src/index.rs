@@ -350,7 +350,7 @@ pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<Str
         sink.reserve(most);
         let todo: Vec<&String> = names.iter().filter(|n| !skip.contains(*n)).collect();
         // One thread reads, checks and decrypts the next file while this one
-        // parses the last: the two halves of the work take about as long.
+        // parses the last, so the two halves of the work overlap.
         std::thread::scope(|s| -> Result<()> {
             let (tx, rx) = crossbeam_channel::bounded(1);
             s.spawn(move || {
