@@ -41,22 +41,6 @@ struct Location {
     raw_len: u32,
 }
 
-impl Location {
-    fn entry(&self, frames: &[FrameLoc], id: Id) -> BlobEntry {
-        let f = &frames[self.frame as usize];
-        BlobEntry {
-            id,
-            kind: f.kind,
-            flags: f.flags,
-            offset: f.offset,
-            length: f.length,
-            raw_len: self.raw_len,
-            inner: self.inner,
-            frame_len: f.frame_len,
-        }
-    }
-}
-
 /// Keys whose leading bits are uniformly random (keyed-hash ids), sorted and
 /// bucketed by those bits: exactly one entry's bytes per key (a hash table
 /// needs 1/7 more slots, and twice its size while it grows), and a lookup scans
@@ -329,9 +313,20 @@ impl Index {
         self.blobs.entries.iter().map(|(id, l)| self.located(id, l))
     }
 
+    /// A blob's pack and entry, from its location and its frame's.
     fn located(&self, id: &Id, l: &Location) -> (Id, BlobEntry) {
-        let entry = l.entry(&self.frames, *id);
-        (self.packs[self.frames[l.frame as usize].pack as usize], entry)
+        let f = &self.frames[l.frame as usize];
+        let entry = BlobEntry {
+            id: *id,
+            kind: f.kind,
+            flags: f.flags,
+            offset: f.offset,
+            length: f.length,
+            raw_len: l.raw_len,
+            inner: l.inner,
+            frame_len: f.frame_len,
+        };
+        (self.packs[f.pack as usize], entry)
     }
 }
 
