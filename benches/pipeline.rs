@@ -10,15 +10,15 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput};
 use criterion::measurement::WallTime;
 
-use rdbvault::backup::{self, BackupOptions, Input};
-use rdbvault::chunker::{Chunker, ChunkerParams};
+use rdbvault::engine::backup::{self, BackupOptions, Input};
+use rdbvault::engine::chunker::{Chunker, ChunkerParams};
 use rdbvault::crypto::{Cipher, IdHasher, KdfParams, SecretKey};
-use rdbvault::index::Index;
-use rdbvault::compress::{self, Compressor, Dictionaries};
-use rdbvault::pack::{open_blob, seal_frame, BlobEntry, BlobKeys, BlobType};
-use rdbvault::repo::{LocalBackend, Repository};
-use rdbvault::restore::{self, RestoreOptions};
-use rdbvault::snapshot::SourceDesc;
+use rdbvault::format::index::Index;
+use rdbvault::format::compress::{self, Compressor, Dictionaries};
+use rdbvault::format::pack::{open_blob, seal_frame, BlobEntry, BlobKeys, BlobType};
+use rdbvault::store::{LocalBackend, Repository};
+use rdbvault::engine::restore::{self, RestoreOptions};
+use rdbvault::format::snapshot::SourceDesc;
 
 #[path = "support/rdbgen.rs"]
 mod rdbgen;
@@ -43,7 +43,7 @@ fn new_repo(dir: &std::path::Path) -> Repository {
     Repository::init(Arc::new(LocalBackend::new(dir)), b"bench", ChunkerParams::default(), kdf).expect("init repository")
 }
 
-fn backup_once(repo: &Repository, data: &[u8]) -> rdbvault::snapshot::Snapshot {
+fn backup_once(repo: &Repository, data: &[u8]) -> rdbvault::format::snapshot::Snapshot {
     let input = Input { name: "dump.rdb".into(), reader: Box::new(Cursor::new(data)) };
     let source = SourceDesc { kind: "bench".into(), name: "dump.rdb".into(), ..Default::default() };
     backup::run(repo, source, vec![input], &BackupOptions::default()).expect("backup").1

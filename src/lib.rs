@@ -1,39 +1,33 @@
 //! rdbvault: encrypted, deduplicated, incremental backups of Redis databases.
 //!
-//! Data flow of a backup: source stream -> [`chunker`] -> keyed BLAKE3 id
-//! ([`crypto`]) -> dedup against the [`index`] -> zstd -> XChaCha20-Poly1305
-//! -> [`pack`] files -> index files -> a [`snapshot`]. See `docs/format.md`.
+//! The library is layered; each folder may use only the folders below it:
+//!
+//! ```text
+//! maintain/   redis/        forget, prune, check, repair, stats | live servers, restore --to, inspect, diff
+//!      \       /
+//!      engine/              the pipelines: chunker, packer, backup, restore, facts
+//!         |
+//!      format/              what sits on disk above the sealing: packs, index, chunk lists, snapshots, zstd
+//!         |
+//!      store/               backends, the open repository, config, key files, locks
+//!         |
+//!      crypto/              cipher, keyed ids, the eight-lane id hasher (no I/O)
+//! ```
+//!
+//! `rdb/` (the streaming RDB parser) is pure and usable from `engine` and `redis`;
+//! `error` and `host` are crate-wide. Data flow of a backup: source stream -> chunker
+//! -> keyed BLAKE3 id -> dedup against the index -> zstd -> XChaCha20-Poly1305 -> pack
+//! files -> index files -> a snapshot. See `docs/format.md`.
 
-pub mod backup;
-pub mod check;
-pub mod chunker;
-pub mod chunklist;
-pub mod compress;
 pub mod crypto;
-pub mod diff;
+pub mod engine;
 pub mod error;
-pub mod facts;
-pub mod failpoint;
-pub mod forget;
-pub mod glob;
-pub mod idhash;
-pub mod index;
-pub mod inspect;
-pub mod keys;
-pub mod keyscan;
-pub mod live;
-pub mod load;
-pub mod lock;
-pub mod pack;
-pub mod packer;
-pub mod prune;
+pub mod format;
+pub mod host;
+pub mod maintain;
 pub mod rdb;
-pub mod repair;
-pub mod repo;
-pub mod restore;
-pub mod snapshot;
-pub mod source;
-pub mod stats;
+pub mod redis;
+pub mod store;
 #[cfg(test)]
 mod testutil;
 

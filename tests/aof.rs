@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::server::{aof_server, fill_sample, rewrite_aof_and_wait, RedisServer, ServerConfig};
-use rdbvault::source::{self, aof, AofFileKind, SourceError, SourceKind};
+use rdbvault::redis::source::{self, aof, AofFileKind, SourceError, SourceKind};
 
 /// Collect into a map name -> bytes, keeping only the last attempt's files.
 fn collect(dir: &std::path::Path, attempts: u32, mut on_file: impl FnMut(u32, &str)) -> source::Result<(source::SourceInfo, BTreeMap<String, Vec<u8>>)> {

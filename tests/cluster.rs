@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::rdb::assert_valid_rdb;
 use common::server::{set_following_moved, start_cluster, RedisServer};
-use rdbvault::source::{self, cluster, ConnectOptions, RedisUrl};
+use rdbvault::redis::source::{self, cluster, ConnectOptions, RedisUrl};
 
 #[test]
 fn cluster_masters_are_discovered_and_streamed() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::data::fill_sample;
 use common::rdb::assert_valid_rdb;
 use common::server::{have, make_tls_certs, RedisServer, ServerConfig};
-use rdbvault::source::{self, ConnectOptions, RedisUrl, ReplicationStream, SourceError, SourceKind};
+use rdbvault::redis::source::{self, ConnectOptions, RedisUrl, ReplicationStream, SourceError, SourceKind};
 
 fn opts() -> ConnectOptions {
     ConnectOptions { connect_timeout: Duration::from_secs(5), read_timeout: Duration::from_secs(10), ..Default::default() }

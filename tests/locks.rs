@@ -7,8 +7,8 @@ mod common;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use rdbvault::lock::{Lock, LockInfo};
-use rdbvault::repo::{LocalBackend, Repository};
+use rdbvault::store::lock::{Lock, LockInfo};
+use rdbvault::store::{LocalBackend, Repository};
 
 use common::vault::{random_data, text, Vault, PASSWORD};
 

@@ -5,13 +5,13 @@ mod common;
 use std::sync::Arc;
 
 use common::vault::test_bytes;
-use rdbvault::backup::{self, BackupOptions, Input};
-use rdbvault::chunker::ChunkerParams;
+use rdbvault::engine::backup::{self, BackupOptions, Input};
+use rdbvault::store::ChunkerParams;
 use rdbvault::crypto::KdfParams;
-use rdbvault::index::Index;
-use rdbvault::repo::{LocalBackend, Repository};
-use rdbvault::restore::{self, Blobs, RestoreOptions};
-use rdbvault::snapshot::SourceDesc;
+use rdbvault::format::index::Index;
+use rdbvault::store::{LocalBackend, Repository};
+use rdbvault::engine::restore::{self, Blobs, RestoreOptions};
+use rdbvault::format::snapshot::SourceDesc;
 
 #[test]
 fn many_files_with_empty_ones_keep_their_boundaries() {

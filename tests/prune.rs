@@ -6,9 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use rdbvault::index::{Index, IndexFile};
-use rdbvault::pack::PackBuilder;
-use rdbvault::repo::{FileKind, LocalBackend, Repository};
+use rdbvault::format::index::{Index, IndexFile};
+use rdbvault::format::pack::PackBuilder;
+use rdbvault::store::{FileKind, LocalBackend, Repository};
 
 use common::vault::{random_data, Vault, PASSWORD};
 

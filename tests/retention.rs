@@ -1,7 +1,7 @@
 //! Retention tables: for fixed snapshot times, exactly which snapshots each
 //! policy keeps (restic semantics), and why.
 
-use rdbvault::forget::{apply, GroupBy, Policy, Row, Within};
+use rdbvault::maintain::forget::{apply, GroupBy, Policy, Row, Within};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use rdbvault::backup::{self, BackupOptions, Input};
+use rdbvault::engine::backup::{self, BackupOptions, Input};
 use rdbvault::crypto::Id;
-use rdbvault::live;
-use rdbvault::snapshot::{Snapshot, SourceDesc};
-use rdbvault::source::RedisUrl;
+use rdbvault::redis::live;
+use rdbvault::format::snapshot::{Snapshot, SourceDesc};
+use rdbvault::redis::source::RedisUrl;
 
 use super::{open_repo_for_index, output, Global};
 
@@ -199,7 +199,7 @@ fn open_file(path: &Path) -> anyhow::Result<(SourceDesc, Input<'static>)> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dump.rdb".into());
     let abs = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
     let desc = SourceDesc { kind: "file".into(), name: abs.display().to_string(), ..Default::default() };
-    Ok((desc, Input { name, reader: Box::new(rdbvault::source::prefetch::Prefetch::new(file)) }))
+    Ok((desc, Input { name, reader: Box::new(rdbvault::store::prefetch::Prefetch::new(file)) }))
 }
 
 /// One line per saved cluster shard, as it happens (text mode only).

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use rdbvault::check::{self, CheckReport, Problem, ReadData, Severity};
-use rdbvault::repo::{LocalBackend, Repository};
+use rdbvault::maintain::check::{self, CheckReport, Problem, ReadData, Severity};
+use rdbvault::store::{LocalBackend, Repository};
 
 use super::{output, password, repo_path, Global};
 

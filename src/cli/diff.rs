@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use rdbvault::diff::{self, ChangeKind};
+use rdbvault::redis::diff::{self, ChangeKind};
 use rdbvault::rdb::bytes_to_json;
 
 use super::keys::KeyArgs;

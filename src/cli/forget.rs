@@ -1,6 +1,6 @@
 //! `rdbvault forget`.
 
-use rdbvault::forget::{self, GroupBy, Policy, Within};
+use rdbvault::maintain::forget::{self, GroupBy, Policy, Within};
 
 use super::prune::PruneArgs;
 use super::{open_repo, output, Global};

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use rdbvault::chunker::ChunkerParams;
+use rdbvault::store::ChunkerParams;
 use rdbvault::crypto::KdfParams;
-use rdbvault::repo::{LocalBackend, Repository};
+use rdbvault::store::{LocalBackend, Repository};
 
 use super::{output, password, repo_path, Global};
 

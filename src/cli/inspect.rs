@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use rdbvault::inspect::{self, now_ms, MemoryReport};
-use rdbvault::keyscan::{rdb_file, scan_snapshot};
+use rdbvault::redis::inspect::{self, now_ms, MemoryReport};
+use rdbvault::redis::keyscan::{rdb_file, scan_snapshot};
 use rdbvault::rdb::{ReadOptions, Summary};
 
 use super::keys::KeyArgs;

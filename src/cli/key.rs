@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use rdbvault::crypto::KdfParams;
-use rdbvault::repo::Repository;
+use rdbvault::store::Repository;
 
 use super::{open_repo, output, password, Global};
 
@@ -34,7 +34,7 @@ pub struct NewKeyArgs {
 
 fn new_key(repo: &Repository, a: &NewKeyArgs) -> anyhow::Result<(zeroize::Zeroizing<String>, KdfParams)> {
     let pw = password::new_password(a.new_password_file.as_deref())?;
-    let mut kdf = rdbvault::keys::current_params(repo)?;
+    let mut kdf = rdbvault::store::keys::current_params(repo)?;
     if let Some(m) = a.kdf_memory_kib {
         kdf = KdfParams { m_cost: m, ..kdf };
     }
@@ -51,15 +51,15 @@ pub fn run(g: &Global, c: KeyCommand) -> anyhow::Result<()> {
         }
         KeyCommand::Passwd(a) => {
             let (pw, kdf) = new_key(&repo, &a)?;
-            let name = rdbvault::keys::passwd(&repo, pw.as_bytes(), kdf)?;
+            let name = rdbvault::store::keys::passwd(&repo, pw.as_bytes(), kdf)?;
             done(g, "changed password; new key", &name)
         }
         KeyCommand::Remove { id } => {
-            let name = rdbvault::keys::remove(&repo, &id)?;
+            let name = rdbvault::store::keys::remove(&repo, &id)?;
             done(g, "removed", &name)
         }
         KeyCommand::List => {
-            let keys = rdbvault::keys::list(&repo)?;
+            let keys = rdbvault::store::keys::list(&repo)?;
             if g.json {
                 return output::print_json(&keys);
             }

@@ -2,8 +2,8 @@
 
 use anyhow::anyhow;
 
-use rdbvault::glob::Glob;
-use rdbvault::keyscan::{parse_kind, KeyFilter};
+use rdbvault::redis::glob::Glob;
+use rdbvault::redis::keyscan::{parse_kind, KeyFilter};
 
 /// `--keys`, `--db` (and, where it applies, `--type`).
 #[derive(clap::Args, Debug, Clone, Default)]

@@ -23,11 +23,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use rdbvault::crypto::Id;
-use rdbvault::index::Index;
-use rdbvault::lock::{Lock, LockGuard};
-use rdbvault::repo::{Backend, FileKind, LocalBackend, Repository};
-use rdbvault::restore::Blobs;
-use rdbvault::snapshot::Snapshot;
+use rdbvault::format::index::Index;
+use rdbvault::store::lock::{Lock, LockGuard};
+use rdbvault::store::{Backend, FileKind, LocalBackend, Repository};
+use rdbvault::engine::restore::Blobs;
+use rdbvault::format::snapshot::Snapshot;
 
 /// Encrypted, deduplicated, incremental backups of Redis databases.
 #[derive(Parser, Debug)]

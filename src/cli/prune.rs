@@ -1,8 +1,8 @@
 //! `rdbvault prune`.
 
-use rdbvault::lock::LockGuard;
-use rdbvault::prune::{self, PruneOptions};
-use rdbvault::repo::{FileKind, Repository};
+use rdbvault::store::lock::LockGuard;
+use rdbvault::maintain::prune::{self, PruneOptions};
+use rdbvault::store::{FileKind, Repository};
 
 use super::{open_repo, output, Global};
 

@@ -12,7 +12,7 @@ pub fn run(g: &Global, c: RepairCommand) -> anyhow::Result<()> {
     let RepairCommand::Index = c;
     let repo = open_repo(g)?;
     let lock = super::lock(g, &repo, true)?;
-    let s = rdbvault::repair::repair_index(&repo, &lock)?;
+    let s = rdbvault::maintain::repair::repair_index(&repo, &lock)?;
     if g.json {
         return output::print_json(&s);
     }

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use rdbvault::index::Index;
-use rdbvault::restore::{self, RestoreOptions};
-use rdbvault::snapshot::Snapshot;
+use rdbvault::format::index::Index;
+use rdbvault::engine::restore::{self, RestoreOptions};
+use rdbvault::format::snapshot::Snapshot;
 
 use anyhow::bail;
-use rdbvault::load::{self, LoadOptions, LoadReport};
-use rdbvault::source::{command, ConnectOptions, RedisUrl};
+use rdbvault::redis::load::{self, LoadOptions, LoadReport};
+use rdbvault::redis::source::{command, ConnectOptions, RedisUrl};
 
 use super::keys::KeyArgs;
 use super::{open_repo_for_index, output, with_blobs, Global};
@@ -162,8 +162,8 @@ fn print_load(addr: &str, r: &LoadReport) {
 }
 
 /// Restores every snapshot of a group into one directory.
-fn run_group(g: &Global, repo: &rdbvault::repo::Repository, spec: &str, target: &std::path::Path, a: &RestoreArgs) -> anyhow::Result<()> {
-    let snaps = rdbvault::snapshot::find_group(repo, spec)?;
+fn run_group(g: &Global, repo: &rdbvault::store::Repository, spec: &str, target: &std::path::Path, a: &RestoreArgs) -> anyhow::Result<()> {
+    let snaps = rdbvault::format::snapshot::find_group(repo, spec)?;
     if target.as_os_str() == "-" {
         anyhow::bail!("a group restores to a directory, not to stdout");
     }

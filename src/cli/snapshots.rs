@@ -1,6 +1,6 @@
 //! `rdbvault snapshots`.
 
-use rdbvault::snapshot::Snapshot;
+use rdbvault::format::snapshot::Snapshot;
 
 use super::{open_repo, output, Global};
 

@@ -1,7 +1,7 @@
 //! `rdbvault stats`.
 
-use rdbvault::index::Index;
-use rdbvault::snapshot::Snapshot;
+use rdbvault::format::index::Index;
+use rdbvault::format::snapshot::Snapshot;
 
 use super::{open_repo, output, Global};
 
@@ -9,7 +9,7 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
     let index = Index::load(&repo)?;
     let snaps = Snapshot::load_all(&repo)?;
-    let s = rdbvault::stats::compute(&repo, &index, &snaps)?;
+    let s = rdbvault::maintain::stats::compute(&repo, &index, &snaps)?;
     if g.json {
         return output::print_json(&s);
     }

@@ -11,7 +11,7 @@ pub struct UnlockArgs {
 
 pub fn run(g: &Global, a: UnlockArgs) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
-    let removed = rdbvault::lock::remove(&repo, a.remove_all)?;
+    let removed = rdbvault::store::lock::remove(&repo, a.remove_all)?;
     if g.json {
         return output::print_json(&serde_json::json!({ "removed": removed }));
     }

@@ -3,6 +3,10 @@
 //! Every object is sealed as `nonce (24) || ciphertext || tag (16)` with
 //! XChaCha20-Poly1305 and a fresh random nonce; the associated data binds the
 //! object to its kind (and, for blobs, to its id) so objects cannot be swapped.
+//!
+//! Pure: no I/O, and uses nothing of the crate but `error`.
+
+pub mod idhash;
 
 use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -192,7 +196,7 @@ impl IdHasher {
 
     /// The ids of many small blobs, hashed eight at a time (same ids as `id`).
     pub fn ids(&self, blobs: &[&[u8]]) -> Vec<Id> {
-        crate::idhash::keyed_hashes(self.key.as_bytes(), blobs).into_iter().map(Id).collect()
+        crate::crypto::idhash::keyed_hashes(self.key.as_bytes(), blobs).into_iter().map(Id).collect()
     }
 }
 

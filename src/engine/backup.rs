@@ -13,18 +13,18 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::chunker::{Chunker, Chunks};
-use crate::compress::{self, Compressor};
-use crate::chunklist::ListBuilder;
+use crate::engine::chunker::{Chunker, Chunks};
+use crate::format::compress::{self, Compressor};
+use crate::format::chunklist::ListBuilder;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
-use crate::facts::{self, FactsFeed};
-use crate::index::{prefix, Known};
-use crate::pack::{seal_frame, BlobType};
-use crate::restore::Blobs;
-use crate::packer::{adopt_orphan_packs, write_packs, FinishedPack, Packer};
-use crate::repo::{FileKind, Repository};
-use crate::snapshot::{BackupSummary, Snapshot, SnapshotFile, SourceDesc};
+use crate::engine::facts::{self, FactsFeed};
+use crate::format::index::{prefix, Known};
+use crate::format::pack::{seal_frame, BlobType};
+use crate::engine::restore::Blobs;
+use crate::engine::packer::{adopt_orphan_packs, write_packs, FinishedPack, Packer};
+use crate::store::{FileKind, Repository};
+use crate::format::snapshot::{BackupSummary, Snapshot, SnapshotFile, SourceDesc};
 
 /// How to run a backup.
 #[derive(Clone)]
@@ -72,7 +72,7 @@ struct Job {
 }
 
 /// A job is sent once it holds this many bytes (or its read window ends).
-const JOB_BYTES: usize = crate::chunker::BATCH_BYTES;
+const JOB_BYTES: usize = crate::engine::chunker::BATCH_BYTES;
 
 /// A frame's plaintext is closed once it holds this many bytes: large enough
 /// for zstd to find repeats across chunks and to make per-frame costs (seal,
@@ -175,7 +175,7 @@ pub fn run_with(
     finish: impl FnOnce(&mut Snapshot) -> Result<()>,
 ) -> Result<(Id, Snapshot)> {
     let started = Instant::now();
-    let time = crate::snapshot::now_rfc3339();
+    let time = crate::host::now_rfc3339();
     // Dedup needs only which blobs exist: not the full index, a quarter of its memory.
     // Listing the packs (for orphans to adopt) waits on the disk: done meanwhile.
     let (known, listed) = std::thread::scope(|s| {
@@ -312,8 +312,8 @@ pub fn run_with(
     let mut snapshot = Snapshot {
         version: 1,
         time,
-        host: opts.host.clone().unwrap_or_else(crate::snapshot::hostname),
-        username: crate::snapshot::username(),
+        host: opts.host.clone().unwrap_or_else(crate::host::hostname),
+        username: crate::host::username(),
         tags: opts.tags.clone(),
         group: opts.group.clone(),
         source: SourceDesc::default(),

@@ -3,45 +3,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-/// Chunk size bounds, fixed per repository so that backups line up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkerParams {
-    /// No cut before this many bytes.
-    pub min_size: u32,
-    /// Target average chunk size.
-    pub avg_size: u32,
-    /// A cut is forced at this many bytes.
-    pub max_size: u32,
-}
-
-impl Default for ChunkerParams {
-    /// Chosen by measurement on real RDB files; see docs/format.md ("Chunking").
-    fn default() -> Self {
-        ChunkerParams { min_size: 256, avg_size: 1024, max_size: 8 * 1024 }
-    }
-}
-
-impl ChunkerParams {
-    /// Checks the bounds FastCDC accepts and that they are ordered.
-    pub fn validate(&self) -> Result<(), String> {
-        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
-        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min_size)
-            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg_size)
-            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max_size)
-            && self.min_size <= self.avg_size
-            && self.avg_size <= self.max_size;
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "chunk sizes min {} / avg {} / max {} are out of range (need {MINIMUM_MIN} <= min <= avg <= max <= {MAXIMUM_MAX}, avg >= {AVERAGE_MIN}, max >= {MAXIMUM_MIN})",
-                self.min_size, self.avg_size, self.max_size
-            ))
-        }
-    }
-}
+use crate::store::ChunkerParams;
 
 /// Bytes read from the source at a time (the most held by the chunker; batches still being
 /// processed keep older windows alive).

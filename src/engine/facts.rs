@@ -8,10 +8,10 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::rdb::{self, RdbError};
-use crate::snapshot::RedisFacts;
+use crate::format::snapshot::RedisFacts;
 
 /// A batch of consecutive chunks, shared with the backup workers.
-pub type Batch = Arc<crate::chunker::Chunks>;
+pub type Batch = Arc<crate::engine::chunker::Chunks>;
 
 /// Feeds batches to the parser; dropping it ends the stream.
 pub struct FactsFeed {
@@ -105,7 +105,8 @@ impl Read for ChunkReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunker::{Chunker, ChunkerParams};
+    use crate::engine::chunker::Chunker;
+    use crate::store::ChunkerParams;
 
     /// A version-9 RDB with `n` string keys holding 60-byte values, and its checksum.
     fn rdb(n: u32) -> Vec<u8> {

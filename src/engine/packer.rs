@@ -11,9 +11,9 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::index::{IndexFile, IndexSink};
-use crate::pack::{frame_entries, pack_target, read_header, sealed_header, BlobEntry, BlobType};
-use crate::repo::{FileInfo, FileKind, Repository, StagedFile};
+use crate::format::index::{IndexFile, IndexSink};
+use crate::format::pack::{frame_entries, pack_target, read_header, sealed_header, BlobEntry, BlobType};
+use crate::store::{FileInfo, FileKind, Repository, StagedFile};
 
 /// Index files are written after this many packs (and at the end).
 const PACKS_PER_INDEX: usize = 8;

@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::chunklist::parse_list;
+use crate::format::chunklist::parse_list;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
-use crate::index::Index;
-use crate::compress::{Decoder, Dictionaries};
-use crate::pack::{blob_bytes, id_mismatch, open_blob, open_frame, BlobEntry, BlobKeys, BlobType};
-use crate::repo::{display_name, FileKind, Repository};
-use crate::snapshot::{Snapshot, SnapshotFile};
+use crate::format::index::Index;
+use crate::format::compress::{Decoder, Dictionaries};
+use crate::format::pack::{blob_bytes, id_mismatch, open_blob, open_frame, BlobEntry, BlobKeys, BlobType};
+use crate::store::{display_name, FileKind, Repository};
+use crate::format::snapshot::{Snapshot, SnapshotFile};
 
 /// A range read covers at most this many bytes.
 const MAX_READ: u64 = 2 * 1024 * 1024;

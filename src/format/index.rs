@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
-use crate::pack::{BlobEntry, BlobType};
-use crate::repo::{display_name, FileKind, Repository};
+use crate::format::pack::{BlobEntry, BlobType};
+use crate::store::{display_name, FileKind, Repository};
 
 const MAGIC: &[u8; 4] = b"RVIX";
 const VERSION: u8 = 2;
@@ -491,7 +491,7 @@ impl IndexFile {
         out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
         for (pack, entries) in &self.packs {
             out.extend_from_slice(&pack.0);
-            let frames = crate::pack::frames(entries);
+            let frames = crate::format::pack::frames(entries);
             out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
             for f in frames {
                 let first = &f[0];

@@ -9,7 +9,7 @@
 //! sealed lengths and blob offsets inside a frame from the raw lengths. The
 //! file is named by the BLAKE3 of its bytes.
 
-use crate::compress::{Compressor, Decoder};
+use crate::format::compress::{Compressor, Decoder};
 use crate::crypto::{Cipher, Id, IdHasher, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 
@@ -124,7 +124,7 @@ pub struct BlobKeys<'a> {
 
 impl<'a> BlobKeys<'a> {
     /// The keys of a repository.
-    pub fn of(repo: &'a crate::repo::Repository) -> BlobKeys<'a> {
+    pub fn of(repo: &'a crate::store::Repository) -> BlobKeys<'a> {
         BlobKeys { cipher: repo.cipher(), hasher: repo.hasher() }
     }
 }
@@ -298,9 +298,9 @@ pub fn frames(entries: &[BlobEntry]) -> Vec<&[BlobEntry]> {
 }
 
 /// Reads a pack's header from the end of the file, checking every entry fits.
-pub fn read_header(backend: &dyn crate::repo::Backend, cipher: &Cipher, name: &str) -> Result<Vec<BlobEntry>> {
-    use crate::repo::FileKind;
-    let what = crate::repo::display_name(FileKind::Pack, name);
+pub fn read_header(backend: &dyn crate::store::Backend, cipher: &Cipher, name: &str) -> Result<Vec<BlobEntry>> {
+    use crate::store::FileKind;
+    let what = crate::store::display_name(FileKind::Pack, name);
     let size = backend.size(FileKind::Pack, name)?;
     if size < 4 {
         return Err(Error::corrupt(&what, "too short to hold a header"));

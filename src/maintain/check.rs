@@ -13,14 +13,14 @@ use std::collections::{HashMap, HashSet};
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use crate::chunklist::parse_list;
+use crate::format::chunklist::parse_list;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::index::{Index, IndexFile};
-use crate::pack::{read_header, BlobEntry, BlobKeys, LastFrame};
-use crate::repo::{display_name, Backend, FileKind, KeyFile, Repository};
-use crate::restore::Blobs;
-use crate::snapshot::Snapshot;
+use crate::format::index::{Index, IndexFile};
+use crate::format::pack::{read_header, BlobEntry, BlobKeys, LastFrame};
+use crate::store::{display_name, Backend, FileKind, KeyFile, Repository};
+use crate::engine::restore::Blobs;
+use crate::format::snapshot::Snapshot;
 
 /// How bad a finding is: errors make `check` fail, warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -14,9 +14,9 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime};
 
 use crate::error::{Error, Result};
-use crate::lock::LockGuard;
-use crate::repo::{FileKind, Repository};
-use crate::snapshot::Snapshot;
+use crate::store::lock::LockGuard;
+use crate::store::{FileKind, Repository};
+use crate::format::snapshot::Snapshot;
 
 /// A calendar span for `keep-within`, like `1y2m3d4h`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

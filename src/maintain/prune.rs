@@ -16,16 +16,16 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::chunklist::parse_list;
+use crate::format::chunklist::parse_list;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::index::{Index, IndexFile};
-use crate::lock::LockGuard;
-use crate::compress::Compressor;
-use crate::pack::{blob_in_frame, frames, open_frame, seal_frame, BlobEntry, BlobKeys, BlobType, PackBuilder};
-use crate::repo::{display_name, FileKind, Repository};
-use crate::restore::{dictionary_ids, Blobs};
-use crate::snapshot::Snapshot;
+use crate::format::index::{Index, IndexFile};
+use crate::store::lock::LockGuard;
+use crate::format::compress::Compressor;
+use crate::format::pack::{blob_in_frame, frames, open_frame, seal_frame, BlobEntry, BlobKeys, BlobType, PackBuilder};
+use crate::store::{display_name, FileKind, Repository};
+use crate::engine::restore::{dictionary_ids, Blobs};
+use crate::format::snapshot::Snapshot;
 
 /// Temp files older than this are leftovers of crashed writers.
 pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);

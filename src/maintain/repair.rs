@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use crate::crypto::Id;
 use crate::error::Result;
-use crate::index::IndexFile;
-use crate::lock::LockGuard;
-use crate::pack::read_header;
-use crate::repo::{display_name, FileKind, Repository};
+use crate::format::index::IndexFile;
+use crate::store::lock::LockGuard;
+use crate::format::pack::read_header;
+use crate::store::{display_name, FileKind, Repository};
 
 /// What a rebuild found and wrote.
 #[derive(Debug, Clone, Default, Serialize)]

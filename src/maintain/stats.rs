@@ -3,10 +3,10 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::index::Index;
-use crate::pack::BlobType;
-use crate::repo::{FileKind, Repository};
-use crate::snapshot::Snapshot;
+use crate::format::index::Index;
+use crate::format::pack::BlobType;
+use crate::store::{FileKind, Repository};
+use crate::format::snapshot::Snapshot;
 
 /// Sizes and ratios across all snapshots.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -60,7 +60,7 @@ pub fn compute(repo: &Repository, index: &Index, snapshots: &[(crate::crypto::Id
     }
     let mut repository_bytes = 0;
     let mut packs = 0;
-    for kind in crate::repo::FileKind::ALL {
+    for kind in crate::store::FileKind::ALL {
         for f in repo.backend().list(kind)? {
             repository_bytes += f.size;
             if kind == FileKind::Pack {

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::keyscan::{scan_snapshot, KeyFilter};
+use crate::redis::keyscan::{scan_snapshot, KeyFilter};
 use crate::rdb::{ReadOptions, Record};
-use crate::restore::Blobs;
-use crate::snapshot::Snapshot;
+use crate::engine::restore::Blobs;
+use crate::format::snapshot::Snapshot;
 
 /// How a key differs between the two snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -7,10 +7,10 @@ use std::io::Write;
 use serde_json::{json, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::keyscan::{rdb_file, scan_snapshot, KeyFilter};
+use crate::redis::keyscan::{rdb_file, scan_snapshot, KeyFilter};
 use crate::rdb::{approx_memory, bytes_to_json, record_to_json, summarize, ReadOptions, Record, Summary};
-use crate::restore::{with_reader, Blobs, RestoreOptions};
-use crate::snapshot::Snapshot;
+use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
+use crate::format::snapshot::Snapshot;
 
 /// Milliseconds since the Unix epoch, the clock RDB expiry times use.
 pub fn now_ms() -> u64 {

@@ -4,10 +4,10 @@
 use std::io::Read;
 
 use crate::error::{Error, Result};
-use crate::glob::Glob;
+use crate::redis::glob::Glob;
 use crate::rdb::{Item, RdbReader, ReadOptions, Record, ValueKind};
-use crate::restore::{with_reader, Blobs, RestoreOptions};
-use crate::snapshot::{Snapshot, SnapshotFile};
+use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
+use crate::format::snapshot::{Snapshot, SnapshotFile};
 
 /// Which keys a command looks at; empty fields accept everything.
 #[derive(Debug, Clone, Default)]

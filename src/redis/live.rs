@@ -1,6 +1,6 @@
 //! Live backups: a Redis server, a cluster or an AOF directory turned into snapshots.
 //!
-//! The [`source`](crate::source) module reads the data; this layer feeds it to
+//! The [`source`](crate::redis::source) module reads the data; this layer feeds it to
 //! [`backup::run_with`] and records what it came from ([`describe`], [`facts`]),
 //! so the command line only parses options.
 
@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::backup::{self, BackupOptions, Input};
+use crate::engine::backup::{self, BackupOptions, Input};
 use crate::crypto::Id;
-use crate::snapshot::{RedisFacts, Snapshot, SourceDesc};
-use crate::source::bgsave::BgsaveOptions;
-use crate::source::{self, aof, cluster, ConnectOptions, LiveSource, RedisUrl, SourceError, SourceInfo, SourceKind};
+use crate::format::snapshot::{RedisFacts, Snapshot, SourceDesc};
+use crate::redis::source::bgsave::BgsaveOptions;
+use crate::redis::source::{self, aof, cluster, ConnectOptions, LiveSource, RedisUrl, SourceError, SourceInfo, SourceKind};
 
 /// How a standalone server's RDB is obtained.
 #[derive(Clone, Debug)]
@@ -148,7 +148,7 @@ pub fn open_server(url: &RedisUrl, mode: &Mode, opts: &LiveOptions) -> Result<(S
 
 /// Backs up a standalone server as one snapshot (`dump.rdb`).
 pub fn backup_server(
-    repo: &crate::repo::Repository,
+    repo: &crate::store::Repository,
     url: &RedisUrl,
     mode: &Mode,
     opts: &LiveOptions,
@@ -170,7 +170,7 @@ pub fn new_group_id() -> String {
 /// (`<shard>.rdb`) sharing a new group id; `on_saved` hears of each as it is saved.
 /// Returns the group id and the snapshots; a failing shard stops the run.
 pub fn backup_cluster(
-    repo: &crate::repo::Repository,
+    repo: &crate::store::Repository,
     url: &RedisUrl,
     opts: &LiveOptions,
     bopts: &BackupOptions,
@@ -220,7 +220,7 @@ pub fn backup_cluster(
 /// lists (base, then incremental) and the manifest last. A rewrite during the read
 /// abandons that attempt (its data is never saved, its chunks are just deduplicated
 /// next time) and starts over, up to `opts.aof_attempts` times.
-pub fn backup_aof(repo: &crate::repo::Repository, dir: &Path, opts: &LiveOptions, bopts: &BackupOptions) -> Result<(Id, Snapshot)> {
+pub fn backup_aof(repo: &crate::store::Repository, dir: &Path, opts: &LiveOptions, bopts: &BackupOptions) -> Result<(Id, Snapshot)> {
     let dir = std::fs::canonicalize(dir).map_err(|source| SourceError::File { path: dir.to_path_buf(), source })?;
     let attempts = opts.aof_attempts.max(1);
     for attempt in 1..=attempts {
@@ -232,7 +232,7 @@ pub fn backup_aof(repo: &crate::repo::Repository, dir: &Path, opts: &LiveOptions
 }
 
 /// One consistent read of the AOF directory streamed into one backup; `None` if it changed.
-fn backup_aof_once(repo: &crate::repo::Repository, dir: &Path, attempt: u32, bopts: &BackupOptions) -> Result<Option<(Id, Snapshot)>> {
+fn backup_aof_once(repo: &crate::store::Repository, dir: &Path, attempt: u32, bopts: &BackupOptions) -> Result<Option<(Id, Snapshot)>> {
     // The backup core needs the file names up front: plan them from the manifest now and
     // give up this attempt if the read below streams anything else.
     let manifest_path = aof::find_manifest(dir, None)?;

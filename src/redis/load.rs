@@ -14,13 +14,13 @@ use redis::ConnectionLike;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::inspect::now_ms;
-use crate::keyscan::{scan_snapshot, KeyFilter};
+use crate::redis::inspect::now_ms;
+use crate::redis::keyscan::{scan_snapshot, KeyFilter};
 use crate::rdb::{ReadOptions, Record};
-use crate::restore::Blobs;
-use crate::snapshot::Snapshot;
-use crate::source::command::map_err;
-use crate::source::SourceError;
+use crate::engine::restore::Blobs;
+use crate::format::snapshot::Snapshot;
+use crate::redis::source::command::map_err;
+use crate::redis::source::SourceError;
 
 /// Conflicting keys named in the refusal message.
 const SHOWN_CONFLICTS: usize = 20;

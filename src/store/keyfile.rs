@@ -37,9 +37,9 @@ impl KeyFile {
         let sealed = Cipher::new(&kek).seal(KEY_AAD, master.as_bytes());
         Ok(KeyFile {
             version: 1,
-            created: crate::snapshot::now_rfc3339(),
-            host: crate::snapshot::hostname(),
-            username: crate::snapshot::username(),
+            created: crate::host::now_rfc3339(),
+            host: crate::host::hostname(),
+            username: crate::host::username(),
             kdf: "argon2id".into(),
             kdf_params: params,
             salt: hex::encode(salt),

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::crypto::KdfParams;
 use crate::error::{Error, Result};
-use crate::repo::{display_name, FileKind, KeyFile, Repository};
+use crate::store::{display_name, FileKind, KeyFile, Repository};
 
 /// One key file as `key list` shows it.
 #[derive(Debug, Clone, Serialize)]

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use super::backend::{StagedFile, display_name, Backend, FileInfo, FileKind};
 use crate::error::{Error, Result};
-use crate::failpoint::{self, Stage};
+use crate::store::failpoint::{self, Stage};
 
 /// A repository in a directory.
 #[derive(Debug, Clone)]
@@ -150,7 +150,7 @@ impl Backend for LocalBackend {
         let Ok(files) = self.list(kind) else { return };
         for f in files {
             if let Ok(file) = fs::File::open(self.path(kind, &f.name)) {
-                crate::source::prefetch::advise(&file, 0, f.size);
+                crate::store::prefetch::advise(&file, 0, f.size);
             }
         }
     }

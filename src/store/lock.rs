@@ -19,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::repo::{display_name, FileKind, Repository};
+use crate::store::{display_name, FileKind, Repository};
 
 /// A lock not refreshed for this long is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
@@ -45,11 +45,11 @@ impl LockInfo {
     /// A lock for this process, timed now.
     pub fn new(exclusive: bool) -> LockInfo {
         LockInfo {
-            time: crate::snapshot::now_rfc3339(),
-            host: crate::snapshot::hostname(),
+            time: crate::host::now_rfc3339(),
+            host: crate::host::hostname(),
             pid: std::process::id(),
             exclusive,
-            username: crate::snapshot::username(),
+            username: crate::host::username(),
         }
     }
 
@@ -72,7 +72,7 @@ impl LockInfo {
         if self.age() >= STALE_AFTER {
             return true;
         }
-        self.host == crate::snapshot::hostname() && !process_alive(self.pid)
+        self.host == crate::host::hostname() && !process_alive(self.pid)
     }
 
     /// `exclusive lock held by user@host pid 42 for 3s`.
@@ -262,9 +262,9 @@ impl Drop for LockGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunker::ChunkerParams;
+    use crate::store::ChunkerParams;
     use crate::crypto::KdfParams;
-    use crate::repo::LocalBackend;
+    use crate::store::LocalBackend;
 
     #[test]
     fn held_locks_are_refreshed_and_removed_on_drop() {

@@ -1,18 +1,11 @@
-//! An open repository: storage, keys and config, and sealed-object I/O.
-
-pub mod backend;
-pub mod config;
-pub mod keyfile;
-pub mod local;
+//! An open repository: its backend, master key and config, and sealed-object I/O.
 
 use std::sync::Arc;
 
-pub use backend::{display_name, Backend, FileInfo, FileKind, StagedFile};
-pub use config::Config;
-pub use keyfile::KeyFile;
-pub use local::LocalBackend;
+use super::backend::{display_name, Backend, FileKind};
+use super::config::{ChunkerParams, Config};
+use super::keyfile::KeyFile;
 
-use crate::chunker::ChunkerParams;
 use crate::crypto::{Cipher, Id, IdHasher, KdfParams, SecretKey};
 use crate::error::{Error, Result};
 

@@ -88,5 +88,5 @@ pub fn open(url: &RedisUrl, opts: &ConnectOptions, rdb_path: &Path, wait: &Bgsav
     info.path = Some(rdb_path.display().to_string());
     info.rdb_version = rdb_version;
     info.snapshot_time_ms = server.last_save_time().map(|s| s * 1000);
-    Ok(LiveSource { info, streams: vec![(RDB_STREAM_NAME.to_string(), Box::new(super::prefetch::Prefetch::new(file)))] })
+    Ok(LiveSource { info, streams: vec![(RDB_STREAM_NAME.to_string(), Box::new(crate::store::prefetch::Prefetch::new(file)))] })
 }

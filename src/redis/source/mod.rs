@@ -9,7 +9,6 @@ pub mod cluster;
 pub mod command;
 pub mod error;
 pub mod info;
-pub mod prefetch;
 pub mod replication;
 pub mod transport;
 pub mod url;

@@ -1,0 +1,11 @@
+//! The pipelines that move bytes: chunking, hashing and packing a stream into a
+//! snapshot (backup), reading it back verified (restore), and the Redis facts
+//! gathered on the way (facts).
+//!
+//! Uses `format`, `store`, `crypto` and the pure `rdb` parser; never a live server.
+
+pub mod backup;
+pub mod chunker;
+pub mod facts;
+pub mod packer;
+pub mod restore;

@@ -1,0 +1,11 @@
+//! The on-disk format above the sealing: pack files and their frames, index files,
+//! chunk lists, snapshots, and zstd compression with its dictionary.
+//!
+//! Reads and writes through `store`; uses `crypto`. Knows nothing of pipelines or Redis.
+//! `docs/format.md` is the specification these files implement.
+
+pub mod chunklist;
+pub mod compress;
+pub mod index;
+pub mod pack;
+pub mod snapshot;

@@ -1,0 +1,11 @@
+//! Repository maintenance: retention (forget), garbage collection (prune),
+//! verification (check), repair of damaged metadata, and statistics.
+//!
+//! Uses `engine`, `format`, `store` and `crypto`; never a live server.
+//! `docs/maintenance.md` explains the crash-safety of each operation.
+
+pub mod check;
+pub mod forget;
+pub mod prune;
+pub mod repair;
+pub mod stats;

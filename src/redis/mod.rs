@@ -1,0 +1,13 @@
+//! Everything that talks to or about Redis: the sources a live backup reads
+//! (replication, BGSAVE, cluster, AOF directories), live backups, loading keys
+//! into a server (`restore --to`), inspect, diff, key scans and glob patterns.
+//!
+//! Uses `engine`, `format`, `store` and the `rdb` parser.
+
+pub mod diff;
+pub mod glob;
+pub mod inspect;
+pub mod keyscan;
+pub mod live;
+pub mod load;
+pub mod source;
