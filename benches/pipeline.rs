@@ -11,7 +11,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Crit
 use criterion::measurement::WallTime;
 
 use rdbvault::engine::backup::{self, BackupOptions, Input};
-use rdbvault::engine::chunker::{Chunker, ChunkerParams};
+use rdbvault::engine::chunker::Chunker;
+use rdbvault::store::ChunkerParams;
 use rdbvault::crypto::{Cipher, IdHasher, KdfParams, SecretKey};
 use rdbvault::format::index::Index;
 use rdbvault::format::compress::{self, Compressor, Dictionaries};
