@@ -60,6 +60,11 @@ pub struct Global {
     /// When the repository is locked, keep retrying this long (e.g. 30s, 5m, 1h).
     #[arg(long, global = true, value_parser = parse_wait, value_name = "DURATION")]
     pub retry_lock: Option<std::time::Duration>,
+    /// Do not lock the repository (commands that only read it: snapshots, restore, inspect,
+    /// diff, stats, check); for read-only mounts. A concurrent prune may then remove data
+    /// the command reads.
+    #[arg(long, global = true)]
+    pub no_lock: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,9 +148,42 @@ fn open_repo_with(g: &Global, index: bool) -> anyhow::Result<Repository> {
     Ok(Repository::open(backend, pw.as_bytes())?)
 }
 
-/// Takes a shared or exclusive lock, waiting up to `--retry-lock`.
+/// Takes a shared or exclusive lock for a command that writes the repository, waiting up
+/// to `--retry-lock`.
 fn lock(g: &Global, repo: &Repository, exclusive: bool) -> anyhow::Result<LockGuard> {
+    if g.no_lock {
+        anyhow::bail!(
+            "--no-lock is only for commands that read the repository (snapshots, restore, inspect, diff, stats, check): this one writes it and must lock it"
+        );
+    }
     Ok(Lock::acquire(repo, exclusive, g.retry_lock.unwrap_or_default())?)
+}
+
+/// A shared lock for a command that only reads the repository: none with `--no-lock`, and
+/// none (with a warning) when the repository cannot be written, so a read-only mount or a
+/// full disk can still be restored from.
+fn read_lock(g: &Global, repo: &Repository) -> anyhow::Result<Option<LockGuard>> {
+    if g.no_lock {
+        return Ok(None);
+    }
+    match Lock::acquire(repo, false, g.retry_lock.unwrap_or_default()) {
+        Ok(guard) => Ok(Some(guard)),
+        Err(rdbvault::Error::Io { context, source }) if cannot_write(&source) => {
+            if !g.quiet {
+                eprintln!(
+                    "warning: cannot write a lock ({context}: {source}); going on without one: a prune running meanwhile could remove data this command reads (pass --no-lock to skip locking and this warning)"
+                );
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Errors that say the repository cannot take a new file (read-only, no permission, full).
+fn cannot_write(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ReadOnlyFilesystem | PermissionDenied | StorageFull | QuotaExceeded | FileTooLarge)
 }
 
 /// Parses `30s`, `5m`, `1h` or plain seconds.
@@ -169,7 +207,7 @@ fn with_blobs<T>(
     f: impl FnOnce(&[(Id, Snapshot)], &Blobs<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let repo = open_repo_for_index(g)?;
-    let _lock = lock(g, &repo, false)?;
+    let _lock = read_lock(g, &repo)?;
     let snaps = specs.iter().map(|s| Snapshot::find(&repo, s)).collect::<Result<Vec<_>, _>>()?;
     let index = Index::load(&repo)?;
     let blobs = Blobs::new(&repo, &index)?;

@@ -59,7 +59,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     }
     let Some(target) = a.target.clone() else { bail!("give --target PATH or --to URL") };
     let repo = open_repo_for_index(g)?;
-    let _lock = super::lock(g, &repo, false)?;
+    let _lock = super::read_lock(g, &repo)?;
     if let Some(group) = &a.group {
         return run_group(g, &repo, group, &target, &a);
     }

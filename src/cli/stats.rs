@@ -7,6 +7,7 @@ use super::{open_repo, output, Global};
 
 pub fn run(g: &Global) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
+    let _lock = super::read_lock(g, &repo)?;
     let index = Index::load(&repo)?;
     let snaps = Snapshot::load_all(&repo)?;
     let s = rdbvault::maintain::stats::compute(&repo, &index, &snaps)?;
