@@ -8,7 +8,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    match cli::run(args) {
+    let quiet = args.global.quiet;
+    let result = cli::run(args);
+    cli::report_retries(quiet);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", cli::describe(&e));

@@ -1,11 +1,9 @@
 //! `rdbvault check`.
 
-use std::sync::Arc;
-
 use rdbvault::maintain::check::{self, CheckReport, Problem, ReadData, Severity};
-use rdbvault::store::{LocalBackend, Repository};
+use rdbvault::store::Repository;
 
-use super::{output, password, repo_path, Global};
+use super::{output, password, repo_backend, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
@@ -23,11 +21,7 @@ pub fn run(g: &Global, a: CheckArgs) -> anyhow::Result<()> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let path = repo_path(g)?;
-    if !path.join("config").exists() {
-        return Err(rdbvault::Error::NotARepository(path.display().to_string()).into());
-    }
-    let backend = Arc::new(LocalBackend::new(&path));
+    let backend = repo_backend(g)?;
     let mut report = CheckReport::default();
     check::check_keys(backend.as_ref(), &mut report)?;
     let pw = password::get(g, false)?;

@@ -1,12 +1,10 @@
 //! `rdbvault init`.
 
-use std::sync::Arc;
-
 use rdbvault::store::ChunkerParams;
 use rdbvault::crypto::KdfParams;
-use rdbvault::store::{LocalBackend, Repository};
+use rdbvault::store::{FileKind, Repository};
 
-use super::{output, password, repo_path, Global};
+use super::{output, password, repo_location, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct InitArgs {
@@ -25,22 +23,23 @@ pub struct InitArgs {
 }
 
 pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
-    let path = repo_path(g)?;
-    if path.join("config").exists() {
-        anyhow::bail!("{} already holds a repository", path.display());
+    let backend = repo_location(g)?.open()?;
+    let path = backend.location();
+    if backend.exists(FileKind::Config, "config")? {
+        anyhow::bail!("{path} already holds a repository");
     }
     let pw = password::get(g, true)?;
     let chunker = ChunkerParams { min_size: a.chunk_min, avg_size: a.chunk_avg, max_size: a.chunk_max };
     let kdf = KdfParams { m_cost: a.kdf_memory_kib, ..KdfParams::default() };
-    let repo = Repository::init(Arc::new(LocalBackend::new(&path)), pw.as_bytes(), chunker, kdf)?;
+    let repo = Repository::init(backend, pw.as_bytes(), chunker, kdf)?;
     if g.json {
         output::print_json(&serde_json::json!({
-            "repository": path.display().to_string(),
+            "repository": path,
             "id": repo.config().repo_id,
             "chunker": repo.config().chunker,
         }))?;
     } else if !g.quiet {
-        println!("created repository {} at {}", &repo.config().repo_id[..8], path.display());
+        println!("created repository {} at {path}", &repo.config().repo_id[..8]);
         println!("keep the password safe: without it the data cannot be recovered");
     }
     Ok(())

@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 use rdbvault::crypto::Id;
 use rdbvault::format::index::Index;
 use rdbvault::store::lock::{Lock, LockGuard};
-use rdbvault::store::{Backend, FileKind, LocalBackend, Repository};
+use rdbvault::store::{Backend, FileKind, Location, Repository};
 use rdbvault::engine::restore::Blobs;
 use rdbvault::format::snapshot::Snapshot;
 
@@ -42,9 +42,10 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
-    /// Repository location (a directory).
+    /// Repository location: a directory, s3:[http[s]://]HOST/BUCKET/PREFIX, sftp:USER@HOST:PATH
+    /// or sftp://USER@HOST:PORT/PATH (credentials from AWS_* / ~/.aws and ssh's own config).
     #[arg(short = 'r', long = "repo", env = "RDBVAULT_REPOSITORY", global = true)]
-    pub repo: Option<PathBuf>,
+    pub repo: Option<String>,
     /// Read the repository password from this file (first line).
     #[arg(long, env = "RDBVAULT_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
@@ -120,8 +121,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The repository location, from `-r` or `RDBVAULT_REPOSITORY`.
-fn repo_path(g: &Global) -> anyhow::Result<PathBuf> {
-    g.repo.clone().ok_or_else(|| anyhow::anyhow!("no repository given: use -r PATH or set RDBVAULT_REPOSITORY"))
+fn repo_location(g: &Global) -> anyhow::Result<Location> {
+    let s = g.repo.as_deref().ok_or_else(|| anyhow::anyhow!("no repository given: use -r PATH or set RDBVAULT_REPOSITORY"))?;
+    Ok(Location::parse(s)?)
+}
+
+/// The backend of an existing repository; fails before asking for a password if there is none.
+fn repo_backend(g: &Global) -> anyhow::Result<Arc<dyn Backend>> {
+    let backend = repo_location(g)?.open()?;
+    if !backend.exists(FileKind::Config, "config")? {
+        return Err(rdbvault::Error::NotARepository(backend.location()).into());
+    }
+    Ok(backend)
 }
 
 /// Opens the repository with the password from the usual sources.
@@ -136,11 +147,7 @@ fn open_repo_for_index(g: &Global) -> anyhow::Result<Repository> {
 }
 
 fn open_repo_with(g: &Global, index: bool) -> anyhow::Result<Repository> {
-    let path = repo_path(g)?;
-    let backend = Arc::new(LocalBackend::new(&path));
-    if !path.join("config").exists() {
-        return Err(rdbvault::Error::NotARepository(path.display().to_string()).into());
-    }
+    let backend = repo_backend(g)?;
     let pw = password::get(g, false)?;
     if index {
         backend.prefetch(FileKind::Index);
@@ -212,6 +219,18 @@ fn with_blobs<T>(
     let index = Index::load(&repo)?;
     let blobs = Blobs::new(&repo, &index)?;
     f(&snaps, &blobs)
+}
+
+/// Says on stderr how many network requests failed transiently and were retried.
+pub fn report_retries(quiet: bool) {
+    #[cfg(any(feature = "s3", feature = "sftp"))]
+    {
+        let n = rdbvault::store::object::retries();
+        if n > 0 && !quiet {
+            eprintln!("retried {n} requests after transient network errors");
+        }
+    }
+    let _ = quiet;
 }
 
 /// One line for the user: the error and its causes.

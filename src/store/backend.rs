@@ -77,6 +77,11 @@ pub trait Backend: Send + Sync {
     fn prefetch(&self, kind: FileKind) {
         let _ = kind;
     }
+    /// Packs to upload at once: 1 for a local disk (fsync-bound), more for a
+    /// network store, where each upload waits mostly on round trips.
+    fn upload_threads(&self) -> usize {
+        1
+    }
     /// Removes a file; removing a missing file is not an error.
     fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
     /// Whether the file exists.

@@ -1,6 +1,6 @@
 //! Storage: where repository files live and how they are opened, sealed and locked.
 //!
-//! The backend trait and its backends (a local directory today), the open repository
+//! The backend trait and its backends (a local directory, S3, SFTP), the open repository
 //! with its sealed-object I/O, the config, key files and password keys, and locks.
 //! Uses `crypto` and the crate-wide `error`/`host`; nothing above it.
 
@@ -10,12 +10,20 @@ pub mod failpoint;
 pub mod keyfile;
 pub mod keys;
 pub mod local;
+pub mod location;
 pub mod lock;
+#[cfg(any(feature = "s3", feature = "sftp"))]
+pub mod object;
 pub mod prefetch;
 pub mod repository;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "sftp")]
+pub mod sftp;
 
 pub use backend::{display_name, Backend, FileInfo, FileKind, StagedFile};
 pub use config::{ChunkerParams, Config};
 pub use keyfile::KeyFile;
 pub use local::LocalBackend;
+pub use location::Location;
 pub use repository::Repository;

@@ -1,0 +1,259 @@
+//! Network repositories (S3-compatible object stores, SFTP) through Apache OpenDAL.
+//!
+//! One `Backend` for every OpenDAL service: the repository's files are objects
+//! named like the local layout (`config`, `keys/ID`, `data/xx/ID`, ...). OpenDAL
+//! is async; we drive it from our threads through its blocking operator on a small
+//! tokio runtime owned by the backend. Transient failures (timeouts, 5xx,
+//! connection resets) are retried with jittered exponential backoff and counted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use opendal::blocking::Operator;
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::options::{ListOptions, ReadOptions};
+
+use super::backend::{display_name, Backend, FileInfo, FileKind};
+use crate::error::{Error, Result};
+
+/// Requests retried after a transient failure, over the whole process.
+static RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// How many requests were retried so far (for the end-of-run report).
+pub fn retries() -> u64 {
+    RETRIES.load(Ordering::Relaxed)
+}
+
+/// Whether temp names are needed for atomic writes (SFTP: yes; S3 PUT is atomic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Atomicity {
+    /// A PUT makes the whole object appear at once.
+    Put,
+    /// Write a temp name (never listed: it starts with a dot), then rename.
+    TempRename,
+}
+
+/// A repository on an OpenDAL service.
+pub struct ObjectBackend {
+    op: Operator,
+    /// What the user typed, without secrets: every message names it.
+    url: String,
+    /// What to check when access is refused.
+    auth_hint: &'static str,
+    atomicity: Atomicity,
+    /// Kept alive for the operator; dropped last.
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// Network requests in flight at once are few; two workers keep them moving.
+const RUNTIME_THREADS: usize = 2;
+
+impl ObjectBackend {
+    /// Wraps an OpenDAL service builder with retries and timeouts.
+    pub fn new<B: opendal::Builder>(
+        builder: B,
+        url: String,
+        auth_hint: &'static str,
+        atomicity: Atomicity,
+    ) -> Result<ObjectBackend> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RUNTIME_THREADS)
+            .thread_name("rdbvault-net")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("start the network runtime", e))?;
+        let retry = RetryLayer::new()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(5)
+            .with_notify(|_: opendal::layers::RetryEvent<'_>| {
+                RETRIES.fetch_add(1, Ordering::Relaxed);
+            });
+        let timeout = TimeoutLayer::new().with_timeout(Duration::from_secs(60)).with_io_timeout(Duration::from_secs(30));
+        let op = opendal::Operator::new(builder).map_err(|e| Error::Invalid(format!("repository {url}: {e}")))?;
+        let op = op.layer(timeout).layer(retry);
+        let _guard = runtime.enter();
+        let op = Operator::new(op).map_err(|e| Error::Invalid(format!("repository {url}: {e}")))?;
+        drop(_guard);
+        Ok(ObjectBackend { op, url, auth_hint, atomicity, _runtime: runtime })
+    }
+
+    fn path(kind: FileKind, name: &str) -> String {
+        match kind {
+            FileKind::Config => "config".to_string(),
+            _ => display_name(kind, name),
+        }
+    }
+
+    /// One clear line for a failed request: what, where, and what to check.
+    fn err(&self, verb: &str, kind: FileKind, name: &str, e: opendal::Error) -> Error {
+        let what = format!("{verb} {} in {}", display_name(kind, name), self.url);
+        self.classify(what, e)
+    }
+
+    fn classify(&self, what: String, e: opendal::Error) -> Error {
+        use opendal::ErrorKind as K;
+        use std::io::ErrorKind as Io;
+        let raw = format!("{e:?}");
+        let (io, msg) = if raw.contains("NoSuchBucket") {
+            (Io::NotFound, "the bucket does not exist: create it (or check the bucket name and endpoint)".to_string())
+        } else if raw.contains("InvalidAccessKeyId") || raw.contains("SignatureDoesNotMatch") {
+            (Io::PermissionDenied, format!("authentication failed: {}", self.auth_hint))
+        } else if e.kind() == K::PermissionDenied || raw.contains("AccessDenied") {
+            (Io::PermissionDenied, format!("permission denied: {}", self.auth_hint))
+        } else if e.kind() == K::NotFound {
+            (Io::NotFound, "no such file".to_string())
+        } else if e.kind() == K::RangeNotSatisfied {
+            return Error::corrupt(what, "file is shorter than its index says");
+        } else if e.kind() == K::ConfigInvalid {
+            return Error::Invalid(format!("{what}: {e}"));
+        } else if is_connection(&raw) {
+            (
+                Io::ConnectionAborted,
+                "lost the connection to the server (retried and gave up): check that it is up and reachable".to_string(),
+            )
+        } else {
+            (Io::Other, first_line(&e.to_string()))
+        };
+        Error::io(what, std::io::Error::new(io, msg))
+    }
+
+    /// A blob that appears only when finished: temp-and-rename on SFTP.
+    fn put(&self, kind: FileKind, name: &str, data: Vec<u8>) -> Result<()> {
+        let path = Self::path(kind, name);
+        match self.atomicity {
+            Atomicity::Put => self.op.write(&path, data).map(|_| ()).map_err(|e| self.err("write", kind, name, e)),
+            Atomicity::TempRename => {
+                let dir = path.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+                let tmp = format!("{dir}.staged.tmp-{}", hex::encode(crate::crypto::random_bytes::<6>()));
+                self.op.write(&tmp, data).map_err(|e| self.err("write", kind, name, e))?;
+                if let Err(e) = self.op.rename(&tmp, &path) {
+                    // SFTP's rename does not replace: an existing file of this name
+                    // has the same content (names are content hashes, or a config
+                    // written once), except for a race we report.
+                    let _ = self.op.delete(&tmp);
+                    if self.op.exists(&path).unwrap_or(false) && kind != FileKind::Config {
+                        return Ok(());
+                    }
+                    return Err(self.err("write", kind, name, e));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether an error text says the connection failed or dropped.
+fn is_connection(raw: &str) -> bool {
+    let raw = raw.to_ascii_lowercase();
+    ["connect", "connection", "broken pipe", "timed out", "timeout", "ssh error", "reset", "eof"]
+        .iter()
+        .any(|w| raw.contains(w))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().chars().take(300).collect()
+}
+
+fn is_temp_name(path: &str) -> bool {
+    path.rsplit('/').next().is_some_and(|n| n.starts_with('.'))
+}
+
+impl Backend for ObjectBackend {
+    fn location(&self) -> String {
+        self.url.clone()
+    }
+
+    fn create(&self) -> Result<()> {
+        if self.exists(FileKind::Config, "config")? {
+            return Err(Error::Invalid(format!("{} already holds a repository", self.url)));
+        }
+        if self.atomicity == Atomicity::TempRename {
+            for kind in FileKind::ALL.into_iter().filter(|k| *k != FileKind::Config) {
+                let dir = format!("{}/", kind.dir());
+                self.op.create_dir(&dir).map_err(|e| self.classify(format!("create {dir} in {}", self.url), e))?;
+            }
+        } else {
+            // A first request that fails clearly if the bucket is missing or the keys are wrong.
+            self.list(FileKind::Key)?;
+        }
+        Ok(())
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>> {
+        if kind == FileKind::Config {
+            return Ok(match self.op.stat("config") {
+                Ok(m) => vec![FileInfo { name: "config".into(), size: m.content_length() }],
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(self.classify(format!("read config in {}", self.url), e)),
+            });
+        }
+        let dir = format!("{}/", kind.dir());
+        let opts = ListOptions { recursive: true, ..Default::default() };
+        let entries = match self.op.list_options(&dir, opts) {
+            Ok(e) => e,
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(self.classify(format!("list {dir} in {}", self.url), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            if !entry.metadata().is_file() || is_temp_name(entry.path()) {
+                continue;
+            }
+            let name = entry.name().to_string();
+            let size = match entry.metadata().content_length() {
+                0 => self.size(kind, &name)?,
+                n => n,
+            };
+            out.push(FileInfo { name, size });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        self.op.read(&Self::path(kind, name)).map(|b| b.to_vec()).map_err(|e| self.err("read", kind, name, e))
+    }
+
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let opts = ReadOptions { range: (offset..offset + len as u64).into(), ..Default::default() };
+        let buf = self.op.read_options(&Self::path(kind, name), opts).map_err(|e| self.err("read", kind, name, e))?;
+        if buf.len() != len {
+            return Err(Error::corrupt(display_name(kind, name), format!("file ends before byte {}", offset + len as u64)));
+        }
+        Ok(buf.to_vec())
+    }
+
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+        self.op.stat(&Self::path(kind, name)).map(|m| m.content_length()).map_err(|e| self.err("stat", kind, name, e))
+    }
+
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        self.put(kind, name, data.to_vec())
+    }
+
+    fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+        match self.op.delete(&Self::path(kind, name)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err("delete", kind, name, e)),
+        }
+    }
+
+    fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
+        let found = self.op.exists(&Self::path(kind, name)).map_err(|e| self.err("stat", kind, name, e))?;
+        if !found && kind == FileKind::Config && self.atomicity == Atomicity::Put {
+            // A HEAD on a missing bucket is a bare 404: a listing names the real cause.
+            self.op.list("keys/").map_err(|e| self.classify(format!("list keys/ in {}", self.url), e))?;
+        }
+        Ok(found)
+    }
+
+    fn upload_threads(&self) -> usize {
+        UPLOAD_THREADS
+    }
+}
+
+/// Packs uploaded at once to a network repository.
+const UPLOAD_THREADS: usize = 4;
