@@ -101,31 +101,99 @@ impl<'a> Packer<'a> {
 
 /// Makes packs durable as they come and writes an index file after every few
 /// of them (and at the end, also after a failure, so that written packs are indexed).
+/// A network backend uploads several packs at once; an index still names only packs
+/// whose upload finished.
 pub fn write_packs(repo: &Repository, rx: Receiver<FinishedPack<'_>>) -> Result<PackerStats> {
-    let mut stats = PackerStats::default();
-    let mut pending = IndexFile::default();
-    let flush = |pending: &mut IndexFile| -> Result<()> {
-        if pending.packs.is_empty() {
-            return Ok(());
-        }
-        repo.write_sealed(FileKind::Index, &std::mem::take(pending).to_bytes())?;
-        Ok(())
-    };
+    let threads = repo.backend().upload_threads();
+    if threads > 1 {
+        return write_packs_parallel(repo, rx, threads);
+    }
+    let mut indexer = Indexer::new(repo);
     for p in rx {
         if let Err(e) = p.staged.finish(&p.id.to_hex()) {
-            let _ = flush(&mut pending);
+            let _ = indexer.flush();
             return Err(e);
         }
-        stats.packs += 1;
-        stats.bytes += p.bytes;
-        stats.blobs += p.entries.len() as u64;
-        pending.packs.push((p.id, p.entries));
-        if pending.packs.len() >= PACKS_PER_INDEX {
-            flush(&mut pending)?;
-        }
+        indexer.add(p.id, p.bytes, p.entries)?;
     }
-    flush(&mut pending)?;
-    Ok(stats)
+    indexer.flush()?;
+    Ok(indexer.stats)
+}
+
+/// Collects durable packs and writes an index file every `PACKS_PER_INDEX` of them.
+struct Indexer<'r> {
+    repo: &'r Repository,
+    stats: PackerStats,
+    pending: IndexFile,
+}
+
+impl<'r> Indexer<'r> {
+    fn new(repo: &'r Repository) -> Self {
+        Indexer { repo, stats: PackerStats::default(), pending: IndexFile::default() }
+    }
+
+    /// Records a pack that is now durable.
+    fn add(&mut self, id: Id, bytes: u64, entries: Vec<BlobEntry>) -> Result<()> {
+        self.stats.packs += 1;
+        self.stats.bytes += bytes;
+        self.stats.blobs += entries.len() as u64;
+        self.pending.packs.push((id, entries));
+        if self.pending.packs.len() >= PACKS_PER_INDEX {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.packs.is_empty() {
+            return Ok(());
+        }
+        self.repo.write_sealed(FileKind::Index, &std::mem::take(&mut self.pending).to_bytes())?;
+        Ok(())
+    }
+}
+
+/// `threads` uploaders take packs from `rx`; this thread indexes them as they land.
+/// After the first failure the uploaders stop taking packs, so the packer stops too.
+fn write_packs_parallel(repo: &Repository, rx: Receiver<FinishedPack<'_>>, threads: usize) -> Result<PackerStats> {
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Result<(Id, u64, Vec<BlobEntry>)>>();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (rx, done_tx, failed) = (rx.clone(), done_tx.clone(), &failed);
+            s.spawn(move || {
+                for p in rx {
+                    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let result = p.staged.finish(&p.id.to_hex()).map(|()| (p.id, p.bytes, p.entries));
+                    if result.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if done_tx.send(result).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop((rx, done_tx));
+        let mut indexer = Indexer::new(repo);
+        let mut first_err = None;
+        for result in done_rx {
+            match result.and_then(|(id, bytes, entries)| indexer.add(id, bytes, entries)) {
+                Ok(()) => {}
+                Err(e) => {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        let flushed = indexer.flush();
+        match first_err {
+            Some(e) => Err(e),
+            None => flushed.map(|()| indexer.stats),
+        }
+    })
 }
 
 /// Indexes pack files that no index names (left by an interrupted backup), so

@@ -13,7 +13,7 @@ use opendal::blocking::Operator;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions};
 
-use super::backend::{display_name, Backend, FileInfo, FileKind};
+use super::backend::{display_name, Backend, FileInfo, FileKind, StagedFile};
 use crate::error::{Error, Result};
 
 /// Requests retried after a transient failure, over the whole process.
@@ -252,6 +252,27 @@ impl Backend for ObjectBackend {
 
     fn upload_threads(&self) -> usize {
         UPLOAD_THREADS
+    }
+
+    fn create_staged(&self, kind: FileKind) -> Result<Box<dyn StagedFile + '_>> {
+        Ok(Box::new(ObjectStaged { backend: self, kind, buf: Vec::new() }))
+    }
+}
+
+/// A pack collected in memory (a few MiB) and sent in one PUT, without a copy.
+struct ObjectStaged<'a> {
+    backend: &'a ObjectBackend,
+    kind: FileKind,
+    buf: Vec<u8>,
+}
+
+impl StagedFile for ObjectStaged<'_> {
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>, name: &str) -> Result<()> {
+        self.backend.put(self.kind, name, self.buf)
     }
 }
 
