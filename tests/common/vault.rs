@@ -23,6 +23,8 @@ pub struct Vault {
     pub password: String,
     /// Pack target passed as `RDBVAULT_PACK_TARGET`, when not the default.
     pack_target: Option<&'static str>,
+    /// Extra environment for every command (credentials of a network repository, PATH).
+    pub env: Vec<(String, String)>,
 }
 
 impl Vault {
@@ -39,7 +41,15 @@ impl Vault {
 
     fn init_in(dir: tempfile::TempDir, pack_target: Option<&'static str>) -> Vault {
         let repo = dir.path().join("repo");
-        let v = Vault { dir, repo, password: PASSWORD.into(), pack_target };
+        let v = Vault { dir, repo, password: PASSWORD.into(), pack_target, env: Vec::new() };
+        v.ok(&["init", "--kdf-memory-kib", "8192"]);
+        v
+    }
+
+    /// Initializes a repository at a URL (`s3:...`, `sftp:...`) with `env` set for every
+    /// command; small packs (`pack_target`) give many uploads from little data.
+    pub fn init_remote(url: &str, env: Vec<(String, String)>, pack_target: Option<&'static str>) -> Vault {
+        let v = Vault { dir: tempfile::tempdir().expect("tempdir"), repo: url.into(), password: PASSWORD.into(), pack_target, env };
         v.ok(&["init", "--kdf-memory-kib", "8192"]);
         v
     }
@@ -49,7 +59,7 @@ impl Vault {
         let dir = if self.pack_target.is_some() { tmpfs_tempdir() } else { tempfile::tempdir().expect("tempdir") };
         let repo = dir.path().join("repo");
         copy_dir(&self.repo, &repo);
-        Vault { dir, repo, password: self.password.clone(), pack_target: self.pack_target }
+        Vault { dir, repo, password: self.password.clone(), pack_target: self.pack_target, env: self.env.clone() }
     }
 
     /// A command with repository and password set.
@@ -60,6 +70,7 @@ impl Vault {
         if let Some(t) = self.pack_target {
             c.env("RDBVAULT_PACK_TARGET", t);
         }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -1,0 +1,281 @@
+//! Network repository servers for tests, on loopback: moto (S3), OpenSSH's sshd
+//! (SFTP), and a TCP proxy in front of them that the test can take down and
+//! bring back (a lost connection, without losing the server's data).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::server::{free_port, wait_until};
+
+/// A child process killed on drop.
+pub struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    wait_until(Duration::from_secs(20), what, || TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
+
+/// A moto S3 server (`moto_server`), in memory, killed on drop.
+pub struct Moto {
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl Moto {
+    /// Starts one; `auth` makes it check credentials (every key is then unknown to it).
+    pub fn start(auth: bool) -> Moto {
+        let port = free_port();
+        let mut cmd = Command::new("moto_server");
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        if auth {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = cmd.spawn().expect("start moto_server (pip install 'moto[server]')");
+        let proc = Proc(child);
+        wait_for_port(port, "moto_server listening");
+        Moto { port, _proc: proc }
+    }
+
+    /// Creates a bucket with a plain HTTP PUT.
+    pub fn create_bucket(&self, bucket: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port)
+            .expect("send PUT");
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"), "create bucket: {reply}");
+    }
+
+    /// Credentials moto accepts (it does not check them unless started with `auth`).
+    pub fn env() -> Vec<(String, String)> {
+        [("AWS_ACCESS_KEY_ID", "rdbvault-test"), ("AWS_SECRET_ACCESS_KEY", "not-a-secret-Zq9"), ("AWS_REGION", "us-east-1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+/// An sshd on a free port with generated host and user keys, serving SFTP to root,
+/// and an `ssh` wrapper (first on PATH) that uses a generated client config.
+pub struct Sshd {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    _proc: Proc,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for key in ["host_key", "user_key"] {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(key))
+                .status()
+                .expect("run ssh-keygen");
+            assert!(st.success(), "ssh-keygen failed");
+        }
+        std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).expect("authorized_keys");
+        let port = free_port();
+        let p = |n: &str| d.join(n).display().to_string();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 Subsystem sftp internal-sftp\n",
+                p("host_key"),
+                p("authorized_keys"),
+                p("sshd.pid")
+            ),
+        )
+        .expect("sshd_config");
+        // sshd refuses to start without its privilege separation directory.
+        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).expect("sshd.log"))
+            .spawn()
+            .expect("start /usr/sbin/sshd (apt-get install openssh-server)");
+        let proc = Proc(child);
+        wait_for_port(port, "sshd listening");
+        Sshd { port, dir, _proc: proc }
+    }
+
+    /// Writes an ssh client config trusting this server's host key on `port` (the
+    /// server's or a proxy's) and a PATH whose `ssh` uses it; returns the environment.
+    pub fn client_env(&self, port: u16) -> Vec<(String, String)> {
+        let d = self.dir.path();
+        let host_key = std::fs::read_to_string(d.join("host_key.pub")).expect("host key");
+        std::fs::write(d.join(format!("known_hosts-{port}")), format!("[127.0.0.1]:{port} {host_key}")).expect("known_hosts");
+        let config = d.join(format!("ssh_config-{port}"));
+        std::fs::write(
+            &config,
+            format!(
+                "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n",
+                d.join("user_key").display(),
+                d.join(format!("known_hosts-{port}")).display()
+            ),
+        )
+        .expect("ssh_config");
+        let bin = d.join(format!("bin-{port}"));
+        std::fs::create_dir_all(&bin).expect("bin dir");
+        write_script(&bin.join("ssh"), &format!("#!/bin/sh\nexec /usr/bin/ssh -F {} \"$@\"\n", config.display()));
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        vec![("PATH".to_string(), path)]
+    }
+
+    /// A directory on the server (the same machine) for a repository.
+    pub fn repo_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
+}
+
+/// A TCP proxy on a free port to `target`; `down()` cuts every connection and
+/// refuses new ones until `up()`.
+pub struct Proxy {
+    pub port: u16,
+    down: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    /// Bytes sent from clients to the server so far.
+    pub upstream_bytes: Arc<AtomicU64>,
+}
+
+impl Proxy {
+    pub fn start(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let down = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let upstream_bytes = Arc::new(AtomicU64::new(0));
+        let (d, c, u) = (down.clone(), conns.clone(), upstream_bytes.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if d.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let mut list = c.lock().unwrap();
+                for s in [&client, &server] {
+                    if let Ok(s) = s.try_clone() {
+                        list.push(s);
+                    }
+                }
+                drop(list);
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some(u.clone()));
+                pipe(server, client, None);
+            }
+        });
+        Proxy { port, down, conns, upstream_bytes }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn down(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn up(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Some(c) = &count {
+                        c.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+/// Every command on a network repository: backup of a real RDB, an incremental
+/// backup, snapshots, byte-exact restores, inspect, forget + prune, check --read-data.
+pub fn exercise(v: &super::vault::Vault) {
+    let redis = super::server::RedisServer::start(&[]);
+    super::data::fill_sample(&redis, 2000);
+    // One input path, so both snapshots are in one group for `forget`.
+    let input = v.dir.path().join("dump.rdb");
+    let one = std::fs::read(redis.save_copy(&input)).unwrap();
+    let (s1, first) = v.backup(&input, &[]);
+    assert!(first["bytes_added"].as_u64().unwrap() > 0, "{first}");
+    redis.cli(&["SET", "str:0:7", "changed"]);
+    let two = std::fs::read(redis.save_copy(&input)).unwrap();
+    let (s2, second) = v.backup(&input, &[]);
+    assert!(
+        second["bytes_added"].as_u64().unwrap() < first["bytes_added"].as_u64().unwrap() / 2,
+        "an incremental backup stores only what changed: {second}"
+    );
+    let list = v.json(&["snapshots"]);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert!(v.restore(&s1, &v.dir.path().join("r1.rdb")) == one, "first snapshot restores byte-exact");
+    assert!(v.restore(&s2, &v.dir.path().join("r2.rdb")) == two, "second snapshot restores byte-exact");
+    let inspected = v.ok(&["inspect", &s2]);
+    assert!(inspected.contains("keys: 5600"), "inspect shows the key count: {inspected}");
+    v.ok(&["forget", "--keep-last", "1", "--prune"]);
+    let list = v.json(&["snapshots"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert!(v.restore("latest", &v.dir.path().join("r3.rdb")) == two, "restores after prune");
+    v.ok(&["check", "--read-data"]);
+}
+
+/// A backup cut off by a lost connection fails with a clear error; once the server
+/// is back, `check` passes and the next backup completes.
+pub fn lost_connection(v: &super::vault::Vault, proxy: &Proxy) {
+    let input = v.dir.path().join("big.rdb");
+    let redis = super::server::RedisServer::start(&[]);
+    super::data::fill_sample(&redis, 20_000);
+    redis.save_copy(&input);
+    let start = proxy.upstream_bytes.load(Ordering::SeqCst);
+    let child = v.cmd(&["backup", input.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until(Duration::from_secs(20), "some packs uploaded", || {
+        proxy.upstream_bytes.load(Ordering::SeqCst) > start + 300_000
+    });
+    proxy.down();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the backup should fail while the server is away: {stderr}");
+    assert!(stderr.contains("lost the connection"), "clear error: {stderr}");
+    assert_eq!(stderr.trim().lines().filter(|l| l.starts_with("error:")).count(), 1, "one error line: {stderr}");
+    proxy.up();
+    v.ok(&["check"]);
+    let (_, _) = v.backup(&input, &[]);
+    v.ok(&["unlock"]);
+    v.ok(&["check", "--read-data"]);
+    assert!(v.restore("latest", &v.dir.path().join("big.out")) == std::fs::read(&input).unwrap());
+}

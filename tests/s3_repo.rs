@@ -1,0 +1,66 @@
+//! Repositories on S3-compatible object storage, against moto in server mode on loopback.
+
+mod common;
+
+use common::net::{exercise, lost_connection, Moto, Proxy};
+use common::vault::{Vault, PACK_TARGET};
+
+fn url(port: u16, bucket: &str) -> String {
+    format!("s3:http://127.0.0.1:{port}/{bucket}/redis/prod")
+}
+
+#[test]
+fn every_command_works_on_s3() {
+    let moto = Moto::start(false);
+    moto.create_bucket("backups");
+    let v = Vault::init_remote(&url(moto.port, "backups"), Moto::env(), None);
+    exercise(&v);
+    // A second init on the same prefix is refused.
+    assert!(v.fails(&["init", "--kdf-memory-kib", "8192"]).contains("already holds a repository"));
+}
+
+#[test]
+fn s3_errors_are_one_clear_line_without_secrets() {
+    let moto = Moto::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |repo: &str, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+            .current_dir(dir.path())
+            .arg("-r")
+            .arg(repo)
+            .args(args)
+            .envs(Moto::env())
+            .env("RDBVAULT_PASSWORD", "pw")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!err.contains("not-a-secret-Zq9"), "secret printed: {err}");
+        err
+    };
+    let missing = url(moto.port, "nosuchbucket");
+    let err = run(&missing, &["init"]);
+    assert!(err.contains(&missing) && err.contains("the bucket does not exist"), "{err}");
+    let err = run(&missing, &["snapshots"]);
+    assert!(err.contains("the bucket does not exist"), "{err}");
+
+    let strict = Moto::start(true);
+    let err = run(&url(strict.port, "backups"), &["snapshots"]);
+    assert!(err.contains("permission denied") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+
+    let err = run("rest:http://127.0.0.1:8000/", &["init"]);
+    assert!(err.contains("the rest: backend is not supported"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no local directory was created");
+    let err = run("s3:http://AKIA:hunter2secret@127.0.0.1:1/b/p", &["init"]);
+    assert!(!err.contains("hunter2secret") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+}
+
+#[test]
+fn s3_lost_connection_mid_backup_recovers() {
+    let moto = Moto::start(false);
+    moto.create_bucket("backups");
+    let proxy = Proxy::start(moto.port);
+    let v = Vault::init_remote(&url(proxy.port, "backups"), Moto::env(), Some(PACK_TARGET));
+    lost_connection(&v, &proxy);
+}
