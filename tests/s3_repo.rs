@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::net::{exercise, lost_connection, Moto, Proxy};
+use common::net::{exercise, lost_connection, transient_failure, Moto, Proxy};
 use common::vault::{Vault, PACK_TARGET};
 
 fn url(port: u16, bucket: &str) -> String {
@@ -63,4 +63,13 @@ fn s3_lost_connection_mid_backup_recovers() {
     let proxy = Proxy::start(moto.port);
     let v = Vault::init_remote(&url(proxy.port, "backups"), Moto::env(), Some(PACK_TARGET));
     lost_connection(&v, &proxy);
+}
+
+#[test]
+fn s3_transient_failures_are_retried_and_counted() {
+    let moto = Moto::start(false);
+    moto.create_bucket("backups");
+    let proxy = Proxy::start(moto.port);
+    let v = Vault::init_remote(&url(proxy.port, "backups"), Moto::env(), Some(PACK_TARGET));
+    transient_failure(&v, &proxy);
 }

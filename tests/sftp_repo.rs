@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::net::{exercise, lost_connection, Proxy, Sshd};
+use common::net::{exercise, lost_connection, transient_failure, Proxy, Sshd};
 use common::vault::{Vault, PACK_TARGET};
 
 #[test]
@@ -62,4 +62,13 @@ fn sftp_lost_connection_mid_backup_recovers() {
     let url = format!("sftp://root@127.0.0.1:{}{}", proxy.port, sshd.repo_dir("repo").display());
     let v = Vault::init_remote(&url, sshd.client_env(proxy.port), Some(PACK_TARGET));
     lost_connection(&v, &proxy);
+}
+
+#[test]
+fn sftp_transient_failures_are_retried_and_counted() {
+    let sshd = Sshd::start();
+    let proxy = Proxy::start(sshd.port);
+    let url = format!("sftp://root@127.0.0.1:{}{}", proxy.port, sshd.repo_dir("repo").display());
+    let v = Vault::init_remote(&url, sshd.client_env(proxy.port), Some(PACK_TARGET));
+    transient_failure(&v, &proxy);
 }

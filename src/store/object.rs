@@ -35,7 +35,10 @@ pub enum Atomicity {
 
 /// A repository on an OpenDAL service.
 pub struct ObjectBackend {
-    op: Operator,
+    /// Replaced by a fresh one (new connections) when SFTP loses its connection.
+    op: std::sync::RwLock<Operator>,
+    /// Builds the operator again.
+    make: Box<dyn Fn() -> Result<Operator> + Send + Sync>,
     /// What the user typed, without secrets: every message names it.
     url: String,
     /// What to check when access is refused.
@@ -49,9 +52,9 @@ pub struct ObjectBackend {
 const RUNTIME_THREADS: usize = 2;
 
 impl ObjectBackend {
-    /// Wraps an OpenDAL service builder with retries and timeouts.
+    /// Wraps the OpenDAL service that `make` builds with retries and timeouts.
     pub fn new<B: opendal::Builder>(
-        builder: B,
+        make: impl Fn() -> B + Send + Sync + 'static,
         url: String,
         auth_hint: &'static str,
         atomicity: Atomicity,
@@ -62,21 +65,39 @@ impl ObjectBackend {
             .enable_all()
             .build()
             .map_err(|e| Error::io("start the network runtime", e))?;
-        let retry = RetryLayer::new()
-            .with_jitter()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
-            .with_max_times(5)
-            .with_notify(|_: opendal::layers::RetryEvent<'_>| {
-                RETRIES.fetch_add(1, Ordering::Relaxed);
-            });
-        let timeout = TimeoutLayer::new().with_timeout(Duration::from_secs(60)).with_io_timeout(Duration::from_secs(30));
-        let op = opendal::Operator::new(builder).map_err(|e| Error::Invalid(format!("repository {url}: {e}")))?;
-        let op = op.layer(timeout).layer(retry);
-        let _guard = runtime.enter();
-        let op = Operator::new(op).map_err(|e| Error::Invalid(format!("repository {url}: {e}")))?;
-        drop(_guard);
-        Ok(ObjectBackend { op, url, auth_hint, atomicity, _runtime: runtime })
+        let handle = runtime.handle().clone();
+        let where_ = url.clone();
+        let make = Box::new(move || -> Result<Operator> {
+            let retry = RetryLayer::new()
+                .with_jitter()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10))
+                .with_max_times(5)
+                .with_notify(|_: opendal::layers::RetryEvent<'_>| {
+                    RETRIES.fetch_add(1, Ordering::Relaxed);
+                });
+            let timeout = TimeoutLayer::new().with_timeout(Duration::from_secs(60)).with_io_timeout(Duration::from_secs(30));
+            let invalid = |e: opendal::Error| Error::Invalid(format!("repository {where_}: {e}"));
+            let op = opendal::Operator::new(make()).map_err(invalid)?.layer(timeout).layer(retry);
+            let _guard = handle.enter();
+            Operator::new(op).map_err(invalid)
+        });
+        let op = std::sync::RwLock::new(make()?);
+        Ok(ObjectBackend { op, make, url, auth_hint, atomicity, _runtime: runtime })
+    }
+
+    /// Runs one request; on SFTP, a lost connection gets one more try on new connections
+    /// (OpenDAL's pool would keep handing out the dead one).
+    fn with<T>(&self, f: impl Fn(&Operator) -> opendal::Result<T>) -> opendal::Result<T> {
+        let op = self.op.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match f(&op) {
+            Err(e) if self.atomicity == Atomicity::TempRename && is_connection(&format!("{e:?}")) => {
+                let Ok(fresh) = (self.make)() else { return Err(e) };
+                *self.op.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                f(&fresh)
+            }
+            r => r,
+        }
     }
 
     fn path(kind: FileKind, name: &str) -> String {
@@ -121,19 +142,20 @@ impl ObjectBackend {
 
     /// A blob that appears only when finished: temp-and-rename on SFTP.
     fn put(&self, kind: FileKind, name: &str, data: Vec<u8>) -> Result<()> {
+        let data = opendal::Buffer::from(data);
         let path = Self::path(kind, name);
         match self.atomicity {
-            Atomicity::Put => self.op.write(&path, data).map(|_| ()).map_err(|e| self.err("write", kind, name, e)),
+            Atomicity::Put => self.with(|op| op.write(&path, data.clone())).map(|_| ()).map_err(|e| self.err("write", kind, name, e)),
             Atomicity::TempRename => {
                 let dir = path.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
                 let tmp = format!("{dir}.staged.tmp-{}", hex::encode(crate::crypto::random_bytes::<6>()));
-                self.op.write(&tmp, data).map_err(|e| self.err("write", kind, name, e))?;
-                if let Err(e) = self.op.rename(&tmp, &path) {
+                self.with(|op| op.write(&tmp, data.clone())).map_err(|e| self.err("write", kind, name, e))?;
+                if let Err(e) = self.with(|op| op.rename(&tmp, &path)) {
                     // SFTP's rename does not replace: an existing file of this name
                     // has the same content (names are content hashes, or a config
                     // written once), except for a race we report.
-                    let _ = self.op.delete(&tmp);
-                    if self.op.exists(&path).unwrap_or(false) && kind != FileKind::Config {
+                    let _ = self.with(|op| op.delete(&tmp));
+                    if self.with(|op| op.exists(&path)).unwrap_or(false) && kind != FileKind::Config {
                         return Ok(());
                     }
                     return Err(self.err("write", kind, name, e));
@@ -172,7 +194,7 @@ impl Backend for ObjectBackend {
         if self.atomicity == Atomicity::TempRename {
             for kind in FileKind::ALL.into_iter().filter(|k| *k != FileKind::Config) {
                 let dir = format!("{}/", kind.dir());
-                self.op.create_dir(&dir).map_err(|e| self.classify(format!("create {dir} in {}", self.url), e))?;
+                self.with(|op| op.create_dir(&dir)).map_err(|e| self.classify(format!("create {dir} in {}", self.url), e))?;
             }
         } else {
             // A first request that fails clearly if the bucket is missing or the keys are wrong.
@@ -183,7 +205,7 @@ impl Backend for ObjectBackend {
 
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>> {
         if kind == FileKind::Config {
-            return Ok(match self.op.stat("config") {
+            return Ok(match self.with(|op| op.stat("config")) {
                 Ok(m) => vec![FileInfo { name: "config".into(), size: m.content_length() }],
                 Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
                 Err(e) => return Err(self.classify(format!("read config in {}", self.url), e)),
@@ -191,7 +213,7 @@ impl Backend for ObjectBackend {
         }
         let dir = format!("{}/", kind.dir());
         let opts = ListOptions { recursive: true, ..Default::default() };
-        let entries = match self.op.list_options(&dir, opts) {
+        let entries = match self.with(|op| op.list_options(&dir, opts.clone())) {
             Ok(e) => e,
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(self.classify(format!("list {dir} in {}", self.url), e)),
@@ -213,12 +235,12 @@ impl Backend for ObjectBackend {
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
-        self.op.read(&Self::path(kind, name)).map(|b| b.to_vec()).map_err(|e| self.err("read", kind, name, e))
+        self.with(|op| op.read(&Self::path(kind, name))).map(|b| b.to_vec()).map_err(|e| self.err("read", kind, name, e))
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let opts = ReadOptions { range: (offset..offset + len as u64).into(), ..Default::default() };
-        let buf = self.op.read_options(&Self::path(kind, name), opts).map_err(|e| self.err("read", kind, name, e))?;
+        let buf = self.with(|op| op.read_options(&Self::path(kind, name), opts.clone())).map_err(|e| self.err("read", kind, name, e))?;
         if buf.len() != len {
             return Err(Error::corrupt(display_name(kind, name), format!("file ends before byte {}", offset + len as u64)));
         }
@@ -226,7 +248,7 @@ impl Backend for ObjectBackend {
     }
 
     fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
-        self.op.stat(&Self::path(kind, name)).map(|m| m.content_length()).map_err(|e| self.err("stat", kind, name, e))
+        self.with(|op| op.stat(&Self::path(kind, name))).map(|m| m.content_length()).map_err(|e| self.err("stat", kind, name, e))
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
@@ -234,7 +256,7 @@ impl Backend for ObjectBackend {
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
-        match self.op.delete(&Self::path(kind, name)) {
+        match self.with(|op| op.delete(&Self::path(kind, name))) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.err("delete", kind, name, e)),
@@ -242,10 +264,10 @@ impl Backend for ObjectBackend {
     }
 
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
-        let found = self.op.exists(&Self::path(kind, name)).map_err(|e| self.err("stat", kind, name, e))?;
+        let found = self.with(|op| op.exists(&Self::path(kind, name))).map_err(|e| self.err("stat", kind, name, e))?;
         if !found && kind == FileKind::Config && self.atomicity == Atomicity::Put {
             // A HEAD on a missing bucket is a bare 404: a listing names the real cause.
-            self.op.list("keys/").map_err(|e| self.classify(format!("list keys/ in {}", self.url), e))?;
+            self.with(|op| op.list("keys/")).map_err(|e| self.classify(format!("list keys/ in {}", self.url), e))?;
         }
         Ok(found)
     }

@@ -18,9 +18,14 @@ pub fn open(endpoint: &str, bucket: &str, prefix: &str, url: String) -> Result<O
     let region = std::env::var("AWS_REGION")
         .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|_| "us-east-1".to_string());
-    let mut builder = S3::default().endpoint(endpoint).bucket(bucket).root(&format!("/{prefix}")).region(&region);
-    if let Ok(profile) = std::env::var("AWS_PROFILE") {
-        builder = builder.profile(&profile);
-    }
-    ObjectBackend::new(builder, url, AUTH_HINT, Atomicity::Put)
+    let profile = std::env::var("AWS_PROFILE").ok();
+    let (endpoint, bucket, root) = (endpoint.to_string(), bucket.to_string(), format!("/{prefix}"));
+    let make = move || {
+        let builder = S3::default().endpoint(&endpoint).bucket(&bucket).root(&root).region(&region);
+        match &profile {
+            Some(p) => builder.profile(p),
+            None => builder,
+        }
+    };
+    ObjectBackend::new(make, url, AUTH_HINT, Atomicity::Put)
 }

@@ -15,9 +15,13 @@ pub fn open(user: Option<&str>, host: &str, port: Option<u16>, path: &str, url: 
         Some(p) => format!("ssh://{host}:{p}"),
         None => host.to_string(),
     };
-    let mut builder = Sftp::default().endpoint(&endpoint).root(path).known_hosts_strategy("strict");
-    if let Some(u) = user {
-        builder = builder.user(u);
-    }
-    ObjectBackend::new(builder, url, AUTH_HINT, Atomicity::TempRename)
+    let (user, path) = (user.map(str::to_string), path.to_string());
+    let make = move || {
+        let builder = Sftp::default().endpoint(&endpoint).root(&path).known_hosts_strategy("strict");
+        match &user {
+            Some(u) => builder.user(u),
+            None => builder,
+        }
+    };
+    ObjectBackend::new(make, url, AUTH_HINT, Atomicity::TempRename)
 }

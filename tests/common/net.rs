@@ -279,3 +279,26 @@ pub fn lost_connection(v: &super::vault::Vault, proxy: &Proxy) {
     v.ok(&["check", "--read-data"]);
     assert!(v.restore("latest", &v.dir.path().join("big.out")) == std::fs::read(&input).unwrap());
 }
+
+/// Connections cut for a moment during a backup are retried: the backup succeeds,
+/// says on stderr how many requests it retried, and the data restores.
+pub fn transient_failure(v: &super::vault::Vault, proxy: &Proxy) {
+    let input = v.dir.path().join("flaky.rdb");
+    let redis = super::server::RedisServer::start(&[]);
+    super::data::fill_sample(&redis, 20_000);
+    redis.save_copy(&input);
+    let start = proxy.upstream_bytes.load(Ordering::SeqCst);
+    let child = v.cmd(&["backup", input.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until(Duration::from_secs(20), "some packs uploaded", || {
+        proxy.upstream_bytes.load(Ordering::SeqCst) > start + 300_000
+    });
+    proxy.down();
+    std::thread::sleep(Duration::from_millis(150));
+    proxy.up();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "retries should carry the backup through: {stderr}");
+    assert!(stderr.contains("retried") && stderr.contains("requests after transient network errors"), "{stderr}");
+    v.ok(&["check", "--read-data"]);
+    assert!(v.restore("latest", &v.dir.path().join("flaky.out")) == std::fs::read(&input).unwrap());
+}
