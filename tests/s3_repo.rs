@@ -58,18 +58,21 @@ fn s3_errors_are_one_clear_line_without_secrets() {
 
 #[test]
 fn s3_lost_connection_mid_backup_recovers() {
-    let moto = Moto::start(false);
-    moto.create_bucket("backups");
-    let proxy = Proxy::start(moto.port);
-    let v = Vault::init_remote(&url(proxy.port, "backups"), Moto::env(), Some(PACK_TARGET));
+    let (_moto, proxy, v) = behind_proxy();
     lost_connection(&v, &proxy);
 }
 
 #[test]
 fn s3_transient_failures_are_retried_and_counted() {
+    let (_moto, proxy, v) = behind_proxy();
+    transient_failure(&v, &proxy);
+}
+
+/// A repository on moto reached through a proxy the test can cut, with small packs.
+fn behind_proxy() -> (Moto, Proxy, Vault) {
     let moto = Moto::start(false);
     moto.create_bucket("backups");
     let proxy = Proxy::start(moto.port);
     let v = Vault::init_remote(&url(proxy.port, "backups"), Moto::env(), Some(PACK_TARGET));
-    transient_failure(&v, &proxy);
+    (moto, proxy, v)
 }

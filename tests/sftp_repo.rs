@@ -57,18 +57,21 @@ fn scp_style_url_and_clear_errors() {
 
 #[test]
 fn sftp_lost_connection_mid_backup_recovers() {
-    let sshd = Sshd::start();
-    let proxy = Proxy::start(sshd.port);
-    let url = format!("sftp://root@127.0.0.1:{}{}", proxy.port, sshd.repo_dir("repo").display());
-    let v = Vault::init_remote(&url, sshd.client_env(proxy.port), Some(PACK_TARGET));
+    let (_sshd, proxy, v) = behind_proxy();
     lost_connection(&v, &proxy);
 }
 
 #[test]
 fn sftp_transient_failures_are_retried_and_counted() {
+    let (_sshd, proxy, v) = behind_proxy();
+    transient_failure(&v, &proxy);
+}
+
+/// A repository on sshd reached through a proxy the test can cut, with small packs.
+fn behind_proxy() -> (Sshd, Proxy, Vault) {
     let sshd = Sshd::start();
     let proxy = Proxy::start(sshd.port);
     let url = format!("sftp://root@127.0.0.1:{}{}", proxy.port, sshd.repo_dir("repo").display());
     let v = Vault::init_remote(&url, sshd.client_env(proxy.port), Some(PACK_TARGET));
-    transient_failure(&v, &proxy);
+    (sshd, proxy, v)
 }

@@ -254,10 +254,9 @@ pub fn exercise(v: &super::vault::Vault) {
     v.ok(&["check", "--read-data"]);
 }
 
-/// A backup cut off by a lost connection fails with a clear error; once the server
-/// is back, `check` passes and the next backup completes.
-pub fn lost_connection(v: &super::vault::Vault, proxy: &Proxy) {
-    let input = v.dir.path().join("big.rdb");
+/// Starts a backup of a fresh RDB (`name`) and returns once it has uploaded a few packs.
+fn backup_until_uploading(v: &super::vault::Vault, proxy: &Proxy, name: &str) -> (PathBuf, Child) {
+    let input = v.dir.path().join(name);
     let redis = super::server::RedisServer::start(&[]);
     super::data::fill_sample(&redis, 20_000);
     redis.save_copy(&input);
@@ -266,6 +265,13 @@ pub fn lost_connection(v: &super::vault::Vault, proxy: &Proxy) {
     wait_until(Duration::from_secs(20), "some packs uploaded", || {
         proxy.upstream_bytes.load(Ordering::SeqCst) > start + 300_000
     });
+    (input, child)
+}
+
+/// A backup cut off by a lost connection fails with a clear error; once the server
+/// is back, `check` passes and the next backup completes.
+pub fn lost_connection(v: &super::vault::Vault, proxy: &Proxy) {
+    let (input, child) = backup_until_uploading(v, proxy, "big.rdb");
     proxy.down();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -283,15 +289,7 @@ pub fn lost_connection(v: &super::vault::Vault, proxy: &Proxy) {
 /// Connections cut for a moment during a backup are retried: the backup succeeds,
 /// says on stderr how many requests it retried, and the data restores.
 pub fn transient_failure(v: &super::vault::Vault, proxy: &Proxy) {
-    let input = v.dir.path().join("flaky.rdb");
-    let redis = super::server::RedisServer::start(&[]);
-    super::data::fill_sample(&redis, 20_000);
-    redis.save_copy(&input);
-    let start = proxy.upstream_bytes.load(Ordering::SeqCst);
-    let child = v.cmd(&["backup", input.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    wait_until(Duration::from_secs(20), "some packs uploaded", || {
-        proxy.upstream_bytes.load(Ordering::SeqCst) > start + 300_000
-    });
+    let (input, child) = backup_until_uploading(v, proxy, "flaky.rdb");
     proxy.down();
     std::thread::sleep(Duration::from_millis(150));
     proxy.up();
