@@ -27,6 +27,26 @@ pub fn check(kind: FileKind, name: &str) -> Result<()> {
     if is_valid(kind, name) {
         return Ok(());
     }
-    let what = if kind == FileKind::Config { "config".to_string() } else { format!("{} file", kind.dir()) };
-    Err(Error::Invalid(format!("{name:?} is not the name of a {what} (64 hex digits); rdbvault touches no other file")))
+    let scheme = match kind {
+        FileKind::Config => "the repository folder (only \"config\")".to_string(),
+        FileKind::Pack => "data/xx/ with 64 hex digits".to_string(),
+        _ => format!("{}/ with 64 hex digits", kind.dir()),
+    };
+    Err(Error::Invalid(format!("{name:?} is not a name rdbvault gives files in {scheme}; it touches no other file")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_schemes_names_pass() {
+        let id = "0123456789abcdef".repeat(4);
+        assert!(check(FileKind::Lock, &id).is_ok() && check(FileKind::Config, "config").is_ok());
+        for bad in ["README", "../../etc/passwd", &id.to_uppercase(), &id[..63], &format!("{id}0"), "config"] {
+            assert!(check(FileKind::Lock, bad).is_err(), "{bad}");
+        }
+        assert!(check(FileKind::Config, &id).is_err());
+        assert!(is_pack_dir("ab") && !is_pack_dir("AB") && !is_pack_dir("abc") && !is_pack_dir(".."));
+    }
 }
