@@ -185,6 +185,13 @@ fn a_file_replaced_by_a_link_is_never_followed_or_deleted() {
         );
     }
 
+    // A hard link to a file outside: never written through (rdbvault only creates new
+    // files and renames them into place); removing the repository's name leaves the other.
+    let vault = repo_with_a_snapshot();
+    let canary = Canary::new(&vault, None);
+    std::fs::hard_link(canary.dir.join(HEX), vault.repo.join("locks").join(HEX)).expect("plant hard link");
+    every_command(&vault, &canary);
+
     // A pack that is a link is not read through: the pack counts as missing.
     let vault = repo_with_a_snapshot();
     let mut canary = Canary::new(&vault, None);
@@ -236,6 +243,10 @@ fn foreign_files_are_ignored_named_by_check_and_never_deleted() {
         std::fs::write(vault.repo.join(p), "not rdbvault's").expect("plant");
     }
     std::fs::create_dir(vault.repo.join("locks").join("subfolder")).expect("plant folder");
+    // A fifo under a snapshot's name: listing looks at it without opening it, so nothing hangs.
+    let fifo = std::ffi::CString::new(vault.repo.join("snapshots").join(HEX).into_os_string().into_encoded_bytes()).expect("path");
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
     for (command, ok, msg) in every_command(&vault, &canary) {
         assert!(ok, "{command} with foreign files: {msg}");
         if command == "unlock" {
@@ -247,7 +258,7 @@ fn foreign_files_are_ignored_named_by_check_and_never_deleted() {
     }
     assert!(vault.repo.join("locks/subfolder").is_dir());
     let problems = vault.check_passes(&[]);
-    for p in planted.iter().chain([&"locks/subfolder".to_string()]) {
+    for p in planted.iter().chain([&"locks/subfolder".to_string(), &format!("snapshots/{HEX}")]) {
         assert!(
             problems.iter().any(|f| f["kind"] == "foreign" && f["file"] == p.as_str() && f["severity"] == "warning"),
             "check names {p}: {problems:?}"

@@ -98,7 +98,7 @@ pub fn open_file(dir: &OwnedFd, name: &str, shown: &Path) -> Result<std::fs::Fil
     Ok(file)
 }
 
-/// Creates a new file (mode 0600 whatever the umask lets through beyond that) for writing; fails if the name exists.
+/// Creates a new file, mode 0600 (a umask only takes bits away), for writing; fails if the name exists, even as a link.
 pub fn create_file(dir: &OwnedFd, name: &str) -> io::Result<std::fs::File> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     Ok(std::fs::File::from(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?))
