@@ -88,6 +88,9 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
     let target = target(&a)?;
     let repo = open_repo_for_index(g)?;
     let _lock = super::lock(g, &repo, false)?;
+    if let Err(e) = rdbvault::store::staged::remove_stale(&repo) {
+        eprintln!("warning: could not remove the staged files of interrupted commands: {e}");
+    }
     let total = match &target {
         Target::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
         _ => None,

@@ -102,7 +102,9 @@ pub enum Command {
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
-    match cli.command {
+    // `check` names foreign entries itself.
+    let warn_skipped = !g.quiet && !matches!(cli.command, Command::Check(_));
+    let result = match cli.command {
         Command::Init(a) => init::run(&g, a),
         Command::Backup(a) => backup::run(&g, a),
         Command::Snapshots(a) => snapshots::run(&g, a),
@@ -116,7 +118,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(c) => key::run(&g, c),
         Command::Unlock(a) => unlock::run(&g, a),
         Command::Repair(c) => repair::run(&g, c),
+    };
+    if warn_skipped {
+        for w in rdbvault::store::local::take_skipped() {
+            eprintln!("warning: {w}");
+        }
     }
+    result
 }
 
 /// The repository location, from `-r` or `RDBVAULT_REPOSITORY`.

@@ -27,9 +27,6 @@ use crate::store::{display_name, FileKind, Repository};
 use crate::engine::restore::{dictionary_ids, Blobs};
 use crate::format::snapshot::Snapshot;
 
-/// Temp files older than this are leftovers of crashed writers.
-pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
-
 /// How to prune.
 #[derive(Debug, Clone, Copy)]
 pub struct PruneOptions {
@@ -200,7 +197,7 @@ pub struct PruneOutcome {
     pub new_packs: usize,
     /// Bytes of those packs.
     pub new_pack_bytes: u64,
-    /// Stale temp files removed.
+    /// Staged files of interrupted commands removed (see `store::staged`).
     pub temp_files_removed: u64,
 }
 
@@ -209,7 +206,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
     lock.require_exclusive("prune")?;
     let mut out = PruneOutcome::default();
     if !plan.summary.has_work() {
-        out.temp_files_removed = repo.backend().remove_stale_temp(STALE_TEMP)?;
+        out.temp_files_removed = crate::store::staged::remove_stale(repo)?;
         return Ok(out);
     }
     let mut new_index = IndexFile { supersedes: plan.old_index.clone(), packs: plan.keep.clone() };
@@ -270,7 +267,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
     for name in s.delete_packs.iter().chain(&s.repack_packs).chain(&s.unindexed_packs) {
         repo.backend().delete(FileKind::Pack, name)?;
     }
-    out.temp_files_removed = repo.backend().remove_stale_temp(STALE_TEMP)?;
+    out.temp_files_removed = crate::store::staged::remove_stale(repo)?;
     Ok(out)
 }
 

@@ -88,7 +88,8 @@ impl LockInfo {
     }
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether process `pid` runs on this host (one of another user counts).
+pub fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
     // SAFETY: kill with signal 0 only checks whether the process exists.
     let rc = unsafe { libc::kill(pid, 0) };

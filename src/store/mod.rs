@@ -11,10 +11,13 @@ pub mod keyfile;
 pub mod keys;
 pub mod local;
 pub mod lock;
+pub mod names;
+pub mod nofollow;
 pub mod prefetch;
 pub mod repository;
+pub mod staged;
 
-pub use backend::{display_name, Backend, FileInfo, FileKind, StagedFile};
+pub use backend::{display_name, Backend, FileInfo, FileKind, Foreign, StagedFile, TempFile};
 pub use config::{ChunkerParams, Config};
 pub use keyfile::KeyFile;
 pub use local::LocalBackend;
