@@ -1,14 +1,16 @@
 //! `rdbvault stats`.
 
 use rdbvault::format::index::Index;
-use rdbvault::format::snapshot::Snapshot;
+use rdbvault::format::snapshot::Listing;
 
 use super::{open_repo, output, Global};
 
 pub fn run(g: &Global) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
     let index = Index::load(&repo)?;
-    let snaps = Snapshot::load_all(&repo)?;
+    let listing = Listing::load(&repo)?;
+    super::warn_skipped(&listing.unreadable);
+    let snaps = listing.snapshots;
     let s = rdbvault::maintain::stats::compute(&repo, &index, &snaps)?;
     if g.json {
         return output::print_json(&s);

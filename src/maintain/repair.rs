@@ -1,15 +1,20 @@
 //! `repair index`: rebuilds the index from the pack headers, for when index
 //! files are damaged or lost. Crash-safe like prune: the new index file is
 //! written first and supersedes the old ones, which are deleted last.
+//!
+//! `repair snapshots`: deletes snapshot files whose bytes are damaged (they
+//! fail their hash, do not decrypt or do not parse). Their data stays until
+//! the next prune; files that are merely unreadable now (permissions, I/O
+//! errors) or not named like snapshots are left alone.
 
 use serde::Serialize;
 
 use crate::crypto::Id;
 use crate::error::Result;
-use crate::format::index::IndexFile;
+use crate::format::index::{read_pack_headers, IndexFile};
+use crate::format::snapshot::{Listing, Unreadable};
 use crate::store::lock::LockGuard;
-use crate::format::pack::read_header;
-use crate::store::{display_name, FileKind, Repository};
+use crate::store::{FileKind, Repository};
 
 /// What a rebuild found and wrote.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -28,21 +33,12 @@ pub struct RepairSummary {
 pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairSummary> {
     lock.require_exclusive("repair index")?;
     let mut s = RepairSummary::default();
-    let mut file = IndexFile::default();
-    for info in repo.backend().list(FileKind::Pack)? {
-        let Some(id) = Id::from_hex(&info.name) else {
-            s.unreadable.push((display_name(FileKind::Pack, &info.name), "file name is not a pack id".into()));
-            continue;
-        };
-        match read_header(repo.backend().as_ref(), repo.cipher(), &info.name) {
-            Ok(entries) => {
-                s.packs += 1;
-                s.blobs += entries.len();
-                file.packs.push((id, entries));
-            }
-            Err(e) => s.unreadable.push((display_name(FileKind::Pack, &info.name), e.to_string())),
-        }
-    }
+    let names: Vec<String> = repo.backend().list(FileKind::Pack)?.into_iter().map(|f| f.name).collect();
+    let (packs, unreadable) = read_pack_headers(repo, &names);
+    s.packs = packs.len();
+    s.blobs = packs.iter().map(|(_, e)| e.len()).sum();
+    s.unreadable = unreadable;
+    let mut file = IndexFile { packs, ..IndexFile::default() };
     let old: Vec<String> = repo.backend().list(FileKind::Index)?.into_iter().map(|f| f.name).collect();
     file.supersedes = old.iter().filter_map(|n| Id::from_hex(n)).collect();
     s.old_index_files = old.len();
@@ -51,4 +47,19 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairSummary
         repo.backend().delete(FileKind::Index, name)?;
     }
     Ok(s)
+}
+
+/// The snapshot files that cannot be read: `damaged` ones `repair snapshots`
+/// removes, and the others it leaves alone.
+pub fn unreadable_snapshots(repo: &Repository) -> Result<(Vec<Unreadable>, Vec<Unreadable>)> {
+    Ok(Listing::load(repo)?.unreadable.into_iter().partition(Unreadable::damaged))
+}
+
+/// Deletes damaged snapshot files (their data goes at the next prune).
+pub fn remove_snapshot_files(repo: &Repository, damaged: &[Unreadable], lock: &LockGuard) -> Result<()> {
+    lock.require_exclusive("repair snapshots")?;
+    for u in damaged.iter().filter(|u| u.damaged()) {
+        repo.backend().delete(FileKind::Snapshot, &u.name)?;
+    }
+    Ok(())
 }
