@@ -39,7 +39,8 @@ fn index(g: &Global) -> anyhow::Result<()> {
         return output::print_json(&s);
     }
     for (file, why) in &s.unreadable {
-        eprintln!("warning: {file} left out: {why}");
+        let what = if s.kept.contains(file) { "kept its entries from the old index" } else { "left out" };
+        eprintln!("warning: {file}: header cannot be read ({why}); {what}");
     }
     if !g.quiet {
         println!("indexed {} blobs in {} packs; replaced {} index files", s.blobs, s.packs, s.old_index_files);

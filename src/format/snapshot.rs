@@ -149,9 +149,12 @@ impl Snapshot {
     /// prefix; also returns the snapshot files `latest` skipped as unreadable.
     pub fn find(repo: &Repository, spec: &str) -> Result<((Id, Snapshot), Vec<Unreadable>)> {
         if spec == "latest" {
-            let all = Listing::load(repo)?;
-            let newest = all.snapshots.into_iter().last().ok_or_else(|| Error::NoSnapshot(spec.into()))?;
-            return Ok((newest, all.unreadable));
+            let mut all = Listing::load(repo)?;
+            return match all.snapshots.pop() {
+                Some(newest) => Ok((newest, all.unreadable)),
+                // None readable: the error is the damage, not "no snapshot".
+                None => Err(all.unreadable.into_iter().next().map_or_else(|| Error::NoSnapshot(spec.into()), Unreadable::into_error)),
+            };
         }
         let name = Snapshot::resolve(repo, spec)?;
         let id = Id::from_hex(&name).ok_or_else(|| Error::NoSnapshot(spec.into()))?;
