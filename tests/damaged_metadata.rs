@@ -123,11 +123,16 @@ fn one_damaged_snapshot_is_skipped_named_and_removed_by_repair_snapshots() {
         let err = v.fails_text(&["repair", "snapshots"]);
         assert!(err.contains("--yes"), "{how:?}: {err}");
         let out = v.ok(&["repair", "snapshots", "--dry-run"]);
-        assert!(out.contains("would remove 1 damaged snapshot files") && out.contains(&bad[..8]), "{how:?}: {out}");
+        assert!(out.contains("would remove 1 damaged snapshot file:") && out.contains(&bad[..8]), "{how:?}: {out}");
+        let report = v.json(&["repair", "snapshots", "--dry-run"]);
+        assert_eq!(report["damaged"], serde_json::json!([bad]), "{how:?}: {report}");
+        assert_eq!(report["removed"], 0, "{how:?}: {report}");
         assert!(snapshot_file(&v, &bad).exists(), "{how:?}: nothing removed yet");
+        let (ok, report) = v.check(&[]);
+        assert!(!ok && report.to_string().contains("rdbvault repair snapshots"), "{how:?}: check says what to run: {report}");
 
         let out = v.ok(&["repair", "snapshots", "--yes"]);
-        assert!(out.contains("removed 1 damaged snapshot files"), "{how:?}: {out}");
+        assert!(out.contains("removed 1 damaged snapshot file;"), "{how:?}: {out}");
         assert!(!snapshot_file(&v, &bad).exists());
         v.check_passes(&["--read-data"]);
         let o = v.run(&["snapshots"]);
@@ -425,4 +430,36 @@ fn check_takes_a_shared_lock() {
     drop(held);
     v.check_passes(&[]);
     assert!(v.files("locks").is_empty(), "check removes its lock");
+}
+
+/// Runs `repair snapshots` on a terminal (through `script`), typing `answer`.
+fn repair_on_a_terminal(v: &Vault, answer: &str) -> String {
+    let cmd = format!("{} -r {} repair snapshots", env!("CARGO_BIN_EXE_rdbvault"), v.repo.display());
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("RDBVAULT_PASSWORD", &v.password)
+        .env_remove("RDBVAULT_REPOSITORY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script(1)");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), answer.as_bytes()).expect("type");
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", text(&o));
+    text(&o)
+}
+
+#[test]
+fn repair_snapshots_asks_on_a_terminal() {
+    let (v, _) = three();
+    let bad = snapshot_file(&v, &v.snapshots()[0]);
+    damage(&bad, Damage::Flip);
+    let out = repair_on_a_terminal(&v, "n\n");
+    assert!(out.contains("remove the 1 damaged snapshot file listed above? [y/N]") && out.contains("nothing removed"), "{out}");
+    assert!(bad.exists(), "answered no");
+    let out = repair_on_a_terminal(&v, "y\n");
+    assert!(out.contains("removed 1 damaged snapshot file;"), "{out}");
+    assert!(!bad.exists(), "answered yes");
+    v.check_passes(&[]);
 }

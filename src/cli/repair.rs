@@ -60,7 +60,7 @@ fn snapshots(g: &Global, a: RepairSnapshotsArgs) -> anyhow::Result<()> {
     let text = !g.json && !g.quiet;
     if text {
         let verb = if a.dry_run { "would remove" } else { "remove" };
-        println!("{verb} {} damaged snapshot files:", damaged.len());
+        println!("{verb} {}:", files(damaged.len()));
         for u in &damaged {
             println!("  {}  {}", u.short(), u.error);
         }
@@ -69,10 +69,11 @@ fn snapshots(g: &Global, a: RepairSnapshotsArgs) -> anyhow::Result<()> {
     if removed {
         repair::remove_snapshot_files(&repo, &damaged, &lock)?;
         if text {
-            println!("removed {} damaged snapshot files; `rdbvault prune` frees the data only they used", damaged.len());
+            println!("removed {}; `rdbvault prune` frees the data only they used", files(damaged.len()));
         }
     }
     if g.json {
+        let removed = if removed { names.len() } else { 0 };
         output::print_json(&serde_json::json!({ "dry_run": a.dry_run, "damaged": names, "removed": removed }))?;
     }
     Ok(())
@@ -85,11 +86,12 @@ fn confirmed(a: &RepairSnapshotsArgs, n: usize) -> anyhow::Result<bool> {
     }
     if !std::io::stdin().is_terminal() {
         anyhow::bail!(
-            "refusing to remove {n} damaged snapshot files without confirmation: stdin is not a terminal; \
-             run `rdbvault repair snapshots --yes` (or --dry-run to only list them)"
+            "refusing to remove {} without confirmation: stdin is not a terminal; \
+             run `rdbvault repair snapshots --yes` (or --dry-run to only list them)",
+            files(n)
         );
     }
-    eprint!("remove these {n} snapshot files? [y/N] ");
+    eprint!("remove the {} listed above? [y/N] ", files(n));
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
@@ -98,4 +100,9 @@ fn confirmed(a: &RepairSnapshotsArgs, n: usize) -> anyhow::Result<bool> {
         eprintln!("nothing removed");
     }
     Ok(yes)
+}
+
+/// `1 damaged snapshot file`, `2 damaged snapshot files`.
+fn files(n: usize) -> String {
+    format!("{n} damaged snapshot file{}", if n == 1 { "" } else { "s" })
 }
