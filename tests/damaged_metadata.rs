@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rdbvault::store::lock::{Lock, LockInfo};
 use rdbvault::store::{LocalBackend, Repository};
 
-use common::vault::{random_data, text, Vault, PASSWORD};
+use common::vault::{pack_header_start, random_data, text, Vault, PASSWORD};
 
 #[derive(Clone, Copy, Debug)]
 enum Damage {
@@ -268,20 +268,13 @@ fn a_deleted_index_file_is_named_as_the_cause_and_repair_index_brings_it_back() 
     }
 }
 
-/// Offset of the pack header (blobs lie before it).
-fn header_start(pack: &[u8]) -> usize {
-    let n = pack.len();
-    let hlen = u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
-    n - 4 - hlen
-}
-
 #[test]
 fn a_damaged_pack_header_loses_nothing_the_index_still_describes() {
     let (v, snaps) = three();
     let packs = v.files("data");
     for pack in &packs {
         let mut b = std::fs::read(pack).unwrap();
-        let at = header_start(&b) + 5;
+        let at = pack_header_start(&b) + 5;
         b[at] ^= 0x55;
         std::fs::write(pack, b).unwrap();
     }
