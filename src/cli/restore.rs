@@ -161,8 +161,9 @@ fn print_load(addr: &str, r: &LoadReport) {
 
 /// Restores every snapshot of a group into one directory.
 fn run_group(g: &Global, repo: &rdbvault::store::Repository, spec: &str, target: &std::path::Path, a: &RestoreArgs) -> anyhow::Result<()> {
-    let (snaps, skipped) = rdbvault::format::snapshot::find_group(repo, spec)?;
-    super::warn_skipped(&skipped);
+    let found = rdbvault::format::snapshot::find_group(repo, spec)?;
+    super::warn_skipped(&found.unreadable);
+    let snaps = found.snapshots;
     if target.as_os_str() == "-" {
         anyhow::bail!("a group restores to a directory, not to stdout");
     }

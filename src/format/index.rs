@@ -369,9 +369,12 @@ pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<Str
     Ok((files, superseded))
 }
 
+/// Index files, by name, that could not be used, with why.
+pub type Damaged = Vec<(String, Error)>;
+
 /// Like [`load_live`], but skips index files that cannot be read or parsed and
 /// returns them, named, with why (for restore, which can read pack headers instead).
-pub fn load_readable(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<String>, Vec<(String, Error)>)> {
+pub fn load_readable(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<String>, Damaged)> {
     let (files, _, damaged) = load_live_with(repo, sink, true)?;
     Ok((files, damaged))
 }
@@ -387,7 +390,7 @@ pub fn repair_hint(e: Error) -> Error {
     }
 }
 
-type Loaded = (Vec<String>, HashSet<String>, Vec<(String, Error)>);
+type Loaded = (Vec<String>, HashSet<String>, Damaged);
 
 fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -> Result<Loaded> {
     let listed = repo.backend().list(FileKind::Index)?;
@@ -435,9 +438,12 @@ fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -
     }
 }
 
+/// Blob entries by pack.
+pub type PackEntries = Vec<(Id, Vec<BlobEntry>)>;
+
 /// Reads the headers of the named packs: the entries of each pack whose header
 /// is sound, and the others, named, with why.
-pub fn read_pack_headers(repo: &Repository, names: &[String]) -> (Vec<(Id, Vec<BlobEntry>)>, Vec<(String, String)>) {
+pub fn read_pack_headers(repo: &Repository, names: &[String]) -> (PackEntries, Vec<(String, String)>) {
     let (mut packs, mut unreadable) = (Vec::new(), Vec::new());
     for name in names {
         let Some(id) = Id::from_hex(name) else {

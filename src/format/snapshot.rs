@@ -241,8 +241,8 @@ impl Listing {
 
 /// The snapshots of one group (e.g. a cluster backup), oldest first: `latest` (the newest
 /// group), a full group id or a unique prefix of one.
-/// Also returns the snapshot files skipped as unreadable.
-pub fn find_group(repo: &Repository, spec: &str) -> Result<(Vec<(Id, Snapshot)>, Vec<Unreadable>)> {
+/// Unreadable snapshot files are returned too (any might belong to the group).
+pub fn find_group(repo: &Repository, spec: &str) -> Result<Listing> {
     let Listing { snapshots: all, unreadable } = Listing::load(repo)?;
     let group = if spec == "latest" {
         all.iter().rev().find_map(|(_, s)| s.group.clone())
@@ -260,6 +260,7 @@ pub fn find_group(repo: &Repository, spec: &str) -> Result<(Vec<(Id, Snapshot)>,
         }
     };
     let group = group.filter(|_| !spec.is_empty()).ok_or_else(|| Error::NoSnapshot(format!("group {spec}")))?;
-    Ok((all.into_iter().filter(|(_, s)| s.group.as_deref() == Some(group.as_str())).collect(), unreadable))
+    let snapshots = all.into_iter().filter(|(_, s)| s.group.as_deref() == Some(group.as_str())).collect();
+    Ok(Listing { snapshots, unreadable })
 }
 

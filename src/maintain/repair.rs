@@ -13,7 +13,7 @@ use crate::crypto::Id;
 use crate::error::Result;
 use std::collections::{BTreeMap, HashSet};
 
-use crate::format::index::{load_readable, read_pack_headers, Index, IndexFile};
+use crate::format::index::{load_readable, read_pack_headers, Index, IndexFile, PackEntries};
 use crate::format::pack::BlobEntry;
 use crate::format::snapshot::{Listing, Unreadable};
 use crate::store::lock::LockGuard;
@@ -63,7 +63,7 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairSummary
 
 /// The entries readable old index files give for packs on disk whose header
 /// cannot be read: dropping them would lose blobs a damaged header does not touch.
-fn entries_of_unreadable_packs(repo: &Repository, on_disk: &[String], rebuilt: &IndexFile) -> Vec<(Id, Vec<BlobEntry>)> {
+fn entries_of_unreadable_packs(repo: &Repository, on_disk: &[String], rebuilt: &IndexFile) -> PackEntries {
     let read: HashSet<Id> = rebuilt.packs.iter().map(|(p, _)| *p).collect();
     let wanted: HashSet<Id> = on_disk.iter().filter_map(|n| Id::from_hex(n)).filter(|p| !read.contains(p)).collect();
     let mut old = Index::new();
