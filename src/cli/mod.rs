@@ -78,7 +78,7 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats,
-    /// Remove snapshots according to a retention policy.
+    /// Remove snapshots by id, or according to a retention policy.
     Forget(forget::ForgetArgs),
     /// Delete data no snapshot needs and repack partly used packs.
     Prune(prune::PruneArgs),
