@@ -19,7 +19,7 @@ pub enum Error {
     AlreadyExists(PathBuf),
     #[error("{what} is damaged or was tampered with: {detail}")]
     Corrupt { what: String, detail: String },
-    #[error("blob {id} is not in the index (repository damaged or pruned under us)")]
+    #[error("blob {id} is not in the index (an index file was lost or damaged, or a pack deleted); `rdbvault check` names the damage, `rdbvault repair index` rebuilds the index from the pack headers")]
     MissingBlob { id: String },
     #[error("no snapshot matches {0:?}")]
     NoSnapshot(String),

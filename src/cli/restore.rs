@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use rdbvault::format::index::Index;
 use rdbvault::engine::restore::{self, RestoreOptions};
-use rdbvault::format::snapshot::Snapshot;
 
 use anyhow::bail;
 use rdbvault::redis::load::{self, LoadOptions, LoadReport};
@@ -64,8 +62,8 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
         return run_group(g, &repo, group, &target, &a);
     }
     let Some(spec) = &a.snapshot else { anyhow::bail!("give a snapshot (or latest) or --group") };
-    let (id, snap) = Snapshot::find(&repo, spec)?;
-    let index = Index::load(&repo)?;
+    let (id, snap) = super::find_snapshot(&repo, spec)?;
+    let index = super::load_index(&repo)?;
     let blobs = restore::Blobs::new(&repo, &index)?;
     let to_stdout = target.as_os_str() == "-";
     let mut opts = RestoreOptions {
@@ -163,12 +161,14 @@ fn print_load(addr: &str, r: &LoadReport) {
 
 /// Restores every snapshot of a group into one directory.
 fn run_group(g: &Global, repo: &rdbvault::store::Repository, spec: &str, target: &std::path::Path, a: &RestoreArgs) -> anyhow::Result<()> {
-    let snaps = rdbvault::format::snapshot::find_group(repo, spec)?;
+    let found = rdbvault::format::snapshot::find_group(repo, spec)?;
+    super::warn_skipped(&found.unreadable);
+    let snaps = found.snapshots;
     if target.as_os_str() == "-" {
         anyhow::bail!("a group restores to a directory, not to stdout");
     }
     std::fs::create_dir_all(target).with_context(|| format!("create {}", target.display()))?;
-    let index = Index::load(repo)?;
+    let index = super::load_index(repo)?;
     let blobs = restore::Blobs::new(repo, &index)?;
     let total: u64 = snaps.iter().map(|(_, s)| s.size()).sum();
     let mut opts = RestoreOptions { progress: output::progress(Some(total), g.quiet, g.json, "restore"), ..RestoreOptions::default() };

@@ -1,6 +1,6 @@
 //! `rdbvault snapshots`.
 
-use rdbvault::format::snapshot::Snapshot;
+use rdbvault::format::snapshot::Listing;
 
 use super::{open_repo, output, Global};
 
@@ -19,7 +19,10 @@ pub struct SnapshotsArgs {
 
 pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
-    let all: Vec<_> = Snapshot::load_all(&repo)?
+    let listing = Listing::load(&repo)?;
+    super::warn_skipped(&listing.unreadable);
+    let all: Vec<_> = listing
+        .snapshots
         .into_iter()
         .filter(|(_, s)| a.tags.iter().all(|t| s.tags.contains(t)))
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
@@ -58,6 +61,9 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
             s.group.as_deref().unwrap_or("")
         );
     }
-    println!("{} snapshots", all.len());
+    match listing.unreadable.len() {
+        0 => println!("{} snapshots", all.len()),
+        n => println!("{} snapshots ({n} unreadable, named on stderr)", all.len()),
+    }
     Ok(())
 }

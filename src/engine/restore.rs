@@ -7,7 +7,7 @@
 //! caller's thread writes stretches in order and checks the whole-stream
 //! BLAKE3 before the file gets its final name.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::format::chunklist::parse_list;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
-use crate::format::index::Index;
+use crate::format::index::{load_readable, read_pack_headers, Index};
 use crate::format::compress::{Decoder, Dictionaries};
 use crate::format::pack::{blob_bytes, id_mismatch, open_blob, open_frame, BlobEntry, BlobKeys, BlobType};
 use crate::store::{display_name, FileKind, Repository};
@@ -122,6 +122,46 @@ impl<'a> Blobs<'a> {
             v
         })
     }
+}
+
+/// What [`load_index`] worked around.
+#[derive(Debug, Default)]
+pub struct IndexDamage {
+    /// Index files that cannot be read, with why.
+    pub index_files: Vec<(String, Error)>,
+    /// Packs no readable index file names, indexed from their own headers.
+    pub packs_read: usize,
+    /// Of those, the packs whose header cannot be read either, with why.
+    pub unreadable_packs: Vec<(String, String)>,
+}
+
+/// The index for reading snapshots. When index files are damaged, the packs
+/// the readable ones do not name are indexed from their own headers instead
+/// (sealed like the index, and every blob read is verified against its id),
+/// so a restore needs no `repair index` first.
+pub fn load_index(repo: &Repository) -> Result<(Index, IndexDamage)> {
+    let mut index = Index::new();
+    let (files, index_files) = load_readable(repo, &mut index)?;
+    index.files = files;
+    if index_files.is_empty() {
+        return Ok((index, IndexDamage::default()));
+    }
+    let named: HashSet<Id> = index.packs().iter().copied().collect();
+    let uncovered: Vec<String> = repo
+        .backend()
+        .list(FileKind::Pack)?
+        .into_iter()
+        .map(|f| f.name)
+        .filter(|n| Id::from_hex(n).is_some_and(|id| !named.contains(&id)))
+        .collect();
+    let (packs, unreadable_packs) = read_pack_headers(repo, &uncovered);
+    for (pack, entries) in &packs {
+        for e in entries {
+            index.insert(*pack, *e);
+        }
+    }
+    index.finish();
+    Ok((index, IndexDamage { index_files, packs_read: uncovered.len(), unreadable_packs }))
 }
 
 /// The repository's dictionary blobs (kept by prune whatever references them).

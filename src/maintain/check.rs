@@ -16,11 +16,11 @@ use serde::Serialize;
 use crate::format::chunklist::parse_list;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::format::index::{Index, IndexFile};
+use crate::format::index::{repair_hint, Index, IndexFile};
 use crate::format::pack::{read_header, BlobEntry, BlobKeys, LastFrame};
 use crate::store::{display_name, staged, Backend, FileKind, KeyFile, Repository};
 use crate::engine::restore::Blobs;
-use crate::format::snapshot::Snapshot;
+use crate::format::snapshot::{Snapshot, Unreadable};
 
 /// How bad a finding is: errors make `check` fail, warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -262,7 +262,7 @@ fn read_index_files(repo: &Repository, report: &mut CheckReport) -> Result<Vec<(
         let what = display_name(FileKind::Index, &info.name);
         match repo.read_sealed(FileKind::Index, &info.name).and_then(|p| IndexFile::parse(&p, &what)) {
             Ok(file) => out.push((info.name, file)),
-            Err(e) => report.error("index", Some(what), None, e),
+            Err(e) => report.error("index", Some(what), None, repair_hint(e)),
         }
     }
     Ok(out)
@@ -339,8 +339,8 @@ fn check_snapshots(repo: &Repository, blobs: &Blobs<'_>, report: &mut CheckRepor
         let what = display_name(FileKind::Snapshot, &info.name);
         let snap = match Snapshot::load(repo, &info.name) {
             Ok(s) => s,
-            Err(e) => {
-                report.error("snapshot", Some(what), None, e);
+            Err(error) => {
+                report.error("snapshot", Some(what), None, Unreadable { name: info.name.clone(), error }.into_error());
                 continue;
             }
         };

@@ -25,7 +25,7 @@ use crate::format::compress::Compressor;
 use crate::format::pack::{blob_in_frame, frames, open_frame, seal_frame, BlobEntry, BlobKeys, BlobType, PackBuilder};
 use crate::store::{display_name, FileKind, Repository};
 use crate::engine::restore::{dictionary_ids, Blobs};
-use crate::format::snapshot::Snapshot;
+use crate::format::snapshot::{Listing, Snapshot, Unreadable};
 
 /// How to prune.
 #[derive(Debug, Clone, Copy)]
@@ -122,11 +122,34 @@ pub fn used_blobs(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]
     Ok(used)
 }
 
+/// Every snapshot, or an error naming each that cannot be read. Prune never
+/// runs then: the data only an unreadable snapshot uses would look unused and
+/// be deleted, losing a snapshot that may be damaged only in its metadata (or
+/// only unreadable for now). `repair snapshots` is the explicit, confirmed
+/// step that gives such snapshots up; the next prune then frees their data.
+fn all_snapshots(repo: &Repository) -> Result<Vec<(Id, Snapshot)>> {
+    let listing = Listing::load(repo)?;
+    if listing.unreadable.is_empty() {
+        return Ok(listing.snapshots);
+    }
+    let names: Vec<String> = listing.unreadable.iter().map(|u| format!("{} ({})", u.short(), u.error)).collect();
+    let advice = if listing.unreadable.iter().all(Unreadable::damaged) {
+        "run `rdbvault repair snapshots` first to remove the damaged ones (or `rdbvault forget ID`)"
+    } else {
+        "fix or remove them first (`rdbvault repair snapshots` removes the damaged ones)"
+    };
+    let (n, files, their) = if names.len() == 1 { (String::new(), "snapshot file", "its") } else { (format!("{} ", names.len()), "snapshot files", "their") };
+    Err(Error::Invalid(format!(
+        "refusing to prune: {n}{files} cannot be read, and {their} data would look unused: {}; {advice}",
+        names.join("; ")
+    )))
+}
+
 /// Works out what to delete and repack; changes nothing.
 pub fn plan(repo: &Repository, opts: PruneOptions) -> Result<PrunePlan> {
     let files = Index::read_files(repo)?;
     let index = Index::from_files(&files);
-    let snapshots = Snapshot::load_all(repo)?;
+    let snapshots = all_snapshots(repo)?;
     let used = used_blobs(repo, &index, &snapshots)?;
 
     let by_pack = index.live_entries_by_pack(&files);

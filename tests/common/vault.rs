@@ -268,3 +268,10 @@ pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Where a pack's header starts (its blobs lie before it): the pack ends with the header's length.
+pub fn pack_header_start(pack: &[u8]) -> usize {
+    let n = pack.len();
+    let hlen = u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
+    n - 4 - hlen
+}
