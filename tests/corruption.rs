@@ -33,7 +33,7 @@ fn setup() -> (Vault, Vec<u8>) {
     let data = test_bytes(400_000, 3);
     let f = v.dir.path().join("in.rdb");
     std::fs::write(&f, &data).unwrap();
-    v.backup(&f, &[]);
+    v.backup(&f, &["--raw"]);
     (v, data)
 }
 

@@ -65,6 +65,10 @@ pub struct BackupArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Store the bytes as they are, even if they are not a complete RDB (by default a
+    /// truncated, damaged, empty or non-RDB input is refused and nothing is saved).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// `--mode` values.
@@ -100,6 +104,7 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
         host: a.host.clone(),
         tags: a.tags.clone(),
         progress: output::progress(total, g.quiet, g.json, "backup"),
+        raw: a.raw,
         ..BackupOptions::default()
     };
     if let Some(t) = a.threads {
@@ -110,11 +115,13 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
         Target::Stdin => {
             let desc = SourceDesc { kind: "stdin".into(), name: a.stdin_name.clone(), ..Default::default() };
             let input = Input { name: a.stdin_name.clone(), reader: Box::new(std::io::stdin()) };
-            backup::run(&repo, desc, vec![input], &opts).map_err(anyhow::Error::from)
+            let r = backup::run(&repo, desc, vec![input], &opts);
+            r.map_err(|e| anyhow::Error::from(backup::name_input(e, |name| format!("standard input ({name})"))))
         }
         Target::File(path) => {
             let (desc, input) = open_file(&path)?;
-            backup::run(&repo, desc, vec![input], &opts).map_err(anyhow::Error::from)
+            let r = backup::run(&repo, desc, vec![input], &opts);
+            r.map_err(|e| anyhow::Error::from(backup::name_input(e, |_| path.display().to_string())))
         }
         Target::Aof(dir) => live::backup_aof(&repo, &dir, &live_opts, &opts).map_err(anyhow::Error::from),
         Target::Server(url) if a.cluster => {
@@ -249,7 +256,7 @@ fn snapshot_json(id: &Id, snap: &Snapshot) -> serde_json::Value {
 pub fn report(g: &Global, id: &Id, snap: &Snapshot) -> anyhow::Result<()> {
     let s = &snap.summary;
     if let Some(err) = snap.redis.as_ref().and_then(|r| r.rdb_error.as_ref()) {
-        eprintln!("warning: the backed-up data is not a valid RDB ({err}); it was stored as it is");
+        eprintln!("warning: the backed-up data is not a valid RDB ({err}); it was stored as it is (--raw)");
     }
     if g.json {
         return output::print_json(&snapshot_json(id, snap));

@@ -37,6 +37,12 @@ pub struct RestoreArgs {
     /// With --to: overwrite keys that already exist on the target.
     #[arg(long, requires = "to")]
     pub replace: bool,
+    /// With --to: leave keys that already exist on the target alone (resumes a stopped restore).
+    #[arg(long, requires = "to", conflicts_with = "replace")]
+    pub skip_existing: bool,
+    /// With --to: read the Redis password from this file (overrides the URL and REDISCLI_AUTH).
+    #[arg(long, value_name = "FILE", requires = "to")]
+    pub redis_password_file: Option<PathBuf>,
     /// With --to: only show what would be loaded and what would conflict.
     #[arg(long, requires = "to")]
     pub dry_run: bool,
@@ -110,11 +116,12 @@ fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
         bail!("say which keys to load into {url}: --keys PATTERN or --all");
     }
     let mut url = RedisUrl::parse(url)?;
-    url.resolve_password_from_env(None)?;
+    url.resolve_password_from_env(a.redis_password_file.as_deref())?;
     let mut con = command::connect(&url, &ConnectOptions::default())?;
     let opts = LoadOptions {
         filter: a.keys.filter(None)?,
         replace: a.replace,
+        skip_existing: a.skip_existing,
         dry_run: a.dry_run,
         batch_keys: a.batch as usize,
         progress: output::key_progress(g.quiet || a.dry_run, g.json, "restore"),
@@ -138,7 +145,7 @@ fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
 }
 
 fn print_load(addr: &str, r: &LoadReport) {
-    if r.restored == 0 {
+    if r.restored == 0 && r.skipped_existing == 0 {
         println!("no keys to restore into {addr}: none matched");
         return;
     }
@@ -153,6 +160,9 @@ fn print_load(addr: &str, r: &LoadReport) {
         let secs = r.duration_ms as f64 / 1000.0;
         let rate = if secs > 0.0 { r.restored as f64 / secs } else { 0.0 };
         println!("restored {} keys into {addr} ({per_db}) in {secs:.2} s, {rate:.0} keys/s", r.restored);
+    }
+    if r.skipped_existing > 0 {
+        println!("skipped {} keys that already exist on {addr} (--skip-existing)", r.skipped_existing);
     }
     if r.skipped_expired > 0 {
         println!("skipped {} keys whose TTL had passed", r.skipped_expired);

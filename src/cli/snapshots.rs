@@ -50,7 +50,7 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
     for (id, s) in &all {
         let source = format!("{}:{}", s.source.kind, s.source.name);
         println!(
-            "{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}  {:<16}",
+            "{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}  {:<16}{}",
             id.short(),
             s.time,
             s.host,
@@ -58,7 +58,8 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
             source,
             output::bytes(s.size()),
             output::bytes(s.summary.bytes_added),
-            s.group.as_deref().unwrap_or("")
+            s.group.as_deref().unwrap_or(""),
+            rdb_note(s)
         );
     }
     match listing.unreadable.len() {
@@ -66,4 +67,9 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
         n => println!("{} snapshots ({n} unreadable, named on stderr)", all.len()),
     }
     Ok(())
+}
+
+/// `  (RDB error: ...)` for a snapshot whose data was stored although it is not a valid RDB.
+fn rdb_note(s: &Snapshot) -> String {
+    s.redis.as_ref().and_then(|r| r.rdb_error.as_deref()).map(|e| format!("  (RDB error: {e})")).unwrap_or_default()
 }

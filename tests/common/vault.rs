@@ -143,11 +143,11 @@ impl Vault {
         text(&o)
     }
 
-    /// Writes `data` to a file in the temp dir and backs it up; returns the snapshot id.
+    /// Writes `data` (any bytes: `--raw`) to a file in the temp dir and backs it up; returns the snapshot id.
     pub fn backup_bytes(&self, name: &str, data: &[u8]) -> String {
         let file = self.dir.path().join(name);
         std::fs::write(&file, data).expect("write source");
-        self.backup(&file, &[]).0
+        self.backup(&file, &["--raw"]).0
     }
 
     /// Restores a snapshot to a fresh path; the bytes, or the error text (and no file left).

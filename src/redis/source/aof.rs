@@ -169,7 +169,14 @@ where
         let path = dir.join(&f.name);
         let file = match File::open(&path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Attempt::Changed), // deleted by a rewrite
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A rewrite deletes old files only after replacing the manifest: if the manifest
+                // still names this file, it is missing, not rewritten away.
+                return match std::fs::read(manifest_path) {
+                    Ok(now) if now == before => Err(SourceError::AofMissingFile { manifest: manifest_path.to_path_buf(), name: f.name.clone() }),
+                    _ => Ok(Attempt::Changed),
+                };
+            }
             Err(source) => return Err(SourceError::File { path, source }),
         };
         let size = file.metadata().map_err(|source| SourceError::File { path: path.clone(), source })?.len();
