@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 
 use rdbvault::engine::restore::{self, RestoreOptions};
+use rdbvault::engine::target;
 
 use anyhow::bail;
 use rdbvault::redis::load::{self, LoadOptions, LoadReport};
@@ -23,9 +23,13 @@ pub struct RestoreArgs {
     /// target directory, each under its own file name (cluster shards: `<shard>.rdb`).
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
-    /// Where to write: a file, a directory, or `-` for stdout.
+    /// Where to write: a file, a directory (a missing one with a trailing `/` is
+    /// created), a FIFO or character device (written as a stream), or `-` for stdout.
     #[arg(long, short = 't', required_unless_present = "to", conflicts_with = "to")]
     pub target: Option<PathBuf>,
+    /// With --target: replace files that already exist (they keep their mode).
+    #[arg(long, conflicts_with = "to")]
+    pub overwrite: bool,
     /// Load the keys into this live Redis instead (`redis://[user:pass@]host[:port]`; password also from REDISCLI_AUTH).
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
@@ -74,6 +78,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     let to_stdout = target.as_os_str() == "-";
     let mut opts = RestoreOptions {
         progress: output::progress(Some(snap.size()), g.quiet || to_stdout, g.json, "restore"),
+        overwrite: a.overwrite,
         ..RestoreOptions::default()
     };
     if let Some(t) = a.threads {
@@ -84,7 +89,8 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
         let stdout = std::io::stdout();
         let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         let r = restore::restore_to_writer(&blobs, &snap, &mut lock, &opts);
-        r.and_then(|()| lock.flush().map_err(|e| rdbvault::Error::io("write stdout", e))).map(|()| Vec::new())
+        let r = r.and_then(|()| lock.flush().map_err(|e| rdbvault::Error::io("write stdout", e)));
+        r.map(|()| Vec::new()).map_err(|e| target::unusable("standard output", e))
     } else {
         restore::restore_to_path(&blobs, &snap, &target, &opts)
     };
@@ -177,11 +183,19 @@ fn run_group(g: &Global, repo: &rdbvault::store::Repository, spec: &str, target:
     if target.as_os_str() == "-" {
         anyhow::bail!("a group restores to a directory, not to stdout");
     }
-    std::fs::create_dir_all(target).with_context(|| format!("create {}", target.display()))?;
+    target::directory(target)?;
+    // Every snapshot's files are checked before the first is written.
+    for (_, snap) in &snaps {
+        target::plan(snap, target, a.overwrite)?;
+    }
     let index = super::load_index(repo)?;
     let blobs = restore::Blobs::new(repo, &index)?;
     let total: u64 = snaps.iter().map(|(_, s)| s.size()).sum();
-    let mut opts = RestoreOptions { progress: output::progress(Some(total), g.quiet, g.json, "restore"), ..RestoreOptions::default() };
+    let mut opts = RestoreOptions {
+        progress: output::progress(Some(total), g.quiet, g.json, "restore"),
+        overwrite: a.overwrite,
+        ..RestoreOptions::default()
+    };
     if let Some(t) = a.threads {
         opts.threads = t;
     }

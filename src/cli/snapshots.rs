@@ -70,6 +70,6 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
 }
 
 /// `  (RDB error: ...)` for a snapshot whose data was stored although it is not a valid RDB.
-fn rdb_note(s: &Snapshot) -> String {
+fn rdb_note(s: &rdbvault::format::snapshot::Snapshot) -> String {
     s.redis.as_ref().and_then(|r| r.rdb_error.as_deref()).map(|e| format!("  (RDB error: {e})")).unwrap_or_default()
 }
