@@ -73,9 +73,11 @@ fn fifo_target_is_streamed_to_and_stays_a_fifo() {
     mkfifo(&fifo);
     let reader = read_fifo(&fifo);
     let out = v.ok(&["restore", "latest", "--target", path_str(&fifo)]);
+    // Checked before the join: a FIFO renamed over would leave the reader waiting forever.
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a FIFO");
+    release(&fifo);
     assert_eq!(reader.join().unwrap(), data, "the reader got the snapshot's bytes");
     assert!(out.contains("verified"), "{out}");
-    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a FIFO");
 }
 
 #[test]
