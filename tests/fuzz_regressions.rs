@@ -193,3 +193,63 @@ fn every_committed_fuzz_seed_parses() {
         assert!(payload.starts_with(b"REDIS"), "{name}: the payload is the RDB");
     }
 }
+
+/// aof_manifest: `file .` passed the name check, so the AOF directory itself was to be read (and restored onto) as a file.
+#[test]
+fn aof_manifest_rejects_the_directory_itself_as_a_file_name() {
+    let err = streamed_files(Path::new("appendonly.aof.manifest"), b"file . seq 1 type b\n").expect_err("'.' is no file name");
+    assert!(err.to_string().contains("unsafe file name \".\""), "{err}");
+}
+
+/// snapshot_json: two files of 2^64-1 bytes made `Snapshot::size` overflow (a panic where overflow is checked).
+#[test]
+fn snapshot_size_saturates_instead_of_overflowing() {
+    let mut snap = snapshot(false);
+    snap.files[0].size = u64::MAX;
+    snap.files.push(snap.files[0].clone());
+    let json = serde_json::to_vec(&snap).expect("json");
+    let parsed: Snapshot = serde_json::from_slice(&json).expect("a snapshot");
+    assert_eq!(parsed.size(), u64::MAX);
+}
+
+/// The cheap key file of the corpus with other Argon2 costs.
+fn key_file_with_costs(m_cost: u64, t_cost: u64) -> KeyFile {
+    let b = std::fs::read(corpus("key_file").join("seed-cheap-kdf")).expect("key file seed");
+    let mut json: serde_json::Value = serde_json::from_slice(&b).expect("json");
+    json["kdf_params"]["m_cost"] = m_cost.into();
+    json["kdf_params"]["t_cost"] = t_cost.into();
+    KeyFile::parse(&serde_json::to_vec(&json).expect("json"), "keys/forged").expect("still a key file")
+}
+
+/// key_file: a key file's Argon2 memory cost was used unchecked, so a forged `m_cost` of
+/// 2^32-1 KiB made opening it allocate 4 TiB (an abort) before the password was even tried.
+#[test]
+fn key_file_with_terabyte_argon2_memory_is_refused_before_hashing() {
+    let err = key_file_with_costs(u32::MAX as u64, 1).open(b"fuzz", "keys/forged").expect_err("refused");
+    assert!(err.to_string().contains("exceed the limit"), "{err}");
+    assert!(err.to_string().contains("keys/forged"), "{err}");
+}
+
+/// key_file: likewise 2^32-1 passes would hash for days.
+#[test]
+fn key_file_with_billions_of_argon2_passes_is_refused_before_hashing() {
+    let err = key_file_with_costs(8, u32::MAX as u64).open(b"fuzz", "keys/forged").expect_err("refused");
+    assert!(err.to_string().contains("exceed the limit"), "{err}");
+}
+
+/// Sealing a new key under costs above the limit fails at once (the repository would not open).
+#[test]
+fn sealing_a_key_file_above_the_argon2_limit_fails() {
+    let params = KdfParams { m_cost: u32::MAX, t_cost: 1, p_cost: 1 };
+    assert!(KeyFile::seal(&SecretKey::from_bytes([3; 32]), b"pw", params).is_err());
+}
+
+/// rdb: an LZF string whose compressed length is near 2^64 overflowed the plausibility check of
+/// its uncompressed length (a panic where overflow is checked) instead of failing as truncated.
+#[test]
+fn rdb_lzf_string_with_a_huge_compressed_length_is_an_error() {
+    let input = b"REDIS0010\x00\x01k\xc3\x81\xff\xff\xff\xff\xff\xff\xff\xff\x00";
+    let mut r = RdbReader::new(&input[..]).expect("header");
+    let err = r.next_item().expect_err("truncated");
+    assert!(matches!(err, rdbvault::rdb::RdbError::Truncated { .. }), "{err}");
+}
