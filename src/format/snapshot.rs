@@ -104,9 +104,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Total bytes of all files.
+    /// Total bytes of all files (saturating: the sizes come from a file).
     pub fn size(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        self.files.iter().fold(0u64, |n, f| n.saturating_add(f.size))
     }
 
     /// Seals and stores the snapshot; returns its id.

@@ -91,7 +91,7 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Vec<AofFile>> {
         let (Some(name), Some(seq), Some(kind)) = (name, seq, kind) else {
             return Err(bad(format!("line {}: needs file, seq and type", lineno + 1)));
         };
-        if name.contains('/') || name.contains('\\') || name == ".." || name.starts_with('"') {
+        if name.contains('/') || name.contains('\\') || name == ".." || name == "." || name.starts_with('"') {
             return Err(bad(format!("line {}: unsafe file name {name:?}", lineno + 1)));
         }
         files.push(AofFile { name: name.to_string(), seq, kind, size: 0 });
