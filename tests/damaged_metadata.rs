@@ -235,7 +235,7 @@ fn with_damaged_index_files_restore_reads_pack_headers_and_repair_index_fixes_it
         let before = contents(&v);
         let input = v.dir.path().join("new.rdb");
         std::fs::write(&input, random_data(9, 30_000)).unwrap();
-        for args in [vec!["backup", input.to_str().unwrap()], vec!["prune"], vec!["stats"]] {
+        for args in [vec!["backup", "--raw", input.to_str().unwrap()], vec!["prune"], vec!["stats"]] {
             let err = v.fails_text(&args);
             assert!(names.iter().any(|n| err.contains(&format!("index/{n}"))), "{how:?} {args:?}: {err}");
             assert!(err.contains("run `rdbvault repair index`"), "{how:?} {args:?}: {err}");
@@ -247,7 +247,7 @@ fn with_damaged_index_files_restore_reads_pack_headers_and_repair_index_fixes_it
         let out = v.ok(&["repair", "index"]);
         assert!(out.contains(&format!("replaced {} index files", names.len())), "{how:?}: {out}");
         v.check_passes(&["--read-data"]);
-        v.ok(&["backup", input.to_str().unwrap()]);
+        v.ok(&["backup", "--raw", input.to_str().unwrap()]);
         for (id, data) in &snaps {
             let o = v.run(&["restore", id, "--target", "-"]);
             assert!(o.status.success() && stderr(&o).is_empty() && &o.stdout == data, "{how:?}: {}", stderr(&o));

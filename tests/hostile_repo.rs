@@ -90,7 +90,7 @@ fn every_command(vault: &Vault, canary: &Canary) -> Vec<(&'static str, bool, Str
     std::fs::write(&src, random_data(2, 120_000)).expect("write source");
     let target = vault.dir.path().join("restored.rdb");
     let commands: [(&str, Vec<&str>); 6] = [
-        ("backup", vec!["backup", src.to_str().expect("utf-8")]),
+        ("backup", vec!["backup", "--raw", src.to_str().expect("utf-8")]),
         ("unlock", vec!["unlock", "--remove-all"]),
         ("forget", vec!["forget", "--keep-last", "1", "--group-by", ""]),
         ("prune", vec!["prune", "--max-unused", "0%"]),
@@ -292,7 +292,7 @@ fn repository_files_are_0600_and_folders_0700_whatever_the_umask() {
     with_umask_022(&vault, &["init", "--kdf-memory-kib", "8192"]);
     let src = vault.dir.path().join("a.rdb");
     std::fs::write(&src, random_data(4, 200_000)).expect("write");
-    with_umask_022(&vault, &["backup", src.to_str().expect("utf-8")]);
+    with_umask_022(&vault, &["backup", "--raw", src.to_str().expect("utf-8")]);
     let pw = vault.dir.path().join("new-password");
     std::fs::write(&pw, "another password\n").expect("write");
     with_umask_022(&vault, &["key", "add", "--kdf-memory-kib", "8192", "--new-password-file", pw.to_str().expect("utf-8")]);
@@ -334,7 +334,7 @@ fn a_killed_backup_leaves_staged_files_that_check_names_and_the_next_backup_or_p
         .map(|n| {
             let vault = template.copy();
             std::fs::copy(&src, vault.dir.path().join("big.rdb")).expect("copy source");
-            let out = vault.run_failpoint(&["backup", vault.dir.path().join("big.rdb").to_str().expect("utf-8")], &format!("before-op:{n}"));
+            let out = vault.run_failpoint(&["backup", "--raw", vault.dir.path().join("big.rdb").to_str().expect("utf-8")], &format!("before-op:{n}"));
             assert!(!out.status.success(), "the failpoint fires");
             vault
         })
@@ -356,7 +356,7 @@ fn a_killed_backup_leaves_staged_files_that_check_names_and_the_next_backup_or_p
     by_prune.ok(&["prune"]);
     assert_eq!(staged_files(&by_prune), Vec::<PathBuf>::new(), "prune removes them at once");
     std::fs::write(killed.dir.path().join("c.rdb"), random_data(6, 50_000)).expect("write");
-    killed.ok(&["backup", killed.dir.path().join("c.rdb").to_str().expect("utf-8")]);
+    killed.ok(&["backup", "--raw", killed.dir.path().join("c.rdb").to_str().expect("utf-8")]);
     assert_eq!(staged_files(&killed), Vec::<PathBuf>::new(), "the next backup removes them at once");
     assert!(killed.check_passes(&[]).iter().all(|p| p["kind"] != "staged-file"));
 }
@@ -389,7 +389,7 @@ fn staged_files_of_live_writers_are_kept() {
     let named: Vec<&str> = problems.iter().filter(|p| p["kind"] == "staged-file").filter_map(|p| p["file"].as_str()).collect();
     assert_eq!(named.len(), removed.len(), "check names only stale ones: {named:?}");
     std::fs::write(vault.dir.path().join("c.rdb"), random_data(7, 50_000)).expect("write");
-    vault.ok(&["backup", vault.dir.path().join("c.rdb").to_str().expect("utf-8")]);
+    vault.ok(&["backup", "--raw", vault.dir.path().join("c.rdb").to_str().expect("utf-8")]);
     running.kill().expect("kill");
     running.wait().expect("wait");
     for p in &kept {
