@@ -394,7 +394,7 @@ fn a_damaged_lock_file_is_named_with_the_unlock_command() {
         }
         assert!(!o.status.success(), "{how:?}");
         let err = stderr(&o);
-        assert!(err.contains(&format!("unreadable lock {}", name_of(&lock))), "{how:?}: {err}");
+        assert!(err.contains(&format!("unreadable lock locks/{}", name_of(&lock))), "{how:?}: {err}");
         assert!(err.contains("rdbvault unlock --remove-all"), "{how:?}: {err}");
         v.ok(&["unlock", "--remove-all"]);
         assert!(v.files("locks").is_empty());

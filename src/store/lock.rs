@@ -147,7 +147,10 @@ fn conflicts(repo: &Repository, exclusive: bool, ours: Option<&str>) -> Result<V
             Ok(info) if info.is_stale() => {}
             Ok(info) if exclusive || info.exclusive => out.push(info.describe()),
             Ok(_) => {}
-            Err(e) => out.push(format!("unreadable lock {} ({e}; `rdbvault unlock --remove-all` removes it)", l.name)),
+            Err(e) => out.push(format!(
+                "unreadable lock {} ({e}; `rdbvault unlock --remove-all` removes it once no other rdbvault runs)",
+                display_name(FileKind::Lock, &l.name)
+            )),
         }
     }
     Ok(out)
