@@ -190,7 +190,7 @@ fn run_group(g: &Global, repo: &rdbvault::store::Repository, spec: &str, target:
     }
     let index = super::load_index(repo)?;
     let blobs = restore::Blobs::new(repo, &index)?;
-    let total: u64 = snaps.iter().map(|(_, s)| s.size()).sum();
+    let total = snaps.iter().fold(0u64, |t, (_, s)| t.saturating_add(s.size()));
     let mut opts = RestoreOptions {
         progress: output::progress(Some(total), g.quiet, g.json, "restore"),
         overwrite: a.overwrite,
