@@ -18,22 +18,22 @@ pub struct BackupArgs {
     /// The RDB file to back up, or a redis:// / rediss:// URL of a live server.
     pub source: Option<PathBuf>,
     /// Read the data from standard input.
-    #[arg(long, conflicts_with_all = ["source", "aof"])]
+    #[arg(long, conflicts_with_all = ["source", "aof"], conflicts_with_all = LIVE_ONLY)]
     pub stdin: bool,
     /// File name to record for data read from stdin.
-    #[arg(long, default_value = "dump.rdb", requires = "stdin")]
+    #[arg(long, default_value = "dump.rdb", requires = "stdin", conflicts_with_all = ["source", "aof"])]
     pub stdin_name: String,
     /// Back up a Redis 7 multi-part AOF directory (manifest + base + incr files).
-    #[arg(long, value_name = "DIR", conflicts_with = "source")]
+    #[arg(long, value_name = "DIR", conflicts_with = "source", conflicts_with_all = LIVE_ONLY)]
     pub aof: Option<PathBuf>,
     /// How to get a live server's RDB: stream it as a replica, or BGSAVE and read the file.
     #[arg(long, value_enum, default_value_t = LiveMode::Replication)]
     pub mode: LiveMode,
     /// With --mode bgsave: where the server's RDB file is, as seen from here.
-    #[arg(long, value_name = "PATH", required_if_eq("mode", "bgsave"))]
+    #[arg(long, value_name = "PATH", required_if_eq("mode", "bgsave"), requires = "mode")]
     pub rdb_path: Option<PathBuf>,
     /// The URL is a cluster node: back up every master, one snapshot per shard, in one group.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["rdb_path", "bgsave_timeout"])]
     pub cluster: bool,
     /// Read the Redis password from this file (overrides the URL and REDISCLI_AUTH).
     #[arg(long, value_name = "FILE")]
@@ -51,7 +51,7 @@ pub struct BackupArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub read_timeout: f64,
     /// With --mode bgsave: seconds to wait for the save to finish.
-    #[arg(long, value_name = "SECS", default_value_t = 3600.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 3600.0, requires = "mode")]
     pub bgsave_timeout: f64,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag")]
@@ -70,6 +70,10 @@ pub struct BackupArgs {
     #[arg(long)]
     pub raw: bool,
 }
+
+/// Options that only apply to a redis:// or rediss:// source.
+const LIVE_ONLY: [&str; 9] =
+    ["mode", "rdb_path", "cluster", "redis_password_file", "tls_ca", "tls_insecure", "connect_timeout", "read_timeout", "bgsave_timeout"];
 
 /// `--mode` values.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +168,9 @@ fn target(a: &BackupArgs) -> anyhow::Result<Target> {
         || a.tls_insecure;
     if url.is_none() && (a.cluster || live_only) {
         bail!("--cluster, --mode, --rdb-path, --redis-password-file and --tls-* only apply to a redis:// or rediss:// source");
+    }
+    if a.rdb_path.is_some() && a.mode != LiveMode::Bgsave {
+        bail!("--rdb-path only applies to --mode bgsave");
     }
     if a.cluster && a.mode == LiveMode::Bgsave {
         bail!("--cluster works in replication mode only (the masters' files are not local)");

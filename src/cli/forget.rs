@@ -36,7 +36,7 @@ pub struct ForgetArgs {
     #[arg(long = "keep-tag", value_name = "TAG")]
     pub keep_tags: Vec<String>,
     /// Apply the policy per group of: host, source, tags (comma-separated).
-    #[arg(long, default_value = "host,source")]
+    #[arg(long, default_value = "host,source", conflicts_with = "ids")]
     pub group_by: String,
     /// Only print what would be removed.
     #[arg(long)]
@@ -45,7 +45,7 @@ pub struct ForgetArgs {
     #[arg(long)]
     pub prune: bool,
     /// With --prune: repack packs with more than this share unused.
-    #[arg(long, default_value = "5%", value_parser = super::prune::parse_share)]
+    #[arg(long, default_value = "5%", value_parser = super::prune::parse_share, requires = "prune")]
     pub max_unused: f64,
 }
 

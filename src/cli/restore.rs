@@ -21,11 +21,18 @@ pub struct RestoreArgs {
     pub snapshot: Option<String>,
     /// Restore every snapshot of this group (`latest`, an id or a prefix) into the
     /// target directory, each under its own file name (cluster shards: `<shard>.rdb`).
-    #[arg(long, value_name = "GROUP")]
+    #[arg(long, value_name = "GROUP", conflicts_with = "to")]
     pub group: Option<String>,
     /// Where to write: a file, a directory (a missing one with a trailing `/` is
     /// created), a FIFO or character device (written as a stream), or `-` for stdout.
-    #[arg(long, short = 't', required_unless_present = "to", conflicts_with = "to")]
+    // Each --to option also conflicts with --target: clap drops a `requires = "to"` once an
+    // argument that conflicts with --to is present.
+    #[arg(
+        long,
+        short = 't',
+        required_unless_present = "to",
+        conflicts_with_all = ["to", "all", "replace", "skip_existing", "redis_password_file", "dry_run", "batch", "keys", "db"]
+    )]
     pub target: Option<PathBuf>,
     /// With --target: replace files that already exist (they keep their mode).
     #[arg(long, conflicts_with = "to")]
@@ -53,8 +60,8 @@ pub struct RestoreArgs {
     /// With --to: keys per pipelined batch.
     #[arg(long, default_value_t = 1000, requires = "to", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
+    /// With --target: worker threads (default: one per core).
+    #[arg(long, conflicts_with = "to")]
     pub threads: Option<usize>,
 }
 
@@ -90,7 +97,8 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
         let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         let r = restore::restore_to_writer(&blobs, &snap, &mut lock, &opts);
         let r = r.and_then(|()| lock.flush().map_err(|e| rdbvault::Error::io("write stdout", e)));
-        r.map(|()| Vec::new()).map_err(|e| target::unusable("standard output", e))
+        // A reader that went away (`| head -c 100`) is not a damaged restore: main exits quietly.
+        r.map(|()| Vec::new()).map_err(|e| if broken_pipe(&e) { e } else { target::unusable("standard output", e) })
     } else {
         restore::restore_to_path(&blobs, &snap, &target, &opts)
     };
@@ -114,6 +122,11 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
         println!("snapshot {}: {} in {secs:.2} s, verified", id.short(), output::bytes(snap.size()));
     }
     Ok(())
+}
+
+/// A write to standard output whose reader went away.
+fn broken_pipe(e: &rdbvault::Error) -> bool {
+    matches!(e, rdbvault::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// `restore --to URL`: loads keys into a live server with pipelined RESTORE.
@@ -152,7 +165,11 @@ fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
 
 fn print_load(addr: &str, r: &LoadReport) {
     if r.restored == 0 && r.skipped_existing == 0 {
-        println!("no keys to restore into {addr}: none matched");
+        match r.skipped_expired {
+            0 => println!("no keys to restore into {addr}: none matched"),
+            1 => println!("1 key matched but its TTL had passed; nothing restored into {addr}"),
+            n => println!("{n} keys matched but their TTLs had passed; nothing restored into {addr}"),
+        }
         return;
     }
     let per_db = r.per_db.iter().map(|(db, n)| format!("db {db}: {n}")).collect::<Vec<_>>().join(", ");
