@@ -19,7 +19,7 @@ pub enum Error {
     AlreadyExists(PathBuf),
     #[error("{what} is damaged or was tampered with: {detail}")]
     Corrupt { what: String, detail: String },
-    #[error("blob {id} is not in the index (repository damaged or pruned under us)")]
+    #[error("blob {id} is not in the index (an index file was lost or damaged, or a pack deleted); `rdbvault check` names the damage, `rdbvault repair index` rebuilds the index from the pack headers")]
     MissingBlob { id: String },
     #[error("no snapshot matches {0:?}")]
     NoSnapshot(String),
@@ -35,12 +35,27 @@ pub enum Error {
         #[source]
         source: crate::rdb::RdbError,
     },
+    /// An input that had to be an RDB (no `--raw`) is not a complete one: nothing is saved.
+    #[error("{}", not_rdb(.input, .bytes, .error))]
+    NotRdb {
+        input: String,
+        /// Bytes read from it before the check failed.
+        bytes: u64,
+        /// Part of the message, not a cause to print again (an empty input's is noise).
+        error: crate::rdb::RdbError,
+    },
     #[error("source {name}: {source}")]
     Source {
         name: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The message of [`Error::NotRdb`]: what is wrong, that nothing was saved, and the way out.
+fn not_rdb(input: &str, bytes: &u64, source: &crate::rdb::RdbError) -> String {
+    let what = if *bytes == 0 { format!("{input} is empty (0 bytes), not an RDB") } else { format!("{input} is not a complete RDB: {source}") };
+    format!("{what}; no snapshot was saved (pass --raw to store arbitrary bytes as they are, without this check)")
 }
 
 /// Library result type.

@@ -21,14 +21,14 @@ fn random_data_round_trips_and_dedups_against_itself() {
     let data = test_bytes(3_000_000, 42);
     let file = v.dir.path().join("blob.bin");
     std::fs::write(&file, &data).unwrap();
-    let (id, first) = v.backup(&file, &["--tag", "nightly", "--host", "db1"]);
+    let (id, first) = v.backup(&file, &["--raw", "--tag", "nightly", "--host", "db1"]);
     assert_eq!(first["bytes_processed"], 3_000_000);
     assert!(first["bytes_added"].as_u64().unwrap() > 0);
     let back = v.restore(&id[..10], &v.dir.path().join("out.bin"));
     assert!(back == data, "restored bytes differ");
 
     // The same file again stores nothing new.
-    let (_, second) = v.backup(&file, &[]);
+    let (_, second) = v.backup(&file, &["--raw"]);
     assert_eq!(second["new_chunks"], 0);
     assert_eq!(second["bytes_added"], 0);
 
@@ -69,7 +69,7 @@ fn real_rdb_from_redis_round_trips() {
 fn stdin_backup_and_stdout_restore() {
     let v = Vault::init();
     let data = test_bytes(1_500_000, 9);
-    let out = v.run_stdin(&["--json", "backup", "--stdin", "--stdin-name", "dump.rdb"], &data);
+    let out = v.run_stdin(&["--json", "backup", "--raw", "--stdin", "--stdin-name", "dump.rdb"], &data);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let restored = v.run(&["restore", "latest", "--target", "-"]);
     assert!(restored.status.success());
@@ -80,17 +80,17 @@ fn stdin_backup_and_stdout_restore() {
 }
 
 #[test]
-fn empty_inputs_give_valid_empty_snapshots() {
+fn empty_inputs_give_valid_empty_snapshots_with_raw() {
     let v = Vault::init();
     let empty = v.dir.path().join("empty.rdb");
     std::fs::write(&empty, b"").unwrap();
-    let (id, summary) = v.backup(&empty, &[]);
+    let (id, summary) = v.backup(&empty, &["--raw"]);
     assert_eq!(summary["bytes_processed"], 0);
     assert_eq!(summary["chunks"], 0);
     let target = v.dir.path().join("restored-empty.rdb");
     assert_eq!(v.restore(&id, &target), Vec::<u8>::new());
 
-    let out = v.run_stdin(&["backup", "--stdin"], b"");
+    let out = v.run_stdin(&["backup", "--raw", "--stdin"], b"");
     assert!(out.status.success());
     assert_eq!(v.json(&["snapshots"]).as_array().unwrap().len(), 2);
 }
@@ -146,8 +146,8 @@ fn stats_report_dedup_and_compression() {
     let v = Vault::init();
     let file = v.dir.path().join("d.bin");
     std::fs::write(&file, test_bytes(2_000_000, 5)).unwrap();
-    v.backup(&file, &[]);
-    v.backup(&file, &[]);
+    v.backup(&file, &["--raw"]);
+    v.backup(&file, &["--raw"]);
     let s = v.json(&["stats"]);
     assert_eq!(s["snapshots"], 2);
     assert_eq!(s["total_raw_bytes"], 4_000_000);
@@ -157,7 +157,7 @@ fn stats_report_dedup_and_compression() {
 }
 
 #[test]
-fn damaged_rdb_is_stored_as_is_with_a_warning() {
+fn damaged_rdb_is_stored_as_is_with_raw_and_a_warning() {
     let (_redis, v, rdb) = saved_dump(3_000, 3);
     let mut bytes = std::fs::read(&rdb).unwrap();
     let mid = bytes.len() / 2;
@@ -165,8 +165,8 @@ fn damaged_rdb_is_stored_as_is_with_a_warning() {
     bytes.truncate(bytes.len() - 3);
     std::fs::write(&rdb, &bytes).unwrap();
 
-    let out = v.run(&["backup", rdb.to_str().unwrap()]);
-    assert!(out.status.success(), "the user's data is kept even when damaged");
+    let out = v.run(&["backup", "--raw", rdb.to_str().unwrap()]);
+    assert!(out.status.success(), "with --raw the user's data is kept even when damaged");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("warning") && err.contains("not a valid RDB"), "{err}");
     let list = v.json(&["snapshots"]);

@@ -33,7 +33,7 @@ fn setup() -> (Vault, Vec<u8>) {
     let data = test_bytes(400_000, 3);
     let f = v.dir.path().join("in.rdb");
     std::fs::write(&f, &data).unwrap();
-    v.backup(&f, &[]);
+    v.backup(&f, &["--raw"]);
     (v, data)
 }
 
@@ -81,7 +81,8 @@ fn truncated_pack_is_named() {
 
 #[test]
 fn flipped_byte_in_index_snapshot_config_or_key_is_named() {
-    for (dir, expect) in [("index", "index/"), ("snapshots", "snapshots/"), ("config", "config"), ("keys", "keys/")] {
+    // A damaged index is worked around by restore (tests/damaged_metadata.rs).
+    for (dir, expect) in [("snapshots", "snapshots/"), ("config", "config"), ("keys", "keys/")] {
         for offset in [0usize, 30, 5000] {
             let (v, _) = setup();
             let path = if dir == "config" { v.repo.join("config") } else { files_in(&v.repo.join(dir)).remove(0) };

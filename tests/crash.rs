@@ -57,7 +57,7 @@ fn backup_killed_at_every_write_loses_nothing() {
     let first = template.backup_bytes("a.rdb", &a);
     std::fs::write(template.dir.path().join("b.rdb"), &b).expect("write b");
 
-    let points = kill_points(&template, &["backup", "{dir}/b.rdb"], |repo, fp, follow_up| {
+    let points = kill_points(&template, &["backup", "--raw", "{dir}/b.rdb"], |repo, fp, follow_up| {
         let warnings = repo.check_passes(&["--read-data"]);
         assert!(warnings.iter().all(|w| w["severity"] == "warning"), "{fp}: {warnings:?}");
         for id in snapshot_ids(repo) {
@@ -120,7 +120,7 @@ fn a_write_that_fails_mid_pack_leaves_a_consistent_repository() {
 
     // No file may grow past 1 MiB, as on a disk that fills up while a pack is
     // being written (the error is EFBIG instead of ENOSPC; the path is the same).
-    let mut cmd = repo.cmd(&["backup", path.to_str().expect("utf-8")]);
+    let mut cmd = repo.cmd(&["backup", "--raw", path.to_str().expect("utf-8")]);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {

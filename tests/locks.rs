@@ -36,7 +36,7 @@ fn backup_and_prune_started_together_leave_a_consistent_repository() {
             repo.cmd(retry).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
         };
         let prune = spawn(&["prune", "--max-unused", "0%"]);
-        let backup = spawn(&["--json", "backup", file.to_str().expect("utf-8")]);
+        let backup = spawn(&["--json", "backup", "--raw", file.to_str().expect("utf-8")]);
         let (p, b) = (prune.wait_with_output().expect("prune"), backup.wait_with_output().expect("backup"));
         for (name, o) in [("prune", &p), ("backup", &b)] {
             if round < 2 {

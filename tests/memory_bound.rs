@@ -40,7 +40,7 @@ fn backup_of_512_mib_stays_under_140_mib_rss() {
 
     let started = Instant::now();
     let mut child = rdbvault(&repo)
-        .args(["backup", "--stdin", "--stdin-name", "big.rdb"])
+        .args(["backup", "--raw", "--stdin", "--stdin-name", "big.rdb"])
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();

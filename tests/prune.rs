@@ -66,9 +66,9 @@ fn prune_after_forget_frees_space_and_keeps_every_snapshot() {
     assert_eq!(again["plan"]["repack_packs"].as_array().map(Vec::len), Some(0), "{again}");
     assert_eq!(repo.size(), size_after, "a second prune has nothing to do");
 
-    // Temp files of crashed writers go once they are an hour old.
-    let old_tmp = repo.repo.join("data").join("00").join(".0000.tmp-old");
-    let new_tmp = repo.repo.join("index").join(".0000.tmp-new");
+    // Staged files without an owner in their name (earlier versions) go once they are an hour old.
+    let old_tmp = repo.repo.join("data").join("00").join(".staged.tmp-00000000000a");
+    let new_tmp = repo.repo.join("index").join(".staged.tmp-00000000000b");
     for p in [&old_tmp, &new_tmp] {
         std::fs::write(p, b"partial").expect("write temp");
     }

@@ -114,7 +114,7 @@ fn commands_that_write_refuse_no_lock_and_name_the_read_only_repository() {
     std::fs::write(&input, random_data(8, 1000)).expect("input");
     fs.remount_read_only();
 
-    let out = run(&vault, &repo, &["--no-lock", "backup", input.to_str().expect("utf-8")]);
+    let out = run(&vault, &repo, &["--no-lock", "backup", "--raw", input.to_str().expect("utf-8")]);
     assert!(!out.status.success());
     assert!(text(&out).contains("--no-lock is only for commands that read"), "{}", text(&out));
     for cmd in [&["--no-lock", "prune"][..], &["--no-lock", "forget", "--keep-last", "1"]] {
@@ -123,7 +123,7 @@ fn commands_that_write_refuse_no_lock_and_name_the_read_only_repository() {
         assert!(text(&out).contains("--no-lock is only for commands that read"), "{cmd:?}: {}", text(&out));
     }
 
-    let out = run(&vault, &repo, &["backup", input.to_str().expect("utf-8")]);
+    let out = run(&vault, &repo, &["backup", "--raw", input.to_str().expect("utf-8")]);
     assert!(!out.status.success(), "a backup cannot go to a read-only repository");
     let msg = text(&out);
     assert!(msg.contains("Read-only file system") || msg.contains("read-only"), "names the cause: {msg}");

@@ -18,22 +18,22 @@ pub struct BackupArgs {
     /// The RDB file to back up, or a redis:// / rediss:// URL of a live server.
     pub source: Option<PathBuf>,
     /// Read the data from standard input.
-    #[arg(long, conflicts_with_all = ["source", "aof"])]
+    #[arg(long, conflicts_with_all = ["source", "aof"], conflicts_with_all = LIVE_ONLY)]
     pub stdin: bool,
     /// File name to record for data read from stdin.
-    #[arg(long, default_value = "dump.rdb", requires = "stdin")]
+    #[arg(long, default_value = "dump.rdb", requires = "stdin", conflicts_with_all = ["source", "aof"])]
     pub stdin_name: String,
     /// Back up a Redis 7 multi-part AOF directory (manifest + base + incr files).
-    #[arg(long, value_name = "DIR", conflicts_with = "source")]
+    #[arg(long, value_name = "DIR", conflicts_with = "source", conflicts_with_all = LIVE_ONLY)]
     pub aof: Option<PathBuf>,
     /// How to get a live server's RDB: stream it as a replica, or BGSAVE and read the file.
     #[arg(long, value_enum, default_value_t = LiveMode::Replication)]
     pub mode: LiveMode,
     /// With --mode bgsave: where the server's RDB file is, as seen from here.
-    #[arg(long, value_name = "PATH", required_if_eq("mode", "bgsave"))]
+    #[arg(long, value_name = "PATH", required_if_eq("mode", "bgsave"), requires = "mode")]
     pub rdb_path: Option<PathBuf>,
     /// The URL is a cluster node: back up every master, one snapshot per shard, in one group.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["rdb_path", "bgsave_timeout"])]
     pub cluster: bool,
     /// Read the Redis password from this file (overrides the URL and REDISCLI_AUTH).
     #[arg(long, value_name = "FILE")]
@@ -51,7 +51,7 @@ pub struct BackupArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub read_timeout: f64,
     /// With --mode bgsave: seconds to wait for the save to finish.
-    #[arg(long, value_name = "SECS", default_value_t = 3600.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 3600.0, requires = "mode")]
     pub bgsave_timeout: f64,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag")]
@@ -65,7 +65,15 @@ pub struct BackupArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Store the bytes as they are, even if they are not a complete RDB (by default a
+    /// truncated, damaged, empty or non-RDB input is refused and nothing is saved).
+    #[arg(long)]
+    pub raw: bool,
 }
+
+/// Options that only apply to a redis:// or rediss:// source.
+const LIVE_ONLY: [&str; 9] =
+    ["mode", "rdb_path", "cluster", "redis_password_file", "tls_ca", "tls_insecure", "connect_timeout", "read_timeout", "bgsave_timeout"];
 
 /// `--mode` values.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +96,9 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
     let target = target(&a)?;
     let repo = open_repo_for_index(g)?;
     let _lock = super::lock(g, &repo, false)?;
+    if let Err(e) = rdbvault::store::staged::remove_stale(&repo) {
+        eprintln!("warning: could not remove the staged files of interrupted commands: {e}");
+    }
     let total = match &target {
         Target::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
         _ => None,
@@ -97,6 +108,7 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
         host: a.host.clone(),
         tags: a.tags.clone(),
         progress: output::progress(total, g.quiet, g.json, "backup"),
+        raw: a.raw,
         ..BackupOptions::default()
     };
     if let Some(t) = a.threads {
@@ -107,11 +119,13 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
         Target::Stdin => {
             let desc = SourceDesc { kind: "stdin".into(), name: a.stdin_name.clone(), ..Default::default() };
             let input = Input { name: a.stdin_name.clone(), reader: Box::new(std::io::stdin()) };
-            backup::run(&repo, desc, vec![input], &opts).map_err(anyhow::Error::from)
+            let r = backup::run(&repo, desc, vec![input], &opts);
+            r.map_err(|e| anyhow::Error::from(backup::name_input(e, |name| format!("standard input ({name})"))))
         }
         Target::File(path) => {
             let (desc, input) = open_file(&path)?;
-            backup::run(&repo, desc, vec![input], &opts).map_err(anyhow::Error::from)
+            let r = backup::run(&repo, desc, vec![input], &opts);
+            r.map_err(|e| anyhow::Error::from(backup::name_input(e, |_| path.display().to_string())))
         }
         Target::Aof(dir) => live::backup_aof(&repo, &dir, &live_opts, &opts).map_err(anyhow::Error::from),
         Target::Server(url) if a.cluster => {
@@ -154,6 +168,9 @@ fn target(a: &BackupArgs) -> anyhow::Result<Target> {
         || a.tls_insecure;
     if url.is_none() && (a.cluster || live_only) {
         bail!("--cluster, --mode, --rdb-path, --redis-password-file and --tls-* only apply to a redis:// or rediss:// source");
+    }
+    if a.rdb_path.is_some() && a.mode != LiveMode::Bgsave {
+        bail!("--rdb-path only applies to --mode bgsave");
     }
     if a.cluster && a.mode == LiveMode::Bgsave {
         bail!("--cluster works in replication mode only (the masters' files are not local)");
@@ -246,7 +263,7 @@ fn snapshot_json(id: &Id, snap: &Snapshot) -> serde_json::Value {
 pub fn report(g: &Global, id: &Id, snap: &Snapshot) -> anyhow::Result<()> {
     let s = &snap.summary;
     if let Some(err) = snap.redis.as_ref().and_then(|r| r.rdb_error.as_ref()) {
-        eprintln!("warning: the backed-up data is not a valid RDB ({err}); it was stored as it is");
+        eprintln!("warning: the backed-up data is not a valid RDB ({err}); it was stored as it is (--raw)");
     }
     if g.json {
         return output::print_json(&snapshot_json(id, snap));

@@ -26,7 +26,11 @@ pub fn run(g: &Global, a: CheckArgs) -> anyhow::Result<()> {
     check::check_keys(backend.as_ref(), &mut report)?;
     let pw = password::get(g, false)?;
     match Repository::open(backend, pw.as_bytes()) {
-        Ok(repo) => check::check(&repo, read_data, &mut report)?,
+        Ok(repo) => {
+            // Shared: a prune (exclusive) cannot delete packs under a running check.
+            let _lock = super::read_lock(g, &repo)?;
+            check::check(&repo, read_data, &mut report)?
+        }
         Err(e @ rdbvault::Error::WrongPassword(_)) if report.errors() == 0 => return Err(e.into()),
         Err(e) => report.problems.push(Problem {
             severity: Severity::Error,

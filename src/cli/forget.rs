@@ -7,6 +7,10 @@ use super::{open_repo, output, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct ForgetArgs {
+    /// Remove exactly these snapshots (ids or unique prefixes; damaged ones too)
+    /// instead of applying a --keep-* policy.
+    #[arg(value_name = "SNAPSHOT_ID")]
+    pub ids: Vec<String>,
     /// Keep the N newest snapshots.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_last: u32,
@@ -32,7 +36,7 @@ pub struct ForgetArgs {
     #[arg(long = "keep-tag", value_name = "TAG")]
     pub keep_tags: Vec<String>,
     /// Apply the policy per group of: host, source, tags (comma-separated).
-    #[arg(long, default_value = "host,source")]
+    #[arg(long, default_value = "host,source", conflicts_with = "ids")]
     pub group_by: String,
     /// Only print what would be removed.
     #[arg(long)]
@@ -41,7 +45,7 @@ pub struct ForgetArgs {
     #[arg(long)]
     pub prune: bool,
     /// With --prune: repack packs with more than this share unused.
-    #[arg(long, default_value = "5%", value_parser = super::prune::parse_share)]
+    #[arg(long, default_value = "5%", value_parser = super::prune::parse_share, requires = "prune")]
     pub max_unused: f64,
 }
 
@@ -56,22 +60,44 @@ pub fn run(g: &Global, a: ForgetArgs) -> anyhow::Result<()> {
         within: a.keep_within,
         tags: a.keep_tags.clone(),
     };
-    if policy.is_empty() {
-        anyhow::bail!("no retention policy given (e.g. --keep-last 7); refusing to forget every snapshot");
+    if !a.ids.is_empty() && !policy.is_empty() {
+        anyhow::bail!(
+            "give snapshot ids or a --keep-* policy, not both: `forget ID...` removes exactly those snapshots, \
+             `forget --keep-...` applies the policy to every snapshot"
+        );
+    }
+    if a.ids.is_empty() && policy.is_empty() {
+        anyhow::bail!("no retention policy given (e.g. --keep-last 7) and no snapshot ids; refusing to forget every snapshot");
     }
     let by = GroupBy::parse(&a.group_by)?;
     let repo = open_repo(g)?;
     // A dry run only reads, so it can run beside backups.
     let lock = super::lock(g, &repo, !a.dry_run)?;
-    let groups = forget::apply(&forget::rows(&repo)?, &policy, by);
-    let remove: Vec<String> = groups.iter().flat_map(|gr| gr.remove.iter().map(|d| d.id.clone())).collect();
-    if !g.json && !g.quiet {
-        print_groups(&groups, a.dry_run);
-    }
+    let (remove, mut report) = if a.ids.is_empty() {
+        let (rows, skipped) = forget::rows(&repo)?;
+        super::warn_skipped(&skipped);
+        let groups = forget::apply(&rows, &policy, by);
+        if !g.json && !g.quiet {
+            print_groups(&groups, a.dry_run);
+        }
+        let remove: Vec<String> = groups.iter().flat_map(|gr| gr.remove.iter().map(|d| d.id.clone())).collect();
+        let report = serde_json::json!({ "dry_run": a.dry_run, "groups": groups, "removed": remove.len() });
+        (remove, report)
+    } else {
+        let chosen = forget::choose(&repo, &a.ids)?;
+        if !g.json && !g.quiet {
+            let verb = if a.dry_run { "would remove" } else { "remove" };
+            println!("{verb} {} snapshots:", chosen.len());
+            for c in &chosen {
+                println!("  {}  {}", &c.id[..8], c.time.as_deref().unwrap_or("(unreadable)"));
+            }
+        }
+        let report = serde_json::json!({ "dry_run": a.dry_run, "snapshots": chosen, "removed": chosen.len() });
+        (chosen.into_iter().map(|c| c.id).collect(), report)
+    };
     if !a.dry_run {
         forget::remove_snapshots(&repo, &remove, &lock)?;
     }
-    let mut report = serde_json::json!({ "dry_run": a.dry_run, "groups": groups, "removed": remove.len() });
     if a.prune {
         let prune_args = PruneArgs { dry_run: a.dry_run, max_unused: a.max_unused };
         report["prune"] = super::prune::prune_locked(g, &repo, &lock, &prune_args)?;

@@ -20,16 +20,16 @@ pub struct InspectArgs {
     #[arg(long = "type", value_name = "TYPE")]
     pub kind: Option<String>,
     /// Print the summary even with --json (otherwise --json lists keys).
-    #[arg(long, conflicts_with = "memory")]
+    #[arg(long, conflicts_with_all = ["memory", "keys", "db", "kind"])]
     pub summary: bool,
     /// Memory report: the largest keys, memory by key prefix and by type.
     #[arg(long)]
     pub memory: bool,
     /// Keys in the memory report.
-    #[arg(long, default_value_t = 20, requires = "memory")]
+    #[arg(long, default_value_t = 20, requires = "memory", conflicts_with = "summary")]
     pub top: usize,
     /// Memory report as CSV.
-    #[arg(long, requires = "memory", conflicts_with = "json")]
+    #[arg(long, requires = "memory", conflicts_with_all = ["json", "summary"])]
     pub csv: bool,
 }
 

@@ -47,16 +47,16 @@ pub fn run(g: &Global, c: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Add(a) => {
             let (pw, kdf) = new_key(&repo, &a)?;
             let name = repo.add_key(pw.as_bytes(), kdf)?;
-            done(g, "added", &name)
+            done(g, "added", "added key file", &name)
         }
         KeyCommand::Passwd(a) => {
             let (pw, kdf) = new_key(&repo, &a)?;
             let name = rdbvault::store::keys::passwd(&repo, pw.as_bytes(), kdf)?;
-            done(g, "changed password; new key", &name)
+            done(g, "changed password", "changed password; new key file", &name)
         }
         KeyCommand::Remove { id } => {
             let name = rdbvault::store::keys::remove(&repo, &id)?;
-            done(g, "removed", &name)
+            done(g, "removed", "removed key file", &name)
         }
         KeyCommand::List => {
             let keys = rdbvault::store::keys::list(&repo)?;
@@ -73,12 +73,13 @@ pub fn run(g: &Global, c: KeyCommand) -> anyhow::Result<()> {
     }
 }
 
-fn done(g: &Global, what: &str, name: &str) -> anyhow::Result<()> {
+/// `result` for JSON, `text` (naming the key file) for people.
+fn done(g: &Global, result: &str, text: &str, name: &str) -> anyhow::Result<()> {
     if g.json {
-        return output::print_json(&serde_json::json!({ "result": what, "key": name }));
+        return output::print_json(&serde_json::json!({ "result": result, "key": name }));
     }
     if !g.quiet {
-        println!("{what} key {}", &name[..8.min(name.len())]);
+        println!("{text} {}", &name[..8.min(name.len())]);
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use rdbvault::format::index::Index;
 use rdbvault::store::lock::{Lock, LockGuard};
 use rdbvault::store::{Backend, FileKind, Location, Repository};
 use rdbvault::engine::restore::Blobs;
-use rdbvault::format::snapshot::Snapshot;
+use rdbvault::format::snapshot::{Snapshot, Unreadable};
 
 /// Encrypted, deduplicated, incremental backups of Redis databases.
 #[derive(Parser, Debug)]
@@ -84,7 +84,7 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats,
-    /// Remove snapshots according to a retention policy.
+    /// Remove snapshots by id, or according to a retention policy.
     Forget(forget::ForgetArgs),
     /// Delete data no snapshot needs and repack partly used packs.
     Prune(prune::PruneArgs),
@@ -103,7 +103,9 @@ pub enum Command {
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
-    match cli.command {
+    // `check` names foreign entries itself.
+    let warn_skipped = !g.quiet && !matches!(cli.command, Command::Check(_));
+    let result = match cli.command {
         Command::Init(a) => init::run(&g, a),
         Command::Backup(a) => backup::run(&g, a),
         Command::Snapshots(a) => snapshots::run(&g, a),
@@ -117,7 +119,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(c) => key::run(&g, c),
         Command::Unlock(a) => unlock::run(&g, a),
         Command::Repair(c) => repair::run(&g, c),
+    };
+    if warn_skipped {
+        for w in rdbvault::store::local::take_skipped() {
+            eprintln!("warning: {w}");
+        }
     }
+    result
 }
 
 /// The repository location, from `-r` or `RDBVAULT_REPOSITORY`.
@@ -215,8 +223,8 @@ fn with_blobs<T>(
 ) -> anyhow::Result<T> {
     let repo = open_repo_for_index(g)?;
     let _lock = read_lock(g, &repo)?;
-    let snaps = specs.iter().map(|s| Snapshot::find(&repo, s)).collect::<Result<Vec<_>, _>>()?;
-    let index = Index::load(&repo)?;
+    let snaps = specs.iter().map(|s| find_snapshot(&repo, s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let index = load_index(&repo)?;
     let blobs = Blobs::new(&repo, &index)?;
     f(&snaps, &blobs)
 }
@@ -231,6 +239,35 @@ pub fn report_retries(quiet: bool) {
         }
     }
     let _ = quiet;
+}
+
+/// Finds a snapshot (`latest`, an id or a prefix), warning about the unreadable ones `latest` skipped.
+fn find_snapshot(repo: &Repository, spec: &str) -> anyhow::Result<(Id, Snapshot)> {
+    let (found, skipped) = Snapshot::find(repo, spec)?;
+    warn_skipped(&skipped);
+    Ok(found)
+}
+
+/// Names each unreadable snapshot a listing left out, on stderr (JSON on stdout stays clean).
+fn warn_skipped(skipped: &[Unreadable]) {
+    for u in skipped {
+        eprintln!("warning: skipping {u}");
+    }
+}
+
+/// Loads the index for reading snapshots; warns about damaged index files it worked around.
+fn load_index(repo: &Repository) -> anyhow::Result<Index> {
+    let (index, damage) = rdbvault::engine::restore::load_index(repo)?;
+    for (_, e) in &damage.index_files {
+        eprintln!("warning: {e}");
+    }
+    if !damage.index_files.is_empty() {
+        eprintln!("warning: indexed {} packs no readable index file names from their own headers", damage.packs_read);
+    }
+    for (pack, why) in &damage.unreadable_packs {
+        eprintln!("warning: {pack}: header cannot be read: {why}");
+    }
+    Ok(index)
 }
 
 /// One line for the user: the error and its causes.

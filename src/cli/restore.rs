@@ -3,11 +3,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 
-use rdbvault::format::index::Index;
 use rdbvault::engine::restore::{self, RestoreOptions};
-use rdbvault::format::snapshot::Snapshot;
+use rdbvault::engine::target;
 
 use anyhow::bail;
 use rdbvault::redis::load::{self, LoadOptions, LoadReport};
@@ -23,11 +21,22 @@ pub struct RestoreArgs {
     pub snapshot: Option<String>,
     /// Restore every snapshot of this group (`latest`, an id or a prefix) into the
     /// target directory, each under its own file name (cluster shards: `<shard>.rdb`).
-    #[arg(long, value_name = "GROUP")]
+    #[arg(long, value_name = "GROUP", conflicts_with = "to")]
     pub group: Option<String>,
-    /// Where to write: a file, a directory, or `-` for stdout.
-    #[arg(long, short = 't', required_unless_present = "to", conflicts_with = "to")]
+    /// Where to write: a file, a directory (a missing one with a trailing `/` is
+    /// created), a FIFO or character device (written as a stream), or `-` for stdout.
+    // Each --to option also conflicts with --target: clap drops a `requires = "to"` once an
+    // argument that conflicts with --to is present.
+    #[arg(
+        long,
+        short = 't',
+        required_unless_present = "to",
+        conflicts_with_all = ["to", "all", "replace", "skip_existing", "redis_password_file", "dry_run", "batch", "keys", "db"]
+    )]
     pub target: Option<PathBuf>,
+    /// With --target: replace files that already exist (they keep their mode).
+    #[arg(long, conflicts_with = "to")]
+    pub overwrite: bool,
     /// Load the keys into this live Redis instead (`redis://[user:pass@]host[:port]`; password also from REDISCLI_AUTH).
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
@@ -39,14 +48,20 @@ pub struct RestoreArgs {
     /// With --to: overwrite keys that already exist on the target.
     #[arg(long, requires = "to")]
     pub replace: bool,
+    /// With --to: leave keys that already exist on the target alone (resumes a stopped restore).
+    #[arg(long, requires = "to", conflicts_with = "replace")]
+    pub skip_existing: bool,
+    /// With --to: read the Redis password from this file (overrides the URL and REDISCLI_AUTH).
+    #[arg(long, value_name = "FILE", requires = "to")]
+    pub redis_password_file: Option<PathBuf>,
     /// With --to: only show what would be loaded and what would conflict.
     #[arg(long, requires = "to")]
     pub dry_run: bool,
     /// With --to: keys per pipelined batch.
     #[arg(long, default_value_t = 1000, requires = "to", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
+    /// With --target: worker threads (default: one per core).
+    #[arg(long, conflicts_with = "to")]
     pub threads: Option<usize>,
 }
 
@@ -64,12 +79,13 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
         return run_group(g, &repo, group, &target, &a);
     }
     let Some(spec) = &a.snapshot else { anyhow::bail!("give a snapshot (or latest) or --group") };
-    let (id, snap) = Snapshot::find(&repo, spec)?;
-    let index = Index::load(&repo)?;
+    let (id, snap) = super::find_snapshot(&repo, spec)?;
+    let index = super::load_index(&repo)?;
     let blobs = restore::Blobs::new(&repo, &index)?;
     let to_stdout = target.as_os_str() == "-";
     let mut opts = RestoreOptions {
         progress: output::progress(Some(snap.size()), g.quiet || to_stdout, g.json, "restore"),
+        overwrite: a.overwrite,
         ..RestoreOptions::default()
     };
     if let Some(t) = a.threads {
@@ -80,7 +96,9 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
         let stdout = std::io::stdout();
         let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         let r = restore::restore_to_writer(&blobs, &snap, &mut lock, &opts);
-        r.and_then(|()| lock.flush().map_err(|e| rdbvault::Error::io("write stdout", e))).map(|()| Vec::new())
+        let r = r.and_then(|()| lock.flush().map_err(|e| rdbvault::Error::io("write stdout", e)));
+        // A reader that went away (`| head -c 100`) is not a damaged restore: main exits quietly.
+        r.map(|()| Vec::new()).map_err(|e| if broken_pipe(&e) { e } else { target::unusable("standard output", e) })
     } else {
         restore::restore_to_path(&blobs, &snap, &target, &opts)
     };
@@ -106,17 +124,23 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A write to standard output whose reader went away.
+fn broken_pipe(e: &rdbvault::Error) -> bool {
+    matches!(e, rdbvault::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 /// `restore --to URL`: loads keys into a live server with pipelined RESTORE.
 fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
     if !a.all && a.keys.keys.is_none() {
         bail!("say which keys to load into {url}: --keys PATTERN or --all");
     }
     let mut url = RedisUrl::parse(url)?;
-    url.resolve_password_from_env(None)?;
+    url.resolve_password_from_env(a.redis_password_file.as_deref())?;
     let mut con = command::connect(&url, &ConnectOptions::default())?;
     let opts = LoadOptions {
         filter: a.keys.filter(None)?,
         replace: a.replace,
+        skip_existing: a.skip_existing,
         dry_run: a.dry_run,
         batch_keys: a.batch as usize,
         progress: output::key_progress(g.quiet || a.dry_run, g.json, "restore"),
@@ -140,8 +164,12 @@ fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
 }
 
 fn print_load(addr: &str, r: &LoadReport) {
-    if r.restored == 0 {
-        println!("no keys to restore into {addr}: none matched");
+    if r.restored == 0 && r.skipped_existing == 0 {
+        match r.skipped_expired {
+            0 => println!("no keys to restore into {addr}: none matched"),
+            1 => println!("1 key matched but its TTL had passed; nothing restored into {addr}"),
+            n => println!("{n} keys matched but their TTLs had passed; nothing restored into {addr}"),
+        }
         return;
     }
     let per_db = r.per_db.iter().map(|(db, n)| format!("db {db}: {n}")).collect::<Vec<_>>().join(", ");
@@ -156,6 +184,9 @@ fn print_load(addr: &str, r: &LoadReport) {
         let rate = if secs > 0.0 { r.restored as f64 / secs } else { 0.0 };
         println!("restored {} keys into {addr} ({per_db}) in {secs:.2} s, {rate:.0} keys/s", r.restored);
     }
+    if r.skipped_existing > 0 {
+        println!("skipped {} keys that already exist on {addr} (--skip-existing)", r.skipped_existing);
+    }
     if r.skipped_expired > 0 {
         println!("skipped {} keys whose TTL had passed", r.skipped_expired);
     }
@@ -163,15 +194,25 @@ fn print_load(addr: &str, r: &LoadReport) {
 
 /// Restores every snapshot of a group into one directory.
 fn run_group(g: &Global, repo: &rdbvault::store::Repository, spec: &str, target: &std::path::Path, a: &RestoreArgs) -> anyhow::Result<()> {
-    let snaps = rdbvault::format::snapshot::find_group(repo, spec)?;
+    let found = rdbvault::format::snapshot::find_group(repo, spec)?;
+    super::warn_skipped(&found.unreadable);
+    let snaps = found.snapshots;
     if target.as_os_str() == "-" {
         anyhow::bail!("a group restores to a directory, not to stdout");
     }
-    std::fs::create_dir_all(target).with_context(|| format!("create {}", target.display()))?;
-    let index = Index::load(repo)?;
+    target::directory(target)?;
+    // Every snapshot's files are checked before the first is written.
+    for (_, snap) in &snaps {
+        target::plan(snap, target, a.overwrite)?;
+    }
+    let index = super::load_index(repo)?;
     let blobs = restore::Blobs::new(repo, &index)?;
-    let total: u64 = snaps.iter().map(|(_, s)| s.size()).sum();
-    let mut opts = RestoreOptions { progress: output::progress(Some(total), g.quiet, g.json, "restore"), ..RestoreOptions::default() };
+    let total = snaps.iter().fold(0u64, |t, (_, s)| t.saturating_add(s.size()));
+    let mut opts = RestoreOptions {
+        progress: output::progress(Some(total), g.quiet, g.json, "restore"),
+        overwrite: a.overwrite,
+        ..RestoreOptions::default()
+    };
     if let Some(t) = a.threads {
         opts.threads = t;
     }

@@ -1,6 +1,6 @@
 //! `rdbvault snapshots`.
 
-use rdbvault::format::snapshot::Snapshot;
+use rdbvault::format::snapshot::Listing;
 
 use super::{open_repo, output, Global};
 
@@ -19,7 +19,10 @@ pub struct SnapshotsArgs {
 
 pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
-    let all: Vec<_> = Snapshot::load_all(&repo)?
+    let listing = Listing::load(&repo)?;
+    super::warn_skipped(&listing.unreadable);
+    let all: Vec<_> = listing
+        .snapshots
         .into_iter()
         .filter(|(_, s)| a.tags.iter().all(|t| s.tags.contains(t)))
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
@@ -47,7 +50,7 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
     for (id, s) in &all {
         let source = format!("{}:{}", s.source.kind, s.source.name);
         println!(
-            "{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}  {:<16}",
+            "{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}  {:<16}{}",
             id.short(),
             s.time,
             s.host,
@@ -55,9 +58,18 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
             source,
             output::bytes(s.size()),
             output::bytes(s.summary.bytes_added),
-            s.group.as_deref().unwrap_or("")
+            s.group.as_deref().unwrap_or(""),
+            rdb_note(s)
         );
     }
-    println!("{} snapshots", all.len());
+    match listing.unreadable.len() {
+        0 => println!("{} snapshots", all.len()),
+        n => println!("{} snapshots ({n} unreadable, named on stderr)", all.len()),
+    }
     Ok(())
+}
+
+/// `  (RDB error: ...)` for a snapshot whose data was stored although it is not a valid RDB.
+fn rdb_note(s: &rdbvault::format::snapshot::Snapshot) -> String {
+    s.redis.as_ref().and_then(|r| r.rdb_error.as_deref()).map(|e| format!("  (RDB error: {e})")).unwrap_or_default()
 }

@@ -1,7 +1,7 @@
 //! `rdbvault stats`.
 
 use rdbvault::format::index::Index;
-use rdbvault::format::snapshot::Snapshot;
+use rdbvault::format::snapshot::Listing;
 
 use super::{open_repo, output, Global};
 
@@ -9,7 +9,9 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
     let _lock = super::read_lock(g, &repo)?;
     let index = Index::load(&repo)?;
-    let snaps = Snapshot::load_all(&repo)?;
+    let listing = Listing::load(&repo)?;
+    super::warn_skipped(&listing.unreadable);
+    let snaps = listing.snapshots;
     let s = rdbvault::maintain::stats::compute(&repo, &index, &snaps)?;
     if g.json {
         return output::print_json(&s);

@@ -19,6 +19,7 @@ use crate::format::chunklist::ListBuilder;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::engine::facts::{self, FactsFeed};
+use crate::rdb::RdbError;
 use crate::format::index::{prefix, Known};
 use crate::format::pack::{seal_frame, BlobType};
 use crate::engine::restore::Blobs;
@@ -41,6 +42,9 @@ pub struct BackupOptions {
     pub threads: usize,
     /// Progress bar advanced by bytes read.
     pub progress: Option<indicatif::ProgressBar>,
+    /// Store the bytes as they are: an input that is not a complete RDB is kept (its
+    /// error recorded) instead of refused.
+    pub raw: bool,
 }
 
 impl Default for BackupOptions {
@@ -52,6 +56,7 @@ impl Default for BackupOptions {
             group: None,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             progress: None,
+            raw: false,
         }
     }
 }
@@ -168,6 +173,10 @@ pub fn run(repo: &Repository, source: SourceDesc, inputs: Vec<Input<'_>>, opts: 
 /// Like [`run`], but `finish` completes the snapshot (source, facts) after every input
 /// was read and before it is saved; an error from it means no snapshot, so a source that
 /// can only vouch for its data at the end (an AOF directory) can still refuse.
+///
+/// The input facts are read from (a lone input, or an AOF directory's `.rdb` base) must be
+/// a complete RDB unless `opts.raw`: otherwise [`Error::NotRdb`] and no snapshot (packs
+/// already written stay; the next backup reuses them, `prune` removes them).
 pub fn run_with(
     repo: &Repository,
     inputs: Vec<Input<'_>>,
@@ -270,21 +279,30 @@ pub fn run_with(
         // source (the base file of an AOF directory).
         let facts_input = if inputs.len() == 1 { Some(0) } else { inputs.iter().position(|(n, _, _)| n.ends_with(".rdb")) };
         let mut facts_thread = None;
+        let mut facts_bytes = 0u64;
         let mut read_result = Ok(0u64);
         let mut seq = 0u64;
         for (n, (name, prefix, chunker)) in inputs.into_iter().enumerate() {
             let batches = prefix.into_iter().map(Ok).chain(chunker);
             let feed = if facts_input == Some(n) {
-                let (feed, handle) = facts::spawn(s, name.clone());
-                facts_thread = Some(handle);
+                let (feed, handle) = facts::spawn(s, !opts.raw);
+                facts_thread = Some((name.clone(), handle));
                 Some(feed)
             } else {
                 None
             };
+            let is_facts_input = feed.is_some();
             match read_input(name, batches, opts, &mut seq, &job_tx, &ev_tx, feed) {
-                Ok(size) => {
+                Ok((size, parser_stopped)) => {
                     if let Ok(total) = &mut read_result {
                         *total += size;
+                    }
+                    if is_facts_input {
+                        facts_bytes = size;
+                    }
+                    // A strict parser stopped at an error: the backup will be refused.
+                    if parser_stopped {
+                        break;
                     }
                 }
                 Err(e) => {
@@ -293,7 +311,13 @@ pub fn run_with(
                 }
             }
         }
-        let read_result = read_result.map(|size| (size, facts_thread.and_then(|h| h.join().ok().flatten())));
+        let read_result = read_result.map(|size| {
+            let parsed = facts_thread.map(|(name, h)| {
+                let parsed = h.join().unwrap_or_else(|_| Err(RdbError::Io { offset: 0, source: std::io::Error::other("the RDB parser thread panicked") }));
+                (name, parsed, facts_bytes)
+            });
+            (size, parsed)
+        });
         drop(job_tx);
         drop(ev_tx);
         let collected = collector.join().unwrap_or_else(|_| Err(Error::Invalid("collector thread panicked".into())));
@@ -306,8 +330,14 @@ pub fn run_with(
     let (read_result, collected, packed) = outcome;
     // The packer's error (e.g. a full disk) is the root cause when there is one.
     let stats = packed?;
-    let (bytes_processed, facts) = read_result?;
+    let (bytes_processed, parsed) = read_result?;
     let collected = collected?;
+    let facts = match parsed {
+        None => None,
+        Some((name, parsed, _)) if opts.raw => facts::recorded(&name, parsed),
+        Some((_, Ok(facts), _)) => Some(facts),
+        Some((input, Err(error), bytes)) => return Err(Error::NotRdb { input, bytes, error }),
+    };
 
     let mut snapshot = Snapshot {
         version: 1,
@@ -333,7 +363,17 @@ pub fn run_with(
     Ok((id, snapshot))
 }
 
-/// Reads one input on the caller's thread; returns its size and RDB facts.
+/// Renames the input of an [`Error::NotRdb`] (`dump.rdb` -> what the user called it:
+/// standard input, a path, a server); other errors pass unchanged.
+pub fn name_input(e: Error, what: impl FnOnce(&str) -> String) -> Error {
+    match e {
+        Error::NotRdb { input, bytes, error } => Error::NotRdb { input: what(&input), bytes, error },
+        other => other,
+    }
+}
+
+/// Reads one input on the caller's thread; returns the bytes read and whether it stopped
+/// early because the (strict) RDB parser fed alongside gave up.
 fn read_input(
     name: String,
     batches: impl Iterator<Item = std::io::Result<Chunks>>,
@@ -342,10 +382,11 @@ fn read_input(
     job_tx: &Sender<Job>,
     ev_tx: &Sender<Event>,
     mut facts: Option<FactsFeed>,
-) -> Result<u64> {
+) -> Result<(u64, bool)> {
     let stopped = || Error::Invalid("backup workers stopped".into());
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
+    let mut parser_gave_up = false;
     for batch in batches {
         let batch = batch.map_err(|source| Error::Source { name: name.clone(), source })?;
         // Whole batches, not chunks: on long input BLAKE3 hashes many 1 KiB chunks at once (SIMD).
@@ -357,15 +398,17 @@ fn read_input(
         }
         let n = batch.len() as u64;
         let batch = Arc::new(batch);
-        if let Some(f) = facts.as_mut() {
-            f.push(&batch);
-        }
+        let parser_stopped = facts.as_mut().is_some_and(|f| !f.push(&batch));
         job_tx.send(Job { seq: *seq, chunks: batch }).map_err(|_| stopped())?;
         *seq += n;
+        if parser_stopped && !opts.raw {
+            parser_gave_up = true;
+            break;
+        }
     }
     let blake3 = hasher.finalize().to_hex().to_string();
     ev_tx.send(Event::EndFile { name, end_seq: *seq, size, blake3 }).map_err(|_| stopped())?;
-    Ok(size)
+    Ok((size, parser_gave_up))
 }
 
 fn run_worker(

@@ -19,13 +19,15 @@ pub struct FactsFeed {
 }
 
 impl FactsFeed {
-    /// Hands a batch to the parser (ignored once the parser has stopped).
-    pub fn push(&mut self, batch: &Batch) {
+    /// Hands a batch to the parser; false once the parser has stopped (a strict parser
+    /// stops at the first error, so the caller can stop reading a stream it will refuse).
+    pub fn push(&mut self, batch: &Batch) -> bool {
         if let Some(tx) = &self.tx {
             if tx.send(batch.clone()).is_err() {
                 self.tx = None;
             }
         }
+        self.tx.is_some()
     }
 
     /// Marks the end of the input.
@@ -34,36 +36,43 @@ impl FactsFeed {
     }
 }
 
-/// Starts the parser in `scope`; `name` is the input's file name.
-pub fn spawn<'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
-    name: String,
-) -> (FactsFeed, std::thread::ScopedJoinHandle<'scope, Option<RedisFacts>>) {
+/// What the parser found: the facts, or why the stream is not a complete RDB.
+pub type Parsed = Result<RedisFacts, RdbError>;
+
+/// Starts the parser in `scope`. A `strict` parser stops reading at the first error (the
+/// backup will be refused); otherwise it reads to the end so the feeder never blocks.
+pub fn spawn<'scope>(scope: &'scope std::thread::Scope<'scope, '_>, strict: bool) -> (FactsFeed, std::thread::ScopedJoinHandle<'scope, Parsed>) {
     let (tx, rx) = bounded::<Batch>(8);
-    let handle = scope.spawn(move || parse(ChunkReader { rx, cur: None, pos: 0 }, &name));
+    let handle = scope.spawn(move || parse(ChunkReader { rx, cur: None, pos: 0 }, strict));
     (FactsFeed { tx: Some(tx) }, handle)
 }
 
-/// `None` for input that is not an RDB (unless it is named like one).
-fn parse(mut reader: ChunkReader, name: &str) -> Option<RedisFacts> {
+fn parse(mut reader: ChunkReader, strict: bool) -> Parsed {
     let result = rdb::summarize(&mut reader);
-    // Drain so the feeder never blocks on a parser that stopped early.
-    let _ = std::io::copy(&mut reader, &mut std::io::sink());
-    match result {
-        Ok(s) => {
-            let mut keys_per_db = std::collections::BTreeMap::new();
-            for (db, d) in &s.dbs {
-                keys_per_db.insert(*db as u32, d.keys);
-            }
-            Some(RedisFacts {
-                rdb_version: Some(s.rdb_version as u32),
-                redis_version: s.aux.get("redis-ver").cloned(),
-                keys_per_db,
-                keys: Some(s.keys),
-                keys_with_ttl: Some(s.keys_with_ttl),
-                rdb_error: None,
-            })
-        }
+    if result.is_ok() || !strict {
+        // Drain (bytes after the RDB, or the rest of a damaged one kept with --raw).
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    }
+    let s = result?;
+    let mut keys_per_db = std::collections::BTreeMap::new();
+    for (db, d) in &s.dbs {
+        keys_per_db.insert(*db as u32, d.keys);
+    }
+    Ok(RedisFacts {
+        rdb_version: Some(s.rdb_version as u32),
+        redis_version: s.aux.get("redis-ver").cloned(),
+        keys_per_db,
+        keys: Some(s.keys),
+        keys_with_ttl: Some(s.keys_with_ttl),
+        rdb_error: None,
+    })
+}
+
+/// The facts a snapshot stored as it is (`--raw`) records: `None` for input that is not
+/// an RDB (unless it is named like one), the error for a damaged one.
+pub fn recorded(name: &str, parsed: Parsed) -> Option<RedisFacts> {
+    match parsed {
+        Ok(f) => Some(f),
         Err(RdbError::BadHeader(e)) => name
             .ends_with(".rdb")
             .then(|| RedisFacts { rdb_error: Some(format!("not an RDB file: {e}")), ..RedisFacts::default() }),
@@ -125,15 +134,15 @@ mod tests {
         b
     }
 
-    /// Facts as a backup gathers them: from the chunker's shared batches.
+    /// Facts as a backup with `--raw` gathers them: from the chunker's shared batches.
     fn facts_of(data: &[u8]) -> Option<RedisFacts> {
         std::thread::scope(|s| {
-            let (mut feed, handle) = spawn(s, "dump.rdb".into());
+            let (mut feed, handle) = spawn(s, false);
             for batch in Chunker::new(data, ChunkerParams::default(), 3).batch_bytes(100_000) {
                 feed.push(&Arc::new(batch.expect("reading a slice")));
             }
             feed.finish();
-            handle.join().expect("parser thread")
+            recorded("dump.rdb", handle.join().expect("parser thread"))
         })
     }
 
@@ -153,5 +162,29 @@ mod tests {
         let facts = facts_of(&bad).expect("facts");
         let err = facts.rdb_error.expect("checksum error");
         assert!(err.to_lowercase().contains("checksum") || err.to_lowercase().contains("crc"), "{err}");
+    }
+
+    /// A strict parser stops taking batches at the first error, so the backup can stop
+    /// reading; the error names the offset.
+    #[test]
+    fn a_strict_parser_stops_at_the_first_error() {
+        let mut bad = rdb(30_000);
+        bad[77] = 0x77; // the second key's type byte: no such type
+        let (pushed, total, parsed) = std::thread::scope(|s| {
+            let (mut feed, handle) = spawn(s, true);
+            let batches: Vec<_> = Chunker::new(bad.as_slice(), ChunkerParams::default(), 3).batch_bytes(10_000).collect();
+            let total = batches.len();
+            let mut pushed = 0;
+            for batch in batches {
+                pushed += 1;
+                if !feed.push(&Arc::new(batch.expect("reading a slice"))) {
+                    break;
+                }
+            }
+            (pushed, total, handle.join().expect("parser thread"))
+        });
+        let err = parsed.expect_err("unknown opcode").to_string();
+        assert!(err.contains("byte"), "{err}");
+        assert!(pushed < total, "the feed kept taking batches after the error ({pushed} of {total})");
     }
 }

@@ -9,3 +9,4 @@ pub mod chunker;
 pub mod facts;
 pub mod packer;
 pub mod restore;
+pub mod target;

@@ -7,8 +7,8 @@
 //! caller's thread writes stretches in order and checks the whole-stream
 //! BLAKE3 before the file gets its final name.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,11 +17,12 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::format::chunklist::parse_list;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
-use crate::format::index::Index;
+use crate::format::index::{load_readable, read_pack_headers, Index};
 use crate::format::compress::{Decoder, Dictionaries};
 use crate::format::pack::{blob_bytes, id_mismatch, open_blob, open_frame, BlobEntry, BlobKeys, BlobType};
 use crate::store::{display_name, FileKind, Repository};
 use crate::format::snapshot::{Snapshot, SnapshotFile};
+use super::target::{self, Dest};
 
 /// A range read covers at most this many bytes.
 const MAX_READ: u64 = 2 * 1024 * 1024;
@@ -39,11 +40,13 @@ pub struct RestoreOptions {
     pub threads: usize,
     /// Progress bar advanced by bytes written.
     pub progress: Option<indicatif::ProgressBar>,
+    /// Replace regular files that already exist at the target (else refuse them).
+    pub overwrite: bool,
 }
 
 impl Default for RestoreOptions {
     fn default() -> Self {
-        RestoreOptions { threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2), progress: None }
+        RestoreOptions { threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2), progress: None, overwrite: false }
     }
 }
 
@@ -122,6 +125,46 @@ impl<'a> Blobs<'a> {
             v
         })
     }
+}
+
+/// What [`load_index`] worked around.
+#[derive(Debug, Default)]
+pub struct IndexDamage {
+    /// Index files that cannot be read, with why.
+    pub index_files: Vec<(String, Error)>,
+    /// Packs no readable index file names, indexed from their own headers.
+    pub packs_read: usize,
+    /// Of those, the packs whose header cannot be read either, with why.
+    pub unreadable_packs: Vec<(String, String)>,
+}
+
+/// The index for reading snapshots. When index files are damaged, the packs
+/// the readable ones do not name are indexed from their own headers instead
+/// (sealed like the index, and every blob read is verified against its id),
+/// so a restore needs no `repair index` first.
+pub fn load_index(repo: &Repository) -> Result<(Index, IndexDamage)> {
+    let mut index = Index::new();
+    let (files, index_files) = load_readable(repo, &mut index)?;
+    index.files = files;
+    if index_files.is_empty() {
+        return Ok((index, IndexDamage::default()));
+    }
+    let named: HashSet<Id> = index.packs().iter().copied().collect();
+    let uncovered: Vec<String> = repo
+        .backend()
+        .list(FileKind::Pack)?
+        .into_iter()
+        .map(|f| f.name)
+        .filter(|n| Id::from_hex(n).is_some_and(|id| !named.contains(&id)))
+        .collect();
+    let (packs, unreadable_packs) = read_pack_headers(repo, &uncovered);
+    for (pack, entries) in &packs {
+        for e in entries {
+            index.insert(*pack, *e);
+        }
+    }
+    index.finish();
+    Ok((index, IndexDamage { index_files, packs_read: uncovered.len(), unreadable_packs }))
 }
 
 /// The repository's dictionary blobs (kept by prune whatever references them).
@@ -346,57 +389,22 @@ fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, sin
     Ok(())
 }
 
-/// Where a restored file goes for a target path.
-pub fn target_paths(snapshot: &Snapshot, target: &Path) -> Result<Vec<PathBuf>> {
-    let single = snapshot.files.len() == 1 && !target.is_dir();
-    snapshot
-        .files
-        .iter()
-        .map(|f| {
-            let name = Path::new(&f.name);
-            let safe = name.components().count() == 1 && matches!(name.components().next(), Some(std::path::Component::Normal(_)));
-            if !safe {
-                return Err(Error::corrupt("snapshot", format!("file name {:?} is not a plain name", f.name)));
-            }
-            Ok(if single { target.to_path_buf() } else { target.join(name) })
-        })
-        .collect()
-}
-
 /// Restores every file of a snapshot under `target` (a file for one-file
-/// snapshots, else a directory); each file appears only once verified.
+/// snapshots, else a directory); see [`target::plan`] for what may be
+/// written where. A new or replaced file appears only once verified; a FIFO or
+/// device is written as a stream and checked at its end.
 pub fn restore_to_path(blobs: &Blobs<'_>, snapshot: &Snapshot, target: &Path, opts: &RestoreOptions) -> Result<Vec<PathBuf>> {
-    let paths = target_paths(snapshot, target)?;
-    if snapshot.files.len() != 1 {
-        fs::create_dir_all(target).map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+    let dests = target::plan(snapshot, target, opts.overwrite)?;
+    for (file, dest) in snapshot.files.iter().zip(&dests) {
+        match dest {
+            Dest::Stream(path) => {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, target::open_stream(path)?);
+                write_file(blobs, file, &mut out, opts).map_err(|e| target::unusable(&path.display().to_string(), e))?;
+            }
+            _ => target::write_atomically(dest, |f| run(blobs, file, Sink::File(f), opts))?,
+        }
     }
-    for (file, path) in snapshot.files.iter().zip(&paths) {
-        write_atomically(path, |f| run(blobs, file, Sink::File(f), opts))?;
-    }
-    Ok(paths)
-}
-
-/// Writes through a temp file beside `path`, fsyncs, and renames only on success.
-pub fn write_atomically(path: &Path, fill: impl FnOnce(&File) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let fname = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "restore".into());
-    let tmp = dir.join(format!(".{fname}.rdbvault-{}", hex::encode(crate::crypto::random_bytes::<6>())));
-    let ctx = |e| Error::io(format!("write {}", path.display()), e);
-    let result = (|| {
-        let f = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(ctx)?;
-        fill(&f)?;
-        f.sync_all().map_err(ctx)?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(ctx)?;
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(ctx)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    Ok(dests.iter().map(|d| d.path().to_path_buf()).collect())
 }
 
 /// Restored bytes between two calls that start the kernel's writeback.

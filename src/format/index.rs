@@ -179,8 +179,8 @@ impl Index {
     pub fn read_files(repo: &Repository) -> Result<Vec<(String, IndexFile)>> {
         let mut out = Vec::new();
         for info in repo.backend().list(FileKind::Index)? {
-            let plain = repo.read_sealed(FileKind::Index, &info.name)?;
-            let file = IndexFile::parse(&plain, &display_name(FileKind::Index, &info.name))?;
+            let plain = repo.read_sealed(FileKind::Index, &info.name).map_err(repair_hint)?;
+            let file = IndexFile::parse(&plain, &display_name(FileKind::Index, &info.name)).map_err(repair_hint)?;
             out.push((info.name, file));
         }
         Ok(out)
@@ -362,8 +362,37 @@ impl IndexSink for Index {
 /// Feeds the entries of every live index file to `sink`, one file at a time,
 /// so only the sink is ever held whole; returns the files read and the
 /// superseded ones. A file that a newer one supersedes (left by an
-/// interrupted prune) makes it start over without it.
+/// interrupted prune) makes it start over without it. A damaged file fails
+/// the load, naming the file and `rdbvault repair index`.
 pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<String>, HashSet<String>)> {
+    let (files, superseded, _) = load_live_with(repo, sink, false)?;
+    Ok((files, superseded))
+}
+
+/// Index files, by name, that could not be used, with why.
+pub type Damaged = Vec<(String, Error)>;
+
+/// Like [`load_live`], but skips index files that cannot be read or parsed and
+/// returns them, named, with why (for restore, which can read pack headers instead).
+pub fn load_readable(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<String>, Damaged)> {
+    let (files, _, damaged) = load_live_with(repo, sink, true)?;
+    Ok((files, damaged))
+}
+
+/// Adds what to run to the error of a damaged index file.
+pub fn repair_hint(e: Error) -> Error {
+    match e {
+        Error::Corrupt { what, detail } => Error::Corrupt {
+            what,
+            detail: format!("{detail}; run `rdbvault repair index` to rebuild the index from the pack headers"),
+        },
+        other => other,
+    }
+}
+
+type Loaded = (Vec<String>, HashSet<String>, Damaged);
+
+fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -> Result<Loaded> {
     let listed = repo.backend().list(FileKind::Index)?;
     // Each blob takes at least BLOB_LEN bytes of an index file.
     let most = listed.iter().map(|i| i.size as usize).sum::<usize>() / BLOB_LEN;
@@ -372,6 +401,7 @@ pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<Str
     let mut skip = HashSet::new();
     loop {
         sink.reserve(most);
+        let mut damaged = Vec::new();
         let todo: Vec<&String> = names.iter().filter(|n| !skip.contains(*n)).collect();
         // One thread reads, checks and decrypts the next file while this one
         // parses the last, so the two halves of the work overlap.
@@ -379,28 +409,53 @@ pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<Str
             let (tx, rx) = crossbeam_channel::bounded(1);
             s.spawn(move || {
                 for name in todo {
-                    let opened = repo.read_sealed(FileKind::Index, name).map(|plain| (name, plain));
-                    let failed = opened.is_err();
-                    if tx.send(opened).is_err() || failed {
+                    let opened = repo.read_sealed(FileKind::Index, name);
+                    let failed = opened.is_err() && !tolerant;
+                    if tx.send((name, opened)).is_err() || failed {
                         break;
                     }
                 }
             });
-            for opened in rx {
-                let (name, plain) = opened?;
-                let supersedes = IndexFile::visit(&plain, &display_name(FileKind::Index, name), |pack, e| sink.add(pack, e))?;
-                superseded.extend(supersedes.iter().map(|i| i.to_hex()));
+            for (name, opened) in rx {
+                let visited = opened.and_then(|plain| {
+                    IndexFile::visit(&plain, &display_name(FileKind::Index, name), |pack, e| sink.add(pack, e))
+                });
+                match visited {
+                    Ok(supersedes) => superseded.extend(supersedes.iter().map(|i| i.to_hex())),
+                    Err(e) if tolerant => damaged.push((name.clone(), repair_hint(e))),
+                    Err(e) => return Err(repair_hint(e)),
+                }
             }
             Ok(())
         })?;
         let stale: HashSet<String> = names.iter().filter(|n| superseded.contains(*n) && !skip.contains(*n)).cloned().collect();
         if stale.is_empty() {
             sink.finish();
-            return Ok((names, superseded));
+            return Ok((names, superseded, damaged));
         }
         sink.clear();
         skip.extend(stale);
     }
+}
+
+/// Blob entries by pack.
+pub type PackEntries = Vec<(Id, Vec<BlobEntry>)>;
+
+/// Reads the headers of the named packs: the entries of each pack whose header
+/// is sound, and the others, named, with why.
+pub fn read_pack_headers(repo: &Repository, names: &[String]) -> (PackEntries, Vec<(String, String)>) {
+    let (mut packs, mut unreadable) = (Vec::new(), Vec::new());
+    for name in names {
+        let Some(id) = Id::from_hex(name) else {
+            unreadable.push((display_name(FileKind::Pack, name), "file name is not a pack id".into()));
+            continue;
+        };
+        match crate::format::pack::read_header(repo.backend().as_ref(), repo.cipher(), name) {
+            Ok(entries) => packs.push((id, entries)),
+            Err(e) => unreadable.push((display_name(FileKind::Pack, name), e.to_string())),
+        }
+    }
+    (packs, unreadable)
 }
 
 /// Which blobs a repository holds, for a backup's dedup: 128-bit id prefixes

@@ -315,7 +315,8 @@ pub fn read_header(backend: &dyn crate::store::Backend, cipher: &Cipher, name: &
     parse_header(&header, size - 4 - hlen, &what)
 }
 
-fn parse_header(h: &[u8], blobs_end: u64, what: &str) -> Result<Vec<BlobEntry>> {
+/// Parses an opened header's plaintext; `blobs_end` is where the frames must end (the parser of outside bytes, fuzzed).
+pub fn parse_header(h: &[u8], blobs_end: u64, what: &str) -> Result<Vec<BlobEntry>> {
     if h.len() < 9 || &h[..4] != MAGIC || h[4] != VERSION {
         return Err(Error::corrupt(what, "header has a wrong magic or version"));
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::store::{FileKind, Repository};
+use crate::store::{display_name, FileKind, Repository};
 
 /// One backed-up stream (an RDB file, or one file of an AOF directory).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -104,9 +104,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Total bytes of all files.
+    /// Total bytes of all files (saturating: the sizes come from a file).
     pub fn size(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        self.files.iter().fold(0u64, |n, f| n.saturating_add(f.size))
     }
 
     /// Seals and stores the snapshot; returns its id.
@@ -122,24 +122,8 @@ impl Snapshot {
             .map_err(|e| Error::corrupt(format!("snapshots/{id}"), format!("not a snapshot: {e}")))
     }
 
-    /// Loads every snapshot, oldest first.
-    pub fn load_all(repo: &Repository) -> Result<Vec<(Id, Snapshot)>> {
-        let mut out = Vec::new();
-        for info in repo.backend().list(FileKind::Snapshot)? {
-            let id = Id::from_hex(&info.name)
-                .ok_or_else(|| Error::corrupt(format!("snapshots/{}", info.name), "name is not a snapshot id"))?;
-            out.push((id, Snapshot::load(repo, &info.name)?));
-        }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok(out)
-    }
-
-    /// Finds `latest`, a full id or a unique id prefix.
-    pub fn find(repo: &Repository, spec: &str) -> Result<(Id, Snapshot)> {
-        if spec == "latest" {
-            let all = Snapshot::load_all(repo)?;
-            return all.into_iter().last().ok_or_else(|| Error::NoSnapshot(spec.into()));
-        }
+    /// The snapshot file name `spec` (a full id or a unique prefix) names, without reading it.
+    pub fn resolve(repo: &Repository, spec: &str) -> Result<String> {
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::NoSnapshot(spec.into()));
         }
@@ -149,27 +133,117 @@ impl Snapshot {
             .list(FileKind::Snapshot)?
             .into_iter()
             .map(|i| i.name)
-            .filter(|n| n.starts_with(&spec_lc))
+            .filter(|n| n.starts_with(&spec_lc) && Id::from_hex(n).is_some())
             .collect();
-        match names.len() {
-            0 => Err(Error::NoSnapshot(spec.into())),
-            1 => {
-                let id = Id::from_hex(&names[0])
-                    .ok_or_else(|| Error::corrupt(format!("snapshots/{}", names[0]), "name is not a snapshot id"))?;
-                Ok((id, Snapshot::load(repo, &names[0])?))
-            }
+        match names.as_slice() {
+            [] => Err(Error::NoSnapshot(spec.into())),
+            [one] => Ok(one.clone()),
             _ => Err(Error::AmbiguousSnapshot(
                 spec.into(),
                 names.iter().map(|n| &n[..8]).collect::<Vec<_>>().join(", "),
             )),
         }
     }
+
+    /// Finds `latest` (the newest readable snapshot), a full id or a unique id
+    /// prefix; also returns the snapshot files `latest` skipped as unreadable.
+    pub fn find(repo: &Repository, spec: &str) -> Result<((Id, Snapshot), Vec<Unreadable>)> {
+        if spec == "latest" {
+            let mut all = Listing::load(repo)?;
+            return match all.snapshots.pop() {
+                Some(newest) => Ok((newest, all.unreadable)),
+                // None readable: the error is the damage, not "no snapshot".
+                None => Err(all.unreadable.into_iter().next().map_or_else(|| Error::NoSnapshot(spec.into()), Unreadable::into_error)),
+            };
+        }
+        let name = Snapshot::resolve(repo, spec)?;
+        let id = Id::from_hex(&name).ok_or_else(|| Error::NoSnapshot(spec.into()))?;
+        let snap = Snapshot::load(repo, &name).map_err(|error| Unreadable { name, error }.into_error())?;
+        Ok(((id, snap), Vec::new()))
+    }
+}
+
+/// A snapshot file that cannot be read, and why.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// Its file name in `snapshots/`.
+    pub name: String,
+    /// Why it cannot be read.
+    pub error: Error,
+}
+
+impl Unreadable {
+    /// Whether its bytes are damaged (so `repair snapshots` may delete it), not
+    /// merely unreadable now (permissions, I/O errors) or a foreign file.
+    pub fn damaged(&self) -> bool {
+        matches!(self.error, Error::Corrupt { .. }) && Id::from_hex(&self.name).is_some()
+    }
+
+    /// The first 8 characters of its name, as listings show ids.
+    pub fn short(&self) -> &str {
+        self.name.get(..8).unwrap_or(&self.name)
+    }
+
+    /// What to do about it.
+    pub fn advice(&self) -> &'static str {
+        if self.damaged() {
+            "run `rdbvault repair snapshots` to remove it"
+        } else {
+            "fix or remove the file by hand"
+        }
+    }
+
+    /// The error, with what to do about it.
+    pub fn into_error(self) -> Error {
+        let advice = self.advice();
+        match self.error {
+            Error::Corrupt { what, detail } => Error::Corrupt { what, detail: format!("{detail}; {advice}") },
+            other => other,
+        }
+    }
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "snapshot {}: {}; {}", self.short(), self.error, self.advice())
+    }
+}
+
+/// Every readable snapshot, oldest first, and the snapshot files that are not.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Readable snapshots, oldest first.
+    pub snapshots: Vec<(Id, Snapshot)>,
+    /// Snapshot files that cannot be read: skipped, never guessed at.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Listing {
+    /// Reads every snapshot file; a file that vanished meanwhile (a concurrent forget) is left out.
+    pub fn load(repo: &Repository) -> Result<Listing> {
+        let mut out = Listing::default();
+        for info in repo.backend().list(FileKind::Snapshot)? {
+            let Some(id) = Id::from_hex(&info.name) else {
+                let error = Error::corrupt(display_name(FileKind::Snapshot, &info.name), "name is not a snapshot id");
+                out.unreadable.push(Unreadable { name: info.name, error });
+                continue;
+            };
+            match Snapshot::load(repo, &info.name) {
+                Ok(s) => out.snapshots.push((id, s)),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => out.unreadable.push(Unreadable { name: info.name, error }),
+            }
+        }
+        out.snapshots.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
 }
 
 /// The snapshots of one group (e.g. a cluster backup), oldest first: `latest` (the newest
 /// group), a full group id or a unique prefix of one.
-pub fn find_group(repo: &Repository, spec: &str) -> Result<Vec<(Id, Snapshot)>> {
-    let all = Snapshot::load_all(repo)?;
+/// Unreadable snapshot files are returned too (any might belong to the group).
+pub fn find_group(repo: &Repository, spec: &str) -> Result<Listing> {
+    let Listing { snapshots: all, unreadable } = Listing::load(repo)?;
     let group = if spec == "latest" {
         all.iter().rev().find_map(|(_, s)| s.group.clone())
     } else {
@@ -186,6 +260,7 @@ pub fn find_group(repo: &Repository, spec: &str) -> Result<Vec<(Id, Snapshot)>> 
         }
     };
     let group = group.filter(|_| !spec.is_empty()).ok_or_else(|| Error::NoSnapshot(format!("group {spec}")))?;
-    Ok(all.into_iter().filter(|(_, s)| s.group.as_deref() == Some(group.as_str())).collect())
+    let snapshots = all.into_iter().filter(|(_, s)| s.group.as_deref() == Some(group.as_str())).collect();
+    Ok(Listing { snapshots, unreadable })
 }
 

@@ -16,11 +16,11 @@ use serde::Serialize;
 use crate::format::chunklist::parse_list;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::format::index::{Index, IndexFile};
+use crate::format::index::{repair_hint, Index, IndexFile};
 use crate::format::pack::{read_header, BlobEntry, BlobKeys, LastFrame};
-use crate::store::{display_name, Backend, FileKind, KeyFile, Repository};
+use crate::store::{display_name, staged, Backend, FileKind, KeyFile, Repository};
 use crate::engine::restore::Blobs;
-use crate::format::snapshot::Snapshot;
+use crate::format::snapshot::{Snapshot, Unreadable};
 
 /// How bad a finding is: errors make `check` fail, warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,7 +37,8 @@ pub enum Severity {
 pub struct Problem {
     /// Error or warning.
     pub severity: Severity,
-    /// Short category: key, config, index, pack, blob, snapshot, duplicate, unindexed-pack, superseded-index.
+    /// Short category: key, config, index, pack, blob, snapshot, duplicate, unindexed-pack, superseded-index,
+    /// layout, foreign, staged-file.
     pub kind: &'static str,
     /// Repository file, like `data/ab/abcd…` or `index/…`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,8 +164,12 @@ impl CheckReport {
     }
 }
 
-/// Checks the key files without a password: each matches its name and parses.
+/// Checks the layout (see [`check_layout`]), then the key files without a
+/// password: each matches its name and parses.
 pub fn check_keys(backend: &dyn Backend, report: &mut CheckReport) -> Result<()> {
+    if !check_layout(backend, report)? {
+        return Ok(());
+    }
     let keys = backend.list(FileKind::Key)?;
     if keys.is_empty() {
         report.error("key", Some("keys/".into()), None, "the repository has no key files");
@@ -187,6 +192,10 @@ pub fn check_keys(backend: &dyn Backend, report: &mut CheckReport) -> Result<()>
 
 /// Checks an opened repository (the config already decrypted) and adds findings to `report`.
 pub fn check(repo: &Repository, read_data: ReadData, report: &mut CheckReport) -> Result<()> {
+    if report.problems.iter().any(|p| p.kind == "layout") {
+        return Ok(());
+    }
+    check_staged(repo, report);
     let files = read_index_files(repo, report)?;
     let index = Index::from_files(&files);
     for name in &index.files {
@@ -217,6 +226,35 @@ pub fn check(repo: &Repository, read_data: ReadData, report: &mut CheckReport) -
     Ok(())
 }
 
+/// Names every entry rdbvault did not put in the repository: foreign files and
+/// links are warnings (ignored, never deleted); a link or file where a folder or
+/// the config belongs is an error (commands refuse it). False if that stops the check.
+pub fn check_layout(backend: &dyn Backend, report: &mut CheckReport) -> Result<bool> {
+    let mut usable = true;
+    for f in backend.foreign()? {
+        if f.blocking {
+            usable = false;
+            report.error("layout", Some(f.path), None, f.problem);
+        } else {
+            report.push(Severity::Warning, "foreign", Some(f.path), None, f.problem);
+        }
+    }
+    Ok(usable)
+}
+
+/// Names the staged files interrupted commands left (warnings: prune or the next backup removes them).
+fn check_staged(repo: &Repository, report: &mut CheckReport) {
+    match staged::stale(repo) {
+        Ok(stale) => {
+            for s in stale {
+                let msg = format!("temporary file of an interrupted command ({}); `rdbvault prune` or the next backup removes it", s.why);
+                report.push(Severity::Warning, "staged-file", Some(s.file.path()), None, msg);
+            }
+        }
+        Err(e) => report.error("staged-file", None, None, format!("cannot tell which staged files are stale: {e}")),
+    }
+}
+
 fn read_index_files(repo: &Repository, report: &mut CheckReport) -> Result<Vec<(String, IndexFile)>> {
     let mut out = Vec::new();
     for info in repo.backend().list(FileKind::Index)? {
@@ -224,7 +262,7 @@ fn read_index_files(repo: &Repository, report: &mut CheckReport) -> Result<Vec<(
         let what = display_name(FileKind::Index, &info.name);
         match repo.read_sealed(FileKind::Index, &info.name).and_then(|p| IndexFile::parse(&p, &what)) {
             Ok(file) => out.push((info.name, file)),
-            Err(e) => report.error("index", Some(what), None, e),
+            Err(e) => report.error("index", Some(what), None, repair_hint(e)),
         }
     }
     Ok(out)
@@ -301,8 +339,8 @@ fn check_snapshots(repo: &Repository, blobs: &Blobs<'_>, report: &mut CheckRepor
         let what = display_name(FileKind::Snapshot, &info.name);
         let snap = match Snapshot::load(repo, &info.name) {
             Ok(s) => s,
-            Err(e) => {
-                report.error("snapshot", Some(what), None, e);
+            Err(error) => {
+                report.error("snapshot", Some(what), None, Unreadable { name: info.name.clone(), error }.into_error());
                 continue;
             }
         };

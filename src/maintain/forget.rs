@@ -16,7 +16,7 @@ use time::{Date, Month, OffsetDateTime};
 use crate::error::{Error, Result};
 use crate::store::lock::LockGuard;
 use crate::store::{FileKind, Repository};
-use crate::format::snapshot::Snapshot;
+use crate::format::snapshot::{Listing, Snapshot, Unreadable};
 
 /// A calendar span for `keep-within`, like `1y2m3d4h`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -291,9 +291,36 @@ fn apply_group(group: GroupKey, mut rows: Vec<Row>, policy: &Policy) -> GroupDec
     out
 }
 
-/// Loads every snapshot as a policy row.
-pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
-    Snapshot::load_all(repo)?.iter().map(|(id, s)| Row::of(id, s)).collect()
+/// Loads every readable snapshot as a policy row; also returns the snapshot
+/// files that cannot be read (no policy keeps or removes those).
+pub fn rows(repo: &Repository) -> Result<(Vec<Row>, Vec<Unreadable>)> {
+    let listing = Listing::load(repo)?;
+    let rows = listing.snapshots.iter().map(|(id, s)| Row::of(id, s)).collect::<Result<Vec<_>>>()?;
+    Ok((rows, listing.unreadable))
+}
+
+/// A snapshot named on the command line.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Chosen {
+    /// Snapshot id (its file name).
+    pub id: String,
+    /// Its time, when the file can be read.
+    pub time: Option<String>,
+}
+
+/// Resolves snapshot ids or unique prefixes to snapshot files, each once, in
+/// the order given; fails (choosing nothing) if any matches no snapshot or
+/// several. Damaged snapshots can be chosen: only their names are needed.
+pub fn choose(repo: &Repository, specs: &[String]) -> Result<Vec<Chosen>> {
+    let mut out: Vec<Chosen> = Vec::new();
+    for spec in specs {
+        let id = Snapshot::resolve(repo, spec)?;
+        if out.iter().all(|c| c.id != id) {
+            let time = Snapshot::load(repo, &id).ok().map(|s| s.time);
+            out.push(Chosen { id, time });
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes the given snapshot files (their data goes at the next prune).

@@ -25,10 +25,7 @@ use crate::format::compress::Compressor;
 use crate::format::pack::{blob_in_frame, frames, open_frame, seal_frame, BlobEntry, BlobKeys, BlobType, PackBuilder};
 use crate::store::{display_name, FileKind, Repository};
 use crate::engine::restore::{dictionary_ids, Blobs};
-use crate::format::snapshot::Snapshot;
-
-/// Temp files older than this are leftovers of crashed writers.
-pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+use crate::format::snapshot::{Listing, Snapshot, Unreadable};
 
 /// How to prune.
 #[derive(Debug, Clone, Copy)]
@@ -125,11 +122,34 @@ pub fn used_blobs(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]
     Ok(used)
 }
 
+/// Every snapshot, or an error naming each that cannot be read. Prune never
+/// runs then: the data only an unreadable snapshot uses would look unused and
+/// be deleted, losing a snapshot that may be damaged only in its metadata (or
+/// only unreadable for now). `repair snapshots` is the explicit, confirmed
+/// step that gives such snapshots up; the next prune then frees their data.
+fn all_snapshots(repo: &Repository) -> Result<Vec<(Id, Snapshot)>> {
+    let listing = Listing::load(repo)?;
+    if listing.unreadable.is_empty() {
+        return Ok(listing.snapshots);
+    }
+    let names: Vec<String> = listing.unreadable.iter().map(|u| format!("{} ({})", u.short(), u.error)).collect();
+    let advice = if listing.unreadable.iter().all(Unreadable::damaged) {
+        "run `rdbvault repair snapshots` first to remove the damaged ones (or `rdbvault forget ID`)"
+    } else {
+        "fix or remove them first (`rdbvault repair snapshots` removes the damaged ones)"
+    };
+    let (n, files, their) = if names.len() == 1 { (String::new(), "snapshot file", "its") } else { (format!("{} ", names.len()), "snapshot files", "their") };
+    Err(Error::Invalid(format!(
+        "refusing to prune: {n}{files} cannot be read, and {their} data would look unused: {}; {advice}",
+        names.join("; ")
+    )))
+}
+
 /// Works out what to delete and repack; changes nothing.
 pub fn plan(repo: &Repository, opts: PruneOptions) -> Result<PrunePlan> {
     let files = Index::read_files(repo)?;
     let index = Index::from_files(&files);
-    let snapshots = Snapshot::load_all(repo)?;
+    let snapshots = all_snapshots(repo)?;
     let used = used_blobs(repo, &index, &snapshots)?;
 
     let by_pack = index.live_entries_by_pack(&files);
@@ -200,7 +220,7 @@ pub struct PruneOutcome {
     pub new_packs: usize,
     /// Bytes of those packs.
     pub new_pack_bytes: u64,
-    /// Stale temp files removed.
+    /// Staged files of interrupted commands removed (see `store::staged`).
     pub temp_files_removed: u64,
 }
 
@@ -209,7 +229,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
     lock.require_exclusive("prune")?;
     let mut out = PruneOutcome::default();
     if !plan.summary.has_work() {
-        out.temp_files_removed = repo.backend().remove_stale_temp(STALE_TEMP)?;
+        out.temp_files_removed = crate::store::staged::remove_stale(repo)?;
         return Ok(out);
     }
     let mut new_index = IndexFile { supersedes: plan.old_index.clone(), packs: plan.keep.clone() };
@@ -270,7 +290,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
     for name in s.delete_packs.iter().chain(&s.repack_packs).chain(&s.unindexed_packs) {
         repo.backend().delete(FileKind::Pack, name)?;
     }
-    out.temp_files_removed = repo.backend().remove_stale_temp(STALE_TEMP)?;
+    out.temp_files_removed = crate::store::staged::remove_stale(repo)?;
     Ok(out)
 }
 

@@ -45,7 +45,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 /// Computes the statistics of a repository.
 pub fn compute(repo: &Repository, index: &Index, snapshots: &[(crate::crypto::Id, Snapshot)]) -> Result<Stats> {
-    let total_raw_bytes = snapshots.iter().map(|(_, s)| s.size()).sum();
+    let total_raw_bytes = snapshots.iter().fold(0u64, |t, (_, s)| t.saturating_add(s.size()));
     let (mut unique_raw_bytes, mut unique_stored_bytes, mut data_blobs, mut list_blobs) = (0, 0, 0, 0);
     for (_, e) in index.iter() {
         match e.kind {

@@ -111,7 +111,7 @@ impl<R: Read> ByteReader<R> {
     fn read_lzf_header(&mut self, at: u64) -> Result<(u64, u64)> {
         let clen = self.read_len()?;
         let ulen = self.read_len()?;
-        if ulen > clen.saturating_mul(lzf::MAX_RATIO) + 64 {
+        if ulen > clen.saturating_mul(lzf::MAX_RATIO).saturating_add(64) {
             return Err(self.corrupt_at(
                 at,
                 format!("LZF string claims {ulen} bytes from {clen} compressed bytes"),

@@ -155,10 +155,16 @@ pub fn backup_server(
     bopts: &BackupOptions,
 ) -> Result<(Id, Snapshot)> {
     let (info, inputs) = open_server(url, mode, opts)?;
-    Ok(backup::run_with(repo, inputs, bopts, |snap| {
+    let stored = backup::run_with(repo, inputs, bopts, |snap| {
         complete(snap, &info);
         Ok(())
-    })?)
+    });
+    Ok(stored.map_err(|e| from_server(e, &url.addr()))?)
+}
+
+/// Names a server's RDB that did not parse after the server, not the stream's file name.
+fn from_server(e: crate::Error, addr: &str) -> crate::Error {
+    backup::name_input(e, |name| format!("the RDB sent by {addr} ({name})"))
 }
 
 /// A fresh id (8 random bytes, hex) for the snapshots of one backup run.
@@ -191,10 +197,11 @@ pub fn backup_cluster(
                 *name = format!("{}.rdb", shard.group_id);
             }
             let (info, inputs) = into_inputs(live);
-            Ok(backup::run_with(repo, inputs, &bopts, |snap| {
+            let stored = backup::run_with(repo, inputs, &bopts, |snap| {
                 complete(snap, &info);
                 Ok(())
-            })?)
+            });
+            Ok(stored.map_err(|e| from_server(e, &node.addr()))?)
         });
         match result {
             Ok((id, snap)) => {
@@ -281,6 +288,9 @@ fn backup_aof_once(repo: &crate::store::Repository, dir: &Path, attempt: u32, bo
         // Readers still waiting now see the end of the pipe: an error unless completed.
         drop(senders);
         let stored = backup.join().unwrap_or_else(|_| Err(crate::Error::Invalid("backup thread panicked".into())));
+        let stored = stored.map_err(|e| {
+            backup::name_input(e, |name| format!("{} (the base file the AOF manifest names)", dir.join(name).display()))
+        });
         match (collected, stored) {
             (Ok(_), Ok(done)) => Ok(Some(done)),
             (Ok(_), Err(e)) => Err(e.into()),

@@ -5,7 +5,10 @@
 //! so expiry times survive. Without `--replace` a first pass over the snapshot asks the
 //! target which keys already exist (pipelined `EXISTS`) and refuses before writing anything.
 //! The first key is sent alone: a target too old for the payload's RDB version refuses it,
-//! and the load stops with nothing else written.
+//! and the load stops with nothing else written. With `--skip-existing` no first pass is
+//! needed: `RESTORE` without `REPLACE` answers `BUSYKEY` for a key that exists, which is
+//! counted and skipped. A load that stops midway ([`LoadError::Stopped`]) says how many keys
+//! were written, the last one, and how to resume.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +45,33 @@ pub enum LoadError {
     Conflicts { addr: String, count: u64, keys: Vec<String> },
     #[error("{addr} refused RESTORE of {key} in db {db}: {reply}")]
     Refused { addr: String, db: u64, key: String, reply: String },
+    /// Keys were (or may have been) written before the failure: say which and how to resume.
+    #[error("{}", stopped(.addr, .written, .unknown, .last, .source))]
+    Stopped {
+        addr: String,
+        /// Keys the target confirmed.
+        written: u64,
+        /// Keys sent whose fate is unknown (the connection broke before their replies).
+        unknown: u64,
+        /// The last key confirmed, as `db:key`.
+        last: Option<String>,
+        #[source]
+        source: Box<LoadError>,
+    },
+}
+
+/// The message of [`LoadError::Stopped`].
+fn stopped(addr: &str, written: &u64, unknown: &u64, last: &Option<String>, source: &LoadError) -> String {
+    let mut s = format!("the restore into {addr} stopped after writing {written} keys");
+    if *unknown > 0 {
+        s.push_str(&format!(" (and up to {unknown} more of the last batch, sent before the connection broke)"));
+    }
+    if let Some(last) = last {
+        s.push_str(&format!("; the last key written was {last} (keys are restored in RDB order: restore --dry-run lists them)"));
+    }
+    let cause = source.to_string();
+    s.push_str(&format!(": {}. To resume, remove the cause and run the same restore with --skip-existing (keeps the keys already written) or --replace (overwrites them)", cause.trim_end_matches('.')));
+    s
 }
 
 /// How to load.
@@ -51,6 +81,8 @@ pub struct LoadOptions {
     pub filter: KeyFilter,
     /// Overwrite keys that exist on the target (`RESTORE ... REPLACE`).
     pub replace: bool,
+    /// Leave keys that exist on the target as they are (counted in the report).
+    pub skip_existing: bool,
     /// Only report what would be loaded (and what would conflict).
     pub dry_run: bool,
     /// Keys per pipelined batch.
@@ -68,6 +100,7 @@ impl Default for LoadOptions {
         LoadOptions {
             filter: KeyFilter::default(),
             replace: false,
+            skip_existing: false,
             dry_run: false,
             batch_keys: 1000,
             batch_bytes: 16 << 20,
@@ -87,6 +120,8 @@ pub struct LoadReport {
     pub restored: u64,
     /// Keys whose TTL had already passed, not sent.
     pub skipped_expired: u64,
+    /// Keys left alone because they exist on the target (`--skip-existing`).
+    pub skipped_existing: u64,
     /// Keys restored per db.
     pub per_db: BTreeMap<u64, u64>,
     /// The first keys, as `db:key` (lossy UTF-8).
@@ -115,41 +150,46 @@ pub fn load(
 ) -> Result<LoadReport, LoadError> {
     let started = std::time::Instant::now();
     let mut report = LoadReport { dry_run: opts.dry_run, ..LoadReport::default() };
-    if opts.dry_run || !opts.replace {
+    if opts.dry_run || !(opts.replace || opts.skip_existing) {
         check(blobs, snap, con, addr, opts, &mut report)?;
         if report.conflicts > 0 && !opts.dry_run {
             return Err(LoadError::Conflicts { addr: addr.into(), count: report.conflicts, keys: report.conflict_keys });
         }
     }
     if !opts.dry_run {
-        report.per_db.clear();
-        report.restored = 0;
         report.skipped_expired = 0;
-        let mut batch = Batch::new(addr, opts.replace);
+        let mut batch = Batch::new(addr, opts);
         let mut first = true;
-        report.rdb_version = scan_snapshot(blobs, snap, ReadOptions::raw_only(), &opts.filter, |version, rec| {
+        let scanned = scan_snapshot(blobs, snap, ReadOptions::raw_only(), &opts.filter, |version, rec| {
             if expired(&rec) {
                 report.skipped_expired += 1;
                 return Ok(());
             }
             batch.add(&rec, version)?;
-            *report.per_db.entry(rec.db).or_default() += 1;
-            report.restored += 1;
             if first || batch.keys >= opts.batch_keys || batch.bytes >= opts.batch_bytes {
                 first = false;
-                report.payload_bytes += batch.bytes as u64;
-                let n = batch.send(con, version)?;
-                if let Some(pb) = &opts.progress {
-                    pb.inc(n);
-                }
+                batch.send(con, version)?;
             }
             Ok::<(), LoadError>(())
-        })?;
-        report.payload_bytes += batch.bytes as u64;
-        let n = batch.send(con, report.rdb_version)?;
-        if let Some(pb) = &opts.progress {
-            pb.inc(n);
+        });
+        let sent = scanned.and_then(|version| batch.send(con, version).map(|()| version));
+        match sent {
+            Ok(version) => report.rdb_version = version,
+            Err(e @ LoadError::TargetTooOld { .. }) if batch.written == 0 => return Err(e),
+            Err(e) => {
+                return Err(LoadError::Stopped {
+                    addr: addr.into(),
+                    written: batch.written,
+                    unknown: batch.unknown,
+                    last: batch.last.clone(),
+                    source: Box::new(e),
+                })
+            }
         }
+        report.restored = batch.written;
+        report.per_db = std::mem::take(&mut batch.per_db);
+        report.skipped_existing = batch.skipped;
+        report.payload_bytes = batch.payload_bytes;
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
@@ -220,10 +260,12 @@ fn existing(con: &mut dyn ConnectionLike, addr: &str, keys: &[(u64, Vec<u8>)]) -
     Ok(keys.iter().zip(found).filter(|(_, n)| *n > 0).map(|(k, _)| k.clone()).collect())
 }
 
-/// One pipeline of `RESTORE` commands being filled.
+/// One pipeline of `RESTORE` commands being filled, and what the target confirmed so far.
 struct Batch<'a> {
     addr: &'a str,
     replace: bool,
+    skip_existing: bool,
+    progress: Option<&'a ProgressBar>,
     pipe: redis::Pipeline,
     /// The key of each command in `pipe` (`None` for `SELECT`).
     sent: Vec<Option<(u64, Vec<u8>)>>,
@@ -231,13 +273,37 @@ struct Batch<'a> {
     db: Option<u64>,
     keys: usize,
     bytes: usize,
+    /// Keys the target confirmed, per db, the last of them, and keys skipped as existing.
+    written: u64,
+    per_db: BTreeMap<u64, u64>,
+    last: Option<String>,
+    skipped: u64,
+    /// Keys sent whose replies never came (the connection broke).
+    unknown: u64,
+    payload_bytes: u64,
 }
 
 impl<'a> Batch<'a> {
-    fn new(addr: &'a str, replace: bool) -> Self {
+    fn new(addr: &'a str, opts: &'a LoadOptions) -> Self {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        Batch { addr, replace, pipe, sent: Vec::new(), db: None, keys: 0, bytes: 0 }
+        Batch {
+            addr,
+            replace: opts.replace,
+            skip_existing: opts.skip_existing,
+            progress: opts.progress.as_ref(),
+            pipe,
+            sent: Vec::new(),
+            db: None,
+            keys: 0,
+            bytes: 0,
+            written: 0,
+            per_db: BTreeMap::new(),
+            last: None,
+            skipped: 0,
+            unknown: 0,
+            payload_bytes: 0,
+        }
     }
 
     /// Queues `RESTORE` for one record (captured raw bytes needed).
@@ -263,34 +329,60 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    /// Sends the queued commands and checks every reply; returns the keys sent.
-    fn send(&mut self, con: &mut dyn ConnectionLike, version: u16) -> Result<u64, LoadError> {
+    /// Sends the queued commands and checks every reply: counts what was written (all of
+    /// the batch's successes, even after a refusal) and returns the first refusal.
+    fn send(&mut self, con: &mut dyn ConnectionLike, version: u16) -> Result<(), LoadError> {
         if self.sent.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
-        let replies: Vec<redis::RedisResult<redis::Value>> =
-            self.pipe.query(con).map_err(|e| map_err(self.addr, "RESTORE", e))?;
+        self.payload_bytes += self.bytes as u64;
+        let replies: Vec<redis::RedisResult<redis::Value>> = match self.pipe.query(con) {
+            Ok(r) => r,
+            Err(e) => {
+                self.unknown = self.keys as u64;
+                return Err(map_err(self.addr, "RESTORE", e).into());
+            }
+        };
+        let mut refused = None;
+        let written_before = self.written;
         for (what, reply) in self.sent.iter().zip(replies) {
-            let Err(e) = reply else { continue };
-            let text = format!("{} {}", e.code().unwrap_or("ERR"), e.detail().unwrap_or(""));
-            let Some((db, key)) = what else {
-                return Err(map_err(self.addr, "SELECT", e).into());
+            let e = match reply {
+                Ok(_) => {
+                    if let Some((db, key)) = what {
+                        self.written += 1;
+                        *self.per_db.entry(*db).or_default() += 1;
+                        self.last = Some(key_name(*db, key));
+                    }
+                    continue;
+                }
+                Err(e) => e,
             };
-            if text.contains("DUMP payload version") {
-                return Err(LoadError::TargetTooOld {
+            if self.skip_existing && e.code() == Some("BUSYKEY") {
+                self.skipped += 1;
+                continue;
+            }
+            if refused.is_some() {
+                continue;
+            }
+            let text = format!("{} {}", e.code().unwrap_or("ERR"), e.detail().unwrap_or(""));
+            refused = Some(match what {
+                None => map_err(self.addr, "SELECT", e).into(),
+                Some(_) if text.contains("DUMP payload version") => LoadError::TargetTooOld {
                     addr: self.addr.into(),
                     rdb_version: version,
                     target_version: server_version(con).unwrap_or_else(|| "of unknown version".into()),
-                });
-            }
-            return Err(LoadError::Refused { addr: self.addr.into(), db: *db, key: String::from_utf8_lossy(key).into_owned(), reply: text });
+                },
+                Some((db, key)) => LoadError::Refused { addr: self.addr.into(), db: *db, key: String::from_utf8_lossy(key).into_owned(), reply: text },
+            });
         }
-        let n = self.keys as u64;
+        if let Some(pb) = self.progress {
+            pb.inc(self.written - written_before);
+        }
         self.pipe.clear();
         self.sent.clear();
         self.keys = 0;
         self.bytes = 0;
-        Ok(n)
+        refused.map_or(Ok(()), Err)
     }
 }
 

@@ -49,6 +49,41 @@ pub struct FileInfo {
     pub size: u64,
 }
 
+/// A staged file: the temporary a writer fills before renaming it into place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempFile {
+    /// The kind whose folder holds it (`Config`: the repository folder itself).
+    pub kind: FileKind,
+    /// The pack subfolder (`ab` for `data/ab/`), for packs staged there.
+    pub sub: Option<String>,
+    /// Its name (`.staged.tmp-...`).
+    pub name: String,
+    /// Time since it was last written, if known.
+    pub age: Option<std::time::Duration>,
+}
+
+impl TempFile {
+    /// Its path inside the repository, for messages: `data/.staged.tmp-...`.
+    pub fn path(&self) -> String {
+        let mut dirs: Vec<&str> = vec![self.kind.dir()];
+        dirs.extend(self.sub.as_deref());
+        dirs.retain(|d| !d.is_empty());
+        dirs.push(&self.name);
+        dirs.join("/")
+    }
+}
+
+/// Something in the repository folder that rdbvault did not put there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Foreign {
+    /// Its path inside the repository, like `locks/README`.
+    pub path: String,
+    /// What it is and what rdbvault does about it.
+    pub problem: String,
+    /// Whether it stops commands (a link or file where a repository folder or the config belongs).
+    pub blocking: bool,
+}
+
 /// Where a repository's bytes live. Writes are atomic: a reader sees the whole
 /// file or no file, never part of one.
 pub trait Backend: Send + Sync {
@@ -86,11 +121,18 @@ pub trait Backend: Send + Sync {
     fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
     /// Whether the file exists.
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool>;
-    /// Removes temporary files a crashed writer left, if older than `older_than`
-    /// (younger ones may belong to a running writer); returns how many went.
-    fn remove_stale_temp(&self, older_than: std::time::Duration) -> Result<u64> {
-        let _ = older_than;
-        Ok(0)
+    /// Staged files (writers' temporary files) anywhere in the repository.
+    fn list_staged(&self) -> Result<Vec<TempFile>> {
+        Ok(Vec::new())
+    }
+    /// Removes one staged file; only names of staged files are accepted.
+    fn delete_staged(&self, file: &TempFile) -> Result<()> {
+        let _ = file;
+        Ok(())
+    }
+    /// Entries that are no part of the repository's layout, for `check`.
+    fn foreign(&self) -> Result<Vec<Foreign>> {
+        Ok(Vec::new())
     }
 }
 

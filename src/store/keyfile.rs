@@ -8,6 +8,21 @@ use crate::error::{Error, Result};
 
 const KEY_AAD: &[u8] = b"rdbvault:key";
 
+/// Highest Argon2 costs a key file may name (4 GiB, 100 passes, 64 lanes): a forged key file
+/// must not make every command allocate terabytes or hash for days before the password fails.
+pub const MAX_KDF: KdfParams = KdfParams { m_cost: 4 * 1024 * 1024, t_cost: 100, p_cost: 64 };
+
+/// Why `p` is beyond [`MAX_KDF`], if it is.
+fn over_max(p: KdfParams) -> Option<String> {
+    let over = p.m_cost > MAX_KDF.m_cost || p.t_cost > MAX_KDF.t_cost || p.p_cost > MAX_KDF.p_cost;
+    over.then(|| {
+        format!(
+            "Argon2 costs (memory {} KiB, {} passes, {} lanes) exceed the limit ({} KiB, {} passes, {} lanes)",
+            p.m_cost, p.t_cost, p.p_cost, MAX_KDF.m_cost, MAX_KDF.t_cost, MAX_KDF.p_cost
+        )
+    })
+}
+
 /// The on-disk key file (plain JSON: nothing in it is secret without the password).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyFile {
@@ -32,6 +47,9 @@ pub struct KeyFile {
 impl KeyFile {
     /// Seals `master` under `password`.
     pub fn seal(master: &SecretKey, password: &[u8], params: KdfParams) -> Result<KeyFile> {
+        if let Some(msg) = over_max(params) {
+            return Err(Error::Invalid(msg));
+        }
         let salt = random_bytes::<16>();
         let kek = derive_key(password, &salt, params)?;
         let sealed = Cipher::new(&kek).seal(KEY_AAD, master.as_bytes());
@@ -51,6 +69,9 @@ impl KeyFile {
     pub fn open(&self, password: &[u8], what: &str) -> Result<Option<SecretKey>> {
         if self.kdf != "argon2id" {
             return Err(Error::corrupt(what, format!("unknown key derivation {:?}", self.kdf)));
+        }
+        if let Some(msg) = over_max(self.kdf_params) {
+            return Err(Error::corrupt(what, msg));
         }
         let salt = hex::decode(&self.salt).map_err(|_| Error::corrupt(what, "salt is not hex"))?;
         let sealed = hex::decode(&self.data).map_err(|_| Error::corrupt(what, "sealed key is not hex"))?;

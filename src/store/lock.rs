@@ -88,7 +88,8 @@ impl LockInfo {
     }
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether process `pid` runs on this host (one of another user counts).
+pub fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
     // SAFETY: kill with signal 0 only checks whether the process exists.
     let rc = unsafe { libc::kill(pid, 0) };
@@ -146,7 +147,10 @@ fn conflicts(repo: &Repository, exclusive: bool, ours: Option<&str>) -> Result<V
             Ok(info) if info.is_stale() => {}
             Ok(info) if exclusive || info.exclusive => out.push(info.describe()),
             Ok(_) => {}
-            Err(e) => out.push(format!("unreadable lock {} ({e}; `rdbvault unlock --remove-all` removes it)", l.name)),
+            Err(e) => out.push(format!(
+                "unreadable lock {} ({e}; `rdbvault unlock --remove-all` removes it once no other rdbvault runs)",
+                display_name(FileKind::Lock, &l.name)
+            )),
         }
     }
     Ok(out)

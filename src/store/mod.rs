@@ -14,14 +14,17 @@ pub mod location;
 pub mod lock;
 #[cfg(any(feature = "s3", feature = "sftp"))]
 pub mod object;
+pub mod names;
+pub mod nofollow;
 pub mod prefetch;
 pub mod repository;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "sftp")]
 pub mod sftp;
+pub mod staged;
 
-pub use backend::{display_name, Backend, FileInfo, FileKind, StagedFile};
+pub use backend::{display_name, Backend, FileInfo, FileKind, Foreign, StagedFile, TempFile};
 pub use config::{ChunkerParams, Config};
 pub use keyfile::KeyFile;
 pub use local::LocalBackend;

@@ -83,7 +83,7 @@ impl Repository {
         let Some((master, key_name)) = opened else {
             if !damaged.is_empty() {
                 return Err(Error::Invalid(format!(
-                    "wrong password, or a damaged key file: {}",
+                    "wrong password, or a damaged key file: {} (`rdbvault check` names damaged key files; open with another password and `rdbvault key remove ID` removes one)",
                     damaged.join("; ")
                 )));
             }

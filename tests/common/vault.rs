@@ -154,11 +154,11 @@ impl Vault {
         text(&o)
     }
 
-    /// Writes `data` to a file in the temp dir and backs it up; returns the snapshot id.
+    /// Writes `data` (any bytes: `--raw`) to a file in the temp dir and backs it up; returns the snapshot id.
     pub fn backup_bytes(&self, name: &str, data: &[u8]) -> String {
         let file = self.dir.path().join(name);
         std::fs::write(&file, data).expect("write source");
-        self.backup(&file, &[]).0
+        self.backup(&file, &["--raw"]).0
     }
 
     /// Restores a snapshot to a fresh path; the bytes, or the error text (and no file left).
@@ -278,4 +278,11 @@ pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// Where a pack's header starts (its blobs lie before it): the pack ends with the header's length.
+pub fn pack_header_start(pack: &[u8]) -> usize {
+    let n = pack.len();
+    let hlen = u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
+    n - 4 - hlen
 }

@@ -91,7 +91,7 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Vec<AofFile>> {
         let (Some(name), Some(seq), Some(kind)) = (name, seq, kind) else {
             return Err(bad(format!("line {}: needs file, seq and type", lineno + 1)));
         };
-        if name.contains('/') || name.contains('\\') || name == ".." || name.starts_with('"') {
+        if name.contains('/') || name.contains('\\') || name == ".." || name == "." || name.starts_with('"') {
             return Err(bad(format!("line {}: unsafe file name {name:?}", lineno + 1)));
         }
         files.push(AofFile { name: name.to_string(), seq, kind, size: 0 });
@@ -169,7 +169,14 @@ where
         let path = dir.join(&f.name);
         let file = match File::open(&path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Attempt::Changed), // deleted by a rewrite
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A rewrite deletes old files only after replacing the manifest: if the manifest
+                // still names this file, it is missing, not rewritten away.
+                return match std::fs::read(manifest_path) {
+                    Ok(now) if now == before => Err(SourceError::AofMissingFile { manifest: manifest_path.to_path_buf(), name: f.name.clone() }),
+                    _ => Ok(Attempt::Changed),
+                };
+            }
             Err(source) => return Err(SourceError::File { path, source }),
         };
         let size = file.metadata().map_err(|source| SourceError::File { path: path.clone(), source })?.len();

@@ -1,5 +1,7 @@
 //! Ordinary command connection (the `redis` crate), sharing credentials and TLS with replication.
 
+use std::io;
+
 use redis::{ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo};
 
 use super::error::{Result, SourceError};
@@ -7,6 +9,10 @@ use super::transport::ConnectOptions;
 use super::url::RedisUrl;
 
 /// Open a `redis` crate connection to `url` with the same time-outs and TLS trust as the streams.
+///
+/// The crate only connects; the first exchange is ours (`AUTH` with a password, else `PING`),
+/// so each failure is named: no TCP connection, a peer that never answers (not Redis, or
+/// TLS to a plain port), a password that is missing or wrong.
 pub fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<redis::Connection> {
     let addr = url.addr();
     let conn_addr = if url.tls {
@@ -14,13 +20,7 @@ pub fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<redis::Connectio
     } else {
         ConnectionAddr::Tcp(url.host.clone(), url.port)
     };
-    let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
-    if let Some(u) = &url.username {
-        settings = settings.set_username(u);
-    }
-    if let Some(p) = &url.password {
-        settings = settings.set_password(p.expose());
-    }
+    let settings = RedisConnectionInfo::default().set_skip_set_lib_name();
     let info = conn_addr
         .into_connection_info()
         .map_err(|e| map_err(&addr, "connect", e))?
@@ -32,13 +32,39 @@ pub fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<redis::Connectio
         redis::Client::open(info)
     }
     .map_err(|e| map_err(&addr, "connect", e))?;
-    let con = client
-        .get_connection_with_timeout(opts.connect_timeout)
-        .map_err(|e| map_err(&addr, "connect", e))?;
+    let mut con = client.get_connection_with_timeout(opts.connect_timeout).map_err(|e| {
+        let source = if e.is_timeout() {
+            io::Error::new(io::ErrorKind::TimedOut, format!("no TCP connection within {:?}", opts.connect_timeout))
+        } else {
+            io::Error::other(e.to_string())
+        };
+        SourceError::Connect { addr: addr.clone(), source }
+    })?;
     con.set_read_timeout(Some(opts.read_timeout))
         .and_then(|_| con.set_write_timeout(Some(opts.read_timeout)))
         .map_err(|e| map_err(&addr, "connect", e))?;
-    Ok(con)
+    let (name, first) = match &url.password {
+        Some(p) => {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(u) = &url.username {
+                auth.arg(u);
+            }
+            auth.arg(p.expose());
+            ("AUTH", auth)
+        }
+        None => ("PING", redis::cmd("PING")),
+    };
+    match first.query::<redis::Value>(&mut con) {
+        Ok(_) => Ok(con),
+        Err(e) if e.is_timeout() => Err(SourceError::NoAnswer { addr, during: name.into(), after: opts.read_timeout }),
+        // Any other answer to PING (e.g. NOPERM for an ACL user without it) is from a Redis
+        // that lets us in.
+        Err(e) if url.password.is_none() && e.code().is_some_and(|c| c != "NOAUTH") => Ok(con),
+        Err(e) if url.tls && e.code().is_none() => {
+            Err(SourceError::Tls { addr, msg: format!("{name} failed: {e} (is the port a TLS port?)") })
+        }
+        Err(e) => Err(map_err(&addr, name, e)),
+    }
 }
 
 /// Run a command whose answer is a text (INFO, CLUSTER NODES, BGSAVE status).

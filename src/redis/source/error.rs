@@ -44,6 +44,17 @@ pub enum SourceError {
         /// The server's error reply.
         reply: String,
     },
+    /// The server needs a password and none was given (`NOAUTH`).
+    #[error(
+        "the server {addr} requires a password ({reply}): pass one in the URL (redis://:PASSWORD@host or \
+         redis://USER:PASSWORD@host), with --redis-password-file FILE or in REDISCLI_AUTH"
+    )]
+    AuthRequired {
+        /// host:port of the server.
+        addr: String,
+        /// The server's error reply.
+        reply: String,
+    },
     /// The ACL user lacks a permission the operation needs.
     #[error("permission denied at {addr} for {command}: {reply} (the ACL user needs this command)")]
     NoPermission {
@@ -98,6 +109,16 @@ pub enum SourceError {
         /// The configured limit.
         after: Duration,
     },
+    /// The TCP connection was made but nothing answered the first exchange.
+    #[error("connected to {addr} but the server did not answer {during} within {after:?} (is it a Redis server? TLS to a plain port?)")]
+    NoAnswer {
+        /// host:port of the server.
+        addr: String,
+        /// What went unanswered (`PING`, `AUTH`, the TLS handshake).
+        during: String,
+        /// The configured read time-out.
+        after: Duration,
+    },
     /// The connection ended before the RDB payload was complete.
     #[error("connection to {addr} dropped at byte {at} of {total}")]
     Truncated {
@@ -150,6 +171,17 @@ pub enum SourceError {
         /// What is wrong.
         msg: String,
     },
+    /// The manifest names a file that is not there (and no rewrite replaced the manifest).
+    #[error(
+        "the AOF manifest {manifest} names {name}, which is missing from {}: the AOF directory is incomplete \
+         (put the file back, or have Redis write a complete AOF with BGREWRITEAOF)", dir_of(.manifest)
+    )]
+    AofMissingFile {
+        /// Path of the manifest.
+        manifest: std::path::PathBuf,
+        /// The missing file's name, as the manifest gives it.
+        name: String,
+    },
     /// The AOF kept being rewritten while we read it.
     #[error("AOF in {dir} was rewritten during every one of {attempts} read attempts; try again when no BGREWRITEAOF is running")]
     AofUnstable {
@@ -176,6 +208,11 @@ pub enum SourceError {
     },
 }
 
+/// The directory a manifest is in, for messages.
+fn dir_of(manifest: &std::path::Path) -> String {
+    manifest.parent().map(|d| d.display().to_string()).unwrap_or_else(|| ".".into())
+}
+
 impl SourceError {
     /// Turn a server error line (without the leading '-') into the most specific variant.
     pub(crate) fn from_reply(addr: &str, command: &str, reply: &str) -> Self {
@@ -191,7 +228,8 @@ impl SourceError {
         } else if upper.starts_with("MASTERDOWN") {
             SourceError::MasterDown { addr, reply }
         } else if upper.starts_with("NOAUTH") {
-            SourceError::WrongPassword { addr, reply }
+            // Only ever the answer to a connection that did not authenticate: no password was given.
+            SourceError::AuthRequired { addr, reply }
         } else {
             SourceError::Server { addr, command: command.to_string(), reply }
         }

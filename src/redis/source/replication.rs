@@ -23,9 +23,10 @@ enum Payload {
 }
 
 /// The RDB of one master as a `Read`: Ok(0) only after the complete payload, an error on any early end.
-pub struct ReplicationStream {
+/// `T` is the byte pipe: a [`Transport`] in use, any `Read + Write` under test.
+pub struct ReplicationStream<T = Transport> {
     addr: String,
-    reader: BufReader<Transport>,
+    reader: BufReader<T>,
     read_timeout: Duration,
     payload: Payload,
     /// RDB bytes already read off the wire to learn the RDB version; handed out first.
@@ -37,7 +38,7 @@ pub struct ReplicationStream {
     rdb_version: Option<u32>,
 }
 
-impl std::fmt::Debug for ReplicationStream {
+impl<T: Read + Write> std::fmt::Debug for ReplicationStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplicationStream")
             .field("addr", &self.addr)
@@ -50,9 +51,16 @@ impl std::fmt::Debug for ReplicationStream {
 impl ReplicationStream {
     /// Connect, authenticate, ask for a full sync and wait until the payload starts.
     pub fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<Self> {
-        let addr = url.addr();
         let transport = Transport::connect(url, opts)?;
-        let mut s = Handshake { addr: addr.clone(), reader: BufReader::with_capacity(CHUNK, transport), timeout: opts.read_timeout };
+        ReplicationStream::over(url, transport, opts.read_timeout)
+    }
+}
+
+impl<T: Read + Write> ReplicationStream<T> {
+    /// The replication handshake and payload framing over an open pipe (the parser of the master's bytes).
+    pub fn over(url: &RedisUrl, pipe: T, read_timeout: Duration) -> Result<Self> {
+        let addr = url.addr();
+        let mut s = Handshake { addr: addr.clone(), reader: BufReader::with_capacity(CHUNK, pipe), timeout: read_timeout };
         if let Some(pw) = &url.password {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
             if let Some(u) = &url.username {
@@ -105,7 +113,7 @@ impl ReplicationStream {
         let mut stream = ReplicationStream {
             addr,
             reader: s.reader,
-            read_timeout: opts.read_timeout,
+            read_timeout,
             payload,
             prefix: Vec::new(),
             prefix_pos: 0,
@@ -224,7 +232,7 @@ impl ReplicationStream {
     }
 }
 
-impl Read for ReplicationStream {
+impl<T: Read + Write> Read for ReplicationStream<T> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {
             return Ok(0);
@@ -280,13 +288,13 @@ fn drop_or_io(addr: &str, during: &str, timeout: Duration, e: io::Error, at: u64
 }
 
 /// Connection state before the payload: line-oriented RESP.
-struct Handshake {
+struct Handshake<T> {
     addr: String,
-    reader: BufReader<Transport>,
+    reader: BufReader<T>,
     timeout: Duration,
 }
 
-impl Handshake {
+impl<T: Read + Write> Handshake<T> {
     fn send(&mut self, args: &[&[u8]]) -> Result<()> {
         let mut out = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {

@@ -107,7 +107,7 @@ impl Transport {
                 .complete_io(&mut stream.sock)
                 .map_err(|e| match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                        SourceError::io(&addr, "TLS handshake", opts.read_timeout, e)
+                        SourceError::NoAnswer { addr: addr.clone(), during: "the TLS handshake".into(), after: opts.read_timeout }
                     }
                     _ => SourceError::Tls { addr: addr.clone(), msg: e.to_string() },
                 })?;
