@@ -20,6 +20,29 @@ fn every_command_works_on_s3() {
 }
 
 #[test]
+fn foreign_objects_in_the_bucket_are_never_listed_or_deleted() {
+    let moto = Moto::start(false);
+    moto.create_bucket("backups");
+    let v = Vault::init_remote(&url(moto.port, "backups"), Moto::env(), None);
+    let rdb = v.dir.path().join("x.rdb");
+    std::fs::write(&rdb, common::vault::random_data(3, 50_000)).expect("input");
+    v.ok(&["backup", "--raw", rdb.to_str().expect("utf-8")]);
+    let foreign = ["/backups/redis/prod/locks/README", "/backups/redis/prod/data/ab/notes.txt", "/backups/redis/prod/index/x"];
+    for path in foreign {
+        assert!(moto.http("PUT", path, b"not ours").contains("200"), "put {path}");
+        let got = moto.http("GET", path, b"");
+        assert!(got.contains("200"), "get {path} right after the put: {got}");
+    }
+    v.ok(&["unlock", "--remove-all"]);
+    v.ok(&["prune", "--max-unused", "0%"]);
+    v.ok(&["forget", "--keep-last", "1"]);
+    v.check_passes(&["--read-data"]);
+    for path in foreign {
+        assert!(moto.http("GET", path, b"").contains("200"), "{path} was deleted");
+    }
+}
+
+#[test]
 fn s3_errors_are_one_clear_line_without_secrets() {
     let moto = Moto::start(false);
     let dir = tempfile::tempdir().unwrap();

@@ -224,6 +224,11 @@ impl Backend for ObjectBackend {
                 continue;
             }
             let name = entry.name().to_string();
+            // Only the repository's own names, in their own place: a foreign object is never
+            // listed, so no command reads or deletes it.
+            if !super::names::is_valid(kind, &name) || entry.path() != Self::path(kind, &name) {
+                continue;
+            }
             let size = match entry.metadata().content_length() {
                 0 => self.size(kind, &name)?,
                 n => n,
@@ -256,6 +261,7 @@ impl Backend for ObjectBackend {
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+        super::names::check(kind, name)?;
         match self.with(|op| op.delete(&Self::path(kind, name))) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),

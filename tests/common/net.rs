@@ -57,6 +57,18 @@ impl Moto {
         assert!(reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"), "create bucket: {reply}");
     }
 
+    /// Sends one unsigned HTTP request (moto without `auth` takes it; objects are put
+    /// public-read so an unsigned GET may read them back); returns the status line.
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nx-amz-acl: public-read\r\nConnection: close\r\n\r\n", self.port, body.len())
+            .expect("send request");
+        s.write_all(body).expect("send body");
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        reply.lines().next().unwrap_or("").to_string()
+    }
+
     /// Credentials moto accepts (it does not check them unless started with `auth`).
     pub fn env() -> Vec<(String, String)> {
         [("AWS_ACCESS_KEY_ID", "rdbvault-test"), ("AWS_SECRET_ACCESS_KEY", "not-a-secret-Zq9"), ("AWS_REGION", "us-east-1")]
