@@ -178,10 +178,6 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().chars().take(300).collect()
 }
 
-fn is_temp_name(path: &str) -> bool {
-    path.rsplit('/').next().is_some_and(|n| n.starts_with('.'))
-}
-
 impl Backend for ObjectBackend {
     fn location(&self) -> String {
         self.url.clone()
@@ -220,12 +216,12 @@ impl Backend for ObjectBackend {
         };
         let mut out = Vec::new();
         for entry in entries {
-            if !entry.metadata().is_file() || is_temp_name(entry.path()) {
+            if !entry.metadata().is_file() {
                 continue;
             }
             let name = entry.name().to_string();
-            // Only the repository's own names, in their own place: a foreign object is never
-            // listed, so no command reads or deletes it.
+            // Only the repository's own names, in their own place: a foreign object or a
+            // staged temp name is never listed, so no command reads or deletes it.
             if !super::names::is_valid(kind, &name) || entry.path() != Self::path(kind, &name) {
                 continue;
             }
