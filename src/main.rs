@@ -23,6 +23,9 @@ fn main() -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         // Like `grep | head`: the reader has all it wanted, so this is a success.
         Ok(Err(e)) if stdout_closed(&e) => ExitCode::SUCCESS,
+        Ok(Err(e)) if e.downcast_ref::<cli::Status>().is_some() => {
+            ExitCode::from(e.downcast_ref::<cli::Status>().map_or(1, |s| s.0))
+        }
         Ok(Err(e)) => {
             eprintln!("error: {}", cli::describe(&e));
             ExitCode::from(cli::exit_code(&e))

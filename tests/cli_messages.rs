@@ -167,7 +167,7 @@ fn a_key_whose_ttl_passed_is_named_not_reported_as_unmatched() {
     assert_eq!(srv.cmd::<i64>(&["DBSIZE"]), 0);
 
     let out = vault.ok(&["restore", &snap, "--to", &srv.url(), "--all"]);
-    assert!(out.contains("restored 2 keys into") && out.contains("skipped 1 keys whose TTL had passed"), "{out}");
+    assert!(out.contains("restored 2 keys into") && out.contains("skipped 1 key whose TTL had passed"), "{out}");
 }
 
 #[test]

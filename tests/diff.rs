@@ -7,11 +7,13 @@ use std::collections::BTreeSet;
 use common::dataset::{backup_now, json_bytes, Backed};
 use serde_json::Value as Json;
 
-/// `(db, key)` pairs of one list of `diff --json`.
-fn set(v: &Json) -> BTreeSet<(u64, String)> {
-    v.as_array()
+/// `(db, key)` pairs of the changes of one kind (`added`, `removed`, `changed`) of `diff --json`.
+fn set(d: &Json, kind: &str) -> BTreeSet<(u64, String)> {
+    d["changes"]
+        .as_array()
         .expect("array")
         .iter()
+        .filter(|c| c["change"] == kind)
         .map(|c| (c["db"].as_u64().unwrap(), String::from_utf8_lossy(&json_bytes(&c["key"])).into_owned()))
         .collect()
 }
@@ -44,10 +46,10 @@ fn diff_reports_exactly_the_changed_keys() {
     let after = backup_now(&b.srv, &b.vault);
 
     let d = b.vault.json(&["diff", &b.snap, &after]);
-    assert_eq!(set(&d["added"]), pairs(&[(0, "new:key"), (3, "user:5")]));
-    assert_eq!(set(&d["removed"]), pairs(&[(0, "list:small"), (1, "user:5")]));
+    assert_eq!(set(&d, "added"), pairs(&[(0, "new:key"), (3, "user:5")]));
+    assert_eq!(set(&d, "removed"), pairs(&[(0, "list:small"), (1, "user:5")]));
     assert_eq!(
-        set(&d["changed"]),
+        set(&d, "changed"),
         pairs(&[(0, "str:short"), (0, "str:int"), (0, "hash:big"), (0, "stream:s"), (1, "user:4")])
     );
     let total: u64 = common::dataset::keyspace(&mut c).values().map(|(k, _)| k).sum();
@@ -55,16 +57,16 @@ fn diff_reports_exactly_the_changed_keys() {
 
     // --keys and --db narrow the comparison.
     let d = b.vault.json(&["diff", &b.snap, &after, "--keys", "user:*"]);
-    assert_eq!(set(&d["added"]), pairs(&[(3, "user:5")]));
-    assert_eq!(set(&d["removed"]), pairs(&[(1, "user:5")]));
-    assert_eq!(set(&d["changed"]), pairs(&[(1, "user:4")]));
+    assert_eq!(set(&d, "added"), pairs(&[(3, "user:5")]));
+    assert_eq!(set(&d, "removed"), pairs(&[(1, "user:5")]));
+    assert_eq!(set(&d, "changed"), pairs(&[(1, "user:4")]));
     let d = b.vault.json(&["diff", &b.snap, &after, "--db", "0", "--keys", "str:*"]);
-    assert_eq!(set(&d["changed"]), pairs(&[(0, "str:short"), (0, "str:int")]));
+    assert_eq!(set(&d, "changed"), pairs(&[(0, "str:short"), (0, "str:int")]));
     assert_eq!(d["counts"]["added"], 0);
 
     // Text output: one line per key, then the counts.
     let text = b.vault.ok(&["diff", &b.snap, &after, "--keys", "user:*"]);
     let lines: Vec<&str> = text.lines().collect();
-    // Added and changed in the order of the newer snapshot (db 1 before db 3), removed last.
-    assert_eq!(lines, ["~ 1 user:4", "+ 3 user:5", "- 1 user:5", "1 added, 1 removed, 1 changed, 59 unchanged"]);
+    // Sorted by db and key, each change saying what changed.
+    assert_eq!(lines, ["~ 1 user:4  value", "- 1 user:5", "+ 3 user:5", "1 added, 1 removed, 1 changed, 59 unchanged"]);
 }

@@ -76,6 +76,7 @@ fn snapshot(full: bool) -> Snapshot {
             keys_per_db: [(0, 12), (1, 1)].into_iter().collect(),
             keys: Some(13),
             keys_with_ttl: Some(1),
+            file: None,
             rdb_error: None,
         }),
         files: vec![SnapshotFile { name: "dump.rdb".into(), size: 481, blake3: "ab".repeat(32), chunks: 2, lists: vec![id(9).to_hex()] }],

@@ -129,6 +129,7 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
         }
         Target::Aof(dir) => live::backup_aof(&repo, &dir, &live_opts, &opts).map_err(anyhow::Error::from),
         Target::Server(url) if a.cluster => {
+            waiting(&opts, "finding the cluster's masters");
             let result = live::backup_cluster(&repo, &url, &live_opts, &opts, |id, snap| {
                 if let Some(pb) = &opts.progress {
                     pb.suspend(|| report_shard(g, id, snap));
@@ -148,6 +149,10 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
                 (LiveMode::Bgsave, None) => bail!("--mode bgsave needs --rdb-path"),
                 (LiveMode::Replication, _) => live::Mode::Replication,
             };
+            waiting(&opts, match mode {
+                live::Mode::Replication => "waiting for the server to fork and send its RDB",
+                live::Mode::Bgsave { .. } => "waiting for the server's BGSAVE to finish",
+            });
             live::backup_server(&repo, &url, &mode, &live_opts, &opts).map_err(anyhow::Error::from)
         }
     };
@@ -156,6 +161,14 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
     }
     let (id, snap) = result?;
     report(g, &id, &snap)
+}
+
+/// Says on the progress bar what a live backup waits for until the first bytes arrive.
+fn waiting(opts: &BackupOptions, what: &str) {
+    if let Some(pb) = &opts.progress {
+        pb.set_message(what.to_string());
+        pb.enable_steady_tick(Duration::from_millis(200));
+    }
 }
 
 /// Decides what to back up and rejects flags that do not fit it.
@@ -249,11 +262,22 @@ fn report_group(g: &Global, group: &str, snaps: &[(Id, Snapshot)]) -> anyhow::Re
     Ok(())
 }
 
+/// How a live server's RDB was obtained (`None` for files, stdin and AOF directories).
+fn mode(kind: &str) -> Option<&'static str> {
+    match kind {
+        "redis" | "cluster-shard" => Some("replication"),
+        "bgsave" => Some("bgsave"),
+        _ => None,
+    }
+}
+
 fn snapshot_json(id: &Id, snap: &Snapshot) -> serde_json::Value {
     serde_json::json!({
         "snapshot_id": id.to_hex(),
         "group": snap.group,
         "source": snap.source,
+        "mode": mode(&snap.source.kind),
+        "redis": snap.redis,
         "files": snap.files.iter().map(|f| serde_json::json!({"name": f.name, "size": f.size, "blake3": f.blake3})).collect::<Vec<_>>(),
         "summary": snap.summary,
     })
@@ -272,22 +296,25 @@ pub fn report(g: &Global, id: &Id, snap: &Snapshot) -> anyhow::Result<()> {
         return Ok(());
     }
     let secs = s.duration_ms as f64 / 1000.0;
-    let rate = if secs > 0.0 { s.bytes_processed as f64 / secs } else { 0.0 };
+    // A rate over less than a second says more about start-up than about throughput.
+    let rate = if secs >= 1.0 { format!(" ({}/s)", output::bytes((s.bytes_processed as f64 / secs) as u64)) } else { String::new() };
     let names: Vec<&str> = snap.files.iter().map(|f| f.name.as_str()).collect();
     println!("snapshot {} saved", id.short());
     println!("  source:    {}:{}", snap.source.kind, snap.source.name);
     println!("  files:     {} ({})", snap.files.len(), names.join(", "));
-    println!("  processed: {} in {secs:.2} s ({}/s)", output::bytes(s.bytes_processed), output::bytes(rate as u64));
+    println!("  processed: {} in {secs:.2} s{rate}", output::bytes(s.bytes_processed));
     println!("  chunks:    {} ({} new, {} of new data)", s.chunks, s.new_chunks, output::bytes(s.new_raw_bytes));
     println!("  added:     {} to the repository", output::bytes(s.bytes_added));
-    if let Some(r) = snap.redis.as_ref().filter(|r| r.rdb_error.is_none()) {
+    if let Some(r) = snap.redis.as_ref().filter(|r| r.rdb_error.is_none() && r.rdb_version.is_some()) {
         let dbs: Vec<String> = r.keys_per_db.iter().map(|(db, n)| format!("db{db}={n}")).collect();
+        let keys = r.keys.or_else(|| (!r.keys_per_db.is_empty()).then(|| r.keys_per_db.values().sum()));
+        let keys = keys.map_or_else(|| "keys not counted".to_string(), |n| output::count(n, "key", "keys"));
+        let dbs = if dbs.is_empty() { String::new() } else { format!(" ({})", dbs.join(" ")) };
+        let of = r.file.as_ref().map(|f| format!(" in the base file {f}; its incremental files are not counted")).unwrap_or_default();
         println!(
-            "  redis:     RDB v{} from Redis {}, {} keys ({})",
+            "  redis:     RDB v{} from Redis {}, {keys}{dbs}{of}",
             r.rdb_version.unwrap_or(0),
             r.redis_version.as_deref().unwrap_or("?"),
-            r.keys.or_else(|| (!r.keys_per_db.is_empty()).then(|| r.keys_per_db.values().sum())).unwrap_or(0),
-            dbs.join(" ")
         );
     }
     Ok(())

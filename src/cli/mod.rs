@@ -283,14 +283,36 @@ pub fn describe(e: &anyhow::Error) -> String {
     s
 }
 
-/// Exit codes: 1 for errors, 3 for a wrong password, 10 for a missing repository.
+/// Exit codes: 1 for errors (2 once [`errors_exit_above_1`]), 3 for a wrong password,
+/// 10 for a missing repository.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<rdbvault::Error>() {
         Some(rdbvault::Error::WrongPassword(_)) => 3,
         Some(rdbvault::Error::NotARepository(_)) => 10,
+        _ if ERRORS_ABOVE_1.load(std::sync::atomic::Ordering::Relaxed) => 2,
         _ => 1,
     }
 }
+
+/// Set by a command whose status 1 means a result (`diff --exit-code`), not an error.
+static ERRORS_ABOVE_1: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes errors exit with 2 or more, so status 1 is left to the command's own result.
+fn errors_exit_above_1() {
+    ERRORS_ABOVE_1.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A result reported only by the exit status (`diff --exit-code` found differences).
+#[derive(Debug)]
+pub struct Status(pub u8);
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Status {}
 
 #[cfg(test)]
 mod tests {

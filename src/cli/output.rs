@@ -66,3 +66,29 @@ pub fn csv_field(s: &str) -> String {
         s.to_string()
     }
 }
+
+/// `1 key`, `2 keys`: a count and its noun, singular for one.
+pub fn count(n: u64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+/// A Unix time in milliseconds as RFC 3339 UTC with milliseconds, as snapshots record times.
+pub fn time_ms(ms: u64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| format!("{ms} ms after the epoch"))
+}
+
+/// A span of milliseconds in its two largest units: `2d3h`, `1h5m`, `4m0s`, `12s`, `250ms`.
+pub fn span_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+    }
+}

@@ -164,6 +164,7 @@ fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
 }
 
 fn print_load(addr: &str, r: &LoadReport) {
+    let keys = |n: u64| output::count(n, "key", "keys");
     if r.restored == 0 && r.skipped_existing == 0 {
         match r.skipped_expired {
             0 => println!("no keys to restore into {addr}: none matched"),
@@ -173,22 +174,26 @@ fn print_load(addr: &str, r: &LoadReport) {
         return;
     }
     let per_db = r.per_db.iter().map(|(db, n)| format!("db {db}: {n}")).collect::<Vec<_>>().join(", ");
+    let names = |l: &[rdbvault::redis::keyscan::KeyRef]| l.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
     if r.dry_run {
-        println!("would restore {} keys into {addr} ({per_db}), RDB version {}", r.restored, r.rdb_version);
-        println!("first keys: {}", r.first_keys.join(", "));
+        println!("would restore {} into {addr} ({per_db}), RDB version {}", keys(r.restored), r.rdb_version);
+        println!("first keys: {}", names(&r.first_keys));
         if r.conflicts > 0 {
-            println!("{} of them already exist (use --replace): {}", r.conflicts, r.conflict_keys.join(", "));
+            println!("{} of them already exist (use --replace): {}", r.conflicts, names(&r.conflict_keys));
         }
     } else {
         let secs = r.duration_ms as f64 / 1000.0;
-        let rate = if secs > 0.0 { r.restored as f64 / secs } else { 0.0 };
-        println!("restored {} keys into {addr} ({per_db}) in {secs:.2} s, {rate:.0} keys/s", r.restored);
+        // A rate says something only over a second or more and more than one key.
+        let rate = if secs >= 1.0 && r.restored > 1 { format!(", {:.0} keys/s", r.restored as f64 / secs) } else { String::new() };
+        println!("restored {} into {addr} ({per_db}) in {secs:.2} s{rate}", keys(r.restored));
     }
     if r.skipped_existing > 0 {
-        println!("skipped {} keys that already exist on {addr} (--skip-existing)", r.skipped_existing);
+        println!("skipped {} that already exist on {addr} (--skip-existing)", keys(r.skipped_existing));
     }
-    if r.skipped_expired > 0 {
-        println!("skipped {} keys whose TTL had passed", r.skipped_expired);
+    match r.skipped_expired {
+        0 => {}
+        1 => println!("skipped 1 key whose TTL had passed"),
+        n => println!("skipped {n} keys whose TTLs had passed"),
     }
 }
 

@@ -64,6 +64,7 @@ fn parse(mut reader: ChunkReader, strict: bool) -> Parsed {
         keys_per_db,
         keys: Some(s.keys),
         keys_with_ttl: Some(s.keys_with_ttl),
+        file: None,
         rdb_error: None,
     })
 }

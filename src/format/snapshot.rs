@@ -53,6 +53,10 @@ pub struct RedisFacts {
     /// Keys with a TTL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_with_ttl: Option<u64>,
+    /// The file these facts were read from when the snapshot holds several: an AOF
+    /// directory's base RDB (keys written by its incremental files are not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Why the RDB did not parse or its checksum failed (it was stored anyway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdb_error: Option<String>,

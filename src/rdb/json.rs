@@ -1,20 +1,18 @@
 //! JSON rendering of records for `rdbvault inspect --json`; binary-safe.
 //!
-//! Byte strings that are valid UTF-8 become JSON strings; anything else becomes
-//! `{"hex": "<lowercase hex>"}` so the consumer can tell the two apart. Non-finite scores are
-//! rendered as the strings `"inf"`, `"-inf"` and `"nan"`.
+//! Byte strings are always JSON strings, escaped as redis-cli escapes them ([`escape`]):
+//! one shape per field, and printable UTF-8 without a backslash comes through unchanged.
+//! Non-finite scores are rendered as the strings `"inf"`, `"-inf"` and `"nan"`.
 
 use serde_json::{json, Map, Value as Json};
 
+use super::escape::escape;
 use super::value::{Stream, StreamId, Value};
 use super::Record;
 
-/// Renders bytes as a JSON string when UTF-8, else as `{"hex": "..."}`.
+/// Renders bytes as a JSON string, escaped as redis-cli escapes them.
 pub fn bytes_to_json(b: &[u8]) -> Json {
-    match std::str::from_utf8(b) {
-        Ok(s) => Json::String(s.to_string()),
-        Err(_) => json!({ "hex": hex::encode(b) }),
-    }
+    Json::String(escape(b))
 }
 
 fn score(f: f64) -> Json {
@@ -121,12 +119,12 @@ mod tests {
     #[test]
     fn binary_safe() {
         assert_eq!(bytes_to_json(b"caf\xc3\xa9"), json!("café"));
-        assert_eq!(bytes_to_json(b"\xff\x00"), json!({"hex": "ff00"}));
+        assert_eq!(bytes_to_json(b"\xff\x00"), json!("\\xff\\x00"));
         assert_eq!(score(f64::NEG_INFINITY), json!("-inf"));
         let v = Value::Hash(vec![(b"f".to_vec(), b"\x80".to_vec(), Some(5))]);
         assert_eq!(
             value_to_json(&v),
-            json!([{"field": "f", "value": {"hex": "80"}, "expire_ms": 5}])
+            json!([{"field": "f", "value": "\\x80", "expire_ms": 5}])
         );
     }
 }

@@ -8,6 +8,7 @@
 mod blob;
 mod crc64;
 mod error;
+mod escape;
 mod intset;
 mod json;
 mod listpack;
@@ -26,6 +27,7 @@ use std::io::Read;
 
 pub use crc64::crc64;
 pub use error::{RdbError, Result};
+pub use escape::{escape, quoted, unescape};
 pub use json::{bytes_to_json, record_to_json, value_to_json};
 pub use memory::approx_memory;
 pub use object::{encoding_of, kind_of, module_type_name};

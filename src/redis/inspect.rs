@@ -7,41 +7,67 @@ use std::io::Write;
 use serde_json::{json, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::redis::keyscan::{rdb_file, scan_snapshot, KeyFilter};
+use crate::redis::keyscan::{scan_file, KeyFilter};
 use crate::rdb::{approx_memory, bytes_to_json, record_to_json, summarize, ReadOptions, Record, Summary};
 use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
-use crate::format::snapshot::Snapshot;
+use crate::format::snapshot::{Snapshot, SnapshotFile};
 
 /// Milliseconds since the Unix epoch, the clock RDB expiry times use.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// When the snapshot was taken, in Unix milliseconds (now if its time does not parse):
+/// TTLs are reported relative to it, as they were when the data was backed up.
+pub fn snapshot_time_ms(snap: &Snapshot) -> u64 {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(&snap.time, &Rfc3339)
+        .ok()
+        .and_then(|t| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+        .unwrap_or_else(now_ms)
+}
+
 /// Version, aux fields, key counts per db, type and encoding, sizes, functions and modules.
-pub fn summary(blobs: &Blobs<'_>, snap: &Snapshot) -> Result<Summary> {
-    let file = rdb_file(snap)?;
+pub fn summary(blobs: &Blobs<'_>, file: &SnapshotFile) -> Result<Summary> {
     with_reader(blobs, file, &RestoreOptions::default(), |r| summarize(r).map_err(|e| Error::rdb(&file.name, e)))
 }
 
-/// One key as a JSON object: [`record_to_json`] plus `expire_at_ms` and `ttl_ms`
-/// (milliseconds left at `now`, `null` without a TTL, negative once expired).
-pub fn key_json(rec: &Record, now: u64) -> Json {
-    let mut v = record_to_json(rec);
+/// The summary as JSON, with the 64-bit checksum as a hex string (JSON numbers lose
+/// precision above 2^53 in most readers).
+pub fn summary_json(s: &Summary) -> Json {
+    let mut v = serde_json::to_value(s).unwrap_or(Json::Null);
     if let Json::Object(o) = &mut v {
-        o.insert("expire_at_ms".into(), json!(rec.expire_ms));
-        o.insert("ttl_ms".into(), json!(rec.expire_ms.map(|at| at as i64 - now as i64)));
+        o.insert("checksum".into(), json!(s.checksum.map(|c| format!("{c:016x}"))));
     }
     v
 }
 
-/// Writes one JSON line per key that passes `filter` (JSONL); returns the number of keys.
-pub fn write_key_lines(blobs: &Blobs<'_>, snap: &Snapshot, filter: &KeyFilter, out: &mut dyn Write) -> Result<u64> {
-    let now = now_ms();
+/// One key as a JSON object: [`record_to_json`] with its expiry once, as `expire_at_ms`
+/// (absolute, `null` without a TTL) and `ttl_ms` (left at `at_ms`, the snapshot's
+/// time; negative when the key had expired by then).
+pub fn key_json(rec: &Record, at_ms: u64) -> Json {
+    let mut v = record_to_json(rec);
+    if let Json::Object(o) = &mut v {
+        o.remove("expire_ms");
+        o.insert("expire_at_ms".into(), json!(rec.expire_ms));
+        o.insert("ttl_ms".into(), json!(ttl_ms(rec, at_ms)));
+    }
+    v
+}
+
+/// Milliseconds the key had left at `at_ms` (negative once expired); `None` without a TTL.
+pub fn ttl_ms(rec: &Record, at_ms: u64) -> Option<i64> {
+    rec.expire_ms.map(|at| at as i64 - at_ms as i64)
+}
+
+/// Writes one JSON line per key of `file` that passes `filter` (JSONL), TTLs relative to
+/// `at_ms`; returns the number of keys.
+pub fn write_key_lines(blobs: &Blobs<'_>, file: &SnapshotFile, at_ms: u64, filter: &KeyFilter, out: &mut dyn Write) -> Result<u64> {
     let mut n = 0u64;
     let opts = ReadOptions { capture_raw: false, ..ReadOptions::default() };
-    scan_snapshot(blobs, snap, opts, filter, |_, rec| {
+    scan_file(blobs, file, opts, filter, |_, rec| {
         n += 1;
-        let line = key_json(&rec, now);
+        let line = key_json(&rec, at_ms);
         serde_json::to_writer(&mut *out, &line)
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n"))
@@ -122,11 +148,11 @@ pub fn key_prefix(key: &[u8]) -> String {
 /// Ranks keys by estimated memory and groups it by prefix and type.
 ///
 /// Memory: the `top` largest keys plus one bucket per distinct prefix and type.
-pub fn memory_report(blobs: &Blobs<'_>, snap: &Snapshot, filter: &KeyFilter, top: usize) -> Result<MemoryReport> {
+pub fn memory_report(blobs: &Blobs<'_>, file: &SnapshotFile, filter: &KeyFilter, top: usize) -> Result<MemoryReport> {
     let mut r = MemoryReport::default();
     let opts = ReadOptions { capture_raw: false, ..ReadOptions::default() };
     let by_size = |a: &KeyMemory, b: &KeyMemory| b.bytes.cmp(&a.bytes).then_with(|| (a.db, &a.key).cmp(&(b.db, &b.key)));
-    scan_snapshot::<Error>(blobs, snap, opts, filter, |_, rec| {
+    scan_file::<Error>(blobs, file, opts, filter, |_, rec| {
         let bytes = approx_memory(&rec);
         r.total.add(bytes);
         r.by_prefix.entry(key_prefix(&rec.key)).or_default().add(bytes);

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use crate::error::{Error, Result};
 use crate::redis::glob::Glob;
-use crate::rdb::{Item, RdbReader, ReadOptions, Record, ValueKind};
+use crate::rdb::{escape, quoted, Item, RdbReader, ReadOptions, Record, ValueKind};
 use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
 use crate::format::snapshot::{Snapshot, SnapshotFile};
 
@@ -63,6 +63,44 @@ pub fn rdb_file(snap: &Snapshot) -> Result<&SnapshotFile> {
     }
 }
 
+/// The file of `snap` named `name`, or without a name the one that holds the RDB ([`rdb_file`]).
+pub fn pick_file<'a>(snap: &'a Snapshot, name: Option<&str>) -> Result<&'a SnapshotFile> {
+    let Some(name) = name else { return rdb_file(snap) };
+    snap.files.iter().find(|f| f.name == name).ok_or_else(|| {
+        let names: Vec<&str> = snap.files.iter().map(|f| f.name.as_str()).collect();
+        Error::Invalid(format!("the snapshot holds no file named {name:?}; its files are: {}", names.join(", ")))
+    })
+}
+
+/// The files of `snap` a reader of `file` leaves out (empty when `file` is the whole snapshot).
+pub fn files_not_read<'a>(snap: &'a Snapshot, file: &SnapshotFile) -> Vec<&'a str> {
+    snap.files.iter().filter(|f| f.name != file.name).map(|f| f.name.as_str()).collect()
+}
+
+/// A key and its database, named alike in every report: `{"db":N,"key":"..."}` in JSON
+/// (the key [`escape`]d), `N:key` in text (the key [`quoted`] when it needs it).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyRef {
+    pub db: u64,
+    pub key: Vec<u8>,
+}
+
+impl serde::Serialize for KeyRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("KeyRef", 2)?;
+        st.serialize_field("db", &self.db)?;
+        st.serialize_field("key", &escape(&self.key))?;
+        st.end()
+    }
+}
+
+impl std::fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.db, quoted(&self.key))
+    }
+}
+
 /// Calls `each` with the RDB version and every record of `r` that passes `filter`;
 /// returns the RDB version. `what` names the stream in errors.
 pub fn scan<E: From<Error>>(
@@ -92,7 +130,17 @@ pub fn scan_snapshot<E: From<Error>>(
     filter: &KeyFilter,
     each: impl FnMut(u16, Record) -> std::result::Result<(), E>,
 ) -> std::result::Result<u16, E> {
-    let file = rdb_file(snap)?;
+    scan_file(blobs, rdb_file(snap)?, opts, filter, each)
+}
+
+/// [`scan`] over one file of a snapshot, streamed from the repository.
+pub fn scan_file<E: From<Error>>(
+    blobs: &Blobs<'_>,
+    file: &SnapshotFile,
+    opts: ReadOptions,
+    filter: &KeyFilter,
+    each: impl FnMut(u16, Record) -> std::result::Result<(), E>,
+) -> std::result::Result<u16, E> {
     with_reader(blobs, file, &RestoreOptions::default(), |r| scan(r, &file.name, opts, filter, each))
 }
 
@@ -115,5 +163,12 @@ mod tests {
         assert!(!f.matches_key(0, b"user:7"));
         assert!(!f.matches_key(1, b"order:7"));
         assert!(KeyFilter::default().matches_key(9, b"x"));
+    }
+
+    #[test]
+    fn key_refs_name_keys_alike() {
+        let k = KeyRef { db: 3, key: b"a b\xff".to_vec() };
+        assert_eq!(k.to_string(), "3:\"a b\\xff\"");
+        assert_eq!(serde_json::to_value(&k).unwrap(), serde_json::json!({"db": 3, "key": "a b\\xff"}));
     }
 }

@@ -117,9 +117,13 @@ fn complete(snap: &mut Snapshot, info: &SourceInfo) {
     snap.source = describe(info);
     let from_info = facts(info);
     let parsed = snap.redis.take();
-    // An AOF's base RDB predates its incremental files: only its version is current.
-    let parsed = match info.kind {
-        SourceKind::Aof => parsed.map(|p| RedisFacts { rdb_version: p.rdb_version, ..from_info.clone() }),
+    // An AOF's facts are its base RDB's (the incremental files after it are commands):
+    // they name the base, so no one takes them for the whole directory's.
+    let parsed = match (info.kind, &info.aof) {
+        (SourceKind::Aof, Some(m)) => {
+            let base = m.files.iter().find(|f| f.kind == aof::AofFileKind::Base).map(|f| f.name.clone());
+            parsed.map(|p| RedisFacts { file: base, ..p })
+        }
         _ => parsed,
     };
     snap.redis = Some(match parsed {
@@ -155,6 +159,9 @@ pub fn backup_server(
     bopts: &BackupOptions,
 ) -> Result<(Id, Snapshot)> {
     let (info, inputs) = open_server(url, mode, opts)?;
+    if let Some(pb) = &bopts.progress {
+        pb.set_message("backup");
+    }
     let stored = backup::run_with(repo, inputs, bopts, |snap| {
         complete(snap, &info);
         Ok(())

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::redis::inspect::now_ms;
-use crate::redis::keyscan::{scan_snapshot, KeyFilter};
+use crate::redis::keyscan::{scan_snapshot, KeyFilter, KeyRef};
 use crate::rdb::{ReadOptions, Record};
 use crate::engine::restore::Blobs;
 use crate::format::snapshot::Snapshot;
@@ -124,20 +124,20 @@ pub struct LoadReport {
     pub skipped_existing: u64,
     /// Keys restored per db.
     pub per_db: BTreeMap<u64, u64>,
-    /// The first keys, as `db:key` (lossy UTF-8).
-    pub first_keys: Vec<String>,
+    /// The first keys.
+    pub first_keys: Vec<KeyRef>,
     /// Keys that exist on the target (checked without `--replace`).
     pub conflicts: u64,
     /// The first of them.
-    pub conflict_keys: Vec<String>,
+    pub conflict_keys: Vec<KeyRef>,
     /// Bytes of RESTORE payloads sent.
     pub payload_bytes: u64,
     pub duration_ms: u64,
 }
 
-/// How a key is named in messages: `db:key`, lossy UTF-8.
+/// How a key is named in messages: `db:key`, escaped as redis-cli escapes keys.
 fn key_name(db: u64, key: &[u8]) -> String {
-    format!("{db}:{}", String::from_utf8_lossy(key))
+    KeyRef { db, key: key.to_vec() }.to_string()
 }
 
 /// Loads the keys of `snap` that pass the filter into the server behind `con`.
@@ -151,12 +151,19 @@ pub fn load(
     let started = std::time::Instant::now();
     let mut report = LoadReport { dry_run: opts.dry_run, ..LoadReport::default() };
     if opts.dry_run || !(opts.replace || opts.skip_existing) {
+        if let Some(pb) = &opts.progress {
+            pb.set_message("checking for existing keys");
+        }
         check(blobs, snap, con, addr, opts, &mut report)?;
         if report.conflicts > 0 && !opts.dry_run {
-            return Err(LoadError::Conflicts { addr: addr.into(), count: report.conflicts, keys: report.conflict_keys });
+            let keys = report.conflict_keys.iter().map(KeyRef::to_string).collect();
+            return Err(LoadError::Conflicts { addr: addr.into(), count: report.conflicts, keys });
         }
     }
     if !opts.dry_run {
+        if let Some(pb) = &opts.progress {
+            pb.set_message("restoring keys");
+        }
         report.skipped_expired = 0;
         let mut batch = Batch::new(addr, opts);
         let mut first = true;
@@ -216,7 +223,7 @@ fn check(
             for (db, key) in existing(con, addr, pending)? {
                 report.conflicts += 1;
                 if report.conflict_keys.len() < SHOWN_CONFLICTS {
-                    report.conflict_keys.push(key_name(db, &key));
+                    report.conflict_keys.push(KeyRef { db, key });
                 }
             }
         }
@@ -231,7 +238,7 @@ fn check(
         report.restored += 1;
         *report.per_db.entry(rec.db).or_default() += 1;
         if report.first_keys.len() < opts.sample {
-            report.first_keys.push(key_name(rec.db, &rec.key));
+            report.first_keys.push(KeyRef { db: rec.db, key: rec.key.clone() });
         }
         pending.push((rec.db, rec.key));
         if pending.len() >= opts.batch_keys {

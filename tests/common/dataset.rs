@@ -253,10 +253,7 @@ pub fn keys_of(c: &mut RespConn, db: u64) -> Vec<Vec<u8>> {
     keys
 }
 
-/// Bytes of a JSON string, or of `{"hex": ...}` for binary data.
+/// Bytes of a JSON string (escaped as redis-cli escapes bytes).
 pub fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
-    match v {
-        serde_json::Value::String(s) => s.clone().into_bytes(),
-        other => hex::decode(other["hex"].as_str().expect("string or {hex}")).expect("hex"),
-    }
+    rdbvault::rdb::unescape(v.as_str().expect("a JSON string")).expect("well-formed escapes")
 }
