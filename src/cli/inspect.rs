@@ -74,7 +74,7 @@ pub fn run(g: &Global, a: InspectArgs) -> anyhow::Result<()> {
             inspect::write_key_lines(blobs, file, at, &filter, &mut out)?;
             return Ok(());
         }
-        writeln!(out, "{:>3}  {:<6}  {:<10}  {:<24}  {:<17}  {:>10}  KEY", "DB", "TYPE", "ENCODING", "EXPIRES", "TTL AT SNAPSHOT", "MEMORY")?;
+        writeln!(out, "{:>3}  {:<6}  {:<10}  {:<24}  {:<21}  {:>10}  KEY", "DB", "TYPE", "ENCODING", "EXPIRES", "TTL AT SNAPSHOT", "MEMORY")?;
         let opts = ReadOptions { capture_raw: false, ..ReadOptions::default() };
         scan_file::<anyhow::Error>(blobs, file, opts, &filter, |_, rec| {
             let (expires, ttl) = match (rec.expire_ms, ttl_ms(&rec, at)) {
@@ -83,7 +83,7 @@ pub fn run(g: &Global, a: InspectArgs) -> anyhow::Result<()> {
                 _ => ("-".to_string(), "-".to_string()),
             };
             let mem = output::bytes(rdbvault::rdb::approx_memory(&rec));
-            writeln!(out, "{:>3}  {:<6}  {:<10}  {expires:<24}  {ttl:<17}  {mem:>10}  {}", rec.db, rec.kind.as_str(), rec.encoding, quoted(&rec.key))?;
+            writeln!(out, "{:>3}  {:<6}  {:<10}  {expires:<24}  {ttl:<21}  {mem:>10}  {}", rec.db, rec.kind.as_str(), rec.encoding, quoted(&rec.key))?;
             Ok(())
         })?;
         out.flush()?;
