@@ -183,3 +183,25 @@ fn backup_json_carries_the_redis_facts_and_rates_only_over_a_second() {
     assert_eq!((b["source"]["kind"].as_str(), b["mode"].as_str()), (Some("redis"), Some("replication")));
     assert_eq!((b["redis"]["keys"].as_u64(), b["redis"]["keys_per_db"].clone()), (Some(1), serde_json::json!({"0": 1})));
 }
+
+#[test]
+fn inspect_diff_and_restore_name_keys_alike() {
+    let vault = Vault::init();
+    let empty = backup_rdb(&vault, "empty.rdb", Rdb::new("7.0.15").bytes());
+    let snap = backup_rdb(&vault, "dump.rdb", Rdb::new("7.0.15").string(2, b"bin\xff key", b"v", None).bytes());
+    let name = serde_json::json!({"db": 2, "key": "bin\\xff key"});
+    let line: serde_json::Value = serde_json::from_str(vault.ok(&["--json", "inspect", &snap]).trim_end()).expect("one key");
+    assert_eq!((&line["db"], &line["key"]), (&name["db"], &name["key"]));
+    let d = vault.json(&["diff", &empty, &snap]);
+    assert_eq!((&d["changes"][0]["db"], &d["changes"][0]["key"]), (&name["db"], &name["key"]));
+
+    let srv = common::server::RedisServer::start(&[]);
+    let mut c = srv.resp();
+    c.ok(&["SELECT", "2"]);
+    c.cmd_bytes(&[b"SET", b"bin\xff key", b"there"]);
+    let r = vault.json(&["restore", &snap, "--to", &srv.url(), "--all", "--dry-run"]);
+    assert_eq!((&r["first_keys"], &r["conflict_keys"]), (&serde_json::json!([name]), &serde_json::json!([name])));
+    let text = vault.ok(&["restore", &snap, "--to", &srv.url(), "--all", "--dry-run"]);
+    assert!(text.contains("\nfirst keys: 2:\"bin\\xff key\"\n"), "{text}");
+    assert!(text.contains("1 of them already exist (use --replace): 2:\"bin\\xff key\"\n"), "{text}");
+}
