@@ -129,7 +129,6 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
         }
         Target::Aof(dir) => live::backup_aof(&repo, &dir, &live_opts, &opts).map_err(anyhow::Error::from),
         Target::Server(url) if a.cluster => {
-            waiting(&opts, "finding the cluster's masters");
             let result = live::backup_cluster(&repo, &url, &live_opts, &opts, |id, snap| {
                 if let Some(pb) = &opts.progress {
                     pb.suspend(|| report_shard(g, id, snap));
