@@ -2,12 +2,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use super::error::{Result, SourceError};
 use super::url::RedisUrl;
@@ -23,6 +24,10 @@ pub struct ConnectOptions {
     pub tls_ca_file: Option<PathBuf>,
     /// Accept any server certificate (testing only: allows man-in-the-middle).
     pub tls_insecure: bool,
+    /// Client certificate (PEM chain) to present, for servers with `tls-auth-clients yes`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ConnectOptions {
@@ -32,6 +37,8 @@ impl Default for ConnectOptions {
             read_timeout: Duration::from_secs(60),
             tls_ca_file: None,
             tls_insecure: false,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -46,6 +53,15 @@ impl ConnectOptions {
                 .map_err(|source| SourceError::File { path: p.clone(), source }),
         }
     }
+
+    /// Client certificate and key files, for the `redis` crate's TLS setup.
+    pub(crate) fn client_pem(&self) -> Result<Option<redis::ClientTlsConfig>> {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|source| SourceError::File { path: p.clone(), source });
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Ok(Some(redis::ClientTlsConfig { client_cert: read(cert)?, client_key: read(key)? })),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A connected stream, plain or TLS.
@@ -54,6 +70,8 @@ pub enum Transport {
     Plain(TcpStream),
     /// TLS over TCP.
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    /// Unix domain socket.
+    Unix(UnixStream),
 }
 
 impl Read for Transport {
@@ -61,6 +79,7 @@ impl Read for Transport {
         match self {
             Transport::Plain(s) => s.read(buf),
             Transport::Tls(s) => s.read(buf),
+            Transport::Unix(s) => s.read(buf),
         }
     }
 }
@@ -70,12 +89,14 @@ impl Write for Transport {
         match self {
             Transport::Plain(s) => s.write(buf),
             Transport::Tls(s) => s.write(buf),
+            Transport::Unix(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Transport::Plain(s) => s.flush(),
             Transport::Tls(s) => s.flush(),
+            Transport::Unix(s) => s.flush(),
         }
     }
 }
@@ -83,7 +104,15 @@ impl Write for Transport {
 impl Transport {
     /// Connect to `url` (TLS if it is `rediss://`), with the configured time-outs.
     pub fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<Self> {
+        url.check_credentials()?;
         let addr = url.addr();
+        if let Some(path) = &url.socket {
+            let sock = UnixStream::connect(path).map_err(|source| SourceError::Connect { addr: addr.clone(), source })?;
+            sock.set_read_timeout(Some(opts.read_timeout))
+                .and_then(|_| sock.set_write_timeout(Some(opts.read_timeout)))
+                .map_err(|source| SourceError::Connect { addr: addr.clone(), source })?;
+            return Ok(Transport::Unix(sock));
+        }
         let tcp = connect_tcp(&url.host, url.port, opts.connect_timeout)
             .map_err(|source| SourceError::Connect { addr: addr.clone(), source })?;
         let set = tcp
@@ -132,11 +161,13 @@ fn tls_config(opts: &ConnectOptions) -> std::result::Result<rustls::ClientConfig
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
+    let client = client_cert(opts)?;
     if opts.tls_insecure {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth());
+        let verifying = builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)));
+        return match client {
+            Some((certs, key)) => verifying.with_client_auth_cert(certs, key).map_err(|e| format!("bad client certificate: {e}")),
+            None => Ok(verifying.with_no_client_auth()),
+        };
     }
     let mut roots = rustls::RootCertStore::empty();
     match &opts.tls_ca_file {
@@ -154,7 +185,25 @@ fn tls_config(opts: &ConnectOptions) -> std::result::Result<rustls::ClientConfig
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    let verifying = builder.with_root_certificates(roots);
+    match client {
+        Some((certs, key)) => verifying.with_client_auth_cert(certs, key).map_err(|e| format!("bad client certificate: {e}")),
+        None => Ok(verifying.with_no_client_auth()),
+    }
+}
+
+/// The client certificate chain and key to present, when both files are given.
+fn client_cert(opts: &ConnectOptions) -> std::result::Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, String> {
+    let (Some(cert), Some(key)) = (&opts.tls_cert_file, &opts.tls_key_file) else { return Ok(None) };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("cannot read client certificate {}: {e}", cert.display()))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("bad PEM in client certificate {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificate in {}", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read client key {}: {e}", key.display()))?;
+    Ok(Some((certs, key)))
 }
 
 /// Certificate verifier for `tls_insecure`: checks signatures are well-formed, trusts any chain.
