@@ -168,6 +168,36 @@ fn a_user_without_a_password_never_connects_as_another() {
 }
 
 #[test]
+fn a_user_without_a_password_is_asked_on_the_terminal() {
+    let src = RedisServer::start(&[]);
+    let () = src.cmd(&["ACL", "SETUSER", "backup", "on", ">pw", "+@all", "~*"]);
+    let v = Vault::init();
+    // `script` gives the command a terminal; the password is typed into it.
+    let cmd = format!(
+        "{} -r {} backup redis://backup@127.0.0.1:{}",
+        env!("CARGO_BIN_EXE_rdbvault"),
+        v.repo.display(),
+        src.port
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("RDBVAULT_PASSWORD", &v.password)
+        .env_remove("REDISCLI_AUTH")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"pw\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains(&format!("password of Redis user backup at 127.0.0.1:{}: ", src.port)), "{shown}");
+    assert!(shown.contains("snapshot ") && shown.contains(" saved"), "{shown}");
+    assert_eq!(v.snapshots().len(), 1);
+}
+
+#[test]
 fn bgsave_refuses_a_file_the_server_did_not_just_write() {
     let src = RedisServer::start(&[]);
     let () = src.cmd(&["DEBUG", "POPULATE", "50", "key", "5"]);
