@@ -161,49 +161,40 @@ fn tls_config(opts: &ConnectOptions) -> std::result::Result<rustls::ClientConfig
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let client = client_cert(opts)?;
-    if opts.tls_insecure {
-        let verifying = builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)));
-        return match client {
-            Some((certs, key)) => verifying.with_client_auth_cert(certs, key).map_err(|e| format!("bad client certificate: {e}")),
-            None => Ok(verifying.with_no_client_auth()),
-        };
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    match &opts.tls_ca_file {
-        Some(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| format!("bad PEM in CA file {}: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!("no certificate in CA file {}", path.display()));
+    let verifying = if opts.tls_insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        match &opts.tls_ca_file {
+            Some(path) => {
+                for c in pem_certs(path, "CA file")? {
+                    roots.add(c).map_err(|e| format!("bad CA certificate: {e}"))?;
+                }
             }
-            for c in certs {
-                roots.add(c).map_err(|e| format!("bad CA certificate: {e}"))?;
-            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let verifying = builder.with_root_certificates(roots);
-    match client {
-        Some((certs, key)) => verifying.with_client_auth_cert(certs, key).map_err(|e| format!("bad client certificate: {e}")),
-        None => Ok(verifying.with_no_client_auth()),
+        builder.with_root_certificates(roots)
+    };
+    match (&opts.tls_cert_file, &opts.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let certs = pem_certs(cert, "client certificate")?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read client key {}: {e}", key.display()))?;
+            verifying.with_client_auth_cert(certs, key).map_err(|e| format!("bad client certificate: {e}"))
+        }
+        _ => Ok(verifying.with_no_client_auth()),
     }
 }
 
-/// The client certificate chain and key to present, when both files are given.
-fn client_cert(opts: &ConnectOptions) -> std::result::Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, String> {
-    let (Some(cert), Some(key)) = (&opts.tls_cert_file, &opts.tls_key_file) else { return Ok(None) };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("cannot read client certificate {}: {e}", cert.display()))?
+/// The certificates of a PEM file (`what` names it in messages); at least one.
+fn pem_certs(path: &std::path::Path, what: &str) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| format!("bad PEM in client certificate {}: {e}", cert.display()))?;
+        .map_err(|e| format!("bad PEM in {what} {}: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!("no certificate in {}", cert.display()));
+        return Err(format!("no certificate in {what} {}", path.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read client key {}: {e}", key.display()))?;
-    Ok(Some((certs, key)))
+    Ok(certs)
 }
 
 /// Certificate verifier for `tls_insecure`: checks signatures are well-formed, trusts any chain.
