@@ -11,11 +11,14 @@ use rdbvault::redis::live;
 use rdbvault::format::snapshot::{Snapshot, SourceDesc};
 use rdbvault::redis::source::RedisUrl;
 
+use super::redis_args::{RedisArgs, SERVER_ONLY};
 use super::{open_repo_for_index, output, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
-    /// The RDB file to back up, or a redis:// / rediss:// URL of a live server.
+    /// The RDB file to back up, or the URL of a live server: redis://[user[:password]@]host[:port][/db],
+    /// rediss://... for TLS, unix:///path/redis.sock (also redis+unix://); or name the server with
+    /// -h/-p or --sentinel instead. An RDB holds every database: /db only selects the connection's.
     pub source: Option<PathBuf>,
     /// Read the data from standard input.
     #[arg(long, conflicts_with_all = ["source", "aof"], conflicts_with_all = LIVE_ONLY)]
@@ -35,21 +38,6 @@ pub struct BackupArgs {
     /// The URL is a cluster node: back up every master, one snapshot per shard, in one group.
     #[arg(long, conflicts_with_all = ["rdb_path", "bgsave_timeout"])]
     pub cluster: bool,
-    /// Read the Redis password from this file (overrides the URL and REDISCLI_AUTH).
-    #[arg(long, value_name = "FILE")]
-    pub redis_password_file: Option<PathBuf>,
-    /// PEM file with the CA certificate(s) to trust for rediss://.
-    #[arg(long, value_name = "FILE")]
-    pub tls_ca: Option<PathBuf>,
-    /// Accept any TLS certificate (testing only: allows man-in-the-middle).
-    #[arg(long)]
-    pub tls_insecure: bool,
-    /// Seconds to wait for a connection to a server.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub connect_timeout: f64,
-    /// Seconds without data from a server before giving up.
-    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
-    pub read_timeout: f64,
     /// With --mode bgsave: seconds to wait for the save to finish.
     #[arg(long, value_name = "SECS", default_value_t = 3600.0, requires = "mode")]
     pub bgsave_timeout: f64,
@@ -69,11 +57,32 @@ pub struct BackupArgs {
     /// truncated, damaged, empty or non-RDB input is refused and nothing is saved).
     #[arg(long)]
     pub raw: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
 }
 
-/// Options that only apply to a redis:// or rediss:// source.
-const LIVE_ONLY: [&str; 9] =
-    ["mode", "rdb_path", "cluster", "redis_password_file", "tls_ca", "tls_insecure", "connect_timeout", "read_timeout", "bgsave_timeout"];
+/// Options that only apply to a live server.
+const LIVE_ONLY: [&str; 19] = [
+    "mode",
+    "rdb_path",
+    "cluster",
+    "bgsave_timeout",
+    SERVER_ONLY[0],
+    SERVER_ONLY[1],
+    SERVER_ONLY[2],
+    SERVER_ONLY[3],
+    SERVER_ONLY[4],
+    SERVER_ONLY[5],
+    SERVER_ONLY[6],
+    SERVER_ONLY[7],
+    SERVER_ONLY[8],
+    SERVER_ONLY[9],
+    SERVER_ONLY[10],
+    SERVER_ONLY[11],
+    SERVER_ONLY[12],
+    SERVER_ONLY[13],
+    SERVER_ONLY[14],
+];
 
 /// `--mode` values.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +102,7 @@ enum Target {
 }
 
 pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
+    let live_opts = live_options(&a)?;
     let target = target(&a)?;
     let repo = open_repo_for_index(g)?;
     let _lock = super::lock(g, &repo, false)?;
@@ -114,7 +124,6 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
     if let Some(t) = a.threads {
         opts.threads = t;
     }
-    let live_opts = live_options(&a)?;
     let result = match target {
         Target::Stdin => {
             let desc = SourceDesc { kind: "stdin".into(), name: a.stdin_name.clone(), ..Default::default() };
@@ -172,14 +181,17 @@ fn waiting(opts: &BackupOptions, what: &str) {
 
 /// Decides what to back up and rejects flags that do not fit it.
 fn target(a: &BackupArgs) -> anyhow::Result<Target> {
-    let url = a.source.as_ref().and_then(|s| s.to_str()).filter(|s| s.starts_with("redis://") || s.starts_with("rediss://"));
-    let live_only = a.mode == LiveMode::Bgsave
-        || a.rdb_path.is_some()
-        || a.redis_password_file.is_some()
-        || a.tls_ca.is_some()
-        || a.tls_insecure;
-    if url.is_none() && (a.cluster || live_only) {
-        bail!("--cluster, --mode, --rdb-path, --redis-password-file and --tls-* only apply to a redis:// or rediss:// source");
+    let url = a.source.as_ref().and_then(|s| s.to_str()).filter(|s| RedisUrl::looks_like_url(s));
+    let live = url.is_some() || a.redis.names_server();
+    let live_only = a.mode == LiveMode::Bgsave || a.rdb_path.is_some() || a.redis.any();
+    if !live && (a.cluster || live_only) {
+        bail!(
+            "--cluster, --mode, --rdb-path and the Redis connection options only apply to a live server: \
+             a redis://, rediss:// or unix:// URL, or -h/-p or --sentinel"
+        );
+    }
+    if live && a.source.is_some() && url.is_none() {
+        bail!("give the server once: {} is not a URL, and -h/-p or --sentinel name the server", a.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
     }
     if a.rdb_path.is_some() && a.mode != LiveMode::Bgsave {
         bail!("--rdb-path only applies to --mode bgsave");
@@ -187,10 +199,12 @@ fn target(a: &BackupArgs) -> anyhow::Result<Target> {
     if a.cluster && a.mode == LiveMode::Bgsave {
         bail!("--cluster works in replication mode only (the masters' files are not local)");
     }
-    if let Some(u) = url {
-        let mut url = RedisUrl::parse(u)?;
-        url.resolve_password_from_env(a.redis_password_file.as_deref())?;
-        return Ok(Target::Server(url));
+    if live {
+        let server = a.redis.server(url)?;
+        if a.cluster && server.socket.is_some() {
+            bail!("--cluster discovers the masters over TCP: give a node's redis://host:port");
+        }
+        return Ok(Target::Server(server));
     }
     if let Some(dir) = &a.aof {
         return Ok(Target::Aof(dir.clone()));
@@ -206,15 +220,11 @@ fn target(a: &BackupArgs) -> anyhow::Result<Target> {
 
 /// Time-outs and TLS trust from the flags.
 fn live_options(a: &BackupArgs) -> anyhow::Result<live::LiveOptions> {
-    let secs = |v: f64, flag: &str| -> anyhow::Result<Duration> {
-        Duration::try_from_secs_f64(v).ok().filter(|d| !d.is_zero()).with_context(|| format!("{flag} must be a positive number of seconds"))
-    };
-    let mut o = live::LiveOptions::default();
-    o.connect.connect_timeout = secs(a.connect_timeout, "--connect-timeout")?;
-    o.connect.read_timeout = secs(a.read_timeout, "--read-timeout")?;
-    o.connect.tls_ca_file = a.tls_ca.clone();
-    o.connect.tls_insecure = a.tls_insecure;
-    o.bgsave.timeout = secs(a.bgsave_timeout, "--bgsave-timeout")?;
+    let mut o = live::LiveOptions { connect: a.redis.connect_options()?, ..live::LiveOptions::default() };
+    o.bgsave.timeout = Duration::try_from_secs_f64(a.bgsave_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--bgsave-timeout must be a positive number of seconds")?;
     Ok(o)
 }
 
@@ -249,14 +259,19 @@ fn report_shard(g: &Global, id: &Id, snap: &Snapshot) {
 
 /// Prints the outcome of a cluster backup.
 fn report_group(g: &Global, group: &str, snaps: &[(Id, Snapshot)]) -> anyhow::Result<()> {
+    let spread = live::spread_ms(snaps);
     if g.json {
         return output::print_json(&serde_json::json!({
             "group": group,
+            "spread_ms": spread,
             "snapshots": snaps.iter().map(|(id, s)| snapshot_json(id, s)).collect::<Vec<_>>(),
         }));
     }
     if !g.quiet {
         println!("group {group}: {} shard snapshots saved", snaps.len());
+        if let Some(ms) = spread {
+            println!("  the shards' snapshot times lie within {ms} ms of each other (from the first fork to the last)");
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod keys;
 mod output;
 mod password;
 mod prune;
+mod redis_args;
 mod repair;
 mod restore;
 mod snapshots;

@@ -8,13 +8,17 @@ use rdbvault::engine::restore::{self, RestoreOptions};
 use rdbvault::engine::target;
 
 use anyhow::bail;
+use rdbvault::format::snapshot::Snapshot;
+use rdbvault::redis::dbmap::{self, DbMap};
 use rdbvault::redis::load::{self, LoadOptions, LoadReport};
-use rdbvault::redis::source::{command, ConnectOptions, RedisUrl};
+use rdbvault::redis::source::command;
 
 use super::keys::KeyArgs;
+use super::redis_args::RedisArgs;
 use super::{open_repo_for_index, output, with_blobs, Global};
 
 #[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("server").multiple(true).args(["to", "redis_host", "redis_port", "sentinel"]))]
 pub struct RestoreArgs {
     /// `latest`, a snapshot id or a unique prefix of one.
     #[arg(required_unless_present = "group", conflicts_with = "group")]
@@ -30,44 +34,54 @@ pub struct RestoreArgs {
     #[arg(
         long,
         short = 't',
-        required_unless_present = "to",
-        conflicts_with_all = ["to", "all", "replace", "skip_existing", "redis_password_file", "dry_run", "batch", "keys", "db"]
+        required_unless_present = "server",
+        conflicts_with_all = [
+            "to", "all", "replace", "skip_existing", "dry_run", "batch", "keys", "db", "map_db",
+            "redis_host", "redis_port", "redis_db", "tls", "user", "pass", "redis_password_file", "sentinel",
+            "master_name", "tls_ca", "tls_insecure", "tls_cert", "tls_key", "connect_timeout", "read_timeout",
+        ]
     )]
     pub target: Option<PathBuf>,
     /// With --target: replace files that already exist (they keep their mode).
     #[arg(long, conflicts_with = "to")]
     pub overwrite: bool,
-    /// Load the keys into this live Redis instead (`redis://[user:pass@]host[:port]`; password also from REDISCLI_AUTH).
+    /// Load the keys into this live Redis instead: redis://[user[:password]@]host[:port][/db],
+    /// rediss://... for TLS, unix:///path/redis.sock[?db=N] (also redis+unix://); or name the
+    /// server with -h/-p or --sentinel. Password also from REDISCLI_AUTH. Without /db every key
+    /// goes to its own db; /db (or -n) is where the keys of one db go: the one --db selects, or
+    /// the snapshot's only one.
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
+    /// With --to: restore the keys of db FROM into db TO (repeatable; other dbs keep their number).
+    #[arg(long = "map-db", value_name = "FROM:TO", value_parser = dbmap::parse_pair, requires = "server")]
+    pub map_db: Vec<(u64, u64)>,
     #[command(flatten)]
     pub keys: KeyArgs,
     /// With --to: load every key (or use --keys PATTERN).
-    #[arg(long, requires = "to", conflicts_with = "keys")]
+    #[arg(long, requires = "server", conflicts_with = "keys")]
     pub all: bool,
     /// With --to: overwrite keys that already exist on the target.
-    #[arg(long, requires = "to")]
+    #[arg(long, requires = "server")]
     pub replace: bool,
     /// With --to: leave keys that already exist on the target alone (resumes a stopped restore).
-    #[arg(long, requires = "to", conflicts_with = "replace")]
+    #[arg(long, requires = "server", conflicts_with = "replace")]
     pub skip_existing: bool,
-    /// With --to: read the Redis password from this file (overrides the URL and REDISCLI_AUTH).
-    #[arg(long, value_name = "FILE", requires = "to")]
-    pub redis_password_file: Option<PathBuf>,
     /// With --to: only show what would be loaded and what would conflict.
-    #[arg(long, requires = "to")]
+    #[arg(long, requires = "server")]
     pub dry_run: bool,
     /// With --to: keys per pipelined batch.
-    #[arg(long, default_value_t = 1000, requires = "to", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1000, requires = "server", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
     /// With --target: worker threads (default: one per core).
     #[arg(long, conflicts_with = "to")]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub redis: RedisArgs,
 }
 
 pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
-    if let Some(url) = &a.to {
-        return to_redis(g, &a, url);
+    if a.to.is_some() || a.redis.names_server() {
+        return to_redis(g, &a);
     }
     if a.keys.any() {
         bail!("--keys and --db select keys for --to; a restore to a file always writes the whole snapshot");
@@ -130,13 +144,13 @@ fn broken_pipe(e: &rdbvault::Error) -> bool {
 }
 
 /// `restore --to URL`: loads keys into a live server with pipelined RESTORE.
-fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
+fn to_redis(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
+    let server = a.redis.server(a.to.as_deref())?;
+    let addr = server.addr();
     if !a.all && a.keys.keys.is_none() {
-        bail!("say which keys to load into {url}: --keys PATTERN or --all");
+        bail!("say which keys to load into {addr}: --keys PATTERN or --all");
     }
-    let mut url = RedisUrl::parse(url)?;
-    url.resolve_password_from_env(a.redis_password_file.as_deref())?;
-    let mut con = command::connect(&url, &ConnectOptions::default())?;
+    let mut con = command::connect(&server, &a.redis.connect_options()?)?;
     let opts = LoadOptions {
         filter: a.keys.filter(None)?,
         replace: a.replace,
@@ -148,7 +162,11 @@ fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
     };
     let Some(spec) = a.snapshot.as_deref() else { bail!("--to restores one snapshot; give its id or latest") };
     let report = with_blobs(g, &[spec], |snaps, blobs| {
-        Ok(load::load(blobs, &snaps[0].1, &mut con, &url.addr(), &opts)?)
+        let snap = &snaps[0].1;
+        let db_map = DbMap::for_restore(server.db.map(u64::from), &a.map_db, a.keys.db, snapshot_dbs(snap).as_deref())
+            .map_err(anyhow::Error::msg)?;
+        let opts = LoadOptions { db_map, ..opts.clone() };
+        Ok(load::load(blobs, snap, &mut con, &addr, &opts)?)
     });
     if let Some(pb) = &opts.progress {
         pb.finish_and_clear();
@@ -158,9 +176,18 @@ fn to_redis(g: &Global, a: &RestoreArgs, url: &str) -> anyhow::Result<()> {
         return output::print_json(&report);
     }
     if !g.quiet {
-        print_load(&url.addr(), &report);
+        print_load(&addr, &report);
     }
     Ok(())
+}
+
+/// The dbs the snapshot holds keys in, from the facts recorded at backup (`None` if unknown).
+fn snapshot_dbs(snap: &Snapshot) -> Option<Vec<u64>> {
+    let facts = snap.redis.as_ref().filter(|r| r.rdb_error.is_none())?;
+    if facts.keys_per_db.is_empty() && facts.keys != Some(0) {
+        return None;
+    }
+    Some(facts.keys_per_db.iter().filter(|(_, n)| **n > 0).map(|(db, _)| u64::from(*db)).collect())
 }
 
 fn print_load(addr: &str, r: &LoadReport) {

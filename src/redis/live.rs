@@ -6,14 +6,19 @@
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::engine::backup::{self, BackupOptions, Input};
 use crate::crypto::Id;
 use crate::format::snapshot::{RedisFacts, Snapshot, SourceDesc};
-use crate::redis::source::bgsave::BgsaveOptions;
+use crate::redis::source::bgsave::{BgsaveOptions, KeyCheck};
 use crate::redis::source::{self, aof, cluster, ConnectOptions, LiveSource, RedisUrl, SourceError, SourceInfo, SourceKind};
+
+/// Cluster shards backed up at the same time: close to one instant, without forking
+/// every master of a large cluster at once.
+pub const CLUSTER_PARALLEL: usize = 4;
 
 /// How a standalone server's RDB is obtained.
 #[derive(Clone, Debug)]
@@ -141,13 +146,16 @@ pub fn into_inputs(live: LiveSource) -> (SourceInfo, Vec<Input<'static>>) {
     (live.info, inputs)
 }
 
-/// Connects to a standalone server (replication or BGSAVE) and returns what to back up.
-pub fn open_server(url: &RedisUrl, mode: &Mode, opts: &LiveOptions) -> Result<(SourceInfo, Vec<Input<'static>>), SourceError> {
-    let live = match mode {
+/// Connects to a standalone server (replication or BGSAVE) and returns what to back up,
+/// and for a BGSAVE file the key count to check it against.
+pub fn open_server(url: &RedisUrl, mode: &Mode, opts: &LiveOptions) -> Result<(SourceInfo, Vec<Input<'static>>, Option<KeyCheck>), SourceError> {
+    let mut live = match mode {
         Mode::Replication => source::open_replication(url, &opts.connect)?,
         Mode::Bgsave { rdb_path } => source::open_bgsave(url, &opts.connect, rdb_path, &opts.bgsave)?,
     };
-    Ok(into_inputs(live))
+    let check = live.key_check.take();
+    let (info, inputs) = into_inputs(live);
+    Ok((info, inputs, check))
 }
 
 /// Backs up a standalone server as one snapshot (`dump.rdb`).
@@ -158,14 +166,28 @@ pub fn backup_server(
     opts: &LiveOptions,
     bopts: &BackupOptions,
 ) -> Result<(Id, Snapshot)> {
-    let (info, inputs) = open_server(url, mode, opts)?;
+    let (info, inputs, check) = open_server(url, mode, opts)?;
     if let Some(pb) = &bopts.progress {
         pb.set_message("backup");
     }
+    let mut mismatch = None;
     let stored = backup::run_with(repo, inputs, bopts, |snap| {
+        // The key count parsed from the file itself, checked before anything is saved.
+        let parsed = snap.redis.as_ref().filter(|r| r.rdb_error.is_none());
+        let keys = parsed.and_then(|r| r.keys.or_else(|| (!r.keys_per_db.is_empty()).then(|| r.keys_per_db.values().sum())));
+        if let (Some(check), Some(keys)) = (&check, keys) {
+            if let Err(e) = check.verify(keys) {
+                let msg = e.to_string();
+                mismatch = Some(e);
+                return Err(crate::Error::Invalid(msg));
+            }
+        }
         complete(snap, &info);
         Ok(())
     });
+    if let Some(e) = mismatch {
+        return Err(e.into());
+    }
     Ok(stored.map_err(|e| from_server(e, &url.addr()))?)
 }
 
@@ -179,9 +201,10 @@ pub fn new_group_id() -> String {
     hex::encode(crate::crypto::random_bytes::<8>())
 }
 
-/// Backs up every master of a cluster, one after another, as one snapshot per shard
-/// (`<shard>.rdb`) sharing a new group id; `on_saved` hears of each as it is saved.
-/// Returns the group id and the snapshots; a failing shard stops the run.
+/// Backs up every master of a cluster, [`CLUSTER_PARALLEL`] at a time, as one snapshot per
+/// shard (`<shard>.rdb`) sharing a new group id; `on_saved` hears of each as it is saved.
+/// Returns the group id and the snapshots in slot order; a failing shard starts no more
+/// (those already running finish and are kept) and the error lists what was saved.
 pub fn backup_cluster(
     repo: &crate::store::Repository,
     url: &RedisUrl,
@@ -193,41 +216,84 @@ pub fn backup_cluster(
     cluster::check_coverage(&url.addr(), &masters)?;
     let group = new_group_id();
     let bopts = BackupOptions { group: Some(group.clone()), ..bopts.clone() };
-    let mut saved: Vec<(Id, Snapshot)> = Vec::with_capacity(masters.len());
-    for m in &masters {
-        let shard = m.shard();
-        let node = m.url(url);
-        // Connect only now: one fork at a time, and the sync time is this shard's own.
-        let result = source::open_replication(&node, &opts.connect).map_err(LiveError::from).and_then(|mut live| {
-            live.info.cluster = Some(shard.clone());
-            for (name, _) in &mut live.streams {
-                *name = format!("{}.rdb", shard.group_id);
-            }
-            let (info, inputs) = into_inputs(live);
-            let stored = backup::run_with(repo, inputs, &bopts, |snap| {
-                complete(snap, &info);
-                Ok(())
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let mut saved: Vec<(usize, (Id, Snapshot))> = Vec::with_capacity(masters.len());
+    let mut errors: Vec<(usize, LiveError)> = Vec::new();
+    std::thread::scope(|s| {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for _ in 0..CLUSTER_PARALLEL.min(masters.len()) {
+            let (tx, next, failed, masters, bopts) = (tx.clone(), &next, &failed, &masters, &bopts);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= masters.len() || failed.load(Ordering::SeqCst) {
+                    break;
+                }
+                let result = backup_shard(repo, url, &masters[i], opts, bopts);
+                if result.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                if tx.send((i, result)).is_err() {
+                    break;
+                }
             });
-            Ok(stored.map_err(|e| from_server(e, &node.addr()))?)
-        });
-        match result {
-            Ok((id, snap)) => {
-                on_saved(&id, &snap);
-                saved.push((id, snap));
-            }
-            Err(e) => {
-                return Err(LiveError::Shard {
-                    shard: shard.group_id,
-                    addr: node.addr(),
-                    group,
-                    total: masters.len(),
-                    saved: saved.iter().map(|(id, _)| id.short()).collect(),
-                    source: Box::new(e),
-                })
+        }
+        drop(tx);
+        for (i, result) in rx {
+            match result {
+                Ok(done) => {
+                    on_saved(&done.0, &done.1);
+                    saved.push((i, done));
+                }
+                Err(e) => errors.push((i, e)),
             }
         }
+    });
+    saved.sort_by_key(|(i, _)| *i);
+    let saved: Vec<(Id, Snapshot)> = saved.into_iter().map(|(_, done)| done).collect();
+    errors.sort_by_key(|(i, _)| *i);
+    if let Some((i, e)) = errors.into_iter().next() {
+        return Err(LiveError::Shard {
+            shard: masters[i].shard().group_id,
+            addr: masters[i].url(url).addr(),
+            group,
+            total: masters.len(),
+            saved: saved.iter().map(|(id, _)| id.short()).collect(),
+            source: Box::new(e),
+        });
     }
     Ok((group, saved))
+}
+
+/// Streams one master over replication into its shard snapshot (`<shard>.rdb`).
+fn backup_shard(
+    repo: &crate::store::Repository,
+    seed: &RedisUrl,
+    master: &cluster::ClusterMaster,
+    opts: &LiveOptions,
+    bopts: &BackupOptions,
+) -> Result<(Id, Snapshot)> {
+    let shard = master.shard();
+    let node = master.url(seed);
+    // Connect only now: the sync time is this shard's own.
+    let mut live = source::open_replication(&node, &opts.connect)?;
+    live.info.cluster = Some(shard.clone());
+    for (name, _) in &mut live.streams {
+        *name = format!("{}.rdb", shard.group_id);
+    }
+    let (info, inputs) = into_inputs(live);
+    let stored = backup::run_with(repo, inputs, bopts, |snap| {
+        complete(snap, &info);
+        Ok(())
+    });
+    Ok(stored.map_err(|e| from_server(e, &node.addr()))?)
+}
+
+/// Milliseconds between the earliest and the latest snapshot time of a group's shards
+/// (each the moment its master accepted the full sync, about when it forked).
+pub fn spread_ms(snaps: &[(Id, Snapshot)]) -> Option<u64> {
+    let times: Vec<u64> = snaps.iter().filter_map(|(_, s)| s.source.details.get("snapshot_time_ms")?.as_u64()).collect();
+    Some(times.iter().max()? - times.iter().min()?)
 }
 
 /// Backs up a Redis 7 multi-part AOF directory as one snapshot: the files the manifest

@@ -17,6 +17,7 @@ use redis::ConnectionLike;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::redis::dbmap::DbMap;
 use crate::redis::inspect::now_ms;
 use crate::redis::keyscan::{scan_snapshot, KeyFilter, KeyRef};
 use crate::rdb::{ReadOptions, Record};
@@ -43,6 +44,8 @@ pub enum LoadError {
     #[error("{count} of the keys to restore already exist on {addr}: {}{}; use --replace to overwrite them",
         keys.join(", "), if *count as usize > keys.len() { ", ..." } else { "" })]
     Conflicts { addr: String, count: u64, keys: Vec<String> },
+    #[error("a key of db {db} has no target db: the database in the --to URL takes the keys of one db only (choose it with --db)")]
+    Unmapped { db: u64 },
     #[error("{addr} refused RESTORE of {key} in db {db}: {reply}")]
     Refused { addr: String, db: u64, key: String, reply: String },
     /// Keys were (or may have been) written before the failure: say which and how to resume.
@@ -79,6 +82,8 @@ fn stopped(addr: &str, written: &u64, unknown: &u64, last: &Option<String>, sour
 pub struct LoadOptions {
     /// Which keys to load.
     pub filter: KeyFilter,
+    /// Which db each key goes to (by default its own).
+    pub db_map: DbMap,
     /// Overwrite keys that exist on the target (`RESTORE ... REPLACE`).
     pub replace: bool,
     /// Leave keys that exist on the target as they are (counted in the report).
@@ -99,6 +104,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             filter: KeyFilter::default(),
+            db_map: DbMap::default(),
             replace: false,
             skip_existing: false,
             dry_run: false,
@@ -172,7 +178,8 @@ pub fn load(
                 report.skipped_expired += 1;
                 return Ok(());
             }
-            batch.add(&rec, version)?;
+            let db = target_db(opts, rec.db)?;
+            batch.add(&rec, db, version)?;
             if first || batch.keys >= opts.batch_keys || batch.bytes >= opts.batch_bytes {
                 first = false;
                 batch.send(con, version)?;
@@ -200,6 +207,11 @@ pub fn load(
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// The db a key of `db` is restored into.
+fn target_db(opts: &LoadOptions, db: u64) -> Result<u64, LoadError> {
+    opts.db_map.target(db).ok_or(LoadError::Unmapped { db })
 }
 
 /// Whether the key's expiry time has passed.
@@ -235,12 +247,13 @@ fn check(
             report.skipped_expired += 1;
             return Ok(());
         }
+        let db = target_db(opts, rec.db)?;
         report.restored += 1;
-        *report.per_db.entry(rec.db).or_default() += 1;
+        *report.per_db.entry(db).or_default() += 1;
         if report.first_keys.len() < opts.sample {
-            report.first_keys.push(KeyRef { db: rec.db, key: rec.key.clone() });
+            report.first_keys.push(KeyRef { db, key: rec.key.clone() });
         }
-        pending.push((rec.db, rec.key));
+        pending.push((db, rec.key));
         if pending.len() >= opts.batch_keys {
             flush(&mut pending, con, report)?;
         }
@@ -313,15 +326,15 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Queues `RESTORE` for one record (captured raw bytes needed).
-    fn add(&mut self, rec: &Record, version: u16) -> Result<(), LoadError> {
+    /// Queues `RESTORE` for one record into `db` (captured raw bytes needed).
+    fn add(&mut self, rec: &Record, db: u64, version: u16) -> Result<(), LoadError> {
         let payload = rec.dump_payload(version).ok_or_else(|| {
             Error::Invalid(format!("no serialized value captured for key {}", key_name(rec.db, &rec.key)))
         })?;
-        if self.db != Some(rec.db) {
-            self.pipe.cmd("SELECT").arg(rec.db);
+        if self.db != Some(db) {
+            self.pipe.cmd("SELECT").arg(db);
             self.sent.push(None);
-            self.db = Some(rec.db);
+            self.db = Some(db);
         }
         let cmd = self.pipe.cmd("RESTORE").arg(rec.key.as_slice()).arg(rec.expire_ms.unwrap_or(0)).arg(payload.as_slice());
         if self.replace {
@@ -330,7 +343,7 @@ impl<'a> Batch<'a> {
         if rec.expire_ms.is_some() {
             cmd.arg("ABSTTL");
         }
-        self.sent.push(Some((rec.db, rec.key.clone())));
+        self.sent.push(Some((db, rec.key.clone())));
         self.keys += 1;
         self.bytes += payload.len();
         Ok(())

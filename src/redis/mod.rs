@@ -4,6 +4,7 @@
 //!
 //! Uses `engine`, `format`, `store` and the `rdb` parser.
 
+pub mod dbmap;
 pub mod diff;
 pub mod glob;
 pub mod inspect;

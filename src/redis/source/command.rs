@@ -14,8 +14,11 @@ use super::url::RedisUrl;
 /// so each failure is named: no TCP connection, a peer that never answers (not Redis, or
 /// TLS to a plain port), a password that is missing or wrong.
 pub fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<redis::Connection> {
+    url.check_credentials()?;
     let addr = url.addr();
-    let conn_addr = if url.tls {
+    let conn_addr = if let Some(path) = &url.socket {
+        ConnectionAddr::Unix(path.clone())
+    } else if url.tls {
         ConnectionAddr::TcpTls { host: url.host.clone(), port: url.port, insecure: opts.tls_insecure, tls_params: None }
     } else {
         ConnectionAddr::Tcp(url.host.clone(), url.port)
@@ -26,7 +29,7 @@ pub fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<redis::Connectio
         .map_err(|e| map_err(&addr, "connect", e))?
         .set_redis_settings(settings);
     let client = if url.tls {
-        let certs = redis::TlsCertificates { client_tls: None, root_cert: opts.ca_pem()? };
+        let certs = redis::TlsCertificates { client_tls: opts.client_pem()?, root_cert: opts.ca_pem()? };
         redis::Client::build_with_tls(info, certs)
     } else {
         redis::Client::open(info)

@@ -21,7 +21,7 @@ pub enum SourceError {
         source: io::Error,
     },
     /// TCP connect failed.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {source} (is a server listening there? allow more time with --connect-timeout)")]
     Connect {
         /// host:port that was tried.
         addr: String,
@@ -32,6 +32,26 @@ pub enum SourceError {
     #[error("TLS error with {addr}: {msg}")]
     Tls {
         /// host:port of the server.
+        addr: String,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A user name came without a password and no source of one had it: never connect as someone else.
+    #[error(
+        "user {user} given without a password for {addr}: put it in the URL (redis://{user}:PASSWORD@host), in \
+         REDISCLI_AUTH or in a file named by --redis-password-file, or run on a terminal to be asked for it \
+         (rdbvault never falls back to another user)"
+    )]
+    UserWithoutPassword {
+        /// The ACL user name given.
+        user: String,
+        /// Where the server is.
+        addr: String,
+    },
+    /// Sentinel could not tell where the master is.
+    #[error("sentinel {addr}: {msg}")]
+    Sentinel {
+        /// host:port of the Sentinel asked.
         addr: String,
         /// What went wrong.
         msg: String,
@@ -110,7 +130,10 @@ pub enum SourceError {
         after: Duration,
     },
     /// The TCP connection was made but nothing answered the first exchange.
-    #[error("connected to {addr} but the server did not answer {during} within {after:?} (is it a Redis server? TLS to a plain port?)")]
+    #[error(
+        "connected to {addr} but the server did not answer {during} within {after:?} (is it a Redis server? TLS to a plain port?); \
+         check the address and the scheme (redis:// for a plain port, rediss:// for a TLS port), or allow a slow server more time with --read-timeout"
+    )]
     NoAnswer {
         /// host:port of the server.
         addr: String,
@@ -154,6 +177,19 @@ pub enum SourceError {
         addr: String,
         /// What went wrong.
         msg: String,
+    },
+    /// `--rdb-path` names a file other than the one the server's BGSAVE just wrote.
+    #[error(
+        "{path} is not the RDB file {addr} just saved: {why}; --rdb-path must name the server's dir/dbfilename \
+         as seen from this machine (CONFIG GET dir, CONFIG GET dbfilename)"
+    )]
+    WrongRdbFile {
+        /// The file given.
+        path: std::path::PathBuf,
+        /// Where the server is.
+        addr: String,
+        /// What does not match.
+        why: String,
     },
     /// A local file (RDB, AOF) could not be read.
     #[error("cannot read {path}: {source}")]

@@ -10,6 +10,7 @@ pub mod command;
 pub mod error;
 pub mod info;
 pub mod replication;
+pub mod sentinel;
 pub mod transport;
 pub mod url;
 
@@ -38,6 +39,8 @@ pub struct LiveSource {
     pub info: SourceInfo,
     /// Named streams, in the order they should be read.
     pub streams: Vec<NamedStream>,
+    /// For a BGSAVE file: the key count the server reported, to check the file's against.
+    pub key_check: Option<bgsave::KeyCheck>,
 }
 
 impl std::fmt::Debug for LiveSource {
@@ -151,7 +154,7 @@ pub fn open_replication(url: &RedisUrl, opts: &ConnectOptions) -> Result<LiveSou
     let server = info::fetch(url, opts)?;
     let stream = ReplicationStream::connect(url, opts)?;
     let info = SourceInfo::from_server(SourceKind::Redis, url, &server).with_stream(&stream);
-    Ok(LiveSource { info, streams: vec![(RDB_STREAM_NAME.to_string(), Box::new(stream))] })
+    Ok(LiveSource { info, streams: vec![(RDB_STREAM_NAME.to_string(), Box::new(stream))], key_check: None })
 }
 
 /// `--mode bgsave`: run BGSAVE, wait for it, then stream the local file at `rdb_path` as `dump.rdb`.
@@ -172,7 +175,7 @@ pub fn open_cluster(url: &RedisUrl, opts: &ConnectOptions) -> Result<Vec<LiveSou
         let mut info = SourceInfo::from_server(SourceKind::Redis, &node_url, &server);
         info.cluster = Some(shard);
         let stream = LazyReplicationStream::new(node_url, opts.clone());
-        out.push(LiveSource { info, streams: vec![(name, Box::new(stream))] });
+        out.push(LiveSource { info, streams: vec![(name, Box::new(stream))], key_check: None });
     }
     Ok(out)
 }

@@ -2,12 +2,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use super::error::{Result, SourceError};
 use super::url::RedisUrl;
@@ -23,6 +24,10 @@ pub struct ConnectOptions {
     pub tls_ca_file: Option<PathBuf>,
     /// Accept any server certificate (testing only: allows man-in-the-middle).
     pub tls_insecure: bool,
+    /// Client certificate (PEM chain) to present, for servers with `tls-auth-clients yes`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ConnectOptions {
@@ -32,6 +37,8 @@ impl Default for ConnectOptions {
             read_timeout: Duration::from_secs(60),
             tls_ca_file: None,
             tls_insecure: false,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -46,6 +53,15 @@ impl ConnectOptions {
                 .map_err(|source| SourceError::File { path: p.clone(), source }),
         }
     }
+
+    /// Client certificate and key files, for the `redis` crate's TLS setup.
+    pub(crate) fn client_pem(&self) -> Result<Option<redis::ClientTlsConfig>> {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|source| SourceError::File { path: p.clone(), source });
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Ok(Some(redis::ClientTlsConfig { client_cert: read(cert)?, client_key: read(key)? })),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A connected stream, plain or TLS.
@@ -54,6 +70,8 @@ pub enum Transport {
     Plain(TcpStream),
     /// TLS over TCP.
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    /// Unix domain socket.
+    Unix(UnixStream),
 }
 
 impl Read for Transport {
@@ -61,6 +79,7 @@ impl Read for Transport {
         match self {
             Transport::Plain(s) => s.read(buf),
             Transport::Tls(s) => s.read(buf),
+            Transport::Unix(s) => s.read(buf),
         }
     }
 }
@@ -70,12 +89,14 @@ impl Write for Transport {
         match self {
             Transport::Plain(s) => s.write(buf),
             Transport::Tls(s) => s.write(buf),
+            Transport::Unix(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Transport::Plain(s) => s.flush(),
             Transport::Tls(s) => s.flush(),
+            Transport::Unix(s) => s.flush(),
         }
     }
 }
@@ -83,7 +104,15 @@ impl Write for Transport {
 impl Transport {
     /// Connect to `url` (TLS if it is `rediss://`), with the configured time-outs.
     pub fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<Self> {
+        url.check_credentials()?;
         let addr = url.addr();
+        if let Some(path) = &url.socket {
+            let sock = UnixStream::connect(path).map_err(|source| SourceError::Connect { addr: addr.clone(), source })?;
+            sock.set_read_timeout(Some(opts.read_timeout))
+                .and_then(|_| sock.set_write_timeout(Some(opts.read_timeout)))
+                .map_err(|source| SourceError::Connect { addr: addr.clone(), source })?;
+            return Ok(Transport::Unix(sock));
+        }
         let tcp = connect_tcp(&url.host, url.port, opts.connect_timeout)
             .map_err(|source| SourceError::Connect { addr: addr.clone(), source })?;
         let set = tcp
@@ -132,29 +161,40 @@ fn tls_config(opts: &ConnectOptions) -> std::result::Result<rustls::ClientConfig
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    if opts.tls_insecure {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    match &opts.tls_ca_file {
-        Some(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| format!("bad PEM in CA file {}: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!("no certificate in CA file {}", path.display()));
+    let verifying = if opts.tls_insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        match &opts.tls_ca_file {
+            Some(path) => {
+                for c in pem_certs(path, "CA file")? {
+                    roots.add(c).map_err(|e| format!("bad CA certificate: {e}"))?;
+                }
             }
-            for c in certs {
-                roots.add(c).map_err(|e| format!("bad CA certificate: {e}"))?;
-            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        builder.with_root_certificates(roots)
+    };
+    match (&opts.tls_cert_file, &opts.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let certs = pem_certs(cert, "client certificate")?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read client key {}: {e}", key.display()))?;
+            verifying.with_client_auth_cert(certs, key).map_err(|e| format!("bad client certificate: {e}"))
+        }
+        _ => Ok(verifying.with_no_client_auth()),
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// The certificates of a PEM file (`what` names it in messages); at least one.
+fn pem_certs(path: &std::path::Path, what: &str) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("bad PEM in {what} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificate in {what} {}", path.display()));
+    }
+    Ok(certs)
 }
 
 /// Certificate verifier for `tls_insecure`: checks signatures are well-formed, trusts any chain.
