@@ -3,6 +3,8 @@
 mod backup;
 mod check;
 mod diff;
+mod export;
+mod extract;
 mod forget;
 mod init;
 mod inspect;
@@ -82,6 +84,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Keys added, removed and changed between two snapshots.
     Diff(diff::DiffArgs),
+    /// Write a snapshot's keys as JSON lines, CSV, Redis commands (RESP) or key names.
+    Export(export::ExportArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats,
     /// Remove snapshots by id, or according to a retention policy.
@@ -112,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(a) => restore::run(&g, a),
         Command::Inspect(a) => inspect::run(&g, a),
         Command::Diff(a) => diff::run(&g, a),
+        Command::Export(a) => export::run(&g, a),
         Command::Stats => stats::run(&g),
         Command::Forget(a) => forget::run(&g, a),
         Command::Prune(a) => prune::run(&g, a),

@@ -31,7 +31,7 @@ pub struct RestoreArgs {
         long,
         short = 't',
         required_unless_present = "to",
-        conflicts_with_all = ["to", "all", "replace", "skip_existing", "redis_password_file", "dry_run", "batch", "keys", "db"]
+        conflicts_with_all = ["to", "all", "replace", "skip_existing", "redis_password_file", "dry_run", "batch"]
     )]
     pub target: Option<PathBuf>,
     /// With --target: replace files that already exist (they keep their mode).
@@ -60,6 +60,12 @@ pub struct RestoreArgs {
     /// With --to: keys per pipelined batch.
     #[arg(long, default_value_t = 1000, requires = "to", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
+    /// With --target: only keys of this type; like --keys and --db, writes a new RDB of the selected keys.
+    #[arg(long = "type", value_name = "TYPE", conflicts_with = "to")]
+    pub kind: Option<String>,
+    /// With --target: write this RDB version (6 to 12, or 80 for Valkey 9), for an older or other server.
+    #[arg(long, value_name = "N", conflicts_with = "to")]
+    pub rdb_version: Option<u16>,
     /// With --target: worker threads (default: one per core).
     #[arg(long, conflicts_with = "to")]
     pub threads: Option<usize>,
@@ -69,10 +75,10 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     if let Some(url) = &a.to {
         return to_redis(g, &a, url);
     }
-    if a.keys.any() {
-        bail!("--keys and --db select keys for --to; a restore to a file always writes the whole snapshot");
-    }
     let Some(target) = a.target.clone() else { bail!("give --target PATH or --to URL") };
+    if a.keys.any() || a.kind.is_some() || a.rdb_version.is_some() {
+        return super::extract::run(g, &a, &target);
+    }
     let repo = open_repo_for_index(g)?;
     let _lock = super::read_lock(g, &repo)?;
     if let Some(group) = &a.group {

@@ -5,9 +5,11 @@
 //! Uses `engine`, `format`, `store` and the `rdb` parser.
 
 pub mod diff;
+pub mod export;
 pub mod glob;
 pub mod inspect;
 pub mod keyscan;
 pub mod live;
 pub mod load;
+pub mod rewrite;
 pub mod source;
