@@ -81,9 +81,10 @@ pub fn encode(v: &Value, target: u16) -> Result<(u8, Vec<u8>), String> {
             // Valkey HASH_2: field, value, then the expiry as 8 bytes LE (-1: none).
             len(&mut out, fields.len() as u64);
             for (f, val, t) in fields {
+                let t = t.map_or(Ok(-1), i64::try_from).map_err(|_| "a field TTL beyond year 292 million")?;
                 string(&mut out, f);
                 string(&mut out, val);
-                out.extend_from_slice(&t.map_or(-1i64, |t| t as i64).to_le_bytes());
+                out.extend_from_slice(&t.to_le_bytes());
             }
             22
         }
@@ -94,7 +95,8 @@ pub fn encode(v: &Value, target: u16) -> Result<(u8, Vec<u8>), String> {
             out.extend_from_slice(&min.to_le_bytes());
             len(&mut out, fields.len() as u64);
             for (f, val, t) in fields {
-                len(&mut out, t.map_or(0, |t| t - min + 1));
+                let rel = t.map_or(Some(0), |t| (t - min).checked_add(1)).ok_or("a field TTL beyond the format's range")?;
+                len(&mut out, rel);
                 string(&mut out, f);
                 string(&mut out, val);
             }
