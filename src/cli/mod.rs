@@ -10,6 +10,7 @@ mod init;
 mod inspect;
 mod key;
 mod keys;
+mod merge;
 mod output;
 mod password;
 mod prune;
@@ -84,6 +85,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Keys added, removed and changed between two snapshots.
     Diff(diff::DiffArgs),
+    /// Write one RDB holding the keys of several snapshots.
+    Merge(merge::MergeArgs),
     /// Write a snapshot's keys as JSON lines, CSV, Redis commands (RESP) or key names.
     Export(export::ExportArgs),
     /// Show sizes, deduplication and compression ratios.
@@ -117,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect::run(&g, a),
         Command::Diff(a) => diff::run(&g, a),
         Command::Export(a) => export::run(&g, a),
+        Command::Merge(a) => merge::run(&g, a),
         Command::Stats => stats::run(&g),
         Command::Forget(a) => forget::run(&g, a),
         Command::Prune(a) => prune::run(&g, a),

@@ -11,5 +11,6 @@ pub mod inspect;
 pub mod keyscan;
 pub mod live;
 pub mod load;
+pub mod merge;
 pub mod rewrite;
 pub mod source;
