@@ -46,7 +46,7 @@ fn damaged(rdb: &[u8]) -> Vec<(String, Vec<u8>, String)> {
     flipped[find(rdb, b"value-1-x") + 6] ^= 0x01; // short strings are stored as they are
     out.push(("a value byte flipped".into(), flipped, "checksum mismatch".into()));
     // Not an RDB at all.
-    out.push(("random bytes".into(), random_data(5, 4_000), "not an RDB file: missing REDIS magic".into()));
+    out.push(("random bytes".into(), random_data(5, 4_000), "not an RDB file: missing REDIS or VALKEY magic".into()));
     out
 }
 

@@ -3,11 +3,14 @@
 mod backup;
 mod check;
 mod diff;
+mod export;
+mod extract;
 mod forget;
 mod init;
 mod inspect;
 mod key;
 mod keys;
+mod merge;
 mod output;
 mod password;
 mod prune;
@@ -83,6 +86,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Keys added, removed and changed between two snapshots.
     Diff(diff::DiffArgs),
+    /// Write one RDB holding the keys of several snapshots.
+    Merge(merge::MergeArgs),
+    /// Write a snapshot's keys as JSON lines, CSV, Redis commands (RESP) or key names.
+    Export(export::ExportArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats,
     /// Remove snapshots by id, or according to a retention policy.
@@ -113,6 +120,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(a) => restore::run(&g, a),
         Command::Inspect(a) => inspect::run(&g, a),
         Command::Diff(a) => diff::run(&g, a),
+        Command::Export(a) => export::run(&g, a),
+        Command::Merge(a) => merge::run(&g, a),
         Command::Stats => stats::run(&g),
         Command::Forget(a) => forget::run(&g, a),
         Command::Prune(a) => prune::run(&g, a),

@@ -36,7 +36,7 @@ pub struct RestoreArgs {
         short = 't',
         required_unless_present = "server",
         conflicts_with_all = [
-            "to", "all", "replace", "skip_existing", "dry_run", "batch", "keys", "db", "map_db",
+            "to", "all", "replace", "skip_existing", "dry_run", "batch", "map_db",
             "redis_host", "redis_port", "redis_db", "tls", "user", "pass", "redis_password_file", "sentinel",
             "master_name", "tls_ca", "tls_insecure", "tls_cert", "tls_key", "connect_timeout", "read_timeout",
         ]
@@ -72,6 +72,12 @@ pub struct RestoreArgs {
     /// With --to: keys per pipelined batch.
     #[arg(long, default_value_t = 1000, requires = "server", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
+    /// With --target: only keys of this type; like --keys and --db, writes a new RDB of the selected keys.
+    #[arg(long = "type", value_name = "TYPE", conflicts_with = "server")]
+    pub kind: Option<String>,
+    /// With --target: write this RDB version (6 to 12, or 80 for Valkey 9), for an older or other server.
+    #[arg(long, value_name = "N", conflicts_with = "server")]
+    pub rdb_version: Option<u16>,
     /// With --target: worker threads (default: one per core).
     #[arg(long, conflicts_with = "to")]
     pub threads: Option<usize>,
@@ -83,10 +89,10 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     if a.to.is_some() || a.redis.names_server() {
         return to_redis(g, &a);
     }
-    if a.keys.any() {
-        bail!("--keys and --db select keys for --to; a restore to a file always writes the whole snapshot");
-    }
     let Some(target) = a.target.clone() else { bail!("give --target PATH or --to URL") };
+    if a.keys.any() || a.kind.is_some() || a.rdb_version.is_some() {
+        return super::extract::run(g, &a, &target);
+    }
     let repo = open_repo_for_index(g)?;
     let _lock = super::read_lock(g, &repo)?;
     if let Some(group) = &a.group {

@@ -123,7 +123,7 @@ fn symlink_refused(path: &Path) -> Error {
 }
 
 /// How one file path is written, or why it must not be.
-fn dest(path: &Path, overwrite: bool) -> Result<Dest> {
+pub fn dest(path: &Path, overwrite: bool) -> Result<Dest> {
     match kind_of(path)? {
         Kind::Missing => Ok(Dest::New(path.to_path_buf())),
         Kind::Stream => Ok(Dest::Stream(path.to_path_buf())),

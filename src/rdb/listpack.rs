@@ -109,8 +109,7 @@ fn decode_backlen(bytes: &[u8]) -> Option<usize> {
     Some(v)
 }
 
-/// Encodes a back-length (used by tests and fixture builders).
-#[cfg(test)]
+/// Encodes a back-length (used by the writer, tests and fixture builders).
 pub(crate) fn encode_backlen(size: usize) -> Vec<u8> {
     let n = backlen_size(size);
     let mut v: Vec<u8> = (0..n).map(|i| ((size >> (7 * i)) & 0x7f) as u8).collect();

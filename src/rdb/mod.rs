@@ -1,4 +1,5 @@
-//! Streaming parser for Redis RDB files (versions 1 to 12, Redis 2.x to 7.4).
+//! Streaming parser for Redis RDB files (versions 1 to 12, Redis 2.x to 7.4, and Valkey 9's
+//! `VALKEY080` files) and the matching writer ([`RdbWriter`]).
 //!
 //! [`RdbReader`] pulls one [`Item`] at a time from any `std::io::Read`; memory stays bounded by
 //! the largest single value. Each [`Record`] carries the decoded value and the exact serialized
@@ -7,6 +8,8 @@
 
 mod blob;
 mod crc64;
+mod encode;
+mod encode_value;
 mod error;
 mod escape;
 mod intset;
@@ -20,12 +23,15 @@ mod stream;
 mod string;
 mod summary;
 mod value;
+mod writer;
 mod ziplist;
 mod zipmap;
 
 use std::io::Read;
 
 pub use crc64::crc64;
+pub use encode_value::VALKEY_MIN_VERSION;
+pub use writer::{library_name, printable, RdbWriter, WriteError, MIN_WRITE_VERSION};
 pub use error::{RdbError, Result};
 pub use escape::{escape, quoted, unescape};
 pub use json::{bytes_to_json, record_to_json, value_to_json};
@@ -39,8 +45,14 @@ pub use value::{
 
 use reader::ByteReader;
 
-/// Newest RDB format version this parser understands (Redis 7.4).
+/// Newest Redis RDB format version this parser understands (Redis 7.4).
 pub const MAX_RDB_VERSION: u16 = 12;
+
+/// Newest Valkey RDB format version this parser understands (Valkey 9.0; `VALKEY` magic).
+pub const MAX_VALKEY_VERSION: u16 = 80;
+
+/// Valkey 9 atomic slot migration state: a job name and slot ranges (skipped).
+const OP_SLOT_IMPORT: u8 = 0xF3;
 
 const OP_SLOT_INFO: u8 = 0xF4;
 const OP_FUNCTION2: u8 = 0xF5;
@@ -186,22 +198,7 @@ impl<R: Read> RdbReader<R> {
         let header: [u8; 9] = r
             .read_array()
             .map_err(|e| RdbError::BadHeader(format!("cannot read the 9-byte header: {e}")))?;
-        if &header[..5] != b"REDIS" {
-            return Err(RdbError::BadHeader("missing REDIS magic".into()));
-        }
-        let digits = &header[5..];
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return Err(RdbError::BadHeader(format!(
-                "version {:?} is not 4 digits",
-                String::from_utf8_lossy(digits)
-            )));
-        }
-        let version = digits.iter().fold(0u16, |v, d| v * 10 + (d - b'0') as u16);
-        if version == 0 || version > MAX_RDB_VERSION {
-            return Err(RdbError::BadHeader(format!(
-                "RDB version {version} is not supported (1 to {MAX_RDB_VERSION})"
-            )));
-        }
+        let version = parse_header(&header)?;
         Ok(RdbReader {
             r,
             version,
@@ -300,6 +297,14 @@ impl<R: Read> RdbReader<R> {
                     expires_slot_size: self.r.read_len()?,
                 },
                 OP_FUNCTION2 => Item::Function(self.r.read_string()?),
+                OP_SLOT_IMPORT if self.version >= VALKEY_MIN_VERSION => {
+                    self.r.skip_string()?;
+                    for _ in 0..self.r.read_count()? {
+                        self.r.read_len()?;
+                        self.r.read_len()?;
+                    }
+                    continue;
+                }
                 OP_FUNCTION_PRE_GA => {
                     return Err(self.r.unsupported_at(
                         op_at,
@@ -332,7 +337,7 @@ impl<R: Read> RdbReader<R> {
                     }
                     let value_at = self.r.offset();
                     let (value, encoding) =
-                        object::read_object(&mut self.r, ty, self.opts.decode_values)?;
+                        object::read_object(&mut self.r, ty, self.opts.decode_values, self.version)?;
                     let raw = self.r.take_capture();
                     let serialized_len = self.r.offset() - value_at + 1;
                     let key = self.r.key.take().unwrap_or_default();
@@ -382,6 +387,38 @@ impl<R: Read> Iterator for RdbReader<R> {
         }
         self.next_item().transpose()
     }
+}
+
+/// The RDB version from a 9-byte header: `REDIS` + 4 digits (1 to 12) or `VALKEY` + 3 digits (80).
+fn parse_header(header: &[u8; 9]) -> Result<u16> {
+    let (digits, valkey) = if header.starts_with(b"VALKEY") {
+        (&header[6..], true)
+    } else if header.starts_with(b"REDIS") {
+        (&header[5..], false)
+    } else {
+        return Err(RdbError::BadHeader("missing REDIS or VALKEY magic".into()));
+    };
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err(RdbError::BadHeader(format!(
+            "version {:?} is not {} digits",
+            String::from_utf8_lossy(digits),
+            digits.len()
+        )));
+    }
+    let version = digits.iter().fold(0u16, |v, d| v * 10 + (d - b'0') as u16);
+    let ok = if valkey {
+        (VALKEY_MIN_VERSION..=MAX_VALKEY_VERSION).contains(&version)
+    } else {
+        (1..=MAX_RDB_VERSION).contains(&version)
+    };
+    if !ok {
+        return Err(RdbError::BadHeader(if valkey {
+            format!("Valkey RDB version {version} is not supported ({VALKEY_MIN_VERSION} to {MAX_VALKEY_VERSION})")
+        } else {
+            format!("RDB version {version} is not supported (1 to {MAX_RDB_VERSION})")
+        }));
+    }
+    Ok(version)
 }
 
 /// Builds a DUMP/RESTORE payload: type byte + value bytes + 2-byte LE RDB version + 8-byte LE CRC64 of all that.

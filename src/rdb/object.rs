@@ -71,9 +71,35 @@ pub(crate) fn read_object<R: Read>(
     r: &mut ByteReader<R>,
     ty: u8,
     decode: bool,
+    version: u16,
 ) -> Result<(Value, &'static str)> {
     let enc = encoding_of(ty);
+    let valkey = version >= super::VALKEY_MIN_VERSION;
     let value = match ty {
+        22 if valkey => {
+            // Valkey 9 HASH_2: per field its name, value, then expiry as 8 bytes LE (-1: none).
+            let n = r.read_count()?;
+            let mut out: Vec<HashField> = Vec::with_capacity(cap(n));
+            for _ in 0..n {
+                let f = r.string_or_skip(decode)?;
+                let v = r.string_or_skip(decode)?;
+                let t = i64::from_le_bytes(r.read_array()?);
+                if let (Some(f), Some(v)) = (f, v) {
+                    out.push((f, v, u64::try_from(t).ok()));
+                }
+            }
+            if decode {
+                Value::Hash(out)
+            } else {
+                Value::NotDecoded
+            }
+        }
+        23..=25 if valkey => {
+            return Err(r.unsupported_at(
+                r.offset().saturating_sub(1),
+                format!("Valkey value type {ty} (newer than Valkey 9.0)"),
+            ))
+        }
         0 => return read_string_value(r, decode),
         1 | 2 => {
             let items = read_strings(r, decode)?;

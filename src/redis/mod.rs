@@ -6,9 +6,12 @@
 
 pub mod dbmap;
 pub mod diff;
+pub mod export;
 pub mod glob;
 pub mod inspect;
 pub mod keyscan;
 pub mod live;
 pub mod load;
+pub mod merge;
+pub mod rewrite;
 pub mod source;
