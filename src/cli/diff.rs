@@ -6,7 +6,7 @@ use rdbvault::redis::diff::{self, ChangeKind};
 use rdbvault::rdb::bytes_to_json;
 
 use super::keys::KeyArgs;
-use super::{output, with_blobs, Global};
+use super::{output, with_blobs_matching, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {
@@ -16,11 +16,13 @@ pub struct DiffArgs {
     pub new: String,
     #[command(flatten)]
     pub keys: KeyArgs,
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
 }
 
 pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
     let filter = a.keys.filter(None)?;
-    with_blobs(g, &[&a.old, &a.new], |snaps, blobs| {
+    with_blobs_matching(g, &[&a.old, &a.new], &a.filter, |snaps, blobs| {
         let (old, new) = (&snaps[0].1, &snaps[1].1);
         if g.json {
             let mut lists = [Vec::new(), Vec::new(), Vec::new()];

@@ -16,6 +16,7 @@ use time::{Date, Month, OffsetDateTime};
 use crate::error::{Error, Result};
 use crate::store::lock::LockGuard;
 use crate::store::{FileKind, Repository};
+use crate::format::select::Filter;
 use crate::format::snapshot::{Listing, Snapshot, Unreadable};
 
 /// A calendar span for `keep-within`, like `1y2m3d4h`.
@@ -291,11 +292,11 @@ fn apply_group(group: GroupKey, mut rows: Vec<Row>, policy: &Policy) -> GroupDec
     out
 }
 
-/// Loads every readable snapshot as a policy row; also returns the snapshot
-/// files that cannot be read (no policy keeps or removes those).
-pub fn rows(repo: &Repository) -> Result<(Vec<Row>, Vec<Unreadable>)> {
+/// Loads every readable snapshot `filter` matches as a policy row; also returns the
+/// snapshot files that cannot be read (no policy keeps or removes those).
+pub fn rows(repo: &Repository, filter: &Filter) -> Result<(Vec<Row>, Vec<Unreadable>)> {
     let listing = Listing::load(repo)?;
-    let rows = listing.snapshots.iter().map(|(id, s)| Row::of(id, s)).collect::<Result<Vec<_>>>()?;
+    let rows = listing.snapshots.iter().filter(|(_, s)| filter.matches(s)).map(|(id, s)| Row::of(id, s)).collect::<Result<Vec<_>>>()?;
     Ok((rows, listing.unreadable))
 }
 
