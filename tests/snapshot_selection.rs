@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use common::vault::{rdb_fixture, Vault};
 
@@ -113,6 +113,14 @@ fn latest_is_the_newest_matching_snapshot_everywhere() {
 #[test]
 fn forget_applies_its_policy_to_matching_snapshots_only() {
     let Four { v, ids: [a, b, c, d], .. } = four();
+    // --keep-tag a,b keeps the snapshots with both tags.
+    let r = v.json(&["forget", "--keep-tag", "x,y", "--group-by", "", "--dry-run"]);
+    let kept: Vec<&Value> = r["groups"][0]["keep"].as_array().unwrap().iter().map(|d| &d["id"]).collect();
+    assert_eq!(kept, [&json!(a)], "{r}");
+    assert_eq!(r["groups"][0]["keep"][0]["reasons"], json!(["has tag x,y"]));
+    assert_eq!(r["removed"], 3);
+    let r = v.json(&["forget", "--keep-tag", "x", "--keep-tag", "y", "--group-by", "", "--dry-run"]);
+    assert_eq!(r["removed"], 1, "only d has neither: {r}");
     let r = v.json(&["forget", "--keep-last", "1", "--group-by", "host", "--host", "h1", "--dry-run"]);
     assert_eq!(r["groups"].as_array().unwrap().len(), 1, "{r}");
     assert_eq!(r["groups"][0]["remove"][0]["id"], a.as_str());

@@ -35,8 +35,8 @@ pub struct ForgetArgs {
     /// Keep snapshots newer than the group's newest minus this span (e.g. 2d, 1y2m3d4h).
     #[arg(long, value_parser = |s: &str| Within::parse(s).map_err(|e| e.to_string()), value_name = "SPAN")]
     pub keep_within: Option<Within>,
-    /// Keep snapshots with this tag (repeatable).
-    #[arg(long = "keep-tag", value_name = "TAG")]
+    /// Keep snapshots with this tag (repeatable: any; `a,b`: snapshots with both).
+    #[arg(long = "keep-tag", value_name = "TAG[,TAG...]")]
     pub keep_tags: Vec<String>,
     /// Apply the policy per group of: host, source, tags (comma-separated).
     #[arg(long, default_value = "host,source", conflicts_with = "ids")]
