@@ -8,8 +8,7 @@ use serde_json::{json, Value};
 
 use super::{open_repo, output, Global};
 
-/// Never prints key material: `config` shows its id key as hidden and `key` shows the KDF
-/// parameters and salt but not the sealed master key.
+/// `cat TYPE [ID]`.
 #[derive(clap::Args, Debug)]
 pub struct CatArgs {
     /// What to print: config, snapshot, index, key, lock, or pack (its header).

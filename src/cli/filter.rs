@@ -7,14 +7,14 @@ use rdbvault::format::select::Filter;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct FilterArgs {
     /// Only snapshots from this host (repeatable: any of them).
-    #[arg(long = "host", value_name = "HOST")]
+    #[arg(long = "host", value_name = "HOST", help_heading = "Snapshot filters")]
     pub hosts: Vec<String>,
     /// Only snapshots with these tags: `--tag a,b` needs both, `--tag a --tag b` either.
-    #[arg(long = "tag", value_name = "TAG[,TAG...]")]
+    #[arg(long = "tag", value_name = "TAG[,TAG...]", help_heading = "Snapshot filters")]
     pub tags: Vec<String>,
     /// Only snapshots of this source: `kind:name` as `snapshots` shows it, or the name
     /// alone (repeatable: any of them).
-    #[arg(long = "source", value_name = "SOURCE")]
+    #[arg(long = "source", value_name = "SOURCE", help_heading = "Snapshot filters")]
     pub sources: Vec<String>,
 }
 

@@ -98,7 +98,8 @@ pub enum Command {
     /// Manage passwords (key files).
     #[command(subcommand)]
     Key(key::KeyCommand),
-    /// Print a repository file as decrypted JSON, for debugging (never key material).
+    /// Print a repository file as decrypted JSON, for debugging (never key material: the
+    /// config's id key and a key file's sealed master key are shown as hidden).
     Cat(cat::CatArgs),
     /// Remove stale locks (or all locks).
     Unlock(unlock::UnlockArgs),
