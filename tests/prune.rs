@@ -27,7 +27,7 @@ fn prune_after_forget_frees_space_and_keeps_every_snapshot() {
 
     assert!(repo.fails_text(&["forget"]).contains("no retention policy"));
     let dry = repo.ok(&["forget", "--keep-last", "2", "--group-by", "host", "--dry-run"]);
-    assert!(dry.contains("would remove 1 snapshots"), "{dry}");
+    assert!(dry.contains("would remove 1 snapshot:"), "{dry}");
     assert_eq!(repo.snapshots().len(), 3);
     let forgot = json(&repo.ok(&["--json", "forget", "--keep-last", "2", "--group-by", "host"]));
     assert_eq!(forgot["removed"], 1);

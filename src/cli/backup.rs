@@ -41,8 +41,8 @@ pub struct BackupArgs {
     /// With --mode bgsave: seconds to wait for the save to finish.
     #[arg(long, value_name = "SECS", default_value_t = 3600.0, requires = "mode")]
     pub bgsave_timeout: f64,
-    /// Tag the snapshot (repeatable).
-    #[arg(long = "tag")]
+    /// Tag the snapshot (repeatable; `--tag a,b` gives two tags).
+    #[arg(long = "tag", value_delimiter = ',', value_name = "TAG[,TAG...]")]
     pub tags: Vec<String>,
     /// Record this host name instead of the machine's.
     #[arg(long)]

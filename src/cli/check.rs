@@ -42,7 +42,7 @@ pub fn run(g: &Global, a: CheckArgs) -> anyhow::Result<()> {
     }
     print(g, &report)?;
     if report.errors() > 0 {
-        anyhow::bail!("check found {} errors: the repository is damaged", report.errors());
+        anyhow::bail!("check found {}: the repository is damaged", output::plural(report.errors(), "error"));
     }
     Ok(())
 }
@@ -57,16 +57,17 @@ fn print(g: &Global, r: &CheckReport) -> anyhow::Result<()> {
         }
     }
     if !g.quiet {
+        let p = output::plural;
         println!(
-            "checked {} keys, {} index files, {} packs ({} read in full, {} blobs verified), {} snapshots: {} errors, {} warnings",
-            r.keys,
-            r.index_files,
-            r.packs,
+            "checked {}, {}, {} ({} read in full, {} verified), {}: {}, {}",
+            p(r.keys, "key file"),
+            p(r.index_files, "index file"),
+            p(r.packs, "pack"),
             r.packs_read,
-            r.blobs_read,
-            r.snapshots,
-            r.errors(),
-            r.warnings()
+            p(r.blobs_read, "blob"),
+            p(r.snapshots, "snapshot"),
+            p(r.errors(), "error"),
+            p(r.warnings(), "warning")
         );
     }
     Ok(())

@@ -7,7 +7,7 @@ use rdbvault::rdb::quoted;
 
 use super::inspect::{chosen_file, read_json};
 use super::keys::KeyArgs;
-use super::{output, with_blobs, Global};
+use super::{output, with_blobs_matching, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {
@@ -24,6 +24,8 @@ pub struct DiffArgs {
     /// `git diff --exit-code` do; errors then exit with 2 or more.
     #[arg(long)]
     pub exit_code: bool,
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
 }
 
 pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
@@ -31,7 +33,7 @@ pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
         super::errors_exit_above_1();
     }
     let filter = a.keys.filter(None)?;
-    let counts = with_blobs(g, &[&a.old, &a.new], |snaps, blobs| {
+    let counts = with_blobs_matching(g, &[&a.old, &a.new], &a.filter, |snaps, blobs| {
         let ((old_id, old), (new_id, new)) = (&snaps[0], &snaps[1]);
         let old_file = chosen_file(old_id, old, a.file.as_deref(), g.quiet)?;
         let new_file = chosen_file(new_id, new, a.file.as_deref(), g.quiet)?;

@@ -11,6 +11,9 @@ pub struct ForgetArgs {
     /// instead of applying a --keep-* policy.
     #[arg(value_name = "SNAPSHOT_ID")]
     pub ids: Vec<String>,
+    /// Apply the policy only to the snapshots these match (named ids must match them too).
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
     /// Keep the N newest snapshots.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_last: u32,
@@ -32,8 +35,8 @@ pub struct ForgetArgs {
     /// Keep snapshots newer than the group's newest minus this span (e.g. 2d, 1y2m3d4h).
     #[arg(long, value_parser = |s: &str| Within::parse(s).map_err(|e| e.to_string()), value_name = "SPAN")]
     pub keep_within: Option<Within>,
-    /// Keep snapshots with this tag (repeatable).
-    #[arg(long = "keep-tag", value_name = "TAG")]
+    /// Keep snapshots with this tag (repeatable: any; `a,b`: snapshots with both).
+    #[arg(long = "keep-tag", value_name = "TAG[,TAG...]")]
     pub keep_tags: Vec<String>,
     /// Apply the policy per group of: host, source, tags (comma-separated).
     #[arg(long, default_value = "host,source", conflicts_with = "ids")]
@@ -74,7 +77,7 @@ pub fn run(g: &Global, a: ForgetArgs) -> anyhow::Result<()> {
     // A dry run only reads, so it can run beside backups.
     let lock = super::lock(g, &repo, !a.dry_run)?;
     let (remove, mut report) = if a.ids.is_empty() {
-        let (rows, skipped) = forget::rows(&repo)?;
+        let (rows, skipped) = forget::rows(&repo, &a.filter.filter())?;
         super::warn_skipped(&skipped);
         let groups = forget::apply(&rows, &policy, by);
         if !g.json && !g.quiet {
@@ -84,12 +87,17 @@ pub fn run(g: &Global, a: ForgetArgs) -> anyhow::Result<()> {
         let report = serde_json::json!({ "dry_run": a.dry_run, "groups": groups, "removed": remove.len() });
         (remove, report)
     } else {
+        if !a.filter.is_empty() {
+            for id in &a.ids {
+                super::find_snapshot_matching(&repo, id, &a.filter)?;
+            }
+        }
         let chosen = forget::choose(&repo, &a.ids)?;
         if !g.json && !g.quiet {
             let verb = if a.dry_run { "would remove" } else { "remove" };
-            println!("{verb} {} snapshots:", chosen.len());
+            println!("{verb} {}:", output::plural(chosen.len(), "snapshot"));
             for c in &chosen {
-                println!("  {}  {}", &c.id[..8], c.time.as_deref().unwrap_or("(unreadable)"));
+                println!("  {}  {}", &c.id[..8], c.time.as_deref().map_or_else(|| "(unreadable)".to_string(), output::time));
             }
         }
         let report = serde_json::json!({ "dry_run": a.dry_run, "snapshots": chosen, "removed": chosen.len() });
@@ -121,14 +129,14 @@ fn print_groups(groups: &[forget::GroupDecision], dry_run: bool) {
             label.push(format!("tags [{}]", t.join(",")));
         }
         println!("snapshots of {}:", if label.is_empty() { "all".to_string() } else { label.join(", ") });
-        println!("keep {} snapshots:", gr.keep.len());
+        println!("keep {}:", output::plural(gr.keep.len(), "snapshot"));
         for d in &gr.keep {
-            println!("  {}  {:<25}  {}", &d.id[..8], d.time, d.reasons.join(", "));
+            println!("  {}  {}  {}", &d.id[..8], output::time(&d.time), d.reasons.join(", "));
         }
         let verb = if dry_run { "would remove" } else { "remove" };
-        println!("{verb} {} snapshots:", gr.remove.len());
+        println!("{verb} {}:", output::plural(gr.remove.len(), "snapshot"));
         for d in &gr.remove {
-            println!("  {}  {}", &d.id[..8], d.time);
+            println!("  {}  {}", &d.id[..8], output::time(&d.time));
         }
     }
 }

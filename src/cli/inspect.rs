@@ -10,7 +10,7 @@ use rdbvault::rdb::{quoted, ReadOptions, Summary};
 
 use super::keys::KeyArgs;
 use super::output::{self, csv_field};
-use super::{with_blobs, Global};
+use super::{with_blobs_matching, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
@@ -18,6 +18,8 @@ pub struct InspectArgs {
     pub snapshot: String,
     #[command(flatten)]
     pub keys: KeyArgs,
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
     /// Only keys of this type (string, list, set, zset, hash, stream, module).
     #[arg(long = "type", value_name = "TYPE")]
     pub kind: Option<String>,
@@ -40,7 +42,7 @@ pub struct InspectArgs {
 
 pub fn run(g: &Global, a: InspectArgs) -> anyhow::Result<()> {
     let filter = a.keys.filter(a.kind.as_deref())?;
-    with_blobs(g, &[&a.snapshot], |snaps, blobs| {
+    with_blobs_matching(g, &[&a.snapshot], &a.filter, |snaps, blobs| {
         let (id, snap) = &snaps[0];
         let file = chosen_file(id, snap, a.file.as_deref(), g.quiet)?;
         let read = read_json(id, snap, file);

@@ -9,16 +9,16 @@ use super::{open_repo, output, password, Global};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum KeyCommand {
-    /// Add a password.
+    /// Add a password (a new key file).
     Add(NewKeyArgs),
-    /// List the passwords (key files).
+    /// List the passwords (key files); `*` marks the one in use.
     List,
-    /// Remove a password by key id (or unique prefix).
+    /// Remove a password by its key file's id (or unique prefix).
     Remove {
-        /// Key id or prefix.
+        /// Key file id or prefix.
         id: String,
     },
-    /// Change the password in use (adds the new one, then removes the current one).
+    /// Change the password in use (adds a key file for the new one, then removes the current one).
     Passwd(NewKeyArgs),
 }
 
@@ -63,11 +63,17 @@ pub fn run(g: &Global, c: KeyCommand) -> anyhow::Result<()> {
             if g.json {
                 return output::print_json(&keys);
             }
-            println!(" {:<8}  {:<24}  {:<16}  USER", "ID", "CREATED", "HOST");
-            for k in keys {
-                let mark = if k.current { "*" } else { " " };
-                println!("{mark}{:<8}  {:<24}  {:<16}  {}", &k.id[..8.min(k.id.len())], k.created, k.host, k.username);
-            }
+            let rows: Vec<Vec<String>> = keys
+                .iter()
+                .map(|k| {
+                    let mark = if k.current { "*" } else { " " };
+                    let id = format!("{mark}{}", k.id.get(..8).unwrap_or(&k.id));
+                    vec![id, output::time(&k.created), k.host.clone(), k.username.clone()]
+                })
+                .collect();
+            let left = output::Align::Left;
+            print!("{}", output::table(&[(" ID", left), ("Created", left), ("Host", left), ("User", left)], &rows));
+            println!("{}", output::plural(keys.len(), "key file"));
             Ok(())
         }
     }

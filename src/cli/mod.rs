@@ -1,10 +1,12 @@
 //! Command-line definitions and dispatch (the only place `anyhow` is used).
 
 mod backup;
+mod cat;
 mod check;
 mod diff;
 mod export;
 mod extract;
+mod filter;
 mod forget;
 mod init;
 mod inspect;
@@ -19,6 +21,7 @@ mod repair;
 mod restore;
 mod snapshots;
 mod stats;
+mod tag;
 mod unlock;
 
 use std::path::PathBuf;
@@ -90,10 +93,12 @@ pub enum Command {
     Merge(merge::MergeArgs),
     /// Write a snapshot's keys as JSON lines, CSV, Redis commands (RESP) or key names.
     Export(export::ExportArgs),
-    /// Show sizes, deduplication and compression ratios.
-    Stats,
+    /// Show sizes, deduplication and compression ratios, or the sizes of chosen snapshots (--mode).
+    Stats(stats::StatsArgs),
     /// Remove snapshots by id, or according to a retention policy.
     Forget(forget::ForgetArgs),
+    /// Add, remove or replace the tags of snapshots.
+    Tag(tag::TagArgs),
     /// Delete data no snapshot needs and repack partly used packs.
     Prune(prune::PruneArgs),
     /// Verify the repository's structure and, optionally, every byte of data.
@@ -101,6 +106,9 @@ pub enum Command {
     /// Manage passwords (key files).
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Print a repository file as decrypted JSON, for debugging (never key material: the
+    /// config's id key and a key file's sealed master key are shown as hidden).
+    Cat(cat::CatArgs),
     /// Remove stale locks (or all locks).
     Unlock(unlock::UnlockArgs),
     /// Rebuild damaged repository metadata.
@@ -122,7 +130,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Diff(a) => diff::run(&g, a),
         Command::Export(a) => export::run(&g, a),
         Command::Merge(a) => merge::run(&g, a),
-        Command::Stats => stats::run(&g),
+        Command::Stats(a) => stats::run(&g, a),
+        Command::Tag(a) => tag::run(&g, a),
+        Command::Cat(a) => cat::run(&g, a),
         Command::Forget(a) => forget::run(&g, a),
         Command::Prune(a) => prune::run(&g, a),
         Command::Check(a) => check::run(&g, a),
@@ -226,14 +236,26 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
 
 /// Opens the repository, finds the snapshots `specs` name, loads the index and
 /// runs `f` with them and a blob reader.
+#[allow(dead_code)]
 fn with_blobs<T>(
     g: &Global,
     specs: &[&str],
     f: impl FnOnce(&[(Id, Snapshot)], &Blobs<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    with_blobs_matching(g, specs, &filter::FilterArgs::default(), f)
+}
+
+/// [`with_blobs`] for snapshots that must match `--host`/`--tag`/`--source` (`latest`
+/// is the newest that does).
+fn with_blobs_matching<T>(
+    g: &Global,
+    specs: &[&str],
+    filter: &filter::FilterArgs,
+    f: impl FnOnce(&[(Id, Snapshot)], &Blobs<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let repo = open_repo_for_index(g)?;
     let _lock = read_lock(g, &repo)?;
-    let snaps = specs.iter().map(|s| find_snapshot(&repo, s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let snaps = specs.iter().map(|s| find_snapshot_matching(&repo, s, filter)).collect::<anyhow::Result<Vec<_>>>()?;
     let index = load_index(&repo)?;
     let blobs = Blobs::new(&repo, &index)?;
     f(&snaps, &blobs)
@@ -252,8 +274,14 @@ pub fn report_retries(quiet: bool) {
 }
 
 /// Finds a snapshot (`latest`, an id or a prefix), warning about the unreadable ones `latest` skipped.
+#[allow(dead_code)]
 fn find_snapshot(repo: &Repository, spec: &str) -> anyhow::Result<(Id, Snapshot)> {
-    let (found, skipped) = Snapshot::find(repo, spec)?;
+    find_snapshot_matching(repo, spec, &filter::FilterArgs::default())
+}
+
+/// [`find_snapshot`] among the snapshots the filters match.
+fn find_snapshot_matching(repo: &Repository, spec: &str, filter: &filter::FilterArgs) -> anyhow::Result<(Id, Snapshot)> {
+    let (found, skipped) = rdbvault::format::select::find(repo, spec, &filter.filter())?;
     warn_skipped(&skipped);
     Ok(found)
 }

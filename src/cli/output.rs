@@ -92,3 +92,90 @@ pub fn span_ms(ms: u64) -> String {
         _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
     }
 }
+/// `1 snapshot`, `2 snapshots`, `3 indexes`: a count with its noun.
+pub fn plural<N: std::fmt::Display + PartialEq + From<u8>>(n: N, word: &str) -> String {
+    if n == N::from(1) {
+        format!("{n} {word}")
+    } else if word.ends_with(['s', 'x']) || word.ends_with("sh") || word.ends_with("ch") {
+        format!("{n} {word}es")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// A stored RFC 3339 time as every listing shows it: `2026-11-29 10:15:03`, local time
+/// (from `TZ` or the system's zone); a time that does not parse is shown as stored.
+pub fn time(rfc3339: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let Ok(t) = time::OffsetDateTime::parse(rfc3339, &Rfc3339) else { return rfc3339.to_string() };
+    let local = t.to_offset(local_offset(t.unix_timestamp()));
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    local.format(&fmt).unwrap_or_else(|_| rfc3339.to_string())
+}
+
+/// The local zone's offset from UTC at `unix` seconds (UTC when the C library cannot say).
+fn local_offset(unix: i64) -> time::UtcOffset {
+    // time_t is 64 bits on every platform this builds for.
+    let t = unix as libc::time_t;
+    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; localtime_r is the reentrant form and keeps no pointer.
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if !ok {
+        return time::UtcOffset::UTC;
+    }
+    i32::try_from(tm.tm_gmtoff).ok().and_then(|s| time::UtcOffset::from_whole_seconds(s).ok()).unwrap_or(time::UtcOffset::UTC)
+}
+
+/// How a table column is aligned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Text.
+    Left,
+    /// Numbers and sizes, under a right-aligned header.
+    Right,
+}
+
+/// A table as restic prints one: columns sized to their widest cell, two spaces apart,
+/// a rule under the header and after the rows; no trailing spaces.
+pub fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    let width = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = columns.iter().map(|(h, _)| width(h)).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(width(cell));
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, ((cell, w), (_, align))) in cells.iter().zip(&widths).zip(columns).enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            let pad = " ".repeat(w.saturating_sub(width(cell)));
+            match align {
+                Align::Left => {
+                    out.push_str(cell);
+                    out.push_str(&pad);
+                }
+                Align::Right => {
+                    out.push_str(&pad);
+                    out.push_str(cell);
+                }
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let rule = "-".repeat(widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1));
+    let mut out = line(columns.iter().map(|(h, _)| *h).collect());
+    out.push('\n');
+    out.push_str(&rule);
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out.push_str(&rule);
+    out.push('\n');
+    out
+}

@@ -8,17 +8,21 @@ use super::{open_repo, output, Global};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PruneArgs {
-    /// Repack packs with more than this share unused (e.g. 5%, 0%).
-    #[arg(long, default_value = "5%", value_parser = parse_share)]
+    /// Repack packs with more than this share unused (e.g. 5%, 0%); `unlimited` never
+    /// repacks (packs with nothing used are still deleted).
+    #[arg(long, default_value = "5%", value_parser = parse_share, value_name = "N%|unlimited")]
     pub max_unused: f64,
     /// Only print what would be deleted and repacked.
     #[arg(long)]
     pub dry_run: bool,
 }
 
-/// Parses `5%` or `5` (percent) into a share.
+/// Parses `5%` or `5` (percent) into a share; `unlimited` is a share no pack exceeds.
 pub fn parse_share(s: &str) -> Result<f64, String> {
-    let p: f64 = s.trim_end_matches('%').parse().map_err(|_| format!("{s:?} is not a percentage like 5%"))?;
+    if s == "unlimited" {
+        return Ok(f64::INFINITY);
+    }
+    let p: f64 = s.trim_end_matches('%').parse().map_err(|_| format!("{s:?} is not a percentage like 5% (or unlimited)"))?;
     if !(0.0..=100.0).contains(&p) {
         return Err(format!("{s:?} is not between 0% and 100%"));
     }
@@ -53,10 +57,18 @@ pub fn prune_locked(g: &Global, repo: &Repository, lock: &LockGuard, a: &PruneAr
     let text = !g.json && !g.quiet;
     if text {
         let verb = if a.dry_run { "would" } else { "will" };
-        println!("{} snapshots use {} blobs; {} blobs are unused, {} are extra copies", s.snapshots, s.used_blobs, s.unused_blobs, s.duplicate_blobs);
-        println!("{verb} delete {} unused packs and {} unindexed packs", s.delete_packs.len(), s.unindexed_packs.len());
-        println!("{verb} repack {} packs, copying {} of used data", s.repack_packs.len(), output::bytes(s.bytes_repacked));
-        println!("{verb} keep {} packs as they are; replace {} index files with one", s.kept_packs, s.index_files.len());
+        let p = output::plural;
+        let uses = if s.snapshots == 1 { "uses" } else { "use" };
+        println!(
+            "{} {uses} {}; {} unused, {} extra copies",
+            p(s.snapshots, "snapshot"),
+            p(s.used_blobs, "blob"),
+            s.unused_blobs,
+            s.duplicate_blobs
+        );
+        println!("{verb} delete {} and {}", p(s.delete_packs.len(), "unused pack"), p(s.unindexed_packs.len(), "unindexed pack"));
+        println!("{verb} repack {}, copying {} of used data", p(s.repack_packs.len(), "pack"), output::bytes(s.bytes_repacked));
+        println!("{verb} keep {} as they are; replace {} with one", p(s.kept_packs, "pack"), p(s.index_files.len(), "index file"));
         println!("{verb} free about {} of {} in packs", output::bytes(s.pack_bytes_deleted.saturating_sub(s.bytes_repacked)), output::bytes(s.pack_bytes_before));
     }
     let mut report = serde_json::json!({ "dry_run": a.dry_run, "plan": s, "repository_bytes_before": before });
@@ -70,8 +82,8 @@ pub fn prune_locked(g: &Global, repo: &Repository, lock: &LockGuard, a: &PruneAr
     let after = repo_bytes(repo)?;
     if text {
         println!(
-            "wrote {} new packs ({}); repository {} -> {}, freed {}",
-            done.new_packs,
+            "wrote {} ({}); repository {} -> {}, freed {}",
+            output::plural(done.new_packs, "new pack"),
             output::bytes(done.new_pack_bytes),
             output::bytes(before),
             output::bytes(after),

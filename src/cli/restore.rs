@@ -15,7 +15,7 @@ use rdbvault::redis::source::command;
 
 use super::keys::KeyArgs;
 use super::redis_args::RedisArgs;
-use super::{open_repo_for_index, output, with_blobs, Global};
+use super::{open_repo_for_index, output, with_blobs_matching, Global};
 
 #[derive(clap::Args, Debug)]
 #[command(group = clap::ArgGroup::new("server").multiple(true).args(["to", "redis_host", "redis_port", "sentinel"]))]
@@ -57,6 +57,8 @@ pub struct RestoreArgs {
     pub map_db: Vec<(u64, u64)>,
     #[command(flatten)]
     pub keys: KeyArgs,
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
     /// With --to: load every key (or use --keys PATTERN).
     #[arg(long, requires = "server", conflicts_with = "keys")]
     pub all: bool,
@@ -96,10 +98,13 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     let repo = open_repo_for_index(g)?;
     let _lock = super::read_lock(g, &repo)?;
     if let Some(group) = &a.group {
+        if !a.filter.is_empty() {
+            bail!("--group restores every snapshot of a group: --host, --tag and --source do not apply");
+        }
         return run_group(g, &repo, group, &target, &a);
     }
     let Some(spec) = &a.snapshot else { anyhow::bail!("give a snapshot (or latest) or --group") };
-    let (id, snap) = super::find_snapshot(&repo, spec)?;
+    let (id, snap) = super::find_snapshot_matching(&repo, spec, &a.filter)?;
     let index = super::load_index(&repo)?;
     let blobs = restore::Blobs::new(&repo, &index)?;
     let to_stdout = target.as_os_str() == "-";
@@ -167,7 +172,7 @@ fn to_redis(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
         ..LoadOptions::default()
     };
     let Some(spec) = a.snapshot.as_deref() else { bail!("--to restores one snapshot; give its id or latest") };
-    let report = with_blobs(g, &[spec], |snaps, blobs| {
+    let report = with_blobs_matching(g, &[spec], &a.filter, |snaps, blobs| {
         let snap = &snaps[0].1;
         let db_map = DbMap::for_restore(server.db.map(u64::from), &a.map_db, a.keys.db, snapshot_dbs(snap).as_deref())
             .map_err(anyhow::Error::msg)?;

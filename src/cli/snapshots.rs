@@ -1,17 +1,22 @@
 //! `rdbvault snapshots`.
 
-use rdbvault::format::snapshot::Listing;
+use rdbvault::format::select;
+use rdbvault::format::snapshot::Snapshot;
 
-use super::{open_repo, output, Global};
+use super::filter::FilterArgs;
+use super::output::{self, Align};
+use super::{open_repo, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct SnapshotsArgs {
-    /// Only snapshots with this tag (repeatable; all must match).
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
-    /// Only snapshots from this host.
-    #[arg(long)]
-    pub host: Option<String>,
+    /// Only these snapshots (`latest`, ids or unique prefixes).
+    #[arg(value_name = "SNAPSHOT")]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only the newest N snapshots of each host and source.
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
     /// Only snapshots of this group (e.g. the shards of one cluster backup).
     #[arg(long)]
     pub group: Option<String>,
@@ -19,15 +24,13 @@ pub struct SnapshotsArgs {
 
 pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
-    let listing = Listing::load(&repo)?;
-    super::warn_skipped(&listing.unreadable);
-    let all: Vec<_> = listing
-        .snapshots
-        .into_iter()
-        .filter(|(_, s)| a.tags.iter().all(|t| s.tags.contains(t)))
-        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
-        .filter(|(_, s)| a.group.as_ref().is_none_or(|g| s.group.as_ref().is_some_and(|sg| sg.starts_with(g.as_str()))))
-        .collect();
+    let (mut all, unreadable) = select::select(&repo, &a.ids, &a.filter.filter())?;
+    super::warn_skipped(&unreadable);
+    all.retain(|(_, s)| a.group.as_ref().is_none_or(|g| s.group.as_ref().is_some_and(|sg| sg.starts_with(g.as_str()))));
+    all.sort_by(|x, y| x.1.time.cmp(&y.1.time).then(x.0.cmp(&y.0)));
+    if let Some(n) = a.latest {
+        all = select::latest_per_group(all, n);
+    }
     if g.json {
         let list: Vec<serde_json::Value> = all
             .iter()
@@ -43,33 +46,53 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
             .collect();
         return output::print_json(&list);
     }
-    println!(
-        "{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}  {:<16}",
-        "ID", "TIME", "HOST", "TAGS", "SOURCE", "SIZE", "ADDED", "GROUP"
-    );
-    for (id, s) in &all {
-        let source = format!("{}:{}", s.source.kind, s.source.name);
-        println!(
-            "{:<8}  {:<23}  {:<12}  {:<14}  {:<28}  {:>10}  {:>10}  {:<16}{}",
-            id.short(),
-            s.time,
-            s.host,
-            s.tags.join(","),
-            source,
-            output::bytes(s.size()),
-            output::bytes(s.summary.bytes_added),
-            s.group.as_deref().unwrap_or(""),
-            rdb_note(s)
-        );
+    let with_group = all.iter().any(|(_, s)| s.group.is_some());
+    let with_note = all.iter().any(|(_, s)| rdb_note(s).is_some());
+    let mut columns = vec![
+        ("ID", Align::Left),
+        ("Time", Align::Left),
+        ("Host", Align::Left),
+        ("Tags", Align::Left),
+        ("Source", Align::Left),
+        ("Size", Align::Right),
+        ("Added", Align::Right),
+    ];
+    if with_group {
+        columns.push(("Group", Align::Left));
     }
-    match listing.unreadable.len() {
-        0 => println!("{} snapshots", all.len()),
-        n => println!("{} snapshots ({n} unreadable, named on stderr)", all.len()),
+    if with_note {
+        columns.push(("Note", Align::Left));
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|(id, s)| {
+            let mut row = vec![
+                id.short(),
+                output::time(&s.time),
+                s.host.clone(),
+                s.tags.join(","),
+                select::source_of(s),
+                output::bytes(s.size()),
+                output::bytes(s.summary.bytes_added),
+            ];
+            if with_group {
+                row.push(s.group.clone().unwrap_or_default());
+            }
+            if with_note {
+                row.push(rdb_note(s).unwrap_or_default());
+            }
+            row
+        })
+        .collect();
+    print!("{}", output::table(&columns, &rows));
+    match unreadable.len() {
+        0 => println!("{}", output::plural(all.len(), "snapshot")),
+        n => println!("{} ({n} unreadable, named on stderr)", output::plural(all.len(), "snapshot")),
     }
     Ok(())
 }
 
-/// `  (RDB error: ...)` for a snapshot whose data was stored although it is not a valid RDB.
-fn rdb_note(s: &rdbvault::format::snapshot::Snapshot) -> String {
-    s.redis.as_ref().and_then(|r| r.rdb_error.as_deref()).map(|e| format!("  (RDB error: {e})")).unwrap_or_default()
+/// `RDB error: ...` for a snapshot whose data was stored although it is not a valid RDB.
+fn rdb_note(s: &Snapshot) -> Option<String> {
+    s.redis.as_ref().and_then(|r| r.rdb_error.as_deref()).map(|e| format!("RDB error: {e}"))
 }

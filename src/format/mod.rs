@@ -8,4 +8,5 @@ pub mod chunklist;
 pub mod compress;
 pub mod index;
 pub mod pack;
+pub mod select;
 pub mod snapshot;

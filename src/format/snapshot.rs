@@ -105,6 +105,9 @@ pub struct Snapshot {
     pub files: Vec<SnapshotFile>,
     /// What the backup did.
     pub summary: BackupSummary,
+    /// The id of the snapshot this one replaced when its tags were changed (`tag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
 }
 
 impl Snapshot {

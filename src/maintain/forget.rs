@@ -5,7 +5,7 @@
 //! N` (daily, weekly, monthly, yearly alike) keeps the newest snapshot of each
 //! of the last N hours that have snapshots; `keep-within D` keeps everything
 //! newer than the group's newest snapshot minus D; `keep-tag T` keeps any
-//! snapshot tagged T. A snapshot is kept if any rule keeps it. Times are UTC.
+//! snapshot tagged T (`a,b`: tagged a and b). A snapshot is kept if any rule keeps it. Times are UTC.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,7 @@ use time::{Date, Month, OffsetDateTime};
 use crate::error::{Error, Result};
 use crate::store::lock::LockGuard;
 use crate::store::{FileKind, Repository};
+use crate::format::select::Filter;
 use crate::format::snapshot::{Listing, Snapshot, Unreadable};
 
 /// A calendar span for `keep-within`, like `1y2m3d4h`.
@@ -109,7 +110,7 @@ pub struct Policy {
     pub yearly: u32,
     /// Keep everything within this span of the newest snapshot.
     pub within: Option<Within>,
-    /// Keep snapshots with any of these tags.
+    /// Keep snapshots with any of these tags (`a,b`: with both).
     pub tags: Vec<String>,
 }
 
@@ -276,7 +277,8 @@ fn apply_group(group: GroupKey, mut rows: Vec<Row>, policy: &Policy) -> GroupDec
                 reasons.push(format!("within {w}"));
             }
         }
-        let tagged: Vec<&String> = policy.tags.iter().filter(|t| row.tags.contains(t)).collect();
+        // `a,b` keeps snapshots that have both (restic's tag lists).
+        let tagged: Vec<&String> = policy.tags.iter().filter(|t| t.split(',').all(|p| row.tags.iter().any(|r| r == p))).collect();
         if !tagged.is_empty() {
             reasons.push(format!("has tag {}", tagged.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",")));
         }
@@ -291,11 +293,11 @@ fn apply_group(group: GroupKey, mut rows: Vec<Row>, policy: &Policy) -> GroupDec
     out
 }
 
-/// Loads every readable snapshot as a policy row; also returns the snapshot
-/// files that cannot be read (no policy keeps or removes those).
-pub fn rows(repo: &Repository) -> Result<(Vec<Row>, Vec<Unreadable>)> {
+/// Loads every readable snapshot `filter` matches as a policy row; also returns the
+/// snapshot files that cannot be read (no policy keeps or removes those).
+pub fn rows(repo: &Repository, filter: &Filter) -> Result<(Vec<Row>, Vec<Unreadable>)> {
     let listing = Listing::load(repo)?;
-    let rows = listing.snapshots.iter().map(|(id, s)| Row::of(id, s)).collect::<Result<Vec<_>>>()?;
+    let rows = listing.snapshots.iter().filter(|(_, s)| filter.matches(s)).map(|(id, s)| Row::of(id, s)).collect::<Result<Vec<_>>>()?;
     Ok((rows, listing.unreadable))
 }
 

@@ -82,3 +82,61 @@ pub fn compute(repo: &Repository, index: &Index, snapshots: &[(crate::crypto::Id
         overall_ratio: ratio(total_raw_bytes, repository_bytes),
     })
 }
+
+/// What a restore of the chosen snapshots would write (restic's `--mode restore-size`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RestoreSize {
+    /// Number of snapshots.
+    pub snapshots: u64,
+    /// Files a restore writes (an AOF snapshot has several).
+    pub total_file_count: u64,
+    /// Bytes a restore writes.
+    pub total_size: u64,
+}
+
+/// Sizes of what a restore of `snapshots` would write.
+pub fn restore_size(snapshots: &[(crate::crypto::Id, Snapshot)]) -> RestoreSize {
+    RestoreSize {
+        snapshots: snapshots.len() as u64,
+        total_file_count: snapshots.iter().map(|(_, s)| s.files.len() as u64).sum(),
+        total_size: snapshots.iter().fold(0u64, |t, (_, s)| t.saturating_add(s.size())),
+    }
+}
+
+/// The stored blobs the chosen snapshots reference, each once (restic's `--mode raw-data`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RawData {
+    /// Number of snapshots.
+    pub snapshots: u64,
+    /// Distinct blobs: data chunks and chunk lists.
+    pub total_blob_count: u64,
+    /// Their plaintext bytes.
+    pub total_uncompressed_size: u64,
+    /// Their bytes in packs, after compression and encryption (a frame's bytes shared by
+    /// its blobs in proportion to their size).
+    pub total_size: u64,
+    /// total_uncompressed_size / total_size.
+    pub compression_ratio: f64,
+}
+
+/// Counts the blobs `snapshots` reference (compression dictionaries, shared by all, left out).
+pub fn raw_data(repo: &Repository, index: &Index, snapshots: &[(crate::crypto::Id, Snapshot)]) -> Result<RawData> {
+    let used = crate::maintain::prune::used_blobs(repo, index, snapshots)?;
+    let (mut count, mut raw, mut stored) = (0u64, 0u64, 0u64);
+    for id in &used {
+        let Some((_, e)) = index.get(id) else { continue };
+        if e.kind == BlobType::Dictionary {
+            continue;
+        }
+        count += 1;
+        raw += e.raw_len as u64;
+        stored += e.length as u64 * e.raw_len as u64 / e.frame_len.max(1) as u64;
+    }
+    Ok(RawData {
+        snapshots: snapshots.len() as u64,
+        total_blob_count: count,
+        total_uncompressed_size: raw,
+        total_size: stored,
+        compression_ratio: ratio(raw, stored),
+    })
+}

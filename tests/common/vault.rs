@@ -141,6 +141,16 @@ impl Vault {
         out
     }
 
+    /// Backs up `data` from stdin, recorded under `name`, with extra options; returns the snapshot id.
+    pub fn backup_stdin(&self, name: &str, data: &[u8], extra: &[&str]) -> String {
+        let mut args = vec!["--json", "backup", "--stdin", "--stdin-name", name];
+        args.extend_from_slice(extra);
+        let o = self.run_stdin(&args, data);
+        assert!(o.status.success(), "backup failed: {}", String::from_utf8_lossy(&o.stderr));
+        let out: serde_json::Value = serde_json::from_slice(&o.stdout).expect("backup JSON");
+        out["snapshot_id"].as_str().expect("snapshot_id").to_string()
+    }
+
     /// Restores a snapshot to a path and returns its bytes.
     pub fn restore(&self, snap: &str, to: &Path) -> Vec<u8> {
         self.ok(&["restore", snap, "--target", to.to_str().unwrap()]);
@@ -285,4 +295,9 @@ pub fn pack_header_start(pack: &[u8]) -> usize {
     let n = pack.len();
     let hlen = u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
     n - 4 - hlen
+}
+
+/// A small RDB file from `tests/fixtures/rdb`.
+pub fn rdb_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rdb").join(name)).expect("fixture")
 }
