@@ -357,6 +357,7 @@ pub fn run_with(
             bytes_added: stats.bytes,
             duration_ms: started.elapsed().as_millis() as u64,
         },
+        original: None,
     };
     finish(&mut snapshot)?;
     let id = snapshot.save(repo)?;

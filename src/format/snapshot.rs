@@ -101,6 +101,10 @@ pub struct Snapshot {
     pub files: Vec<SnapshotFile>,
     /// What the backup did.
     pub summary: BackupSummary,
+    /// For a copy (`rdbvault copy`): the id of the snapshot it was first taken as, so
+    /// copying it again is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
 }
 
 impl Snapshot {
