@@ -23,7 +23,7 @@ impl Drop for Proc {
 }
 
 fn wait_for_port(port: u16, what: &str) {
-    wait_until(Duration::from_secs(20), what, || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_until(Duration::from_secs(60), what, || TcpStream::connect(("127.0.0.1", port)).is_ok());
 }
 
 /// A moto S3 server (`moto_server`), in memory, killed on drop.
