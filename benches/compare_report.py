@@ -4,7 +4,7 @@
 usage: compare_report.py META RESULTS OUT.md
 
 RESULTS rows (tab-separated): tool rep step wall_ms user_s sys_s maxrss_kib
-repo_bytes rdb_bytes. Medians are taken over repetitions. In OUT.md only the
+repo_bytes rdb_bytes [requests] (requests: answered by the S3 server, with --s3). Medians are taken over repetitions. In OUT.md only the
 text between the BEGIN/END markers is replaced (the rest, e.g. the profile, is
 kept); without markers the section is appended.
 """
@@ -35,7 +35,8 @@ def load(meta_path, results_path):
     for line in open(results_path):
         f = line.rstrip("\n").split("\t")
         rows.append(dict(tool=f[0], rep=int(f[1]), step=f[2], wall=int(f[3]) / 1000, user=float(f[4]),
-                         sys=float(f[5]), rss=int(f[6]), repo=int(f[7]), rdb=int(f[8])))
+                         sys=float(f[5]), rss=int(f[6]), repo=int(f[7]), rdb=int(f[8]),
+                         requests=int(f[9]) if len(f) > 9 else 0))
     return meta, keytypes, rows
 
 
@@ -63,6 +64,7 @@ def summarize(rows, tools):
                 rss=med(lambda s: s[step]["rss"]) / 1024,
                 repo=med(lambda s: s[step]["repo"]),
                 added=med(lambda s: s[step]["repo"] - s[prev]["repo"]),
+                requests=med(lambda s: s[step]["requests"]),
                 n=len(reps),
             )
     return out
@@ -97,6 +99,8 @@ def render(meta, keytypes, rows):
     for t in tools:
         L.append("- **%s**: %s" % (t, meta.get("comp_" + t, "?")))
     L.append("")
+    if meta.get("target"):
+        L.append("- repositories on %s\n" % meta["target"])
     L.append("### Data set\n")
     L.append("- " + meta.get("dataset", "?"))
     L.append("- RDB sizes: v1 %s bytes (%s), v2 %s bytes, v3 %s bytes" % (
@@ -110,8 +114,9 @@ def render(meta, keytypes, rows):
     L.append("MiB/s = RDB size / wall time. CPU = user+sys seconds (`/usr/bin/time -v`); CPU/wall > 1 means "
              "several cores busy. Peak RSS = maximum resident set size. Repo = `du -sb` of the repository "
              "after the step; added = growth of the repository in that step.\n")
-    L.append("| step | tool | wall s | MiB/s | CPU s | CPU/wall | peak RSS MiB | repo | added |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    s3 = bool(meta.get("target"))
+    L.append("| step | tool | wall s | MiB/s | CPU s | CPU/wall | peak RSS MiB | repo | added |" + (" requests |" if s3 else ""))
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if s3 else ""))
     for step, title in STEPS:
         for t in tools:
             r = s.get((t, step))
@@ -119,7 +124,8 @@ def render(meta, keytypes, rows):
                 continue
             added = "" if step == "restore" else fmt_bytes(r["added"])
             L.append("| %s | %s | %.2f | %.1f | %.2f | %.2f | %.0f | %s | %s |" % (
-                title, t, r["wall"], r["mibs"], r["cpu"], r["cpu_wall"], r["rss"], fmt_bytes(r["repo"]), added))
+                title, t, r["wall"], r["mibs"], r["cpu"], r["cpu_wall"], r["rss"], fmt_bytes(r["repo"]), added)
+                + (" %d |" % r["requests"] if s3 else ""))
     L.append("")
     others = [t for t in ("restic", "borg") if t in tools]
     if "rdbvault" in tools and others:
@@ -146,15 +152,15 @@ def render(meta, keytypes, rows):
 def table(meta, rows):
     tools = [t for t in meta.get("tools", "").split(",") if t]
     s = summarize(rows, tools)
-    out = ["%-9s %-9s %8s %8s %8s %6s %8s %11s %11s" % ("step", "tool", "wall s", "MiB/s", "CPU s", "CPU/w",
-                                                        "RSS MiB", "repo MiB", "added MiB")]
+    out = ["%-9s %-9s %8s %8s %8s %6s %8s %11s %11s %8s" % ("step", "tool", "wall s", "MiB/s", "CPU s", "CPU/w",
+                                                             "RSS MiB", "repo MiB", "added MiB", "requests")]
     for step, _ in STEPS:
         for t in tools:
             r = s.get((t, step))
             if r:
-                out.append("%-9s %-9s %8.2f %8.1f %8.2f %6.2f %8.0f %11.1f %11s" % (
+                out.append("%-9s %-9s %8.2f %8.1f %8.2f %6.2f %8.0f %11.1f %11s %8d" % (
                     step, t, r["wall"], r["mibs"], r["cpu"], r["cpu_wall"], r["rss"], r["repo"] / MIB,
-                    "" if step == "restore" else "%.2f" % (r["added"] / MIB)))
+                    "" if step == "restore" else "%.2f" % (r["added"] / MIB), r["requests"]))
     return "\n".join(out)
 
 

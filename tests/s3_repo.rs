@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::net::{exercise, lost_connection, transient_failure, Moto, Proxy};
+use common::net::{exercise, lost_connection, transient_failure, HttpProxy, Moto, Proxy};
 use common::vault::{Vault, PACK_TARGET};
 
 fn url(port: u16, bucket: &str) -> String {
@@ -98,4 +98,48 @@ fn behind_proxy() -> (Moto, Proxy, Vault) {
     let proxy = Proxy::start(moto.port);
     let v = Vault::init_remote(&url(proxy.port, "backups"), Moto::env(), Some(PACK_TARGET));
     (moto, proxy, v)
+}
+
+#[test]
+fn s3_503_answers_are_retried_and_counted_in_json() {
+    let moto = Moto::start(false);
+    moto.create_bucket("backups");
+    let proxy = HttpProxy::start(moto.port);
+    let v = Vault::init_remote(&url(proxy.port, "backups"), Moto::env(), Some(PACK_TARGET));
+    let data = common::vault::random_data(7, 400_000);
+    let input = v.dir.path().join("in.bin");
+    std::fs::write(&input, &data).unwrap();
+    // Pack uploads and downloads: requests the command makes before it reports (a lock's
+    // removal comes after, and its retries only reach the stderr total).
+    proxy.fail_every(3, "PUT /backups/redis/prod/data/");
+    let failed = || proxy.failed.load(std::sync::atomic::Ordering::SeqCst);
+    let backup = v.json(&["backup", "--raw", input.to_str().unwrap()]);
+    assert!(failed() >= 3, "the proxy answered 503 a few times: {}", failed());
+    assert_eq!(backup["retries"].as_u64(), Some(failed()), "every 503 was retried once and counted: {backup:#}");
+    proxy.fail_every(3, "GET /backups/redis/prod/data/");
+    let before = failed();
+    let out = v.dir.path().join("out.bin");
+    let restored = v.json(&["restore", "latest", "-t", out.to_str().unwrap()]);
+    assert!(failed() - before >= 3, "{}", failed() - before);
+    assert_eq!(restored["retries"].as_u64(), Some(failed() - before), "{restored:#}");
+    assert!(std::fs::read(&out).unwrap() == data);
+    // A copy into this repository: its pack uploads fail the same way.
+    let local = Vault::init();
+    let id = local.backup_bytes("other.bin", &common::vault::random_data(8, 400_000));
+    proxy.fail_every(3, "PUT /backups/redis/prod/data/");
+    let before = failed();
+    let copy = local.cmd(&["--json", "copy", "--to-repo", v.repo.to_str().unwrap()])
+        .envs(Moto::env())
+        .env("RDBVAULT_TO_PASSWORD", &v.password)
+        .env("RDBVAULT_PACK_TARGET", PACK_TARGET)
+        .output()
+        .unwrap();
+    assert!(copy.status.success(), "{}", String::from_utf8_lossy(&copy.stderr));
+    let copy: serde_json::Value = serde_json::from_slice(&copy.stdout).unwrap();
+    assert!(failed() - before >= 3, "{}", failed() - before);
+    assert_eq!(copy["retries"].as_u64(), Some(failed() - before), "{copy:#}");
+    proxy.fail_every(0, "");
+    let copied = copy["snapshots"][0]["copy"].as_str().unwrap();
+    assert!(v.try_restore(copied).unwrap() == common::vault::random_data(8, 400_000), "{id} copied as {copied}");
+    v.ok(&["check", "--read-data"]);
 }

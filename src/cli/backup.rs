@@ -294,6 +294,7 @@ fn snapshot_json(id: &Id, snap: &Snapshot) -> serde_json::Value {
         "redis": snap.redis,
         "files": snap.files.iter().map(|f| serde_json::json!({"name": f.name, "size": f.size, "blake3": f.blake3})).collect::<Vec<_>>(),
         "summary": snap.summary,
+        "retries": super::retries(),
     })
 }
 

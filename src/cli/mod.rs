@@ -3,6 +3,7 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod export;
 mod extract;
@@ -73,6 +74,10 @@ pub struct Global {
     /// the command reads.
     #[arg(long, global = true)]
     pub no_lock: bool,
+    /// Do not keep or use the local cache of a network repository's index and snapshot
+    /// files ($XDG_CACHE_HOME/rdbvault, default ~/.cache/rdbvault).
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,6 +108,8 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// Verify the repository's structure and, optionally, every byte of data.
     Check(check::CheckArgs),
+    /// Copy snapshots to another repository (any backends); only data it lacks is stored.
+    Copy(copy::CopyArgs),
     /// Manage passwords (key files).
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -118,7 +125,9 @@ pub enum Command {
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let g = cli.global;
+    let mut g = cli.global;
+    // Repairs read the repository itself, never a copy of it.
+    g.no_cache |= matches!(cli.command, Command::Repair(_));
     // `check` names foreign entries itself.
     let warn_skipped = !g.quiet && !matches!(cli.command, Command::Check(_));
     let result = match cli.command {
@@ -136,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Forget(a) => forget::run(&g, a),
         Command::Prune(a) => prune::run(&g, a),
         Command::Check(a) => check::run(&g, a),
+        Command::Copy(a) => copy::run(&g, a),
         Command::Key(c) => key::run(&g, c),
         Command::Unlock(a) => unlock::run(&g, a),
         Command::Repair(c) => repair::run(&g, c),
@@ -180,7 +190,19 @@ fn open_repo_with(g: &Global, index: bool) -> anyhow::Result<Repository> {
     if index {
         backend.prefetch(FileKind::Index);
     }
-    Ok(Repository::open(backend, pw.as_bytes())?)
+    with_cache(g, &repo_location(g)?, Repository::open(backend, pw.as_bytes())?)
+}
+
+/// The repository reading index and snapshot files through the local cache, unless
+/// `--no-cache` or it is on local disk (where the cache would only be a second copy).
+fn with_cache(g: &Global, location: &Location, repo: Repository) -> anyhow::Result<Repository> {
+    if g.no_cache || matches!(location, Location::Local(_)) {
+        return Ok(repo);
+    }
+    Ok(match rdbvault::store::cache::default_dir() {
+        Some(dir) => repo.with_cache(&dir),
+        None => repo,
+    })
 }
 
 /// Takes a shared or exclusive lock for a command that writes the repository, waiting up
@@ -261,16 +283,28 @@ fn with_blobs_matching<T>(
     f(&snaps, &blobs)
 }
 
+/// Network requests retried after a transient failure so far (for `--json` reports).
+pub fn retries() -> u64 {
+    #[cfg(any(feature = "s3", feature = "sftp"))]
+    return rdbvault::store::object::retries();
+    #[cfg(not(any(feature = "s3", feature = "sftp")))]
+    0
+}
+
+/// Bytes (uploaded, downloaded) to network repositories so far, for progress bars.
+pub fn transferred() -> (u64, u64) {
+    #[cfg(any(feature = "s3", feature = "sftp"))]
+    return rdbvault::store::object::transferred();
+    #[cfg(not(any(feature = "s3", feature = "sftp")))]
+    (0, 0)
+}
+
 /// Says on stderr how many network requests failed transiently and were retried.
 pub fn report_retries(quiet: bool) {
-    #[cfg(any(feature = "s3", feature = "sftp"))]
-    {
-        let n = rdbvault::store::object::retries();
-        if n > 0 && !quiet {
-            eprintln!("retried {n} requests after transient network errors");
-        }
+    let n = retries();
+    if n > 0 && !quiet {
+        eprintln!("retried {n} requests after transient network errors");
     }
-    let _ = quiet;
 }
 
 /// Finds a snapshot (`latest`, an id or a prefix), warning about the unreadable ones `latest` skipped.

@@ -36,7 +36,34 @@ pub fn progress(total: Option<u64>, quiet: bool, json: bool, msg: &str) -> Optio
         ),
     };
     pb.set_message(msg.to_string());
+    show_transfer(&pb, msg);
     Some(pb)
+}
+
+/// Keeps the bar's message showing the bytes uploaded to and downloaded from a network
+/// repository, with their rates, while the bar lives (a local repository adds nothing).
+fn show_transfer(pb: &ProgressBar, msg: &str) {
+    let (weak, msg) = (pb.downgrade(), msg.to_string());
+    let (start, at) = (super::transferred(), std::time::Instant::now());
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let Some(pb) = weak.upgrade().filter(|pb| !pb.is_finished()) else { return };
+        let (up, down) = super::transferred();
+        let moved = (up - start.0, down - start.1);
+        pb.set_message(transfer_message(&msg, moved, at.elapsed().as_secs_f64()));
+    });
+}
+
+/// `backup, up 12.0 MiB (3.0 MiB/s)`: the parts that moved any bytes.
+fn transfer_message(msg: &str, (up, down): (u64, u64), secs: f64) -> String {
+    let mut out = msg.to_string();
+    for (word, n) in [("up", up), ("down", down)] {
+        if n > 0 {
+            let rate = if secs > 0.0 { (n as f64 / secs) as u64 } else { 0 };
+            out.push_str(&format!(", {word} {} ({}/s)", bytes(n), bytes(rate)));
+        }
+    }
+    out
 }
 
 /// Prints a JSON value on stdout.
@@ -178,4 +205,15 @@ pub fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     out.push_str(&rule);
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfer_message_names_bytes_and_rates() {
+        assert_eq!(transfer_message("backup", (0, 0), 2.0), "backup");
+        assert_eq!(transfer_message("copy", (4 << 20, 1024), 2.0), "copy, up 4.0 MiB (2.0 MiB/s), down 1.0 KiB (512 B/s)");
+    }
 }

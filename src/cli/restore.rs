@@ -138,6 +138,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
             "files": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "bytes": snap.size(),
             "duration_ms": (secs * 1000.0) as u64,
+            "retries": super::retries(),
         }));
     }
     if !g.quiet && !to_stdout {

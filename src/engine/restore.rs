@@ -534,18 +534,37 @@ pub fn with_reader<T, E: From<Error>>(
     opts: &RestoreOptions,
     consume: impl FnOnce(&mut SnapshotReader) -> std::result::Result<T, E>,
 ) -> std::result::Result<T, E> {
-    let (tx, rx) = bounded::<Block>(READER_QUEUE);
+    with_readers(blobs, std::slice::from_ref(file), opts, |mut readers| match readers.pop() {
+        Some(reader) => consume(reader),
+        None => Err(Error::Invalid(format!("no reader for snapshot file {}", file.name)).into()),
+    })
+}
+
+/// Like [`with_reader`], with one reader per file, all restoring at once (each
+/// waits for `consume` to read it), so a whole snapshot can feed one backup.
+pub fn with_readers<T, E: From<Error>>(
+    blobs: &Blobs<'_>,
+    files: &[SnapshotFile],
+    opts: &RestoreOptions,
+    consume: impl FnOnce(Vec<&mut SnapshotReader>) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     std::thread::scope(|s| {
-        s.spawn(move || {
-            let mut w = ChannelWriter { buf: Vec::with_capacity(READER_BLOCK), tx };
-            let result = write_file(blobs, file, &mut w, opts);
-            let _ = w.tx.send(Block::End(result));
-        });
-        // Owned by this closure: on an early error it is dropped before the
-        // scope joins, so the restore threads see a closed channel and stop.
-        let mut reader = SnapshotReader { rx, block: Vec::new(), pos: 0, ended: None };
-        let value = consume(&mut reader)?;
-        reader.finish().map_err(|e| Error::io(format!("read snapshot file {}", file.name), e))?;
+        let mut readers = Vec::with_capacity(files.len());
+        for file in files {
+            let (tx, rx) = bounded::<Block>(READER_QUEUE);
+            s.spawn(move || {
+                let mut w = ChannelWriter { buf: Vec::with_capacity(READER_BLOCK), tx };
+                let result = write_file(blobs, file, &mut w, opts);
+                let _ = w.tx.send(Block::End(result));
+            });
+            readers.push(SnapshotReader { rx, block: Vec::new(), pos: 0, ended: None });
+        }
+        // Owned by this closure: on an early error they are dropped before the
+        // scope joins, so the restore threads see closed channels and stop.
+        let value = consume(readers.iter_mut().collect())?;
+        for (reader, file) in readers.iter_mut().zip(files) {
+            reader.finish().map_err(|e| Error::io(format!("read snapshot file {}", file.name), e))?;
+        }
         Ok(value)
     })
 }

@@ -105,7 +105,8 @@ pub struct Snapshot {
     pub files: Vec<SnapshotFile>,
     /// What the backup did.
     pub summary: BackupSummary,
-    /// The id of the snapshot this one replaced when its tags were changed (`tag`).
+    /// The id this snapshot was first taken as, kept through `tag` rewrites and `copy`
+    /// (a copy whose original is already in the destination is skipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<String>,
 }

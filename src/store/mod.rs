@@ -5,6 +5,7 @@
 //! Uses `crypto` and the crate-wide `error`/`host`; nothing above it.
 
 pub mod backend;
+pub mod cache;
 pub mod config;
 pub mod failpoint;
 pub mod keyfile;

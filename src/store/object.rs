@@ -24,6 +24,15 @@ pub fn retries() -> u64 {
     RETRIES.load(Ordering::Relaxed)
 }
 
+/// Bytes sent to and received from network repositories, over the whole process.
+static UPLOADED: AtomicU64 = AtomicU64::new(0);
+static DOWNLOADED: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes (uploaded, downloaded) so far, for progress bars.
+pub fn transferred() -> (u64, u64) {
+    (UPLOADED.load(Ordering::Relaxed), DOWNLOADED.load(Ordering::Relaxed))
+}
+
 /// Whether temp names are needed for atomic writes (SFTP: yes; S3 PUT is atomic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Atomicity {
@@ -142,6 +151,13 @@ impl ObjectBackend {
 
     /// A blob that appears only when finished: temp-and-rename on SFTP.
     fn put(&self, kind: FileKind, name: &str, data: Vec<u8>) -> Result<()> {
+        let len = data.len() as u64;
+        self.put_once(kind, name, data)?;
+        UPLOADED.fetch_add(len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn put_once(&self, kind: FileKind, name: &str, data: Vec<u8>) -> Result<()> {
         let data = opendal::Buffer::from(data);
         let path = Self::path(kind, name);
         match self.atomicity {
@@ -236,7 +252,9 @@ impl Backend for ObjectBackend {
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
-        self.with(|op| op.read(&Self::path(kind, name))).map(|b| b.to_vec()).map_err(|e| self.err("read", kind, name, e))
+        let data = self.with(|op| op.read(&Self::path(kind, name))).map_err(|e| self.err("read", kind, name, e))?;
+        DOWNLOADED.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(data.to_vec())
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -245,6 +263,7 @@ impl Backend for ObjectBackend {
         if buf.len() != len {
             return Err(Error::corrupt(display_name(kind, name), format!("file ends before byte {}", offset + len as u64)));
         }
+        DOWNLOADED.fetch_add(len as u64, Ordering::Relaxed);
         Ok(buf.to_vec())
     }
 

@@ -97,6 +97,16 @@ impl Repository {
         Ok(Repository { backend, cipher, hasher, config, master, key_name })
     }
 
+    /// Serves index and snapshot files from a local cache in `base`/<repository id>.
+    pub fn with_cache(mut self, base: &std::path::Path) -> Repository {
+        let id = &self.config.repo_id;
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let dir = base.join(id);
+            self.backend = Arc::new(super::cache::CachedBackend::new(self.backend, dir));
+        }
+        self
+    }
+
     /// The storage behind this repository.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend

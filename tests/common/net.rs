@@ -23,7 +23,7 @@ impl Drop for Proc {
 }
 
 fn wait_for_port(port: u16, what: &str) {
-    wait_until(Duration::from_secs(20), what, || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_until(Duration::from_secs(60), what, || TcpStream::connect(("127.0.0.1", port)).is_ok());
 }
 
 /// A moto S3 server (`moto_server`), in memory, killed on drop.
@@ -311,4 +311,119 @@ pub fn transient_failure(v: &super::vault::Vault, proxy: &Proxy) {
     assert!(stderr.contains("retried") && stderr.contains("requests after transient network errors"), "{stderr}");
     v.ok(&["check", "--read-data"]);
     assert!(v.restore("latest", &v.dir.path().join("flaky.out")) == std::fs::read(&input).unwrap());
+}
+
+/// An HTTP proxy on a free port in front of `target` that logs every request line
+/// (`GET /bucket/prefix/index/...`) and can answer every Nth request of a kind with a 503.
+/// It asks both sides to close after each exchange, so every connection carries one request.
+pub struct HttpProxy {
+    pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    faults: Arc<Mutex<Faults>>,
+    /// Requests answered with a 503 so far.
+    pub failed: Arc<AtomicU64>,
+}
+
+/// Which requests the proxy fails: every `every`th whose request line starts with `prefix`.
+#[derive(Default)]
+struct Faults {
+    every: u64,
+    prefix: String,
+    seen: u64,
+}
+
+impl Faults {
+    /// Whether this request is one to fail.
+    fn hit(&mut self, line: &str) -> bool {
+        if self.every == 0 || !line.starts_with(&self.prefix) {
+            return false;
+        }
+        self.seen += 1;
+        self.seen % self.every == 0
+    }
+}
+
+impl HttpProxy {
+    pub fn start(target: u16) -> HttpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let (log, faults, failed): (Arc<Mutex<Vec<String>>>, Arc<Mutex<Faults>>, Arc<AtomicU64>) = Default::default();
+        let (l, fa, f) = (log.clone(), faults.clone(), failed.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (l, fa, f) = (l.clone(), fa.clone(), f.clone());
+                std::thread::spawn(move || {
+                    let _ = exchange(client, target, &l, &fa, &f);
+                });
+            }
+        });
+        HttpProxy { port, log, faults, failed }
+    }
+
+    /// From now on answers every `n`th request whose request line starts with `prefix`
+    /// (`PUT /bucket/prefix/data/`) with 503 Service Unavailable; 0 fails none.
+    pub fn fail_every(&self, n: u64, prefix: &str) {
+        *self.faults.lock().unwrap() = Faults { every: n, prefix: prefix.to_string(), seen: 0 };
+    }
+
+    /// The request lines logged since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+/// Reads an HTTP head (through the blank line).
+fn read_head(r: &mut impl std::io::BufRead) -> std::io::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            return Ok(lines);
+        }
+        lines.push(line);
+    }
+}
+
+/// The head with `Connection: close` instead of any Connection header.
+fn closing(head: &[String]) -> String {
+    let mut out: String = head
+        .iter()
+        .filter(|h| !h.to_ascii_lowercase().starts_with("connection:"))
+        .map(|h| format!("{h}\r\n"))
+        .collect();
+    out.push_str("Connection: close\r\n\r\n");
+    out
+}
+
+fn exchange(client: TcpStream, target: u16, log: &Mutex<Vec<String>>, faults: &Mutex<Faults>, failed: &AtomicU64) -> std::io::Result<()> {
+    let mut from_client = std::io::BufReader::new(client.try_clone()?);
+    let mut to_client = client;
+    let head = read_head(&mut from_client)?;
+    let length: u64 = head
+        .iter()
+        .find_map(|h| h.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let line = head.first().cloned().unwrap_or_default();
+    let fail = faults.lock().unwrap().hit(&line);
+    log.lock().unwrap().push(line);
+    if fail {
+        std::io::copy(&mut (&mut from_client).take(length), &mut std::io::sink())?;
+        failed.fetch_add(1, Ordering::SeqCst);
+        let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+        write!(to_client, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+        return to_client.shutdown(Shutdown::Both);
+    }
+    let mut server = TcpStream::connect(("127.0.0.1", target))?;
+    server.write_all(closing(&head).as_bytes())?;
+    std::io::copy(&mut (&mut from_client).take(length), &mut server)?;
+    let mut from_server = std::io::BufReader::new(server);
+    let reply = read_head(&mut from_server)?;
+    to_client.write_all(closing(&reply).as_bytes())?;
+    std::io::copy(&mut from_server, &mut to_client)?;
+    to_client.shutdown(Shutdown::Both)
 }

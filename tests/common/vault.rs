@@ -70,6 +70,8 @@ impl Vault {
         if let Some(t) = self.pack_target {
             c.env("RDBVAULT_PACK_TARGET", t);
         }
+        // Network repositories keep their cache in the test's own dir, never in ~/.cache.
+        c.env("XDG_CACHE_HOME", self.dir.path().join("cache"));
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
