@@ -5,6 +5,7 @@
 //! Uses `engine`, `format`, `store` and the `rdb` parser.
 
 pub mod diff;
+pub mod follow;
 pub mod glob;
 pub mod inspect;
 pub mod keyscan;
