@@ -21,6 +21,11 @@ fn stop(child: Child) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Instants count from when the log starts: waits until the follower is an online replica.
+fn online(c: &mut RespConn) {
+    wait_until(Duration::from_secs(30), "the follower to be online", || c.ok(&["INFO", "replication"]).text().contains("state=online"));
+}
+
 /// Mixed writes: strings, hashes, lists, TTLs, a transaction, another db, a large value, Lua.
 fn writes(c: &mut RespConn, round: u32) {
     for i in 0..50 {
@@ -67,10 +72,7 @@ fn restores_each_instant_through_kills_and_reconnects() {
     c.ok(&["SET", "before", "follow"]);
     let f = follow(&v, &srv);
     // Instants count from when the log starts: the follower is an online replica.
-    wait_until(Duration::from_secs(30), "the follower to be online", || {
-        let info = c.ok(&["INFO", "replication"]).text();
-        info.contains("state=online")
-    });
+    online(&mut c);
     let mut instants = Vec::new();
     writes(&mut c, 1);
     instants.push(instant(&mut c));
@@ -124,7 +126,8 @@ fn restores_each_instant_through_kills_and_reconnects() {
 
 #[test]
 fn wrong_password_is_one_clear_line() {
-    let srv = RedisServer::start(&[("requirepass", "secret")]);
+    let srv = RedisServer::start(&[]);
+    let () = srv.cmd(&["CONFIG", "SET", "requirepass", "secret"]);
     let v = Vault::init();
     let url = format!("redis://:nope@127.0.0.1:{}", srv.port);
     let out = v.run(&["follow", &url]);
@@ -133,4 +136,35 @@ fn wrong_password_is_one_clear_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("authentication failed") && err.contains(&format!("127.0.0.1:{}", srv.port)), "{err}");
     wait_until(Duration::from_secs(1), "nothing committed", || v.json(&["snapshots"]).as_array().is_some_and(Vec::is_empty));
+}
+
+#[test]
+fn backlog_overrun_takes_a_new_base_and_shows_the_gap() {
+    let srv = RedisServer::start(&[("repl-backlog-size", "16384")]);
+    let v = Vault::init();
+    let mut c = srv.resp();
+    let f = follow(&v, &srv);
+    online(&mut c);
+    writes(&mut c, 1);
+    let (first, first_digest) = instant(&mut c);
+    let (ok, _, stderr) = stop(f);
+    assert!(ok, "{stderr}");
+    // More than the backlog holds while nobody follows: PSYNC cannot continue.
+    writes(&mut c, 2);
+    let f = follow(&v, &srv);
+    online(&mut c);
+    writes(&mut c, 3);
+    let (second, digest) = instant(&mut c);
+    let (ok, stdout, stderr) = stop(f);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("full resync") && stdout.contains("base snapshot"), "{stdout}{stderr}");
+    let tl = v.json(&["timeline"]);
+    let server = &tl["servers"][0];
+    assert_eq!(server["chains"].as_array().map(Vec::len), Some(2), "{tl}");
+    assert_eq!(server["gaps"].as_array().map(Vec::len), Some(1), "{tl}");
+    let text = v.ok(&["timeline"]);
+    assert!(text.contains("gap: no log from"), "{text}");
+    assert_eq!(digest_of_dir(&v, &second), digest);
+    // The first chain still restores its own span.
+    assert_eq!(digest_of_dir(&v, &first), first_digest);
 }
