@@ -287,3 +287,78 @@ impl Log {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Cursor, Read, Write};
+
+    use super::*;
+
+    /// A master that answers from a script and records what it was sent.
+    struct Scripted {
+        input: Cursor<Vec<u8>>,
+        sent: Vec<u8>,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.sent.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn stream_bytes_read_with_the_end_mark_are_kept() {
+        let mark = "m".repeat(40);
+        let mut script = format!("+OK\r\n+OK\r\n+FULLRESYNC {} 100\r\n$EOF:{mark}\r\n", "a".repeat(40)).into_bytes();
+        script.extend_from_slice(b"REDIS0011-rdb-body");
+        script.extend_from_slice(mark.as_bytes());
+        let mut stream = Vec::new();
+        resp::encode(&mut stream, &[b"SET", b"k", b"v"]);
+        script.extend_from_slice(&stream);
+        let url = RedisUrl::parse("redis://127.0.0.1:6379").unwrap();
+        let pipe = Scripted { input: Cursor::new(script), sent: Vec::new() };
+        let Psync::Full(mut rdb) = ReplicationStream::psync(&url, pipe, Duration::from_secs(1), None).unwrap() else { panic!("expected a full sync") };
+        assert_eq!((rdb.replid().map(str::len), rdb.repl_offset()), (Some(40), Some(100)));
+        let mut body = Vec::new();
+        rdb.read_to_end(&mut body).unwrap();
+        assert_eq!(body, b"REDIS0011-rdb-body");
+        let (mut reader, mut rest) = rdb.into_rest();
+        reader.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, stream);
+        assert!(String::from_utf8_lossy(&reader.get_ref().sent).contains("PSYNC\r\n$1\r\n?\r\n$2\r\n-1"));
+    }
+
+    #[test]
+    fn commits_cut_outside_transactions_and_time_covers_only_what_arrived() {
+        let pos = Position { base: "b".into(), replid: "r".into(), offset: 1000, end_ms: 5 };
+        let mut log = Log::new(pos, 5);
+        let mut bytes = Vec::new();
+        resp::encode(&mut bytes, &[b"SET", b"a", b"1"]);
+        let first = bytes.len();
+        resp::encode(&mut bytes, &[b"MULTI"]);
+        resp::encode(&mut bytes, &[b"INCR", b"c"]);
+        log.received("x", &bytes, 10).unwrap();
+        assert_eq!(log.safe, first, "a commit never splits MULTI/EXEC");
+        let mut exec = Vec::new();
+        resp::encode(&mut exec, &[b"EXEC"]);
+        log.received("x", &exec, 20).unwrap();
+        assert_eq!(log.safe, bytes.len() + exec.len());
+        let mut getack = Vec::new();
+        resp::encode(&mut getack, &[b"REPLCONF", b"GETACK", b"*"]);
+        log.want_ack = false;
+        log.received("x", &getack[..5], 30).unwrap();
+        assert!(!log.want_ack);
+        log.received("x", &getack[5..], 40).unwrap();
+        assert!(log.want_ack);
+    }
+}
