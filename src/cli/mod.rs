@@ -8,6 +8,7 @@ mod diff;
 mod export;
 mod extract;
 mod filter;
+mod follow;
 mod forget;
 mod init;
 mod inspect;
@@ -20,9 +21,11 @@ mod prune;
 mod redis_args;
 mod repair;
 mod restore;
+mod restore_at;
 mod snapshots;
 mod stats;
 mod tag;
+mod timeline;
 mod unlock;
 
 use std::path::PathBuf;
@@ -90,6 +93,10 @@ pub enum Command {
     Snapshots(snapshots::SnapshotsArgs),
     /// Restore a snapshot to a file, a directory, stdout, or into a live Redis (--to).
     Restore(restore::RestoreArgs),
+    /// Follow a live server as a replica: a base snapshot, then its write stream as a log (point-in-time restore).
+    Follow(follow::FollowArgs),
+    /// What the log of each followed server covers: bases, restorable time ranges, gaps.
+    Timeline(timeline::TimelineArgs),
     /// Show what a snapshot's RDB holds: summary, keys (--json), memory report (--memory).
     Inspect(inspect::InspectArgs),
     /// Keys added, removed and changed between two snapshots.
@@ -135,6 +142,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(a) => backup::run(&g, a),
         Command::Snapshots(a) => snapshots::run(&g, a),
         Command::Restore(a) => restore::run(&g, a),
+        Command::Follow(a) => follow::run(&g, a),
+        Command::Timeline(a) => timeline::run(&g, a),
         Command::Inspect(a) => inspect::run(&g, a),
         Command::Diff(a) => diff::run(&g, a),
         Command::Export(a) => export::run(&g, a),

@@ -21,8 +21,17 @@ use super::{open_repo_for_index, output, with_blobs_matching, Global};
 #[command(group = clap::ArgGroup::new("server").multiple(true).args(["to", "redis_host", "redis_port", "sentinel"]))]
 pub struct RestoreArgs {
     /// `latest`, a snapshot id or a unique prefix of one.
-    #[arg(required_unless_present = "group", conflicts_with = "group")]
+    #[arg(required_unless_present_any = ["group", "at"], conflicts_with = "group")]
     pub snapshot: Option<String>,
+    /// Restore the followed server (see `follow`) as it was at TIME: RFC 3339
+    /// (2026-11-29T10:15:03Z) or relative (-15m). --target DIR writes a Redis 7 AOF directory
+    /// (base RDB + log cut at TIME + manifest); --target FILE.rdb replays that through a
+    /// redis-server from PATH on a Unix socket; --to URL loads the base keys, then sends the log.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["snapshot", "group"])]
+    pub at: Option<String>,
+    /// With --at: the followed server (host:port), when the repository logs several.
+    #[arg(long, value_name = "ADDR", requires = "at")]
+    pub server: Option<String>,
     /// Restore every snapshot of this group (`latest`, an id or a prefix) into the
     /// target directory, each under its own file name (cluster shards: `<shard>.rdb`).
     #[arg(long, value_name = "GROUP", conflicts_with = "to")]
@@ -88,6 +97,9 @@ pub struct RestoreArgs {
 }
 
 pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
+    if let Some(at) = &a.at {
+        return super::restore_at::run(g, &a, at);
+    }
     if a.to.is_some() || a.redis.names_server() {
         return to_redis(g, &a);
     }

@@ -118,7 +118,7 @@ pub fn facts(info: &SourceInfo) -> RedisFacts {
 /// Fills the snapshot's source and facts. Facts parsed from the RDB itself
 /// (exact key counts at the fork) win over INFO taken before the sync; INFO
 /// fills what the data lacks, and a parse error is kept.
-fn complete(snap: &mut Snapshot, info: &SourceInfo) {
+pub fn complete(snap: &mut Snapshot, info: &SourceInfo) {
     snap.source = describe(info);
     let from_info = facts(info);
     let parsed = snap.redis.take();

@@ -7,6 +7,7 @@
 pub mod dbmap;
 pub mod diff;
 pub mod export;
+pub mod follow;
 pub mod glob;
 pub mod inspect;
 pub mod keyscan;

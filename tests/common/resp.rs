@@ -99,12 +99,7 @@ impl RespConn {
 
 /// Appends one command in RESP wire form (shared by this client and `redis-cli --pipe` input).
 pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
+    rdbvault::redis::follow::resp::encode(out, args)
 }
 
 fn read_line(r: &mut impl BufRead) -> String {

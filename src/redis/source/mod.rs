@@ -23,7 +23,7 @@ pub use aof::{AofFile, AofFileKind, AofManifest};
 pub use cluster::ClusterMaster;
 pub use error::{Result, SourceError};
 pub use info::ServerInfo;
-pub use replication::{LazyReplicationStream, ReplicationStream};
+pub use replication::{LazyReplicationStream, Psync, ReplicationStream};
 pub use transport::ConnectOptions;
 pub use url::{Password, RedisUrl};
 
@@ -140,7 +140,8 @@ impl SourceInfo {
         }
     }
 
-    fn with_stream(mut self, s: &ReplicationStream) -> Self {
+    /// Fills the facts of a full sync: replid, offset, RDB version, sync time.
+    pub fn with_stream(mut self, s: &ReplicationStream) -> Self {
         self.rdb_version = s.rdb_version();
         self.replid = s.replid().map(str::to_string);
         self.repl_offset = s.repl_offset();

@@ -19,7 +19,21 @@ enum Payload {
     /// Disk-based sync: `$<len>\r\n` then exactly `len` bytes.
     Sized { total: u64, received: u64 },
     /// Diskless sync: `$EOF:<mark>\r\n`, payload, mark; `buf[start..]` not yet handed out.
-    Eof { mark: [u8; EOF_MARK_LEN], buf: Vec<u8>, start: usize, finished: bool, received: u64 },
+    /// `tail`: bytes read past the end mark (the replication stream that follows, for `follow`).
+    Eof { mark: [u8; EOF_MARK_LEN], buf: Vec<u8>, start: usize, finished: bool, received: u64, tail: Vec<u8> },
+}
+
+/// The master's answer to a `PSYNC`: a full sync (an RDB, then the stream) or a partial resync.
+pub enum Psync<T = Transport> {
+    /// `+FULLRESYNC`: the RDB payload; the stream follows it ([`ReplicationStream::into_rest`]).
+    Full(ReplicationStream<T>),
+    /// `+CONTINUE [new replid]`: the stream continues at the offset asked for.
+    Continue {
+        /// The new replication id after a failover, if the master sent one.
+        replid: Option<String>,
+        /// The connection, positioned at the first byte of the stream.
+        reader: BufReader<T>,
+    },
 }
 
 /// The RDB of one master as a `Read`: Ok(0) only after the complete payload, an error on any early end.
@@ -59,23 +73,42 @@ impl ReplicationStream {
 impl<T: Read + Write> ReplicationStream<T> {
     /// The replication handshake and payload framing over an open pipe (the parser of the master's bytes).
     pub fn over(url: &RedisUrl, pipe: T, read_timeout: Duration) -> Result<Self> {
-        let addr = url.addr();
-        let mut s = Handshake { addr: addr.clone(), reader: BufReader::with_capacity(CHUNK, pipe), timeout: read_timeout };
-        if let Some(pw) = &url.password {
-            let mut args: Vec<&[u8]> = vec![b"AUTH"];
-            if let Some(u) = &url.username {
-                args.push(u.as_bytes());
-            }
-            args.push(pw.expose().as_bytes());
-            s.command("AUTH", &args)?;
-        }
-        s.command("REPLCONF", &[b"REPLCONF", b"capa", b"eof"])?;
+        let mut s = Handshake::open(url, pipe, read_timeout)?;
         // Older servers do not know rdb-only; they just also send the live stream, which we never read.
         match s.command("REPLCONF", &[b"REPLCONF", b"rdb-only", b"1"]) {
             Ok(_) | Err(SourceError::Server { .. }) => {}
             Err(e) => return Err(e),
         }
         s.send(&[b"PSYNC", b"?", b"-1"])?;
+        match Self::answer(s)? {
+            Psync::Full(stream) => Ok(stream),
+            Psync::Continue { .. } => Err(SourceError::Protocol { addr: url.addr(), msg: "unexpected +CONTINUE to PSYNC ? -1".into() }),
+        }
+    }
+
+    /// Like a replica: `PSYNC replid offset` to continue after `from` (the next byte wanted), else a full sync.
+    pub fn psync(url: &RedisUrl, pipe: T, read_timeout: Duration, from: Option<(&str, u64)>) -> Result<Psync<T>> {
+        let mut s = Handshake::open(url, pipe, read_timeout)?;
+        s.command("REPLCONF", &[b"REPLCONF", b"capa", b"psync2"])?;
+        match from {
+            Some((replid, offset)) => s.send(&[b"PSYNC", replid.as_bytes(), offset.to_string().as_bytes()])?,
+            None => s.send(&[b"PSYNC", b"?", b"-1"])?,
+        }
+        Self::answer(s)
+    }
+
+    /// The connection after the payload was read to its end, and the stream bytes already read past it.
+    pub fn into_rest(self) -> (BufReader<T>, Vec<u8>) {
+        let tail = match self.payload {
+            Payload::Eof { tail, .. } => tail,
+            Payload::Sized { .. } => Vec::new(),
+        };
+        (self.reader, tail)
+    }
+
+    /// Reads the master's answer to PSYNC up to the payload (full sync) or the stream (partial).
+    fn answer(mut s: Handshake<T>) -> Result<Psync<T>> {
+        let (addr, read_timeout) = (s.addr.clone(), s.timeout);
         let mut replid = None;
         let mut repl_offset = None;
         let mut sync_time_ms = now_ms();
@@ -91,6 +124,10 @@ impl<T: Read + Write> ReplicationStream<T> {
                 sync_time_ms = now_ms();
                 continue;
             }
+            if let Some(rest) = line.strip_prefix("+CONTINUE") {
+                let replid = rest.split_whitespace().next().map(str::to_string);
+                return Ok(Psync::Continue { replid, reader: s.reader });
+            }
             if let Some(err) = line.strip_prefix('-') {
                 return Err(SourceError::from_reply(&addr, "PSYNC", err));
             }
@@ -99,7 +136,7 @@ impl<T: Read + Write> ReplicationStream<T> {
                     addr: addr.clone(),
                     msg: format!("EOF mark has {} bytes, expected {EOF_MARK_LEN}", mark.len()),
                 })?;
-                break Payload::Eof { mark, buf: Vec::with_capacity(CHUNK + EOF_MARK_LEN), start: 0, finished: false, received: 0 };
+                break Payload::Eof { mark, buf: Vec::with_capacity(CHUNK + EOF_MARK_LEN), start: 0, finished: false, received: 0, tail: Vec::new() };
             }
             if let Some(len) = line.strip_prefix('$') {
                 let total = len.parse::<u64>().map_err(|_| SourceError::Protocol {
@@ -123,7 +160,7 @@ impl<T: Read + Write> ReplicationStream<T> {
             rdb_version: None,
         };
         stream.peek_rdb_header()?;
-        Ok(stream)
+        Ok(Psync::Full(stream))
     }
 
     /// host:port this stream comes from.
@@ -189,7 +226,7 @@ impl<T: Read + Write> ReplicationStream<T> {
                 *received += n as u64;
                 Ok(n)
             }
-            Payload::Eof { mark, buf, start, finished, received } => loop {
+            Payload::Eof { mark, buf, start, finished, received, tail } => loop {
                 let safe_end = if *finished { buf.len() } else { buf.len().saturating_sub(EOF_MARK_LEN) };
                 if *start < safe_end {
                     let n = out.len().min(safe_end - *start);
@@ -224,6 +261,7 @@ impl<T: Read + Write> ReplicationStream<T> {
                 }
                 let from = old.saturating_sub(EOF_MARK_LEN - 1);
                 if let Some(p) = buf[from..].windows(EOF_MARK_LEN).position(|w| w == &mark[..]) {
+                    *tail = buf[from + p + EOF_MARK_LEN..].to_vec();
                     buf.truncate(from + p);
                     *finished = true;
                 }
@@ -295,6 +333,21 @@ struct Handshake<T> {
 }
 
 impl<T: Read + Write> Handshake<T> {
+    /// Connects the protocol: `AUTH` when the URL has a password, then `REPLCONF capa eof`.
+    fn open(url: &RedisUrl, pipe: T, timeout: Duration) -> Result<Self> {
+        let mut s = Handshake { addr: url.addr(), reader: BufReader::with_capacity(CHUNK, pipe), timeout };
+        if let Some(pw) = &url.password {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(u) = &url.username {
+                args.push(u.as_bytes());
+            }
+            args.push(pw.expose().as_bytes());
+            s.command("AUTH", &args)?;
+        }
+        s.command("REPLCONF", &[b"REPLCONF", b"capa", b"eof"])?;
+        Ok(s)
+    }
+
     fn send(&mut self, args: &[&[u8]]) -> Result<()> {
         let mut out = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {

@@ -102,6 +102,15 @@ impl Write for Transport {
 }
 
 impl Transport {
+    /// Changes the read time-out (a follower polls with a short one to send ACKs on time).
+    pub fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.set_read_timeout(Some(t)),
+            Transport::Tls(s) => s.sock.set_read_timeout(Some(t)),
+            Transport::Unix(s) => s.set_read_timeout(Some(t)),
+        }
+    }
+
     /// Connect to `url` (TLS if it is `rediss://`), with the configured time-outs.
     pub fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<Self> {
         url.check_credentials()?;

@@ -1,0 +1,122 @@
+//! `rdbvault follow`: keep a replica connection and store the write stream as log segments.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use rdbvault::engine::backup::BackupOptions;
+use rdbvault::redis::follow::replica::{self, Event, FollowOptions};
+use rdbvault::redis::follow::timeline::rfc3339;
+use rdbvault::redis::source::{ConnectOptions, RedisUrl};
+
+use super::{open_repo_for_index, output, Global};
+
+#[derive(clap::Args, Debug)]
+pub struct FollowArgs {
+    /// The server to follow, redis:// or rediss:// (its ACL user needs +psync and +replconf).
+    pub url: String,
+    /// Commit the buffered stream at least this often (e.g. 1s, 500ms, 1m); a crash loses at most this much.
+    #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
+    pub commit_interval: Duration,
+    /// Read the Redis password from this file (overrides the URL and REDISCLI_AUTH).
+    #[arg(long, value_name = "FILE")]
+    pub redis_password_file: Option<PathBuf>,
+    /// PEM file with the CA certificate(s) to trust for rediss://.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept any TLS certificate (testing only: allows man-in-the-middle).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Seconds without data from the master (it pings every 10 s) before reconnecting.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub read_timeout: u64,
+    /// zstd level for new data (0 = no compression; 1-22).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub compression: i32,
+    /// Tag the base snapshots and segments (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+/// Set by SIGTERM / SIGINT: commit what is buffered and exit 0.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Installs the stop handler (no SA_RESTART: a blocked read returns at once).
+fn catch_stop_signals() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+pub fn run(g: &Global, a: FollowArgs) -> anyhow::Result<()> {
+    let mut url = RedisUrl::parse(&a.url)?;
+    url.resolve_password_from_env(a.redis_password_file.as_deref())?;
+    let repo = open_repo_for_index(g)?;
+    let _lock = super::lock(g, &repo, false)?;
+    let opts = FollowOptions {
+        connect: ConnectOptions {
+            read_timeout: Duration::from_secs(a.read_timeout.max(1)),
+            tls_ca_file: a.tls_ca.clone(),
+            tls_insecure: a.tls_insecure,
+            ..ConnectOptions::default()
+        },
+        commit_interval: a.commit_interval,
+        backup: BackupOptions { zstd_level: a.compression, tags: a.tags.clone(), threads: 2, ..BackupOptions::default() },
+        max_buffer: 64 << 20,
+    };
+    catch_stop_signals();
+    let addr = url.addr();
+    let (quiet, json) = (g.quiet, g.json);
+    let mut on = |e: Event<'_>| match e {
+        Event::Base { id, snap, offset, gap_from_ms } => {
+            if let Some(from) = gap_from_ms {
+                eprintln!("warning: {addr} answered with a full resync: no log from {} until this new base", rfc3339(from));
+            }
+            if !quiet && !json {
+                println!("base snapshot {} saved: full sync of {addr} at offset {offset} ({})", id.short(), output::bytes(snap.size()));
+            }
+        }
+        Event::Resumed { offset, replid } => {
+            if !quiet && !json {
+                println!("resumed {addr} at offset {offset} (partial resync of {replid}, no gap)");
+            }
+        }
+        Event::Lost { error } => eprintln!("warning: {error}; reconnecting"),
+    };
+    let pos = replica::follow(&repo, &url, &opts, &STOP, &mut on).with_context(|| format!("follow {addr}"))?;
+    let Some(pos) = pos else { return Ok(()) };
+    if json {
+        return output::print_json(&serde_json::json!({
+            "server": addr,
+            "base": pos.base,
+            "replid": pos.replid,
+            "offset": pos.offset,
+            "covered_to": rfc3339(pos.end_ms),
+        }));
+    }
+    if !quiet {
+        println!("stopped: log of {addr} committed up to offset {} (covers until {})", pos.offset, rfc3339(pos.end_ms));
+    }
+    Ok(())
+}
+
+/// Parses `1s`, `500ms`, `2m`.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = super::timeline::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("the interval must be positive".into());
+    }
+    Ok(d)
+}

@@ -1,0 +1,94 @@
+//! `rdbvault restore --at TIME`: a followed server as it was at TIME (base + log cut at TIME).
+
+use anyhow::bail;
+
+use rdbvault::engine::restore::Blobs;
+use rdbvault::format::snapshot::Listing;
+use rdbvault::redis::follow::restore_at::{self, LogReport};
+use rdbvault::redis::follow::timeline::{self, rfc3339, Cut};
+use rdbvault::redis::follow::replay;
+use rdbvault::redis::load::{self, LoadOptions};
+use rdbvault::redis::source::command;
+
+use super::restore::RestoreArgs;
+use super::{open_repo_for_index, output, Global};
+
+pub fn run(g: &Global, a: &RestoreArgs, at: &str) -> anyhow::Result<()> {
+    if a.keys.any() {
+        bail!("--at replays the whole log: --keys and --db do not apply");
+    }
+    let at_ms = super::timeline::parse_at(at)?;
+    let repo = open_repo_for_index(g)?;
+    let _lock = super::read_lock(g, &repo)?;
+    let listing = Listing::load(&repo)?;
+    super::warn_skipped(&listing.unreadable);
+    let servers = timeline::load(&listing);
+    let (addr, server) = timeline::pick(&servers, a.server.as_deref())?;
+    let cut = timeline::cut_at(server, addr, at_ms)?;
+    let index = super::load_index(&repo)?;
+    let blobs = Blobs::new(&repo, &index)?;
+    let started = std::time::Instant::now();
+    if a.to.is_some() || a.redis.names_server() {
+        let url = a.redis.server(a.to.as_deref())?;
+        let mut con = command::connect(&url, &a.redis.connect_options()?)?;
+        let opts = LoadOptions { replace: a.replace, skip_existing: a.skip_existing, batch_keys: a.batch as usize, ..LoadOptions::default() };
+        let base = load::load(&blobs, &cut.chain.base, &mut con, &url.addr(), &opts)?;
+        let log = restore_at::send_log(&blobs, &cut, &mut con, &url.addr())?;
+        let dest = format!("into {}: {} base keys", url.addr(), base.restored);
+        return report(g, addr, at_ms, &cut, &log, &dest, None, started);
+    }
+    let Some(target) = a.target.clone() else { bail!("give --target DIR (or FILE.rdb) or --to URL") };
+    if target.extension().is_some_and(|e| e == "rdb") {
+        if target.exists() && !a.overwrite {
+            bail!("{} already exists (use --overwrite)", target.display());
+        }
+        let work = replay::work_dir(&target)?;
+        let result = restore_at::write_aof_dir(&blobs, &cut, &work.join("appendonlydir"))
+            .and_then(|log| replay::aof_to_rdb(&work, &target).map(|()| log));
+        let _ = std::fs::remove_dir_all(&work);
+        let log = result?;
+        let dest = format!("to {} (replayed through redis-server from PATH)", target.display());
+        return report(g, addr, at_ms, &cut, &log, &dest, None, started);
+    }
+    let log = restore_at::write_aof_dir(&blobs, &cut, &target)?;
+    let hint = match (target.parent().filter(|p| !p.as_os_str().is_empty()), target.file_name()) {
+        (Some(parent), Some(name)) => format!(
+            "start it with: redis-server --appendonly yes --dir {} --appenddirname {}",
+            parent.display(),
+            name.to_string_lossy()
+        ),
+        _ => "start redis-server with --appendonly yes and --appenddirname naming this directory".into(),
+    };
+    let dest = format!("to the AOF directory {}", target.display());
+    report(g, addr, at_ms, &cut, &log, &dest, Some(&hint), started)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(g: &Global, addr: &str, at_ms: u64, cut: &Cut<'_>, log: &LogReport, dest: &str, hint: Option<&str>, started: std::time::Instant) -> anyhow::Result<()> {
+    if g.json {
+        return output::print_json(&serde_json::json!({
+            "server": addr,
+            "at": rfc3339(at_ms),
+            "base": cut.chain.base_id.to_hex(),
+            "base_offset": cut.chain.base_offset,
+            "offset": log.offset,
+            "commands": log.commands,
+            "log_bytes": log.bytes,
+            "duration_ms": started.elapsed().as_millis() as u64,
+        }));
+    }
+    if !g.quiet {
+        println!(
+            "restored {addr} as of {} {dest}: base {} + {} logged commands ({}), up to offset {}",
+            rfc3339(at_ms),
+            cut.chain.base_id.short(),
+            log.commands,
+            output::bytes(log.bytes),
+            log.offset
+        );
+        if let Some(h) = hint {
+            println!("{h}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Point-in-time recovery: `follow` a live server, then `restore --at` instants it passed.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::resp::RespConn;
+use common::server::{wait_until, RedisServer, ServerConfig};
+use common::vault::Vault;
+
+/// A running `rdbvault follow`.
+fn follow(v: &Vault, srv: &RedisServer) -> Child {
+    v.cmd(&["follow", &srv.url(), "--commit-interval", "200ms"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn follow")
+}
+
+/// SIGTERM, then the exit status and output.
+fn stop(child: Child) -> (bool, String, String) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let out = child.wait_with_output().expect("follow output");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Instants count from when the log starts: waits until the follower is an online replica.
+fn online(c: &mut RespConn) {
+    wait_until(Duration::from_secs(30), "the follower to be online", || c.ok(&["INFO", "replication"]).text().contains("state=online"));
+}
+
+/// Mixed writes: strings, hashes, lists, TTLs, a transaction, another db, a large value, Lua.
+fn writes(c: &mut RespConn, round: u32) {
+    for i in 0..50 {
+        c.ok(&["SET", &format!("k:{round}:{i}"), &format!("v{i}")]);
+        c.ok(&["HSET", &format!("h:{round}"), &format!("f{i}"), &format!("{i}")]);
+        c.ok(&["LPUSH", "list", &format!("{round}-{i}")]);
+    }
+    c.ok(&["EXPIRE", &format!("k:{round}:0"), "5000"]);
+    c.ok(&["DEL", &format!("k:{round}:1")]);
+    c.ok(&["MULTI"]);
+    c.ok(&["INCRBY", "counter", "7"]);
+    c.ok(&["SADD", "set", &format!("m{round}")]);
+    c.ok(&["EXEC"]);
+    c.ok(&["SELECT", "3"]);
+    c.ok(&["SET", &format!("db3:{round}"), "x"]);
+    c.ok(&["SELECT", "0"]);
+    c.ok(&["SET", &format!("big:{round}"), &"b".repeat(300_000 + round as usize)]);
+    c.ok(&["EVAL", "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCR', 'counter')", "1", &format!("lua:{round}"), "y"]);
+}
+
+/// Waits until the follower acknowledged (committed) every write, then returns the instant and digest.
+fn instant(c: &mut RespConn) -> (String, String) {
+    assert_eq!(c.ok(&["WAIT", "1", "10000"]).int(), 1, "the follower did not acknowledge the writes");
+    let at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("format time");
+    let digest = c.ok(&["DEBUG", "DIGEST"]).text();
+    std::thread::sleep(Duration::from_millis(1100));
+    (at, digest)
+}
+
+/// Restores `at` as an AOF directory and loads it into a fresh redis-server; returns its digest.
+fn digest_of_dir(v: &Vault, at: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = v.ok(&["restore", "--at", at, "--target", dir.path().join("appendonlydir").to_str().expect("path")]);
+    assert!(out.contains("appendonly yes"), "{out}");
+    let srv = RedisServer::start_with(ServerConfig { dir: Some(dir), ..Default::default() }.arg("appendonly", &["yes"]));
+    srv.digest()
+}
+
+#[test]
+fn restores_each_instant_through_kills_and_reconnects() {
+    let srv = RedisServer::start(&[]);
+    let v = Vault::init();
+    let mut c = srv.resp();
+    c.ok(&["SET", "before", "follow"]);
+    let f = follow(&v, &srv);
+    // Instants count from when the log starts: the follower is an online replica.
+    online(&mut c);
+    let mut instants = Vec::new();
+    writes(&mut c, 1);
+    instants.push(instant(&mut c));
+    writes(&mut c, 2);
+    instants.push(instant(&mut c));
+
+    // SIGKILL mid-stream: the restarted follower resumes without a gap.
+    let mut f = f;
+    writes(&mut c, 3);
+    f.kill().expect("kill follower");
+    let _ = f.wait();
+    writes(&mut c, 4);
+    let f = follow(&v, &srv);
+    instants.push(instant(&mut c));
+
+    // The master drops the replica: the follower reconnects and resumes.
+    c.ok(&["CLIENT", "KILL", "TYPE", "replica"]);
+    writes(&mut c, 5);
+    instants.push(instant(&mut c));
+
+    let (ok, stdout, stderr) = stop(f);
+    assert!(ok, "follow failed: {stderr}");
+    assert!(stdout.contains("resumed") && stdout.contains("no gap"), "{stdout}");
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+
+    let tl = v.json(&["timeline"]);
+    let server = &tl["servers"][0];
+    assert_eq!(server["chains"].as_array().map(Vec::len), Some(1), "{tl}");
+    assert_eq!(server["gaps"].as_array().map(Vec::len), Some(0), "{tl}");
+
+    for (at, digest) in &instants {
+        assert_eq!(&digest_of_dir(&v, at), digest, "restore --at {at}");
+    }
+
+    // --to a live server, and an RDB replayed through redis-server.
+    let (at, digest) = &instants[1];
+    let target = RedisServer::start(&[]);
+    v.ok(&["restore", "--at", at, "--to", &target.url()]);
+    assert_eq!(&target.digest(), digest);
+    let (at, digest) = &instants[2];
+    let rdb = v.dir.path().join("at.rdb");
+    let out = v.ok(&["restore", "--at", at, "--target", rdb.to_str().expect("path")]);
+    assert!(out.contains("redis-server"), "{out}");
+    let loaded = RedisServer::load_rdb(&std::fs::read(&rdb).expect("read rdb"));
+    assert_eq!(&loaded.digest(), digest);
+
+    // Before the log starts: one clear line naming what is covered.
+    let err = v.fails(&["restore", "--at", "2000-01-01T00:00:00Z", "--target", v.dir.path().join("old").to_str().expect("path")]);
+    assert!(err.contains("is not covered") && err.contains("covered:"), "{err}");
+}
+
+#[test]
+fn wrong_password_is_one_clear_line() {
+    let srv = RedisServer::start(&[]);
+    let () = srv.cmd(&["CONFIG", "SET", "requirepass", "secret"]);
+    let v = Vault::init();
+    let url = format!("redis://:nope@127.0.0.1:{}", srv.port);
+    let out = v.run(&["follow", &url]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("authentication failed") && err.contains(&format!("127.0.0.1:{}", srv.port)), "{err}");
+    wait_until(Duration::from_secs(1), "nothing committed", || v.json(&["snapshots"]).as_array().is_some_and(Vec::is_empty));
+}
+
+#[test]
+fn backlog_overrun_takes_a_new_base_and_shows_the_gap() {
+    let srv = RedisServer::start(&[("repl-backlog-size", "16384")]);
+    let v = Vault::init();
+    let mut c = srv.resp();
+    let f = follow(&v, &srv);
+    online(&mut c);
+    writes(&mut c, 1);
+    let (first, first_digest) = instant(&mut c);
+    let (ok, _, stderr) = stop(f);
+    assert!(ok, "{stderr}");
+    // More than the backlog holds while nobody follows: PSYNC cannot continue.
+    writes(&mut c, 2);
+    let f = follow(&v, &srv);
+    online(&mut c);
+    writes(&mut c, 3);
+    let (second, digest) = instant(&mut c);
+    let (ok, stdout, stderr) = stop(f);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("full resync") && stdout.contains("base snapshot"), "{stdout}{stderr}");
+    let tl = v.json(&["timeline"]);
+    let server = &tl["servers"][0];
+    assert_eq!(server["chains"].as_array().map(Vec::len), Some(2), "{tl}");
+    assert_eq!(server["gaps"].as_array().map(Vec::len), Some(1), "{tl}");
+    let text = v.ok(&["timeline"]);
+    assert!(text.contains("gap: no log from"), "{text}");
+    assert_eq!(digest_of_dir(&v, &second), digest);
+    // The first chain still restores its own span.
+    assert_eq!(digest_of_dir(&v, &first), first_digest);
+}
