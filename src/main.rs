@@ -6,10 +6,8 @@ use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::parse();
     let quiet = args.global.quiet;
     let default_hook = panic::take_hook();
     panic::set_hook(Box::new(move |info| {

@@ -186,3 +186,28 @@ fn key_commands_name_key_files() {
     let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
     assert!(v.as_array().expect("list").iter().any(|k| k["id"].as_str().is_some_and(|k| k.starts_with(&id))), "{v}");
 }
+
+#[test]
+fn every_commands_help_lists_the_environment_and_exit_codes() {
+    let vault = Vault::init();
+    let top = vault.run(&["--help"]);
+    let text = String::from_utf8_lossy(&top.stdout).to_string();
+    let commands: Vec<String> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() > 15, "{text}");
+    for cmd in std::iter::once(None).chain(commands.iter().map(Some)) {
+        let args: Vec<&str> = cmd.map(String::as_str).into_iter().chain(["--help"]).collect();
+        let o = vault.run(&args);
+        let help = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        for needle in ["Environment:", "RDBVAULT_REPOSITORY", "REDISCLI_AUTH", "Exit codes:", "3 wrong password"] {
+            assert!(help.contains(needle), "{args:?} --help lacks {needle:?}:\n{help}");
+        }
+    }
+}

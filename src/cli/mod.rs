@@ -130,6 +130,29 @@ pub enum Command {
     Repair(repair::RepairCommand),
 }
 
+/// What every command's `--help` ends with: the environment it reads and how it exits.
+const HELP_FOOTER: &str = "\
+Environment:
+  RDBVAULT_REPOSITORY        the repository (-r)
+  RDBVAULT_PASSWORD_FILE     file holding the repository password (--password-file)
+  RDBVAULT_PASSWORD_COMMAND  command printing the repository password (--password-command)
+  RDBVAULT_PASSWORD          the repository password itself (visible to the same user's processes)
+  REDISCLI_AUTH              the Redis password, as redis-cli takes it
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, AWS_REGION
+                             credentials for s3: repositories (also ~/.aws/credentials)
+  XDG_CACHE_HOME             where network repositories are cached (default ~/.cache)
+
+Exit codes:
+  0 success, 1 error, 2 an option misused (and `diff --exit-code`: differences = 1, errors >= 2),
+  3 wrong password, 10 no repository at that location";
+
+/// Parses the command line, every command's help ending with [`HELP_FOOTER`].
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command().after_long_help(HELP_FOOTER).mut_subcommands(|c| c.after_long_help(HELP_FOOTER));
+    Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut g = cli.global;
