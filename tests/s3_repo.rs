@@ -143,3 +143,26 @@ fn s3_503_answers_are_retried_and_counted_in_json() {
     assert!(v.try_restore(copied).unwrap() == common::vault::random_data(8, 400_000), "{id} copied as {copied}");
     v.ok(&["check", "--read-data"]);
 }
+
+#[test]
+fn s3_restore_reads_each_pack_in_few_requests() {
+    let moto = Moto::start(false);
+    moto.create_bucket("backups");
+    let proxy = HttpProxy::start(moto.port);
+    let v = Vault::init_remote(&url(proxy.port, "backups"), Moto::env(), None);
+    let data = common::vault::random_data(11, 6_000_000);
+    let input = v.dir.path().join("in.bin");
+    std::fs::write(&input, &data).unwrap();
+    proxy.take();
+    v.ok(&["backup", "--raw", input.to_str().unwrap()]);
+    let count = |lines: &[String], prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+    let packs = count(&proxy.take(), "PUT /backups/redis/prod/data/");
+    let out = v.dir.path().join("out.bin");
+    v.ok(&["restore", "latest", "-t", out.to_str().unwrap()]);
+    let lines = proxy.take();
+    let reads = count(&lines, "GET /backups/redis/prod/data/");
+    assert!(std::fs::read(&out).unwrap() == data, "restored byte-exact");
+    // The frames: one GET per pack, not one per ~1 MiB stretch; plus one small GET per
+    // chunk list blob (9 here, each ~2,000 chunk ids).
+    assert!(reads <= packs + 10, "{reads} pack reads for {packs} packs: {lines:#?}");
+}

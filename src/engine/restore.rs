@@ -20,18 +20,14 @@ use crate::error::{Error, Result};
 use crate::format::index::{load_readable, read_pack_headers, Index};
 use crate::format::compress::{Decoder, Dictionaries};
 use crate::format::pack::{blob_bytes, id_mismatch, open_blob, open_frame, BlobEntry, BlobKeys, BlobType};
-use crate::store::{display_name, FileKind, Repository};
+use crate::store::{display_name, FileKind, ReadPlan, Repository};
 use crate::format::snapshot::{Snapshot, SnapshotFile};
 use super::target::{self, Dest};
 
-/// A range read covers at most this many bytes.
-const MAX_READ: u64 = 2 * 1024 * 1024;
-/// Unneeded bytes a range read may span between two needed frames.
-const MAX_GAP: u64 = 32 * 1024;
-/// A stretch of output closes once its frames hold this many plaintext bytes...
-const STRETCH_FRAMES: u64 = 1024 * 1024;
-/// ... or its chunks this many (a chunk repeated many times needs one frame).
-const STRETCH_OUTPUT: u64 = 2 * 1024 * 1024;
+/// A stretch of output closes once its frames hold the backend's
+/// [`ReadPlan::stretch`] plaintext bytes, or its chunks this many times that
+/// (a chunk repeated many times needs one frame).
+const STRETCH_OUTPUT_FACTOR: u64 = 2;
 
 /// How to run a restore.
 #[derive(Clone)]
@@ -200,7 +196,8 @@ pub fn write_file(blobs: &Blobs<'_>, file: &SnapshotFile, out: &mut dyn Write, o
 }
 
 fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &RestoreOptions) -> Result<()> {
-    let threads = opts.threads.max(1);
+    let plan = blobs.repo.backend().read_plan();
+    let threads = opts.threads.max(plan.in_flight).max(1);
     let target = match &sink {
         Sink::File(f) => Some(*f),
         Sink::Stream(_) => None,
@@ -208,10 +205,10 @@ fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &Restor
     let (batch_tx, batch_rx) = bounded::<Batch>(threads * 2);
     let (done_tx, done_rx) = bounded::<(u64, Result<Vec<u8>>)>(threads * 2);
     std::thread::scope(|s| {
-        let producer = s.spawn(move || produce_batches(blobs, file, batch_tx));
+        let producer = s.spawn(move || produce_batches(blobs, file, batch_tx, plan.stretch));
         for _ in 0..threads {
             let (rx, tx) = (batch_rx.clone(), done_tx.clone());
-            s.spawn(move || fetch_batches(blobs, file, rx, tx, target));
+            s.spawn(move || fetch_batches(blobs, file, rx, tx, target, &plan));
         }
         drop(batch_rx);
         drop(done_tx);
@@ -225,7 +222,7 @@ fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &Restor
 /// How many chunk ids ahead of its lookup the index is prefetched.
 const LOOKAHEAD: usize = 16;
 
-fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) -> Result<()> {
+fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, stretch: u64) -> Result<()> {
     let mut seq = 0u64;
     let mut count = 0u64;
     let new_batch = |seq: u64, at: u64| Batch { seq, at, frames: Vec::new(), chunks: Vec::new() };
@@ -252,7 +249,7 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) ->
         });
         cur.chunks.push((pos, entry));
         out_bytes += entry.raw_len as u64;
-        if frame_bytes >= STRETCH_FRAMES || out_bytes >= STRETCH_OUTPUT {
+        if frame_bytes >= stretch || out_bytes >= stretch * STRETCH_OUTPUT_FACTOR {
             seq += 1;
             let next = new_batch(seq, cur.at + out_bytes);
             if tx.send(std::mem::replace(&mut cur, next)).is_err() {
@@ -274,10 +271,10 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>) ->
     Ok(())
 }
 
-fn fetch_batches(blobs: &Blobs<'_>, file: &SnapshotFile, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<u8>>)>, target: Option<&File>) {
+fn fetch_batches(blobs: &Blobs<'_>, file: &SnapshotFile, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<u8>>)>, target: Option<&File>, plan: &ReadPlan) {
     let mut zstd = blobs.dicts.decoder();
     for b in rx {
-        let mut result = fetch_batch(blobs, &mut zstd, &b);
+        let mut result = fetch_batch(blobs, &mut zstd, &b, plan);
         if let (Some(f), Ok(bytes)) = (target, &result) {
             use std::os::unix::fs::FileExt;
             if let Err(e) = f.write_all_at(bytes, b.at) {
@@ -299,7 +296,7 @@ fn named(pack: Id, e: BlobEntry) -> impl FnOnce(Error) -> Error {
     }
 }
 
-fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch) -> Result<Vec<u8>> {
+fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch, plan: &ReadPlan) -> Result<Vec<u8>> {
     let keys = blobs.keys();
     // Frames in pack order; neighbours share one range read.
     let mut order: Vec<usize> = (0..b.frames.len()).collect();
@@ -314,7 +311,7 @@ fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch) -> Result<V
         while j < order.len() {
             let (p, e) = b.frames[order[j]];
             let (off, e_end) = (e.offset as u64, e.offset as u64 + e.length as u64);
-            if p != pack || off < end || off - end > MAX_GAP || e_end - start > MAX_READ {
+            if p != pack || off < end || off - end > plan.gap || e_end - start > plan.span {
                 break;
             }
             end = e_end;

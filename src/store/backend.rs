@@ -49,6 +49,26 @@ pub struct FileInfo {
     pub size: u64,
 }
 
+/// How a restore groups its pack reads (see [`Backend::read_plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// Plaintext bytes of frames one worker fetches at once (a stretch of output).
+    pub stretch: u64,
+    /// A range read covers at most this many bytes.
+    pub span: u64,
+    /// Unneeded bytes a range read may span between two needed frames.
+    pub gap: u64,
+    /// Reads in flight at least (the restore's worker threads).
+    pub in_flight: usize,
+}
+
+impl ReadPlan {
+    /// A local disk: small reads, as many as the restore has threads.
+    pub const LOCAL: ReadPlan = ReadPlan { stretch: 1 << 20, span: 2 << 20, gap: 32 << 10, in_flight: 1 };
+    /// A network store: a whole pack (16 MiB) per request when the frames allow it.
+    pub const NETWORK: ReadPlan = ReadPlan { stretch: 8 << 20, span: 16 << 20, gap: 4 << 20, in_flight: 4 };
+}
+
 /// A staged file: the temporary a writer fills before renaming it into place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TempFile {
@@ -116,6 +136,11 @@ pub trait Backend: Send + Sync {
     /// network store, where each upload waits mostly on round trips.
     fn upload_threads(&self) -> usize {
         1
+    }
+    /// How a restore reads packs: a local disk today's small reads, a
+    /// network store few large ones, since each request costs a round trip.
+    fn read_plan(&self) -> ReadPlan {
+        ReadPlan::LOCAL
     }
     /// Removes a file; removing a missing file is not an error.
     fn delete(&self, kind: FileKind, name: &str) -> Result<()>;

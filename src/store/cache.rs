@@ -12,7 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::backend::{Backend, FileInfo, FileKind, Foreign, StagedFile, TempFile};
+use super::backend::{Backend, FileInfo, FileKind, Foreign, ReadPlan, StagedFile, TempFile};
 use super::names;
 use crate::crypto::Id;
 use crate::error::Result;
@@ -136,6 +136,9 @@ impl Backend for CachedBackend {
     }
     fn upload_threads(&self) -> usize {
         self.inner.upload_threads()
+    }
+    fn read_plan(&self) -> ReadPlan {
+        self.inner.read_plan()
     }
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
         self.inner.delete(kind, name)?;

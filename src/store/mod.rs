@@ -25,7 +25,7 @@ pub mod s3;
 pub mod sftp;
 pub mod staged;
 
-pub use backend::{display_name, Backend, FileInfo, FileKind, Foreign, StagedFile, TempFile};
+pub use backend::{display_name, Backend, FileInfo, FileKind, Foreign, ReadPlan, StagedFile, TempFile};
 pub use config::{ChunkerParams, Config};
 pub use keyfile::KeyFile;
 pub use local::LocalBackend;

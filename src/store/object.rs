@@ -13,7 +13,7 @@ use opendal::blocking::Operator;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions};
 
-use super::backend::{display_name, Backend, FileInfo, FileKind, StagedFile};
+use super::backend::{display_name, Backend, FileInfo, FileKind, ReadPlan, StagedFile};
 use crate::error::{Error, Result};
 
 /// Requests retried after a transient failure, over the whole process.
@@ -295,6 +295,10 @@ impl Backend for ObjectBackend {
 
     fn upload_threads(&self) -> usize {
         UPLOAD_THREADS
+    }
+
+    fn read_plan(&self) -> ReadPlan {
+        ReadPlan::NETWORK
     }
 
     fn create_staged(&self, kind: FileKind) -> Result<Box<dyn StagedFile + '_>> {
