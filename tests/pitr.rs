@@ -234,3 +234,20 @@ fn segments_stay_out_of_listings_and_go_with_their_base() {
     v.check_passes(&["--read-data"]);
     assert_eq!(digest_of_dir(&v, &at), digest);
 }
+
+#[test]
+fn follow_takes_the_shared_connection_flags() {
+    let srv = RedisServer::start(&[]);
+    let () = srv.cmd(&["CONFIG", "SET", "requirepass", "secret"]);
+    let v = Vault::init();
+    let port = srv.port.to_string();
+    let args = ["follow", "-h", "127.0.0.1", "-p", &port, "--commit-interval", "200ms", "--read-timeout", "30"];
+    let f = v.cmd(&args).env("REDISCLI_AUTH", "secret").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn follow");
+    let mut c = srv.resp();
+    c.ok(&["AUTH", "secret"]);
+    online(&mut c);
+    let (ok, stdout, stderr) = stop(f);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&format!("full sync of 127.0.0.1:{port}")), "{stdout}");
+    assert!(v.ok(&["follow", "--help"]).contains("--sentinel"));
+}
