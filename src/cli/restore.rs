@@ -84,10 +84,10 @@ pub struct RestoreArgs {
     #[arg(long, default_value_t = 1000, requires = "live_target", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
     /// With --target: only keys of this type; like --keys and --db, writes a new RDB of the selected keys.
-    #[arg(long = "type", value_name = "TYPE", conflicts_with = "live_target")]
+    #[arg(long = "type", value_name = "TYPE", conflicts_with_all = ["to", "redis_host", "redis_port", "sentinel"])]
     pub kind: Option<String>,
     /// With --target: write this RDB version (6 to 12, or 80 for Valkey 9), for an older or other server.
-    #[arg(long, value_name = "N", conflicts_with = "live_target")]
+    #[arg(long, value_name = "N", conflicts_with_all = ["to", "redis_host", "redis_port", "sentinel"])]
     pub rdb_version: Option<u16>,
     /// With --target: worker threads (default: one per core).
     #[arg(long, conflicts_with = "to")]
