@@ -168,3 +168,86 @@ fn backlog_overrun_takes_a_new_base_and_shows_the_gap() {
     // The first chain still restores its own span.
     assert_eq!(digest_of_dir(&v, &first), first_digest);
 }
+
+/// `(id, base)` of every snapshot, oldest first; `base` is set for log segments.
+fn all_snapshots(v: &Vault) -> Vec<(String, Option<String>)> {
+    let all = v.json(&["snapshots", "--all"]);
+    let list = all.as_array().expect("snapshot list");
+    list.iter()
+        .map(|s| {
+            let base = (s["source"]["kind"] == "redis-log").then(|| s["source"]["details"]["base"].as_str().expect("segment base").to_string());
+            (s["id"].as_str().expect("id").to_string(), base)
+        })
+        .collect()
+}
+
+#[test]
+fn segments_stay_out_of_listings_and_go_with_their_base() {
+    // Two chains: the backlog overrun makes the second follow take a new base.
+    let srv = RedisServer::start(&[("repl-backlog-size", "16384")]);
+    let v = Vault::init();
+    let mut c = srv.resp();
+    let f = follow(&v, &srv);
+    online(&mut c);
+    writes(&mut c, 1);
+    instant(&mut c);
+    assert!(stop(f).0);
+    writes(&mut c, 2);
+    let f = follow(&v, &srv);
+    online(&mut c);
+    writes(&mut c, 3);
+    let (at, digest) = instant(&mut c);
+    assert!(stop(f).0);
+
+    let all = all_snapshots(&v);
+    let bases: Vec<&String> = all.iter().filter(|s| s.1.is_none()).map(|s| &s.0).collect();
+    assert_eq!(bases.len(), 2, "{all:?}");
+    let segments_of = |base: &String| all.iter().filter(|s| s.1.as_ref() == Some(base)).count();
+    let (old, new) = (segments_of(bases[0]), segments_of(bases[1]));
+    assert!(old > 0 && new > 0, "{all:?}");
+    let plural = |n: usize| if n == 1 { "1 log segment".to_string() } else { format!("{n} log segments") };
+
+    // `snapshots` hides segments behind one line; --all / --segments show them.
+    let text = v.ok(&["snapshots"]);
+    assert!(text.contains(&format!("{} of followed servers hidden; see `rdbvault timeline`", plural(old + new))), "{text}");
+    assert!(!text.contains("redis-log:"), "{text}");
+    assert!(v.ok(&["snapshots", "--segments"]).contains("redis-log:"));
+    assert_eq!(v.json(&["snapshots"]).as_array().map(Vec::len), Some(2));
+
+    // `latest` is the newest base, never a segment; a segment is not restored by id.
+    assert_eq!(v.json(&["snapshots", "latest"])[0]["id"].as_str(), Some(bases[1].as_str()));
+    let segment = &all.iter().find(|s| s.1.is_some()).expect("a segment").0;
+    let err = v.fails(&["restore", &segment[..8], "--target", v.dir.path().join("seg").to_str().expect("path")]);
+    assert!(err.contains("is a log segment of a followed server") && err.contains("restore --at"), "{err}");
+
+    // Forgetting a base by id that segments continue needs --yes.
+    let err = v.fails(&["forget", bases[0]]);
+    assert!(err.contains(&plural(old)) && err.contains("--yes"), "{err}");
+    assert_eq!(all_snapshots(&v).len(), all.len());
+
+    // A policy counts bases only; the forgotten base takes its segments, the kept chain stays whole.
+    let out = v.ok(&["forget", "--keep-last", "1", "--prune"]);
+    assert!(out.contains(&format!("remove {} of the removed bases", plural(old))), "{out}");
+    let left = all_snapshots(&v);
+    let kept: Vec<&(String, Option<String>)> = all.iter().filter(|s| s.0 == *bases[1] || s.1.as_ref() == Some(bases[1])).collect();
+    assert_eq!(left.iter().collect::<Vec<_>>(), kept, "{out}");
+    v.check_passes(&["--read-data"]);
+    assert_eq!(digest_of_dir(&v, &at), digest);
+}
+
+#[test]
+fn follow_takes_the_shared_connection_flags() {
+    let srv = RedisServer::start(&[]);
+    let () = srv.cmd(&["CONFIG", "SET", "requirepass", "secret"]);
+    let v = Vault::init();
+    let port = srv.port.to_string();
+    let args = ["follow", "-h", "127.0.0.1", "-p", &port, "--commit-interval", "200ms", "--read-timeout", "30"];
+    let f = v.cmd(&args).env("REDISCLI_AUTH", "secret").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn follow");
+    let mut c = srv.resp();
+    c.ok(&["AUTH", "secret"]);
+    online(&mut c);
+    let (ok, stdout, stderr) = stop(f);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&format!("full sync of 127.0.0.1:{port}")), "{stdout}");
+    assert!(v.ok(&["follow", "--help"]).contains("--sentinel"));
+}

@@ -1,6 +1,5 @@
 //! `rdbvault follow`: keep a replica connection and store the write stream as log segments.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -9,35 +8,28 @@ use anyhow::Context;
 use rdbvault::engine::backup::BackupOptions;
 use rdbvault::redis::follow::replica::{self, Event, FollowOptions};
 use rdbvault::redis::follow::timeline::rfc3339;
-use rdbvault::redis::source::{ConnectOptions, RedisUrl};
 
+use super::redis_args::RedisArgs;
 use super::{open_repo_for_index, output, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct FollowArgs {
-    /// The server to follow, redis:// or rediss:// (its ACL user needs +psync and +replconf).
-    pub url: String,
+    /// The server to follow: redis://[user[:password]@]host[:port] or rediss://... (its ACL user
+    /// needs +psync and +replconf); or name it with -h/-p or --sentinel instead.
+    #[arg(required_unless_present_any = ["redis_host", "redis_port", "sentinel"])]
+    pub url: Option<String>,
     /// Commit the buffered stream at least this often (e.g. 1s, 500ms, 1m); a crash loses at most this much.
     #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
     pub commit_interval: Duration,
-    /// Read the Redis password from this file (overrides the URL and REDISCLI_AUTH).
-    #[arg(long, value_name = "FILE")]
-    pub redis_password_file: Option<PathBuf>,
-    /// PEM file with the CA certificate(s) to trust for rediss://.
-    #[arg(long, value_name = "FILE")]
-    pub tls_ca: Option<PathBuf>,
-    /// Accept any TLS certificate (testing only: allows man-in-the-middle).
-    #[arg(long)]
-    pub tls_insecure: bool,
-    /// Seconds without data from the master (it pings every 10 s) before reconnecting.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub read_timeout: u64,
     /// zstd level for new data (0 = no compression; 1-22).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=22))]
     pub compression: i32,
     /// Tag the base snapshots and segments (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
+    // --read-timeout here: seconds without data from the master (it pings every 10 s) before reconnecting.
+    #[command(flatten)]
+    pub redis: RedisArgs,
 }
 
 /// Set by SIGTERM / SIGINT: commit what is buffered and exit 0.
@@ -61,17 +53,11 @@ fn catch_stop_signals() {
 }
 
 pub fn run(g: &Global, a: FollowArgs) -> anyhow::Result<()> {
-    let mut url = RedisUrl::parse(&a.url)?;
-    url.resolve_password_from_env(a.redis_password_file.as_deref())?;
+    let url = a.redis.server(a.url.as_deref())?;
     let repo = open_repo_for_index(g)?;
     let _lock = super::lock(g, &repo, false)?;
     let opts = FollowOptions {
-        connect: ConnectOptions {
-            read_timeout: Duration::from_secs(a.read_timeout.max(1)),
-            tls_ca_file: a.tls_ca.clone(),
-            tls_insecure: a.tls_insecure,
-            ..ConnectOptions::default()
-        },
+        connect: a.redis.connect_options()?,
         commit_interval: a.commit_interval,
         backup: BackupOptions { zstd_level: a.compression, tags: a.tags.clone(), threads: 2, ..BackupOptions::default() },
         max_buffer: 64 << 20,

@@ -41,6 +41,10 @@ pub struct ForgetArgs {
     /// Apply the policy per group of: host, source, tags (comma-separated).
     #[arg(long, default_value = "host,source", conflicts_with = "ids")]
     pub group_by: String,
+    /// Forget a named base snapshot even though log segments of a followed server continue
+    /// it (they are forgotten with it, and the point-in-time restores they allow are lost).
+    #[arg(long)]
+    pub yes: bool,
     /// Only print what would be removed.
     #[arg(long)]
     pub dry_run: bool,
@@ -83,8 +87,15 @@ pub fn run(g: &Global, a: ForgetArgs) -> anyhow::Result<()> {
         if !g.json && !g.quiet {
             print_groups(&groups, a.dry_run);
         }
-        let remove: Vec<String> = groups.iter().flat_map(|gr| gr.remove.iter().map(|d| d.id.clone())).collect();
-        let report = serde_json::json!({ "dry_run": a.dry_run, "groups": groups, "removed": remove.len() });
+        let mut remove: Vec<String> = groups.iter().flat_map(|gr| gr.remove.iter().map(|d| d.id.clone())).collect();
+        // Segments are never counted by a policy: they go with their base.
+        let segments = forget::segments_of(&repo, &remove)?;
+        if !g.json && !g.quiet && !segments.is_empty() {
+            let verb = if a.dry_run { "would remove" } else { "remove" };
+            println!("{verb} {} of the removed bases", output::plural(segments.len(), "log segment"));
+        }
+        remove.extend(segments.iter().map(|c| c.id.clone()));
+        let report = serde_json::json!({ "dry_run": a.dry_run, "groups": groups, "segments": segments, "removed": remove.len() });
         (remove, report)
     } else {
         if !a.filter.is_empty() {
@@ -93,15 +104,28 @@ pub fn run(g: &Global, a: ForgetArgs) -> anyhow::Result<()> {
             }
         }
         let chosen = forget::choose(&repo, &a.ids)?;
+        let ids: Vec<String> = chosen.iter().map(|c| c.id.clone()).collect();
+        let segments = forget::segments_of(&repo, &ids)?;
+        if !segments.is_empty() && !a.yes && !a.dry_run {
+            anyhow::bail!(
+                "{} of followed servers continue these snapshots and would be forgotten with them, losing the \
+                 point-in-time restores they allow; see `rdbvault forget --dry-run ID...`, then add --yes to go ahead",
+                output::plural(segments.len(), "log segment")
+            );
+        }
         if !g.json && !g.quiet {
             let verb = if a.dry_run { "would remove" } else { "remove" };
             println!("{verb} {}:", output::plural(chosen.len(), "snapshot"));
             for c in &chosen {
                 println!("  {}  {}", &c.id[..8], c.time.as_deref().map_or_else(|| "(unreadable)".to_string(), output::time));
             }
+            if !segments.is_empty() {
+                println!("{verb} {} of these bases too", output::plural(segments.len(), "log segment"));
+            }
         }
-        let report = serde_json::json!({ "dry_run": a.dry_run, "snapshots": chosen, "removed": chosen.len() });
-        (chosen.into_iter().map(|c| c.id).collect(), report)
+        let removed = chosen.len() + segments.len();
+        let report = serde_json::json!({ "dry_run": a.dry_run, "snapshots": chosen, "segments": segments, "removed": removed });
+        (ids.into_iter().chain(segments.into_iter().map(|c| c.id)).collect(), report)
     };
     if !a.dry_run {
         forget::remove_snapshots(&repo, &remove, &lock)?;

@@ -310,6 +310,7 @@ fn with_blobs_matching<T>(
     let repo = open_repo_for_index(g)?;
     let _lock = read_lock(g, &repo)?;
     let snaps = specs.iter().map(|s| find_snapshot_matching(&repo, s, filter)).collect::<anyhow::Result<Vec<_>>>()?;
+    snaps.iter().try_for_each(|(id, snap)| not_a_segment(id, snap))?;
     let index = load_index(&repo)?;
     let blobs = Blobs::new(&repo, &index)?;
     f(&snaps, &blobs)
@@ -350,6 +351,19 @@ fn find_snapshot_matching(repo: &Repository, spec: &str, filter: &filter::Filter
     let (found, skipped) = rdbvault::format::select::find(repo, spec, &filter.filter())?;
     warn_skipped(&skipped);
     Ok(found)
+}
+
+/// Refuses a log segment where a dataset snapshot is needed: alone it is a stretch of a
+/// replication stream, only meaningful replayed over its base.
+fn not_a_segment(id: &Id, snap: &Snapshot) -> anyhow::Result<()> {
+    if snap.is_log_segment() {
+        anyhow::bail!(
+            "snapshot {} is a log segment of a followed server ({}): use `rdbvault restore --at TIME` (`rdbvault timeline` shows the times it covers)",
+            id.short(),
+            snap.source.name
+        );
+    }
+    Ok(())
 }
 
 /// Names each unreadable snapshot a listing left out, on stderr (JSON on stdout stays clean).

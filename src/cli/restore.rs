@@ -18,7 +18,7 @@ use super::redis_args::RedisArgs;
 use super::{open_repo_for_index, output, with_blobs_matching, Global};
 
 #[derive(clap::Args, Debug)]
-#[command(group = clap::ArgGroup::new("live_server").multiple(true).args(["to", "redis_host", "redis_port", "sentinel"]))]
+#[command(group = clap::ArgGroup::new("live_target").multiple(true).args(["to", "redis_host", "redis_port", "sentinel"]))]
 pub struct RestoreArgs {
     /// `latest`, a snapshot id or a unique prefix of one.
     #[arg(required_unless_present_any = ["group", "at"], conflicts_with = "group")]
@@ -43,7 +43,7 @@ pub struct RestoreArgs {
     #[arg(
         long,
         short = 't',
-        required_unless_present = "live_server",
+        required_unless_present = "live_target",
         conflicts_with_all = [
             "to", "all", "replace", "skip_existing", "dry_run", "batch", "map_db",
             "redis_host", "redis_port", "redis_db", "tls", "user", "pass", "redis_password_file", "sentinel",
@@ -62,32 +62,32 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
     /// With --to: restore the keys of db FROM into db TO (repeatable; other dbs keep their number).
-    #[arg(long = "map-db", value_name = "FROM:TO", value_parser = dbmap::parse_pair, requires = "live_server")]
+    #[arg(long = "map-db", value_name = "FROM:TO", value_parser = dbmap::parse_pair, requires = "live_target")]
     pub map_db: Vec<(u64, u64)>,
     #[command(flatten)]
     pub keys: KeyArgs,
     #[command(flatten)]
     pub filter: super::filter::FilterArgs,
     /// With --to: load every key (or use --keys PATTERN).
-    #[arg(long, requires = "live_server", conflicts_with = "keys")]
+    #[arg(long, requires = "live_target", conflicts_with = "keys")]
     pub all: bool,
     /// With --to: overwrite keys that already exist on the target.
-    #[arg(long, requires = "live_server")]
+    #[arg(long, requires = "live_target")]
     pub replace: bool,
     /// With --to: leave keys that already exist on the target alone (resumes a stopped restore).
-    #[arg(long, requires = "live_server", conflicts_with = "replace")]
+    #[arg(long, requires = "live_target", conflicts_with = "replace")]
     pub skip_existing: bool,
     /// With --to: only show what would be loaded and what would conflict.
-    #[arg(long, requires = "live_server")]
+    #[arg(long, requires = "live_target")]
     pub dry_run: bool,
     /// With --to: keys per pipelined batch.
-    #[arg(long, default_value_t = 1000, requires = "live_server", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1000, requires = "live_target", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
     /// With --target: only keys of this type; like --keys and --db, writes a new RDB of the selected keys.
-    #[arg(long = "type", value_name = "TYPE", conflicts_with = "live_server")]
+    #[arg(long = "type", value_name = "TYPE", conflicts_with_all = ["to", "redis_host", "redis_port", "sentinel"])]
     pub kind: Option<String>,
     /// With --target: write this RDB version (6 to 12, or 80 for Valkey 9), for an older or other server.
-    #[arg(long, value_name = "N", conflicts_with = "live_server")]
+    #[arg(long, value_name = "N", conflicts_with_all = ["to", "redis_host", "redis_port", "sentinel"])]
     pub rdb_version: Option<u16>,
     /// With --target: worker threads (default: one per core).
     #[arg(long, conflicts_with = "to")]
@@ -117,6 +117,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     }
     let Some(spec) = &a.snapshot else { anyhow::bail!("give a snapshot (or latest) or --group") };
     let (id, snap) = super::find_snapshot_matching(&repo, spec, &a.filter)?;
+    super::not_a_segment(&id, &snap)?;
     let index = super::load_index(&repo)?;
     let blobs = restore::Blobs::new(&repo, &index)?;
     let to_stdout = target.as_os_str() == "-";

@@ -20,12 +20,20 @@ pub struct SnapshotsArgs {
     /// Only snapshots of this group (e.g. the shards of one cluster backup).
     #[arg(long)]
     pub group: Option<String>,
+    /// Also list the log segments of followed servers (hidden unless named by id).
+    #[arg(long, visible_alias = "segments")]
+    pub all: bool,
 }
 
 pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
     let repo = open_repo(g)?;
     let (mut all, unreadable) = select::select(&repo, &a.ids, &a.filter.filter())?;
     super::warn_skipped(&unreadable);
+    // Segments are stretches of a replication log (`timeline` shows them): not restorable alone.
+    let hidden = if a.all || !a.ids.is_empty() { 0 } else { all.iter().filter(|(_, s)| s.is_log_segment()).count() };
+    if hidden > 0 {
+        all.retain(|(_, s)| !s.is_log_segment());
+    }
     all.retain(|(_, s)| a.group.as_ref().is_none_or(|g| s.group.as_ref().is_some_and(|sg| sg.starts_with(g.as_str()))));
     all.sort_by(|x, y| x.1.time.cmp(&y.1.time).then(x.0.cmp(&y.0)));
     if let Some(n) = a.latest {
@@ -88,6 +96,9 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> anyhow::Result<()> {
     match unreadable.len() {
         0 => println!("{}", output::plural(all.len(), "snapshot")),
         n => println!("{} ({n} unreadable, named on stderr)", output::plural(all.len(), "snapshot")),
+    }
+    if hidden > 0 {
+        println!("{} of followed servers hidden; see `rdbvault timeline` (or `snapshots --all`)", output::plural(hidden, "log segment"));
     }
     Ok(())
 }

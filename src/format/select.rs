@@ -58,13 +58,14 @@ pub fn source_of(s: &Snapshot) -> String {
     format!("{}:{}", s.source.kind, s.source.name)
 }
 
-/// Finds `latest` (the newest readable snapshot `filter` matches), a full id or a unique
-/// prefix (which must match `filter` too); also returns the unreadable files `latest` skipped.
+/// Finds `latest` (the newest readable snapshot `filter` matches, never a log segment), a
+/// full id or a unique prefix (which must match `filter` too); also returns the unreadable
+/// files `latest` skipped.
 pub fn find(repo: &Repository, spec: &str, filter: &Filter) -> Result<((Id, Snapshot), Vec<Unreadable>)> {
     if spec == "latest" {
         let Listing { snapshots, unreadable } = Listing::load(repo)?;
         let any = !snapshots.is_empty();
-        return match snapshots.into_iter().rev().find(|(_, s)| filter.matches(s)) {
+        return match snapshots.into_iter().rev().find(|(_, s)| !s.is_log_segment() && filter.matches(s)) {
             Some(newest) => Ok((newest, unreadable)),
             // None readable: the error is the damage, not "no snapshot".
             None if !any => Err(unreadable.into_iter().next().map_or_else(|| filter.none_matches(spec), Unreadable::into_error)),

@@ -8,6 +8,10 @@ use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::store::{display_name, FileKind, Repository};
 
+/// Source kind of a log segment of a followed server (see `redis::follow`): a stretch of
+/// a replication stream, restorable only through its base (`restore --at`), not by itself.
+pub const LOG_SEGMENT_KIND: &str = "redis-log";
+
 /// One backed-up stream (an RDB file, or one file of an AOF directory).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SnapshotFile {
@@ -117,6 +121,16 @@ impl Snapshot {
         self.files.iter().fold(0u64, |n, f| n.saturating_add(f.size))
     }
 
+    /// Whether this is a log segment of a followed server rather than a snapshot of a dataset.
+    pub fn is_log_segment(&self) -> bool {
+        self.source.kind == LOG_SEGMENT_KIND
+    }
+
+    /// The full id of the base snapshot a log segment continues (None for other snapshots).
+    pub fn log_base(&self) -> Option<&str> {
+        self.is_log_segment().then(|| self.source.details.get("base").and_then(|b| b.as_str())).flatten()
+    }
+
     /// Seals and stores the snapshot; returns its id.
     pub fn save(&self, repo: &Repository) -> Result<Id> {
         let json = serde_json::to_vec(self).map_err(|e| Error::Invalid(format!("snapshot: {e}")))?;
@@ -153,11 +167,12 @@ impl Snapshot {
         }
     }
 
-    /// Finds `latest` (the newest readable snapshot), a full id or a unique id
-    /// prefix; also returns the snapshot files `latest` skipped as unreadable.
+    /// Finds `latest` (the newest readable snapshot that is not a log segment), a full id or
+    /// a unique id prefix; also returns the snapshot files `latest` skipped as unreadable.
     pub fn find(repo: &Repository, spec: &str) -> Result<((Id, Snapshot), Vec<Unreadable>)> {
         if spec == "latest" {
             let mut all = Listing::load(repo)?;
+            all.snapshots.retain(|(_, s)| !s.is_log_segment());
             return match all.snapshots.pop() {
                 Some(newest) => Ok((newest, all.unreadable)),
                 // None readable: the error is the damage, not "no snapshot".

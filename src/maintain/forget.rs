@@ -293,11 +293,17 @@ fn apply_group(group: GroupKey, mut rows: Vec<Row>, policy: &Policy) -> GroupDec
     out
 }
 
-/// Loads every readable snapshot `filter` matches as a policy row; also returns the
-/// snapshot files that cannot be read (no policy keeps or removes those).
+/// Loads every readable snapshot `filter` matches as a policy row (log segments are not
+/// rows: they go with their base, see [`segments_of`]); also returns the snapshot files that
+/// cannot be read (no policy keeps or removes those).
 pub fn rows(repo: &Repository, filter: &Filter) -> Result<(Vec<Row>, Vec<Unreadable>)> {
     let listing = Listing::load(repo)?;
-    let rows = listing.snapshots.iter().filter(|(_, s)| filter.matches(s)).map(|(id, s)| Row::of(id, s)).collect::<Result<Vec<_>>>()?;
+    let rows = listing
+        .snapshots
+        .iter()
+        .filter(|(_, s)| !s.is_log_segment() && filter.matches(s))
+        .map(|(id, s)| Row::of(id, s))
+        .collect::<Result<Vec<_>>>()?;
     Ok((rows, listing.unreadable))
 }
 
@@ -323,6 +329,18 @@ pub fn choose(repo: &Repository, specs: &[String]) -> Result<Vec<Chosen>> {
         }
     }
     Ok(out)
+}
+
+/// The log segments that continue any of `bases` (full ids), oldest first: useless once their
+/// base is gone, so they are forgotten with it.
+pub fn segments_of(repo: &Repository, bases: &[String]) -> Result<Vec<Chosen>> {
+    let listing = Listing::load(repo)?;
+    Ok(listing
+        .snapshots
+        .into_iter()
+        .filter(|(id, s)| s.log_base().is_some_and(|b| bases.iter().any(|x| x == b)) && !bases.contains(&id.to_hex()))
+        .map(|(id, s)| Chosen { id: id.to_hex(), time: Some(s.time) })
+        .collect())
 }
 
 /// Deletes the given snapshot files (their data goes at the next prune).

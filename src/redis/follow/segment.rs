@@ -8,7 +8,7 @@ use crate::format::snapshot::{Snapshot, SourceDesc};
 use crate::store::Repository;
 
 /// Source kind of a log segment snapshot.
-pub const LOG_KIND: &str = "redis-log";
+pub const LOG_KIND: &str = crate::format::snapshot::LOG_SEGMENT_KIND;
 /// The file of a segment: the raw stream bytes.
 pub const LOG_FILE: &str = "stream.resp";
 /// Version of [`SegmentInfo`].
