@@ -138,25 +138,32 @@ fn wrong_password_is_one_clear_line() {
     wait_until(Duration::from_secs(1), "nothing committed", || v.json(&["snapshots"]).as_array().is_some_and(Vec::is_empty));
 }
 
+/// Two chains: a follow, then more writes than the backlog holds while nobody follows (so
+/// PSYNC cannot continue), then a second follow that must take a new base. Returns the
+/// second follow's output and an instant with its digest in each chain.
+fn two_chains(srv: &RedisServer, v: &Vault) -> (String, String, (String, String), (String, String)) {
+    let mut c = srv.resp();
+    let f = follow(v, srv);
+    online(&mut c);
+    writes(&mut c, 1);
+    let first = instant(&mut c);
+    let (ok, _, stderr) = stop(f);
+    assert!(ok, "{stderr}");
+    writes(&mut c, 2);
+    let f = follow(v, srv);
+    online(&mut c);
+    writes(&mut c, 3);
+    let second = instant(&mut c);
+    let (ok, stdout, stderr) = stop(f);
+    assert!(ok, "{stderr}");
+    (stdout, stderr, first, second)
+}
+
 #[test]
 fn backlog_overrun_takes_a_new_base_and_shows_the_gap() {
     let srv = RedisServer::start(&[("repl-backlog-size", "16384")]);
     let v = Vault::init();
-    let mut c = srv.resp();
-    let f = follow(&v, &srv);
-    online(&mut c);
-    writes(&mut c, 1);
-    let (first, first_digest) = instant(&mut c);
-    let (ok, _, stderr) = stop(f);
-    assert!(ok, "{stderr}");
-    // More than the backlog holds while nobody follows: PSYNC cannot continue.
-    writes(&mut c, 2);
-    let f = follow(&v, &srv);
-    online(&mut c);
-    writes(&mut c, 3);
-    let (second, digest) = instant(&mut c);
-    let (ok, stdout, stderr) = stop(f);
-    assert!(ok, "{stderr}");
+    let (stdout, stderr, (first, first_digest), (second, digest)) = two_chains(&srv, &v);
     assert!(stderr.contains("full resync") && stdout.contains("base snapshot"), "{stdout}{stderr}");
     let tl = v.json(&["timeline"]);
     let server = &tl["servers"][0];
@@ -186,18 +193,7 @@ fn segments_stay_out_of_listings_and_go_with_their_base() {
     // Two chains: the backlog overrun makes the second follow take a new base.
     let srv = RedisServer::start(&[("repl-backlog-size", "16384")]);
     let v = Vault::init();
-    let mut c = srv.resp();
-    let f = follow(&v, &srv);
-    online(&mut c);
-    writes(&mut c, 1);
-    instant(&mut c);
-    assert!(stop(f).0);
-    writes(&mut c, 2);
-    let f = follow(&v, &srv);
-    online(&mut c);
-    writes(&mut c, 3);
-    let (at, digest) = instant(&mut c);
-    assert!(stop(f).0);
+    let (_, _, _, (at, digest)) = two_chains(&srv, &v);
 
     let all = all_snapshots(&v);
     let bases: Vec<&String> = all.iter().filter(|s| s.1.is_none()).map(|s| &s.0).collect();
