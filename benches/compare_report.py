@@ -168,13 +168,15 @@ def main():
     meta_path, results_path, out_path = sys.argv[1:4]
     meta, keytypes, rows = load(meta_path, results_path)
     print(table(meta, rows))
-    section = BEGIN + "\n" + render(meta, keytypes, rows) + "\n" + END
+    # An S3 run has its own section, so it never replaces the local-disk figures.
+    begin, end = (BEGIN.replace("compare:", "compare-s3:"), END.replace("compare:", "compare-s3:")) if meta.get("target") else (BEGIN, END)
+    section = begin + "\n" + render(meta, keytypes, rows) + "\n" + end
     try:
         old = open(out_path).read()
     except FileNotFoundError:
-        old = "# Benchmarks\n\n## Comparison with restic and borg\n\n" + BEGIN + "\n" + END + "\n"
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + section + old[old.index(END) + len(END):]
+        old = "# Benchmarks\n\n## Comparison with restic and borg\n\n" + begin + "\n" + end + "\n"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + section + old[old.index(end) + len(end):]
     else:
         new = old.rstrip("\n") + "\n\n" + section + "\n"
     with open(out_path, "w") as f:
