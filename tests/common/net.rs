@@ -47,13 +47,24 @@ impl Moto {
         Moto { port, _proc: proc }
     }
 
-    /// Creates a bucket with a plain HTTP PUT.
+    /// Creates a bucket with a plain HTTP PUT. A loaded machine can show moto's port open
+    /// before its app answers (the connection closes with no reply): that is retried.
     pub fn create_bucket(&self, bucket: &str) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
-        write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port)
-            .expect("send PUT");
-        let mut reply = String::new();
-        let _ = s.read_to_string(&mut reply);
+        let put = || {
+            let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+            write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port).ok()?;
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            Some(reply).filter(|r| !r.is_empty())
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let reply = loop {
+            match put() {
+                Some(reply) => break reply,
+                None if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+                None => panic!("create bucket: moto at port {} gave no reply for 30 s", self.port),
+            }
+        };
         assert!(reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"), "create bucket: {reply}");
     }
 
