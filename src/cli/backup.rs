@@ -323,7 +323,7 @@ pub fn report(g: &Global, id: &Id, snap: &Snapshot) -> anyhow::Result<()> {
     if let Some(r) = snap.redis.as_ref().filter(|r| r.rdb_error.is_none() && r.rdb_version.is_some()) {
         let dbs: Vec<String> = r.keys_per_db.iter().map(|(db, n)| format!("db{db}={n}")).collect();
         let keys = r.keys.or_else(|| (!r.keys_per_db.is_empty()).then(|| r.keys_per_db.values().sum()));
-        let keys = keys.map_or_else(|| "keys not counted".to_string(), |n| output::count(n, "key", "keys"));
+        let keys = keys.map_or_else(|| "keys not counted".to_string(), |n| output::plural(n, "key"));
         let dbs = if dbs.is_empty() { String::new() } else { format!(" ({})", dbs.join(" ")) };
         let of = r.file.as_ref().map(|f| format!(" in the base file {f}; its incremental files are not counted")).unwrap_or_default();
         println!(

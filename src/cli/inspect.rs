@@ -138,7 +138,7 @@ fn print_summary(id: &str, file: &str, s: &Summary) {
         println!("  modules with aux data: {}", s.module_aux.join(", "));
     }
     for (db, d) in &s.dbs {
-        println!("  db {db}: {}, {} with TTL, {} serialized", output::count(d.keys, "key", "keys"), d.keys_with_ttl, output::bytes(d.value_bytes));
+        println!("  db {db}: {}, {} with TTL, {} serialized", output::plural(d.keys, "key"), d.keys_with_ttl, output::bytes(d.value_bytes));
         let join = |m: &std::collections::BTreeMap<String, u64>| m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
         println!("    types:     {}", join(&d.by_type));
         println!("    encodings: {}", join(&d.by_encoding));
@@ -147,7 +147,7 @@ fn print_summary(id: &str, file: &str, s: &Summary) {
 
 fn print_memory(r: &MemoryReport) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    writeln!(out, "{}, about {} in memory", output::count(r.total.keys, "key", "keys"), output::bytes(r.total.bytes))?;
+    writeln!(out, "{}, about {} in memory", output::plural(r.total.keys, "key"), output::bytes(r.total.bytes))?;
     writeln!(out, "\nlargest keys:")?;
     writeln!(out, "  {:>10}  {:>3}  {:<20}  KEY", "MEMORY", "DB", "TYPE/ENCODING")?;
     for k in &r.top {

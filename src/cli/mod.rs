@@ -290,7 +290,6 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
 
 /// Opens the repository, finds the snapshots `specs` name, loads the index and
 /// runs `f` with them and a blob reader.
-#[allow(dead_code)]
 fn with_blobs<T>(
     g: &Global,
     specs: &[&str],
@@ -341,7 +340,6 @@ pub fn report_retries(quiet: bool) {
 }
 
 /// Finds a snapshot (`latest`, an id or a prefix), warning about the unreadable ones `latest` skipped.
-#[allow(dead_code)]
 fn find_snapshot(repo: &Repository, spec: &str) -> anyhow::Result<(Id, Snapshot)> {
     find_snapshot_matching(repo, spec, &filter::FilterArgs::default())
 }

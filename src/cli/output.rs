@@ -94,11 +94,6 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
-/// `1 key`, `2 keys`: a count and its noun, singular for one.
-pub fn count(n: u64, singular: &str, plural: &str) -> String {
-    format!("{n} {}", if n == 1 { singular } else { plural })
-}
-
 /// A Unix time in milliseconds as RFC 3339 UTC with milliseconds, as snapshots record times.
 pub fn time_ms(ms: u64) -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");

@@ -216,7 +216,7 @@ fn snapshot_dbs(snap: &Snapshot) -> Option<Vec<u64>> {
 }
 
 fn print_load(addr: &str, r: &LoadReport) {
-    let keys = |n: u64| output::count(n, "key", "keys");
+    let keys = |n: u64| output::plural(n, "key");
     if r.restored == 0 && r.skipped_existing == 0 {
         match r.skipped_expired {
             0 => println!("no keys to restore into {addr}: none matched"),
