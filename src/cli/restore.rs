@@ -10,8 +10,8 @@ use rdbvault::engine::target;
 use anyhow::bail;
 use rdbvault::format::snapshot::Snapshot;
 use rdbvault::redis::dbmap::{self, DbMap};
-use rdbvault::redis::load::{self, LoadOptions, LoadReport};
-use rdbvault::redis::source::command;
+use rdbvault::redis::cluster_target::LoadTarget;
+use rdbvault::redis::load::{self, FunctionPolicy, LoadOptions, LoadReport};
 
 use super::keys::KeyArgs;
 use super::redis_args::RedisArgs;
@@ -45,7 +45,7 @@ pub struct RestoreArgs {
         short = 't',
         required_unless_present = "live_target",
         conflicts_with_all = [
-            "to", "all", "replace", "skip_existing", "dry_run", "batch", "map_db",
+            "to", "all", "replace", "skip_existing", "dry_run", "batch", "map_db", "functions", "connections", "cluster",
             "redis_host", "redis_port", "redis_db", "tls", "user", "pass", "redis_password_file", "sentinel",
             "master_name", "tls_ca", "tls_insecure", "tls_cert", "tls_key", "connect_timeout", "read_timeout",
         ]
@@ -80,6 +80,17 @@ pub struct RestoreArgs {
     /// With --to: only show what would be loaded and what would conflict.
     #[arg(long, requires = "live_target")]
     pub dry_run: bool,
+    /// With --to --all: the snapshot's function libraries: append (refused if the target has a
+    /// library of the same name), replace (overwrite those), skip (leave them out).
+    #[arg(long, value_enum, value_name = "HOW", default_value = "append", requires = "live_target")]
+    pub functions: Functions,
+    /// With --to: connections to write through at once (keys spread over them by hash slot).
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "live_target", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub connections: u64,
+    /// With --to: the server is a node of a Redis Cluster: write each key to the master of
+    /// its hash slot (one connection per master; MOVED and ASK are followed).
+    #[arg(long, requires = "live_target")]
+    pub cluster: bool,
     /// With --to: keys per pipelined batch.
     #[arg(long, default_value_t = 1000, requires = "live_target", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
@@ -94,6 +105,24 @@ pub struct RestoreArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub redis: RedisArgs,
+}
+
+/// `--functions`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Functions {
+    Append,
+    Replace,
+    Skip,
+}
+
+impl From<Functions> for FunctionPolicy {
+    fn from(f: Functions) -> Self {
+        match f {
+            Functions::Append => FunctionPolicy::Append,
+            Functions::Replace => FunctionPolicy::Replace,
+            Functions::Skip => FunctionPolicy::Skip,
+        }
+    }
 }
 
 pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
@@ -175,12 +204,25 @@ fn to_redis(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
     if !a.all && a.keys.keys.is_none() {
         bail!("say which keys to load into {addr}: --keys PATTERN or --all");
     }
-    let mut con = command::connect(&server, &a.redis.connect_options()?)?;
+    let connect = a.redis.connect_options()?;
+    let mut target = if a.cluster {
+        if server.socket.is_some() {
+            bail!("--cluster finds the masters over TCP: give a node's redis://host:port");
+        }
+        if server.db.is_some_and(|d| d != 0) {
+            bail!("{addr} is a Redis Cluster node and a cluster has db 0 only: drop /N from the URL");
+        }
+        LoadTarget::cluster(&server, &connect)?
+    } else {
+        LoadTarget::server(&server, &connect, a.connections as usize)?
+    };
+    let url_db = if a.cluster && a.map_db.is_empty() { Some(0) } else { server.db.map(u64::from) };
     let opts = LoadOptions {
         filter: a.keys.filter(None)?,
         replace: a.replace,
         skip_existing: a.skip_existing,
         dry_run: a.dry_run,
+        functions: a.functions.into(),
         batch_keys: a.batch as usize,
         progress: output::key_progress(g.quiet || a.dry_run, g.json, "restore"),
         ..LoadOptions::default()
@@ -188,10 +230,15 @@ fn to_redis(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
     let Some(spec) = a.snapshot.as_deref() else { bail!("--to restores one snapshot; give its id or latest") };
     let report = with_blobs_matching(g, &[spec], &a.filter, |snaps, blobs| {
         let snap = &snaps[0].1;
-        let db_map = DbMap::for_restore(server.db.map(u64::from), &a.map_db, a.keys.db, snapshot_dbs(snap).as_deref())
-            .map_err(anyhow::Error::msg)?;
+        let db_map = DbMap::for_restore(url_db, &a.map_db, a.keys.db, snapshot_dbs(snap).as_deref()).map_err(|e| {
+            if a.cluster {
+                anyhow::anyhow!("{addr} is a Redis Cluster, which has db 0 only, and the snapshot holds keys in several dbs: choose the db to restore with --db N")
+            } else {
+                anyhow::Error::msg(e)
+            }
+        })?;
         let opts = LoadOptions { db_map, ..opts.clone() };
-        Ok(load::load(blobs, snap, &mut con, &addr, &opts)?)
+        Ok(load::load_to(blobs, snap, &mut target, &opts)?)
     });
     if let Some(pb) = &opts.progress {
         pb.finish_and_clear();
@@ -237,7 +284,15 @@ fn print_load(addr: &str, r: &LoadReport) {
         let secs = r.duration_ms as f64 / 1000.0;
         // A rate says something only over a second or more and more than one key.
         let rate = if secs >= 1.0 && r.restored > 1 { format!(", {:.0} keys/s", r.restored as f64 / secs) } else { String::new() };
-        println!("restored {} into {addr} ({per_db}) in {secs:.2} s{rate}", keys(r.restored));
+        let over = if r.connections > 1 { format!(" over {} connections", r.connections) } else { String::new() };
+        println!("restored {} into {addr} ({per_db}) in {secs:.2} s{rate}{over}", keys(r.restored));
+    }
+    if !r.functions.is_empty() {
+        let what = if r.functions.len() == 1 { "function library" } else { "function libraries" };
+        println!("{} {what} {}", if r.dry_run { "would restore" } else { "restored" }, r.functions.join(", "));
+        if !r.function_conflicts.is_empty() {
+            println!("{} of them already exist (use --functions replace or skip): {}", r.function_conflicts.len(), r.function_conflicts.join(", "));
+        }
     }
     if r.skipped_existing > 0 {
         println!("skipped {} that already exist on {addr} (--skip-existing)", keys(r.skipped_existing));

@@ -432,6 +432,20 @@ pub fn dump_payload(type_byte: u8, value_bytes: &[u8], rdb_version: u16) -> Vec<
     out
 }
 
+/// Builds a `FUNCTION RESTORE` payload (what `FUNCTION DUMP` returns): one FUNCTION2 opcode
+/// and library code per library, then the RDB version and CRC64 as in [`dump_payload`].
+pub fn functions_payload(libraries: &[Vec<u8>], rdb_version: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    for code in libraries {
+        out.push(OP_FUNCTION2);
+        encode::string(&mut out, code);
+    }
+    out.extend_from_slice(&rdb_version.to_le_bytes());
+    let crc = crc64(0, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,7 +69,7 @@ pub fn export_snapshot(blobs: &Blobs<'_>, snap: &Snapshot, filter: &KeyFilter, f
 pub fn export<R: Read>(r: R, what: &str, filter: &KeyFilter, format: Format, out: &mut dyn Write) -> Result<ExportReport, ExportError> {
     let opts = if format == Format::Keys { ReadOptions::walk_only() } else { ReadOptions { capture_raw: false, ..ReadOptions::default() } };
     let mut rdb = RdbReader::with_options(r, opts).map_err(|e| Error::rdb(what, e))?;
-    let whole = filter.pattern.is_none() && filter.db.is_none() && filter.kind.is_none();
+    let whole = filter.whole_dbs() && filter.db.is_none();
     let mut report = ExportReport::default();
     let mut db = None;
     if format == Format::Csv {

@@ -18,17 +18,31 @@ pub struct KeyFilter {
     pub db: Option<u64>,
     /// Only this logical type.
     pub kind: Option<ValueKind>,
+    /// Not keys matching this glob (redis-rdb-tools' `--not-key`).
+    pub exclude: Option<Glob>,
+    /// Only keys whose serialized value (type byte and value, as `RESTORE` sends it) is at
+    /// least this many bytes (redis-rdb-tools' `--bytes`).
+    pub min_bytes: Option<u64>,
 }
 
 impl KeyFilter {
-    /// Whether a key in `db` passes the pattern and db parts (the type is not known yet).
+    /// Whether a key in `db` passes the pattern and db parts (the type and size are not known yet).
     pub fn matches_key(&self, db: u64, key: &[u8]) -> bool {
-        self.db.is_none_or(|d| d == db) && self.pattern.as_ref().is_none_or(|p| p.matches(key))
+        self.db.is_none_or(|d| d == db)
+            && self.pattern.as_ref().is_none_or(|p| p.matches(key))
+            && !self.exclude.as_ref().is_some_and(|p| p.matches(key))
     }
 
     /// Whether a record passes every part of the filter.
     pub fn matches(&self, rec: &Record) -> bool {
-        self.kind.is_none_or(|k| k == rec.kind) && self.matches_key(rec.db, &rec.key)
+        self.kind.is_none_or(|k| k == rec.kind)
+            && self.min_bytes.is_none_or(|n| rec.serialized_len >= n)
+            && self.matches_key(rec.db, &rec.key)
+    }
+
+    /// Whether only the db part is set (every key of the dbs chosen passes).
+    pub fn whole_dbs(&self) -> bool {
+        self.pattern.is_none() && self.kind.is_none() && self.exclude.is_none() && self.min_bytes.is_none()
     }
 }
 
@@ -158,8 +172,9 @@ mod tests {
 
     #[test]
     fn filter_parts() {
-        let f = KeyFilter { pattern: Some(Glob::new(b"user:*")), db: Some(1), kind: None };
+        let f = KeyFilter { pattern: Some(Glob::new(b"user:*")), db: Some(1), exclude: Some(Glob::new(b"user:1?")), ..Default::default() };
         assert!(f.matches_key(1, b"user:7"));
+        assert!(!f.matches_key(1, b"user:17"));
         assert!(!f.matches_key(0, b"user:7"));
         assert!(!f.matches_key(1, b"order:7"));
         assert!(KeyFilter::default().matches_key(9, b"x"));

@@ -131,7 +131,7 @@ pub fn merge<W: Write>(
 }
 
 fn whole(f: &KeyFilter) -> bool {
-    f.pattern.is_none() && f.db.is_none() && f.kind.is_none()
+    f.whole_dbs() && f.db.is_none()
 }
 
 /// Hands every item of the RDB `r` to `each` with the RDB's version.

@@ -4,6 +4,7 @@
 //!
 //! Uses `engine`, `format`, `store` and the `rdb` parser.
 
+pub mod cluster_target;
 pub mod dbmap;
 pub mod diff;
 pub mod export;
@@ -11,8 +12,10 @@ pub mod follow;
 pub mod glob;
 pub mod inspect;
 pub mod keyscan;
+pub(crate) mod lanes;
 pub mod live;
 pub mod load;
 pub mod merge;
+pub mod modules;
 pub mod rewrite;
 pub mod source;

@@ -29,7 +29,7 @@ pub struct RewriteOptions {
 impl RewriteOptions {
     /// Whether every key is selected (then function libraries and size hints are kept).
     pub fn whole(&self) -> bool {
-        self.filter.pattern.is_none() && self.filter.db.is_none() && self.filter.kind.is_none()
+        self.filter.whole_dbs() && self.filter.db.is_none()
     }
 }
 

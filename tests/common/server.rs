@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     /// Use this directory instead of a new temp dir (e.g. one holding a dump.rdb to load).
     pub dir: Option<tempfile::TempDir>,
+    /// Run this server binary instead of `redis-server` from PATH (e.g. a valkey-server).
+    pub binary: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -73,7 +75,7 @@ impl RedisServer {
         for attempt in 0..5 {
             let port = free_port();
             let tls_port = cfg.tls.as_ref().map(|_| free_port());
-            let mut cmd = Command::new("redis-server");
+            let mut cmd = Command::new(cfg.binary.as_deref().unwrap_or(Path::new("redis-server")));
             cmd.arg("--port").arg(port.to_string())
                 .args(["--bind", "127.0.0.1", "--daemonize", "no", "--enable-debug-command", "local"])
                 .arg("--dir").arg(dir.path())

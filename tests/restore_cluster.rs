@@ -1,0 +1,66 @@
+//! `restore --to NODE --cluster`: a snapshot of one server restored into a three-master
+//! cluster made by the test, each key on the master of its hash slot.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use common::dataset::{fill, keys_of};
+use common::resp::RespConn;
+use common::server::{start_cluster, RedisServer};
+use common::vault::Vault;
+
+fn digest(c: &mut RespConn, key: &[u8]) -> Vec<u8> {
+    c.cmd_bytes(&[b"DEBUG", b"DIGEST-VALUE", key]).array()[0].bytes()
+}
+
+#[test]
+fn a_single_server_snapshot_restores_into_a_cluster() {
+    let src = RedisServer::start(&[]);
+    let mut c = src.resp();
+    fill(&mut c);
+    c.ok(&["SELECT", "0"]);
+    for i in 0..200 {
+        c.ok(&["SET", &format!("n:{i}"), &i.to_string()]);
+        c.ok(&["SADD", &format!("{{tag}}:{i}"), "a", "b"]);
+    }
+    let vault = Vault::init();
+    let snap = common::dataset::backup_now(&src, &vault);
+    let nodes = start_cluster();
+    let url = nodes[1].url();
+
+    // The snapshot holds dbs 0, 1 and 3; a cluster has db 0 only.
+    let err = vault.fails(&["restore", &snap, "--to", &url, "--cluster", "--all"]);
+    assert!(err.contains("is a Redis Cluster, which has db 0 only") && err.contains("--db N"), "{err}");
+
+    let r = vault.json(&["restore", &snap, "--to", &url, "--cluster", "--all", "--db", "0", "--batch", "16"]);
+    let want = keys_of(&mut c, 0);
+    assert_eq!(r["connections"], 3);
+    assert_eq!(r["restored"], want.len() as u64);
+    assert_eq!(r["functions"], serde_json::json!(["testlib"]));
+
+    let mut union = BTreeSet::new();
+    c.ok(&["SELECT", "0"]);
+    for n in &nodes {
+        let mut node = n.resp();
+        let keys = keys_of(&mut node, 0);
+        assert!(!keys.is_empty(), "every master got keys");
+        for k in keys {
+            assert_eq!(digest(&mut node, &k), digest(&mut c, &k), "DIGEST-VALUE of {}", String::from_utf8_lossy(&k));
+            assert!(union.insert(k), "a key on two masters");
+        }
+        // Each master has the function library.
+        let fcall: i64 = n.cmd(&["FCALL", "one", "0"]);
+        assert_eq!(fcall, 1);
+    }
+    assert_eq!(union.into_iter().collect::<Vec<_>>(), want);
+    // Hash-tagged keys live together; every key reads through a cluster-aware client.
+    for key in ["{tag}:7", "n:42", "str:long", "hash:big", "stream:s"] {
+        let out = Command::new("redis-cli").args(["-c", "-p", &nodes[0].port.to_string(), "TYPE", key]).output().unwrap();
+        let ty = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(["string", "set", "hash", "stream"].contains(&ty.as_str()), "{key}: {ty}");
+    }
+    let out = Command::new("redis-cli").args(["-c", "-p", &nodes[2].port.to_string(), "GET", "n:42"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+}
