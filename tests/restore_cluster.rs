@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::dataset::{fill, keys_of};
 use common::resp::RespConn;
-use common::server::{start_cluster, RedisServer};
+use common::server::{set_following_moved, start_cluster, RedisServer};
 use common::vault::Vault;
 
 fn digest(c: &mut RespConn, key: &[u8]) -> Vec<u8> {
@@ -63,4 +63,43 @@ fn a_single_server_snapshot_restores_into_a_cluster() {
     }
     let out = Command::new("redis-cli").args(["-c", "-p", &nodes[2].port.to_string(), "GET", "n:42"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+}
+
+#[test]
+fn a_cluster_backup_restores_into_a_single_server_and_into_a_cluster() {
+    let nodes = start_cluster();
+    for i in 0..300 {
+        set_following_moved(&nodes, &format!("ckey:{i}"), &format!("v{i}"));
+    }
+    for n in &nodes {
+        let _: String = n.cmd(&["FUNCTION", "LOAD", "#!lua name=clib\nredis.register_function('two', function() return 2 end)"]);
+    }
+    let vault = Vault::init();
+    vault.ok(&["backup", &nodes[0].url(), "--cluster"]);
+
+    // Three shard snapshots into one server; their libraries once.
+    let single = RedisServer::start(&[]);
+    let r = vault.json(&["restore", "--group", "latest", "--to", &single.url(), "--all"]);
+    assert_eq!(r["restored"], 300);
+    assert_eq!(r["functions"], serde_json::json!(["clib"]));
+    assert_eq!(single.total_keys(), 300);
+    let got: String = single.cmd(&["GET", "ckey:123"]);
+    assert_eq!(got, "v123");
+    let two: i64 = single.cmd(&["FCALL", "two", "0"]);
+    assert_eq!(two, 2);
+
+    // And back into the cluster, emptied: each key on its master, the library on each.
+    for n in &nodes {
+        let _: String = n.cmd(&["FLUSHALL"]);
+        let _: String = n.cmd(&["FUNCTION", "FLUSH"]);
+    }
+    let r = vault.json(&["restore", "--group", "latest", "--to", &nodes[2].url(), "--cluster", "--all"]);
+    assert_eq!(r["restored"], 300);
+    assert_eq!(nodes.iter().map(|n| n.total_keys()).sum::<u64>(), 300);
+    for n in &nodes {
+        let two: i64 = n.cmd(&["FCALL", "two", "0"]);
+        assert_eq!(two, 2);
+    }
+    let out = Command::new("redis-cli").args(["-c", "-p", &nodes[0].port.to_string(), "GET", "ckey:77"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v77");
 }

@@ -33,8 +33,10 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "ADDR", requires = "at")]
     pub server: Option<String>,
     /// Restore every snapshot of this group (`latest`, an id or a prefix) into the
-    /// target directory, each under its own file name (cluster shards: `<shard>.rdb`).
-    #[arg(long, value_name = "GROUP", conflicts_with = "to")]
+    /// target directory, each under its own file name (cluster shards: `<shard>.rdb`);
+    /// with --to, load the keys of them all (a cluster backup into a server or, with
+    /// --cluster, into a cluster of any shape).
+    #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
     /// Where to write: a file, a directory (a missing one with a trailing `/` is
     /// created), a FIFO or character device (written as a stream), or `-` for stdout.
@@ -227,9 +229,7 @@ fn to_redis(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
         progress: output::key_progress(g.quiet || a.dry_run, g.json, "restore"),
         ..LoadOptions::default()
     };
-    let Some(spec) = a.snapshot.as_deref() else { bail!("--to restores one snapshot; give its id or latest") };
-    let report = with_blobs_matching(g, &[spec], &a.filter, |snaps, blobs| {
-        let snap = &snaps[0].1;
+    let load_one = |blobs: &restore::Blobs<'_>, snap: &Snapshot, target: &mut LoadTarget, opts: &LoadOptions| {
         let db_map = DbMap::for_restore(url_db, &a.map_db, a.keys.db, snapshot_dbs(snap).as_deref()).map_err(|e| {
             if a.cluster {
                 anyhow::anyhow!("{addr} is a Redis Cluster, which has db 0 only, and the snapshot holds keys in several dbs: choose the db to restore with --db N")
@@ -238,8 +238,31 @@ fn to_redis(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
             }
         })?;
         let opts = LoadOptions { db_map, ..opts.clone() };
-        Ok(load::load_to(blobs, snap, &mut target, &opts)?)
-    });
+        anyhow::Ok(load::load_to(blobs, snap, target, &opts)?)
+    };
+    let report = if let Some(group) = &a.group {
+        if !a.filter.is_empty() {
+            bail!("--group restores every snapshot of a group: --host, --tag and --source do not apply");
+        }
+        let repo = open_repo_for_index(g)?;
+        let _lock = super::read_lock(g, &repo)?;
+        let found = rdbvault::format::snapshot::find_group(&repo, group)?;
+        super::warn_skipped(&found.unreadable);
+        let index = super::load_index(&repo)?;
+        let blobs = restore::Blobs::new(&repo, &index)?;
+        let mut total = LoadReport::default();
+        let mut opts = opts.clone();
+        for (_, snap) in &found.snapshots {
+            let r = load_one(&blobs, snap, &mut target, &opts);
+            add_report(&mut total, r?);
+            // Every shard of a cluster backup holds the same function libraries: load them once.
+            opts.functions = FunctionPolicy::Skip;
+        }
+        Ok(total)
+    } else {
+        let Some(spec) = a.snapshot.as_deref() else { bail!("--to restores one snapshot; give its id or latest") };
+        with_blobs_matching(g, &[spec], &a.filter, |snaps, blobs| load_one(blobs, &snaps[0].1, &mut target, &opts))
+    };
     if let Some(pb) = &opts.progress {
         pb.finish_and_clear();
     }
@@ -251,6 +274,29 @@ fn to_redis(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
         print_load(&addr, &report);
     }
     Ok(())
+}
+
+/// Adds the report of one snapshot of a group to the group's.
+fn add_report(total: &mut LoadReport, r: LoadReport) {
+    total.rdb_version = r.rdb_version;
+    total.dry_run = r.dry_run;
+    total.connections = r.connections;
+    total.restored += r.restored;
+    total.skipped_expired += r.skipped_expired;
+    total.skipped_existing += r.skipped_existing;
+    for (db, n) in r.per_db {
+        *total.per_db.entry(db).or_default() += n;
+    }
+    total.first_keys.extend(r.first_keys.into_iter().take(10usize.saturating_sub(total.first_keys.len())));
+    total.conflicts += r.conflicts;
+    total.conflict_keys.extend(r.conflict_keys.into_iter().take(20usize.saturating_sub(total.conflict_keys.len())));
+    total.functions.extend(r.functions);
+    total.function_conflicts.extend(r.function_conflicts);
+    for (t, n) in r.module_types {
+        *total.module_types.entry(t).or_default() += n;
+    }
+    total.payload_bytes += r.payload_bytes;
+    total.duration_ms += r.duration_ms;
 }
 
 /// The dbs the snapshot holds keys in, from the facts recorded at backup (`None` if unknown).
