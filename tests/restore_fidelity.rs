@@ -81,6 +81,22 @@ fn s(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// The RDB `f` with EOF and a zero checksum (which the reader does not check) appended.
+fn closed(mut f: Vec<u8>) -> Vec<u8> {
+    f.push(0xFF);
+    f.extend_from_slice(&[0; 8]);
+    f
+}
+
+/// A new repository holding a backup of `rdb`, and the snapshot id.
+fn backed_up(rdb: Vec<u8>) -> (Vault, String) {
+    let vault = Vault::init();
+    let path = vault.dir.path().join("handmade.rdb");
+    std::fs::write(&path, rdb).unwrap();
+    let (snap, _) = vault.backup(&path, &[]);
+    (vault, snap)
+}
+
 /// RDB 10: `lru` with an LRU idle time of 5000 s, `lfu` with an LFU counter of 77, `plain`.
 fn lru_lfu_rdb() -> Vec<u8> {
     let mut f = b"REDIS0010".to_vec();
@@ -97,17 +113,12 @@ fn lru_lfu_rdb() -> Vec<u8> {
     f.push(0);
     s(&mut f, b"plain");
     s(&mut f, b"v3");
-    f.push(0xFF); // EOF; a zero checksum is not checked
-    f.extend_from_slice(&[0; 8]);
-    f
+    closed(f)
 }
 
 #[test]
 fn idle_times_and_lfu_counters_are_kept() {
-    let vault = Vault::init();
-    let path = vault.dir.path().join("lru.rdb");
-    std::fs::write(&path, lru_lfu_rdb()).unwrap();
-    let (snap, _) = vault.backup(&path, &[]);
+    let (vault, snap) = backed_up(lru_lfu_rdb());
 
     let lru = RedisServer::start(&[("maxmemory-policy", "allkeys-lru")]);
     vault.ok(&["restore", &snap, "--to", &lru.url(), "--all"]);
@@ -161,17 +172,12 @@ fn module_rdb() -> Vec<u8> {
     f.push(5); // RDB_MODULE_OPCODE_STRING
     s(&mut f, b"{\"a\":1}");
     f.push(0); // RDB_MODULE_OPCODE_EOF
-    f.push(0xFF);
-    f.extend_from_slice(&[0; 8]);
-    f
+    closed(f)
 }
 
 #[test]
 fn module_keys_need_their_module_on_the_target() {
-    let vault = Vault::init();
-    let path = vault.dir.path().join("module.rdb");
-    std::fs::write(&path, module_rdb()).unwrap();
-    let (snap, _) = vault.backup(&path, &[]);
+    let (vault, snap) = backed_up(module_rdb());
     let dst = RedisServer::start(&[]);
     let want = "the snapshot holds module keys that 127.0.0.1:";
     let needs = "cannot load without their modules: ReJSON-RL (module ReJSON or json, 1 key); load the modules into the target";

@@ -310,6 +310,13 @@ fn snapshot_dbs(snap: &Snapshot) -> Option<Vec<u64>> {
 
 fn print_load(addr: &str, r: &LoadReport) {
     let keys = |n: u64| output::plural(n, "key");
+    if !r.functions.is_empty() {
+        let what = if r.functions.len() == 1 { "function library" } else { "function libraries" };
+        println!("{} {what} {}", if r.dry_run { "would restore" } else { "restored" }, r.functions.join(", "));
+        if !r.function_conflicts.is_empty() {
+            println!("{} of them already exist (use --functions replace or skip): {}", r.function_conflicts.len(), r.function_conflicts.join(", "));
+        }
+    }
     if r.restored == 0 && r.skipped_existing == 0 {
         match r.skipped_expired {
             0 => println!("no keys to restore into {addr}: none matched"),
@@ -332,13 +339,6 @@ fn print_load(addr: &str, r: &LoadReport) {
         let rate = if secs >= 1.0 && r.restored > 1 { format!(", {:.0} keys/s", r.restored as f64 / secs) } else { String::new() };
         let over = if r.connections > 1 { format!(" over {} connections", r.connections) } else { String::new() };
         println!("restored {} into {addr} ({per_db}) in {secs:.2} s{rate}{over}", keys(r.restored));
-    }
-    if !r.functions.is_empty() {
-        let what = if r.functions.len() == 1 { "function library" } else { "function libraries" };
-        println!("{} {what} {}", if r.dry_run { "would restore" } else { "restored" }, r.functions.join(", "));
-        if !r.function_conflicts.is_empty() {
-            println!("{} of them already exist (use --functions replace or skip): {}", r.function_conflicts.len(), r.function_conflicts.join(", "));
-        }
     }
     if r.skipped_existing > 0 {
         println!("skipped {} that already exist on {addr} (--skip-existing)", keys(r.skipped_existing));
