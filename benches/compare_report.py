@@ -21,6 +21,12 @@ STEPS = [
     ("restore", "restore of v3 (then cmp, untimed)"),
 ]
 MIB = 1024 * 1024
+# Step titles of a --tile run (one large input, from stdin, no incrementals).
+TILE_TITLES = {"full": "full backup of the tiled input (stdin)", "restore": "restore of it (then cmp, untimed)"}
+
+
+def steps(meta):
+    return [(k, TILE_TITLES.get(k, t)) for k, t in STEPS] if meta.get("section") == "tile" else STEPS
 
 
 def load(meta_path, results_path):
@@ -53,6 +59,8 @@ def summarize(rows, tools):
             if not reps:
                 continue
             prev = {"full": "init", "change1": "full", "append5": "change1", "restore": "append5"}[step]
+            if not all(prev in s for s in reps):
+                prev = step  # --tile runs have no incremental steps: nothing added
             med = lambda f: statistics.median(f(s) for s in reps)
             wall = med(lambda s: s[step]["wall"])
             out[(tool, step)] = dict(
@@ -117,7 +125,7 @@ def render(meta, keytypes, rows):
     s3 = bool(meta.get("target"))
     L.append("| step | tool | wall s | MiB/s | CPU s | CPU/wall | peak RSS MiB | repo | added |" + (" requests |" if s3 else ""))
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if s3 else ""))
-    for step, title in STEPS:
+    for step, title in steps(meta):
         for t in tools:
             r = s.get((t, step))
             if not r:
@@ -134,7 +142,7 @@ def render(meta, keytypes, rows):
         head = "| step | " + " | ".join("MiB/s vs %s | added vs %s | RSS vs %s" % (o, o, o) for o in others) + " |"
         L.append(head)
         L.append("|---|" + "---:|" * (3 * len(others)))
-        for step, title in STEPS:
+        for step, title in steps(meta):
             cells = []
             for o in others:
                 a, b = s.get(("rdbvault", step)), s.get((o, step))
@@ -168,8 +176,9 @@ def main():
     meta_path, results_path, out_path = sys.argv[1:4]
     meta, keytypes, rows = load(meta_path, results_path)
     print(table(meta, rows))
-    # An S3 run has its own section, so it never replaces the local-disk figures.
-    begin, end = (BEGIN.replace("compare:", "compare-s3:"), END.replace("compare:", "compare-s3:")) if meta.get("target") else (BEGIN, END)
+    # An S3 or --tile run has its own section, so it never replaces the local-disk figures.
+    name = "s3" if meta.get("target") else meta.get("section")
+    begin, end = (BEGIN.replace("compare:", "compare-%s:" % name), END.replace("compare:", "compare-%s:" % name)) if name else (BEGIN, END)
     section = begin + "\n" + render(meta, keytypes, rows) + "\n" + end
     try:
         old = open(out_path).read()

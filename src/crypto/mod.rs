@@ -9,7 +9,7 @@
 pub mod idhash;
 
 use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -69,40 +69,63 @@ impl Cipher {
 
     /// Encrypts `plain` with a random nonce, binding `aad`.
     pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(plain.len() + SEAL_OVERHEAD);
-        self.seal_into(aad, plain, &mut out);
-        out
+        self.seal_parts(aad, &[plain])
     }
 
-    /// Encrypts `plain`, appending `nonce || ciphertext || tag` to `out`.
-    pub fn seal_into(&self, aad: &[u8], plain: &[u8], out: &mut Vec<u8>) {
+    /// Encrypts the concatenation of `parts` (without building it first)
+    /// with a random nonce, binding `aad`: `nonce || ciphertext || tag`.
+    pub fn seal_parts(&self, aad: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         // The thread-local CSPRNG (ChaCha, reseeded from the OS) saves a
         // getrandom syscall per blob; keys still come straight from the OS.
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        out.reserve(plain.len() + SEAL_OVERHEAD);
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut out = Vec::with_capacity(len + SEAL_OVERHEAD);
         out.extend_from_slice(&nonce);
-        let start = out.len();
         // Encrypted where it lands: one copy of the input, not two.
-        out.extend_from_slice(plain);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
         let tag = self
             .aead
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut out[start..])
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut out[NONCE_LEN..])
             // Encryption only fails for inputs beyond 256 GiB, which we never build.
             .expect("XChaCha20-Poly1305 encryption of a bounded buffer");
         out.extend_from_slice(&tag);
+        out
     }
 
     /// Authenticates and decrypts; `what` names the object in the error.
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(Error::corrupt(what, format!("{} bytes is too short for a sealed object", sealed.len())));
-        }
+        too_short(sealed.len(), what)?;
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         self.aead
             .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
-            .map_err(|_| Error::corrupt(what, "authentication failed (wrong key, or bytes were changed)"))
+            .map_err(|_| auth_failed(what))
     }
+
+    /// Authenticates and decrypts `sealed` where it lies (no copy, no
+    /// allocation); returns the part of it that now holds the plaintext.
+    pub fn open_in_place<'b>(&self, aad: &[u8], sealed: &'b mut [u8], what: &str) -> Result<&'b mut [u8]> {
+        too_short(sealed.len(), what)?;
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        self.aead
+            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ct, Tag::from_slice(tag))
+            .map_err(|_| auth_failed(what))?;
+        Ok(ct)
+    }
+}
+
+fn too_short(len: usize, what: &str) -> Result<()> {
+    if len < SEAL_OVERHEAD {
+        return Err(Error::corrupt(what, format!("{len} bytes is too short for a sealed object")));
+    }
+    Ok(())
+}
+
+fn auth_failed(what: &str) -> Error {
+    Error::corrupt(what, "authentication failed (wrong key, or bytes were changed)")
 }
 
 /// A content id: keyed BLAKE3 of the plaintext, so ids reveal nothing without the key.
@@ -253,6 +276,14 @@ mod tests {
         bad[30] ^= 1;
         assert!(c.open(b"kind", &bad, "x").is_err());
         assert!(c.open(b"kind", &sealed[..10], "x").is_err());
+        let mut inplace = sealed.clone();
+        assert_eq!(c.open_in_place(b"kind", &mut inplace, "x").unwrap(), b"hello");
+        let mut bad = sealed.clone();
+        bad[30] ^= 1;
+        assert!(c.open_in_place(b"kind", &mut bad, "x").is_err());
+        assert!(c.open_in_place(b"kind", &mut bad[..39], "x").is_err());
+        let parts = c.seal_parts(b"kind", &[b"hel", b"", b"lo"]);
+        assert_eq!(c.open(b"kind", &parts, "x").unwrap(), b"hello");
     }
 
     #[test]

@@ -96,8 +96,9 @@ struct Sealed {
 impl Sealed {
     /// Seals `plain` as a frame holding the single blob `id`.
     fn single(repo: &Repository, kind: BlobType, id: Id, plain: &[u8], zstd: &mut Compressor) -> Sealed {
-        let (flags, data) = seal_frame(repo.cipher(), kind, plain, zstd);
-        Sealed { kind, flags, data, blobs: vec![(id, plain.len() as u32)] }
+        let blobs = vec![(id, plain.len() as u32)];
+        let (flags, data) = seal_frame(repo.cipher(), kind, plain, &blobs, zstd);
+        Sealed { kind, flags, data, blobs }
     }
 }
 
@@ -469,7 +470,7 @@ fn run_worker(
 }
 
 fn close_frame(repo: &Repository, frame: &mut Vec<u8>, members: &mut Vec<(Id, u32)>, zstd: &mut Compressor) -> Sealed {
-    let (flags, data) = seal_frame(repo.cipher(), BlobType::Data, frame, zstd);
+    let (flags, data) = seal_frame(repo.cipher(), BlobType::Data, frame, members, zstd);
     frame.clear();
     Sealed { kind: BlobType::Data, flags, data, blobs: std::mem::take(members) }
 }

@@ -1,11 +1,14 @@
 //! Restore: reassemble a snapshot's exact bytes, verified, written atomically.
 //!
 //! A producer walks the chunk lists and cuts the output into stretches of a
-//! few MiB, each with the set of frames its chunks live in; workers read those
-//! frames (neighbours in one pack in a single range read), open each frame
-//! once, verify every chunk against its id and assemble the stretch; the
-//! caller's thread writes stretches in order and checks the whole-stream
-//! BLAKE3 before the file gets its final name.
+//! few MiB (at frame boundaries), each with the set of frames its chunks live
+//! in; workers read those frames (neighbours in one pack in a single range
+//! read into a reused buffer), open each frame once where it was read, verify
+//! every chunk and assemble the stretch; the caller's thread writes stretches
+//! in order and checks the whole-stream BLAKE3 before the file gets its final
+//! name. A chunk is verified by its frame's members digest when the stretch
+//! uses every blob of a bound frame (the digest, authenticated with the frame,
+//! names all their ids), else by hashing it to its id.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -19,7 +22,7 @@ use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::format::index::{load_readable, read_pack_headers, Index};
 use crate::format::compress::{Decoder, Dictionaries};
-use crate::format::pack::{blob_bytes, id_mismatch, open_blob, open_frame, BlobEntry, BlobKeys, BlobType};
+use crate::format::pack::{blob_bytes, id_mismatch, members_digest, members_mismatch, open_blob, open_frame_into, BlobEntry, BlobKeys, BlobType, DIGEST_LEN};
 use crate::store::{display_name, FileKind, ReadPlan, Repository};
 use crate::format::snapshot::{Snapshot, SnapshotFile};
 use super::target::{self, Dest};
@@ -204,15 +207,18 @@ fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &Restor
     };
     let (batch_tx, batch_rx) = bounded::<Batch>(threads * 2);
     let (done_tx, done_rx) = bounded::<(u64, Result<Vec<u8>>)>(threads * 2);
+    // Stretch buffers go back to the workers once written: no allocation (and
+    // no page faults on fresh memory) per stretch.
+    let (free_tx, free_rx) = bounded::<Vec<u8>>(threads * 2 + 2);
     std::thread::scope(|s| {
         let producer = s.spawn(move || produce_batches(blobs, file, batch_tx, plan.stretch));
         for _ in 0..threads {
-            let (rx, tx) = (batch_rx.clone(), done_tx.clone());
-            s.spawn(move || fetch_batches(blobs, file, rx, tx, target, &plan));
+            let (rx, tx, free) = (batch_rx.clone(), done_tx.clone(), free_rx.clone());
+            s.spawn(move || fetch_batches(blobs, file, rx, tx, free, target, &plan));
         }
         drop(batch_rx);
         drop(done_tx);
-        let written = write_in_order(file, done_rx, &mut sink, opts);
+        let written = write_in_order(file, done_rx, free_tx, &mut sink, opts);
         let produced = producer.join().unwrap_or_else(|_| Err(Error::Invalid("restore producer panicked".into())));
         // A producer failure (unreadable chunk list) explains a short write.
         produced.and(written)
@@ -242,14 +248,13 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, st
         let Some(id) = ahead.pop_front() else { break };
         count += 1;
         let (pack, entry) = blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
-        let pos = *frame_pos.entry((pack, entry.offset)).or_insert_with(|| {
-            cur.frames.push((pack, entry));
-            frame_bytes += entry.frame_len as u64;
-            (cur.frames.len() - 1) as u32
+        // A full stretch closes where a new frame starts, so that a frame's
+        // chunks stay in one stretch and its members digest can vouch for them.
+        let new_frame = cur.chunks.last().is_none_or(|(k, _)| {
+            let (p, e) = &cur.frames[*k as usize];
+            *p != pack || !e.same_frame(&entry)
         });
-        cur.chunks.push((pos, entry));
-        out_bytes += entry.raw_len as u64;
-        if frame_bytes >= stretch || out_bytes >= stretch * STRETCH_OUTPUT_FACTOR {
+        if (frame_bytes >= stretch && new_frame) || out_bytes >= stretch * STRETCH_OUTPUT_FACTOR {
             seq += 1;
             let next = new_batch(seq, cur.at + out_bytes);
             if tx.send(std::mem::replace(&mut cur, next)).is_err() {
@@ -258,6 +263,13 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, st
             frame_pos.clear();
             (frame_bytes, out_bytes) = (0, 0);
         }
+        let pos = *frame_pos.entry((pack, entry.offset)).or_insert_with(|| {
+            cur.frames.push((pack, entry));
+            frame_bytes += entry.frame_len as u64;
+            (cur.frames.len() - 1) as u32
+        });
+        cur.chunks.push((pos, entry));
+        out_bytes += entry.raw_len as u64;
     }
     if !cur.chunks.is_empty() {
         let _ = tx.send(cur);
@@ -271,10 +283,20 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, st
     Ok(())
 }
 
-fn fetch_batches(blobs: &Blobs<'_>, file: &SnapshotFile, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<u8>>)>, target: Option<&File>, plan: &ReadPlan) {
+fn fetch_batches(
+    blobs: &Blobs<'_>,
+    file: &SnapshotFile,
+    rx: Receiver<Batch>,
+    tx: Sender<(u64, Result<Vec<u8>>)>,
+    free: Receiver<Vec<u8>>,
+    target: Option<&File>,
+    plan: &ReadPlan,
+) {
     let mut zstd = blobs.dicts.decoder();
+    let mut scratch = Scratch::default();
     for b in rx {
-        let mut result = fetch_batch(blobs, &mut zstd, &b, plan);
+        let mut out = free.try_recv().unwrap_or_default();
+        let mut result = fetch_batch(blobs, &mut zstd, &b, plan, &mut scratch, &mut out).map(|()| out);
         if let (Some(f), Ok(bytes)) = (target, &result) {
             use std::os::unix::fs::FileExt;
             if let Err(e) = f.write_all_at(bytes, b.at) {
@@ -296,12 +318,49 @@ fn named(pack: Id, e: BlobEntry) -> impl FnOnce(Error) -> Error {
     }
 }
 
-fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch, plan: &ReadPlan) -> Result<Vec<u8>> {
+/// What a restore worker keeps from one stretch to the next, so that a
+/// stretch allocates nothing once the buffers have grown.
+#[derive(Default)]
+struct Scratch {
+    /// Frames of the stretch in pack order.
+    order: Vec<usize>,
+    /// Sealed bytes of one range read, opened where they lie.
+    read: Vec<u8>,
+    /// The stretch's opened frames, back to back.
+    plain: Vec<u8>,
+    /// Where each frame starts in `plain`.
+    at: Vec<usize>,
+    /// Each bound frame's members digest.
+    digests: Vec<Option<[u8; DIGEST_LEN]>>,
+    /// The chunks by frame and place: (frame, inner, raw_len, id).
+    members: Vec<(u32, u32, u32, Id)>,
+    /// Frames whose members digest vouches for every chunk taken from them.
+    vouched: Vec<bool>,
+}
+
+/// Makes `buf` at least `len` bytes long (zeroing only what is new).
+fn grow(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+}
+
+fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch, plan: &ReadPlan, sc: &mut Scratch, out: &mut Vec<u8>) -> Result<()> {
     let keys = blobs.keys();
+    sc.at.clear();
+    let mut total = 0usize;
+    for (_, e) in &b.frames {
+        sc.at.push(total);
+        total += e.frame_len as usize;
+    }
+    grow(&mut sc.plain, total);
+    sc.digests.clear();
+    sc.digests.resize(b.frames.len(), None);
     // Frames in pack order; neighbours share one range read.
-    let mut order: Vec<usize> = (0..b.frames.len()).collect();
-    order.sort_by_key(|&i| (b.frames[i].0, b.frames[i].1.offset));
-    let mut plain: Vec<Vec<u8>> = vec![Vec::new(); b.frames.len()];
+    sc.order.clear();
+    sc.order.extend(0..b.frames.len());
+    sc.order.sort_by_key(|&i| (b.frames[i].0, b.frames[i].1.offset));
+    let order = &sc.order;
     let mut i = 0;
     while i < order.len() {
         let (pack, first) = b.frames[order[i]];
@@ -317,32 +376,76 @@ fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch, plan: &Read
             end = e_end;
             j += 1;
         }
-        let bytes = blobs.repo.backend().read_range(FileKind::Pack, &pack.to_hex(), start, (end - start) as usize)?;
+        let len = (end - start) as usize;
+        grow(&mut sc.read, len);
+        blobs.repo.backend().read_range_into(FileKind::Pack, &pack.to_hex(), start, &mut sc.read[..len])?;
         for &k in &order[i..j] {
             let e = &b.frames[k].1;
             let off = (e.offset as u64 - start) as usize;
-            let sealed = bytes.get(off..off + e.length as usize).ok_or_else(|| named(pack, *e)(Error::corrupt("", "lies beyond the end of its pack")))?;
-            plain[k] = open_frame(&keys, zstd, e, sealed, "").map_err(named(pack, *e))?;
+            let sealed = sc.read.get_mut(off..off + e.length as usize).ok_or_else(|| named(pack, *e)(Error::corrupt("", "lies beyond the end of its pack")))?;
+            let dst = &mut sc.plain[sc.at[k]..sc.at[k] + e.frame_len as usize];
+            sc.digests[k] = open_frame_into(&keys, zstd, e, sealed, dst, "").map_err(named(pack, *e))?;
         }
         i = j;
     }
-    let mut slices = Vec::with_capacity(b.chunks.len());
-    for (k, e) in &b.chunks {
-        slices.push(blob_bytes(e, &plain[*k as usize], "").map_err(named(b.frames[*k as usize].0, *e))?);
-    }
-    // Every chunk is verified against its id, eight at a time.
-    let ids = keys.hasher.ids(&slices);
-    let mut out = Vec::with_capacity(slices.iter().map(|s| s.len()).sum());
-    for (((k, e), data), id) in b.chunks.iter().zip(&slices).zip(ids) {
-        if id != e.id {
-            return Err(named(b.frames[*k as usize].0, *e)(id_mismatch("")));
+    vouch(b, sc)?;
+    // The chunks no digest vouches for are hashed to their ids, eight at a time.
+    let frame_of = |k: u32| {
+        let k = k as usize;
+        &sc.plain[sc.at[k]..sc.at[k] + b.frames[k].1.frame_len as usize]
+    };
+    let mut unvouched = Vec::new();
+    out.clear();
+    for (n, (k, e)) in b.chunks.iter().enumerate() {
+        let data = blob_bytes(e, frame_of(*k), "").map_err(named(b.frames[*k as usize].0, *e))?;
+        if !sc.vouched[*k as usize] {
+            unvouched.push((n, data));
         }
         out.extend_from_slice(data);
     }
-    Ok(out)
+    if !unvouched.is_empty() {
+        let slices: Vec<&[u8]> = unvouched.iter().map(|(_, d)| *d).collect();
+        for ((n, _), id) in unvouched.iter().zip(keys.hasher.ids(&slices)) {
+            let (k, e) = &b.chunks[*n];
+            if id != e.id {
+                return Err(named(b.frames[*k as usize].0, *e)(id_mismatch("")));
+            }
+        }
+    }
+    Ok(())
 }
 
-fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, sink: &mut Sink<'_>, opts: &RestoreOptions) -> Result<()> {
+/// Marks the bound frames of a stretch whose blobs the stretch uses all of:
+/// their ids and lengths, in order, must be what the frame's authenticated
+/// digest names; any other frame's chunks are left to be hashed.
+fn vouch(b: &Batch, sc: &mut Scratch) -> Result<()> {
+    sc.vouched.clear();
+    sc.vouched.resize(b.frames.len(), false);
+    sc.members.clear();
+    sc.members.extend(b.chunks.iter().filter(|(k, _)| sc.digests[*k as usize].is_some()).map(|(k, e)| (*k, e.inner, e.raw_len, e.id)));
+    sc.members.sort_unstable_by_key(|m| (m.0, m.1));
+    sc.members.dedup();
+    for group in sc.members.chunk_by(|x, y| x.0 == y.0) {
+        let k = group[0].0 as usize;
+        let (pack, e) = &b.frames[k];
+        let mut next = 0u64;
+        let tiles = group.iter().all(|m| {
+            let fits = m.1 as u64 == next;
+            next = m.1 as u64 + m.2 as u64;
+            fits
+        }) && next == e.frame_len as u64;
+        if !tiles {
+            continue;
+        }
+        if sc.digests[k] != Some(members_digest(e.kind, group.iter().map(|m| (&m.3, m.2)))) {
+            return Err(named(*pack, *e)(members_mismatch("")));
+        }
+        sc.vouched[k] = true;
+    }
+    Ok(())
+}
+
+fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, free: Sender<Vec<u8>>, sink: &mut Sink<'_>, opts: &RestoreOptions) -> Result<()> {
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
     let mut hasher = blake3::Hasher::new();
@@ -368,6 +471,7 @@ fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, sin
             if let Some(pb) = &opts.progress {
                 pb.inc(b.len() as u64);
             }
+            let _ = free.try_send(b);
         }
     }
     if let Sink::Stream(out) = sink {
@@ -600,6 +704,39 @@ mod tests {
         // A producer that vanished without a verdict is an error too.
         let mut r = reader(vec![Block::Data(b"ab".to_vec())]);
         assert!(r.read_to_end(&mut Vec::new()).is_err());
+    }
+
+    /// A bound frame vouches for its chunks only when a stretch uses all of
+    /// them; a full list that disagrees with its digest is an error naming the pack.
+    #[test]
+    fn digest_vouches_for_a_fully_used_frame_only() {
+        let id = |n: u8| Id([n; 32]);
+        let entry = |n: u8, inner: u32, raw_len: u32| BlobEntry {
+            id: id(n),
+            kind: BlobType::Data,
+            flags: crate::format::pack::FLAG_BOUND,
+            offset: 0,
+            length: 100,
+            raw_len,
+            inner,
+            frame_len: 30,
+        };
+        let (a, b, c) = (entry(1, 0, 10), entry(2, 10, 5), entry(3, 15, 15));
+        let pack = Id([9; 32]);
+        let digest = members_digest(BlobType::Data, [(&a.id, 10), (&b.id, 5), (&c.id, 15)].into_iter());
+        let vouched = |chunks: Vec<BlobEntry>, digest: [u8; 32]| {
+            let batch = Batch { seq: 0, at: 0, frames: vec![(pack, a)], chunks: chunks.into_iter().map(|e| (0, e)).collect() };
+            let mut sc = Scratch { digests: vec![Some(digest)], ..Scratch::default() };
+            vouch(&batch, &mut sc).map(|()| sc.vouched[0])
+        };
+        // Every chunk, out of order and one twice: vouched.
+        assert!(vouched(vec![c, a, b, a], digest).unwrap());
+        // One chunk missing: its neighbours are hashed instead.
+        assert!(!vouched(vec![a, c], digest).unwrap());
+        // All places covered, but the digest names other ids.
+        let other = members_digest(BlobType::Data, [(&a.id, 10), (&c.id, 5), (&b.id, 15)].into_iter());
+        let err = vouched(vec![a, b, c], other).unwrap_err().to_string();
+        assert!(err.contains(&pack.to_hex()) && err.contains("bound chunk ids do not match"), "{err}");
     }
 
     #[test]

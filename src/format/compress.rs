@@ -126,7 +126,7 @@ impl Dictionaries {
 /// Per-thread zstd decompression state.
 pub struct Decoder<'d> {
     dicts: &'d Dictionaries,
-    plain: Option<zstd::bulk::Decompressor<'static>>,
+    plain: Option<zstd::bulk::Decompressor<'d>>,
     with_dict: Option<zstd::bulk::Decompressor<'d>>,
     current: u32,
 }
@@ -134,14 +134,20 @@ pub struct Decoder<'d> {
 impl<'d> Decoder<'d> {
     /// Decompresses one zstd frame of known size, with the dictionary it names.
     pub fn decompress(&mut self, frame: &[u8], raw_len: usize, what: &str) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; raw_len];
+        self.decompress_into(frame, &mut out, what)?;
+        Ok(out)
+    }
+
+    /// Decompresses one zstd frame into `out`, which it must fill exactly.
+    pub fn decompress_into(&mut self, frame: &[u8], out: &mut [u8], what: &str) -> Result<()> {
         let zstd_err = |e: std::io::Error| Error::corrupt(what, format!("zstd data does not decompress: {e}"));
-        let out = match zstd::zstd_safe::get_dict_id_from_frame(frame).map(|n| n.get()) {
+        let d = match zstd::zstd_safe::get_dict_id_from_frame(frame).map(|n| n.get()) {
             None => {
                 if self.plain.is_none() {
                     self.plain = Some(zstd::bulk::Decompressor::new().map_err(zstd_err)?);
                 }
-                let d = self.plain.as_mut().ok_or_else(|| Error::Invalid("zstd context".into()))?;
-                d.decompress(frame, raw_len).map_err(zstd_err)?
+                self.plain.as_mut().ok_or_else(|| Error::Invalid("zstd context".into()))?
             }
             Some(id) => {
                 let dicts: &'d Dictionaries = self.dicts;
@@ -157,13 +163,14 @@ impl<'d> Decoder<'d> {
                     d.set_prepared_dictionary(dict).map_err(zstd_err)?;
                     self.current = id;
                 }
-                d.decompress(frame, raw_len).map_err(zstd_err)?
+                d
             }
         };
-        if out.len() != raw_len {
-            return Err(Error::corrupt(what, format!("holds {} bytes, index says {raw_len}", out.len())));
+        let n = d.decompress_to_buffer(frame, out).map_err(zstd_err)?;
+        if n != out.len() {
+            return Err(Error::corrupt(what, format!("holds {n} bytes, index says {}", out.len())));
         }
-        Ok(out)
+        Ok(())
     }
 }
 

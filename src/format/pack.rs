@@ -66,6 +66,12 @@ impl BlobType {
 
 /// Flag bit: the frame's plaintext was zstd-compressed before sealing.
 pub const FLAG_ZSTD: u8 = 1;
+/// Flag bit: the frame is *bound*: its sealed plaintext starts with the
+/// [`members_digest`] of its blobs, so a reader that knows all of them trusts
+/// their bytes after authentication without hashing each one.
+pub const FLAG_BOUND: u8 = 2;
+/// Length of a bound frame's members digest.
+pub const DIGEST_LEN: usize = 32;
 
 /// One blob as a pack header (and the index) describes it. Blobs are stored in
 /// frames: one sealed, compressed unit holding consecutive new blobs, so that
@@ -97,21 +103,51 @@ impl BlobEntry {
     }
 }
 
-/// Associated data for a frame: binds its type. The blobs in it are bound by
-/// their ids, which every read verifies.
-pub fn frame_aad(kind: BlobType) -> [u8; 15] {
+/// Associated data for a frame: binds its type and its layout (bound or not).
+/// An unbound frame's blobs are bound by their ids, which every read verifies;
+/// a bound frame's by the members digest it carries.
+pub fn frame_aad(kind: BlobType, flags: u8) -> [u8; 15] {
     let mut aad = *b"rdbvault:frame\0";
+    if flags & FLAG_BOUND != 0 {
+        aad[13] = b'B';
+    }
     aad[14] = kind.code();
     aad
 }
 
-/// Turns a frame's plaintext into its sealed, possibly compressed form.
-pub fn seal_frame(cipher: &Cipher, kind: BlobType, plain: &[u8], zstd: &mut Compressor) -> (u8, Vec<u8>) {
-    let aad = frame_aad(kind);
-    match zstd.compress(plain) {
-        Some(compressed) => (FLAG_ZSTD, cipher.seal(&aad, &compressed)),
-        None => (0, cipher.seal(&aad, plain)),
+/// What a bound frame commits to: its type and its blobs' ids and lengths in
+/// order (so also each blob's place in the frame).
+pub fn members_digest<'i>(kind: BlobType, members: impl ExactSizeIterator<Item = (&'i Id, u32)>) -> [u8; DIGEST_LEN] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"rdbvault:frame-members\0");
+    h.update(&[kind.code()]);
+    h.update(&(members.len() as u32).to_le_bytes());
+    for (id, raw_len) in members {
+        h.update(&id.0);
+        h.update(&raw_len.to_le_bytes());
     }
+    *h.finalize().as_bytes()
+}
+
+/// Turns a frame's plaintext, holding `members` (id, length) in order, into
+/// its sealed, bound and possibly compressed form.
+pub fn seal_frame(cipher: &Cipher, kind: BlobType, plain: &[u8], members: &[(Id, u32)], zstd: &mut Compressor) -> (u8, Vec<u8>) {
+    let digest = members_digest(kind, members.iter().map(|(id, n)| (id, *n)));
+    match zstd.compress(plain) {
+        Some(compressed) => {
+            let flags = FLAG_ZSTD | FLAG_BOUND;
+            (flags, cipher.seal_parts(&frame_aad(kind, flags), &[&digest, &compressed]))
+        }
+        None => (FLAG_BOUND, cipher.seal_parts(&frame_aad(kind, FLAG_BOUND), &[&digest, plain])),
+    }
+}
+
+/// The error for a bound frame whose digest does not match the blobs a reader was told it holds.
+pub fn members_mismatch(what: &str) -> Error {
+    Error::corrupt(
+        what,
+        "its frame's bound chunk ids do not match the index (frames or index entries were swapped); run `rdbvault check --read-data`",
+    )
 }
 
 /// What opening a blob needs besides its bytes.
@@ -129,18 +165,46 @@ impl<'a> BlobKeys<'a> {
     }
 }
 
-/// Decrypts and decompresses the frame that holds `entry`; `what` names it in errors.
+/// Decrypts and decompresses the frame that holds `entry`; `what` names it in
+/// errors. A bound frame's digest is dropped: the caller verifies each blob.
 pub fn open_frame(keys: &BlobKeys<'_>, zstd: &mut Decoder<'_>, entry: &BlobEntry, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
-    let opened = keys.cipher.open(&frame_aad(entry.kind), sealed, what)?;
-    let plain = if entry.flags & FLAG_ZSTD != 0 {
-        zstd.decompress(&opened, entry.frame_len as usize, what)?
-    } else {
-        opened
-    };
-    if plain.len() != entry.frame_len as usize {
-        return Err(Error::corrupt(what, format!("frame holds {} bytes, index says {}", plain.len(), entry.frame_len)));
-    }
+    let mut sealed = sealed.to_vec();
+    let mut plain = vec![0u8; entry.frame_len as usize];
+    open_frame_into(keys, zstd, entry, &mut sealed, &mut plain, what)?;
     Ok(plain)
+}
+
+/// Opens the frame that holds `entry` where its sealed bytes lie and writes
+/// its plaintext to `out` (exactly its length); returns a bound frame's
+/// members digest, authenticated but not yet compared with anything.
+pub fn open_frame_into(
+    keys: &BlobKeys<'_>,
+    zstd: &mut Decoder<'_>,
+    entry: &BlobEntry,
+    sealed: &mut [u8],
+    out: &mut [u8],
+    what: &str,
+) -> Result<Option<[u8; DIGEST_LEN]>> {
+    let opened = keys.cipher.open_in_place(&frame_aad(entry.kind, entry.flags), sealed, what)?;
+    let (digest, body) = if entry.flags & FLAG_BOUND != 0 {
+        if opened.len() < DIGEST_LEN {
+            return Err(Error::corrupt(what, "bound frame is too short for its digest"));
+        }
+        let (d, body) = opened.split_at(DIGEST_LEN);
+        let mut digest = [0u8; DIGEST_LEN];
+        digest.copy_from_slice(d);
+        (Some(digest), body)
+    } else {
+        (None, &*opened)
+    };
+    if entry.flags & FLAG_ZSTD != 0 {
+        zstd.decompress_into(body, out, what)?;
+    } else if body.len() == out.len() {
+        out.copy_from_slice(body);
+    } else {
+        return Err(Error::corrupt(what, format!("frame holds {} bytes, index says {}", body.len(), entry.frame_len)));
+    }
+    Ok(digest)
 }
 
 /// The blob's bytes in its opened frame, verified against its id.
@@ -176,6 +240,7 @@ pub fn open_blob(keys: &BlobKeys<'_>, zstd: &mut Decoder<'_>, entry: &BlobEntry,
 pub struct LastFrame {
     key: Option<(Id, u32, u32)>,
     plain: Vec<u8>,
+    digest: Option<[u8; DIGEST_LEN]>,
 }
 
 impl LastFrame {
@@ -193,10 +258,19 @@ impl LastFrame {
         let key = (*pack, entry.offset, entry.length);
         if self.key != Some(key) {
             self.key = None;
-            self.plain = open_frame(keys, zstd, entry, sealed, what)?;
+            let mut sealed = sealed.to_vec();
+            self.plain.resize(entry.frame_len as usize, 0);
+            self.digest = open_frame_into(keys, zstd, entry, &mut sealed, &mut self.plain, what)?;
             self.key = Some(key);
         }
         blob_in_frame(keys, entry, &self.plain, what)
+    }
+
+    /// The members digest of `entry`'s frame if it is the one opened last
+    /// (`Some(None)` for an unbound frame), for `check` to compare with the
+    /// pack header's list of the frame's blobs.
+    pub fn digest_of(&self, pack: &Id, entry: &BlobEntry) -> Option<Option<[u8; DIGEST_LEN]>> {
+        (self.key == Some((*pack, entry.offset, entry.length))).then_some(self.digest)
     }
 }
 

@@ -17,7 +17,8 @@ use crate::format::chunklist::parse_list;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::format::index::{repair_hint, Index, IndexFile};
-use crate::format::pack::{read_header, BlobEntry, BlobKeys, LastFrame};
+use crate::format::pack::{frames, members_digest, read_header, BlobEntry, BlobKeys, LastFrame};
+use crate::format::compress::Decoder;
 use crate::store::{display_name, staged, Backend, FileKind, KeyFile, Repository};
 use crate::engine::restore::Blobs;
 use crate::format::snapshot::{Snapshot, Unreadable};
@@ -413,33 +414,48 @@ fn read_pack(repo: &Repository, name: &str, blobs: &Blobs<'_>, report: &mut Chec
     if Id::of_bytes(&bytes).to_hex() != name {
         report.error("pack", Some(what.clone()), None, "content does not match its name (bytes were changed)");
     }
-    let entries = match read_header(repo.backend().as_ref(), repo.cipher(), name) {
-        Ok(h) => h,
+    let (entries, whole_frames) = match read_header(repo.backend().as_ref(), repo.cipher(), name) {
+        Ok(h) => (h, true),
         Err(e) => {
             report.error("pack", Some(what.clone()), None, e);
             // Still verify the blobs the index places here.
             let Some(pack) = Id::from_hex(name) else { return };
-            index.iter().filter(|(p, _)| *p == pack).map(|(_, e)| e).collect()
+            (index.iter().filter(|(p, _)| *p == pack).map(|(_, e)| e).collect(), false)
         }
     };
     // Blobs of one frame come one after another: each frame is opened once.
     let keys = BlobKeys::of(repo);
     let mut last = LastFrame::default();
     let pack = Id::from_hex(name).unwrap_or(Id([0; 32]));
-    for e in entries {
-        report.blobs_read += 1;
-        let blob_what = format!("blob {} in {what}", e.id);
-        let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
-        let verified = bytes
-            .get(start..end)
-            .ok_or_else(|| Error::corrupt(&blob_what, "lies beyond the end of its pack"))
-            .and_then(|sealed| last.blob(&keys, &mut zstd, &pack, &e, sealed, &blob_what).map(|_| ()));
-        if let Err(e2) = verified {
-            let msg = match e2 {
-                Error::Corrupt { detail, .. } => detail,
-                other => other.to_string(),
-            };
-            report.error("blob", Some(what.clone()), Some(&e.id), msg);
+    for frame in frames(&entries) {
+        for e in frame {
+            read_blob(&keys, &mut zstd, &mut last, &pack, e, &bytes, &what, report);
         }
+        // A bound frame's digest must name exactly the blobs its header lists.
+        let first = &frame[0];
+        if let (true, Some(Some(digest))) = (whole_frames, last.digest_of(&pack, first)) {
+            if digest != members_digest(first.kind, frame.iter().map(|e| (&e.id, e.raw_len))) {
+                report.error("blob", Some(what.clone()), Some(&first.id), "its frame's bound chunk ids do not match the pack header");
+            }
+        }
+    }
+}
+
+/// Verifies one blob of a pack read in full, opening its frame unless it was opened last.
+#[allow(clippy::too_many_arguments)]
+fn read_blob(keys: &BlobKeys<'_>, zstd: &mut Decoder<'_>, last: &mut LastFrame, pack: &Id, e: &BlobEntry, bytes: &[u8], what: &str, report: &mut CheckReport) {
+    report.blobs_read += 1;
+    let blob_what = format!("blob {} in {what}", e.id);
+    let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
+    let verified = bytes
+        .get(start..end)
+        .ok_or_else(|| Error::corrupt(&blob_what, "lies beyond the end of its pack"))
+        .and_then(|sealed| last.blob(keys, zstd, pack, e, sealed, &blob_what).map(|_| ()));
+    if let Err(e2) = verified {
+        let msg = match e2 {
+            Error::Corrupt { detail, .. } => detail,
+            other => other.to_string(),
+        };
+        report.error("blob", Some(what.to_string()), Some(&e.id), msg);
     }
 }

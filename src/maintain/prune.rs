@@ -268,7 +268,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
                 builder.add_frame(first.kind, first.flags, sealed, &members);
             } else {
                 let z = if first.kind == BlobType::Data { &mut data_zstd } else { &mut plain_zstd };
-                let (flags, resealed) = seal_frame(repo.cipher(), first.kind, &kept, z);
+                let (flags, resealed) = seal_frame(repo.cipher(), first.kind, &kept, &members, z);
                 builder.add_frame(first.kind, flags, &resealed, &members);
             }
             if builder.is_full() {

@@ -3,7 +3,7 @@
 //! It speaks in (kind, name) pairs, never paths, so object stores and SFTP can
 //! implement it later without the rest of the code changing.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The kinds of files a repository holds; each lives in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,6 +117,16 @@ pub trait Backend: Send + Sync {
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>>;
     /// Reads `len` bytes at `offset`; fails if the file is shorter.
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// Reads `buf.len()` bytes at `offset` into `buf`, so a reader of many
+    /// ranges (a restore) reuses one buffer instead of allocating each.
+    fn read_range_into(&self, kind: FileKind, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let bytes = self.read_range(kind, name, offset, buf.len())?;
+        if bytes.len() != buf.len() {
+            return Err(Error::corrupt(display_name(kind, name), format!("read {} bytes at {offset}, asked for {}", bytes.len(), buf.len())));
+        }
+        buf.copy_from_slice(&bytes);
+        Ok(())
+    }
     /// Size of one file.
     fn size(&self, kind: FileKind, name: &str) -> Result<u64>;
     /// Stores a file atomically and durably (it is on disk when this returns).

@@ -286,17 +286,21 @@ impl Backend for LocalBackend {
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.read_range_into(kind, name, offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(&self, kind: FileKind, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let f = self.open_for_range(kind, name)?;
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, offset).map_err(|e| {
+        f.read_exact_at(buf, offset).map_err(|e| {
             if e.kind() == ErrorKind::UnexpectedEof {
-                Error::corrupt(display_name(kind, name), format!("file ends before byte {}", offset + len as u64))
+                Error::corrupt(display_name(kind, name), format!("file ends before byte {}", offset + buf.len() as u64))
             } else {
                 Error::io(self.ctx("read", kind, name), e)
             }
-        })?;
-        Ok(buf)
+        })
     }
 
     fn size(&self, kind: FileKind, name: &str) -> Result<u64> {

@@ -1,0 +1,122 @@
+//! Bound frames: a frame's sealed plaintext carries a digest of its chunks' ids
+//! and lengths, so a restore that uses all of a frame's chunks trusts them
+//! after authentication instead of hashing each. Repositories written before
+//! (unbound frames, every chunk hashed) still restore byte for byte, and a
+//! frame whose ids were swapped by someone holding the key is refused, naming
+//! its pack.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rdbvault::crypto::Id;
+use rdbvault::format::index::{Index, IndexFile};
+use rdbvault::format::pack::{BlobType, PackBuilder, FLAG_BOUND};
+use rdbvault::store::{FileKind, LocalBackend, Repository};
+
+use common::vault::{copy_dir, test_bytes, Vault, PASSWORD};
+
+/// The inputs of the fixture's two snapshots (see `old_repository`).
+fn fixture_data(bump_every_50th: bool) -> Vec<u8> {
+    (0..4000u64)
+        .map(|i| format!("key:{i}:value:{}:{}\n", (i * 7919) % 10007 + u64::from(bump_every_50th && i % 50 == 0), "x".repeat((i % 37) as usize)))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// A copy of `tests/fixtures/repo-frames-v2`: written by rdbvault before frames
+/// were bound (`init --kdf-memory-kib 8192`, 32 KiB packs, `backup --raw` of
+/// `fixture_data(false)` as snapshot 6e4dca33, then of `fixture_data(true)` as f4a8d476).
+fn old_repository() -> Vault {
+    let v = Vault::init();
+    std::fs::remove_dir_all(&v.repo).expect("remove the new repository");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-frames-v2"), &v.repo);
+    // git keeps neither empty folders nor modes.
+    for dir in ["locks", "keys", "index", "snapshots", "data"] {
+        std::fs::create_dir_all(v.repo.join(dir)).expect("mkdir");
+    }
+    v
+}
+
+fn open(v: &Vault) -> Repository {
+    Repository::open(Arc::new(LocalBackend::new(&v.repo)), PASSWORD.as_bytes()).expect("open")
+}
+
+#[test]
+fn repository_with_unbound_frames_restores_byte_exact_and_takes_new_backups() {
+    let v = old_repository();
+    let (a, b) = (fixture_data(false), fixture_data(true));
+    let r = open(&v);
+    let index = Index::load(&r).expect("index");
+    assert!(index.iter().all(|(_, e)| e.flags & FLAG_BOUND == 0), "the fixture predates bound frames");
+    assert!(index.iter().any(|(_, e)| e.raw_len < e.frame_len), "the fixture has frames of several chunks");
+    assert_eq!(v.try_restore("6e4dca33").expect("restore a"), a);
+    assert_eq!(v.try_restore("f4a8d476").expect("restore b"), b);
+    assert!(v.check_passes(&["--read-data"]).is_empty());
+
+    // A new backup into it writes bound frames beside the old ones.
+    let mut c = b.clone();
+    c.extend_from_slice(&test_bytes(100_000, 7));
+    let c_id = v.backup_bytes("c.rdb", &c);
+    let index = Index::load(&open(&v)).expect("index");
+    assert!(index.iter().any(|(_, e)| e.flags & FLAG_BOUND != 0), "new frames are bound");
+    assert_eq!(v.try_restore(&c_id).expect("restore c"), c);
+
+    // Prune re-seals partly used old frames as bound ones; everything left still restores.
+    v.ok(&["forget", "6e4dca33"]);
+    v.ok(&["prune", "--max-unused", "0%"]);
+    assert!(v.check_passes(&["--read-data"]).is_empty());
+    assert_eq!(v.try_restore("f4a8d476").expect("restore b after prune"), b);
+    assert_eq!(v.try_restore(&c_id).expect("restore c after prune"), c);
+}
+
+#[test]
+fn frame_with_swapped_ids_is_refused_naming_its_pack() {
+    let v = Vault::init();
+    let data = test_bytes(400_000, 3);
+    let id = v.backup_bytes("a.rdb", &data);
+    let r = open(&v);
+    let files = Index::read_files(&r).expect("index files");
+    let index = Index::from_files(&files);
+
+    // A data frame of several chunks, copied into a new pack whose header (and
+    // so the index) lists two of its chunks in swapped places: what a writer
+    // holding the key but confused about the frame's contents would store.
+    let (pack, first) = index
+        .iter()
+        .find(|(_, e)| e.kind == BlobType::Data && e.inner == 0 && e.raw_len < e.frame_len)
+        .expect("a frame of several chunks");
+    assert!(first.flags & FLAG_BOUND != 0);
+    let mut members: Vec<(u32, Id, u32)> =
+        index.iter().filter(|(p, e)| *p == pack && e.same_frame(&first)).map(|(_, e)| (e.inner, e.id, e.raw_len)).collect();
+    members.sort();
+    let mut swapped: Vec<(Id, u32)> = members.iter().map(|(_, id, len)| (*id, *len)).collect();
+    swapped.swap(0, 1);
+    let sealed = r.backend().read_range(FileKind::Pack, &pack.to_hex(), first.offset as u64, first.length as usize).expect("read frame");
+    let mut builder = PackBuilder::new();
+    builder.add_frame(first.kind, first.flags, &sealed, &swapped);
+    let (bytes, new_pack, entries) = builder.finish(r.cipher());
+    r.backend().write(FileKind::Pack, &new_pack.to_hex(), &bytes).expect("write pack");
+    // One index file replacing all others: the frame's chunks only in the new pack.
+    let mut packs: Vec<_> = index
+        .live_entries_by_pack(&files)
+        .into_iter()
+        .map(|(p, (_, entries))| (p, entries.into_iter().filter(|e| !(p == pack && e.same_frame(&first))).collect::<Vec<_>>()))
+        .collect();
+    packs.push((new_pack, entries));
+    let supersedes = files.iter().map(|(name, _)| Id::from_hex(name).expect("index name")).collect();
+    r.write_sealed(FileKind::Index, &IndexFile { supersedes, packs }.to_bytes()).expect("write index");
+
+    let shown = format!("data/{}/{}", &new_pack.to_hex()[..2], new_pack.to_hex());
+    let err = v.try_restore(&id).expect_err("a frame whose ids were swapped must not restore");
+    assert!(err.contains(&shown) && err.contains("bound chunk ids do not match"), "{err}");
+
+    let (ok, report) = v.check(&["--read-data"]);
+    assert!(!ok);
+    let problems = report["problems"].as_array().cloned().unwrap_or_default();
+    assert!(
+        problems.iter().any(|p| p["message"].as_str().is_some_and(|m| m.contains("do not match the pack header"))),
+        "{report:#}"
+    );
+}
