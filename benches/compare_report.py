@@ -105,6 +105,12 @@ def render(meta, keytypes, rows):
     L.append("- " + meta.get("dataset", "?"))
     L.append("- RDB sizes: v1 %s bytes (%s), v2 %s bytes, v3 %s bytes" % (
         meta.get("size_v1"), fmt_bytes(int(meta.get("size_v1", 0))), meta.get("size_v2"), meta.get("size_v3")))
+    for v, prev in (("v2", "v1"), ("v3", "v2")):
+        c = dict(kv.split("=") for kv in meta.get("changed_" + v, "").split() if "=" in kv)
+        if c:
+            L.append("- key records of %s that differ from %s (new, changed or moved; `benches/changed_bytes.py`): %s records, "
+                     "%s (%s), before compression" % (v, prev, c["changed_records"], c["changed_bytes"],
+                                                      fmt_bytes(int(c["changed_bytes"]))))
     if meta.get("note"):
         L.append("- **Note**: " + meta["note"])
     if keytypes:
@@ -169,7 +175,9 @@ def main():
     meta, keytypes, rows = load(meta_path, results_path)
     print(table(meta, rows))
     # An S3 run has its own section, so it never replaces the local-disk figures.
-    begin, end = (BEGIN.replace("compare:", "compare-s3:"), END.replace("compare:", "compare-s3:")) if meta.get("target") else (BEGIN, END)
+    # So has a run of another data shape (--shape churn).
+    tag = "compare-s3:" if meta.get("target") else "compare-%s:" % meta["shape"] if meta.get("shape") else "compare:"
+    begin, end = BEGIN.replace("compare:", tag), END.replace("compare:", tag)
     section = begin + "\n" + render(meta, keytypes, rows) + "\n" + end
     try:
         old = open(out_path).read()

@@ -19,7 +19,7 @@ pub struct InitArgs {
     pub chunk_max: u32,
     /// Chunk sizes MIN,AVG,MAX in bytes for cuts at RDB key-record starts, or `off` for
     /// FastCDC only (fixed for the life of the repository).
-    #[arg(long, default_value = "512,4096,16384", value_parser = parse_record_chunks)]
+    #[arg(long, default_value_t = RecordChunks(Some(ChunkerParams::RECORDS)), value_parser = parse_record_chunks)]
     pub record_chunks: RecordChunks,
     /// Argon2id memory cost in KiB for this password (higher resists guessing better).
     #[arg(long, default_value_t = KdfParams::default().m_cost)]
@@ -55,6 +55,15 @@ pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
 /// `--record-chunks`: sizes, or None for `off`.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordChunks(Option<ChunkerParams>);
+
+impl std::fmt::Display for RecordChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("off"),
+            Some(p) => write!(f, "{},{},{}", p.min_size, p.avg_size, p.max_size),
+        }
+    }
+}
 
 fn parse_record_chunks(s: &str) -> Result<RecordChunks, String> {
     if s == "off" {
