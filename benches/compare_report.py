@@ -113,6 +113,12 @@ def render(meta, keytypes, rows):
     L.append("- " + meta.get("dataset", "?"))
     L.append("- RDB sizes: v1 %s bytes (%s), v2 %s bytes, v3 %s bytes" % (
         meta.get("size_v1"), fmt_bytes(int(meta.get("size_v1", 0))), meta.get("size_v2"), meta.get("size_v3")))
+    for v, prev in (("v2", "v1"), ("v3", "v2")):
+        c = dict(kv.split("=") for kv in meta.get("changed_" + v, "").split() if "=" in kv)
+        if c:
+            L.append("- key records of %s that differ from %s (new, changed or moved; `benches/changed_bytes.py`): %s records, "
+                     "%s (%s), before compression" % (v, prev, c["changed_records"], c["changed_bytes"],
+                                                      fmt_bytes(int(c["changed_bytes"]))))
     if meta.get("note"):
         L.append("- **Note**: " + meta["note"])
     if keytypes:
@@ -176,8 +182,8 @@ def main():
     meta_path, results_path, out_path = sys.argv[1:4]
     meta, keytypes, rows = load(meta_path, results_path)
     print(table(meta, rows))
-    # An S3 or --tile run has its own section, so it never replaces the local-disk figures.
-    name = "s3" if meta.get("target") else meta.get("section")
+    # An S3, --tile or --shape churn run has its own section, so it never replaces the local-disk figures.
+    name = "s3" if meta.get("target") else meta.get("section") or meta.get("shape")
     begin, end = (BEGIN.replace("compare:", "compare-%s:" % name), END.replace("compare:", "compare-%s:" % name)) if name else (BEGIN, END)
     section = begin + "\n" + render(meta, keytypes, rows) + "\n" + end
     try:

@@ -5,6 +5,7 @@ Writes the RESP protocol to stdout for `redis-cli --pipe`:
 
   redisgen.py fill   --seed S --start A --target-bytes B   keys A.. until ~B payload bytes
   redisgen.py change --seed S --count N --fraction 0.01    rewrite 1% of keys 0..N-1
+  redisgen.py change ... --shape churn                      the same 1%, as churn (below)
   redisgen.py append --seed S --start N --keys M           add keys N..N+M-1
 
 `fill` prints the next free key index on stderr as `next=<i>`.
@@ -14,6 +15,12 @@ value of the same type and similar size. Mix by key count: JSON-like documents
 25%, base64-ish tokens 14%, repetitive log text 10%, integer counters 10%, user
 profile hashes (5-20 fields) 20%, queues (lists of 10-200 items) 9%, sets 6%,
 leaderboards (sorted sets) 6%; plus four streams that get one entry per 20 keys.
+
+Shape `churn` (for `change`): of the picked keys a quarter is deleted, for another
+quarter a new key is added (a fresh index: another name and place in the file), and half
+is rewritten with values that change length (strings grow or shrink by 50-200%,
+collections gain or lose a third of their elements), so key records move and vanish.
+Deletions and additions are equal in number: the key table does not resize.
 
 A fourth mode touches keys of a foreign data set (for `compare --rdb`):
 
@@ -185,13 +192,47 @@ def cmd_append(a):
     w.flush()
 
 
+def resized(rng, i, kind):
+    """Commands that rewrite key i with a value of a clearly different length."""
+    cmds = key_commands(rng, i, kind)
+    k = b"%s:%d" % (kind.encode(), i)
+    if kind in ("doc", "tok", "log", "cnt"):
+        # A string grows or shrinks: keep a prefix of 30-60%, or append 50-200% more.
+        value = cmds[0].split(b"\r\n")[-2]
+        if rng.random() < 0.5:
+            value = value[: max(1, int(len(value) * rng.uniform(0.3, 0.6)))]
+        else:
+            value = value + words(rng, max(1, int(len(value) * rng.uniform(0.5, 2.0)) // 6)).encode()
+        return [resp(b"SET", k, value)]
+    # Collections: a fresh value, then a third more elements or a third fewer.
+    if kind == "user":
+        extra = []
+        for f in range(rng.randint(3, 10)):
+            extra += [b"x%d" % f, token(rng)]
+        return cmds + [resp(b"HSET", k, *extra)]
+    if kind == "queue":
+        return cmds + [resp(b"LTRIM", k, b"0", b"%d" % rng.randint(3, 60))]
+    if kind == "set":
+        return cmds + [resp(b"SADD", k, *[b"member:%d" % rng.randrange(10**6) for _ in range(rng.randint(5, 30))])]
+    return cmds + [resp(b"ZREMRANGEBYRANK", k, b"0", b"%d" % rng.randint(3, 60))]
+
+
 def cmd_change(a):
     rng = random.Random("%d:change:%d" % (a.seed, a.count))
     n = max(1, int(a.count * a.fraction))
     w = sys.stdout.buffer
     out = []
-    for i in sorted(rng.sample(range(a.count), n)):
-        out.extend(key_commands(rng, i, key_type(i)))
+    for j, i in enumerate(sorted(rng.sample(range(a.count), n))):
+        kind = key_type(i)
+        if a.shape == "mixed":
+            out.extend(key_commands(rng, i, kind))
+        elif j % 4 == 0:
+            out.append(resp(b"DEL", b"%s:%d" % (kind.encode(), i)))
+        elif j % 4 == 1:
+            # A new key, under an index past the data set (so another name and place in the file).
+            emit_key(rng, 2_000_000_000 + i, out)
+        else:
+            out.extend(resized(rng, i, kind))
         if len(out) > 4096:
             flush(out, w)
     flush(out, w)
@@ -270,6 +311,7 @@ def main():
     c.add_argument("--seed", type=int, default=1)
     c.add_argument("--count", type=int, required=True)
     c.add_argument("--fraction", type=float, default=0.01)
+    c.add_argument("--shape", choices=("mixed", "churn"), default="mixed")
     ap = sub.add_parser("append")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--start", type=int, required=True)

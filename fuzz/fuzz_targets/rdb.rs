@@ -4,6 +4,7 @@
 extern crate rdbvault_fuzz;
 
 use libfuzzer_sys::fuzz_target;
+use rdbvault::rdb::records::Scanner;
 use rdbvault::rdb::{approx_memory, dump_payload, record_to_json, summarize, Item, RdbReader, ReadOptions};
 
 fuzz_target!(|data: &[u8]| {
@@ -26,4 +27,18 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = summarize(data);
+    // The record scanner: the same items whether fed whole or in pieces.
+    let scan = |piece: usize| {
+        let mut s = Scanner::new();
+        let mut seen = Vec::new();
+        for p in data.chunks(piece) {
+            let pushed = s.push(p, |e| seen.push(format!("{e:?}")));
+            if pushed.is_err() {
+                return (seen, false);
+            }
+        }
+        (seen, s.finish().is_ok())
+    };
+    let whole = scan(data.len().max(1));
+    assert_eq!(scan(7), whole, "pieces change the scan");
 });

@@ -2,7 +2,7 @@
 
 use rdbvault::store::ChunkerParams;
 use rdbvault::crypto::KdfParams;
-use rdbvault::store::{FileKind, Repository};
+use rdbvault::store::{Config, FileKind, Repository};
 
 use super::{output, password, repo_location, Global};
 
@@ -17,6 +17,10 @@ pub struct InitArgs {
     /// Maximum chunk size in bytes.
     #[arg(long, default_value_t = ChunkerParams::default().max_size)]
     pub chunk_max: u32,
+    /// Chunk sizes MIN,AVG,MAX in bytes for cuts at RDB key-record starts, or `off` for
+    /// FastCDC only (fixed for the life of the repository).
+    #[arg(long, default_value_t = RecordChunks(Some(ChunkerParams::RECORDS)), value_parser = parse_record_chunks)]
+    pub record_chunks: RecordChunks,
     /// Argon2id memory cost in KiB for this password (higher resists guessing better).
     #[arg(long, default_value_t = KdfParams::default().m_cost)]
     pub kdf_memory_kib: u32,
@@ -31,16 +35,45 @@ pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
     let pw = password::get(g, true)?;
     let chunker = ChunkerParams { min_size: a.chunk_min, avg_size: a.chunk_avg, max_size: a.chunk_max };
     let kdf = KdfParams { m_cost: a.kdf_memory_kib, ..KdfParams::default() };
-    let repo = Repository::init(backend, pw.as_bytes(), chunker, kdf)?;
+    let mut config = Config::new(chunker);
+    config.records = a.record_chunks.0;
+    let repo = Repository::init_with(backend, pw.as_bytes(), config, kdf)?;
     if g.json {
         output::print_json(&serde_json::json!({
             "repository": path,
             "id": repo.config().repo_id,
             "chunker": repo.config().chunker,
+            "record_chunks": repo.config().records,
         }))?;
     } else if !g.quiet {
         println!("created repository {} at {path}", &repo.config().repo_id[..8]);
         println!("keep the password safe: without it the data cannot be recovered");
     }
     Ok(())
+}
+
+/// `--record-chunks`: sizes, or None for `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordChunks(Option<ChunkerParams>);
+
+impl std::fmt::Display for RecordChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("off"),
+            Some(p) => write!(f, "{},{},{}", p.min_size, p.avg_size, p.max_size),
+        }
+    }
+}
+
+fn parse_record_chunks(s: &str) -> Result<RecordChunks, String> {
+    if s == "off" {
+        return Ok(RecordChunks(None));
+    }
+    let sizes: Vec<u32> = s.split(',').map(|n| n.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|e| format!("{s:?}: {e} (expected MIN,AVG,MAX in bytes or off)"))?;
+    let [min_size, avg_size, max_size] = sizes[..] else {
+        return Err(format!("{s:?}: expected three sizes MIN,AVG,MAX in bytes, or off"));
+    };
+    let p = ChunkerParams { min_size, avg_size, max_size };
+    p.validate()?;
+    Ok(RecordChunks(Some(p)))
 }

@@ -205,7 +205,8 @@ pub fn run_with(
     let mut inputs: Vec<(String, Vec<Chunks>, Chunker<Box<dyn Read + Send + '_>>)> = inputs
         .into_iter()
         .map(|i| {
-            let chunker = Chunker::new(i.reader, repo.config().chunker, repo.config().chunker_seed()).batch_bytes(JOB_BYTES);
+            let config = repo.config();
+            let chunker = Chunker::new(i.reader, config.chunker, config.chunker_seed()).records(config.records).batch_bytes(JOB_BYTES);
             (i.name, Vec::new(), chunker)
         })
         .collect();

@@ -1,8 +1,12 @@
-//! Content-defined chunking of a byte stream (FastCDC v2020, streaming) into batches of chunks.
+//! Content-defined chunking of a byte stream into batches of chunks: at RDB key-record starts
+//! chosen by a keyed hash of the key when the input is an RDB (and the repository asks for it),
+//! FastCDC v2020 (streaming) inside large values and for any other input.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Arc;
 
+use crate::rdb::records::{Event, Scanner};
 use crate::store::ChunkerParams;
 
 /// Bytes read from the source at a time (the most held by the chunker; batches still being
@@ -76,7 +80,50 @@ pub struct Chunker<R: Read> {
     /// Start of the first chunk cut but not yet handed out.
     next_start: usize,
     /// Ends (in the window) of chunks cut but not yet handed out.
-    ready: std::collections::VecDeque<usize>,
+    ready: VecDeque<usize>,
+    /// Input offset of the window's first byte.
+    base: u64,
+    /// Record-aligned cutting, while the input still reads as an RDB.
+    records: Option<Records>,
+}
+
+/// State of record-aligned cutting (see [`Chunker::records`]).
+struct Records {
+    scan: Scanner,
+    params: ChunkerParams,
+    key_seed: u64,
+    /// Input offset up to which bytes were pushed to the scanner.
+    pushed: u64,
+    /// Items read but not yet decided on: start, end, and the key's hash for a record.
+    items: VecDeque<(u64, u64, Option<u64>)>,
+    /// Whether the last decided item was a record.
+    prev: Option<bool>,
+    /// End of the last decided item.
+    decided: u64,
+    failed: bool,
+}
+
+/// Keyed 64-bit hash of a key name: decides whether a chunk starts at its record, so the same
+/// key cuts the same way in every backup while the cut points reveal nothing without the seed.
+fn key_hash(seed: u64, key: &[u8]) -> u64 {
+    let mut h = seed ^ (key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for part in key.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..part.len()].copy_from_slice(part);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        h ^= h >> 32;
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^ (h >> 31)
+}
+
+/// Start, end and (for a record) key hash of a scanned item.
+fn item(e: Event<'_>, seed: u64) -> (u64, u64, Option<u64>) {
+    match e {
+        Event::Record(r) => (r.offset, r.offset + r.len, Some(key_hash(seed, r.key))),
+        Event::Boundary { offset, len, .. } => (offset, offset + len, None),
+    }
 }
 
 impl<R: Read> Chunker<R> {
@@ -95,7 +142,35 @@ impl<R: Read> Chunker<R> {
             eof: false,
             next_start: 0,
             ready: Default::default(),
+            base: 0,
+            records: None,
         }
+    }
+
+    /// Cuts an RDB input at key-record starts within `params` (none: FastCDC only).
+    ///
+    /// A chunk starts at a record when the chunk so far holds at least `min_size` bytes and
+    /// the keyed hash of the record's key falls below 1 / (`avg_size` / 1 KiB): chunks hold
+    /// that many records on average (`avg_size` bytes of 1 KiB records). A chunk also starts where records give way to other items (aux fields,
+    /// SELECTDB, EOF and its checksum) and back, and before a record that would take it past
+    /// `max_size`. Whether a record starts a chunk depends only on its key and the bytes
+    /// since the last cut, so a key that changes, appears or disappears
+    /// changes the chunks next to it and no others. Items longer than `max_size` are cut by
+    /// FastCDC from their start, ending at their end. Input that is not an RDB, or stops
+    /// being one (damage, an AOF tail after an RDB preamble), is cut by FastCDC from the last
+    /// cut on.
+    pub fn records(mut self, params: Option<ChunkerParams>) -> Self {
+        self.records = params.map(|params| Records {
+            scan: Scanner::new(),
+            params,
+            key_seed: key_hash(self.seed, b"rdbvault record cuts"),
+            pushed: 0,
+            items: VecDeque::new(),
+            prev: None,
+            decided: 0,
+            failed: false,
+        });
+        self
     }
 
     /// Batches end at the first chunk that brings them to `bytes` (or at a window's end).
@@ -106,7 +181,9 @@ impl<R: Read> Chunker<R> {
 
     /// A window buffer no batch refers to: a retired one if possible, else a new one.
     fn free_window(&mut self) -> Vec<u8> {
-        let size = WINDOW.max(2 * self.params.max_size as usize);
+        // Record-aligned cutting carries up to about three largest chunks over to the next window.
+        let max = self.params.max_size.max(self.records.as_ref().map_or(0, |r| r.params.max_size));
+        let size = WINDOW.max(4 * max as usize);
         if let Some(i) = self.retired.iter().position(|w| Arc::strong_count(w) == 1) {
             if let Ok(v) = Arc::try_unwrap(self.retired.swap_remove(i)) {
                 return v;
@@ -133,6 +210,7 @@ impl<R: Read> Chunker<R> {
             }
         };
         self.len = tail.len();
+        self.base += self.pos as u64;
         self.pos = 0;
         let mut result = Ok(());
         while self.len < buf.len() && !self.eof {
@@ -152,21 +230,104 @@ impl<R: Read> Chunker<R> {
 
     /// Cuts the current window; keeps the last chunk back unless the input ended.
     fn cut_window(&mut self) {
+        self.next_start = self.pos;
+        if let Some(mut r) = self.records.take() {
+            if self.cut_records(&mut r) {
+                self.records = Some(r);
+                return;
+            }
+        }
+        self.cut_cdc(self.len, self.eof);
+    }
+
+    /// Cuts FastCDC chunks from `pos` up to `to` (window positions); the chunk that reaches
+    /// `to` is kept back unless `last`.
+    fn cut_cdc(&mut self, to: usize, last: bool) {
         use fastcdc::v2020::{FastCDC, Normalization};
         let p = self.params;
-        let window = &self.window[self.pos..self.len];
-        let cdc = FastCDC::with_level_and_seed(window, p.min_size, p.avg_size, p.max_size, Normalization::Level1, self.seed);
-        self.next_start = self.pos;
+        let from = self.pos;
+        let span = &self.window[from..to];
+        let cdc = FastCDC::with_level_and_seed(span, p.min_size, p.avg_size, p.max_size, Normalization::Level1, self.seed);
         let mut consumed = 0;
         for c in cdc {
             let end = c.offset + c.length;
-            if end == window.len() && !self.eof {
+            if end == span.len() && !last {
                 break;
             }
-            self.ready.push_back(self.pos + end);
+            self.ready.push_back(from + end);
             consumed = end;
         }
-        self.pos += consumed;
+        self.pos = from + consumed;
+    }
+
+    /// A cut at input offset `at`, which lies in the window after `pos`.
+    fn cut_at(&mut self, at: u64) {
+        let at = (at - self.base) as usize;
+        self.ready.push_back(at);
+        self.pos = at;
+    }
+
+    /// Record-aligned cuts over the window; false once FastCDC is to cut the rest of the input.
+    fn cut_records(&mut self, r: &mut Records) -> bool {
+        let end = self.base + self.len as u64;
+        if !r.failed && r.pushed < end {
+            let from = (r.pushed - self.base) as usize;
+            let (items, seed) = (&mut r.items, r.key_seed);
+            if r.scan.push(&self.window[from..self.len], |e| items.push_back(item(e, seed))).is_err() {
+                r.failed = true;
+            }
+            r.pushed = end;
+        }
+        while let Some((start, stop, hash)) = r.items.pop_front() {
+            self.decide(r, start, stop, hash);
+        }
+        if r.scan.is_done() {
+            // Bytes after the RDB's end (an AOF tail) start a chunk of their own.
+            if r.decided > self.base + self.pos as u64 {
+                self.cut_at(r.decided);
+            }
+            return false;
+        }
+        if r.failed || self.eof {
+            return false;
+        }
+        // An item longer than a chunk is being read: FastCDC from its start over what has arrived.
+        if let Some(start) = r.scan.item_start() {
+            if end - start > r.params.max_size as u64 {
+                if start > self.base + self.pos as u64 {
+                    self.cut_at(start);
+                }
+                let params = std::mem::replace(&mut self.params, r.params);
+                self.cut_cdc(self.len, false);
+                self.params = params;
+            }
+        }
+        true
+    }
+
+    /// Decides the cuts for one complete item (see [`Self::records`]).
+    fn decide(&mut self, r: &mut Records, start: u64, stop: u64, hash: Option<u64>) {
+        let ChunkerParams { min_size, avg_size, max_size } = r.params;
+        let (min, max) = (min_size as u64, max_size as u64);
+        let chunk = self.base + self.pos as u64;
+        if stop - start > max {
+            if start > chunk {
+                self.cut_at(start);
+            }
+            let params = std::mem::replace(&mut self.params, r.params);
+            self.cut_cdc((stop - self.base) as usize, true);
+            self.params = params;
+        } else if start > chunk {
+            let transition = r.prev.is_some_and(|was_record| was_record != hash.is_some());
+            // One record in avg/1 KiB starts a chunk, chosen by its key alone.
+            let every = (avg_size / 1024).max(1) as u64;
+            let chosen = hash.is_some_and(|h| start - chunk >= min && h < u64::MAX / every);
+            if transition || chosen || stop - chunk > max {
+                self.cut_at(start);
+            }
+        }
+        r.prev = Some(hash.is_some());
+        r.decided = stop;
     }
 }
 
@@ -279,6 +440,83 @@ mod tests {
             assert_eq!(streamed, data, "dropped batches, batch_bytes {batch_bytes}");
             assert!(chunker.retired.len() <= 1, "windows were not reused");
         }
+    }
+
+    /// An RDB of string keys with values of `lens` bytes (a 32-bit length for long ones).
+    fn rdb(lens: &[usize]) -> (Vec<u8>, Vec<u64>) {
+        let mut f = b"REDIS0011\xFA\x03abc\x01x\xFE\x00".to_vec();
+        let mut starts = Vec::new();
+        for (i, &n) in lens.iter().enumerate() {
+            starts.push(f.len() as u64);
+            let key = format!("key:{i}");
+            f.push(0);
+            f.push(key.len() as u8);
+            f.extend_from_slice(key.as_bytes());
+            f.push(0x80);
+            f.extend_from_slice(&(n as u32).to_be_bytes());
+            f.extend(lcg_bytes(n, i as u64, 40));
+        }
+        starts.push(f.len() as u64);
+        f.push(0xFF);
+        f.extend_from_slice(&[7; 8]);
+        (f, starts)
+    }
+
+    fn ends<R: Read>(c: Chunker<R>) -> Vec<u64> {
+        let mut at = 0;
+        all_chunks(c).iter().map(|c| {
+            at += c.len() as u64;
+            at
+        }).collect()
+    }
+
+    #[test]
+    fn record_cuts_fall_on_record_starts_in_any_reads() {
+        let p = ChunkerParams::RECORDS;
+        let mut lens: Vec<usize> = (0..3000).map(|i| 20 + (i * 7919) % 1500).collect();
+        lens[1000] = 5_000_000; // larger than a read window
+        lens[2000] = 40_000;
+        let (data, starts) = rdb(&lens);
+        let whole = ends(Chunker::new(&data[..], ChunkerParams::default(), 9).records(Some(p)));
+        assert_eq!(*whole.last().unwrap(), data.len() as u64);
+        let big = |at: u64| (starts[1000] < at && at < starts[1001]) || (starts[2000] < at && at < starts[2001]);
+        let mut prev = 0;
+        for &end in &whole {
+            assert!(end - prev <= p.max_size as u64, "chunk {prev}..{end} too long");
+            assert!(big(end) || starts.binary_search(&end).is_ok() || end == data.len() as u64, "cut at {end}");
+            prev = end;
+        }
+        // The header and aux field, and the EOF mark with its checksum, are chunks of their own.
+        assert_eq!(whole[0], starts[0]);
+        assert_eq!(whole[whole.len() - 2], starts[lens.len()]);
+        for step in [70_001, 4096, 999] {
+            let c = Chunker::new(Trickle(&data, step), ChunkerParams::default(), 9).records(Some(p));
+            assert_eq!(ends(c), whole, "read size {step}");
+        }
+    }
+
+    /// A changed, added or removed key changes the chunk that holds it and at most its neighbours.
+    #[test]
+    fn record_cuts_stay_put_around_a_change() {
+        let p = ChunkerParams::RECORDS;
+        let lens: Vec<usize> = (0..4000).map(|i| 50 + (i * 7919) % 900).collect();
+        let (a, _) = rdb(&lens);
+        let mut lens2 = lens.clone();
+        lens2[2000] += 300;
+        let (b, _) = rdb(&lens2);
+        let chunks = |d: &[u8]| all_chunks(Chunker::new(d, ChunkerParams::default(), 9).records(Some(p)));
+        let (ca, cb) = (chunks(&a), chunks(&b));
+        let new: Vec<&Vec<u8>> = cb.iter().filter(|c| !ca.contains(c)).collect();
+        assert!(new.len() <= 2, "{} new chunks", new.len());
+        assert!(new.iter().map(|c| c.len()).sum::<usize>() <= 2 * p.max_size as usize);
+    }
+
+    #[test]
+    fn input_that_is_not_an_rdb_is_cut_by_fastcdc() {
+        let data = lcg_bytes(3_000_000, 3, 59);
+        let p = ChunkerParams::default();
+        let plain = ends(Chunker::new(&data[..], p, 42));
+        assert_eq!(ends(Chunker::new(&data[..], p, 42).records(Some(ChunkerParams::RECORDS))), plain);
     }
 
     #[test]

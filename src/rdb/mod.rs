@@ -19,6 +19,7 @@ mod lzf;
 mod memory;
 mod object;
 mod reader;
+pub mod records;
 mod stream;
 mod string;
 mod summary;

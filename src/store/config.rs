@@ -19,6 +19,9 @@ pub struct Config {
     /// How the input is cut into chunks; fixed for the life of the repository
     /// so that chunks of different backups line up.
     pub chunker: ChunkerParams,
+    /// Chunk sizes for cuts at RDB key-record starts (None: FastCDC only, as repositories
+    /// made before record-aligned chunking keep doing so that their chunks still line up).
+    pub records: Option<ChunkerParams>,
     /// Secret key for blob ids (keyed BLAKE3).
     pub id_key: SecretKey,
 }
@@ -28,16 +31,19 @@ struct ConfigJson {
     version: u32,
     repo_id: String,
     chunker: ChunkerParams,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    records: Option<ChunkerParams>,
     id_key: String,
 }
 
 impl Config {
-    /// A new config with a fresh id key.
+    /// A new config with a fresh id key and record-aligned chunking.
     pub fn new(chunker: ChunkerParams) -> Config {
         Config {
             version: FORMAT_VERSION,
             repo_id: hex::encode(crate::crypto::random_bytes::<16>()),
             chunker,
+            records: Some(ChunkerParams::RECORDS),
             id_key: SecretKey::random(),
         }
     }
@@ -56,6 +62,7 @@ impl Config {
             version: self.version,
             repo_id: self.repo_id.clone(),
             chunker: self.chunker,
+            records: self.records,
             id_key: hex::encode(self.id_key.as_bytes()),
         };
         let out = serde_json::to_vec(&json).map_err(|e| Error::Invalid(format!("config: {e}")));
@@ -78,7 +85,16 @@ impl Config {
             )));
         }
         json.chunker.validate().map_err(|e| Error::corrupt("config", e))?;
-        Ok(Config { version: json.version, repo_id: json.repo_id, chunker: json.chunker, id_key: SecretKey::from_bytes(*key) })
+        if let Some(r) = json.records {
+            r.validate().map_err(|e| Error::corrupt("config", format!("record chunks: {e}")))?;
+        }
+        Ok(Config {
+            version: json.version,
+            repo_id: json.repo_id,
+            chunker: json.chunker,
+            records: json.records,
+            id_key: SecretKey::from_bytes(*key),
+        })
     }
 }
 
@@ -101,6 +117,9 @@ impl Default for ChunkerParams {
 }
 
 impl ChunkerParams {
+    /// Default sizes for cuts at RDB record starts (chosen by measurement, see docs/benchmarks.md).
+    pub const RECORDS: ChunkerParams = ChunkerParams { min_size: 512, avg_size: 4096, max_size: 16 * 1024 };
+
     /// Checks the bounds FastCDC accepts and that they are ordered.
     pub fn validate(&self) -> std::result::Result<(), String> {
         use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
@@ -117,5 +136,26 @@ impl ChunkerParams {
                 self.min_size, self.avg_size, self.max_size
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config written before record-aligned chunking has no `records`: it keeps FastCDC (its
+    /// chunks still line up with its older snapshots); a new one round-trips its sizes.
+    #[test]
+    fn record_chunks_are_optional_and_round_trip() {
+        let key = "11".repeat(32);
+        let old = format!(r#"{{"version":1,"repo_id":"ab","chunker":{{"min_size":256,"avg_size":1024,"max_size":8192}},"id_key":"{key}"}}"#);
+        let c = Config::from_plain(old.as_bytes()).unwrap();
+        assert_eq!(c.records, None);
+        assert!(!String::from_utf8(c.to_plain().unwrap().to_vec()).unwrap().contains("records"));
+        let new = Config::new(ChunkerParams::default());
+        assert_eq!(new.records, Some(ChunkerParams::RECORDS));
+        assert_eq!(Config::from_plain(&new.to_plain().unwrap()).unwrap().records, Some(ChunkerParams::RECORDS));
+        let bad = old.replace(r#""id_key""#, r#""records":{"min_size":9000,"avg_size":1024,"max_size":8192},"id_key""#);
+        assert!(Config::from_plain(bad.as_bytes()).is_err());
     }
 }

@@ -35,13 +35,20 @@ pub struct Repository {
 impl Repository {
     /// Creates a new repository with one password.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], chunker: ChunkerParams, kdf: KdfParams) -> Result<Repository> {
-        chunker.validate().map_err(Error::Invalid)?;
+        Self::init_with(backend, password, Config::new(chunker), kdf)
+    }
+
+    /// Creates a new repository with one password and the given config (chunk sizes, id key).
+    pub fn init_with(backend: Arc<dyn Backend>, password: &[u8], config: Config, kdf: KdfParams) -> Result<Repository> {
+        config.chunker.validate().map_err(Error::Invalid)?;
+        if let Some(r) = config.records {
+            r.validate().map_err(|e| Error::Invalid(format!("record chunks: {e}")))?;
+        }
         if backend.exists(FileKind::Config, "config")? {
             return Err(Error::Invalid(format!("{} already holds a repository", backend.location())));
         }
         backend.create()?;
         let master = SecretKey::random();
-        let config = Config::new(chunker);
         let cipher = Cipher::new(&master);
         let key = KeyFile::seal(&master, password, kdf)?;
         let (key_name, key_bytes) = key.to_file()?;
