@@ -68,7 +68,7 @@ pub fn run(g: &Global, a: FollowArgs) -> anyhow::Result<()> {
         connect: a.redis.connect_options()?,
         commit_interval: a.commit_interval,
         backup: BackupOptions { zstd_level: a.compression, tags: a.tags.clone(), threads: 2, ..BackupOptions::default() },
-        max_buffer: 64 << 20,
+        max_buffer: 16 << 20,
         compact_every: a.compact_every as usize,
         base_every: a.base_every,
         sentinel: a.redis.sentinel.clone().zip(a.redis.master_name.clone()),
