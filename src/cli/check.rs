@@ -1,7 +1,9 @@
 //! `rdbvault check`.
 
 use rdbvault::maintain::check::{self, CheckReport, Problem, ReadData, Severity};
-use rdbvault::store::Repository;
+use rdbvault::format::snapshot::Listing;
+use rdbvault::redis::follow::timeline;
+use rdbvault::store::{display_name, FileKind, Repository};
 
 use super::{output, password, repo_backend, Global};
 
@@ -29,7 +31,16 @@ pub fn run(g: &Global, a: CheckArgs) -> anyhow::Result<()> {
         Ok(repo) => {
             // Shared: a prune (exclusive) cannot delete packs under a running check.
             let _lock = super::read_lock(g, &repo)?;
-            check::check(&repo, read_data, &mut report)?
+            check::check(&repo, read_data, &mut report)?;
+            for (server, id, why) in timeline::orphans(&Listing::load(&repo)?) {
+                report.problems.push(Problem {
+                    severity: Severity::Warning,
+                    kind: "orphan-segment",
+                    file: Some(display_name(FileKind::Snapshot, &id.to_hex())),
+                    blob: None,
+                    message: format!("log segment {} of {server} is in no chain: {why}; `rdbvault prune` deletes it", id.short()),
+                });
+            }
         }
         Err(e @ rdbvault::Error::WrongPassword(_)) if report.errors() == 0 => return Err(e.into()),
         Err(e) => report.problems.push(Problem {

@@ -21,6 +21,14 @@ pub struct FollowArgs {
     /// Commit the buffered stream at least this often (e.g. 1s, 500ms, 1m); a crash loses at most this much.
     #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
     pub commit_interval: Duration,
+    /// Merge this many committed segments into one segment and one index file, so a long
+    /// run leaves about 2 objects per N commits besides its packs (at least 2).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(2..), value_name = "N")]
+    pub compact_every: u64,
+    /// Take a new base snapshot (a full sync) once the current one is this old (e.g. 24h),
+    /// so `forget` and `prune` can drop old chains.
+    #[arg(long, value_parser = parse_interval, value_name = "DURATION")]
+    pub base_every: Option<Duration>,
     /// zstd level for new data (0 = no compression; 1-22).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=22))]
     pub compression: i32,
@@ -60,15 +68,24 @@ pub fn run(g: &Global, a: FollowArgs) -> anyhow::Result<()> {
         connect: a.redis.connect_options()?,
         commit_interval: a.commit_interval,
         backup: BackupOptions { zstd_level: a.compression, tags: a.tags.clone(), threads: 2, ..BackupOptions::default() },
-        max_buffer: 64 << 20,
+        max_buffer: 16 << 20,
+        compact_every: a.compact_every as usize,
+        base_every: a.base_every,
+        sentinel: a.redis.sentinel.clone().zip(a.redis.master_name.clone()),
     };
     catch_stop_signals();
-    let addr = url.addr();
+    let addr = opts.log_name(&url);
     let (quiet, json) = (g.quiet, g.json);
     let mut on = |e: Event<'_>| match e {
-        Event::Base { id, snap, offset, gap_from_ms } => {
-            if let Some(from) = gap_from_ms {
-                eprintln!("warning: {addr} answered with a full resync: no log from {} until this new base", rfc3339(from));
+        Event::Base { id, snap, offset, gap_from_ms, scheduled } => {
+            match gap_from_ms {
+                Some(from) if scheduled => {
+                    if !quiet && !json {
+                        println!("new base (--base-every): no log from {} until this new base", rfc3339(from));
+                    }
+                }
+                Some(from) => eprintln!("warning: {addr} answered with a full resync: no log from {} until this new base", rfc3339(from)),
+                None => {}
             }
             if !quiet && !json {
                 println!("base snapshot {} saved: full sync of {addr} at offset {offset} ({})", id.short(), output::bytes(snap.size()));
@@ -80,6 +97,16 @@ pub fn run(g: &Global, a: FollowArgs) -> anyhow::Result<()> {
             }
         }
         Event::Lost { error } => eprintln!("warning: {error}; reconnecting"),
+        Event::Master { addr: at } => {
+            if !quiet && !json {
+                println!("following {addr} at {at} (master named by the sentinel)");
+            }
+        }
+        Event::Compacted { segments, id, info } => {
+            if !quiet && !json {
+                println!("merged {segments} log segments into {} (offsets {}..{})", id.short(), info.start, info.end);
+            }
+        }
     };
     let pos = replica::follow(&repo, &url, &opts, &STOP, &mut on).with_context(|| format!("follow {addr}"))?;
     let Some(pos) = pos else { return Ok(()) };

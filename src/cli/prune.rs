@@ -1,7 +1,10 @@
 //! `rdbvault prune`.
 
 use rdbvault::store::lock::LockGuard;
+use rdbvault::format::snapshot::Listing;
+use rdbvault::maintain::forget::remove_snapshots;
 use rdbvault::maintain::prune::{self, PruneOptions};
+use rdbvault::redis::follow::timeline;
 use rdbvault::store::{FileKind, Repository};
 
 use super::{open_repo, output, Global};
@@ -52,9 +55,19 @@ fn repo_bytes(repo: &Repository) -> anyhow::Result<u64> {
 /// Plans and (unless dry-run) runs a prune under a held exclusive lock; returns the JSON report.
 pub fn prune_locked(g: &Global, repo: &Repository, lock: &LockGuard, a: &PruneArgs) -> anyhow::Result<serde_json::Value> {
     let before = repo_bytes(repo)?;
+    let text = !g.json && !g.quiet;
+    // Log segments no chain can use go first, so their data is freed by this prune.
+    let orphans = timeline::orphans(&Listing::load(repo)?);
+    if !a.dry_run {
+        let ids: Vec<String> = orphans.iter().map(|(_, id, _)| id.to_hex()).collect();
+        remove_snapshots(repo, &ids, lock)?;
+    }
+    if text && !orphans.is_empty() {
+        let verb = if a.dry_run { "would delete" } else { "deleted" };
+        println!("{verb} {} no chain uses", output::plural(orphans.len(), "orphan log segment"));
+    }
     let plan = prune::plan(repo, PruneOptions { max_unused: a.max_unused })?;
     let s = &plan.summary;
-    let text = !g.json && !g.quiet;
     if text {
         let verb = if a.dry_run { "would" } else { "will" };
         let p = output::plural;
@@ -71,7 +84,8 @@ pub fn prune_locked(g: &Global, repo: &Repository, lock: &LockGuard, a: &PruneAr
         println!("{verb} keep {} as they are; replace {} with one", p(s.kept_packs, "pack"), p(s.index_files.len(), "index file"));
         println!("{verb} free about {} of {} in packs", output::bytes(s.pack_bytes_deleted.saturating_sub(s.bytes_repacked)), output::bytes(s.pack_bytes_before));
     }
-    let mut report = serde_json::json!({ "dry_run": a.dry_run, "plan": s, "repository_bytes_before": before });
+    let orphans: Vec<String> = orphans.iter().map(|(_, id, _)| id.to_hex()).collect();
+    let mut report = serde_json::json!({ "dry_run": a.dry_run, "orphan_segments": orphans, "plan": s, "repository_bytes_before": before });
     if a.dry_run {
         return Ok(report);
     }

@@ -27,7 +27,7 @@ pub struct RestoreArgs {
     /// (2026-11-29T10:15:03Z) or relative (-15m). --target DIR writes a Redis 7 AOF directory
     /// (base RDB + log cut at TIME + manifest); --target FILE.rdb replays that through a
     /// redis-server from PATH on a Unix socket; --to URL loads the base keys, then sends the log.
-    #[arg(long, value_name = "TIME", conflicts_with_all = ["snapshot", "group"])]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, conflicts_with_all = ["snapshot", "group"])]
     pub at: Option<String>,
     /// With --at: the followed server (host:port), when the repository logs several.
     #[arg(long, value_name = "ADDR", requires = "at")]

@@ -4,9 +4,11 @@ use anyhow::bail;
 
 use rdbvault::engine::restore::Blobs;
 use rdbvault::format::snapshot::Listing;
+use std::path::Path;
+
 use rdbvault::redis::follow::restore_at::{self, LogReport};
-use rdbvault::redis::follow::timeline::{self, rfc3339, Cut};
-use rdbvault::redis::follow::replay;
+use rdbvault::redis::follow::timeline::{self, rfc3339};
+use rdbvault::redis::follow::{aof_at, replay, FollowError};
 use rdbvault::redis::load::{self, LoadOptions};
 use rdbvault::redis::source::command;
 
@@ -23,11 +25,26 @@ pub fn run(g: &Global, a: &RestoreArgs, at: &str) -> anyhow::Result<()> {
     let listing = Listing::load(&repo)?;
     super::warn_skipped(&listing.unreadable);
     let servers = timeline::load(&listing);
-    let (addr, server) = timeline::pick(&servers, a.server.as_deref())?;
-    let cut = timeline::cut_at(server, addr, at_ms)?;
     let index = super::load_index(&repo)?;
     let blobs = Blobs::new(&repo, &index)?;
     let started = std::time::Instant::now();
+    let followed = timeline::pick(&servers, a.server.as_deref()).and_then(|(addr, server)| Ok((addr, timeline::cut_at(server, addr, at_ms)?)));
+    let (addr, cut) = match followed {
+        Ok(found) => found,
+        // No followed log holds TIME: an AOF snapshot with timestamps may.
+        Err(e) => match aof_at::pick(&blobs, &listing, a.server.as_deref(), at_ms)? {
+            Some((id, snap)) => {
+                if a.to.is_some() || a.redis.names_server() {
+                    bail!("restore --at from an AOF snapshot ({}) writes --target DIR or --target FILE.rdb, not a live server", id.short());
+                }
+                let (log, dest, hint) = to_target(a, &mut |dir| aof_at::write_dir(&blobs, &snap, at_ms, dir))?;
+                let what = format!("AOF snapshot {} of {} cut after #TS:{}", id.short(), snap.source.name, at_ms / 1000);
+                return report(g, &snap.source.name, at_ms, &what, &log, &dest, hint.as_deref(), started);
+            }
+            None => return Err(e.into()),
+        },
+    };
+    let what = format!("base {}", cut.chain.base_id.short());
     if a.to.is_some() || a.redis.names_server() {
         let url = a.redis.server(a.to.as_deref())?;
         let mut con = command::connect(&url, &a.redis.connect_options()?)?;
@@ -35,22 +52,27 @@ pub fn run(g: &Global, a: &RestoreArgs, at: &str) -> anyhow::Result<()> {
         let base = load::load(&blobs, &cut.chain.base, &mut con, &url.addr(), &opts)?;
         let log = restore_at::send_log(&blobs, &cut, &mut con, &url.addr())?;
         let dest = format!("into {}: {} base keys", url.addr(), base.restored);
-        return report(g, addr, at_ms, &cut, &log, &dest, None, started);
+        return report(g, addr, at_ms, &what, &log, &dest, None, started);
     }
+    let (log, dest, hint) = to_target(a, &mut |dir| restore_at::write_aof_dir(&blobs, &cut, dir))?;
+    report(g, addr, at_ms, &what, &log, &dest, hint.as_deref(), started)
+}
+
+/// Writes the AOF directory `--target` names, or replays one into `--target FILE.rdb`;
+/// returns what was written, where, and how to start a server on it.
+fn to_target(a: &RestoreArgs, write: &mut dyn FnMut(&Path) -> Result<LogReport, FollowError>) -> anyhow::Result<(LogReport, String, Option<String>)> {
     let Some(target) = a.target.clone() else { bail!("give --target DIR (or FILE.rdb) or --to URL") };
     if target.extension().is_some_and(|e| e == "rdb") {
         if target.exists() && !a.overwrite {
             bail!("{} already exists (use --overwrite)", target.display());
         }
         let work = replay::work_dir(&target)?;
-        let result = restore_at::write_aof_dir(&blobs, &cut, &work.join("appendonlydir"))
-            .and_then(|log| replay::aof_to_rdb(&work, &target).map(|()| log));
+        let result = write(&work.join("appendonlydir")).and_then(|log| replay::aof_to_rdb(&work, &target).map(|()| log));
         let _ = std::fs::remove_dir_all(&work);
-        let log = result?;
         let dest = format!("to {} (replayed through redis-server from PATH)", target.display());
-        return report(g, addr, at_ms, &cut, &log, &dest, None, started);
+        return Ok((result?, dest, None));
     }
-    let log = restore_at::write_aof_dir(&blobs, &cut, &target)?;
+    let log = write(&target)?;
     let hint = match (target.parent().filter(|p| !p.as_os_str().is_empty()), target.file_name()) {
         (Some(parent), Some(name)) => format!(
             "start it with: redis-server --appendonly yes --dir {} --appenddirname {}",
@@ -59,18 +81,16 @@ pub fn run(g: &Global, a: &RestoreArgs, at: &str) -> anyhow::Result<()> {
         ),
         _ => "start redis-server with --appendonly yes and --appenddirname naming this directory".into(),
     };
-    let dest = format!("to the AOF directory {}", target.display());
-    report(g, addr, at_ms, &cut, &log, &dest, Some(&hint), started)
+    Ok((log, format!("to the AOF directory {}", target.display()), Some(hint)))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn report(g: &Global, addr: &str, at_ms: u64, cut: &Cut<'_>, log: &LogReport, dest: &str, hint: Option<&str>, started: std::time::Instant) -> anyhow::Result<()> {
+fn report(g: &Global, addr: &str, at_ms: u64, what: &str, log: &LogReport, dest: &str, hint: Option<&str>, started: std::time::Instant) -> anyhow::Result<()> {
     if g.json {
         return output::print_json(&serde_json::json!({
             "server": addr,
             "at": rfc3339(at_ms),
-            "base": cut.chain.base_id.to_hex(),
-            "base_offset": cut.chain.base_offset,
+            "from": what,
             "offset": log.offset,
             "commands": log.commands,
             "log_bytes": log.bytes,
@@ -79,9 +99,8 @@ fn report(g: &Global, addr: &str, at_ms: u64, cut: &Cut<'_>, log: &LogReport, de
     }
     if !g.quiet {
         println!(
-            "restored {addr} as of {} {dest}: base {} + {} logged commands ({}), up to offset {}",
+            "restored {addr} as of {} {dest}: {what} + {} logged commands ({}), up to offset {}",
             rfc3339(at_ms),
-            cut.chain.base_id.short(),
             log.commands,
             output::bytes(log.bytes),
             log.offset

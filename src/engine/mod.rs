@@ -9,4 +9,5 @@ pub mod chunker;
 pub mod facts;
 pub mod packer;
 pub mod restore;
+pub mod session;
 pub mod target;

@@ -393,15 +393,19 @@ pub fn repair_hint(e: Error) -> Error {
 type Loaded = (Vec<String>, HashSet<String>, Damaged);
 
 fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -> Result<Loaded> {
-    let listed = repo.backend().list(FileKind::Index)?;
-    // Each blob takes at least BLOB_LEN bytes of an index file.
-    let most = listed.iter().map(|i| i.size as usize).sum::<usize>() / BLOB_LEN;
-    let names: Vec<String> = listed.into_iter().map(|i| i.name).collect();
+    let mut listed = repo.backend().list(FileKind::Index)?;
     let mut superseded = HashSet::new();
     let mut skip = HashSet::new();
+    // A listed file that vanished was merged into a newer one (a follower's compaction):
+    // list again, a bounded number of times.
+    let mut relists = 0;
     loop {
+        // Each blob takes at least BLOB_LEN bytes of an index file.
+        let most = listed.iter().map(|i| i.size as usize).sum::<usize>() / BLOB_LEN;
+        let names: Vec<String> = listed.iter().map(|i| i.name.clone()).collect();
         sink.reserve(most);
         let mut damaged = Vec::new();
+        let mut vanished = false;
         let todo: Vec<&String> = names.iter().filter(|n| !skip.contains(*n)).collect();
         // One thread reads, checks and decrypts the next file while this one
         // parses the last, so the two halves of the work overlap.
@@ -422,12 +426,19 @@ fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -
                 });
                 match visited {
                     Ok(supersedes) => superseded.extend(supersedes.iter().map(|i| i.to_hex())),
+                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && relists < 5 => vanished = true,
                     Err(e) if tolerant => damaged.push((name.clone(), repair_hint(e))),
                     Err(e) => return Err(repair_hint(e)),
                 }
             }
             Ok(())
         })?;
+        if vanished {
+            relists += 1;
+            sink.clear();
+            listed = repo.backend().list(FileKind::Index)?;
+            continue;
+        }
         let stale: HashSet<String> = names.iter().filter(|n| superseded.contains(*n) && !skip.contains(*n)).cloned().collect();
         if stale.is_empty() {
             sink.finish();

@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod dataset;
+pub mod follow;
 pub mod handmade;
 pub mod net;
 pub mod rdb;

@@ -6,6 +6,7 @@
 //! replication stream (RESP commands, exactly as the master sent them) and a
 //! [`segment::SegmentInfo`] as its source details.
 
+pub mod aof_at;
 pub mod replica;
 pub mod replay;
 pub mod resp;

@@ -6,12 +6,14 @@ use std::time::{Duration, Instant};
 
 use crate::crypto::Id;
 use crate::engine::backup::{self, BackupOptions, Input};
-use crate::format::snapshot::{Listing, Snapshot};
+use crate::engine::session::Session;
+use crate::format::index::IndexFile;
+use crate::format::snapshot::{BackupSummary, Listing, Snapshot, SnapshotFile};
 use crate::redis::live;
 use crate::redis::source::replication::now_ms;
 use crate::redis::source::transport::Transport;
-use crate::redis::source::{info, ConnectOptions, Psync, RedisUrl, ReplicationStream, SourceError, SourceInfo, SourceKind, RDB_STREAM_NAME};
-use crate::store::Repository;
+use crate::redis::source::{info, sentinel, ConnectOptions, Psync, RedisUrl, ReplicationStream, SourceError, SourceInfo, SourceKind, RDB_STREAM_NAME};
+use crate::store::{display_name, FileKind, Repository};
 
 use super::resp::{self, Kind};
 use super::segment::{self, SegmentInfo};
@@ -29,6 +31,25 @@ pub struct FollowOptions {
     pub backup: BackupOptions,
     /// A segment is committed early once this many bytes are buffered (bounds memory).
     pub max_buffer: usize,
+    /// This many committed segments are merged into one (with their index files), so a
+    /// long run leaves few objects.
+    pub compact_every: usize,
+    /// A new base snapshot (full sync) is taken once the current one is this old.
+    pub base_every: Option<Duration>,
+    /// `(sentinel host:port, master name)`: the master is asked for at every connection,
+    /// so the follower moves to a promoted replica after a failover.
+    pub sentinel: Option<(String, String)>,
+}
+
+impl FollowOptions {
+    /// The name the log is stored under: the master name with Sentinel (the address
+    /// changes at a failover), else the server's host:port.
+    pub fn log_name(&self, url: &RedisUrl) -> String {
+        match &self.sentinel {
+            Some((_, name)) => name.clone(),
+            None => url.addr(),
+        }
+    }
 }
 
 /// How often a replica reports its offset (what Redis replicas do).
@@ -42,11 +63,15 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub enum Event<'a> {
     /// A full sync was stored as a new base snapshot.
-    Base { id: &'a Id, snap: &'a Snapshot, offset: u64, gap_from_ms: Option<u64> },
+    Base { id: &'a Id, snap: &'a Snapshot, offset: u64, gap_from_ms: Option<u64>, scheduled: bool },
     /// The master accepted a partial resync: no gap.
     Resumed { offset: u64, replid: &'a str },
     /// The connection broke; the follower reconnects.
     Lost { error: &'a FollowError },
+    /// Connected to this master (told with Sentinel, whose answer may change).
+    Master { addr: &'a str },
+    /// Committed segments were merged into one.
+    Compacted { segments: usize, id: &'a Id, info: &'a SegmentInfo },
 }
 
 /// Follows `url` until `stop` is set; returns the committed position.
@@ -55,24 +80,61 @@ pub enum Event<'a> {
 /// offset`; a full resync stores a new base. Errors of the first connection end the run
 /// (wrong password, no permission); later connection losses are retried.
 pub fn follow(repo: &Repository, url: &RedisUrl, opts: &FollowOptions, stop: &AtomicBool, on: &mut dyn FnMut(Event<'_>)) -> Result<Option<Position>> {
-    let addr = url.addr();
-    let mut pos = timeline::last_position(&Listing::load(repo)?, &addr);
+    let name = opts.log_name(url);
+    let mut pos = timeline::last_position(&Listing::load(repo)?, &name);
+    // The repository stays open and its blob ids in memory for the whole run.
+    let mut writer = Session::open(repo, opts.backup.zstd_level)?;
     let mut connected_once = false;
+    let mut rebase = false;
+    let mut recent = Vec::new();
     loop {
-        let result = session(repo, url, opts, stop, &mut pos, &mut connected_once, on);
+        let url = match &opts.sentinel {
+            Some((at, master)) if connected_once => match sentinel::master_url(at, master, url, &opts.connect) {
+                Ok(u) => u,
+                Err(e) => {
+                    on(Event::Lost { error: &e.into() });
+                    pause(stop);
+                    if stop.load(Ordering::SeqCst) {
+                        return Ok(pos);
+                    }
+                    continue;
+                }
+            },
+            _ => url.clone(),
+        };
+        let result = session(&mut writer, &url, &name, opts, stop, &mut pos, &mut connected_once, rebase, &mut recent, on);
+        rebase = false;
         match result {
-            Ok(()) => return Ok(pos),
+            Ok(Ended::Stopped) => return Ok(pos),
+            // A scheduled new base: reconnect at once asking for a full sync.
+            Ok(Ended::Rebase) => {
+                rebase = true;
+                continue;
+            }
             Err(e) if !connected_once || !transient(&e) => return Err(e),
             Err(e) => on(Event::Lost { error: &e }),
         }
-        let paused = Instant::now();
-        while paused.elapsed() < RECONNECT_AFTER {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(pos);
-            }
-            std::thread::sleep(POLL);
+        pause(stop);
+        if stop.load(Ordering::SeqCst) {
+            return Ok(pos);
         }
     }
+}
+
+/// Waits before a reconnect (returns early on a stop request).
+fn pause(stop: &AtomicBool) {
+    let paused = Instant::now();
+    while paused.elapsed() < RECONNECT_AFTER && !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Why a connection's session ended without an error.
+enum Ended {
+    /// Stop was requested.
+    Stopped,
+    /// The base is `--base-every` old: take a new one.
+    Rebase,
 }
 
 /// Whether a failure is worth a reconnect (not a refusal or a repository error).
@@ -88,24 +150,41 @@ fn transient(e: &FollowError) -> bool {
                 | SourceError::Protocol { .. }
                 | SourceError::Loading { .. }
                 | SourceError::Command { .. }
+                | SourceError::Sentinel { .. }
         )
     )
 }
 
 /// One connection: sync (partial or full), then read, commit and acknowledge until stopped or broken.
+#[allow(clippy::too_many_arguments)]
 fn session(
-    repo: &Repository,
+    writer: &mut Session<'_>,
     url: &RedisUrl,
+    name: &str,
     opts: &FollowOptions,
     stop: &AtomicBool,
     pos: &mut Option<Position>,
     connected_once: &mut bool,
+    rebase: bool,
+    recent: &mut Vec<u8>,
     on: &mut dyn FnMut(Event<'_>),
-) -> Result<()> {
+) -> Result<Ended> {
+    let repo = writer.repo();
     let addr = url.addr();
     let server = info::fetch(url, &opts.connect)?;
     let transport = Transport::connect(url, &opts.connect)?;
-    let from = pos.as_ref().map(|p| (p.replid.clone(), p.offset + 1));
+    if opts.sentinel.is_some() {
+        on(Event::Master { addr: &addr });
+    }
+    let mut from = pos.as_ref().filter(|_| !rebase).map(|p| (p.replid.clone(), p.offset - p.shift + 1));
+    // After a failover the new master may hold less of the old stream than we do.
+    let mut shift = pos.as_ref().map_or(0, |p| p.shift);
+    if let Some((replid, want)) = from.as_mut() {
+        if let Some(second) = rewind(&server, replid, *want, recent) {
+            shift += *want - second;
+            *want = second;
+        }
+    }
     let answer = ReplicationStream::psync(url, transport, opts.connect.read_timeout, from.as_ref().map(|(r, o)| (r.as_str(), *o)))?;
     *connected_once = true;
     let (reader, tail, mut log) = match answer {
@@ -116,8 +195,10 @@ fn session(
             if let Some(r) = replid {
                 p.replid = r;
             }
+            p.shift = shift;
             on(Event::Resumed { offset: p.offset, replid: &p.replid });
-            let log = Log::new(p.clone(), p.end_ms);
+            let mut log = Log::new(p.clone(), p.end_ms, base_time(repo, &p.base));
+            log.recent = std::mem::take(recent);
             *pos = Some(p);
             (reader, Vec::new(), log)
         }
@@ -133,32 +214,70 @@ fn session(
                 Ok(())
             })?;
             let gap_from_ms = pos.as_ref().map(|p| p.end_ms);
-            on(Event::Base { id: &id, snap: &snap, offset, gap_from_ms });
-            let p = Position { base: id.to_hex(), replid, offset, end_ms: now_ms() };
-            let log = Log::new(p.clone(), p.end_ms);
+            on(Event::Base { id: &id, snap: &snap, offset, gap_from_ms, scheduled: rebase });
+            let p = Position { base: id.to_hex(), replid, offset, end_ms: now_ms(), shift: 0 };
+            let log = Log::new(p.clone(), p.end_ms, Some(Instant::now()));
             *pos = Some(p);
             let (reader, tail) = stream.into_rest();
             (reader, tail, log)
         }
     };
-    let result = stream_loop(repo, &addr, opts, stop, reader, tail, &mut log);
+    let result = stream_loop(writer, &addr, name, opts, stop, reader, tail, &mut log, on);
     // Whatever ended the session, what arrived whole is committed (nothing is lost on a drop).
-    let committed = log.commit(repo, &addr, &opts.backup, true);
+    let committed = log.commit(writer, name, &opts.backup, true).and_then(|()| log.compact(writer, name, &opts.backup, on));
     *pos = Some(log.pos.clone());
+    *recent = std::mem::take(&mut log.recent);
     committed?;
     result
 }
 
+/// Committed stream bytes kept in memory, to check what a new master lacks after a failover.
+const RECENT_TAIL: usize = 64 * 1024;
+
+/// The offset to ask a promoted master for when it holds less of the old stream than the
+/// log (`want` is the next byte after the log): its `second_repl_offset`, if what lies
+/// beyond it in the log is only keepalives and Pub/Sub (the old master's chatter after the
+/// promotion, no data). None when no rewind is needed or possible (then a full sync follows).
+fn rewind(server: &info::ServerInfo, replid: &str, want: u64, recent: &[u8]) -> Option<u64> {
+    if server.fields.get("master_replid2").map(String::as_str) != Some(replid) {
+        return None;
+    }
+    let second: u64 = server.fields.get("second_repl_offset")?.parse().ok()?;
+    let extra = usize::try_from(want.checked_sub(second)?).ok().filter(|&n| n > 0 && n <= recent.len())?;
+    let tail = &recent[recent.len() - extra..];
+    let mut at = 0;
+    while at < tail.len() {
+        let frame = resp::parse(&tail[at..]).ok()??;
+        if !matches!(frame.name(&tail[at..]).as_str(), "PING" | "PUBLISH" | "REPLCONF" | "SELECT") {
+            return None;
+        }
+        at += frame.len;
+    }
+    Some(second)
+}
+
+/// When the base snapshot `base` (full id) was taken, as an instant of this run's clock
+/// (for `--base-every` after a resume); None if unknown.
+fn base_time(repo: &Repository, base: &str) -> Option<Instant> {
+    let snap = Snapshot::load(repo, base).ok()?;
+    let t = time::OffsetDateTime::parse(&snap.time, &time::format_description::well_known::Rfc3339).ok()?;
+    let age_ms = now_ms().saturating_sub((t.unix_timestamp_nanos() / 1_000_000).max(0) as u64);
+    Instant::now().checked_sub(Duration::from_millis(age_ms))
+}
+
 /// Reads the stream, commits every interval and acknowledges, until stopped (Ok) or broken (Err).
+#[allow(clippy::too_many_arguments)]
 fn stream_loop(
-    repo: &Repository,
+    writer: &mut Session<'_>,
     addr: &str,
+    name: &str,
     opts: &FollowOptions,
     stop: &AtomicBool,
     mut reader: BufReader<Transport>,
     tail: Vec<u8>,
     log: &mut Log,
-) -> Result<()> {
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<Ended> {
     reader.get_ref().set_read_timeout(POLL).map_err(|e| SourceError::io(addr, "setting the socket time-out", POLL, e))?;
     if !tail.is_empty() {
         log.received(addr, &tail, now_ms())?;
@@ -169,7 +288,12 @@ fn stream_loop(
     let mut last_commit = Instant::now();
     loop {
         if stop.load(Ordering::SeqCst) {
-            return Ok(());
+            return Ok(Ended::Stopped);
+        }
+        if let (Some(every), Some(since)) = (opts.base_every, log.base_since) {
+            if since.elapsed() >= every {
+                return Ok(Ended::Rebase);
+            }
         }
         match reader.read(&mut chunk) {
             Ok(0) => {
@@ -189,13 +313,16 @@ fn stream_loop(
         }
         let due = last_commit.elapsed() >= opts.commit_interval || log.buf.len() >= opts.max_buffer;
         if due && log.safe > 0 {
-            log.commit(repo, addr, &opts.backup, false)?;
+            log.commit(writer, name, &opts.backup, false)?;
             last_commit = Instant::now();
             log.want_ack = true;
+            if log.done.len() >= opts.compact_every.max(2) {
+                log.compact(writer, name, &opts.backup, on)?;
+            }
         }
         if log.want_ack || last_ack.elapsed() >= ACK_EVERY {
             let mut ack = Vec::new();
-            resp::encode(&mut ack, &[b"REPLCONF", b"ACK", log.pos.offset.to_string().as_bytes()]);
+            resp::encode(&mut ack, &[b"REPLCONF", b"ACK", (log.pos.offset - log.pos.shift).to_string().as_bytes()]);
             let w = reader.get_mut();
             w.write_all(&ack).and_then(|_| w.flush()).map_err(|e| SourceError::io(addr, "sending REPLCONF ACK", opts.connect.read_timeout, e))?;
             last_ack = Instant::now();
@@ -220,11 +347,30 @@ struct Log {
     start_ms: u64,
     /// The master asked for our offset.
     want_ack: bool,
+    /// When the chain's base was taken (for `--base-every`).
+    base_since: Option<Instant>,
+    /// Segments committed since the last compaction, in order.
+    done: Vec<Done>,
+    /// BLAKE3 of the stream bytes of `done`, together (the merged segment's file hash).
+    done_hash: blake3::Hasher,
+    /// The last committed bytes (at most about [`RECENT_TAIL`]), ending at `pos.offset`.
+    recent: Vec<u8>,
+}
+
+/// A committed segment, remembered until it is merged.
+struct Done {
+    id: Id,
+    info: SegmentInfo,
+    file: SnapshotFile,
+    summary: BackupSummary,
+    index: Option<Id>,
 }
 
 impl Log {
-    fn new(pos: Position, start_ms: u64) -> Log {
-        Log { pos, buf: Vec::new(), parsed: 0, safe: 0, in_multi: false, reads: Vec::new(), start_ms, want_ack: true }
+    fn new(pos: Position, start_ms: u64, base_since: Option<Instant>) -> Log {
+        let (buf, reads, done) = (Vec::new(), Vec::new(), Vec::new());
+        let done_hash = blake3::Hasher::new();
+        Log { pos, buf, parsed: 0, safe: 0, in_multi: false, reads, start_ms, want_ack: true, base_since, done, done_hash, recent: Vec::new() }
     }
 
     /// Takes bytes read at `ms`: parses the whole commands among them.
@@ -253,7 +399,7 @@ impl Log {
 
     /// Commits the safe part of the buffer as one segment (`always`: even an empty one, to
     /// record that time up to now is covered).
-    fn commit(&mut self, repo: &Repository, addr: &str, bopts: &BackupOptions, always: bool) -> Result<()> {
+    fn commit(&mut self, writer: &mut Session<'_>, name: &str, bopts: &BackupOptions, always: bool) -> Result<()> {
         if self.safe == 0 && !always {
             return Ok(());
         }
@@ -275,8 +421,15 @@ impl Log {
             start_ms: self.start_ms,
             end_ms,
             index,
+            shift: self.pos.shift,
         };
-        segment::commit(repo, addr, &info, &self.buf[..self.safe], bopts)?;
+        let (id, snap, stored) = segment::commit(writer, name, &info, &self.buf[..self.safe], bopts)?;
+        self.done_hash.update(&self.buf[..self.safe]);
+        self.recent.extend_from_slice(&self.buf[..self.safe]);
+        if self.recent.len() > 2 * RECENT_TAIL {
+            self.recent.drain(..self.recent.len() - RECENT_TAIL);
+        }
+        self.done.push(Done { id, info, file: stored.file, summary: snap.summary, index: stored.index });
         self.buf.drain(..self.safe);
         self.parsed -= self.safe;
         self.safe = 0;
@@ -284,6 +437,64 @@ impl Log {
         self.pos.offset = cut;
         self.pos.end_ms = end_ms;
         self.start_ms = end_ms;
+        Ok(())
+    }
+
+    /// Merges the segments committed since the last compaction into one segment (the same
+    /// data: their chunk lists joined) and their index files into one, then deletes the
+    /// small ones. The merged files are written first: a crash in between leaves both,
+    /// and readers take the merged segment (see `timeline::load`).
+    fn compact(&mut self, writer: &mut Session<'_>, name: &str, bopts: &BackupOptions, on: &mut dyn FnMut(Event<'_>)) -> Result<()> {
+        let done = std::mem::take(&mut self.done);
+        let hash = std::mem::replace(&mut self.done_hash, blake3::Hasher::new()).finalize();
+        let (Some(first), Some(last)) = (done.first(), done.last()) else { return Ok(()) };
+        if done.len() < 2 {
+            return Ok(());
+        }
+        let repo = writer.repo();
+        let mut index = Vec::new();
+        for d in &done {
+            for &(o, ms) in &d.info.index {
+                segment::push_index(&mut index, o, ms);
+            }
+        }
+        let info = SegmentInfo { start: first.info.start, start_ms: first.info.start_ms, index, ..last.info.clone() };
+        let file = SnapshotFile {
+            name: segment::LOG_FILE.into(),
+            size: done.iter().map(|d| d.file.size).sum(),
+            blake3: hash.to_hex().to_string(),
+            chunks: done.iter().map(|d| d.file.chunks).sum(),
+            lists: done.iter().flat_map(|d| d.file.lists.iter().cloned()).collect(),
+        };
+        let mut summary = BackupSummary::default();
+        for d in &done {
+            summary.bytes_processed += d.summary.bytes_processed;
+            summary.chunks += d.summary.chunks;
+            summary.new_chunks += d.summary.new_chunks;
+            summary.new_raw_bytes += d.summary.new_raw_bytes;
+            summary.bytes_added += d.summary.bytes_added;
+            summary.duration_ms += d.summary.duration_ms;
+        }
+        let deltas: Vec<Id> = done.iter().filter_map(|d| d.index).collect();
+        if deltas.len() > 1 {
+            let mut merged = IndexFile { supersedes: deltas.clone(), packs: Vec::new() };
+            for d in &deltas {
+                let plain = repo.read_sealed(FileKind::Index, &d.to_hex())?;
+                merged.packs.extend(IndexFile::parse(&plain, &display_name(FileKind::Index, &d.to_hex()))?.packs);
+            }
+            repo.write_sealed(FileKind::Index, &merged.to_bytes())?;
+        }
+        let snap = segment::segment_snapshot(name, &info, vec![file], summary, bopts, crate::host::now_rfc3339());
+        let id = snap.save(repo)?;
+        for d in &done {
+            repo.backend().delete(FileKind::Snapshot, &d.id.to_hex())?;
+        }
+        if deltas.len() > 1 {
+            for d in &deltas {
+                repo.backend().delete(FileKind::Index, &d.to_hex())?;
+            }
+        }
+        on(Event::Compacted { segments: done.len(), id: &id, info: &info });
         Ok(())
     }
 }
@@ -340,8 +551,8 @@ mod tests {
 
     #[test]
     fn commits_cut_outside_transactions_and_time_covers_only_what_arrived() {
-        let pos = Position { base: "b".into(), replid: "r".into(), offset: 1000, end_ms: 5 };
-        let mut log = Log::new(pos, 5);
+        let pos = Position { base: "b".into(), replid: "r".into(), offset: 1000, end_ms: 5, shift: 0 };
+        let mut log = Log::new(pos, 5, None);
         let mut bytes = Vec::new();
         resp::encode(&mut bytes, &[b"SET", b"a", b"1"]);
         let first = bytes.len();

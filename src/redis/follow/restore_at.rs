@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use redis::ConnectionLike;
 
 use crate::engine::restore::{self, Blobs, RestoreOptions};
+use crate::format::snapshot::SnapshotFile;
 
 use super::resp::{self, Kind};
 use super::timeline::Cut;
@@ -107,6 +108,14 @@ pub fn for_each_command(blobs: &Blobs<'_>, cut: &Cut<'_>, sink: &mut dyn FnMut(&
 /// Writes the base and the cut log as a multi-part AOF directory `dir` (created; must be
 /// empty or missing) that redis-server 7 loads with `appendonly yes`.
 pub fn write_aof_dir(blobs: &Blobs<'_>, cut: &Cut<'_>, dir: &Path) -> Result<LogReport> {
+    let Some(rdb) = cut.chain.base.files.first() else {
+        return Err(FollowError::NotCovered(format!("base snapshot {} has no file", cut.chain.base_id.short())));
+    };
+    write_dir_with(blobs, rdb, dir, &mut |out| for_each_command(blobs, cut, &mut |bytes, _| out.write_all(bytes).map_err(|e| FollowError::local("write the incremental AOF file", e))))
+}
+
+/// Writes `base` and what `incr` writes as a multi-part AOF directory `dir`; the manifest last.
+pub fn write_dir_with(blobs: &Blobs<'_>, base: &SnapshotFile, dir: &Path, incr: &mut dyn FnMut(&mut dyn Write) -> Result<LogReport>) -> Result<LogReport> {
     std::fs::create_dir_all(dir).map_err(|e| FollowError::local(format!("create {}", dir.display()), e))?;
     let names = [AOF_BASE, AOF_INCR, AOF_MANIFEST];
     for n in names {
@@ -114,21 +123,18 @@ pub fn write_aof_dir(blobs: &Blobs<'_>, cut: &Cut<'_>, dir: &Path) -> Result<Log
             return Err(FollowError::local(format!("{} already exists", dir.join(n).display()), std::io::ErrorKind::AlreadyExists.into()));
         }
     }
-    let Some(rdb) = cut.chain.base.files.first() else {
-        return Err(FollowError::NotCovered(format!("base snapshot {} has no file", cut.chain.base_id.short())));
-    };
     let tmp = |n: &str| dir.join(format!(".{n}.tmp"));
     let create = |p: &PathBuf| {
         std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(p).map_err(|e| FollowError::local(format!("create {}", p.display()), e))
     };
     let base_tmp = tmp(AOF_BASE);
     let mut f = std::io::BufWriter::new(create(&base_tmp)?);
-    restore::write_file(blobs, rdb, &mut f, &RestoreOptions::default())?;
+    restore::write_file(blobs, base, &mut f, &RestoreOptions::default())?;
     finish(f, &base_tmp)?;
 
     let incr_tmp = tmp(AOF_INCR);
     let mut f = std::io::BufWriter::new(create(&incr_tmp)?);
-    let report = for_each_command(blobs, cut, &mut |bytes, _| f.write_all(bytes).map_err(|e| FollowError::local(format!("write {}", incr_tmp.display()), e)))?;
+    let report = incr(&mut f)?;
     finish(f, &incr_tmp)?;
 
     let manifest = format!("file {AOF_BASE} seq 1 type b\nfile {AOF_INCR} seq 1 type i\n");

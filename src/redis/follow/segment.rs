@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::Id;
-use crate::engine::backup::{self, BackupOptions, Input};
-use crate::format::snapshot::{Snapshot, SourceDesc};
-use crate::store::Repository;
+use crate::engine::backup::BackupOptions;
+use crate::engine::session::{Session, Stored};
+use crate::format::snapshot::{BackupSummary, Snapshot, SnapshotFile, SourceDesc};
 
 /// Source kind of a log segment snapshot.
 pub const LOG_KIND: &str = crate::format::snapshot::LOG_SEGMENT_KIND;
@@ -36,6 +36,15 @@ pub struct SegmentInfo {
     /// Time index: `(offset, ms)` = by receive time `ms` (this host's clock), the stream had
     /// arrived up to `offset`; one entry per read, the last read of each [`INDEX_MS`] window.
     pub index: Vec<(u64, u64)>,
+    /// Log offset minus the master's replication offset: non-zero after a failover in which
+    /// the old master streamed keepalives the promoted replica never had (they stay in the
+    /// log; the new master's stream continues after them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shift: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SegmentInfo {
@@ -56,20 +65,44 @@ pub fn push_index(index: &mut Vec<(u64, u64)>, offset: u64, ms: u64) {
     }
 }
 
-/// Stores `bytes` as one segment of the log of `addr`; the snapshot file written last is the commit.
-pub fn commit(repo: &Repository, addr: &str, info: &SegmentInfo, bytes: &[u8], bopts: &BackupOptions) -> crate::Result<(Id, Snapshot)> {
+/// Stores `bytes` as one segment of the log of `addr` through the open `session`; the
+/// snapshot file written last is the commit.
+pub fn commit(session: &mut Session<'_>, addr: &str, info: &SegmentInfo, bytes: &[u8], bopts: &BackupOptions) -> crate::Result<(Id, Snapshot, Stored)> {
+    let started = std::time::Instant::now();
+    let time = crate::host::now_rfc3339();
+    let stored = session.store(LOG_FILE, bytes)?;
+    let summary = BackupSummary {
+        bytes_processed: bytes.len() as u64,
+        chunks: stored.file.chunks,
+        new_chunks: stored.new_chunks,
+        new_raw_bytes: stored.new_raw_bytes,
+        bytes_added: stored.bytes_added,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    let snap = segment_snapshot(addr, info, vec![stored.file.clone()], summary, bopts, time);
+    let id = snap.save(session.repo())?;
+    Ok((id, snap, stored))
+}
+
+/// The snapshot of a segment holding `files` (its one stream file).
+pub fn segment_snapshot(addr: &str, info: &SegmentInfo, files: Vec<SnapshotFile>, summary: BackupSummary, bopts: &BackupOptions, time: String) -> Snapshot {
     let details = match serde_json::to_value(info) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => serde_json::Map::new(),
     };
-    let desc = SourceDesc { kind: LOG_KIND.into(), name: addr.to_string(), details };
-    let input = Input { name: LOG_FILE.into(), reader: Box::new(bytes) };
-    let bopts = BackupOptions { raw: true, progress: None, ..bopts.clone() };
-    backup::run_with(repo, vec![input], &bopts, |snap| {
-        snap.source = desc;
-        snap.redis = None;
-        Ok(())
-    })
+    Snapshot {
+        version: 1,
+        time,
+        host: bopts.host.clone().unwrap_or_else(crate::host::hostname),
+        username: crate::host::username(),
+        tags: bopts.tags.clone(),
+        group: bopts.group.clone(),
+        source: SourceDesc { kind: LOG_KIND.into(), name: addr.to_string(), details },
+        redis: None,
+        files,
+        summary,
+        original: None,
+    }
 }
 
 #[cfg(test)]

@@ -74,7 +74,9 @@ pub fn load(listing: &Listing) -> BTreeMap<String, Server> {
             server.orphans.extend(segs.into_iter().map(|(id, _, s)| (id, s)));
             continue;
         };
-        segs.sort_by_key(|s| (s.2.start, s.2.end, s.2.end_ms));
+        // A merged segment sorts before the small ones it replaces (same start, same
+        // start time, further end): after an interrupted compaction those become orphans.
+        segs.sort_by_key(|s| (s.2.start, s.2.start_ms, std::cmp::Reverse(s.2.end), s.2.end_ms));
         let mut chain = Chain { base_id, base, base_offset, segments: Vec::new() };
         for seg in segs {
             if seg.2.start == chain.end_offset() && (chain.segments.is_empty() || seg.2.end > seg.2.start || seg.2.end_ms > chain.to_ms()) {
@@ -91,6 +93,29 @@ pub fn load(listing: &Listing) -> BTreeMap<String, Server> {
         s.chains.sort_by_key(|c| (c.from_ms(), c.to_ms()));
     }
     out
+}
+
+/// Log segments no chain uses (their base is gone, they follow a hole, or a merged segment
+/// replaced them): `(server, segment id, why)`, for `check` to report and `prune` to delete.
+pub fn orphans(listing: &Listing) -> Vec<(String, Id, String)> {
+    let ids: std::collections::BTreeSet<Id> = listing.snapshots.iter().map(|(id, _)| *id).collect();
+    let mut out = Vec::new();
+    for (addr, server) in load(listing) {
+        for (id, seg) in server.orphans {
+            let base_kept = Id::from_hex(&seg.base).is_some_and(|b| ids.contains(&b));
+            let why = if base_kept {
+                format!("offsets {}..{} are not part of the chain of base {} (a hole before them, or a merged segment holds them)", seg.start, seg.end, short(&seg.base))
+            } else {
+                format!("its base snapshot {} is gone", short(&seg.base))
+            };
+            out.push((addr.clone(), id, why));
+        }
+    }
+    out
+}
+
+fn short(hex: &str) -> &str {
+    hex.get(..8).unwrap_or(hex)
 }
 
 /// The replication offset a base snapshot was taken at.
@@ -110,13 +135,16 @@ pub struct Position {
     pub offset: u64,
     /// Unix ms up to which the log covers time.
     pub end_ms: u64,
+    /// Log offset minus the master's offset (see [`SegmentInfo::shift`]).
+    pub shift: u64,
 }
 
 /// The newest committed position of `addr`'s log, if it was followed before.
 pub fn last_position(listing: &Listing, addr: &str) -> Option<Position> {
     let servers = load(listing);
     let chain = servers.get(addr)?.chains.iter().max_by_key(|c| c.to_ms())?;
-    Some(Position { base: chain.base_id.to_hex(), replid: chain.replid().to_string(), offset: chain.end_offset(), end_ms: chain.to_ms() })
+    let shift = chain.segments.last().map_or(0, |s| s.2.shift);
+    Some(Position { base: chain.base_id.to_hex(), replid: chain.replid().to_string(), offset: chain.end_offset(), end_ms: chain.to_ms(), shift })
 }
 
 /// A time span with no log: from one chain's end to the next chain's start.
