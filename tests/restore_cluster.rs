@@ -103,3 +103,38 @@ fn a_cluster_backup_restores_into_a_single_server_and_into_a_cluster() {
     let out = Command::new("redis-cli").args(["-c", "-p", &nodes[0].port.to_string(), "GET", "ckey:77"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v77");
 }
+
+#[test]
+fn keys_of_a_slot_being_migrated_follow_ask_to_the_importing_node() {
+    let nodes = start_cluster();
+    let src = RedisServer::start(&[]);
+    for i in 0..5 {
+        let () = src.cmd(&["SET", &format!("{{m}}{i}"), &format!("v{i}")]);
+        let () = src.cmd(&["SET", &format!("other:{i}"), "x"]);
+    }
+    let vault = Vault::init();
+    let snap = common::dataset::backup_now(&src, &vault);
+
+    // Slot of {m} half-way from its owner A to node B: A answers ASK for keys it does not hold.
+    let slot: i64 = nodes[0].cmd(&["CLUSTER", "KEYSLOT", "{m}"]);
+    let owns = |n: &RedisServer| redis::cmd("EXISTS").arg("{m}").query::<i64>(&mut n.conn()).is_ok();
+    let a = nodes.iter().position(owns).expect("an owner");
+    let b = (a + 1) % nodes.len();
+    let id = |n: &RedisServer| -> String { n.cmd(&["CLUSTER", "MYID"]) };
+    let (a_id, b_id) = (id(&nodes[a]), id(&nodes[b]));
+    let slot = slot.to_string();
+    let _: String = nodes[a].cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &b_id]);
+    let _: String = nodes[b].cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &a_id]);
+
+    let r = vault.json(&["restore", &snap, "--to", &nodes[a].url(), "--cluster", "--all"]);
+    assert_eq!(r["restored"], 10);
+    let on = |n: &RedisServer| -> i64 { n.cmd(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) };
+    assert_eq!((on(&nodes[a]), on(&nodes[b])), (0, 5), "the keys went to the importing node");
+
+    // Once the slot belongs to B, every key reads through a cluster-aware client.
+    for n in &nodes {
+        let _: String = n.cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &b_id]);
+    }
+    let out = Command::new("redis-cli").args(["-c", "-p", &nodes[a].port.to_string(), "GET", "{m}3"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v3");
+}
