@@ -107,10 +107,8 @@ impl BlobEntry {
 /// An unbound frame's blobs are bound by their ids, which every read verifies;
 /// a bound frame's by the members digest it carries.
 pub fn frame_aad(kind: BlobType, flags: u8) -> [u8; 15] {
-    let mut aad = *b"rdbvault:frame\0";
-    if flags & FLAG_BOUND != 0 {
-        aad[13] = b'B';
-    }
+    // `rdbvault:frame` or `rdbvault:bound`, then the type byte.
+    let mut aad = if flags & FLAG_BOUND != 0 { *b"rdbvault:bound\0" } else { *b"rdbvault:frame\0" };
     aad[14] = kind.code();
     aad
 }
