@@ -229,8 +229,10 @@ def cmd_change(a):
         elif j % 4 == 0:
             out.append(resp(b"DEL", b"%s:%d" % (kind.encode(), i)))
         elif j % 4 == 1:
-            # A new key, under an index past the data set (so another name and place in the file).
-            emit_key(rng, 2_000_000_000 + i, out)
+            # A new key, under an index past the data set (so another name and place in the
+            # file); no stream entry (its id would fall behind the streams' last ids).
+            j = 2_000_000_000 + i
+            out.extend(key_commands(rng, j, key_type(j)))
         else:
             out.extend(resized(rng, i, kind))
         if len(out) > 4096:
