@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::handmade::Rdb;
 use common::server::{wait_until, RedisServer};
 use common::vault::{random_data, Vault, PASSWORD};
-use rdbvault::ops::{JobKind, JobSpec, JobState, Jobs, PasswordSource, RepoSpec, SourceSpec, SourceTarget, Trigger};
+use rdbvault::ops::{Hooks, JobKind, JobSpec, JobState, Jobs, PasswordSource, RepoSpec, SourceSpec, SourceTarget, Trigger};
 use rdbvault::redis::live::Mode;
 
 /// The vault as a job's repository, its password in a file.
@@ -195,4 +195,76 @@ fn a_failing_job_names_the_repository_problem() {
     let st = jobs.wait(jobs.submit(spec).expect("submit")).expect("status");
     assert_eq!(st.state, JobState::Failed);
     assert_eq!(st.message, "password of repository main: password_env RDBVAULT_OPS_TEST_UNSET is not set");
+}
+
+#[test]
+fn hooks_run_around_a_job_and_a_failing_before_hook_stops_it() {
+    let v = Vault::init();
+    let rdb = v.dir.path().join("dump.rdb");
+    std::fs::write(&rdb, Rdb::new("7.0.0").string(0, b"k", b"v", None).bytes()).expect("write");
+    let log = v.dir.path().join("hooks.log");
+    let record = |which: &str| format!("echo {which} $RDBVAULT_JOB_KIND $RDBVAULT_JOB_STATE $RDBVAULT_PROFILE $RDBVAULT_REPOSITORY_NAME $RDBVAULT_SNAPSHOT_ID${{RDBVAULT_PASSWORD:-}} >> {}", log.display());
+    let jobs = Jobs::new(history(&v));
+    let mut spec = backup(&v, "file", SourceTarget::Rdb(rdb.clone()));
+    spec.profile = Some("prod".into());
+    spec.hooks = Hooks { before: Some(record("before")), after: Some(record("after")), on_error: Some(record("on_error")) };
+    let st = jobs.wait(jobs.submit(spec.clone()).expect("submit")).expect("status");
+    assert_eq!(st.state, JobState::Succeeded, "{}", st.message);
+    let snap = st.report["snapshot_id"].as_str().expect("id").to_string();
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        format!("before backup running prod main\nafter backup succeeded prod main {snap}\n")
+    );
+
+    std::fs::remove_file(&log).expect("rm");
+    spec.hooks.before = Some("echo 'redis is in maintenance' >&2; exit 3".into());
+    let st = jobs.wait(jobs.submit(spec).expect("submit")).expect("status");
+    assert_eq!(st.state, JobState::Failed);
+    assert_eq!(
+        st.message,
+        "before hook \"echo 'redis is in maintenance' >&2; exit 3\" failed (exit status: 3): redis is in maintenance; the job did not run"
+    );
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "on_error backup failed prod main\n");
+    assert_eq!(v.snapshots().len(), 1, "the job did not run");
+}
+
+#[test]
+fn a_failed_job_is_posted_to_the_webhook() {
+    let v = Vault::init();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Headers, then Content-Length bytes of body.
+        loop {
+            let n = std::io::Read::read(&mut s, &mut buf).expect("read");
+            req.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&req).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|n| n.parse().ok()).expect("length");
+                if body.len() >= len || n == 0 {
+                    s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").expect("answer");
+                    return (head.to_string(), body.to_string());
+                }
+            }
+        }
+    });
+    let jobs = Jobs::new(history(&v));
+    jobs.notify_failures_to(Some(format!("http://127.0.0.1:{port}/hooks/rdbvault")));
+    let mut spec = job(&v, JobKind::Prune);
+    spec.repo.password = PasswordSource::Env("RDBVAULT_OPS_TEST_UNSET".into());
+    let id = jobs.submit(spec).expect("submit");
+    let (head, body) = server.join().expect("listener");
+    assert!(head.starts_with("POST /hooks/rdbvault HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("Content-Type: application/json"), "{head}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(body["repo"], "main");
+    assert_eq!(body["job"]["id"], id.0);
+    assert_eq!(body["job"]["kind"], "prune");
+    assert_eq!(body["error"], "password of repository main: password_env RDBVAULT_OPS_TEST_UNSET is not set");
+    assert_eq!(jobs.wait(id).map(|s| s.state), Some(JobState::Failed));
+    assert_eq!(jobs.webhook_error(), None);
 }

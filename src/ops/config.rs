@@ -85,8 +85,7 @@ pub struct Schedule {
 }
 
 /// `[serve]`: what `rdbvault serve` listens on and how it authenticates.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct Serve {
     /// Address to listen on (default 127.0.0.1:8077).
     pub listen: Option<String>,
@@ -113,7 +112,19 @@ struct RawConfig {
     profiles: BTreeMap<String, Spanned<RawProfile>>,
     #[serde(default)]
     schedules: BTreeMap<String, Spanned<RawSchedule>>,
-    serve: Option<Spanned<Serve>>,
+    serve: Option<Spanned<RawServe>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    listen: Option<String>,
+    token_hash: Option<Spanned<String>>,
+    password_hash: Option<Spanned<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    webhook: Option<Spanned<String>>,
+    history: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -418,18 +429,31 @@ impl Parser<'_> {
         }
         if let Some(serve) = raw.serve {
             let span = serve.span();
-            let serve = serve.into_inner();
-            for (field, hash) in [("token_hash", &serve.token_hash), ("password_hash", &serve.password_hash)] {
+            let r = serve.into_inner();
+            for (field, hash) in [("token_hash", &r.token_hash), ("password_hash", &r.password_hash)] {
                 if let Some(h) = hash {
-                    if !h.starts_with("$argon2id$") || argon2::PasswordHash::new(h).is_err() {
-                        return self.err(span.clone(), format!("serve.{field}"), "not an Argon2id hash (a PHC string starting $argon2id$): make one with `rdbvault config hash-password`");
+                    if !h.get_ref().starts_with("$argon2id$") || argon2::PasswordHash::new(h.get_ref()).is_err() {
+                        return self.err(h.span(), format!("serve.{field}"), "not an Argon2id hash (a PHC string starting $argon2id$): make one with `rdbvault config hash-password`");
                     }
                 }
             }
-            if serve.tls_cert.is_some() != serve.tls_key.is_some() {
+            if let Some(w) = &r.webhook {
+                if !(w.get_ref().starts_with("http://") || w.get_ref().starts_with("https://")) {
+                    return self.err(w.span(), "serve.webhook", "must be an http:// or https:// URL");
+                }
+            }
+            if r.tls_cert.is_some() != r.tls_key.is_some() {
                 return self.err(span, "serve", "tls_cert and tls_key go together");
             }
-            c.serve = serve;
+            c.serve = Serve {
+                listen: r.listen,
+                token_hash: r.token_hash.map(Spanned::into_inner),
+                password_hash: r.password_hash.map(Spanned::into_inner),
+                tls_cert: r.tls_cert,
+                tls_key: r.tls_key,
+                webhook: r.webhook.map(Spanned::into_inner),
+                history: r.history,
+            };
         }
         Ok(c)
     }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::ops::jobs::JobStatus;
+use crate::ops::status::JobStatus;
 use crate::ops::OpsError;
 
 /// Finished jobs kept in the file (and in memory).

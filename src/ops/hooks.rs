@@ -3,7 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::ops::jobs::JobStatus;
+use crate::ops::status::JobStatus;
 use crate::ops::spec::JobSpec;
 
 /// Runs `cmd` for the job `status` of `spec`; `Err` says how it failed, with the end of its

@@ -7,8 +7,10 @@ pub mod error;
 pub mod history;
 pub mod hooks;
 pub mod jobs;
+pub mod metrics;
 pub mod schedule;
 pub mod spec;
+pub mod status;
 pub mod task;
 pub mod webhook;
 

@@ -22,7 +22,7 @@ use crate::redis::live::{self, LiveOptions};
 use crate::redis::load::{self, LoadOptions};
 use crate::redis::source::{command, RedisUrl};
 use crate::store::lock::Lock;
-use crate::store::{Location, Repository};
+use crate::store::{FileKind, Location, Repository};
 
 /// What a job did: a one-line message and the command's JSON report.
 pub struct Outcome {
@@ -30,6 +30,24 @@ pub struct Outcome {
     pub report: serde_json::Value,
     /// False when the work ran but found the repository damaged (a check with errors).
     pub ok: bool,
+}
+
+/// Bytes of the repository's files and the deduplication ratio (bytes the snapshots hold
+/// over bytes of packs), for metrics; `None` if the listing fails.
+fn sizes(repo: &Repository) -> Option<serde_json::Value> {
+    let mut total = 0u64;
+    let mut packs = 0u64;
+    for kind in FileKind::ALL {
+        let n: u64 = repo.backend().list(kind).ok()?.iter().map(|f| f.size).sum();
+        total += n;
+        if kind == FileKind::Pack {
+            packs = n;
+        }
+    }
+    let listing = crate::format::snapshot::Listing::load(repo).ok()?;
+    let logical: u64 = listing.snapshots.iter().filter(|(_, s)| !s.is_log_segment()).map(|(_, s)| s.summary.bytes_processed).sum();
+    let ratio = if packs > 0 { logical as f64 / packs as f64 } else { 0.0 };
+    Some(json!({ "repository_bytes": total, "pack_bytes": packs, "snapshot_bytes": logical, "dedup_ratio": ratio }))
 }
 
 /// Runs `spec`, advancing `progress` (bytes for a backup, keys for a restore) and stopping
@@ -66,7 +84,7 @@ pub fn run(spec: &JobSpec, progress: &ProgressBar, cancel: &Arc<AtomicBool>) -> 
             let s = &snap.summary;
             Ok(Outcome {
                 message: format!("snapshot {} saved: {} bytes processed, {} added", id.short(), s.bytes_processed, s.bytes_added),
-                report: json!({ "snapshot_id": id.to_hex(), "source": source.name, "summary": s, "redis": snap.redis }),
+                report: json!({ "snapshot_id": id.to_hex(), "source": source.name, "summary": s, "redis": snap.redis, "repository": sizes(&repo) }),
                 ok: true,
             })
         }
@@ -91,7 +109,7 @@ pub fn run(spec: &JobSpec, progress: &ProgressBar, cancel: &Arc<AtomicBool>) -> 
             let done = prune::execute_cancellable(&repo, &plan, &lock, Some(cancel))?;
             Ok(Outcome {
                 message: format!("deleted {} packs, repacked {}", plan.summary.delete_packs.len(), plan.summary.repack_packs.len()),
-                report: json!({ "plan": plan.summary, "done": done }),
+                report: json!({ "plan": plan.summary, "done": done, "repository": sizes(&repo) }),
                 ok: true,
             })
         }

@@ -6,7 +6,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ops::jobs::JobStatus;
+use crate::ops::status::JobStatus;
 use crate::ops::spec::JobSpec;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
