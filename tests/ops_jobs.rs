@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::handmade::Rdb;
 use common::server::{wait_until, RedisServer};
 use common::vault::{random_data, Vault, PASSWORD};
-use rdbvault::ops::{Hooks, JobKind, JobSpec, JobState, Jobs, PasswordSource, RepoSpec, SourceSpec, SourceTarget, Trigger};
+use rdbvault::ops::{Hooks, JobId, JobKind, JobSpec, JobState, Jobs, PasswordSource, RepoSpec, SourceSpec, SourceTarget, Trigger};
 use rdbvault::redis::live::Mode;
 
 /// The vault as a job's repository, its password in a file.
@@ -58,6 +58,34 @@ fn held_fifo(dir: &Path, data: Vec<u8>) -> (PathBuf, mpsc::Sender<()>, std::thre
         let _ = f.write_all(&data[half..]);
     });
     (path, go, writer)
+}
+
+/// A runner with a backup of a held FIFO running, and `small`, a one-key RDB of another source.
+struct Held {
+    jobs: Jobs,
+    id: JobId,
+    go: mpsc::Sender<()>,
+    writer: std::thread::JoinHandle<()>,
+    small: PathBuf,
+}
+
+impl Held {
+    fn start(v: &Vault) -> Held {
+        let (fifo, go, writer) = held_fifo(v.dir.path(), big_rdb());
+        let small = v.dir.path().join("small.rdb");
+        std::fs::write(&small, Rdb::new("7.0.0").string(0, b"k", b"v", None).bytes()).expect("write");
+        let jobs = Jobs::new(history(v));
+        let id = jobs.submit(backup(v, "held", SourceTarget::Rdb(fifo))).expect("submit");
+        wait_until(Duration::from_secs(60), "the backup to start", || jobs.get(id).is_some_and(|s| s.state == JobState::Running));
+        Held { jobs, id, go, writer, small }
+    }
+
+    /// Lets the rest of the RDB through; the backup can then finish.
+    fn release(self) -> Jobs {
+        self.go.send(()).expect("writer waits");
+        self.writer.join().expect("writer");
+        self.jobs
+    }
 }
 
 fn history(v: &Vault) -> PathBuf {
@@ -113,21 +141,16 @@ fn progress_moves_while_a_backup_runs_and_cancel_leaves_a_repository_check_passe
 #[test]
 fn a_prune_waits_for_a_running_backup_while_a_backup_of_another_source_runs_beside_it() {
     let v = Vault::init();
-    let (fifo, go, writer) = held_fifo(v.dir.path(), big_rdb());
-    let small = v.dir.path().join("small.rdb");
-    std::fs::write(&small, Rdb::new("7.0.0").string(0, b"k", b"v", None).bytes()).expect("write");
-    let jobs = Jobs::new(history(&v));
-    let held = jobs.submit(backup(&v, "held", SourceTarget::Rdb(fifo))).expect("submit");
-    wait_until(Duration::from_secs(60), "the backup to start", || jobs.get(held).is_some_and(|s| s.state == JobState::Running));
+    let h = Held::start(&v);
+    let (held, jobs) = (h.id, h.jobs.clone());
     let prune = jobs.submit(job(&v, JobKind::Prune)).expect("submit");
-    let other = jobs.submit(backup(&v, "small", SourceTarget::Rdb(small))).expect("submit");
+    let other = jobs.submit(backup(&v, "small", SourceTarget::Rdb(h.small.clone()))).expect("submit");
     // The second backup was submitted after the prune, but only conflicts with it, not with
     // the running backup: it waits behind the prune (jobs start in submission order).
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(jobs.get(prune).map(|s| s.state), Some(JobState::Queued));
     assert_eq!(jobs.get(other).map(|s| s.state), Some(JobState::Queued));
-    go.send(()).expect("writer waits");
-    writer.join().expect("writer");
+    h.release();
     let b = jobs.wait(held).expect("status");
     assert_eq!(b.state, JobState::Succeeded, "{}", b.message);
     assert_eq!(b.bytes_done, big_rdb().len() as u64);
@@ -142,34 +165,26 @@ fn a_prune_waits_for_a_running_backup_while_a_backup_of_another_source_runs_besi
 #[test]
 fn backups_of_different_sources_run_together() {
     let v = Vault::init();
-    let (fifo, go, writer) = held_fifo(v.dir.path(), big_rdb());
-    let small = v.dir.path().join("small.rdb");
-    std::fs::write(&small, Rdb::new("7.0.0").string(0, b"k", b"v", None).bytes()).expect("write");
-    let jobs = Jobs::new(history(&v));
-    let held = jobs.submit(backup(&v, "held", SourceTarget::Rdb(fifo))).expect("submit");
-    wait_until(Duration::from_secs(60), "the backup to start", || jobs.get(held).is_some_and(|s| s.state == JobState::Running));
-    let other = jobs.submit(backup(&v, "small", SourceTarget::Rdb(small))).expect("submit");
+    let h = Held::start(&v);
+    let (held, jobs) = (h.id, h.jobs.clone());
+    let other = jobs.submit(backup(&v, "small", SourceTarget::Rdb(h.small.clone()))).expect("submit");
     let o = jobs.wait(other).expect("status");
     assert_eq!(o.state, JobState::Succeeded, "{}", o.message);
     assert_eq!(jobs.get(held).map(|s| s.state), Some(JobState::Running), "the held backup still runs");
-    go.send(()).expect("writer waits");
-    writer.join().expect("writer");
+    h.release();
     assert_eq!(jobs.wait(held).map(|s| s.state), Some(JobState::Succeeded));
 }
 
 #[test]
 fn a_queued_job_cancelled_never_runs_and_history_survives_a_new_runner() {
     let v = Vault::init();
-    let (fifo, go, writer) = held_fifo(v.dir.path(), big_rdb());
-    let jobs = Jobs::new(history(&v));
-    let held = jobs.submit(backup(&v, "held", SourceTarget::Rdb(fifo))).expect("submit");
-    wait_until(Duration::from_secs(60), "the backup to start", || jobs.get(held).is_some_and(|s| s.state == JobState::Running));
+    let h = Held::start(&v);
+    let (held, jobs) = (h.id, h.jobs.clone());
     let prune = jobs.submit(job(&v, JobKind::Prune)).expect("submit");
     assert!(jobs.cancel(prune));
     let p = jobs.wait(prune).expect("status");
     assert_eq!((p.state, p.started_ms, p.message.as_str()), (JobState::Cancelled, 0, "cancelled before it started"));
-    go.send(()).expect("writer waits");
-    writer.join().expect("writer");
+    h.release();
     jobs.wait(held).expect("status");
     let before = jobs.list();
     assert_eq!(before.iter().map(|s| s.id).collect::<Vec<_>>(), vec![prune, held], "newest first");
@@ -267,4 +282,39 @@ fn a_failed_job_is_posted_to_the_webhook() {
     assert_eq!(body["error"], "password of repository main: password_env RDBVAULT_OPS_TEST_UNSET is not set");
     assert_eq!(jobs.wait(id).map(|s| s.state), Some(JobState::Failed));
     assert_eq!(jobs.webhook_error(), None);
+}
+
+#[test]
+fn metrics_and_health_follow_the_jobs() {
+    let v = Vault::init();
+    let rdb = v.dir.path().join("dump.rdb");
+    std::fs::write(&rdb, Rdb::new("7.0.0").string(0, b"k", b"v", None).bytes()).expect("write");
+    let jobs = Jobs::new(history(&v));
+    let st = jobs.wait(jobs.submit(backup(&v, "file", SourceTarget::Rdb(rdb))).expect("submit")).expect("status");
+    assert_eq!(st.state, JobState::Succeeded, "{}", st.message);
+    let text = rdbvault::ops::metrics::render(&jobs);
+    let value = |line: &str| -> f64 {
+        let l = text.lines().find(|l| l.starts_with(line)).unwrap_or_else(|| panic!("no {line} in\n{text}"));
+        l.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("number")
+    };
+    let labels = "{repository=\"main\",job=\"backup\",profile=\"\"}";
+    assert_eq!(value(&format!("rdbvault_last_success_timestamp_seconds{labels}")), st.finished_ms as f64 / 1000.0);
+    assert_eq!(value(&format!("rdbvault_backup_bytes_added{labels}")), st.report["summary"]["bytes_added"].as_f64().expect("added"));
+    assert_eq!(value(&format!("rdbvault_job_errors_total{labels}")), 0.0);
+    // Measured at the end of the job, its lock file still there.
+    let size = value("rdbvault_repository_size_bytes{repository=\"main\"}");
+    let files = common::vault::dir_size(&v.repo) as f64;
+    assert!(size > files && size < files + 1024.0, "{size} vs {files}");
+    assert!(value("rdbvault_dedup_ratio{repository=\"main\"}") > 0.0);
+    assert!(text.contains("# TYPE rdbvault_job_errors_total counter\n"), "{text}");
+    assert_eq!(rdbvault::ops::metrics::health(&jobs)["status"], "ok");
+
+    let mut spec = job(&v, JobKind::Check { read_data_subset: None });
+    spec.repo.password = PasswordSource::Env("RDBVAULT_OPS_TEST_UNSET".into());
+    jobs.wait(jobs.submit(spec).expect("submit")).expect("status");
+    let health = rdbvault::ops::metrics::health(&jobs);
+    assert_eq!(health["status"], "failing");
+    assert_eq!(health["failing"][0]["job"], "check");
+    let text = rdbvault::ops::metrics::render(&jobs);
+    assert!(text.contains("rdbvault_job_errors_total{repository=\"main\",job=\"check\",profile=\"\"} 1\n"), "{text}");
 }
