@@ -9,6 +9,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args = cli::parse();
     let quiet = args.global.quiet;
+    let json_log = match args.global.log_format {
+        cli::LogFormat::Json => cli::log::json_stderr().ok(),
+        cli::LogFormat::Text => None,
+    };
     let default_hook = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         if !stdout_write_panic(info.payload()) {
@@ -17,6 +21,15 @@ fn main() -> ExitCode {
     }));
     let result = panic::catch_unwind(AssertUnwindSafe(|| cli::run(args)));
     cli::report_retries(quiet);
+    let code = exit(result);
+    if let Some(log) = json_log {
+        log.finish();
+    }
+    code
+}
+
+/// Prints the error, if any, and says how the process exits.
+fn exit(result: std::thread::Result<anyhow::Result<()>>) -> ExitCode {
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
         // Like `grep | head`: the reader has all it wanted, so this is a success.

@@ -3,6 +3,7 @@
 mod backup;
 mod cat;
 mod check;
+mod config;
 mod copy;
 mod diff;
 mod export;
@@ -14,9 +15,11 @@ mod init;
 mod inspect;
 mod key;
 mod keys;
+pub mod log;
 mod merge;
 mod output;
 mod password;
+mod profile;
 mod prune;
 mod redis_args;
 mod repair;
@@ -81,6 +84,23 @@ pub struct Global {
     /// files ($XDG_CACHE_HOME/rdbvault, default ~/.cache/rdbvault).
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// The config file (default: $XDG_CONFIG_HOME/rdbvault/config.toml).
+    #[arg(long, env = "RDBVAULT_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Take the repository, password source, source and flags from this profile of the
+    /// config file (flags and environment variables given win).
+    #[arg(long, env = "RDBVAULT_PROFILE", global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// How to write messages on standard error: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,6 +148,9 @@ pub enum Command {
     /// Rebuild damaged repository metadata.
     #[command(subcommand)]
     Repair(repair::RepairCommand),
+    /// Check or show the config file; hash a password for its [serve] section.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// What every command's `--help` ends with: the environment it reads and how it exits.
@@ -137,6 +160,8 @@ Environment:
   RDBVAULT_PASSWORD_FILE     file holding the repository password (--password-file)
   RDBVAULT_PASSWORD_COMMAND  command printing the repository password (--password-command)
   RDBVAULT_PASSWORD          the repository password itself (visible to the same user's processes)
+  RDBVAULT_CONFIG            the config file (--config)
+  RDBVAULT_PROFILE           the profile of the config file to use (--profile)
   REDISCLI_AUTH              the Redis password, as redis-cli takes it
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, AWS_REGION
                              credentials for s3: repositories (also ~/.aws/credentials)
@@ -154,7 +179,8 @@ pub fn parse() -> Cli {
 }
 
 /// Runs one command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(mut cli: Cli) -> anyhow::Result<()> {
+    profile::apply(&mut cli)?;
     let mut g = cli.global;
     // Repairs read the repository itself, never a copy of it.
     g.no_cache |= matches!(cli.command, Command::Repair(_));
@@ -181,6 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(c) => key::run(&g, c),
         Command::Unlock(a) => unlock::run(&g, a),
         Command::Repair(c) => repair::run(&g, c),
+        Command::Config(c) => config::run(&g, c),
     };
     if warn_skipped {
         for w in rdbvault::store::local::take_skipped() {

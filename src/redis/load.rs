@@ -142,6 +142,8 @@ pub struct LoadOptions {
     pub sample: usize,
     /// Advanced by keys written.
     pub progress: Option<ProgressBar>,
+    /// Set from another thread to stop between batches (keys already sent stay on the target).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for LoadOptions {
@@ -157,6 +159,7 @@ impl Default for LoadOptions {
             batch_bytes: 16 << 20,
             sample: 10,
             progress: None,
+            cancel: None,
         }
     }
 }
@@ -611,6 +614,9 @@ impl<R: Read> Loader<'_, R> {
         let mut seq = 1;
         let unsent = |fill: &[Filling], seq: u64| fill.iter().filter_map(|f| f.batch.first_seq()).min().unwrap_or(seq);
         while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = Error::check_cancel(self.opts.cancel.as_deref()) {
+                return Err((e.into(), unsent(fill, seq)));
+            }
             let rec = match self.next(libs) {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
