@@ -147,3 +147,35 @@ fn second_and_first(first: &serde_json::Value, second: &serde_json::Value) -> se
     all.extend(first["snapshots"].as_array().unwrap().iter().cloned());
     serde_json::json!({ "snapshots": all })
 }
+
+#[test]
+fn copy_takes_the_snapshot_filters() {
+    let src = Vault::init();
+    let input = src.dir.path().join("a.bin");
+    let mut ids = Vec::new();
+    for (seed, tag) in [(1, "daily"), (2, "weekly"), (3, "daily")] {
+        std::fs::write(&input, common::vault::random_data(seed, 20_000)).unwrap();
+        ids.push(src.backup(&input, &["--raw", "--tag", tag]).0);
+    }
+    let sources = |v: &serde_json::Value| -> Vec<String> {
+        v["snapshots"].as_array().unwrap().iter().map(|c| c["source"].as_str().unwrap().to_string()).collect()
+    };
+    let dest = Vault::init();
+    let weekly = copy(&src, &dest, &["--tag", "weekly"]);
+    assert_eq!(sources(&weekly), [ids[1].clone()], "{weekly:#}");
+    let newest_daily = copy(&src, &dest, &["--tag", "daily", "--latest", "1"]);
+    assert_eq!(sources(&newest_daily), [ids[2].clone()], "{newest_daily:#}");
+    assert_eq!(dest.snapshots().len(), 2);
+    let run = |args: &[&str]| {
+        let mut all = vec!["copy", "--to-repo", dest.repo.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = src.cmd(&all).env("RDBVAULT_TO_PASSWORD", &dest.password).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--host", "elsewhere"]);
+    assert!(err.contains("no snapshot") && err.contains("--host elsewhere"), "{err}");
+    let err = run(&[&ids[0], "--tag", "weekly"]);
+    assert!(err.contains("does not match --tag weekly"), "a snapshot named by id must match the filters too: {err}");
+    assert_eq!(dest.snapshots().len(), 2, "nothing was copied by the failed runs");
+}

@@ -4,16 +4,22 @@ use std::path::PathBuf;
 
 use rdbvault::engine::backup::BackupOptions;
 use rdbvault::engine::restore::{Blobs, RestoreOptions};
-use rdbvault::format::snapshot::Listing;
+use rdbvault::format::select;
 use rdbvault::maintain::copy::{self, Copied};
 use rdbvault::store::{FileKind, Location, Repository};
 
-use super::{find_snapshot, load_index, lock, open_repo_for_index, output, password, read_lock, warn_skipped, with_cache, Global};
+use super::{load_index, lock, open_repo_for_index, output, password, read_lock, warn_skipped, with_cache, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct CopyArgs {
-    /// Snapshots to copy (`latest`, ids or unique prefixes); every snapshot when none is given.
+    /// Snapshots to copy (`latest`, ids or unique prefixes); every snapshot the filters
+    /// match when none is given.
     pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
+    /// Only the newest N snapshots of each host and source.
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
     /// The repository to copy to: a directory, s3:... or sftp:... (the source is -r).
     #[arg(long, env = "RDBVAULT_TO_REPOSITORY", value_name = "REPO")]
     pub to_repo: String,
@@ -31,13 +37,14 @@ pub struct CopyArgs {
 pub fn run(g: &Global, a: CopyArgs) -> anyhow::Result<()> {
     let src = open_repo_for_index(g)?;
     let _src_lock = read_lock(g, &src)?;
-    let snaps = if a.snapshots.is_empty() {
-        let listing = Listing::load(&src)?;
-        warn_skipped(&listing.unreadable);
-        listing.snapshots
-    } else {
-        a.snapshots.iter().map(|s| find_snapshot(&src, s)).collect::<anyhow::Result<Vec<_>>>()?
-    };
+    let (mut snaps, unreadable) = select::select(&src, &a.snapshots, &a.filter.filter())?;
+    warn_skipped(&unreadable);
+    if let Some(n) = a.latest {
+        snaps = select::latest_per_group(snaps, n);
+    }
+    if snaps.is_empty() && !a.filter.is_empty() {
+        anyhow::bail!("no snapshot in {} matches {}: nothing to copy", src.backend().location(), a.filter.filter().describe());
+    }
     let dest = open_destination(g, &a)?;
     if dest.config().repo_id == src.config().repo_id && dest.backend().location() == src.backend().location() {
         anyhow::bail!("{} is the source repository itself: give another one to --to-repo", dest.backend().location());

@@ -27,8 +27,13 @@ pub struct InitArgs {
 }
 
 pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
-    let backend = repo_location(g)?.open()?;
+    let location = repo_location(g)?;
+    let backend = location.open()?;
     let path = backend.location();
+    let bucket_created = location.create_bucket()?;
+    if bucket_created && !g.quiet && !g.json {
+        println!("created the bucket of {path}");
+    }
     if backend.exists(FileKind::Config, "config")? {
         anyhow::bail!("{path} already holds a repository");
     }
@@ -44,6 +49,7 @@ pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
             "id": repo.config().repo_id,
             "chunker": repo.config().chunker,
             "record_chunks": repo.config().records,
+            "bucket_created": bucket_created,
         }))?;
     } else if !g.quiet {
         println!("created repository {} at {path}", &repo.config().repo_id[..8]);

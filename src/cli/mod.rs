@@ -366,12 +366,8 @@ pub fn report_retries(quiet: bool) {
     }
 }
 
-/// Finds a snapshot (`latest`, an id or a prefix), warning about the unreadable ones `latest` skipped.
-fn find_snapshot(repo: &Repository, spec: &str) -> anyhow::Result<(Id, Snapshot)> {
-    find_snapshot_matching(repo, spec, &filter::FilterArgs::default())
-}
-
-/// [`find_snapshot`] among the snapshots the filters match.
+/// Finds a snapshot (`latest`, an id or a prefix) among those the filters match, warning
+/// about the unreadable ones `latest` skipped.
 fn find_snapshot_matching(repo: &Repository, spec: &str, filter: &filter::FilterArgs) -> anyhow::Result<(Id, Snapshot)> {
     let (found, skipped) = rdbvault::format::select::find(repo, spec, &filter.filter())?;
     warn_skipped(&skipped);

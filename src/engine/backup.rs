@@ -481,14 +481,20 @@ fn close_frame(repo: &Repository, frame: &mut Vec<u8>, members: &mut Vec<(Id, u3
     Sealed { kind: BlobType::Data, flags, data, blobs: std::mem::take(members) }
 }
 
+/// Chunk lists go to packs of their own, so a restore reads a file's lists in a
+/// few range reads instead of one per list (and data frames lie side by side);
+/// dictionaries stay with the data, stored before the frames that need them.
 fn run_packer<'a>(repo: &'a Repository, sealed: Receiver<Vec<Sealed>>, packs: Sender<FinishedPack<'a>>) -> Result<()> {
-    let mut packer = Packer::new(repo, packs);
+    let mut data = Packer::new(repo, packs.clone());
+    let mut lists = Packer::new(repo, packs);
     for batch in sealed {
         for s in batch {
+            let packer = if s.kind == BlobType::ChunkList { &mut lists } else { &mut data };
             packer.add_frame(s.kind, s.flags, &s.data, &s.blobs)?;
         }
     }
-    packer.finish()
+    data.finish()?;
+    lists.finish()
 }
 
 #[derive(Default)]

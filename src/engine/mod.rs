@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod chunker;
 pub mod facts;
+pub mod lists;
 pub mod packer;
 pub mod restore;
 pub mod session;

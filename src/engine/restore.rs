@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::format::chunklist::parse_list;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::format::index::{load_readable, read_pack_headers, Index};
@@ -107,22 +106,9 @@ impl<'a> Blobs<'a> {
         open_blob(&self.keys(), &mut self.dicts.decoder(), &entry, &sealed, &blob_name(&name, &entry))
     }
 
-    /// The ordered chunk ids of a file, read one list blob at a time.
+    /// The ordered chunk ids of a file (its lists fetched a window at a time).
     pub fn chunk_ids(&'a self, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
-        file.lists.iter().flat_map(move |hex| {
-            let ids = Id::from_hex(hex)
-                .ok_or_else(|| Error::corrupt(format!("snapshot file {}", file.name), format!("bad list id {hex}")))
-                .and_then(|id| {
-                    let plain = self.load(&id)?;
-                    parse_list(&plain)
-                        .ok_or_else(|| Error::corrupt(format!("chunk list {hex}"), "length is not a multiple of 32"))
-                });
-            let v: Vec<Result<Id>> = match ids {
-                Ok(ids) => ids.into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(e)],
-            };
-            v
-        })
+        super::lists::chunk_ids(self, file)
     }
 }
 

@@ -65,8 +65,10 @@ pub struct ReadPlan {
 impl ReadPlan {
     /// A local disk: small reads, as many as the restore has threads.
     pub const LOCAL: ReadPlan = ReadPlan { stretch: 1 << 20, span: 2 << 20, gap: 32 << 10, in_flight: 1 };
-    /// A network store: a whole pack (16 MiB) per request when the frames allow it.
-    pub const NETWORK: ReadPlan = ReadPlan { stretch: 8 << 20, span: 16 << 20, gap: 4 << 20, in_flight: 4 };
+    /// A network store: a whole pack (16 MiB) per request when the frames allow it, and
+    /// stretches that long, so a small pack whose frames are spread over the output (an
+    /// incremental backup's) is read by few stretches; two reads in flight bound memory.
+    pub const NETWORK: ReadPlan = ReadPlan { stretch: 16 << 20, span: 16 << 20, gap: 4 << 20, in_flight: 2 };
 }
 
 /// A staged file: the temporary a writer fills before renaming it into place.

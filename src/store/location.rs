@@ -103,6 +103,20 @@ impl Location {
     }
 }
 
+impl Location {
+    /// Creates a missing S3 bucket (for `init`); true when it was created. Other
+    /// locations have nothing to create before the repository itself.
+    pub fn create_bucket(&self) -> Result<bool> {
+        match self {
+            #[cfg(feature = "s3")]
+            Location::S3 { endpoint, bucket, .. } => {
+                Ok(super::s3::create_bucket(endpoint, bucket, &self.display())? == super::s3::Bucket::Created)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
 fn bad(s: &str, why: &str) -> Error {
     Error::Invalid(format!("repository {}: {why}", redact(s)))
 }

@@ -53,6 +53,9 @@ pub struct ObjectBackend {
     /// What to check when access is refused.
     auth_hint: &'static str,
     atomicity: Atomicity,
+    /// Set once the config is seen: a repository's config is never removed, and every
+    /// command asks twice (before the password prompt and when opening).
+    has_config: std::sync::atomic::AtomicBool,
     /// Kept alive for the operator; dropped last.
     _runtime: tokio::runtime::Runtime,
 }
@@ -92,7 +95,7 @@ impl ObjectBackend {
             Operator::new(op).map_err(invalid)
         });
         let op = std::sync::RwLock::new(make()?);
-        Ok(ObjectBackend { op, make, url, auth_hint, atomicity, _runtime: runtime })
+        Ok(ObjectBackend { op, make, url, auth_hint, atomicity, has_config: false.into(), _runtime: runtime })
     }
 
     /// Runs one request; on SFTP, a lost connection gets one more try on new connections
@@ -119,6 +122,12 @@ impl ObjectBackend {
     /// One clear line for a failed request: what, where, and what to check.
     fn err(&self, verb: &str, kind: FileKind, name: &str, e: opendal::Error) -> Error {
         let what = format!("{verb} {} in {}", display_name(kind, name), self.url);
+        let raw = format!("{e:?}");
+        // An SFTP server reports ENOSPC and EDQUOT only as a bare "failure".
+        if verb == "write" && self.atomicity == Atomicity::TempRename && raw.contains("Failure") && !is_connection(&raw) {
+            let why = "the server refused the write without a reason (SFTP says only \"failure\"); the usual cause is a full disk or a quota: free space on the server, then run the command again";
+            return Error::io(what, std::io::Error::new(std::io::ErrorKind::StorageFull, why));
+        }
         self.classify(what, e)
     }
 
@@ -126,7 +135,9 @@ impl ObjectBackend {
         use opendal::ErrorKind as K;
         use std::io::ErrorKind as Io;
         let raw = format!("{e:?}");
-        let (io, msg) = if raw.contains("NoSuchBucket") {
+        let (io, msg) = if raw.contains("No space left") || raw.contains("QuotaExceeded") {
+            (Io::StorageFull, "the server's disk is full (or a quota is reached): free space there, then run the command again".to_string())
+        } else if raw.contains("NoSuchBucket") {
             (Io::NotFound, "the bucket does not exist: create it (or check the bucket name and endpoint)".to_string())
         } else if raw.contains("InvalidAccessKeyId") || raw.contains("SignatureDoesNotMatch") {
             (Io::PermissionDenied, format!("authentication failed: {}", self.auth_hint))
@@ -164,8 +175,25 @@ impl ObjectBackend {
             Atomicity::Put => self.with(|op| op.write(&path, data.clone())).map(|_| ()).map_err(|e| self.err("write", kind, name, e)),
             Atomicity::TempRename => {
                 let dir = path.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
-                let tmp = format!("{dir}.staged.tmp-{}", hex::encode(crate::crypto::random_bytes::<6>()));
-                self.with(|op| op.write(&tmp, data.clone())).map_err(|e| self.err("write", kind, name, e))?;
+                // Named for its writer, so `check` and `prune` can tell when it is stale.
+                let tmp = format!("{dir}{}", super::staged::new_name());
+                if let Err(e) = self.with(|op| op.write(&tmp, data.clone())) {
+                    // A part written before a full disk or a lost connection.
+                    let _ = self.with(|op| op.delete(&tmp));
+                    return Err(self.err("write", kind, name, e));
+                }
+                // SFTP writes are pipelined and a refused one can go unreported: the
+                // file is renamed into place only at its full size.
+                let kept = self.with(|op| op.stat(&tmp)).map(|m| m.content_length()).map_err(|e| self.err("write", kind, name, e))?;
+                if kept != data.len() as u64 {
+                    let _ = self.with(|op| op.delete(&tmp));
+                    let why = format!(
+                        "the server kept {kept} of {} bytes; the usual cause is a full disk or a quota: free space on the server, then run the command again",
+                        data.len()
+                    );
+                    let what = format!("write {} in {}", display_name(kind, name), self.url);
+                    return Err(Error::io(what, std::io::Error::new(std::io::ErrorKind::StorageFull, why)));
+                }
                 if let Err(e) = self.with(|op| op.rename(&tmp, &path)) {
                     // SFTP's rename does not replace: an existing file of this name
                     // has the same content (names are content hashes, or a config
@@ -285,7 +313,13 @@ impl Backend for ObjectBackend {
     }
 
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
+        if kind == FileKind::Config && self.has_config.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
         let found = self.with(|op| op.exists(&Self::path(kind, name))).map_err(|e| self.err("stat", kind, name, e))?;
+        if found && kind == FileKind::Config {
+            self.has_config.store(true, Ordering::Relaxed);
+        }
         if !found && kind == FileKind::Config && self.atomicity == Atomicity::Put {
             // A HEAD on a missing bucket is a bare 404: a listing names the real cause.
             self.with(|op| op.list("keys/")).map_err(|e| self.classify(format!("list keys/ in {}", self.url), e))?;

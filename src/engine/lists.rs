@@ -1,0 +1,143 @@
+//! Reads a file's chunk-list blobs a window at a time in planned range reads.
+//!
+//! A restore needs every chunk list before the chunks they name; fetched one
+//! blob per request they cost a round trip each, and on a network store those
+//! round trips, not the bytes, set the pace. Backups keep a run's lists together
+//! in their own packs, so the lists of a window usually lie side by side: they
+//! are read in one range read per stretch of a pack, several reads in flight.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::restore::{blob_name, Blobs};
+use crate::crypto::Id;
+use crate::error::{Error, Result};
+use crate::format::chunklist::parse_list;
+use crate::format::pack::{open_blob, BlobEntry, BlobKeys};
+use crate::format::snapshot::SnapshotFile;
+use crate::store::{FileKind, ReadPlan};
+
+/// Lists in the first window: small, so the first chunks are fetched soon.
+const FIRST_WINDOW: usize = 16;
+/// Lists per later window (about 4 MiB of ids, 128 MiB of output, on average).
+const WINDOW: usize = 128;
+/// Unneeded bytes one read may span between two lists (lists of older
+/// backups lie between data frames: never read whole packs for them).
+const LIST_GAP: u64 = 256 << 10;
+
+/// The ordered chunk ids of a file, its lists fetched a window at a time.
+pub fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
+    let plan = blobs.repo.backend().read_plan();
+    let first = file.lists.len().min(FIRST_WINDOW);
+    let windows = std::iter::once(&file.lists[..first]).chain(file.lists[first..].chunks(WINDOW));
+    windows.filter(|w| !w.is_empty()).flat_map(move |window| {
+        let ids: Vec<Result<Id>> = match load_window(blobs, file, window, &plan) {
+            Ok(lists) => lists.into_iter().flatten().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        ids
+    })
+}
+
+/// The ids of each list in `window`, in order.
+fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: &ReadPlan) -> Result<Vec<Vec<Id>>> {
+    let mut wanted = Vec::with_capacity(window.len());
+    for hex in window {
+        let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(format!("snapshot file {}", file.name), format!("bad list id {hex}")))?;
+        let (pack, entry) = blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
+        wanted.push((pack, entry));
+    }
+    let plain = load_blobs(blobs, &wanted, plan)?;
+    plain
+        .iter()
+        .zip(window)
+        .map(|(p, hex)| parse_list(p).ok_or_else(|| Error::corrupt(format!("chunk list {hex}"), "length is not a multiple of 32")))
+        .collect()
+}
+
+/// One range read: a stretch of a pack and the wanted blobs (by position) in it.
+struct Read {
+    pack: Id,
+    start: u64,
+    end: u64,
+    members: Vec<usize>,
+}
+
+/// Groups the wanted blobs into range reads: same pack, close together, bounded.
+fn plan_reads(wanted: &[(Id, BlobEntry)], plan: &ReadPlan) -> Vec<Read> {
+    let mut order: Vec<usize> = (0..wanted.len()).collect();
+    order.sort_by_key(|&i| (wanted[i].0, wanted[i].1.offset));
+    let gap = plan.gap.min(LIST_GAP);
+    let mut reads: Vec<Read> = Vec::new();
+    for i in order {
+        let (pack, e) = &wanted[i];
+        let (start, end) = (e.offset as u64, e.offset as u64 + e.length as u64);
+        if let Some(r) = reads.last_mut() {
+            // A list named twice (the same ids twice in a file) shares its frame.
+            let near = start >= r.start && start <= r.end + gap;
+            if r.pack == *pack && near && end.max(r.end) - r.start <= plan.span.max(end - start) {
+                r.end = r.end.max(end);
+                r.members.push(i);
+                continue;
+            }
+        }
+        reads.push(Read { pack: *pack, start, end, members: vec![i] });
+    }
+    reads
+}
+
+/// Reads and opens the wanted blobs, `plan.in_flight` reads at a time; their plaintexts in order.
+fn load_blobs(blobs: &Blobs<'_>, wanted: &[(Id, BlobEntry)], plan: &ReadPlan) -> Result<Vec<Vec<u8>>> {
+    let reads = plan_reads(wanted, plan);
+    let next = AtomicUsize::new(0);
+    let work = || -> Result<Vec<(usize, Vec<u8>)>> {
+        let (keys, mut zstd) = (BlobKeys::of(blobs.repo), blobs.decoder());
+        let mut done = Vec::new();
+        while let Some(r) = reads.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let name = r.pack.to_hex();
+            let bytes = blobs.repo.backend().read_range(FileKind::Pack, &name, r.start, (r.end - r.start) as usize)?;
+            for &i in &r.members {
+                let e = &wanted[i].1;
+                let what = blob_name(&name, e);
+                let off = (e.offset as u64 - r.start) as usize;
+                let sealed = bytes.get(off..off + e.length as usize).ok_or_else(|| Error::corrupt(&what, "lies beyond the end of its pack"))?;
+                done.push((i, open_blob(&keys, &mut zstd, e, sealed, &what)?));
+            }
+        }
+        Ok(done)
+    };
+    let threads = plan.in_flight.clamp(1, reads.len().max(1));
+    let results: Vec<Result<Vec<(usize, Vec<u8>)>>> = if threads == 1 {
+        vec![work()]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|_| s.spawn(&work)).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Invalid("chunk list reader panicked".into())))).collect()
+        })
+    };
+    let mut plain = vec![Vec::new(); wanted.len()];
+    for result in results {
+        for (i, p) in result? {
+            plain[i] = p;
+        }
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::BlobType;
+
+    fn entry(offset: u32, length: u32) -> BlobEntry {
+        BlobEntry { id: Id([0; 32]), kind: BlobType::ChunkList, flags: 0, offset, length, frame_len: length, inner: 0, raw_len: length }
+    }
+
+    #[test]
+    fn neighbours_share_a_read_and_far_ones_do_not() {
+        let (a, b) = (Id([1; 32]), Id([2; 32]));
+        let wanted = [(a, entry(1000, 100)), (a, entry(0, 1000)), (b, entry(0, 10)), (a, entry(5_000_000, 10)), (a, entry(0, 1000))];
+        let reads = plan_reads(&wanted, &ReadPlan::NETWORK);
+        let got: Vec<(Id, u64, u64, Vec<usize>)> = reads.into_iter().map(|r| (r.pack, r.start, r.end, r.members)).collect();
+        assert_eq!(got, vec![(a, 0, 1100, vec![1, 4, 0]), (a, 5_000_000, 5_000_010, vec![3]), (b, 0, 10, vec![2])]);
+    }
+}
