@@ -8,5 +8,6 @@ pub mod backup;
 pub mod chunker;
 pub mod facts;
 pub mod packer;
+pub mod range;
 pub mod restore;
 pub mod target;

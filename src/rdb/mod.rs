@@ -37,7 +37,7 @@ pub use escape::{escape, quoted, unescape};
 pub use json::{bytes_to_json, record_to_json, value_to_json};
 pub use memory::approx_memory;
 pub use object::{encoding_of, kind_of, module_type_name};
-pub use summary::{summarize, DbSummary, Summary};
+pub use summary::{summarize, summarize_each, DbSummary, Summary};
 pub use value::{
     Consumer, ConsumerGroup, HashField, ModuleValue, PendingEntry, Stream, StreamEntry, StreamId,
     Value, ValueKind,

@@ -10,6 +10,7 @@ pub mod export;
 pub mod follow;
 pub mod glob;
 pub mod inspect;
+pub mod keyindex;
 pub mod keyscan;
 pub mod live;
 pub mod load;
