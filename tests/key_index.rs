@@ -197,3 +197,60 @@ fn a_copy_has_its_own_index() {
     let q = ["--json", "inspect", "latest", "--keys", "order:4", "--db", "5"];
     assert_eq!(key_lines(&dest.ok(&q)), key_lines(&b.vault.ok(&["--json", "inspect", &b.indexed, "--keys", "order:4", "--db", "5"])));
 }
+
+/// The key browser's library calls: pages of keys by cursor, and one key's value, the same
+/// with the index (in key order) as by streaming (in file order).
+#[test]
+fn pages_and_values_for_the_key_browser() {
+    use rdbvault::engine::restore::{load_index, Blobs};
+    use rdbvault::format::snapshot::Snapshot;
+    use rdbvault::redis::glob::Glob;
+    use rdbvault::redis::keyindex::{page, value, Query};
+    use rdbvault::store::{LocalBackend, Repository};
+
+    let b = backed();
+    let repo = Repository::open(std::sync::Arc::new(LocalBackend::new(&b.vault.repo)), common::vault::PASSWORD.as_bytes()).expect("open");
+    let (index, _) = load_index(&repo).expect("index");
+    let blobs = Blobs::new(&repo, &index).expect("blobs");
+    let snap = |id: &str| Snapshot::find(&repo, id).expect("snapshot").0 .1;
+    let (indexed, plain) = (snap(&b.indexed), snap(&b.plain));
+
+    let all = |s: &Snapshot, q: Query| {
+        let (mut keys, mut q, mut pages) = (Vec::new(), q, 0);
+        loop {
+            let p = page(&blobs, s, &q).expect("page");
+            assert!(p.entries.len() <= q.limit);
+            assert_eq!(p.indexed, s.key_index.is_some());
+            pages += 1;
+            keys.extend(p.entries.into_iter().map(|k| (k.db, k.key, k.kind.as_str(), k.expire_ms, k.record_bytes)));
+            match p.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => return (keys, pages),
+            }
+        }
+    };
+    for q in [
+        Query { pattern: Some(Glob::new(b"user:1*")), db: Some(2), limit: 50, ..Query::default() },
+        Query { pattern: Some(Glob::new(b"*:99*")), limit: 100, ..Query::default() },
+        Query { db: Some(0), limit: 5_000, ..Query::default() },
+        Query { kind: rdbvault::redis::keyscan::parse_kind("hash"), db: Some(5), limit: 999, ..Query::default() },
+    ] {
+        let (from_index, pages) = all(&indexed, q.clone());
+        let (streamed, _) = all(&plain, q.clone());
+        assert!(from_index.windows(2).all(|w| (w[0].0, &w[0].1) < (w[1].0, &w[1].1)), "key order, no repeats: {q:?}");
+        assert!(!from_index.is_empty() && pages > 1, "{q:?}: {} keys in {pages} pages", from_index.len());
+        let mut sorted = streamed.clone();
+        sorted.sort();
+        assert_eq!(from_index, sorted, "{q:?}");
+    }
+    let whole_db = all(&indexed, Query { db: Some(0), limit: 5_000, ..Query::default() }).0;
+    assert_eq!(whole_db.len(), 12_000);
+
+    let v = value(&blobs, &indexed, 2, b"order:7").expect("value").expect("present");
+    assert_eq!(Some(v.clone()), value(&blobs, &plain, 2, b"order:7").expect("value"));
+    assert_eq!((v.db, v.key.as_slice(), v.kind.as_str()), (2, &b"order:7"[..], "hash"));
+    assert_eq!(value(&blobs, &indexed, 1, b"order:7").expect("value"), None);
+    assert_eq!(value(&blobs, &indexed, 2, b"order:7x").expect("value"), None);
+    let bad = Query { cursor: Some("n12".into()), limit: 10, ..Query::default() };
+    assert!(page(&blobs, &indexed, &bad).expect_err("a cursor of another listing").to_string().contains("cursor"));
+}

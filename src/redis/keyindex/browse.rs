@@ -144,8 +144,7 @@ pub fn value(blobs: &Blobs<'_>, snap: &Snapshot, db: u64, key: &[u8]) -> Result<
         None => {
             // Stops at the key: the rest of the file is not read.
             let found = with_reader(blobs, file, &RestoreOptions::default(), |r| {
-                let mut rdb = RdbReader::with_options(r, ReadOptions { decode_values: true, capture_raw: false, verify_checksum: true })
-                    .map_err(|e| Error::rdb(&file.name, e))?;
+                let mut rdb = RdbReader::with_options(r, ReadOptions::default()).map_err(|e| Error::rdb(&file.name, e))?;
                 while let Some(item) = rdb.next_item().map_err(|e| Error::rdb(&file.name, e))? {
                     if let Item::Record(rec) = item {
                         if rec.db == db && rec.key == key {
