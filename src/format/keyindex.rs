@@ -23,7 +23,7 @@ const PAGE_MAX: usize = 128 * 1024;
 const PAGE_MASK: u64 = 0x1FF;
 
 /// Entries held in memory before a sorted run is spilled to a temporary file.
-const RUN_BYTES: usize = 32 << 20;
+const RUN_BYTES: usize = 16 << 20;
 
 /// One key of the RDB: where its record (expiry and LRU/LFU opcodes included) lies.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 //! - Written at backup time in the same pass as the facts: the parser thread that already
 //!   walks every record (`engine::facts`) hands each one's (db, key, type byte, expiry,
 //!   file offset, length) to a builder. Redis writes keys unsorted, so the builder sorts in
-//!   bounded memory: every 32 MiB of entries are sorted and spilled to an unlinked temporary
-//!   file, and the runs are merged at the end (memory stays ~32 MiB whatever the key count).
+//!   bounded memory: every 16 MiB of entries are sorted and spilled to an unlinked temporary
+//!   file, and the runs are merged at the end (memory stays ~16-32 MiB whatever the key count).
 //!   Off with `backup --no-key-index`; not written for input that is not a complete RDB.
 //! - Entries are sorted by (db, key bytes) and cut into pages of 16-128 KiB (~32 KiB on
 //!   average) after a key whose FNV hash has its low 9 bits zero, so the cut points depend on
