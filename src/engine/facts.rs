@@ -64,25 +64,55 @@ pub fn spawn<'scope>(
     (FactsFeed { tx: Some(tx) }, handle)
 }
 
-fn parse(mut reader: ChunkReader, strict: bool, store: Option<StoreBlob<'_>>) -> Outcome {
-    let mut builder = store.as_ref().map(|_| Builder::new());
-    let mut failed = None;
-    let result = rdb::summarize_each(&mut reader, |rec, end| {
-        let Some(b) = builder.as_mut() else { return };
+/// Key index entries of the records the parser walks; the first error stops it.
+pub struct IndexFeed {
+    builder: Option<Builder>,
+    failed: Option<crate::error::Error>,
+}
+
+impl IndexFeed {
+    pub fn new() -> IndexFeed {
+        IndexFeed { builder: Some(Builder::new()), failed: None }
+    }
+
+    /// Adds the record `rec`, which ends at file offset `end`.
+    pub fn push(&mut self, rec: &rdb::Record, end: u64) {
+        let Some(b) = self.builder.as_mut() else { return };
         let entry = Entry { db: rec.db, key: rec.key.clone(), rdb_type: rec.rdb_type, expire_ms: rec.expire_ms, offset: rec.offset, len: end - rec.offset };
         if let Err(e) = b.push(entry) {
-            failed = Some(e);
-            builder = None;
+            self.failed = Some(e);
+            self.builder = None;
+        }
+    }
+
+    /// The builder holding every entry, or the error that stopped it.
+    pub fn finish(self) -> crate::error::Result<Builder> {
+        match (self.failed, self.builder) {
+            (Some(e), _) => Err(e),
+            (None, b) => Ok(b.unwrap_or_default()),
+        }
+    }
+}
+
+impl Default for IndexFeed {
+    fn default() -> Self {
+        IndexFeed::new()
+    }
+}
+
+fn parse(mut reader: ChunkReader, strict: bool, store: Option<StoreBlob<'_>>) -> Outcome {
+    let mut feed = store.as_ref().map(|_| IndexFeed::new());
+    let result = rdb::summarize_each(&mut reader, |rec, end| {
+        if let Some(f) = feed.as_mut() {
+            f.push(rec, end);
         }
     });
     if result.is_ok() || !strict {
         // Drain (bytes after the RDB, or the rest of a damaged one kept with --raw).
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
     }
-    let index = match (&result, failed, builder, store) {
-        (Err(_), _, _, _) => None,
-        (Ok(_), Some(e), _, _) => Some(Err(e)),
-        (Ok(s), None, Some(b), Some(store)) => Some(b.finish(store).map(|mut top| {
+    let index = match (&result, feed, store) {
+        (Ok(s), Some(feed), Some(store)) => Some(feed.finish().and_then(|b| b.finish(store)).map(|mut top| {
             top.header = header(s.rdb_version);
             top
         })),

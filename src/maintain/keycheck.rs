@@ -6,7 +6,8 @@ use crate::crypto::Id;
 use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
 use crate::error::{Error, Result};
 use crate::format::chunklist::parse_list;
-use crate::format::keyindex::{decode_page, Builder, Entry, TopTable};
+use crate::engine::facts::IndexFeed;
+use crate::format::keyindex::{decode_page, Entry, TopTable};
 use crate::format::snapshot::{KeyIndexRef, Snapshot};
 use crate::rdb;
 
@@ -54,38 +55,22 @@ pub fn check_key_index(blobs: &Blobs<'_>, snap: &Snapshot, r: &KeyIndexRef, read
         }
     }
     // The index the RDB gives, compared page by page as it is built.
-    let mut builder = Some(Builder::new());
-    let mut failed = None;
+    let mut feed = IndexFeed::new();
     with_reader(blobs, file, &RestoreOptions::default(), |reader| {
-        rdb::summarize_each(reader, |rec, end| {
-            let Some(b) = builder.as_mut() else { return };
-            let entry = Entry { db: rec.db, key: rec.key.clone(), rdb_type: rec.rdb_type, expire_ms: rec.expire_ms, offset: rec.offset, len: end - rec.offset };
-            if let Err(e) = b.push(entry) {
-                failed = Some(e);
-                builder = None;
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| Error::rdb(&file.name, e))
+        rdb::summarize_each(reader, |rec, end| feed.push(rec, end)).map(|_| ()).map_err(|e| Error::rdb(&file.name, e))
     })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
     let mut n = 0;
-    let rebuilt = builder.map(|b| {
-        b.finish(|page| {
-            let id = blobs.repo.hasher().id(page);
-            let stored = top.pages.get(n).map(|p| p.id);
-            n += 1;
-            match stored {
-                Some(s) if s == id => Ok(id),
-                _ => Err(bad(format!("page {n} differs from the index the RDB gives; the index points at wrong records (rebuild it with a new backup)"))),
-            }
-        })
-    });
-    match rebuilt {
-        Some(Ok(t)) if t.pages.len() == top.pages.len() => Ok(()),
-        Some(Err(e)) => Err(e),
-        _ => Err(bad(format!("it has {} pages, the RDB gives another number", top.pages.len()))),
+    let rebuilt = feed.finish()?.finish(|page| {
+        let id = blobs.repo.hasher().id(page);
+        let stored = top.pages.get(n).map(|p| p.id);
+        n += 1;
+        match stored {
+            Some(s) if s == id => Ok(id),
+            _ => Err(bad(format!("page {n} differs from the index the RDB gives; the index points at wrong records (rebuild it with a new backup)"))),
+        }
+    })?;
+    if rebuilt.pages.len() != top.pages.len() {
+        return Err(bad(format!("it has {} pages, the RDB gives {}", top.pages.len(), rebuilt.pages.len())));
     }
+    Ok(())
 }

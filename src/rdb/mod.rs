@@ -30,6 +30,8 @@ mod zipmap;
 use std::io::Read;
 
 pub use crc64::crc64;
+/// Appends an RDB length field (SELECTDB's database number, string lengths).
+pub(crate) use encode::len as put_len;
 pub use encode_value::VALKEY_MIN_VERSION;
 pub use writer::{library_name, printable, RdbWriter, WriteError, MIN_WRITE_VERSION};
 pub use error::{RdbError, Result};

@@ -5,27 +5,12 @@
 use crate::engine::range::RangeReader;
 use crate::error::{Error, Result};
 use crate::format::keyindex::Entry;
-use crate::rdb::{quoted, Item, RdbReader, ReadOptions};
+use crate::rdb::{self, quoted, Item, RdbReader, ReadOptions};
 
 /// The RDB version in a 9-byte header (`REDISnnnn` or `VALKEYnnn`).
 pub fn version(header: &[u8]) -> Option<u16> {
     let digits = header.strip_prefix(b"REDIS").or_else(|| header.strip_prefix(b"VALKEY"))?;
     std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// Writes an RDB length (the encoding SELECTDB uses).
-fn put_len(out: &mut Vec<u8>, n: u64) {
-    if n < 1 << 6 {
-        out.push(n as u8);
-    } else if n < 1 << 14 {
-        out.extend_from_slice(&[0x40 | (n >> 8) as u8, n as u8]);
-    } else if let Ok(n) = u32::try_from(n) {
-        out.push(0x80);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0x81);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
 }
 
 /// The small RDB of `entries` (sorted here into file order), read through `range`; fails,
@@ -38,7 +23,7 @@ pub fn build(range: &mut RangeReader<'_, '_>, header: &[u8], entries: &mut [Entr
     for e in entries.iter() {
         if db != Some(e.db) {
             out.push(0xFE);
-            put_len(&mut out, e.db);
+            rdb::put_len(&mut out, e.db);
             db = Some(e.db);
         }
         range.read(e.offset, e.len, &mut out)?;
