@@ -57,6 +57,9 @@ pub struct BackupArgs {
     /// truncated, damaged, empty or non-RDB input is refused and nothing is saved).
     #[arg(long)]
     pub raw: bool,
+    /// Do not write a key index (exact-key inspect/restore/export then read the whole RDB).
+    #[arg(long)]
+    pub no_key_index: bool,
     #[command(flatten)]
     pub redis: RedisArgs,
 }
@@ -119,6 +122,7 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
         tags: a.tags.clone(),
         progress: output::progress(total, g.quiet, g.json, "backup"),
         raw: a.raw,
+        key_index: !a.no_key_index,
         ..BackupOptions::default()
     };
     if let Some(t) = a.threads {

@@ -5,7 +5,8 @@ use std::io::Write;
 use rdbvault::crypto::Id;
 use rdbvault::format::snapshot::{Snapshot, SnapshotFile};
 use rdbvault::redis::inspect::{self, snapshot_time_ms, ttl_ms, MemoryReport};
-use rdbvault::redis::keyscan::{files_not_read, pick_file, scan_file};
+use rdbvault::redis::keyindex::scan_file;
+use rdbvault::redis::keyscan::{files_not_read, pick_file};
 use rdbvault::rdb::{quoted, ReadOptions, Summary};
 
 use super::keys::KeyArgs;
@@ -73,12 +74,12 @@ pub fn run(g: &Global, a: InspectArgs) -> anyhow::Result<()> {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         if g.json {
-            inspect::write_key_lines(blobs, file, at, &filter, &mut out)?;
+            inspect::write_key_lines(blobs, snap, file, at, &filter, &mut out)?;
             return Ok(());
         }
         writeln!(out, "{:>3}  {:<6}  {:<10}  {:<24}  {:<21}  {:>10}  KEY", "DB", "TYPE", "ENCODING", "EXPIRES", "TTL AT SNAPSHOT", "MEMORY")?;
         let opts = ReadOptions { capture_raw: false, ..ReadOptions::default() };
-        scan_file::<anyhow::Error>(blobs, file, opts, &filter, |_, rec| {
+        scan_file::<anyhow::Error>(blobs, snap, file, opts, &filter, |_, rec| {
             let (expires, ttl) = match (rec.expire_ms, ttl_ms(&rec, at)) {
                 (Some(when), Some(left)) if left > 0 => (output::time_ms(when), output::span_ms(left as u64)),
                 (Some(when), Some(left)) => (output::time_ms(when), format!("expired {} before", output::span_ms(left.unsigned_abs()))),

@@ -25,7 +25,8 @@ use crate::format::pack::{seal_frame, BlobType};
 use crate::engine::restore::Blobs;
 use crate::engine::packer::{adopt_orphan_packs, write_packs, FinishedPack, Packer};
 use crate::store::{FileKind, Repository};
-use crate::format::snapshot::{BackupSummary, Snapshot, SnapshotFile, SourceDesc};
+use crate::format::keyindex::TopTable;
+use crate::format::snapshot::{BackupSummary, KeyIndexRef, Snapshot, SnapshotFile, SourceDesc};
 
 /// How to run a backup.
 #[derive(Clone)]
@@ -48,6 +49,8 @@ pub struct BackupOptions {
     /// Set from another thread to stop the backup between batches (no snapshot is saved;
     /// the packs written so far stay indexed, as after a killed run).
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Write a key index of the RDB (see `redis::keyindex`).
+    pub key_index: bool,
 }
 
 impl Default for BackupOptions {
@@ -61,6 +64,7 @@ impl Default for BackupOptions {
             progress: None,
             raw: false,
             cancel: None,
+            key_index: true,
         }
     }
 }
@@ -279,6 +283,9 @@ pub fn run_with(
             let (seal_tx, dedup) = (seal_tx.clone(), dedup.clone());
             s.spawn(move || run_collector(repo, &dedup, ev_rx, seal_tx))
         };
+        // Key index blobs go to the packer like any other; this sender closes once the top
+        // table is stored (after the collector, which knows where the chunk lists start).
+        let index_tx = opts.key_index.then(|| seal_tx.clone());
         drop(seal_tx);
 
         // Facts are read from a lone input, or from the RDB of a multi-file
@@ -291,7 +298,8 @@ pub fn run_with(
         for (n, (name, prefix, chunker)) in inputs.into_iter().enumerate() {
             let batches = prefix.into_iter().map(Ok).chain(chunker);
             let feed = if facts_input == Some(n) {
-                let (feed, handle) = facts::spawn(s, !opts.raw);
+                let store = index_tx.clone().map(|tx| index_store(repo, dedup.clone(), opts.zstd_level, tx));
+                let (feed, handle) = facts::spawn(s, !opts.raw, store);
                 facts_thread = Some((name.clone(), handle));
                 Some(feed)
             } else {
@@ -317,27 +325,37 @@ pub fn run_with(
                 }
             }
         }
+        let mut index = None;
         let read_result = read_result.map(|size| {
             let parsed = facts_thread.map(|(name, h)| {
-                let parsed = h.join().unwrap_or_else(|_| Err(RdbError::Io { offset: 0, source: std::io::Error::other("the RDB parser thread panicked") }));
-                (name, parsed, facts_bytes)
+                let outcome = h.join().unwrap_or_else(|_| facts::Outcome {
+                    parsed: Err(RdbError::Io { offset: 0, source: std::io::Error::other("the RDB parser thread panicked") }),
+                    index: None,
+                });
+                index = outcome.index.map(|top| (name.clone(), top));
+                (name, outcome.parsed, facts_bytes)
             });
             (size, parsed)
         });
         drop(job_tx);
         drop(ev_tx);
         let collected = collector.join().unwrap_or_else(|_| Err(Error::Invalid("collector thread panicked".into())));
+        let index = match (index, index_tx, &collected) {
+            (Some((name, top)), Some(tx), Ok(c)) => Some(top.and_then(|top| store_top(repo, &dedup, tx, top, &name, c))),
+            _ => None,
+        };
         let packed = packer.join().unwrap_or_else(|_| Err(Error::Invalid("packer thread panicked".into())));
         let written = writer.join().unwrap_or_else(|_| Err(Error::Invalid("pack writer thread panicked".into())));
         // The writer's error (e.g. a full disk) is the root cause of a packer that stopped.
         let packed = written.and_then(|stats| packed.map(|()| stats));
-        (read_result, collected, packed)
+        (read_result, collected, packed, index)
     });
-    let (read_result, collected, packed) = outcome;
+    let (read_result, collected, packed, index) = outcome;
     // The packer's error (e.g. a full disk) is the root cause when there is one.
     let stats = packed?;
     let (bytes_processed, parsed) = read_result?;
     let collected = collected?;
+    let key_index = index.transpose()?;
     let facts = match parsed {
         None => None,
         Some((name, parsed, _)) if opts.raw => facts::recorded(&name, parsed),
@@ -364,10 +382,42 @@ pub fn run_with(
             duration_ms: started.elapsed().as_millis() as u64,
         },
         original: None,
+        key_index,
     };
     finish(&mut snapshot)?;
     let id = snapshot.save(repo)?;
     Ok((id, snapshot))
+}
+
+/// A key index blob store: id, dedup, compress, seal, hand to the packer.
+fn index_store<'s>(repo: &'s Repository, dedup: Arc<Dedup>, level: i32, tx: Sender<Vec<Sealed>>) -> facts::StoreBlob<'s> {
+    let mut zstd = None;
+    Box::new(move |plain: &[u8]| {
+        let id = repo.hasher().id(plain);
+        if dedup.claim(&id) {
+            let z = match &mut zstd {
+                Some(z) => z,
+                None => zstd.insert(Compressor::new(level, None)?),
+            };
+            tx.send(vec![Sealed::single(repo, BlobType::Data, id, plain, z)]).map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+        }
+        Ok(id)
+    })
+}
+
+/// Completes the top table with where the chunk lists of file `name` start, stores it
+/// and closes the index's sender.
+fn store_top(repo: &Repository, dedup: &Dedup, tx: Sender<Vec<Sealed>>, mut top: TopTable, name: &str, c: &Collected) -> Result<KeyIndexRef> {
+    let Some(i) = c.files.iter().position(|f| f.name == name) else {
+        return Err(Error::Invalid(format!("key index: no file {name} in the snapshot")));
+    };
+    top.list_starts = c.list_starts.get(i).cloned().unwrap_or_default();
+    let plain = top.encode();
+    let id = repo.hasher().id(&plain);
+    if dedup.claim(&id) {
+        tx.send(vec![Sealed::single(repo, BlobType::Data, id, &plain, &mut Compressor::plain())]).map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+    }
+    Ok(KeyIndexRef { file: name.to_string(), top: id.to_hex(), keys: top.keys })
 }
 
 /// Renames the input of an [`Error::NotRdb`] (`dump.rdb` -> what the user called it:
@@ -500,6 +550,8 @@ fn run_packer<'a>(repo: &'a Repository, sealed: Receiver<Vec<Sealed>>, packs: Se
 #[derive(Default)]
 struct Collected {
     files: Vec<SnapshotFile>,
+    /// Per file, the offset where each of its chunk lists starts.
+    list_starts: Vec<Vec<u64>>,
     chunks: u64,
     new_chunks: u64,
     new_raw_bytes: u64,
@@ -510,12 +562,13 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
     // Chunk lists are random ids: compressing them gains nothing.
     let mut plain = Compressor::plain();
     let mut out = Collected::default();
-    let mut pending: BTreeMap<u64, Vec<Id>> = BTreeMap::new();
+    let mut pending: BTreeMap<u64, Vec<(Id, u32)>> = BTreeMap::new();
     let mut ends: VecDeque<(String, u64, u64, String)> = VecDeque::new();
     let mut next = 0u64;
     let mut list = ListBuilder::new();
     let mut lists: Vec<String> = Vec::new();
     let mut file_chunks = 0u64;
+    let (mut file_bytes, mut starts, mut list_open) = (0u64, Vec::new(), false);
 
     let mut store_list = |blob: Vec<u8>, lists: &mut Vec<String>| -> Result<()> {
         let id = repo.hasher().id(&blob);
@@ -538,7 +591,7 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
                         out.new_raw_bytes += *len as u64;
                     }
                 }
-                pending.insert(seq, ids.into_iter().map(|(id, _, _)| id).collect());
+                pending.insert(seq, ids.into_iter().map(|(id, len, _)| (id, len)).collect());
             }
             Event::EndFile { name, end_seq, size, blake3 } => ends.push_back((name, end_seq, size, blake3)),
         }
@@ -551,15 +604,22 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
                     store_list(blob, &mut lists)?;
                 }
                 out.files.push(SnapshotFile { name, size, blake3, chunks: file_chunks, lists: std::mem::take(&mut lists) });
-                file_chunks = 0;
+                out.list_starts.push(std::mem::take(&mut starts));
+                (file_chunks, file_bytes, list_open) = (0, 0, false);
                 continue;
             }
             let Some(ids) = pending.remove(&next) else { break };
             next += ids.len() as u64;
             file_chunks += ids.len() as u64;
-            for id in &ids {
+            for (id, len) in &ids {
+                if !list_open {
+                    starts.push(file_bytes);
+                    list_open = true;
+                }
+                file_bytes += u64::from(*len);
                 if let Some(blob) = list.push(id) {
                     store_list(blob, &mut lists)?;
+                    list_open = false;
                 }
             }
         }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::crypto::Id;
+use crate::format::keyindex::{Builder, Entry, TopTable};
 use crate::rdb::{self, RdbError};
 use crate::format::snapshot::RedisFacts;
 
@@ -39,20 +41,96 @@ impl FactsFeed {
 /// What the parser found: the facts, or why the stream is not a complete RDB.
 pub type Parsed = Result<RedisFacts, RdbError>;
 
+/// Stores one key index blob and returns its id.
+pub type StoreBlob<'scope> = Box<dyn FnMut(&[u8]) -> crate::error::Result<Id> + Send + 'scope>;
+
+/// What the parser thread returns: the facts, and the key index's top table (pages
+/// stored, chunk-list starts still empty) when one was asked for and the RDB is complete.
+pub struct Outcome {
+    pub parsed: Parsed,
+    pub index: Option<crate::error::Result<TopTable>>,
+}
+
 /// Starts the parser in `scope`. A `strict` parser stops reading at the first error (the
 /// backup will be refused); otherwise it reads to the end so the feeder never blocks.
-pub fn spawn<'scope>(scope: &'scope std::thread::Scope<'scope, '_>, strict: bool) -> (FactsFeed, std::thread::ScopedJoinHandle<'scope, Parsed>) {
+/// With `index`, the keys are also collected and stored as a key index through it.
+pub fn spawn<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    strict: bool,
+    index: Option<StoreBlob<'scope>>,
+) -> (FactsFeed, std::thread::ScopedJoinHandle<'scope, Outcome>) {
     let (tx, rx) = bounded::<Batch>(8);
-    let handle = scope.spawn(move || parse(ChunkReader { rx, cur: None, pos: 0 }, strict));
+    let handle = scope.spawn(move || parse(ChunkReader { rx, cur: None, pos: 0 }, strict, index));
     (FactsFeed { tx: Some(tx) }, handle)
 }
 
-fn parse(mut reader: ChunkReader, strict: bool) -> Parsed {
-    let result = rdb::summarize(&mut reader);
+/// Key index entries of the records the parser walks; the first error stops it.
+pub struct IndexFeed {
+    builder: Option<Builder>,
+    failed: Option<crate::error::Error>,
+}
+
+impl IndexFeed {
+    pub fn new() -> IndexFeed {
+        IndexFeed { builder: Some(Builder::new()), failed: None }
+    }
+
+    /// Adds the record `rec`, which ends at file offset `end`.
+    pub fn push(&mut self, rec: &rdb::Record, end: u64) {
+        let Some(b) = self.builder.as_mut() else { return };
+        let entry = Entry { db: rec.db, key: rec.key.clone(), rdb_type: rec.rdb_type, expire_ms: rec.expire_ms, offset: rec.offset, len: end - rec.offset };
+        if let Err(e) = b.push(entry) {
+            self.failed = Some(e);
+            self.builder = None;
+        }
+    }
+
+    /// The builder holding every entry, or the error that stopped it.
+    pub fn finish(self) -> crate::error::Result<Builder> {
+        match (self.failed, self.builder) {
+            (Some(e), _) => Err(e),
+            (None, b) => Ok(b.unwrap_or_default()),
+        }
+    }
+}
+
+impl Default for IndexFeed {
+    fn default() -> Self {
+        IndexFeed::new()
+    }
+}
+
+fn parse(mut reader: ChunkReader, strict: bool, store: Option<StoreBlob<'_>>) -> Outcome {
+    let mut feed = store.as_ref().map(|_| IndexFeed::new());
+    let result = rdb::summarize_each(&mut reader, |rec, end| {
+        if let Some(f) = feed.as_mut() {
+            f.push(rec, end);
+        }
+    });
     if result.is_ok() || !strict {
         // Drain (bytes after the RDB, or the rest of a damaged one kept with --raw).
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
     }
+    let index = match (&result, feed, store) {
+        (Ok(s), Some(feed), Some(store)) => Some(feed.finish().and_then(|b| b.finish(store)).map(|mut top| {
+            top.header = header(s.rdb_version);
+            top
+        })),
+        _ => None,
+    };
+    Outcome { parsed: facts_of(result), index }
+}
+
+/// The 9 header bytes of an RDB of `version`.
+fn header(version: u16) -> Vec<u8> {
+    if version >= rdb::VALKEY_MIN_VERSION {
+        format!("VALKEY{version:03}").into_bytes()
+    } else {
+        format!("REDIS{version:04}").into_bytes()
+    }
+}
+
+fn facts_of(result: Result<rdb::Summary, RdbError>) -> Parsed {
     let s = result?;
     let mut keys_per_db = std::collections::BTreeMap::new();
     for (db, d) in &s.dbs {
@@ -138,12 +216,12 @@ mod tests {
     /// Facts as a backup with `--raw` gathers them: from the chunker's shared batches.
     fn facts_of(data: &[u8]) -> Option<RedisFacts> {
         std::thread::scope(|s| {
-            let (mut feed, handle) = spawn(s, false);
+            let (mut feed, handle) = spawn(s, false, None);
             for batch in Chunker::new(data, ChunkerParams::default(), 3).batch_bytes(100_000) {
                 feed.push(&Arc::new(batch.expect("reading a slice")));
             }
             feed.finish();
-            recorded("dump.rdb", handle.join().expect("parser thread"))
+            recorded("dump.rdb", handle.join().expect("parser thread").parsed)
         })
     }
 
@@ -172,7 +250,7 @@ mod tests {
         let mut bad = rdb(30_000);
         bad[77] = 0x77; // the second key's type byte: no such type
         let (pushed, total, parsed) = std::thread::scope(|s| {
-            let (mut feed, handle) = spawn(s, true);
+            let (mut feed, handle) = spawn(s, true, None);
             let batches: Vec<_> = Chunker::new(bad.as_slice(), ChunkerParams::default(), 3).batch_bytes(10_000).collect();
             let total = batches.len();
             let mut pushed = 0;
@@ -182,7 +260,7 @@ mod tests {
                     break;
                 }
             }
-            (pushed, total, handle.join().expect("parser thread"))
+            (pushed, total, handle.join().expect("parser thread").parsed)
         });
         let err = parsed.expect_err("unknown opcode").to_string();
         assert!(err.contains("byte"), "{err}");

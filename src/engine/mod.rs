@@ -9,6 +9,7 @@ pub mod chunker;
 pub mod facts;
 pub mod lists;
 pub mod packer;
+pub mod range;
 pub mod restore;
 pub mod session;
 pub mod target;

@@ -113,6 +113,21 @@ pub struct Snapshot {
     /// (a copy whose original is already in the destination is skipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<String>,
+    /// The key index written at backup time (none for older snapshots, `--no-key-index`
+    /// and input that is not a complete RDB); older readers ignore the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_index: Option<KeyIndexRef>,
+}
+
+/// Where a snapshot's key index is: its top table blob, which names the page blobs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyIndexRef {
+    /// The snapshot file whose keys it lists.
+    pub file: String,
+    /// Id of the top table blob.
+    pub top: String,
+    /// Keys it lists.
+    pub keys: u64,
 }
 
 impl Snapshot {

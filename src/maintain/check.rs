@@ -39,7 +39,7 @@ pub struct Problem {
     /// Error or warning.
     pub severity: Severity,
     /// Short category: key, config, index, pack, blob, snapshot, duplicate, unindexed-pack, superseded-index,
-    /// layout, foreign, staged-file.
+    /// layout, foreign, staged-file, key-index.
     pub kind: &'static str,
     /// Repository file, like `data/ab/abcd…` or `index/…`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -228,7 +228,7 @@ pub fn check_cancellable(
         let pack = index.get(&id).map(|(p, _)| display_name(FileKind::Pack, &p.to_hex()));
         report.error("blob", pack, Some(&id), format!("compression dictionary: {e}"));
     }
-    check_snapshots(repo, &blobs, report)?;
+    check_snapshots(repo, &blobs, read_data == ReadData::All, report)?;
     let mut names: Vec<String> = on_disk.keys().cloned().collect();
     names.sort();
     for name in read_data.select(&names) {
@@ -344,7 +344,7 @@ fn check_packs(
     }
 }
 
-fn check_snapshots(repo: &Repository, blobs: &Blobs<'_>, report: &mut CheckReport) -> Result<()> {
+fn check_snapshots(repo: &Repository, blobs: &Blobs<'_>, read_all: bool, report: &mut CheckReport) -> Result<()> {
     let mut lists: HashMap<Id, Option<usize>> = HashMap::new();
     for info in repo.backend().list(FileKind::Snapshot)? {
         report.snapshots += 1;
@@ -379,6 +379,11 @@ fn check_snapshots(repo: &Repository, blobs: &Blobs<'_>, report: &mut CheckRepor
                     let msg = format!("file {}: chunk lists hold {c} chunks, snapshot says {}", file.name, file.chunks);
                     report.error("snapshot", Some(what.clone()), None, msg);
                 }
+            }
+        }
+        if let Some(r) = &snap.key_index {
+            if let Err(e) = crate::maintain::keycheck::check_key_index(blobs, &snap, r, read_all) {
+                report.error("key-index", Some(what.clone()), None, format!("{e}; the RDB itself is not affected (restore of the whole snapshot still works), but selecting keys through the index fails"));
             }
         }
     }

@@ -8,6 +8,7 @@
 pub mod check;
 pub mod copy;
 pub mod forget;
+pub mod keycheck;
 pub mod prune;
 pub mod repair;
 pub mod stats;

@@ -20,6 +20,7 @@ use crate::format::chunklist::parse_list;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::format::index::{Index, IndexFile};
+use crate::format::keyindex::TopTable;
 use crate::store::lock::LockGuard;
 use crate::format::compress::Compressor;
 use crate::format::pack::{blob_in_frame, frames, open_frame, seal_frame, BlobEntry, BlobKeys, BlobType, PackBuilder};
@@ -116,6 +117,17 @@ pub fn used_blobs(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]
                     }
                     used.insert(c);
                 }
+            }
+        }
+        if let Some(r) = &snap.key_index {
+            let id = Id::from_hex(&r.top).ok_or_else(|| Error::corrupt(&what, format!("bad key index id {}", r.top)))?;
+            let top = TopTable::decode(&blobs.load(&id).map_err(damaged)?, &what)?;
+            used.insert(id);
+            for p in top.pages {
+                if !index.contains(&p.id) {
+                    return Err(damaged(Error::MissingBlob { id: p.id.to_hex() }));
+                }
+                used.insert(p.id);
             }
         }
     }

@@ -31,6 +31,8 @@ mod zipmap;
 use std::io::Read;
 
 pub use crc64::crc64;
+/// Appends an RDB length field (SELECTDB's database number, string lengths).
+pub(crate) use encode::len as put_len;
 pub use encode_value::VALKEY_MIN_VERSION;
 pub use writer::{library_name, printable, RdbWriter, WriteError, MIN_WRITE_VERSION};
 pub use error::{RdbError, Result};
@@ -38,7 +40,7 @@ pub use escape::{escape, quoted, unescape};
 pub use json::{bytes_to_json, record_to_json, value_to_json};
 pub use memory::approx_memory;
 pub use object::{encoding_of, kind_of, module_type_name};
-pub use summary::{summarize, DbSummary, Summary};
+pub use summary::{summarize, summarize_each, DbSummary, Summary};
 pub use value::{
     Consumer, ConsumerGroup, HashField, ModuleValue, PendingEntry, Stream, StreamEntry, StreamId,
     Value, ValueKind,

@@ -45,6 +45,12 @@ pub struct DbSummary {
 
 /// Walks a whole RDB stream without decoding values and returns its [`Summary`].
 pub fn summarize(r: impl Read) -> Result<Summary> {
+    summarize_each(r, |_, _| {})
+}
+
+/// [`summarize`], calling `each` with every record (value not decoded) and the file
+/// offset where it ends, for indexes built in the same pass.
+pub fn summarize_each(r: impl Read, mut each: impl FnMut(&super::Record, u64)) -> Result<Summary> {
     let mut rdb = RdbReader::with_options(r, ReadOptions::walk_only())?;
     let mut s = Summary {
         rdb_version: rdb.version(),
@@ -75,6 +81,7 @@ pub fn summarize(r: impl Read) -> Result<Summary> {
             Item::ModuleAux { module, .. } => s.module_aux.push(module),
             Item::SlotInfo { .. } => {}
             Item::Record(rec) => {
+                each(&rec, rdb.offset());
                 let d = s.dbs.entry(rec.db).or_default();
                 d.keys += 1;
                 s.keys += 1;

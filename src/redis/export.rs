@@ -10,10 +10,11 @@ use std::io::{Read, Write};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
+use crate::engine::restore::Blobs;
 use crate::error::Error;
 use crate::format::snapshot::Snapshot;
 use crate::rdb::{bytes_to_json, printable, value_to_json, Item, RdbReader, ReadOptions, Record, Stream, Value};
+use crate::redis::keyindex;
 use crate::redis::keyscan::{rdb_file, KeyFilter};
 
 /// Elements per generated command, so no single command grows with the key.
@@ -62,7 +63,7 @@ pub enum ExportError {
 /// Exports the keys of `snap` that pass `filter` to `out`.
 pub fn export_snapshot(blobs: &Blobs<'_>, snap: &Snapshot, filter: &KeyFilter, format: Format, out: &mut dyn Write) -> Result<ExportReport, ExportError> {
     let file = rdb_file(snap)?;
-    with_reader(blobs, file, &RestoreOptions::default(), |r| export(r, &file.name, filter, format, out))
+    keyindex::with_reader(blobs, snap, file, filter, |r| export(r, &file.name, filter, format, out))
 }
 
 /// Exports the keys of the RDB `r` (named `what` in errors).

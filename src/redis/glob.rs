@@ -53,6 +53,19 @@ impl Glob {
         Glob { tokens }
     }
 
+    /// A pattern that matches `key` alone.
+    pub fn literal(key: &[u8]) -> Glob {
+        Glob { tokens: key.iter().map(|b| Token::Lit(*b)).collect() }
+    }
+
+    /// The bytes every match starts with (up to the first wildcard), and whether that is the
+    /// whole pattern (it then matches exactly one key).
+    pub fn literal_prefix(&self) -> (Vec<u8>, bool) {
+        let lits: Vec<u8> = self.tokens.iter().map_while(|t| if let Token::Lit(b) = t { Some(*b) } else { None }).collect();
+        let exact = lits.len() == self.tokens.len();
+        (lits, exact)
+    }
+
     /// Whether the pattern is `*` alone (matches every key).
     pub fn matches_all(&self) -> bool {
         self.tokens == [Token::Star]

@@ -7,6 +7,7 @@ use std::io::Write;
 use serde_json::{json, Value as Json};
 
 use crate::error::{Error, Result};
+use crate::redis::keyindex;
 use crate::redis::keyscan::{scan_file, KeyFilter};
 use crate::rdb::{approx_memory, bytes_to_json, record_to_json, summarize, ReadOptions, Record, Summary};
 use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
@@ -62,10 +63,10 @@ pub fn ttl_ms(rec: &Record, at_ms: u64) -> Option<i64> {
 
 /// Writes one JSON line per key of `file` that passes `filter` (JSONL), TTLs relative to
 /// `at_ms`; returns the number of keys.
-pub fn write_key_lines(blobs: &Blobs<'_>, file: &SnapshotFile, at_ms: u64, filter: &KeyFilter, out: &mut dyn Write) -> Result<u64> {
+pub fn write_key_lines(blobs: &Blobs<'_>, snap: &Snapshot, file: &SnapshotFile, at_ms: u64, filter: &KeyFilter, out: &mut dyn Write) -> Result<u64> {
     let mut n = 0u64;
     let opts = ReadOptions { capture_raw: false, ..ReadOptions::default() };
-    scan_file(blobs, file, opts, filter, |_, rec| {
+    keyindex::scan_file(blobs, snap, file, opts, filter, |_, rec| {
         n += 1;
         let line = key_json(&rec, at_ms);
         serde_json::to_writer(&mut *out, &line)

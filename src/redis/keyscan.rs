@@ -136,17 +136,6 @@ pub fn scan<E: From<Error>>(
     Ok(version)
 }
 
-/// [`scan`] over the RDB file of a snapshot, streamed from the repository.
-pub fn scan_snapshot<E: From<Error>>(
-    blobs: &Blobs<'_>,
-    snap: &Snapshot,
-    opts: ReadOptions,
-    filter: &KeyFilter,
-    each: impl FnMut(u16, Record) -> std::result::Result<(), E>,
-) -> std::result::Result<u16, E> {
-    scan_file(blobs, rdb_file(snap)?, opts, filter, each)
-}
-
 /// [`scan`] over one file of a snapshot, streamed from the repository.
 pub fn scan_file<E: From<Error>>(
     blobs: &Blobs<'_>,

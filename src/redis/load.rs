@@ -26,13 +26,14 @@ use indicatif::ProgressBar;
 use redis::ConnectionLike;
 use serde::Serialize;
 
-use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
+use crate::engine::restore::Blobs;
 use crate::error::Error;
 use crate::format::snapshot::Snapshot;
 use crate::rdb::{functions_payload, library_name, Item, RdbReader, ReadOptions, Record, Value};
 use crate::redis::cluster_target::{LoadTarget, Route};
 use crate::redis::dbmap::DbMap;
 use crate::redis::inspect::now_ms;
+use crate::redis::keyindex;
 use crate::redis::keyscan::{rdb_file, KeyFilter, KeyRef};
 use crate::redis::lanes::{Batch, Ctx, Lane};
 use crate::redis::modules;
@@ -275,7 +276,7 @@ fn run(blobs: &Blobs<'_>, snap: &Snapshot, cons: &mut [Con<'_>], plan: &Plan<'_>
         let file = rdb_file(snap)?;
         report.restored = 0;
         report.per_db.clear();
-        let lanes = with_reader(blobs, file, &RestoreOptions::default(), |r| {
+        let lanes = keyindex::with_reader(blobs, snap, file, &opts.filter, |r| {
             let rdb = RdbReader::with_options(r, ReadOptions::raw_only()).map_err(|e| Error::rdb(&file.name, e))?;
             Ok::<_, LoadError>(Loader { rdb, what: &file.name, opts, plan, loaded: loaded_modules.as_deref(), report: &mut report }.run(cons))
         })?;
@@ -375,7 +376,7 @@ fn check(blobs: &Blobs<'_>, snap: &Snapshot, cons: &mut [Con<'_>], plan: &Plan<'
     let mut pending: Vec<Vec<(u64, Vec<u8>)>> = vec![Vec::new(); cons.len()];
     let mut functions = Vec::new();
     let file = rdb_file(snap)?;
-    report.rdb_version = with_reader(blobs, file, &RestoreOptions::default(), |r| {
+    report.rdb_version = keyindex::with_reader(blobs, snap, file, &opts.filter, |r| {
         let mut rdb = RdbReader::with_options(r, ReadOptions::walk_only()).map_err(|e| Error::rdb(&file.name, e))?;
         while let Some(rec) = next_key(&mut rdb, &file.name, opts, &mut functions, report)? {
             let db = target_db(opts, plan, rec.db)?;

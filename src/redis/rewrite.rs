@@ -10,10 +10,11 @@ use std::io::{Read, Write};
 
 use serde::Serialize;
 
-use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
+use crate::engine::restore::Blobs;
 use crate::error::Error;
 use crate::format::snapshot::Snapshot;
 use crate::rdb::{Item, RdbReader, RdbWriter, ReadOptions, WriteError};
+use crate::redis::keyindex;
 use crate::redis::keyscan::{rdb_file, KeyFilter};
 
 /// What to write.
@@ -63,7 +64,7 @@ pub fn rewrite_snapshot<W: Write>(
     out: W,
 ) -> Result<(RewriteReport, W), RewriteError> {
     let file = rdb_file(snap)?;
-    with_reader(blobs, file, &RestoreOptions::default(), |r| rewrite(r, &file.name, opts, out))
+    keyindex::with_reader(blobs, snap, file, &opts.filter, |r| rewrite(r, &file.name, opts, out))
 }
 
 /// Reads the RDB `r` (named `what` in errors) and writes the selected keys to `out`.

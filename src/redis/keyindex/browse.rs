@@ -1,0 +1,184 @@
+//! The key browser's two questions (a page of keys; one key's value), answered through
+//! the key index, or by streaming the RDB when the snapshot has none.
+
+use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
+use crate::error::{Error, Result};
+use crate::format::snapshot::Snapshot;
+use crate::rdb::{kind_of, Item, RdbReader, ReadOptions, Record, ValueKind};
+use crate::redis::glob::Glob;
+
+use crate::redis::keyscan::{rdb_file, KeyFilter};
+
+use super::{KeyIndex, Walk};
+
+/// A page of keys to list.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub db: Option<u64>,
+    pub pattern: Option<Glob>,
+    pub kind: Option<ValueKind>,
+    /// Where the previous page stopped ([`Page::next_cursor`]); `None` for the first page.
+    pub cursor: Option<String>,
+    /// Keys per page.
+    pub limit: usize,
+}
+
+/// One listed key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub db: u64,
+    pub key: Vec<u8>,
+    pub kind: ValueKind,
+    /// Absolute expiry in Unix milliseconds.
+    pub expire_ms: Option<u64>,
+    /// Bytes of the record in the RDB (expiry, key and value).
+    pub record_bytes: u64,
+}
+
+/// Keys of one page, and the cursor of the next (`None` after the last page).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// By (db, key) with an index, in file order without.
+    pub entries: Vec<KeyInfo>,
+    pub next_cursor: Option<String>,
+    /// Whether the key index answered (else the RDB was streamed).
+    pub indexed: bool,
+}
+
+/// A page of the keys of `snap`'s RDB file `q` selects.
+pub fn page(blobs: &Blobs<'_>, snap: &Snapshot, q: &Query) -> Result<Page> {
+    let file = rdb_file(snap)?;
+    let sel = KeyFilter { pattern: q.pattern.clone(), db: q.db, kind: q.kind };
+    let limit = q.limit.max(1);
+    let Some(index) = KeyIndex::load(blobs, snap, file)? else { return streamed_page(blobs, file, &sel, q.cursor.as_deref(), limit) };
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(key_cursor(c).ok_or_else(|| bad_cursor(c))?),
+    };
+    let mut out = Page { indexed: true, ..Page::default() };
+    index.for_each(blobs, &sel, after.as_ref().map(|(d, k)| (*d, k.as_slice())), |e| {
+        if out.entries.len() == limit {
+            out.next_cursor = out.entries.last().map(|k| format!("k{}:{}", k.db, hex::encode(&k.key)));
+            return Ok(false);
+        }
+        let kind = kind_of(e.rdb_type).unwrap_or(ValueKind::Module);
+        out.entries.push(KeyInfo { db: e.db, kind, expire_ms: e.expire_ms, record_bytes: e.len, key: e.key });
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+fn bad_cursor(c: &str) -> Error {
+    Error::Invalid(format!("cursor {c:?} is not one a previous page of this snapshot gave; start again without a cursor"))
+}
+
+/// `k<db>:<hex key>`: the last key of the previous page.
+fn key_cursor(c: &str) -> Option<(u64, Vec<u8>)> {
+    let (db, key) = c.strip_prefix('k')?.split_once(':')?;
+    Some((db.parse().ok()?, hex::decode(key).ok()?))
+}
+
+/// Why a streamed page stopped reading.
+enum Halt {
+    Full,
+    Failed(Error),
+}
+
+impl From<Error> for Halt {
+    fn from(e: Error) -> Halt {
+        Halt::Failed(e)
+    }
+}
+
+/// A page without an index: the RDB streamed, `n<count>` cursors counting matched keys.
+fn streamed_page(blobs: &Blobs<'_>, file: &crate::format::snapshot::SnapshotFile, sel: &KeyFilter, cursor: Option<&str>, limit: usize) -> Result<Page> {
+    let skip: u64 = match cursor {
+        None => 0,
+        Some(c) => c.strip_prefix('n').and_then(|n| n.parse().ok()).ok_or_else(|| bad_cursor(c))?,
+    };
+    let mut out = Page::default();
+    let mut seen = 0u64;
+    let read = with_reader(blobs, file, &RestoreOptions::default(), |r| {
+        let mut rdb = RdbReader::with_options(r, ReadOptions::walk_only()).map_err(|e| Error::rdb(&file.name, e))?;
+        loop {
+            let start = rdb.offset();
+            let Some(item) = rdb.next_item().map_err(|e| Error::rdb(&file.name, e))? else { return Ok(()) };
+            let Item::Record(rec) = item else { continue };
+            if !sel.matches(&rec) {
+                continue;
+            }
+            seen += 1;
+            if seen <= skip {
+                continue;
+            }
+            if out.entries.len() == limit {
+                out.next_cursor = Some(format!("n{}", seen - 1));
+                return Err(Halt::Full);
+            }
+            let record_bytes = rdb.offset() - start;
+            out.entries.push(KeyInfo { db: rec.db, kind: rec.kind, expire_ms: rec.expire_ms, record_bytes, key: rec.key });
+        }
+    });
+    match read {
+        Ok(()) | Err(Halt::Full) => Ok(out),
+        Err(Halt::Failed(e)) => Err(e),
+    }
+}
+
+/// The record of `key` in `db` of `snap`'s RDB file, value decoded; `None` if it has no
+/// such key.
+pub fn value(blobs: &Blobs<'_>, snap: &Snapshot, db: u64, key: &[u8]) -> Result<Option<Record>> {
+    let file = rdb_file(snap)?;
+    let (bytes, offset) = match KeyIndex::load(blobs, snap, file)? {
+        Some(index) => {
+            let mut walk = Walk::new(&index, blobs);
+            walk.seek(db, key)?;
+            match walk.next()? {
+                Some(e) if e.db == db && e.key == key => {
+                    let offset = e.offset;
+                    (index.mini_rdb(blobs, &mut [e])?, offset)
+                }
+                _ => return Ok(None),
+            }
+        }
+        None => {
+            // Stops at the key: the rest of the file is not read.
+            let found = with_reader(blobs, file, &RestoreOptions::default(), |r| {
+                let mut rdb = RdbReader::with_options(r, ReadOptions::default()).map_err(|e| Error::rdb(&file.name, e))?;
+                while let Some(item) = rdb.next_item().map_err(|e| Error::rdb(&file.name, e))? {
+                    if let Item::Record(rec) = item {
+                        if rec.db == db && rec.key == key {
+                            return Err(Found::Yes(Box::new(rec)));
+                        }
+                    }
+                }
+                Ok(())
+            });
+            return match found {
+                Ok(()) => Ok(None),
+                Err(Found::Yes(rec)) => Ok(Some(*rec)),
+                Err(Found::Failed(e)) => Err(e),
+            };
+        }
+    };
+    let mut rdb = RdbReader::new(bytes.as_slice()).map_err(|e| Error::rdb(&file.name, e))?;
+    while let Some(item) = rdb.next_item().map_err(|e| Error::rdb(&file.name, e))? {
+        if let Item::Record(mut rec) = item {
+            rec.offset = offset;
+            return Ok(Some(rec));
+        }
+    }
+    Ok(None)
+}
+
+/// Why a streamed value lookup stopped reading.
+enum Found {
+    Yes(Box<Record>),
+    Failed(Error),
+}
+
+impl From<Error> for Found {
+    fn from(e: Error) -> Found {
+        Found::Failed(e)
+    }
+}
