@@ -118,7 +118,7 @@ impl Default for ChunkerParams {
 
 impl ChunkerParams {
     /// Default sizes for cuts at RDB record starts (chosen by measurement, see docs/benchmarks.md).
-    pub const RECORDS: ChunkerParams = ChunkerParams { min_size: 512, avg_size: 4096, max_size: 16 * 1024 };
+    pub const RECORDS: ChunkerParams = ChunkerParams { min_size: 256, avg_size: 2048, max_size: 16 * 1024 };
 
     /// Checks the bounds FastCDC accepts and that they are ordered.
     pub fn validate(&self) -> std::result::Result<(), String> {
