@@ -28,6 +28,8 @@ pub mod maintain;
 pub mod rdb;
 pub mod redis;
 pub mod store;
+#[cfg(feature = "web")]
+pub mod web;
 #[cfg(test)]
 mod testutil;
 

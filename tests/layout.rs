@@ -13,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("engine", &["format", "store", "crypto", "rdb"]),
     ("maintain", &["engine", "format", "store", "crypto", "rdb"]),
     ("redis", &["engine", "format", "store", "crypto", "rdb"]),
+    ("web", &["ops", "maintain", "redis", "engine", "format", "store", "crypto", "rdb"]),
 ];
 
 /// Files directly in `src/` that are not layers.

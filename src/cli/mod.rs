@@ -22,6 +22,8 @@ mod redis_args;
 mod repair;
 mod restore;
 mod restore_at;
+#[cfg(feature = "web")]
+mod serve;
 mod snapshots;
 mod stats;
 mod tag;
@@ -128,6 +130,9 @@ pub enum Command {
     /// Rebuild damaged repository metadata.
     #[command(subcommand)]
     Repair(repair::RepairCommand),
+    /// Serve the web UI and HTTP API (127.0.0.1:8077 by default).
+    #[cfg(feature = "web")]
+    Serve(serve::ServeArgs),
 }
 
 /// What every command's `--help` ends with: the environment it reads and how it exits.
@@ -181,6 +186,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(c) => key::run(&g, c),
         Command::Unlock(a) => unlock::run(&g, a),
         Command::Repair(c) => repair::run(&g, c),
+        #[cfg(feature = "web")]
+        Command::Serve(a) => serve::run(&g, a),
     };
     if warn_skipped {
         for w in rdbvault::store::local::take_skipped() {
