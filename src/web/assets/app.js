@@ -365,7 +365,7 @@ async function viewJobs(main, arg, arg2) {
       const go = h("button", { class: "danger", id: "restore-confirm", text: "Restore now" });
       go.addEventListener("click", async () => {
         go.disabled = true;
-        const done = await waitJob(await start({ ...body(), dry_run: false }));
+        const done = await waitJob(await start({ ...body(), dry_run: false, confirm: dry.id }).catch((e) => ({ id: null, state: "refused", message: e.message })));
         report.append(h("p", { id: "restore-done", class: done.state === "succeeded" ? "added" : "error", text: `restore ${done.state}: ${done.message || ""}` }));
         refresh();
       });
@@ -383,6 +383,7 @@ async function viewJobs(main, arg, arg2) {
 }
 
 async function waitJob(j) {
+  if (j.id === null) return j;
   for (;;) {
     const s = await api(`/api/jobs/${j.id}`);
     if (!["queued", "running"].includes(s.state)) return s;
