@@ -44,6 +44,9 @@ pub enum Error {
         /// Part of the message, not a cause to print again (an empty input's is noise).
         error: crate::rdb::RdbError,
     },
+    /// Stopped on request (a cancelled job): what was written so far is left as a killed run leaves it.
+    #[error("cancelled")]
+    Cancelled,
     #[error("source {name}: {source}")]
     Source {
         name: String,
@@ -70,6 +73,14 @@ impl Error {
     /// An RDB stream that does not parse, named.
     pub fn rdb(what: impl Into<String>, source: crate::rdb::RdbError) -> Self {
         Error::Rdb { what: what.into(), source }
+    }
+
+    /// `Err(Cancelled)` once `cancel` is set: checked between blobs and packs by long loops.
+    pub fn check_cancel(cancel: Option<&std::sync::atomic::AtomicBool>) -> Result<()> {
+        match cancel {
+            Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => Err(Error::Cancelled),
+            _ => Ok(()),
+        }
     }
 
     /// A damaged object, named.

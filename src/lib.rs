@@ -25,6 +25,7 @@ pub mod error;
 pub mod format;
 pub mod host;
 pub mod maintain;
+pub mod ops;
 pub mod rdb;
 pub mod redis;
 pub mod store;

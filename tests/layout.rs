@@ -13,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("engine", &["format", "store", "crypto", "rdb"]),
     ("maintain", &["engine", "format", "store", "crypto", "rdb"]),
     ("redis", &["engine", "format", "store", "crypto", "rdb"]),
+    ("ops", &["maintain", "redis", "engine", "format", "store", "crypto", "rdb"]),
     ("web", &["ops", "maintain", "redis", "engine", "format", "store", "crypto", "rdb"]),
 ];
 

@@ -45,6 +45,9 @@ pub struct BackupOptions {
     /// Store the bytes as they are: an input that is not a complete RDB is kept (its
     /// error recorded) instead of refused.
     pub raw: bool,
+    /// Set from another thread to stop the backup between batches (no snapshot is saved;
+    /// the packs written so far stay indexed, as after a killed run).
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for BackupOptions {
@@ -57,6 +60,7 @@ impl Default for BackupOptions {
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             progress: None,
             raw: false,
+            cancel: None,
         }
     }
 }
@@ -389,6 +393,7 @@ fn read_input(
     let mut size = 0u64;
     let mut parser_gave_up = false;
     for batch in batches {
+        Error::check_cancel(opts.cancel.as_deref())?;
         let batch = batch.map_err(|source| Error::Source { name: name.clone(), source })?;
         // Whole batches, not chunks: on long input BLAKE3 hashes many 1 KiB chunks at once (SIMD).
         let bytes = batch.bytes().len();

@@ -192,6 +192,16 @@ pub fn check_keys(backend: &dyn Backend, report: &mut CheckReport) -> Result<()>
 
 /// Checks an opened repository (the config already decrypted) and adds findings to `report`.
 pub fn check(repo: &Repository, read_data: ReadData, report: &mut CheckReport) -> Result<()> {
+    check_cancellable(repo, read_data, report, None)
+}
+
+/// [`check`] that stops with [`Error::Cancelled`] between packs once `cancel` is set.
+pub fn check_cancellable(
+    repo: &Repository,
+    read_data: ReadData,
+    report: &mut CheckReport,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<()> {
     if report.problems.iter().any(|p| p.kind == "layout") {
         return Ok(());
     }
@@ -221,6 +231,7 @@ pub fn check(repo: &Repository, read_data: ReadData, report: &mut CheckReport) -
     let mut names: Vec<String> = on_disk.keys().cloned().collect();
     names.sort();
     for name in read_data.select(&names) {
+        Error::check_cancel(cancel)?;
         read_pack(repo, &name, &blobs, report);
     }
     Ok(())

@@ -226,6 +226,18 @@ pub struct PruneOutcome {
 
 /// Carries out a plan in the crash-safe order described at the top of this file.
 pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<PruneOutcome> {
+    execute_cancellable(repo, plan, lock, None)
+}
+
+/// [`execute`] that stops with [`Error::Cancelled`] between repacked packs once `cancel`
+/// is set: only before the new index is written, so nothing is deleted (new packs stay
+/// unindexed until the next prune, as after a killed one).
+pub fn execute_cancellable(
+    repo: &Repository,
+    plan: &PrunePlan,
+    lock: &LockGuard,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<PruneOutcome> {
     lock.require_exclusive("prune")?;
     let mut out = PruneOutcome::default();
     if !plan.summary.has_work() {
@@ -245,6 +257,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
     let keys = BlobKeys::of(repo);
     let mut builder = PackBuilder::new();
     for (pack, entries) in &plan.repack {
+        Error::check_cancel(cancel)?;
         let name = pack.to_hex();
         let bytes = repo.backend().read(FileKind::Pack, &name)?;
         let mut entries = entries.clone();
@@ -279,6 +292,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
     if !builder.is_empty() {
         write_pack(repo, builder, &mut new_index, &mut out)?;
     }
+    Error::check_cancel(cancel)?;
     // 2. One index file for everything that remains.
     repo.write_sealed(FileKind::Index, &new_index.to_bytes())?;
     // 3. Old index files.

@@ -21,7 +21,7 @@ use crate::redis::source::{self, aof, cluster, ConnectOptions, LiveSource, Redis
 pub const CLUSTER_PARALLEL: usize = 4;
 
 /// How a standalone server's RDB is obtained.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Stream it over the replication protocol (works remotely).
     Replication,

@@ -98,6 +98,8 @@ pub struct LoadOptions {
     pub sample: usize,
     /// Advanced by keys written.
     pub progress: Option<ProgressBar>,
+    /// Set from another thread to stop between batches (keys already sent stay on the target).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for LoadOptions {
@@ -112,6 +114,7 @@ impl Default for LoadOptions {
             batch_bytes: 16 << 20,
             sample: 10,
             progress: None,
+            cancel: None,
         }
     }
 }
@@ -182,6 +185,7 @@ pub fn load(
             batch.add(&rec, db, version)?;
             if first || batch.keys >= opts.batch_keys || batch.bytes >= opts.batch_bytes {
                 first = false;
+                Error::check_cancel(opts.cancel.as_deref())?;
                 batch.send(con, version)?;
             }
             Ok::<(), LoadError>(())
