@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// Every key a paged listing returns, following `next_cursor` to the end.
 fn all_pages(s: &Serve, snap: &str, query: &str, limit: u64) -> Vec<Value> {
-    let (mut out, mut cursor) = (Vec::new(), 0u64);
+    let (mut out, mut cursor) = (Vec::new(), String::new());
     loop {
         let r = s.get(&format!("/api/repos/default/snapshots/{snap}/keys?limit={limit}&cursor={cursor}{query}"));
         assert_eq!(r.status, 200, "{}", r.text());
@@ -19,13 +19,36 @@ fn all_pages(s: &Serve, snap: &str, query: &str, limit: u64) -> Vec<Value> {
         let keys = v["keys"].as_array().expect("keys").clone();
         assert!(keys.len() as u64 <= limit);
         out.extend(keys);
-        match v["next_cursor"].as_u64() {
-            Some(n) => {
-                assert_eq!(n, out.len() as u64, "the cursor counts the keys returned so far");
-                cursor = n;
-            }
+        match v["next_cursor"].as_str() {
+            Some(n) => cursor = n.to_string(),
             None => return out,
         }
+    }
+}
+
+/// A POST with the server's CSRF token (no login configured).
+fn post(s: &Serve, path: &str, body: &Value) -> common::web::Reply {
+    let csrf = s.get("/api/session").json()["csrf"].as_str().unwrap().to_string();
+    s.request("POST", path, &[("X-CSRF-Token", &csrf), ("Content-Type", "application/json")], body.to_string().as_bytes())
+}
+
+/// Starts a job; returns its id.
+fn start_job(s: &Serve, body: Value) -> u64 {
+    let r = post(s, "/api/jobs", &body);
+    assert_eq!(r.status, 202, "{body}: {}", r.text());
+    r.json()["id"].as_u64().unwrap()
+}
+
+/// Polls a job until it ends; returns its status.
+fn wait_job(s: &Serve, id: u64) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let v = s.get(&format!("/api/jobs/{id}")).json();
+        if !["queued", "running"].contains(&v["state"].as_str().unwrap()) {
+            return v;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "job {id} did not end: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
@@ -94,7 +117,7 @@ fn keys_come_in_pages_filtered_by_pattern_type_and_db() {
 
     let first = s.get(&format!("/api/repos/default/snapshots/{snap}/keys?limit=3")).json();
     assert_eq!(first["keys"].as_array().unwrap().len(), 3);
-    assert_eq!(first["next_cursor"], 3);
+    assert_eq!(first["next_cursor"], "n3");
     let every = all_pages(&s, snap, "", 1000);
     assert_eq!(every.len() as u64, b.srv.total_keys());
     // The binary key is listed escaped, as redis-cli shows it.
@@ -186,9 +209,9 @@ fn bad_input_gets_a_clear_4xx_json_error() {
     let cases: &[(&str, u16, &str)] = &[
         (&format!("{keys}?limit=5000"), 400, "limit=5000 is too large (at most 1000)"),
         (&format!("{keys}?limit=0"), 400, "limit=0"),
-        (&format!("{keys}?cursor=99999999999"), 400, "cursor 99999999999 is past the last key"),
-        (&format!("{keys}?cursor=-1"), 400, "cursor=\"-1\" is not a whole number"),
-        (&format!("{keys}?cursor=184467440737095516160"), 400, "is not a whole number"),
+        (&format!("{keys}?cursor=n99999999999"), 400, "cursor 99999999999 is past the last key"),
+        (&format!("{keys}?cursor=-1"), 400, "cursor=\"-1\" is not a cursor this server gave"),
+        (&format!("{keys}?cursor=n184467440737095516160"), 400, "is not a cursor this server gave"),
         (&format!("{keys}?pattern=user:%5Babc"), 400, "is never closed"),
         (&format!("{keys}?pattern=user%5C"), 400, "lone \\"),
         (&format!("{keys}?type=sortedset"), 400, "unknown type \"sortedset\""),
@@ -244,7 +267,14 @@ fn no_response_carries_the_repository_or_redis_password() {
         "/api/repos/default/timeline".into(),
         format!("/api/repos/default/snapshots/{b}/rdb"),
         "/api/repos/default/snapshots/ffff".into(),
+        "/health".into(),
     ];
+    let target = common::server::RedisServer::start(&[]);
+    let to_url = format!("redis://:{redis_pw}@127.0.0.1:{}", target.port);
+    let job = start_job(&s, serde_json::json!({"kind": "restore", "snapshot": b, "to_url": to_url, "dry_run": true}));
+    let done = wait_job(&s, job);
+    assert_eq!(done["state"], "failed", "the target has no password set: AUTH fails: {done}");
+    let paths: Vec<String> = paths.into_iter().chain([format!("/api/jobs/{job}"), "/api/jobs".into()]).collect();
     for p in paths {
         let r = s.get(&p);
         assert!(r.status < 500, "{p}: {}", r.text());
@@ -360,4 +390,78 @@ fn tls_serves_https_and_marks_the_cookie_secure() {
     let bad = config(dir, "tls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"");
     let err = Serve::try_start(&b.vault, &["--config", bad.to_str().unwrap()]).err().expect("refused");
     assert!(err.contains("TLS: certificate file /nonexistent/cert.pem"), "{err}");
+}
+
+#[test]
+fn jobs_back_up_check_and_restore_only_after_a_dry_run() {
+    let b = Backed::new();
+    let target = common::server::RedisServer::start(&[]);
+    let cfg = b.vault.dir.path().join("rdbvault.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repositories.main]\nrepository = {:?}\npassword_env = \"RDBVAULT_PASSWORD\"\n[sources.live]\nredis = \"{}\"\n[profiles.prod]\nrepository = \"main\"\nsource = \"live\"\nkeep_last = 5\n",
+            b.vault.repo, b.srv.url()
+        ),
+    )
+    .unwrap();
+    let s = Serve::start(&b.vault, &["--config", cfg.to_str().unwrap()]);
+    let names: Vec<Value> = s.get("/api/repos").json().as_array().unwrap().iter().map(|r| r["name"].clone()).collect();
+    assert_eq!(names, vec![Value::from("default"), Value::from("main")]);
+
+    // Back up now, through the profile that uses repository "main".
+    let backup = start_job(&s, serde_json::json!({"kind": "backup", "repo": "main"}));
+    let st = wait_job(&s, backup);
+    assert_eq!(st["state"], "succeeded", "{st}");
+    assert!(st["bytes_done"].as_u64().unwrap() > 0, "progress was counted: {st}");
+    assert_eq!(s.get("/api/repos/main/snapshots").json()["snapshots"].as_array().unwrap().len(), 2);
+    let r = post(&s, "/api/jobs", &serde_json::json!({"kind": "backup", "repo": "default"}));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "no profile of the config uses repository \"default\"");
+
+    let check = wait_job(&s, start_job(&s, serde_json::json!({"kind": "check", "repo": "main"})));
+    assert_eq!(check["state"], "succeeded", "{check}");
+    assert_eq!(check["message"], "check found 0 errors, 0 warnings");
+
+    // A restore without its dry run is refused; the dry run writes nothing.
+    let restore = |extra: Value| {
+        let mut v = serde_json::json!({"kind": "restore", "repo": "main", "snapshot": &b.snap[..10], "keys": "user:1*", "to_url": target.url()});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v
+    };
+    let r = post(&s, "/api/jobs", &restore(serde_json::json!({"dry_run": false})));
+    assert_eq!(r.status, 400);
+    assert!(r.error().starts_with("a restore runs as a dry run first"), "{}", r.error());
+    let dry = wait_job(&s, start_job(&s, restore(serde_json::json!({"dry_run": true}))));
+    assert_eq!(dry["state"], "succeeded", "{dry}");
+    assert_eq!(dry["report"]["restored"], 22, "user:1 and user:10..19 in dbs 0 and 1: {dry}");
+    assert_eq!(target.cli(&["DBSIZE"]).trim(), "0");
+    let other = post(&s, "/api/jobs", &restore(serde_json::json!({"dry_run": false, "confirm": dry["id"], "keys": "*"})));
+    assert_eq!(other.status, 400, "a dry run of other keys does not confirm this restore");
+    assert!(other.error().contains("is not a dry run of this restore"));
+    let real = wait_job(&s, start_job(&s, restore(serde_json::json!({"dry_run": false, "confirm": dry["id"]}))));
+    assert_eq!(real["state"], "succeeded", "{real}");
+    assert_eq!(target.cli(&["HGET", "user:12", "name"]).trim(), "u12-db0");
+    assert_eq!(target.cli(&["-n", "1", "HGET", "user:12", "name"]).trim(), "u12-db1");
+
+    let r = post(&s, &format!("/api/jobs/{}/cancel", real["id"]), &serde_json::json!({}));
+    assert_eq!(r.status, 409);
+    assert!(r.error().contains("has already ended (succeeded)"));
+    let list = s.get("/api/jobs").json();
+    let ids: Vec<u64> = list.as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), 4);
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    for (path, status, msg) in [
+        ("/api/jobs/999", 404, "no job 999"),
+        ("/api/jobs/abc", 400, "\"abc\" is not a job id"),
+    ] {
+        let r = s.get(path);
+        assert_eq!((r.status, r.error().contains(msg)), (status, true), "{path}: {}", r.text());
+    }
+    let r = post(&s, "/api/jobs", &serde_json::json!({"kind": "explode"}));
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("unknown job kind \"explode\""));
+    let health = s.get("/health").json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["jobs_running"], 0);
 }

@@ -31,9 +31,21 @@ const MAX_DIFF_CHANGES: usize = 10_000;
 /// Most keys a memory report ranks.
 const MAX_TOP: usize = 1000;
 
-/// `GET /api/health`: the server answers and how many repositories it serves.
+/// `GET /health` (and `/api/health`): `ok`, or `failing` when the last job of some kind
+/// on some repository failed; how many jobs run. Open without login, for probes.
 pub async fn health(State(site): State<Arc<Site>>) -> Json<Value> {
-    Json(json!({ "status": "ok", "repositories": site.repos.len() }))
+    let jobs = site.jobs.as_ref().map(|w| w.jobs.list()).unwrap_or_default();
+    let running = jobs.iter().filter(|j| !j.state.finished()).count();
+    // Newest first: the first finished job of each (repository, kind) is its last outcome.
+    let mut seen = std::collections::BTreeSet::new();
+    let failing: Vec<Value> = jobs
+        .iter()
+        .filter(|j| j.state.finished() && seen.insert((j.repo.clone(), j.kind.clone())))
+        .filter(|j| j.state == crate::ops::JobState::Failed)
+        .map(|j| json!({ "job": j.id, "kind": j.kind, "repo": j.repo, "finished_ms": j.finished_ms }))
+        .collect();
+    let status = if failing.is_empty() { "ok" } else { "failing" };
+    Json(json!({ "status": status, "repositories": site.repos.len(), "jobs_running": running, "failing": failing }))
 }
 
 /// Any other `/api/...` path.

@@ -162,7 +162,7 @@ fn loopback_host(host: &str) -> bool {
 
 /// Paths anyone may fetch: the UI's files, the health check and what login needs.
 fn public(path: &str) -> bool {
-    matches!(path, "/" | "/api/health" | "/api/session" | "/api/login") || path.starts_with("/assets/")
+    matches!(path, "/" | "/health" | "/api/health" | "/api/session" | "/api/login") || path.starts_with("/assets/")
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {

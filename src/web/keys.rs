@@ -75,7 +75,7 @@ fn scan_page(blobs: &Blobs<'_>, file: &SnapshotFile, filter: &KeyFilter, skip: u
 }
 
 /// `GET /api/repos/{repo}/snapshots/{id}/keys?cursor=&limit=&pattern=&type=&db=`: a page of
-/// keys; `next_cursor` (null on the last page) asks for the next one.
+/// keys; `next_cursor` (an opaque string, null on the last page) asks for the next one.
 pub async fn page(State(site): State<Arc<Site>>, Path((name, spec)): Path<(String, String)>, Query(q): Params) -> Result<Json<Value>, ApiError> {
     let r = site.repo(&name)?;
     blocking(move || {
@@ -83,7 +83,7 @@ pub async fn page(State(site): State<Arc<Site>>, Path((name, spec)): Path<(Strin
         if limit == 0 {
             return Err(ApiError::bad("limit=0: ask for 1 to 1000 keys"));
         }
-        let cursor = number(&q, "cursor", 0, u64::MAX)?;
+        let cursor = cursor_of(&q)?;
         let (id, snap) = find(&r.repo, &spec)?;
         let filter = filter(&q, &snap, &id)?;
         let file = the_rdb(&id, &snap)?;
@@ -92,10 +92,22 @@ pub async fn page(State(site): State<Arc<Site>>, Path((name, spec)): Path<(Strin
         if cursor > 0 && seen < cursor {
             return Err(ApiError::bad(format!("cursor {cursor} is past the last key: only {seen} keys of snapshot {} match", id.short())));
         }
-        let next = more.then(|| cursor + keys.len() as u64);
-        Ok(Json(json!({ "snapshot_id": id.to_hex(), "cursor": cursor, "keys": keys, "next_cursor": next })))
+        let next = more.then(|| format!("n{}", cursor + keys.len() as u64));
+        Ok(Json(json!({ "snapshot_id": id.to_hex(), "keys": keys, "next_cursor": next })))
     })
     .await
+}
+
+/// Keys to skip from an opaque `cursor` (`n<count>`, as `next_cursor` gives; the key
+/// index's cursors can join this form without changing the API).
+fn cursor_of(q: &std::collections::HashMap<String, String>) -> Result<u64, ApiError> {
+    match q.get("cursor").map(String::as_str) {
+        None | Some("") => Ok(0),
+        Some(c) => c
+            .strip_prefix('n')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| ApiError::bad(format!("cursor={c:?} is not a cursor this server gave (next_cursor of the previous page)"))),
+    }
 }
 
 /// The record of `key` in `db`, stopping at it; None when the snapshot lacks it.

@@ -7,6 +7,7 @@ pub mod assets;
 pub mod auth;
 pub mod download;
 pub mod error;
+pub mod jobs;
 pub mod keys;
 pub mod tls;
 
@@ -44,12 +45,15 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Serve plain HTTP on a non-loopback address (the operator said so).
     pub insecure_http: bool,
+    /// The job runner (actions, restore, history), when jobs can run.
+    pub jobs: Option<jobs::WebJobs>,
 }
 
 /// Shared state of the running server.
 pub struct Site {
     pub repos: Vec<Arc<Repo>>,
     pub auth: auth::Auth,
+    pub jobs: Option<jobs::WebJobs>,
 }
 
 impl Site {
@@ -99,6 +103,10 @@ pub fn router(site: Arc<Site>) -> Router {
         .route("/api/repos/{repo}/snapshots/{id}/rdb", get(download::rdb))
         .route("/api/repos/{repo}/diff", get(api::diff))
         .route("/api/repos/{repo}/timeline", get(api::timeline))
+        .route("/api/jobs", get(jobs::list).post(jobs::start))
+        .route("/api/jobs/{id}", get(jobs::get))
+        .route("/api/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/health", get(api::health))
         .fallback(api::no_route);
     api.route("/", get(assets::index))
         .route("/assets/{name}", get(assets::file))
@@ -132,7 +140,7 @@ pub fn bind(o: ServeOptions) -> Result<Server, WebError> {
         .map_err(|e| WebError::Io { context: format!("listen on {}", o.listen), source: e })?;
     let addr = listener.local_addr().map_err(|e| WebError::Io { context: format!("listen on {}", o.listen), source: e })?;
     let auth = auth::Auth::new(o.auth_hashes, tls.is_some(), addr);
-    let site = Arc::new(Site { repos: o.repos.into_iter().map(Arc::new).collect(), auth });
+    let site = Arc::new(Site { repos: o.repos.into_iter().map(Arc::new).collect(), auth, jobs: o.jobs });
     Ok(Server { runtime, listener, tls, site, addr })
 }
 

@@ -63,7 +63,12 @@ impl Serve {
             a.extend(["--listen", "127.0.0.1:0"]);
         }
         a.extend_from_slice(args);
-        let mut child = vault.cmd(&a).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn rdbvault serve");
+        let mut child = vault
+            .cmd(&a)
+            .env("XDG_STATE_HOME", vault.dir.path().join("state"))
+            .env("XDG_CONFIG_HOME", vault.dir.path().join("config"))
+            .env_remove("RDBVAULT_CONFIG")
+            .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn rdbvault serve");
         let mut err = BufReader::new(child.stderr.take().expect("stderr"));
         let mut said = String::new();
         loop {

@@ -205,9 +205,10 @@ async function viewKeys(main, arg) {
   const list = h("div", { class: "card" }, h("p", { class: "muted", text: "Searching…" }));
   const detail = h("div", { class: "card" }, h("p", { class: "muted", text: "Pick a key to see its value." }));
   main.append(h("div", { class: "card" }, h("h2", { text: "Key browser" }), form), h("div", { class: "split" }, list, detail));
-  let cursor = 0;
+  let cursor = "";
   const load = async (append) => {
-    const q = new URLSearchParams({ limit: 100, cursor });
+    const q = new URLSearchParams({ limit: 100 });
+    if (append && cursor) q.set("cursor", cursor);
     for (const [k, id] of [["pattern", "#key-pattern"], ["type", "#key-type"], ["db", "#key-db"]]) if ($(id).value) q.set(k, $(id).value);
     const snapId = $("#key-snap").value;
     try {
@@ -235,7 +236,7 @@ async function viewKeys(main, arg) {
       }
     } catch (err) { list.replaceChildren(h("p", { class: "error", text: err.message })); }
   };
-  form.addEventListener("submit", (e) => { e.preventDefault(); cursor = 0; load(false); });
+  form.addEventListener("submit", (e) => { e.preventDefault(); cursor = ""; load(false); });
   load(false);
 }
 
