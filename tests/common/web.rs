@@ -129,11 +129,26 @@ pub fn http(addr: &str, ca: Option<&Path>, method: &str, path: &str, headers: &[
     parse(&raw)
 }
 
+/// Sends the request and reads the answer: up to its Content-Length when it gives one
+/// (a server may keep the connection open despite `Connection: close`), else to the end.
 fn exchange(mut s: impl Read + Write, req: &str, body: &[u8], raw: &mut Vec<u8>) {
     s.write_all(req.as_bytes()).expect("send request");
     s.write_all(body).expect("send body");
     s.flush().expect("flush");
-    let _ = s.read_to_end(raw);
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|n| raw.len() >= end + 4 + n) {
+                return;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 /// A TLS stream to 127.0.0.1 trusting only `ca`.
