@@ -288,7 +288,7 @@ async function viewDiff(main) {
       const c = r.counts;
       out.replaceChildren(
         h("p", { id: "diff-counts" }, h("span", { class: "added", text: `${c.added} added` }), ", ", h("span", { class: "removed", text: `${c.removed} removed` }), ", ", h("span", { class: "changed", text: `${c.changed} changed` }), `, ${c.unchanged} unchanged`),
-        r.truncated ? h("p", { class: "muted", text: "Only the first changes are listed." }) : null,
+        r.truncated ? h("p", { class: "muted", text: "Only the first changes are listed." }) : "",
         h("table", { id: "changes" }, h("thead", {}, h("tr", {}, ["", "db", "key", "what"].map((t) => h("th", { text: t })))),
           h("tbody", {}, r.changes.map((ch) => {
             const tr = h("tr", { class: "pick", "data-key": ch.key },
