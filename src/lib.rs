@@ -29,6 +29,8 @@ pub mod ops;
 pub mod rdb;
 pub mod redis;
 pub mod store;
+#[cfg(feature = "web")]
+pub mod web;
 #[cfg(test)]
 mod testutil;
 

@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("maintain", &["engine", "format", "store", "crypto", "rdb"]),
     ("redis", &["engine", "format", "store", "crypto", "rdb"]),
     ("ops", &["maintain", "redis", "engine", "format", "store", "crypto", "rdb"]),
+    ("web", &["ops", "maintain", "redis", "engine", "format", "store", "crypto", "rdb"]),
 ];
 
 /// Files directly in `src/` that are not layers.

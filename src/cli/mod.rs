@@ -25,6 +25,8 @@ mod redis_args;
 mod repair;
 mod restore;
 mod restore_at;
+#[cfg(feature = "web")]
+mod serve;
 mod snapshots;
 mod stats;
 mod tag;
@@ -151,6 +153,9 @@ pub enum Command {
     /// Check or show the config file; hash a password for its [serve] section.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Serve the web UI and HTTP API (127.0.0.1:8077 by default).
+    #[cfg(feature = "web")]
+    Serve(serve::ServeArgs),
 }
 
 /// What every command's `--help` ends with: the environment it reads and how it exits.
@@ -208,6 +213,8 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Unlock(a) => unlock::run(&g, a),
         Command::Repair(c) => repair::run(&g, c),
         Command::Config(c) => config::run(&g, c),
+        #[cfg(feature = "web")]
+        Command::Serve(a) => serve::run(&g, a),
     };
     if warn_skipped {
         for w in rdbvault::store::local::take_skipped() {

@@ -149,7 +149,7 @@ struct Writer {
 impl Writer {
     /// Seals `plain` (holding `members`) as one frame; writes the pack once it is full.
     fn frame(&mut self, repo: &Repository, kind: BlobType, plain: &mut Vec<u8>, members: &mut Vec<(Id, u32)>, zstd: &mut Compressor) -> Result<()> {
-        let (flags, sealed) = seal_frame(repo.cipher(), kind, plain, zstd);
+        let (flags, sealed) = seal_frame(repo.cipher(), kind, plain, members, zstd);
         self.pack.add_frame(kind, flags, &sealed, members);
         plain.clear();
         members.clear();

@@ -11,3 +11,4 @@ pub mod rdb;
 pub mod resp;
 pub mod server;
 pub mod vault;
+pub mod web;

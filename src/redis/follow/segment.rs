@@ -102,6 +102,7 @@ pub fn segment_snapshot(addr: &str, info: &SegmentInfo, files: Vec<SnapshotFile>
         files,
         summary,
         original: None,
+        key_index: None,
     }
 }
 

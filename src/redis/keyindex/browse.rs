@@ -48,7 +48,7 @@ pub struct Page {
 /// A page of the keys of `snap`'s RDB file `q` selects.
 pub fn page(blobs: &Blobs<'_>, snap: &Snapshot, q: &Query) -> Result<Page> {
     let file = rdb_file(snap)?;
-    let sel = KeyFilter { pattern: q.pattern.clone(), db: q.db, kind: q.kind };
+    let sel = KeyFilter { pattern: q.pattern.clone(), db: q.db, kind: q.kind, ..KeyFilter::default() };
     let limit = q.limit.max(1);
     let Some(index) = KeyIndex::load(blobs, snap, file)? else { return streamed_page(blobs, file, &sel, q.cursor.as_deref(), limit) };
     let after = match q.cursor.as_deref() {
