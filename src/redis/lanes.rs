@@ -15,7 +15,7 @@ use redis::{ConnectionLike, ServerError, ServerErrorKind, Value};
 
 use crate::rdb::Record;
 use crate::redis::keyscan::KeyRef;
-use crate::redis::load::LoadError;
+use crate::redis::load_error::LoadError;
 use crate::redis::source::command::{self, map_err};
 use crate::redis::source::{ConnectOptions, RedisUrl};
 

@@ -16,6 +16,7 @@ pub mod keyscan;
 pub(crate) mod lanes;
 pub mod live;
 pub mod load;
+pub mod load_error;
 pub mod merge;
 pub mod modules;
 pub mod rewrite;
