@@ -61,10 +61,12 @@ fn wrong_password_is_a_clear_error_and_writes_nothing() {
 #[test]
 fn flipped_byte_in_a_pack_blob_names_the_blob_and_pack() {
     let (v, _) = setup();
+    // One pack of data and one of chunk lists: flip a byte in the data pack (the larger).
     let packs = files_in(&v.repo.join("data"));
-    assert_eq!(packs.len(), 1);
-    flip(&packs[0], 100);
-    let pack_name = packs[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(packs.len(), 2);
+    let data_pack = packs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    flip(data_pack, 100);
+    let pack_name = data_pack.file_name().unwrap().to_str().unwrap().to_string();
     assert_restore_fails_cleanly(&v, &pack_name);
     let err = v.fails(&["restore", "latest", "--target", "-"]);
     assert!(err.contains("blob ") && err.contains("authentication failed"), "{err}");

@@ -422,6 +422,10 @@ fn jobs_back_up_check_and_restore_only_after_a_dry_run() {
     let check = wait_job(&s, start_job(&s, serde_json::json!({"kind": "check", "repo": "main"})));
     assert_eq!(check["state"], "succeeded", "{check}");
     assert_eq!(check["message"], "check found 0 errors, 0 warnings");
+    let metrics = s.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(text.contains("rdbvault_last_success_timestamp_seconds{") && text.contains("job=\"check\""), "{text}");
 
     // A restore without its dry run is refused; the dry run writes nothing.
     let restore = |extra: Value| {

@@ -25,7 +25,15 @@ const WINDOW: usize = 128;
 const LIST_GAP: u64 = 256 << 10;
 
 /// The ordered chunk ids of a file, its lists fetched a window at a time.
-pub fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
+impl<'a> Blobs<'a> {
+    /// The ordered chunk ids of a file (its lists fetched a window at a time); defined here,
+    /// beside the fetching, so that restore.rs need not import this file back.
+    pub fn chunk_ids(&'a self, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
+        chunk_ids(self, file)
+    }
+}
+
+fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
     let plan = blobs.repo.backend().read_plan();
     let first = file.lists.len().min(FIRST_WINDOW);
     let windows = std::iter::once(&file.lists[..first]).chain(file.lists[first..].chunks(WINDOW));

@@ -105,11 +105,6 @@ impl<'a> Blobs<'a> {
         let sealed = self.repo.backend().read_range(FileKind::Pack, &name, entry.offset as u64, entry.length as usize)?;
         open_blob(&self.keys(), &mut self.dicts.decoder(), &entry, &sealed, &blob_name(&name, &entry))
     }
-
-    /// The ordered chunk ids of a file (its lists fetched a window at a time).
-    pub fn chunk_ids(&'a self, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
-        super::lists::chunk_ids(self, file)
-    }
 }
 
 /// What [`load_index`] worked around.

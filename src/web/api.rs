@@ -31,6 +31,12 @@ const MAX_DIFF_CHANGES: usize = 10_000;
 /// Most keys a memory report ranks.
 const MAX_TOP: usize = 1000;
 
+/// `GET /metrics`: Prometheus text about the jobs this server ran ([`crate::ops::metrics`]).
+pub async fn metrics(State(site): State<Arc<Site>>) -> impl axum::response::IntoResponse {
+    let body = site.jobs.as_ref().map(|w| crate::ops::metrics::render(&w.jobs)).unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
 /// `GET /health` (and `/api/health`): `ok`, or `failing` when the last job of some kind
 /// on some repository failed; how many jobs run. Open without login, for probes.
 pub async fn health(State(site): State<Arc<Site>>) -> Json<Value> {

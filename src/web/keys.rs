@@ -1,9 +1,9 @@
 //! The key browser's endpoints: a page of keys and one key's value, read by streaming
 //! the snapshot's RDB and stopping as soon as the answer is complete (memory: one page).
 //!
-//! Seam for the per-snapshot key index (`redis::keyindex`): [`scan_page`] and
-//! [`find_key`] are the two places that read keys; a snapshot with an index answers
-//! them from it, one without keeps this streaming path.
+//! A key's value comes through the key index (`redis::keyindex::value`); [`scan_page`]
+//! still streams (it keeps the numeric cursor); an index-backed page is the next step,
+//! since the index answers in key order with its own cursor.
 
 use std::sync::Arc;
 
@@ -110,20 +110,6 @@ fn cursor_of(q: &std::collections::HashMap<String, String>) -> Result<u64, ApiEr
     }
 }
 
-/// The record of `key` in `db`, stopping at it; None when the snapshot lacks it.
-fn find_key(blobs: &Blobs<'_>, file: &SnapshotFile, db: u64, key: &[u8]) -> Result<Option<Record>, Error> {
-    let filter = KeyFilter { db: Some(db), ..KeyFilter::default() };
-    let mut found = None;
-    scan_until(blobs, file, ReadOptions { capture_raw: false, ..ReadOptions::default() }, &filter, |_, rec| {
-        if rec.key == key {
-            found = Some(rec);
-            return Err(Stop::Done);
-        }
-        Ok(())
-    })?;
-    Ok(found)
-}
-
 /// `GET /api/repos/{repo}/snapshots/{id}/key?db=N&key=K`: one key with its value as JSON;
 /// `key` is escaped as the listings show it (`\xff` for a byte that is not printable).
 pub async fn value(State(site): State<Arc<Site>>, Path((name, spec)): Path<(String, String)>, Query(q): Params) -> Result<Json<Value>, ApiError> {
@@ -133,8 +119,8 @@ pub async fn value(State(site): State<Arc<Site>>, Path((name, spec)): Path<(Stri
         let key = unescape(text).ok_or_else(|| ApiError::bad(format!("key={text:?} has a malformed escape (use \\xHH, \\\\ or \\\")")))?;
         let (id, snap) = find(&r.repo, &spec)?;
         let db = db_of(&snap, &id, q.get("db").map_or("0", String::as_str))?;
-        let file = the_rdb(&id, &snap)?;
-        let rec = with_blobs(&r, |blobs| Ok(find_key(blobs, file, db, &key)?))?;
+        the_rdb(&id, &snap)?;
+        let rec = with_blobs(&r, |blobs| Ok(crate::redis::keyindex::value(blobs, &snap, db, &key)?))?;
         let rec = rec.ok_or_else(|| ApiError::not_found(format!("snapshot {} has no key {text:?} in db {db}", id.short())))?;
         let mut v = key_json(&rec, snapshot_time_ms(&snap));
         if let Value::Object(o) = &mut v {

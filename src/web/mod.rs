@@ -107,6 +107,7 @@ pub fn router(site: Arc<Site>) -> Router {
         .route("/api/jobs/{id}", get(jobs::get))
         .route("/api/jobs/{id}/cancel", post(jobs::cancel))
         .route("/health", get(api::health))
+        .route("/metrics", get(api::metrics))
         .fallback(api::no_route);
     api.route("/", get(assets::index))
         .route("/assets/{name}", get(assets::file))
