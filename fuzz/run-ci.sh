@@ -3,16 +3,22 @@
 # fails on any crash, panic, time-out or over-large allocation. Cold (no cargo-fuzz, no
 # fuzz/target) it costs about 7 CPU-minutes: ~1 min to install cargo-fuzz, ~3 min to build on
 # 2 idle cores, 80 s of fuzzing. FUZZ_SECONDS sets the time per target (default 20).
+# `run-ci.sh build` only builds (so .ci/run can build while packages install), `run-ci.sh run`
+# only runs what is built, no argument does both.
 set -euo pipefail
 cd "$(dirname "$0")"
 version=0.13.2
 seconds=${FUZZ_SECONDS:-20}
+phase=${1:-all}
 if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $version" ]; then
   cargo install cargo-fuzz --version "$version" --locked
 fi
 # Stable Rust: no sanitizer (AddressSanitizer needs -Zsanitizer, a nightly flag). Coverage
 # instrumentation, debug assertions and overflow checks stay on; src/lib.rs caps allocations.
-cargo fuzz build --sanitizer none
+if [ "$phase" != run ]; then
+  cargo fuzz build --sanitizer none
+fi
+[ "$phase" = build ] && exit 0
 bin=target/x86_64-unknown-linux-gnu/release
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

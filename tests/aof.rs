@@ -1,6 +1,6 @@
 //! Multi-part AOF directories of a real redis-server.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! Round trips: what goes in comes back byte for byte.
 
-mod common;
+use crate::common;
 
 use common::data::fill;
 use common::server::RedisServer;

@@ -1,7 +1,7 @@
 //! The local cache of a network repository's index and snapshot files: requests are
 //! counted by an HTTP proxy between rdbvault and moto.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

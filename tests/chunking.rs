@@ -2,7 +2,7 @@
 //! and added) stores little more than those keys' records, neighbours are not sent again, and
 //! restores stay byte-exact.
 
-mod common;
+use crate::common;
 
 use common::data::Rng;
 use common::vault::Vault;

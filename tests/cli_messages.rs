@@ -1,7 +1,7 @@
 //! What the command line tells a person: options that do not apply are refused, a closed
 //! stdout (`| head -1`) ends a command quietly, and messages name what happened.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

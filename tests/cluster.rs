@@ -1,6 +1,6 @@
 //! A three-master cluster of real redis-servers: discover masters, stream each RDB.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

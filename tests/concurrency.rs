@@ -2,7 +2,7 @@
 //! naming the lock (or a snapshot a concurrent forget removed), and afterwards the
 //! repository passes `check --read-data` and every snapshot restores to an input byte for byte.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Output, Stdio};
 

@@ -1,6 +1,6 @@
 //! `rdbvault copy`: snapshots between repositories on any backends.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

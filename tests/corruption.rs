@@ -1,6 +1,6 @@
 //! Damaged repositories and wrong passwords: clear errors, never wrong output.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! `RDBVAULT_FAILPOINT`); afterwards `check` passes, every remaining snapshot
 //! restores byte-identical, and the next run completes.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;

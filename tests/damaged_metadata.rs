@@ -4,7 +4,7 @@
 //! intact is lost. tests/corruption.rs and tests/tamper.rs cover damaged data
 //! and detection by `check`; this file covers living with the damage.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

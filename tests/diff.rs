@@ -1,6 +1,6 @@
 //! `rdbvault diff` finds exactly the keys a test added, removed and changed.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

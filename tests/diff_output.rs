@@ -1,7 +1,7 @@
 //! What `diff` tells a person and a script: changes sorted by db and key, what changed
 //! (value, TTL, type; a re-encoding apart), and `--exit-code`.
 
-mod common;
+use crate::common;
 
 use common::handmade::Rdb;
 use common::vault::Vault;

@@ -1,7 +1,7 @@
 //! `rdbvault export`: jsonl, csv, keys and resp; resp piped into `redis-cli --pipe` rebuilds
 //! the dataset (same `DEBUG DIGEST`, same function libraries).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

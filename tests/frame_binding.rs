@@ -5,7 +5,7 @@
 //! frame whose ids were swapped by someone holding the key is refused, naming
 //! its pack.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! full disk, no snapshot references anything half-written, `check` passes, and the next
 //! backup completes once there is space again.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

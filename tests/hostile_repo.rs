@@ -3,7 +3,7 @@
 //! files, and nothing outside the repository is ever written or deleted: a
 //! canary folder next to it is compared after every command.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};

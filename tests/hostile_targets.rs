@@ -2,7 +2,7 @@
 //! they are, links are refused and left alone, files are replaced only with --overwrite,
 //! and a failed restore leaves nothing behind.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

@@ -1,6 +1,6 @@
 //! Incremental backups: a slightly changed RDB stores only what changed.
 
-mod common;
+use crate::common;
 
 use common::data::{fill, key_commands, Rng};
 use common::server::RedisServer;

@@ -1,6 +1,6 @@
 //! `rdbvault inspect` on a snapshot of a real redis-server: keys, values, TTLs, filters, memory.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,7 +1,7 @@
 //! What `inspect` and `backup` tell a person and a script, to the byte: AOF snapshots'
 //! facts, the key listing, the memory report and backup's JSON.
 
-mod common;
+use crate::common;
 
 use common::handmade::{now_ms, Rdb};
 use common::vault::Vault;

@@ -1,7 +1,7 @@
 //! `--not-keys PATTERN` and `--min-bytes N` (redis-rdb-tools' `--not-key` and `--bytes`) on
 //! inspect, export and restore.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

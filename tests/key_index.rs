@@ -2,7 +2,7 @@
 //! same answers as reading the whole RDB (a snapshot backed up with --no-key-index),
 //! for inspect, export, restore --target and restore --to; a damaged index is found.
 
-mod common;
+use crate::common;
 
 use common::handmade::Rdb;
 use common::server::RedisServer;

@@ -1,7 +1,7 @@
 //! Passwords: several per repository, added and removed without touching data;
 //! the key in use and the last key cannot be removed.
 
-mod common;
+use crate::common;
 
 use common::vault::{random_data, Vault};
 

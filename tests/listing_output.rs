@@ -1,7 +1,7 @@
 //! What a person reads in listings: aligned tables, one time format, plurals; `stats`
 //! modes, `cat`, refused repository URLs, `prune --max-unused unlimited`.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

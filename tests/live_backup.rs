@@ -1,6 +1,6 @@
 //! The `rdbvault` command against real redis-servers: live backups end to end.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};

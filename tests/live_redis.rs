@@ -1,6 +1,6 @@
 //! Live replication against real redis-server processes on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

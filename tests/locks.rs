@@ -2,7 +2,7 @@
 //! consistent repository; a live lock makes commands fail naming its holder;
 //! stale locks are ignored and removed by `unlock`.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! `rdbvault merge`: keys of several snapshots in one RDB; the last copy of a shared key wins,
 //! or the merge is refused naming the key.
 
-mod common;
+use crate::common;
 
 use common::server::RedisServer;
 use common::vault::Vault;

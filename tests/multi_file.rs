@@ -1,6 +1,6 @@
 //! Snapshots of several streams (AOF directories): every file keeps exactly its own bytes.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The config file through the binary: `config check|show|hash-password`, `--profile`,
 //! and `--log-format json`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

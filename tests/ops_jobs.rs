@@ -1,7 +1,7 @@
 //! The job runner (`rdbvault::ops::Jobs`) on real repositories: backups from a live
 //! redis-server and from files, progress, cancel, conflicts and the history file.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Point-in-time recovery: `follow` a live server, then `restore --at` instants it passed.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

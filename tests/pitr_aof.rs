@@ -1,6 +1,6 @@
 //! `restore --at` from `backup --aof` snapshots: the incremental AOF cut at its `#TS:` annotations.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Following through a Sentinel failover: the follower moves to the promoted replica with
 //! a partial resync, so the log has no gap.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! A long-running follower: merged segments, scheduled new bases, orphan segments.
 
-mod common;
+use crate::common;
 
 use common::follow::{all_snapshots, digest_of_dir, follow, follow_with, instant, online, stop, writes};
 use common::server::RedisServer;

@@ -2,7 +2,7 @@
 //! remaining snapshot restores byte-identical, duplicates and leftovers of an
 //! interrupted prune are accepted by check and cleaned by the next prune.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

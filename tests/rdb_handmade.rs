@@ -1,7 +1,7 @@
 //! Hand-made RDB fixtures for encodings current Redis no longer writes (zipmap, ziplists, intset,
 //! linked lists, ASCII-double zsets) and for Redis 7.4 / module content; each byte is explained.
 
-mod common;
+use crate::common;
 
 use common::rdb::records;
 use rdbvault::rdb::{

@@ -1,6 +1,6 @@
 //! Integration tests for `rdbvault::rdb` against real redis-server dumps and hand-made fixtures.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -3,7 +3,7 @@
 //! output, and redis-server 7.0 loads it with the same `DEBUG DIGEST` as the original;
 //! `restore --target` with a key selection or an older `--rdb-version`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! Reading commands fall back to no lock with a warning (or take `--no-lock` quietly);
 //! commands that write refuse `--no-lock` and fail naming the cause.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

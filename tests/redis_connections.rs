@@ -2,7 +2,7 @@
 //! for `restore --to`, the database in the URL and `--map-db`, a user without a password,
 //! the BGSAVE file check, unix sockets, redis-cli shorthands, Sentinel, cluster concurrency.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

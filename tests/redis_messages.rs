@@ -1,7 +1,7 @@
 //! What a live server's failures are called: a missing password, a peer that never answers,
 //! a `restore --to` that stops midway (and how it resumes).
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 

@@ -1,7 +1,7 @@
 //! `restore --to NODE --cluster`: a snapshot of one server restored into a three-master
 //! cluster made by the test, each key on the master of its hash slot.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Command;

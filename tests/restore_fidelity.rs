@@ -2,7 +2,7 @@
 //! (`--functions`), LRU idle times and LFU counters; it writes over several connections
 //! (`--connections`) and refuses module keys a target cannot load.
 
-mod common;
+use crate::common;
 
 use common::dataset::Backed;
 use common::server::RedisServer;

@@ -1,6 +1,6 @@
 //! `rdbvault restore --to`: a snapshot loaded into a fresh redis-server is the same data.
 
-mod common;
+use crate::common;
 
 use common::dataset::{keyspace, keys_of, Backed};
 use common::resp::RespConn;

@@ -1,6 +1,6 @@
 //! Repositories on S3-compatible object storage, against moto in server mode on loopback.
 
-mod common;
+use crate::common;
 
 use common::net::{exercise, lost_connection, transient_failure, HttpProxy, Moto, Proxy};
 use common::vault::{Vault, PACK_TARGET};

@@ -1,7 +1,7 @@
 //! Repositories on an SSH server, against OpenSSH's sshd on loopback (a generated
 //! host key and user key; `ssh` reads a generated config through a PATH wrapper).
 
-mod common;
+use crate::common;
 
 use common::net::{exercise, lost_connection, transient_failure, Proxy, Sshd};
 use common::vault::{Vault, PACK_TARGET};

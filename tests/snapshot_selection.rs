@@ -1,7 +1,7 @@
 //! Choosing snapshots as restic does: `--host`, `--tag`, `--source` on every command that
 //! reads snapshots, `latest` as the newest match, `snapshots ID...`, `--latest N`, `tag`.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

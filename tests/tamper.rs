@@ -3,7 +3,7 @@
 //! and a restore that needs the damaged bytes fails naming the damage and
 //! never leaves wrong data under the target name.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Truncated and damaged sources: an input that is not a complete RDB is refused (no
 //! snapshot, a message naming the input and what is wrong) unless `--raw` asks to store it.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -2,7 +2,7 @@
 //! SLOT_IMPORT opcode) read by the parser, `inspect`, `export` and `restore --target`, and
 //! converted to Redis 7.4's field-TTL hash where asked; a hand-made fixture, bytes explained.
 
-mod common;
+use crate::common;
 
 use rdbvault::rdb::{crc64, Item, RdbReader, Value};
 

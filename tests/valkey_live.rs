@@ -2,7 +2,7 @@
 //! backed up over replication, restored into another valkey-server with `restore --to` and
 //! into redis-server 7.0 through an RDB rewritten for it: the same keys, values and expiries.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! `rdbvault serve`'s HTTP API through the real binary on a loopback port, over a real
 //! repository holding backups of a real redis-server.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! `chromium-driver`): snapshot list, key search and value, diff, restore of one key into
 //! a second redis-server. With RDBVAULT_SCREENSHOTS=DIR it saves the main pages as PNGs.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
