@@ -119,3 +119,121 @@ fn deleting_and_adding_keys_does_not_resend_neighbours() {
     assert!(raw <= 3 * 16384, "{raw} new bytes");
     assert!(v.restore(&id, &v.dir.path().join("r2.rdb")) == b);
 }
+
+/// Every chunk-list and data entry of the index files, from `cat index` (one JSON object each).
+fn index_entries(v: &Vault) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for f in v.files("index") {
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        for pack in v.json(&["cat", "index", &name])["packs"].as_array().unwrap() {
+            for b in pack["blobs"].as_array().unwrap() {
+                let mut b = b.clone();
+                b["pack"] = pack["id"].clone();
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+fn field(b: &serde_json::Value, name: &str) -> u64 {
+    b[name].as_u64().unwrap()
+}
+
+/// A top list blob is `"RVLT"` and 32-byte leaf ids; leaves and flat lists are 32-byte ids.
+fn is_top(b: &serde_json::Value) -> bool {
+    b["type"] == "chunk-list" && field(b, "raw_length") % 32 == 4
+}
+
+/// Index files use varints and gaps (one byte for a blob right after the last): at most
+/// 36 bytes per blob, well under the 40 of fixed fields; the chunk lists are leaves that
+/// hold exactly 32 bytes per chunk plus top blobs of 32 bytes per leaf, sharing frames
+/// of ~32 KiB instead of one frame (and one seal) each.
+#[test]
+fn index_and_list_files_stay_within_bounds_from_their_entries() {
+    let v = vault(RECORD_CHUNKS);
+    let (_, s) = backup(&v, "v1.rdb", &rdb(&base(&mut Rng(3))));
+    let chunks = field(&s, "chunks");
+    let entries = index_entries(&v);
+    let frames: std::collections::HashSet<(String, u64)> = entries.iter().map(|b| (b["pack"].as_str().unwrap().to_string(), field(b, "offset"))).collect();
+    let packs: std::collections::HashSet<&str> = entries.iter().map(|b| b["pack"].as_str().unwrap()).collect();
+    let files = v.files("index");
+    let index_bytes: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+    // Per file: magic, version, counts, nonce and tag; per pack: id and count; per frame: 20.
+    let bound = 36 * entries.len() as u64 + 20 * frames.len() as u64 + 40 * packs.len() as u64 + 60 * files.len() as u64;
+    eprintln!("{} blobs, {} frames, {} packs: {index_bytes} B of index (bound {bound})", entries.len(), frames.len(), packs.len());
+    assert!(index_bytes <= bound, "index files take {index_bytes} B, more than {bound}");
+    assert!(index_bytes < 40 * entries.len() as u64, "index files take {index_bytes} B for {} blobs", entries.len());
+
+    let lists: Vec<&serde_json::Value> = entries.iter().filter(|b| b["type"] == "chunk-list").collect();
+    let (tops, leaves): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) = lists.iter().copied().partition(|b| is_top(b));
+    let leaf_bytes: u64 = leaves.iter().map(|b| field(b, "raw_length")).sum();
+    let top_bytes: u64 = tops.iter().map(|b| field(b, "raw_length")).sum();
+    assert_eq!(leaf_bytes, 32 * chunks, "leaves hold each chunk id once");
+    assert_eq!(top_bytes, 4 * tops.len() as u64 + 32 * leaves.len() as u64, "top blobs hold each leaf id once");
+    assert!(leaves.len() as u64 * 4 >= chunks / 16, "{} leaves for {chunks} chunks: not a tree", leaves.len());
+    let list_frames: std::collections::HashSet<u64> = lists.iter().map(|b| field(b, "offset")).collect();
+    let most = (leaf_bytes + top_bytes) / (32 << 10) + 2;
+    assert!(list_frames.len() as u64 <= most, "{} list frames for {} B of lists", list_frames.len(), leaf_bytes + top_bytes);
+}
+
+/// After 1% of the keys change, the backup stores only the list leaves that hold a changed
+/// chunk (at most two per changed key: a leaf may merge with its neighbour) and the top
+/// blobs, not every list around a change.
+#[test]
+fn one_percent_change_rewrites_few_list_leaves() {
+    let mut rng = Rng(23);
+    let v1 = base(&mut rng);
+    let mut v2 = v1.clone();
+    let changed = 40;
+    for k in 0..changed {
+        let i = (k * 97 + 13) % v2.len();
+        let len = 100 + rng.below(1200);
+        v2[i].1 = value(&mut rng, len);
+    }
+    let v = vault(RECORD_CHUNKS);
+    backup(&v, "v1.rdb", &rdb(&v1));
+    let before: std::collections::HashSet<String> = index_entries(&v).iter().map(|b| b["id"].as_str().unwrap().to_string()).collect();
+    let b = rdb(&v2);
+    let (id, _) = backup(&v, "v2.rdb", &b);
+    let after = index_entries(&v);
+    let is_leaf = |b: &&serde_json::Value| b["type"] == "chunk-list" && !is_top(b);
+    let all_leaves = after.iter().filter(is_leaf).count();
+    let new_leaves = after.iter().filter(|b| !before.contains(b["id"].as_str().unwrap())).filter(is_leaf).count();
+    eprintln!("{new_leaves} of {all_leaves} leaves rewritten for {changed} changed keys");
+    assert!(new_leaves <= 2 * changed, "{new_leaves} new leaves for {changed} changed keys");
+    assert!(new_leaves * 3 < all_leaves, "{new_leaves} of {all_leaves} leaves rewritten");
+    assert!(v.restore(&id, &v.dir.path().join("r2.rdb")) == b, "restore differs");
+    assert!(v.check_passes(&["--read-data"]).is_empty());
+}
+
+/// A damaged frame of list blobs (leaves and top blobs share frames) fails the restore,
+/// naming the pack, and `check` reports it.
+#[test]
+fn tampered_list_frames_are_refused() {
+    let v = vault(RECORD_CHUNKS);
+    let (id, _) = backup(&v, "v1.rdb", &rdb(&base(&mut Rng(29))));
+    let entries = index_entries(&v);
+    let mut frames: Vec<(String, u64, u64, bool)> = Vec::new();
+    for b in entries.iter().filter(|b| b["type"] == "chunk-list") {
+        let f = (b["pack"].as_str().unwrap().to_string(), field(b, "offset"), field(b, "length"));
+        match frames.iter_mut().find(|(p, o, _, _)| *p == f.0 && *o == f.1) {
+            Some(seen) => seen.3 |= is_top(b),
+            None => frames.push((f.0, f.1, f.2, is_top(b))),
+        }
+    }
+    assert!(frames.len() >= 2, "the lists fill several frames");
+    assert!(frames.iter().any(|f| f.3), "a frame holds a top blob");
+    for (pack, offset, length, _) in &frames {
+        let w = v.copy();
+        let path = w.repo.join("data").join(&pack[..2]).join(pack);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(offset + length / 2) as usize] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = w.try_restore(&id).expect_err("a damaged list frame must fail the restore");
+        assert!(err.contains(&pack[..16]) && err.contains("authentication failed"), "{err}");
+        let (ok, report) = w.check(&[]);
+        assert!(!ok, "check passed a damaged list frame: {report:#}");
+    }
+}
+

@@ -15,7 +15,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::engine::chunker::{Chunker, Chunks};
 use crate::format::compress::{self, Compressor};
-use crate::format::chunklist::ListBuilder;
+use crate::format::chunklist::TreeBuilder;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::engine::facts::{self, FactsFeed};
@@ -92,6 +92,11 @@ const JOB_BYTES: usize = crate::engine::chunker::BATCH_BYTES;
 /// open, dictionary set-up) small per byte, small enough that a restore that
 /// needs one chunk of it decompresses little else.
 const FRAME_TARGET: usize = 64 * 1024;
+
+/// New list blobs (leaves of ~512 bytes, top blobs of ~2 KiB) share frames of
+/// about this size: one seal and one index place per frame, not per leaf, while a
+/// key lookup that needs one top blob's leaves opens little else.
+pub const LIST_FRAME_TARGET: usize = 32 * 1024;
 
 /// One sealed frame and the blobs (id, length) it holds, in order.
 struct Sealed {
@@ -565,20 +570,31 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
     let mut pending: BTreeMap<u64, Vec<(Id, u32)>> = BTreeMap::new();
     let mut ends: VecDeque<(String, u64, u64, String)> = VecDeque::new();
     let mut next = 0u64;
-    let mut list = ListBuilder::new();
+    let mut tree = TreeBuilder::new();
     let mut lists: Vec<String> = Vec::new();
     let mut file_chunks = 0u64;
-    let (mut file_bytes, mut starts, mut list_open) = (0u64, Vec::new(), false);
-
-    let mut store_list = |blob: Vec<u8>, lists: &mut Vec<String>| -> Result<()> {
+    let (mut file_bytes, mut starts) = (0u64, Vec::new());
+    // New list blobs (leaves and top blobs), gathered into shared frames.
+    let (mut frame, mut members): (Vec<u8>, Vec<(Id, u32)>) = (Vec::new(), Vec::new());
+    let mut flush = |frame: &mut Vec<u8>, members: &mut Vec<(Id, u32)>| -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let (flags, data) = seal_frame(repo.cipher(), BlobType::ChunkList, frame, members, &mut plain);
+        frame.clear();
+        let s = Sealed { kind: BlobType::ChunkList, flags, data, blobs: std::mem::take(members) };
+        sealed.send(vec![s]).map_err(|_| Error::Invalid("pack writer stopped".into()))
+    };
+    let mut store = |blob: Vec<u8>, frame: &mut Vec<u8>, members: &mut Vec<(Id, u32)>| -> Result<Id> {
         let id = repo.hasher().id(&blob);
         if dedup.claim(&id) {
-            sealed
-                .send(vec![Sealed::single(repo, BlobType::ChunkList, id, &blob, &mut plain)])
-                .map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+            frame.extend_from_slice(&blob);
+            members.push((id, blob.len() as u32));
+            if frame.len() >= LIST_FRAME_TARGET {
+                flush(frame, members)?;
+            }
         }
-        lists.push(id.to_hex());
-        Ok(())
+        Ok(id)
     };
 
     for ev in events {
@@ -600,26 +616,24 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
             // already be waiting (workers finish out of order). Its end event always comes first.
             if matches!(ends.front(), Some((_, end, _, _)) if *end == next) {
                 let Some((name, _, size, blake3)) = ends.pop_front() else { break };
-                if let Some(blob) = list.finish() {
-                    store_list(blob, &mut lists)?;
+                if let Some(top) = tree.finish(&mut |b| store(b, &mut frame, &mut members))? {
+                    lists.push(top.to_hex());
                 }
                 out.files.push(SnapshotFile { name, size, blake3, chunks: file_chunks, lists: std::mem::take(&mut lists) });
                 out.list_starts.push(std::mem::take(&mut starts));
-                (file_chunks, file_bytes, list_open) = (0, 0, false);
+                (file_chunks, file_bytes) = (0, 0);
                 continue;
             }
             let Some(ids) = pending.remove(&next) else { break };
             next += ids.len() as u64;
             file_chunks += ids.len() as u64;
             for (id, len) in &ids {
-                if !list_open {
+                if !tree.open() {
                     starts.push(file_bytes);
-                    list_open = true;
                 }
                 file_bytes += u64::from(*len);
-                if let Some(blob) = list.push(id) {
-                    store_list(blob, &mut lists)?;
-                    list_open = false;
+                if let Some(top) = tree.push(id, &mut |b| store(b, &mut frame, &mut members))? {
+                    lists.push(top.to_hex());
                 }
             }
         }
@@ -627,6 +641,7 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
     if !pending.is_empty() || !ends.is_empty() {
         return Err(Error::Invalid("backup stopped before every chunk was stored".into()));
     }
+    flush(&mut frame, &mut members)?;
     Ok(out)
 }
 

@@ -5,14 +5,16 @@
 //! round trips, not the bytes, set the pace. Backups keep a run's lists together
 //! in their own packs, so the lists of a window usually lie side by side: they
 //! are read in one range read per stretch of a pack, several reads in flight.
+//! A snapshot names top blobs (or, before the list tree, flat lists): a window's
+//! top blobs are read first, then all their leaves, each frame opened once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::restore::{blob_name, Blobs};
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::format::chunklist::parse_list;
-use crate::format::pack::{open_blob, BlobEntry, BlobKeys};
+use crate::format::chunklist::{parse_any, parse_leaf, ListBlob};
+use crate::format::pack::{blob_in_frame, open_frame, BlobEntry, BlobKeys};
 use crate::format::snapshot::SnapshotFile;
 use crate::store::{FileKind, ReadPlan};
 
@@ -31,6 +33,41 @@ impl<'a> Blobs<'a> {
     pub fn chunk_ids(&'a self, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
         chunk_ids(self, file)
     }
+
+    /// What the list blob `id` a snapshot names stands for: the leaves it names (none for
+    /// a flat list of an older backup) and the chunk ids in order.
+    pub fn list_chunks(&self, id: &Id) -> Result<ListChunks> {
+        let plan = self.repo.backend().read_plan();
+        let what = format!("chunk list {}", id.to_hex());
+        match parse_any(&self.load(id)?, &what)? {
+            ListBlob::Flat(chunks) => Ok(ListChunks { leaves: Vec::new(), chunks }),
+            ListBlob::Top(leaves) => {
+                let mut chunks = Vec::new();
+                for (plain, leaf) in self.load_lists(&leaves, &plan)?.iter().zip(&leaves) {
+                    chunks.extend(parse_leaf(plain, &format!("chunk-list leaf {}", leaf.to_hex()))?);
+                }
+                Ok(ListChunks { leaves, chunks })
+            }
+        }
+    }
+
+    /// The plaintexts of the list blobs `ids`, in order, read in planned range reads.
+    pub fn load_lists(&self, ids: &[Id], plan: &ReadPlan) -> Result<Vec<Vec<u8>>> {
+        let mut wanted = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (pack, entry) = self.index.get(id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
+            wanted.push((pack, entry));
+        }
+        load_blobs(self, &wanted, plan)
+    }
+}
+
+/// A list blob of a snapshot, expanded.
+pub struct ListChunks {
+    /// The leaves a top blob names (empty for a flat list).
+    pub leaves: Vec<Id>,
+    /// The chunk ids, in order.
+    pub chunks: Vec<Id>,
 }
 
 fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
@@ -39,27 +76,45 @@ fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<
     let windows = std::iter::once(&file.lists[..first]).chain(file.lists[first..].chunks(WINDOW));
     windows.filter(|w| !w.is_empty()).flat_map(move |window| {
         let ids: Vec<Result<Id>> = match load_window(blobs, file, window, &plan) {
-            Ok(lists) => lists.into_iter().flatten().map(Ok).collect(),
+            Ok(ids) => ids.into_iter().map(Ok).collect(),
             Err(e) => vec![Err(e)],
         };
         ids
     })
 }
 
-/// The ids of each list in `window`, in order.
-fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: &ReadPlan) -> Result<Vec<Vec<Id>>> {
-    let mut wanted = Vec::with_capacity(window.len());
+/// The chunk ids of the lists in `window`, in order: their top blobs (or flat lists)
+/// first, then every leaf they name, in one planned batch.
+fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: &ReadPlan) -> Result<Vec<Id>> {
+    let mut named = Vec::with_capacity(window.len());
     for hex in window {
-        let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(format!("snapshot file {}", file.name), format!("bad list id {hex}")))?;
-        let (pack, entry) = blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
-        wanted.push((pack, entry));
+        named.push(Id::from_hex(hex).ok_or_else(|| Error::corrupt(format!("snapshot file {}", file.name), format!("bad list id {hex}")))?);
     }
-    let plain = load_blobs(blobs, &wanted, plan)?;
-    plain
-        .iter()
-        .zip(window)
-        .map(|(p, hex)| parse_list(p).ok_or_else(|| Error::corrupt(format!("chunk list {hex}"), "length is not a multiple of 32")))
-        .collect()
+    // Each list blob is chunk ids itself (flat) or a run of the leaves gathered below.
+    let mut parts: Vec<std::result::Result<Vec<Id>, std::ops::Range<usize>>> = Vec::with_capacity(named.len());
+    let mut leaves = Vec::new();
+    for (plain, hex) in blobs.load_lists(&named, plan)?.iter().zip(window) {
+        match parse_any(plain, &format!("chunk list {hex}"))? {
+            ListBlob::Flat(ids) => parts.push(Ok(ids)),
+            ListBlob::Top(ids) => {
+                parts.push(Err(leaves.len()..leaves.len() + ids.len()));
+                leaves.extend(ids);
+            }
+        }
+    }
+    let leaf_plain = if leaves.is_empty() { Vec::new() } else { blobs.load_lists(&leaves, plan)? };
+    let mut out = Vec::new();
+    for part in parts {
+        match part {
+            Ok(ids) => out.extend(ids),
+            Err(range) => {
+                for i in range {
+                    out.extend(parse_leaf(&leaf_plain[i], &format!("chunk-list leaf {}", leaves[i].to_hex()))?);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// One range read: a stretch of a pack and the wanted blobs (by position) in it.
@@ -103,12 +158,18 @@ fn load_blobs(blobs: &Blobs<'_>, wanted: &[(Id, BlobEntry)], plan: &ReadPlan) ->
         while let Some(r) = reads.get(next.fetch_add(1, Ordering::Relaxed)) {
             let name = r.pack.to_hex();
             let bytes = blobs.repo.backend().read_range(FileKind::Pack, &name, r.start, (r.end - r.start) as usize)?;
+            // Members come in frame order: a frame of many leaves is opened once.
+            let mut opened: Option<(u32, Vec<u8>)> = None;
             for &i in &r.members {
                 let e = &wanted[i].1;
                 let what = blob_name(&name, e);
-                let off = (e.offset as u64 - r.start) as usize;
-                let sealed = bytes.get(off..off + e.length as usize).ok_or_else(|| Error::corrupt(&what, "lies beyond the end of its pack"))?;
-                done.push((i, open_blob(&keys, &mut zstd, e, sealed, &what)?));
+                if opened.as_ref().is_none_or(|(offset, _)| *offset != e.offset) {
+                    let off = (e.offset as u64 - r.start) as usize;
+                    let sealed = bytes.get(off..off + e.length as usize).ok_or_else(|| Error::corrupt(&what, "lies beyond the end of its pack"))?;
+                    opened = Some((e.offset, open_frame(&keys, &mut zstd, e, sealed, &what)?));
+                }
+                let frame = opened.as_ref().map(|(_, f)| f.as_slice()).unwrap_or_default();
+                done.push((i, blob_in_frame(&keys, e, frame, &what)?.to_vec()));
             }
         }
         Ok(done)

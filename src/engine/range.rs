@@ -5,7 +5,6 @@
 use crate::crypto::Id;
 use crate::engine::restore::Blobs;
 use crate::error::{Error, Result};
-use crate::format::chunklist::parse_list;
 use crate::format::snapshot::SnapshotFile;
 
 /// Byte ranges of one file; keeps the last chunk list and chunk, since neighbouring
@@ -63,7 +62,7 @@ impl<'b, 'a> RangeReader<'b, 'a> {
             let hex = &self.file.lists[n];
             let what = format!("snapshot file {}", self.file.name);
             let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(&what, format!("bad list id {hex}")))?;
-            let ids = parse_list(&self.blobs.load(&id)?).ok_or_else(|| Error::corrupt(format!("chunk list {hex}"), "length is not a multiple of 32"))?;
+            let ids = self.blobs.list_chunks(&id)?.chunks;
             let mut at = self.starts[n];
             let mut chunks = Vec::with_capacity(ids.len());
             for c in ids {

@@ -10,9 +10,10 @@ use std::collections::HashSet;
 
 use crate::crypto::{Id, IdBuildHasher};
 use crate::engine::chunker::Chunker;
+use crate::engine::backup::LIST_FRAME_TARGET;
 use crate::engine::packer::adopt_orphan_packs;
 use crate::error::Result;
-use crate::format::chunklist::ListBuilder;
+use crate::format::chunklist::TreeBuilder;
 use crate::format::compress::Compressor;
 use crate::format::index::{prefix, IndexFile, Known};
 use crate::format::pack::{seal_frame, BlobType, PackBuilder};
@@ -85,8 +86,10 @@ impl<'r> Session<'r> {
         let mut fresh: HashSet<[u8; 16], IdBuildHasher> = HashSet::default();
         let mut frame: Vec<u8> = Vec::new();
         let mut members: Vec<(Id, u32)> = Vec::new();
-        let mut list = ListBuilder::new();
+        let mut tree = TreeBuilder::new();
         let mut lists = Vec::new();
+        // New list blobs share frames of their own.
+        let mut list_frame = ListFrame::default();
         let (mut chunks, mut new_chunks, mut new_raw_bytes) = (0u64, 0u64, 0u64);
         let mut plain = Compressor::plain();
         let chunker = Chunker::new(bytes, repo.config().chunker, repo.config().chunker_seed());
@@ -105,16 +108,19 @@ impl<'r> Session<'r> {
                         w.frame(repo, BlobType::Data, &mut frame, &mut members, &mut self.zstd)?;
                     }
                 }
-                if let Some(blob) = list.push(&id) {
-                    lists.push(self.list_blob(&mut w, &mut fresh, blob, &mut plain)?);
+                if let Some(top) = tree.push(&id, &mut |b| self.list_blob(&mut w, &mut fresh, b, &mut list_frame, &mut plain))? {
+                    lists.push(top.to_hex());
                 }
             }
         }
         if !members.is_empty() {
             w.frame(repo, BlobType::Data, &mut frame, &mut members, &mut self.zstd)?;
         }
-        if let Some(blob) = list.finish() {
-            lists.push(self.list_blob(&mut w, &mut fresh, blob, &mut plain)?);
+        if let Some(top) = tree.finish(&mut |b| self.list_blob(&mut w, &mut fresh, b, &mut list_frame, &mut plain))? {
+            lists.push(top.to_hex());
+        }
+        if !list_frame.members.is_empty() {
+            w.frame(repo, BlobType::ChunkList, &mut list_frame.plain, &mut list_frame.members, &mut plain)?;
         }
         w.flush(repo)?;
         let index = if w.index.packs.is_empty() { None } else { Some(repo.write_sealed(FileKind::Index, &w.index.to_bytes())?) };
@@ -126,17 +132,26 @@ impl<'r> Session<'r> {
         Ok(Stored { file, index, new_chunks, new_raw_bytes, bytes_added: w.bytes_added })
     }
 
-    /// Stores a chunk-list blob unless it is already stored; returns its id.
-    fn list_blob(&mut self, w: &mut Writer, fresh: &mut HashSet<[u8; 16], IdBuildHasher>, blob: Vec<u8>, plain: &mut Compressor) -> Result<String> {
+    /// Stores a chunk-list blob (a leaf or a top blob) unless it is already stored; returns its id.
+    fn list_blob(&mut self, w: &mut Writer, fresh: &mut HashSet<[u8; 16], IdBuildHasher>, blob: Vec<u8>, f: &mut ListFrame, plain: &mut Compressor) -> Result<Id> {
         let id = self.repo.hasher().id(&blob);
         let p = prefix(&id);
         if !self.known.contains(&id) && !self.stored(&p) && fresh.insert(p) {
-            let mut frame = blob;
-            let mut members = vec![(id, frame.len() as u32)];
-            w.frame(self.repo, BlobType::ChunkList, &mut frame, &mut members, plain)?;
+            f.plain.extend_from_slice(&blob);
+            f.members.push((id, blob.len() as u32));
+            if f.plain.len() >= LIST_FRAME_TARGET {
+                w.frame(self.repo, BlobType::ChunkList, &mut f.plain, &mut f.members, plain)?;
+            }
         }
-        Ok(id.to_hex())
+        Ok(id)
     }
+}
+
+/// New list blobs gathered into one frame.
+#[derive(Default)]
+struct ListFrame {
+    plain: Vec<u8>,
+    members: Vec<(Id, u32)>,
 }
 
 /// The packs of one store being filled.

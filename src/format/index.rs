@@ -1,12 +1,15 @@
 //! The index: which pack holds each blob, where, and how long it is.
 //!
-//! Index file plaintext: `"RVIX" || version u8 || supersedes count u32 ||
-//! superseded index names [32] each || pack count u32 || packs`, each pack
-//! `pack id [32] || frame count u32 || frames`, each frame `type u8 || flags u8
-//! || offset u32 || length u32 || frame_len u32 || blob count u32 || blobs`, each
-//! blob `id [32] || inner u32 || raw_len u32` (40 bytes; `inner` is explicit
-//! because prune may keep only some blobs of a frame). The newest index files
-//! may name older ones they replace.
+//! Index file plaintext, version 3: `"RVIX" || 3 || supersedes count || superseded
+//! index names [32] each || pack count || packs`, each pack `pack id [32] || frame
+//! count || frames`, each frame `type u8 || flags u8 || offset gap || length ||
+//! frame_len || blob count || blobs`, each blob `id [32] || inner gap || raw_len`.
+//! Counts and lengths are LEB128 varints; a gap is the zigzag varint of the
+//! distance from where the previous frame of the pack (or blob of the frame)
+//! ended, so it is one zero byte when they lie side by side: 35 bytes per 1 KiB
+//! blob instead of 40. `inner` stays explicit because prune may keep only some
+//! blobs of a frame. Version 2 (fixed u32 fields, 40 bytes per blob) still reads.
+//! The newest index files may name older ones they replace.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -16,8 +19,12 @@ use crate::format::pack::{BlobEntry, BlobType};
 use crate::store::{display_name, FileKind, Repository};
 
 const MAGIC: &[u8; 4] = b"RVIX";
-const VERSION: u8 = 2;
-const BLOB_LEN: usize = 40;
+/// The version written.
+const VERSION: u8 = 3;
+/// The version before varints (fixed u32 fields), still read.
+const VERSION_FIXED: u8 = 2;
+/// The fewest bytes a blob takes in an index file of any version.
+const BLOB_LEN: usize = 34;
 
 /// Where one frame lives. A frame holds ~60 chunks of a full backup, so its
 /// place is kept once here and not in every blob's entry.
@@ -544,33 +551,37 @@ pub struct IndexFile {
 }
 
 impl IndexFile {
-    /// Serializes to plaintext.
+    /// Serializes to plaintext (version 3).
     pub fn to_bytes(&self) -> Vec<u8> {
         let blobs: usize = self.packs.iter().map(|(_, e)| e.len()).sum();
-        let mut out = Vec::with_capacity(13 + self.supersedes.len() * 32 + self.packs.len() * 36 + blobs * BLOB_LEN);
+        let mut out = Vec::with_capacity(16 + self.supersedes.len() * 32 + self.packs.len() * 40 + blobs * 36);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
-        out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
+        varint(&mut out, self.supersedes.len() as u64);
         for s in &self.supersedes {
             out.extend_from_slice(&s.0);
         }
-        out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
+        varint(&mut out, self.packs.len() as u64);
         for (pack, entries) in &self.packs {
             out.extend_from_slice(&pack.0);
             let frames = crate::format::pack::frames(entries);
-            out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+            varint(&mut out, frames.len() as u64);
+            let mut frame_end = 0u32;
             for f in frames {
                 let first = &f[0];
                 out.push(first.kind.code());
                 out.push(first.flags);
-                out.extend_from_slice(&first.offset.to_le_bytes());
-                out.extend_from_slice(&first.length.to_le_bytes());
-                out.extend_from_slice(&first.frame_len.to_le_bytes());
-                out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+                gap(&mut out, first.offset, frame_end);
+                varint(&mut out, first.length.into());
+                varint(&mut out, first.frame_len.into());
+                varint(&mut out, f.len() as u64);
+                frame_end = first.offset.wrapping_add(first.length);
+                let mut blob_end = 0u32;
                 for e in f {
                     out.extend_from_slice(&e.id.0);
-                    out.extend_from_slice(&e.inner.to_le_bytes());
-                    out.extend_from_slice(&e.raw_len.to_le_bytes());
+                    gap(&mut out, e.inner, blob_end);
+                    varint(&mut out, e.raw_len.into());
+                    blob_end = e.inner.wrapping_add(e.raw_len);
                 }
             }
         }
@@ -591,33 +602,42 @@ impl IndexFile {
     /// (no copy of the file's entries is built); returns the files it supersedes.
     pub fn visit(b: &[u8], what: &str, mut each: impl FnMut(Id, &BlobEntry)) -> Result<Vec<Id>> {
         let mut r = Cursor { b, pos: 0, what };
-        if r.take(4)? != MAGIC || r.take(1)?[0] != VERSION {
-            return Err(Error::corrupt(what, "wrong magic or version"));
+        if r.take(4)? != MAGIC {
+            return Err(Error::corrupt(what, "wrong magic"));
         }
-        let n_sup = r.u32()? as usize;
+        let fixed = match r.take(1)?[0] {
+            VERSION => false,
+            VERSION_FIXED => true,
+            v => return Err(Error::corrupt(what, format!("index version {v} is not one this rdbvault reads (2 or 3); a newer rdbvault wrote it?"))),
+        };
+        let n_sup = r.count(fixed)?;
         let mut supersedes = Vec::with_capacity(n_sup.min(b.len() / 32));
         for _ in 0..n_sup {
             supersedes.push(r.id()?);
         }
-        let n_packs = r.u32()? as usize;
+        let n_packs = r.count(fixed)?;
         for _ in 0..n_packs {
             let pack = r.id()?;
-            let n_frames = r.u32()? as usize;
+            let n_frames = r.count(fixed)?;
+            let mut frame_end = 0u32;
             for _ in 0..n_frames {
                 let t = r.take(1)?[0];
                 let kind = BlobType::from_code(t).ok_or_else(|| Error::corrupt(what, format!("unknown blob type {t}")))?;
                 let flags = r.take(1)?[0];
-                let offset = r.u32()?;
-                let length = r.u32()?;
-                let frame_len = r.u32()?;
-                let n = r.u32()? as usize;
+                let offset = r.place(fixed, frame_end)?;
+                let length = r.field(fixed)?;
+                let frame_len = r.field(fixed)?;
+                let n = r.count(fixed)?;
+                frame_end = offset.wrapping_add(length);
+                let mut blob_end = 0u32;
                 for _ in 0..n {
                     let id = r.id()?;
-                    let inner = r.u32()?;
-                    let raw_len = r.u32()?;
+                    let inner = r.place(fixed, blob_end)?;
+                    let raw_len = r.field(fixed)?;
                     if inner as u64 + raw_len as u64 > frame_len as u64 {
                         return Err(Error::corrupt(what, format!("blob {id} lies outside its {frame_len}-byte frame")));
                     }
+                    blob_end = inner + raw_len;
                     each(pack, &BlobEntry { id, kind, flags, offset, length, raw_len, inner, frame_len });
                 }
             }
@@ -627,6 +647,21 @@ impl IndexFile {
         }
         Ok(supersedes)
     }
+}
+
+/// Appends `v` as an LEB128 varint.
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends where `at` lies from `from`, as a zigzag varint (0 when side by side).
+fn gap(out: &mut Vec<u8>, at: u32, from: u32) {
+    let d = i64::from(at) - i64::from(from);
+    varint(out, ((d << 1) ^ (d >> 63)) as u64);
 }
 
 struct Cursor<'a> {
@@ -646,6 +681,44 @@ impl<'a> Cursor<'a> {
     fn u32(&mut self) -> Result<u32> {
         let s = self.take(4)?;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    /// An LEB128 varint of at most 64 bits.
+    fn var(&mut self) -> Result<u64> {
+        let (start, mut v) = (self.pos, 0u64);
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            v |= u64::from(byte & 0x7F) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Error::corrupt(self.what, format!("number at byte {start} is too long")))
+    }
+    /// A u32 field: fixed width in version 2, a varint in version 3.
+    fn field(&mut self, fixed: bool) -> Result<u32> {
+        if fixed {
+            return self.u32();
+        }
+        let start = self.pos;
+        u32::try_from(self.var()?).map_err(|_| Error::corrupt(self.what, format!("number at byte {start} is too large")))
+    }
+    /// A count, bounded by the bytes left (each counted item takes at least one).
+    fn count(&mut self, fixed: bool) -> Result<usize> {
+        let n = self.field(fixed)? as usize;
+        if n > self.b.len() - self.pos {
+            return Err(Error::corrupt(self.what, format!("count {n} at byte {} is more than the file holds", self.pos)));
+        }
+        Ok(n)
+    }
+    /// An offset: fixed in version 2, a zigzag gap from `from` in version 3.
+    fn place(&mut self, fixed: bool, from: u32) -> Result<u32> {
+        if fixed {
+            return self.u32();
+        }
+        let start = self.pos;
+        let z = self.var()?;
+        let d = (z >> 1) as i64 ^ -((z & 1) as i64);
+        u32::try_from(i64::from(from).wrapping_add(d)).map_err(|_| Error::corrupt(self.what, format!("offset at byte {start} is out of range")))
     }
     fn id(&mut self) -> Result<Id> {
         let mut id = [0u8; 32];
@@ -738,5 +811,62 @@ mod tests {
         for cut in [3, 10, bytes.len() - 1] {
             assert!(IndexFile::parse(&bytes[..cut], "t").is_err());
         }
+    }
+
+    /// Version 2, as rdbvault wrote it before varints (fixed u32 fields).
+    fn to_bytes_v2(f: &IndexFile) -> Vec<u8> {
+        let mut out = b"RVIX\x02".to_vec();
+        out.extend_from_slice(&(f.supersedes.len() as u32).to_le_bytes());
+        for s in &f.supersedes {
+            out.extend_from_slice(&s.0);
+        }
+        out.extend_from_slice(&(f.packs.len() as u32).to_le_bytes());
+        for (pack, entries) in &f.packs {
+            out.extend_from_slice(&pack.0);
+            let frames = crate::format::pack::frames(entries);
+            out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+            for fr in frames {
+                out.extend_from_slice(&[fr[0].kind.code(), fr[0].flags]);
+                for v in [fr[0].offset, fr[0].length, fr[0].frame_len, fr.len() as u32] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                for e in fr {
+                    out.extend_from_slice(&e.id.0);
+                    out.extend_from_slice(&e.inner.to_le_bytes());
+                    out.extend_from_slice(&e.raw_len.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Frames side by side and blobs in order cost one byte per gap; frames out of
+    /// order and a blob kept alone by prune (a gap before it) round-trip too, and
+    /// version 2 files read the same.
+    #[test]
+    fn compact_encoding_round_trips_and_reads_version_2() {
+        let blob = |id: u8, offset: u32, length: u32, inner: u32, raw_len: u32, frame_len: u32| BlobEntry { id: Id([id; 32]), kind: BlobType::Data, flags: 3, offset, length, raw_len, inner, frame_len };
+        let mut entries = Vec::new();
+        for k in 0..50u32 {
+            entries.push(blob(k as u8, 0, 40_000, k * 1000, 1000, 50_000));
+        }
+        entries.push(blob(200, 40_000, 300, 700, 100, 900));
+        entries.push(blob(201, 10, 5, 0, 5, 5));
+        let f = IndexFile { supersedes: vec![Id([1; 32])], packs: vec![(Id([2; 32]), entries.clone()), (Id([3; 32]), vec![blob(9, 7, 70_000, 0, 3, 70_000)])] };
+        let (v3, v2) = (f.to_bytes(), to_bytes_v2(&f));
+        for bytes in [&v3, &v2] {
+            let back = IndexFile::parse(bytes, "t").unwrap();
+            assert_eq!(back.packs, f.packs);
+            assert_eq!(back.supersedes, f.supersedes);
+        }
+        // 32 id bytes, a one-byte gap and a two-byte length per blob.
+        assert!(v3.len() <= 53 * 35 + 4 * 12 + 3 * 33 + 16, "{} bytes", v3.len());
+        assert!(v3.len() < v2.len() * 9 / 10);
+        for cut in [3, 10, v3.len() - 1] {
+            assert!(IndexFile::parse(&v3[..cut], "t").is_err());
+        }
+        let mut future = v3.clone();
+        future[4] = 9;
+        assert!(IndexFile::parse(&future, "t").unwrap_err().to_string().contains("index version 9"));
     }
 }

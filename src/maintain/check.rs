@@ -13,7 +13,6 @@ use std::collections::{HashMap, HashSet};
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use crate::format::chunklist::parse_list;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::format::index::{repair_hint, Index, IndexFile};
@@ -390,11 +389,12 @@ fn check_snapshots(repo: &Repository, blobs: &Blobs<'_>, read_all: bool, report:
     Ok(())
 }
 
-/// Loads one chunk list and checks its chunks are indexed; returns its length if readable.
+/// Loads one chunk list (a top blob and its leaves, or a flat list) and checks its
+/// chunks are indexed; returns its length if readable.
 fn check_list(blobs: &Blobs<'_>, id: &Id, snap: &str, file: &str, report: &mut CheckReport) -> Option<usize> {
     let index = blobs.index;
-    let plain = match blobs.load(id) {
-        Ok(p) => p,
+    let ids = match blobs.list_chunks(id) {
+        Ok(l) => l.chunks,
         Err(e @ Error::MissingBlob { .. }) => {
             report.error("snapshot", Some(snap.to_string()), Some(id), format!("file {file}: chunk list: {e}"));
             return None;
@@ -404,10 +404,6 @@ fn check_list(blobs: &Blobs<'_>, id: &Id, snap: &str, file: &str, report: &mut C
             report.error("blob", pack, Some(id), format!("chunk list of {snap} file {file}: {e}"));
             return None;
         }
-    };
-    let Some(ids) = parse_list(&plain) else {
-        report.error("blob", None, Some(id), format!("chunk list of {snap} file {file} is malformed"));
-        return None;
     };
     for c in &ids {
         if !index.contains(c) {

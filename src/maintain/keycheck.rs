@@ -5,7 +5,6 @@
 use crate::crypto::Id;
 use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
 use crate::error::{Error, Result};
-use crate::format::chunklist::parse_list;
 use crate::engine::facts::IndexFeed;
 use crate::format::keyindex::{decode_page, Entry, TopTable};
 use crate::format::snapshot::{KeyIndexRef, Snapshot};
@@ -50,7 +49,7 @@ pub fn check_key_index(blobs: &Blobs<'_>, snap: &Snapshot, r: &KeyIndexRef, read
             return Err(bad(format!("chunk list {n} starts at byte {at}, the index says {}", top.list_starts[n])));
         }
         let list = Id::from_hex(hex).ok_or_else(|| bad(format!("bad list id {hex}")))?;
-        for c in parse_list(&blobs.load(&list)?).unwrap_or_default() {
+        for c in blobs.list_chunks(&list)?.chunks {
             at += blobs.index.get(&c).map_or(0, |(_, e)| u64::from(e.raw_len));
         }
     }

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::format::chunklist::parse_list;
+use crate::format::chunklist::{parse_any, parse_leaf, ListBlob};
 use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::format::index::{Index, IndexFile};
@@ -100,6 +100,7 @@ pub struct PrunePlan {
 pub fn used_blobs(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]) -> Result<HashSet<Id>> {
     let blobs = Blobs::new(repo, index)?;
     let mut used: HashSet<Id> = dictionary_ids(index).into_iter().collect();
+    let plan = repo.backend().read_plan();
     for (sid, snap) in snapshots {
         let what = display_name(FileKind::Snapshot, &sid.to_hex());
         let damaged = |e: Error| Error::corrupt(&what, format!("{e}; run `rdbvault check` (and `repair index`) before pruning"));
@@ -110,7 +111,18 @@ pub fn used_blobs(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]
                     continue;
                 }
                 let plain = blobs.load(&id).map_err(damaged)?;
-                let ids = parse_list(&plain).ok_or_else(|| Error::corrupt(&what, format!("chunk list {hex} is malformed")))?;
+                let ids = match parse_any(&plain, &format!("chunk list {hex}")).map_err(damaged)? {
+                    ListBlob::Flat(ids) => ids,
+                    ListBlob::Top(leaves) => {
+                        // Leaves shared with lists already walked add nothing.
+                        let fresh: Vec<Id> = leaves.into_iter().filter(|l| used.insert(*l)).collect();
+                        let mut ids = Vec::new();
+                        for (p, leaf) in blobs.load_lists(&fresh, &plan).map_err(damaged)?.iter().zip(&fresh) {
+                            ids.extend(parse_leaf(p, &format!("chunk-list leaf {}", leaf.to_hex())).map_err(damaged)?);
+                        }
+                        ids
+                    }
+                };
                 for c in ids {
                     if !index.contains(&c) {
                         return Err(damaged(Error::MissingBlob { id: c.to_hex() }));
