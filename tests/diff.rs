@@ -55,6 +55,14 @@ fn diff_reports_exactly_the_changed_keys() {
     let total: u64 = common::dataset::keyspace(&mut c).values().map(|(k, _)| k).sum();
     assert_eq!(d["counts"]["unchanged"].as_u64().unwrap() + 7, total);
 
+    // --type narrows it to the keys of one type (redis-rdb-tools' --type).
+    let d = b.vault.json(&["diff", &b.snap, &after, "--type", "hash"]);
+    assert_eq!(set(&d, "changed"), pairs(&[(0, "hash:big"), (1, "user:4")]));
+    assert_eq!(set(&d, "removed"), pairs(&[(1, "user:5")]));
+    assert_eq!(set(&d, "added"), pairs(&[]));
+    let err = b.vault.fails(&["diff", &b.snap, &after, "--type", "blob"]);
+    assert!(err.contains("unknown type \"blob\""), "{err}");
+
     // --keys and --db narrow the comparison.
     let d = b.vault.json(&["diff", &b.snap, &after, "--keys", "user:*"]);
     assert_eq!(set(&d, "added"), pairs(&[(3, "user:5")]));

@@ -17,6 +17,10 @@ pub struct DiffArgs {
     pub new: String,
     #[command(flatten)]
     pub keys: KeyArgs,
+    /// Only keys of this type in either snapshot (string, list, set, zset, hash, stream,
+    /// module; redis-rdb-tools' --type): a key whose type changed shows as added or removed.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
     /// Compare this file of both snapshots (default: their RDB, the base of an AOF directory).
     #[arg(long, value_name = "NAME")]
     pub file: Option<String>,
@@ -32,7 +36,7 @@ pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
     if a.exit_code {
         super::errors_exit_above_1();
     }
-    let filter = a.keys.filter(None)?;
+    let filter = a.keys.filter(a.kind.as_deref())?;
     let counts = with_blobs_matching(g, &[&a.old, &a.new], &a.filter, |snaps, blobs| {
         let ((old_id, old), (new_id, new)) = (&snaps[0], &snaps[1]);
         let old_file = chosen_file(old_id, old, a.file.as_deref(), g.quiet)?;

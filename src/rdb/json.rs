@@ -95,6 +95,105 @@ pub fn value_to_json(v: &Value) -> Json {
     }
 }
 
+/// Appends `b` as a JSON string, the same bytes `serde_json` writes for [`bytes_to_json`]
+/// (the [`escape`] rule and JSON's own escapes in one pass over the bytes, without building
+/// a `String`: `export --format jsonl` does this for every element).
+pub fn write_bytes_json(out: &mut Vec<u8>, b: &[u8]) {
+    out.push(b'"');
+    for chunk in b.utf8_chunks() {
+        let v = chunk.valid().as_bytes();
+        let (mut run, mut i) = (0, 0);
+        while i < v.len() {
+            let c = v[i];
+            let (esc, width): (&[u8], usize) = match c {
+                b'"' => (b"\\\"", 1),
+                b'\\' => (b"\\\\\\\\", 1),
+                b'\n' => (b"\\\\n", 1),
+                b'\r' => (b"\\\\r", 1),
+                b'\t' => (b"\\\\t", 1),
+                0x07 => (b"\\\\a", 1),
+                0x08 => (b"\\\\b", 1),
+                // Other control characters: C0, DEL and C1 (U+0080..U+009F, bytes C2 80..C2 9F).
+                0x00..=0x1f | 0x7f => (&[], 1),
+                0xc2 if v.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) => (&[], 2),
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.extend_from_slice(&v[run..i]);
+            if esc.is_empty() {
+                for byte in &v[i..i + width] {
+                    hex_escape(out, *byte);
+                }
+            } else {
+                out.extend_from_slice(esc);
+            }
+            i += width;
+            run = i;
+        }
+        out.extend_from_slice(&v[run..]);
+        for byte in chunk.invalid() {
+            hex_escape(out, *byte);
+        }
+    }
+    out.push(b'"');
+}
+
+/// `\xHH` as it stands in a JSON string (its backslash escaped).
+fn hex_escape(out: &mut Vec<u8>, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(&[b'\\', b'\\', b'x', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
+}
+
+/// Appends [`value_to_json`] of `v` as `serde_json` would write it, without building it
+/// for the common types (strings, lists, sets, sorted sets, hashes).
+pub fn write_value_json(out: &mut Vec<u8>, v: &Value) {
+    let list = |out: &mut Vec<u8>, items: &[Vec<u8>]| {
+        out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_bytes_json(out, item);
+        }
+        out.push(b']');
+    };
+    match v {
+        Value::String(s) => write_bytes_json(out, s),
+        Value::List(items) | Value::Set(items) => list(out, items),
+        Value::SortedSet(items) => {
+            out.push(b'[');
+            for (i, (m, s)) in items.iter().enumerate() {
+                out.extend_from_slice(if i > 0 { b",{\"member\":" } else { b"{\"member\":" });
+                write_bytes_json(out, m);
+                out.extend_from_slice(b",\"score\":");
+                let _ = serde_json::to_writer(&mut *out, &score(*s));
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+        Value::Hash(fields) => {
+            out.push(b'[');
+            for (i, (f, v, t)) in fields.iter().enumerate() {
+                out.extend_from_slice(if i > 0 { b",{" } else { b"{" });
+                if let Some(t) = t {
+                    out.extend_from_slice(format!("\"expire_ms\":{t},").as_bytes());
+                }
+                out.extend_from_slice(b"\"field\":");
+                write_bytes_json(out, f);
+                out.extend_from_slice(b",\"value\":");
+                write_bytes_json(out, v);
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+        other => {
+            let _ = serde_json::to_writer(&mut *out, &value_to_json(other));
+        }
+    }
+}
+
 /// Renders a record: db, key, type, encoding, rdb_type, expiry, idle/freq, sizes and value.
 pub fn record_to_json(rec: &Record) -> Json {
     json!({
@@ -126,5 +225,26 @@ mod tests {
             value_to_json(&v),
             json!([{"field": "f", "value": "\\x80", "expire_ms": 5}])
         );
+    }
+
+    #[test]
+    fn written_json_is_what_serde_json_writes() {
+        let odd = [&b"plain"[..], b"", b"q\"uote\\", b"caf\xc3\xa9\n\xff\x00\x7f\t\r\x07\x08", b"\xe2\x80\xa8 \x1b\xc2\x85\xc2\xa0\xc2", b"\xf0\x9f\x98\x80\xed\xa0\x80\xc3"];
+        let strings: Vec<Vec<u8>> = odd.iter().map(|b| b.to_vec()).collect();
+        let values = [
+            Value::String(b"x\"\\\xff".to_vec()),
+            Value::List(strings.clone()),
+            Value::Set(Vec::new()),
+            Value::SortedSet(vec![(b"a".to_vec(), 1.0), (b"\x01".to_vec(), -0.125), (b"i".to_vec(), f64::INFINITY), (b"n".to_vec(), 1e300)]),
+            Value::Hash(vec![(b"f".to_vec(), b"\x80".to_vec(), Some(5)), (b"g\"".to_vec(), b"v".to_vec(), None)]),
+            Value::Module(crate::rdb::ModuleValue { name: "m".into(), encver: 1, skipped_bytes: 3 }),
+            Value::NotDecoded,
+        ];
+        let bytes = (0..=255u8).flat_map(|b| [vec![b], vec![0xc2, b], vec![b'a', b, b'z']]).map(Value::String);
+        for v in values.into_iter().chain(strings.into_iter().map(Value::String)).chain(bytes) {
+            let mut out = Vec::new();
+            write_value_json(&mut out, &v);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&value_to_json(&v)).unwrap(), "{v:?}");
+        }
     }
 }

@@ -37,7 +37,7 @@ pub use encode_value::VALKEY_MIN_VERSION;
 pub use writer::{library_name, printable, RdbWriter, WriteError, MIN_WRITE_VERSION};
 pub use error::{RdbError, Result};
 pub use escape::{escape, quoted, unescape};
-pub use json::{bytes_to_json, record_to_json, value_to_json};
+pub use json::{bytes_to_json, record_to_json, value_to_json, write_bytes_json, write_value_json};
 pub use memory::approx_memory;
 pub use object::{encoding_of, kind_of, module_type_name};
 pub use summary::{summarize, summarize_each, DbSummary, Summary};

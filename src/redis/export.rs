@@ -8,12 +8,11 @@
 use std::io::{Read, Write};
 
 use serde::Serialize;
-use serde_json::json;
 
 use crate::engine::restore::Blobs;
 use crate::error::Error;
 use crate::format::snapshot::Snapshot;
-use crate::rdb::{bytes_to_json, printable, value_to_json, Item, RdbReader, ReadOptions, Record, Stream, Value};
+use crate::rdb::{printable, write_bytes_json, write_value_json, Item, RdbReader, ReadOptions, Record, Stream, Value};
 use crate::redis::keyindex;
 use crate::redis::keyscan::{rdb_file, KeyFilter};
 
@@ -73,6 +72,7 @@ pub fn export<R: Read>(r: R, what: &str, filter: &KeyFilter, format: Format, out
     let whole = filter.whole_dbs() && filter.db.is_none();
     let mut report = ExportReport::default();
     let mut db = None;
+    let mut line = Vec::new();
     if format == Format::Csv {
         out.write_all(b"db,key,type,expires_at,field,value\n")?;
     }
@@ -85,7 +85,7 @@ pub fn export<R: Read>(r: R, what: &str, filter: &KeyFilter, format: Format, out
             Item::Record(rec) if filter.matches(&rec) => {
                 match format {
                     Format::Keys => writeln!(out, "{}", text(&rec.key))?,
-                    Format::Jsonl => jsonl(out, &rec)?,
+                    Format::Jsonl => jsonl(out, &mut line, &rec)?,
                     Format::Csv => csv(out, &rec)?,
                     Format::Resp => {
                         if db != Some(rec.db) {
@@ -127,16 +127,23 @@ pub fn text(b: &[u8]) -> String {
     s
 }
 
-fn jsonl(out: &mut dyn Write, rec: &Record) -> std::io::Result<()> {
-    let line = json!({
-        "db": rec.db,
-        "key": bytes_to_json(&rec.key),
-        "type": rec.kind.as_str(),
-        "expires_at": rec.expire_ms,
-        "value": value_to_json(&rec.value),
-    });
-    serde_json::to_writer(&mut *out, &line)?;
-    out.write_all(b"\n")
+/// One JSON line: `{"db","expires_at","key","type","value"}` (the keys in the order
+/// `serde_json` sorts them), written into `line` and then out in one piece.
+fn jsonl(out: &mut dyn Write, line: &mut Vec<u8>, rec: &Record) -> std::io::Result<()> {
+    line.clear();
+    line.extend_from_slice(format!("{{\"db\":{},\"expires_at\":", rec.db).as_bytes());
+    match rec.expire_ms {
+        Some(t) => line.extend_from_slice(t.to_string().as_bytes()),
+        None => line.extend_from_slice(b"null"),
+    }
+    line.extend_from_slice(b",\"key\":");
+    write_bytes_json(line, &rec.key);
+    line.extend_from_slice(b",\"type\":\"");
+    line.extend_from_slice(rec.kind.as_str().as_bytes());
+    line.extend_from_slice(b"\",\"value\":");
+    write_value_json(line, &rec.value);
+    line.extend_from_slice(b"}\n");
+    out.write_all(line)
 }
 
 /// A CSV field: quoted when it holds a comma, quote or space, quotes doubled.
@@ -293,5 +300,37 @@ mod tests {
         assert_eq!(csv_field("a,b \"c\""), "\"a,b \"\"c\"\"\"");
         assert_eq!(score(f64::NEG_INFINITY), "-inf");
         assert_eq!(score(0.1), "0.1");
+    }
+
+    #[test]
+    fn jsonl_lines_are_what_serde_json_writes() {
+        use crate::rdb::{bytes_to_json, value_to_json, ValueKind};
+        let mut rec = Record {
+            db: 3,
+            key: b"k\xff\"".to_vec(),
+            kind: ValueKind::Hash,
+            rdb_type: 4,
+            encoding: "hashtable",
+            expire_ms: None,
+            idle: None,
+            freq: None,
+            value: Value::Hash(vec![(b"f".to_vec(), b"v\n".to_vec(), None)]),
+            raw: Vec::new(),
+            serialized_len: 0,
+            offset: 0,
+        };
+        for expire in [None, Some(1_700_000_000_123)] {
+            rec.expire_ms = expire;
+            let (mut out, mut line) = (Vec::new(), Vec::new());
+            jsonl(&mut out, &mut line, &rec).unwrap();
+            let want = serde_json::json!({
+                "db": rec.db,
+                "key": bytes_to_json(&rec.key),
+                "type": rec.kind.as_str(),
+                "expires_at": rec.expire_ms,
+                "value": value_to_json(&rec.value),
+            });
+            assert_eq!(String::from_utf8(out).unwrap(), format!("{want}\n"));
+        }
     }
 }

@@ -9,7 +9,9 @@
 //! RDB is read on. Without `--replace` a first pass over the snapshot asks the target which
 //! keys already exist (pipelined `EXISTS`, skipped when the target holds no keys at all),
 //! whether it has the modules the snapshot's module keys need and whether its function
-//! libraries clash, and refuses before writing anything. Function libraries go first, with
+//! libraries clash, and refuses before writing anything. That pass is left out when it could
+//! find nothing: an empty target without function libraries, and a key index that shows no
+//! module key and no db the target lacks. Function libraries go first, with
 //! one `FUNCTION RESTORE` (on every master of a cluster), then the first key alone: a target
 //! too old for the payload's RDB version refuses it, and the load stops with nothing else
 //! written. With `--skip-existing` no first pass is needed: `RESTORE` without `REPLACE`
@@ -29,11 +31,11 @@ use serde::Serialize;
 use crate::engine::restore::Blobs;
 use crate::error::Error;
 use crate::format::snapshot::Snapshot;
-use crate::rdb::{functions_payload, library_name, Item, RdbReader, ReadOptions, Record, Value};
+use crate::rdb::{functions_payload, kind_of, library_name, Item, RdbReader, ReadOptions, Record, Value, ValueKind};
 use crate::redis::cluster_target::{LoadTarget, Route};
 use crate::redis::dbmap::DbMap;
 use crate::redis::inspect::now_ms;
-use crate::redis::keyindex;
+use crate::redis::keyindex::{self, KeyIndex};
 use crate::redis::keyscan::{rdb_file, KeyFilter, KeyRef};
 use crate::redis::lanes::{Batch, Ctx, Lane};
 use crate::redis::modules;
@@ -189,7 +191,7 @@ fn run(blobs: &Blobs<'_>, snap: &Snapshot, cons: &mut [Con<'_>], plan: &Plan<'_>
     let started = std::time::Instant::now();
     let mut report = LoadReport { dry_run: opts.dry_run, connections: cons.len(), ..LoadReport::default() };
     let loaded_modules = modules::loaded(&mut *cons[0]);
-    if opts.dry_run || !(opts.replace || opts.skip_existing) {
+    if opts.dry_run || !(opts.replace || opts.skip_existing || nothing_to_check(blobs, snap, cons, plan, opts)?) {
         if let Some(pb) = &opts.progress {
             pb.set_message("checking for existing keys");
         }
@@ -350,6 +352,33 @@ fn check(blobs: &Blobs<'_>, snap: &Snapshot, cons: &mut [Con<'_>], plan: &Plan<'
         }
     }
     Ok(())
+}
+
+/// Whether the first pass would find nothing to refuse, known without reading the RDB: the
+/// target holds no keys and no function library, and the snapshot's key index shows that
+/// every selected key goes to a db the target has and none is a module key. Then the keys
+/// are read once, not twice (most of the time of a load into an empty server).
+fn nothing_to_check(blobs: &Blobs<'_>, snap: &Snapshot, cons: &mut [Con<'_>], plan: &Plan<'_>, opts: &LoadOptions) -> Result<bool, LoadError> {
+    for (con, addr) in cons.iter_mut().zip(&plan.addrs) {
+        let info: String = redis::cmd("INFO").arg("keyspace").query(&mut **con).map_err(|e| map_err(addr, "INFO keyspace", e))?;
+        if info.contains("keys=") {
+            return Ok(false);
+        }
+    }
+    if opts.with_functions() && opts.functions == FunctionPolicy::Append {
+        for i in function_targets(cons, plan) {
+            if !libraries(&mut *cons[i], &plan.addrs[i])?.is_empty() {
+                return Ok(false);
+            }
+        }
+    }
+    let Some(index) = KeyIndex::load(blobs, snap, rdb_file(snap)?)? else { return Ok(false) };
+    let mut plain = true;
+    index.for_each(blobs, &opts.filter, None, |e| {
+        plain = !matches!(kind_of(e.rdb_type), Some(ValueKind::Module) | None) && target_db(opts, plan, e.db).is_ok();
+        Ok(plain)
+    })?;
+    Ok(plain)
 }
 
 /// Asks which of `keys` exist and empties it.
