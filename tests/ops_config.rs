@@ -124,7 +124,7 @@ fn errors_name_file_line_column_and_key() {
     assert!(ok, "{err}");
     let (ok, err, path) = check(dir.path(), &hooks("10x"));
     assert!(!ok);
-    let want = format!("error: {}:15:9: profiles.prod.hooks: timeout \"10x\" is not a time limit: write a whole number and s, m or h (30s, 10m, 1h)", path.display());
+    let want = format!("error: {}:16:38: profiles.prod.hooks: timeout \"10x\" is not a time limit: write a whole number and s, m or h (30s, 10m, 1h)", path.display());
     assert!(err.starts_with(&want), "\n got: {err}\nwant: {want}");
 }
 
