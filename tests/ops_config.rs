@@ -118,6 +118,14 @@ fn errors_name_file_line_column_and_key() {
         assert!(err.starts_with(&want), "for {to:?}:\n got: {err}\nwant: {want}");
         assert!(!err.contains("hunter2"), "{err}");
     }
+    // A profile's hooks take a time limit.
+    let hooks = |t: &str| GOOD.replacen("tags = [\"prod\"]", &format!("tags = [\"prod\"]\nhooks = {{ before = \"true\", timeout = \"{t}\" }}"), 1);
+    let (ok, err, _) = check(dir.path(), &hooks("2m"));
+    assert!(ok, "{err}");
+    let (ok, err, path) = check(dir.path(), &hooks("10x"));
+    assert!(!ok);
+    let want = format!("error: {}:16:38: profiles.prod.hooks: timeout \"10x\" is not a time limit: write a whole number and s, m or h (30s, 10m, 1h)", path.display());
+    assert!(err.starts_with(&want), "\n got: {err}\nwant: {want}");
 }
 
 #[test]

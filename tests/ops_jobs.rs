@@ -222,7 +222,7 @@ fn hooks_run_around_a_job_and_a_failing_before_hook_stops_it() {
     let jobs = Jobs::new(history(&v));
     let mut spec = backup(&v, "file", SourceTarget::Rdb(rdb.clone()));
     spec.profile = Some("prod".into());
-    spec.hooks = Hooks { before: Some(record("before")), after: Some(record("after")), on_error: Some(record("on_error")) };
+    spec.hooks = Hooks { before: Some(record("before")), after: Some(record("after")), on_error: Some(record("on_error")), timeout: None };
     let st = jobs.wait(jobs.submit(spec.clone()).expect("submit")).expect("status");
     assert_eq!(st.state, JobState::Succeeded, "{}", st.message);
     let snap = st.report["snapshot_id"].as_str().expect("id").to_string();
@@ -241,6 +241,31 @@ fn hooks_run_around_a_job_and_a_failing_before_hook_stops_it() {
     );
     assert_eq!(std::fs::read_to_string(&log).expect("log"), "on_error backup failed prod main\n");
     assert_eq!(v.snapshots().len(), 1, "the job did not run");
+}
+
+/// A hook that outlives `hooks.timeout` is killed with what it started, and the job fails
+/// saying so.
+#[test]
+fn a_hook_past_its_timeout_is_killed_and_fails_the_job() {
+    let v = Vault::init();
+    let rdb = v.dir.path().join("dump.rdb");
+    std::fs::write(&rdb, Rdb::new("7.0.0").string(0, b"k", b"v", None).bytes()).expect("write");
+    let log = v.dir.path().join("hook.log");
+    let jobs = Jobs::new(history(&v));
+    let mut spec = backup(&v, "file", SourceTarget::Rdb(rdb));
+    spec.hooks.before = Some(format!("echo started >> {0}; sleep 4; echo late >> {0}", log.display()));
+    spec.hooks.timeout = Some(std::time::Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let st = jobs.wait(jobs.submit(spec.clone()).expect("submit")).expect("status");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(st.state, JobState::Failed);
+    assert_eq!(st.message, format!("before hook {:?} did not finish within 1s (hooks.timeout): it was killed; the job did not run", spec.hooks.before.as_deref().unwrap()));
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "started\n", "the hook's sleep was killed with its shell");
+    assert!(v.snapshots().is_empty());
+    assert_eq!(rdbvault::ops::spec::parse_timeout("90s"), Ok(std::time::Duration::from_secs(90)));
+    assert!(rdbvault::ops::spec::parse_timeout("10x").unwrap_err().contains("s, m or h"));
+    assert!(rdbvault::ops::spec::parse_timeout("0s").is_err());
 }
 
 #[test]

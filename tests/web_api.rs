@@ -117,11 +117,74 @@ fn keys_come_in_pages_filtered_by_pattern_type_and_db() {
 
     let first = s.get(&format!("/api/repos/default/snapshots/{snap}/keys?limit=3")).json();
     assert_eq!(first["keys"].as_array().unwrap().len(), 3);
-    assert_eq!(first["next_cursor"], "n3");
+    assert!(first["next_cursor"].is_string(), "{first}");
+    assert_eq!(first["indexed"], true, "read through the key index");
     let every = all_pages(&s, snap, "", 1000);
     assert_eq!(every.len() as u64, b.srv.total_keys());
     // The binary key is listed escaped, as redis-cli shows it.
     assert!(every.iter().any(|k| k["key"] == "key:\\xff\\x00\\r\\n"));
+}
+
+/// The rows of every page of a listing, sorted by (db, key), without `ttl_ms` (relative to
+/// each snapshot's own time).
+fn sorted_rows(s: &Serve, snap: &str, query: &str, limit: u64) -> Vec<Value> {
+    let mut rows = all_pages(s, snap, query, limit);
+    for r in &mut rows {
+        r.as_object_mut().unwrap().remove("ttl_ms");
+    }
+    rows.sort_by_key(|r| (r["db"].as_u64().unwrap(), r["key"].as_str().unwrap().to_string()));
+    rows
+}
+
+/// A page read through the key index lists the same keys, with the same type, encoding,
+/// expiry and sizes, as the RDB streamed (a snapshot of the same dump without an index).
+#[test]
+fn index_backed_pages_equal_streamed_pages() {
+    let b = Backed::new();
+    let plain = b.vault.backup(&b.srv.rdb_path(), &["--no-key-index"]).0;
+    let s = Serve::start(&b.vault, &[]);
+    let first = |snap: &str| s.get(&format!("/api/repos/default/snapshots/{snap}/keys?limit=2")).json();
+    assert_eq!(first(&b.snap)["indexed"], true);
+    assert_eq!(first(&plain)["indexed"], false);
+    for (query, limit) in [("", 7), ("&pattern=user:*", 4), ("&pattern=*:1*&type=hash", 3), ("&db=1", 1000), ("&pattern=str:bin", 1), ("&pattern=no:such*", 10)] {
+        let indexed = sorted_rows(&s, &b.snap, query, limit);
+        let streamed = sorted_rows(&s, &plain, query, limit);
+        assert_eq!(indexed, streamed, "{query}");
+        assert!(query.contains("no:such") || !indexed.is_empty(), "{query}");
+        assert!(indexed.iter().all(|r| r["encoding"].is_string() && r["approx_memory"].as_u64().unwrap() > 0 && r["record_bytes"].as_u64().unwrap() > 0), "{query}");
+    }
+    // In key order, each key once, across pages.
+    let every = all_pages(&s, &b.snap, "", 5);
+    let order: Vec<(u64, String)> = every.iter().map(|k| (k["db"].as_u64().unwrap(), k["key"].as_str().unwrap().to_string())).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(order.len() as u64, b.srv.total_keys());
+}
+
+/// The server keeps the repository's index between requests and reloads it when the index
+/// files change: a snapshot taken while it runs, then a prune that rewrites packs.
+#[test]
+fn the_key_browser_follows_new_backups_and_prunes_while_serving() {
+    let b = Backed::new();
+    let s = Serve::start(&b.vault, &[]);
+    let latest_keys = |pattern: &str| {
+        let v = s.get(&format!("/api/repos/default/snapshots/latest/keys?pattern={pattern}")).json();
+        v["keys"].as_array().expect("keys").iter().map(|k| k["key"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert!(latest_keys("later*").is_empty());
+    assert_eq!(latest_keys("user:1?").len(), 20);
+
+    b.srv.resp().ok(&["DEL", "user:10", "user:11"]);
+    b.srv.resp().ok(&["SET", "later", "added while serving"]);
+    let second = backup_now(&b.srv, &b.vault);
+    assert_eq!(latest_keys("later*"), ["later"]);
+    let value = |snap: &str, key: &str| s.get(&format!("/api/repos/default/snapshots/{snap}/key?db=0&key={key}"));
+    assert_eq!(value(&second, "later").json()["value"], "added while serving");
+
+    b.vault.ok(&["forget", &b.snap]);
+    b.vault.ok(&["prune", "--max-unused", "0%"]);
+    assert_eq!(latest_keys("user:1?").len(), 18);
+    assert_eq!(value(&second, "later").json()["value"], "added while serving");
+    assert_eq!(value(&second, "user:12").status, 200);
 }
 
 #[test]
@@ -203,15 +266,20 @@ fn memory_diff_timeline_and_download() {
 #[test]
 fn bad_input_gets_a_clear_4xx_json_error() {
     let b = Backed::new();
+    let plain = b.vault.backup(&b.srv.rdb_path(), &["--no-key-index"]).0;
     let s = Serve::start(&b.vault, &[]);
     let snap = &b.snap;
     let keys = format!("/api/repos/default/snapshots/{snap}/keys");
     let cases: &[(&str, u16, &str)] = &[
         (&format!("{keys}?limit=5000"), 400, "limit=5000 is too large (at most 1000)"),
         (&format!("{keys}?limit=0"), 400, "limit=0"),
-        (&format!("{keys}?cursor=n99999999999"), 400, "cursor 99999999999 is past the last key"),
+        (&format!("{keys}?cursor=n99999999999"), 400, "cursor=\"n99999999999\" is not a cursor this server gave"),
         (&format!("{keys}?cursor=-1"), 400, "cursor=\"-1\" is not a cursor this server gave"),
-        (&format!("{keys}?cursor=n184467440737095516160"), 400, "is not a cursor this server gave"),
+        (&format!("{keys}?cursor=k0:zz"), 400, "is not a cursor this server gave"),
+        (&format!("{keys}?cursor=k184467440737095516160:00"), 400, "is not a cursor this server gave"),
+        (&format!("/api/repos/default/snapshots/{plain}/keys?cursor=n99999999999"), 400, "cursor n99999999999 is past the last key"),
+        (&format!("/api/repos/default/snapshots/{plain}/keys?cursor=n184467440737095516160"), 400, "is not a cursor this server gave"),
+        (&format!("/api/repos/default/snapshots/{plain}/keys?cursor=k0:00"), 400, "is not a cursor this server gave"),
         (&format!("{keys}?pattern=user:%5Babc"), 400, "is never closed"),
         (&format!("{keys}?pattern=user%5C"), 400, "lone \\"),
         (&format!("{keys}?type=sortedset"), 400, "unknown type \"sortedset\""),
@@ -468,4 +536,114 @@ fn jobs_back_up_check_and_restore_only_after_a_dry_run() {
     let health = s.get("/health").json();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["jobs_running"], 0);
+}
+
+/// Restore jobs take `map_db`, `replace` and `skip_existing`, as `restore --to` does; a dry
+/// run confirms only a restore with the same choices.
+#[test]
+fn restore_jobs_map_dbs_and_replace_or_skip_existing_keys() {
+    let b = Backed::new();
+    let target = common::server::RedisServer::start(&[]);
+    target.cli(&["-n", "4", "SET", "user:12", "mine"]);
+    target.cli(&["-n", "4", "SET", "user:13", "mine"]);
+    let s = Serve::start(&b.vault, &[]);
+    let body = |extra: Value| {
+        let mut v = serde_json::json!({"kind": "restore", "snapshot": b.snap, "keys": "user:1?", "to_url": target.url(), "map_db": "0:4, 1:5"});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v
+    };
+    // A dry run, then the restore it confirms; returns the restore's status.
+    let restore = |choices: Value| {
+        let dry = wait_job(&s, start_job(&s, body(choices.clone())));
+        assert_eq!(dry["state"], "succeeded", "{dry}");
+        let mut real = choices;
+        real.as_object_mut().unwrap().extend(serde_json::json!({"dry_run": false, "confirm": dry["id"]}).as_object().unwrap().clone());
+        wait_job(&s, start_job(&s, body(real)))
+    };
+    let get = |db: &str, key: &str| target.cli(&["-n", db, "TYPE", key]).trim().to_string();
+
+    let stopped = restore(serde_json::json!({}));
+    assert_eq!(stopped["state"], "failed", "keys that exist stop it: {stopped}");
+    assert!(stopped["message"].as_str().unwrap().contains("user:12"), "{stopped}");
+
+    let kept = restore(serde_json::json!({"skip_existing": true}));
+    assert_eq!(kept["state"], "succeeded", "{kept}");
+    assert_eq!(target.cli(&["-n", "4", "GET", "user:12"]).trim(), "mine");
+    assert_eq!(target.cli(&["-n", "4", "HGET", "user:14", "name"]).trim(), "u14-db0");
+    assert_eq!(target.cli(&["-n", "5", "HGET", "user:12", "name"]).trim(), "u12-db1");
+    assert_eq!(target.cli(&["-n", "0", "DBSIZE"]).trim(), "0", "db 0 went to db 4");
+
+    let replaced = restore(serde_json::json!({"replace": true}));
+    assert_eq!(replaced["state"], "succeeded", "{replaced}");
+    assert_eq!((get("4", "user:12"), get("4", "user:13")), ("hash".to_string(), "hash".to_string()));
+    assert_eq!(target.cli(&["-n", "4", "HGET", "user:12", "name"]).trim(), "u12-db0");
+
+    let dry = wait_job(&s, start_job(&s, body(serde_json::json!({"replace": true}))));
+    let r = post(&s, "/api/jobs", &body(serde_json::json!({"skip_existing": true, "dry_run": false, "confirm": dry["id"]})));
+    assert_eq!(r.status, 400, "a dry run with other choices does not confirm: {}", r.text());
+    assert!(r.error().contains("is not a dry run of this restore"));
+    for (extra, msg) in [
+        (serde_json::json!({"replace": true, "skip_existing": true}), "replace and skip_existing exclude each other"),
+        (serde_json::json!({"map_db": "0-4"}), "map_db: \"0-4\" is not FROM:TO"),
+        (serde_json::json!({"map_db": 3}), "map_db must be"),
+        (serde_json::json!({"replace": "yes"}), "replace must be true or false"),
+    ] {
+        let r = post(&s, "/api/jobs", &body(extra));
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.error().contains(msg), "{:?} lacks {msg:?}", r.error());
+    }
+}
+
+/// `/metrics` gives each followed server's lag (seconds since its newest committed moment)
+/// and the replication offset committed, which the server's own offset reaches once it
+/// has acknowledged every write.
+#[test]
+fn metrics_show_the_lag_of_a_followed_server() {
+    use common::follow;
+    let v = common::vault::Vault::init();
+    let srv = common::server::RedisServer::start(&[]);
+    let child = follow::follow(&v, &srv);
+    let mut c = srv.resp();
+    follow::online(&mut c);
+    follow::writes(&mut c, 1);
+    follow::instant(&mut c);
+    let master_offset: f64 = c.ok(&["INFO", "replication"]).text().lines().find_map(|l| l.strip_prefix("master_repl_offset:")).expect("offset").trim().parse().unwrap();
+    let s = Serve::start(&v, &[]);
+    let text = s.get("/metrics").text();
+    let value = |name: &str| -> f64 {
+        let series = format!("{name}{{repository=\"default\",server=\"127.0.0.1:{}\"}} ", srv.port);
+        let line = text.lines().find(|l| l.starts_with(&series)).unwrap_or_else(|| panic!("no {series}: {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let lag = value("rdbvault_follower_lag_seconds");
+    assert!((0.0..60.0).contains(&lag), "{lag}");
+    assert_eq!(value("rdbvault_follower_committed_offset"), master_offset, "every write was acknowledged");
+    follow::stop(child);
+}
+
+/// A job's progress comes as Server-Sent Events: `status` events with the job's JSON
+/// status, the last one when it has ended, then the stream closes.
+#[test]
+fn job_progress_streams_as_server_sent_events() {
+    let b = Backed::new();
+    let s = Serve::start(&b.vault, &[]);
+    let id = start_job(&s, serde_json::json!({"kind": "check", "read_data_subset": "1/1"}));
+    let r = s.get(&format!("/api/jobs/{id}/events"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let text = r.text();
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter(|e| e.starts_with("event: status\n"))
+        .map(|e| serde_json::from_str(e.strip_prefix("event: status\ndata: ").expect("one data line")).expect("JSON"))
+        .collect();
+    assert!(!events.is_empty(), "{text}");
+    assert!(events.iter().all(|e| e["id"] == id), "{text}");
+    let states: Vec<&str> = events.iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states.last(), Some(&"succeeded"), "{text}");
+    assert!(states[..states.len() - 1].iter().all(|s| ["queued", "running"].contains(s)), "{states:?}");
+    assert_eq!(events.last(), Some(&s.get(&format!("/api/jobs/{id}")).json()), "the last event is the final status");
+    let missing = s.get("/api/jobs/999/events");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.error(), "no job 999");
 }

@@ -105,12 +105,12 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
         let repo = with_cache(g, &Location::parse(location)?, repo)?;
         let source = password_source(g, || PasswordSource::Literal(pw));
         specs.insert("default".to_string(), RepoSpec { name: "default".into(), location: location.clone(), password: source });
-        opts.repos.push(Repo { name: "default".into(), location: repo.backend().location(), repo });
+        opts.repos.push(Repo::new("default", repo));
     }
     for (name, spec) in config.iter().flat_map(|c| &c.repositories) {
         let repo = open_configured(g, spec)?;
         specs.insert(name.clone(), spec.clone());
-        opts.repos.push(Repo { name: name.clone(), location: repo.backend().location(), repo });
+        opts.repos.push(Repo::new(name.clone(), repo));
     }
     if opts.repos.is_empty() {
         anyhow::bail!("nothing to serve: give a repository with -r, or a config file (--config) with [repositories]");

@@ -110,3 +110,37 @@ pub fn health(jobs: &Jobs) -> serde_json::Value {
         "webhook_error": jobs.webhook_error(),
     })
 }
+
+/// Follower lag of every followed server in `repos` (name, repository): seconds since the
+/// newest moment its committed log covers, and the replication offset it reaches (a
+/// server's `master_repl_offset` minus that is the bytes not yet committed). A repository
+/// that cannot be listed gets a comment line saying why, not a made-up value.
+pub fn followers(repos: &[(&str, &crate::store::Repository)], now_ms: u64) -> String {
+    let (mut lag, mut offset, mut notes) = (Vec::new(), Vec::new(), String::new());
+    for (name, repo) in repos {
+        let listing = match crate::format::snapshot::Listing::load(repo) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = writeln!(notes, "# repository {name}: follower lag unknown: {}", e.to_string().replace('\n', " "));
+                continue;
+            }
+        };
+        for (addr, server) in crate::redis::follow::timeline::load(&listing) {
+            let Some(chain) = server.chains.last() else { continue };
+            let labels = format!("repository=\"{}\",server=\"{}\"", label(name), label(&addr));
+            lag.push((labels.clone(), now_ms.saturating_sub(chain.to_ms()) as f64 / 1000.0));
+            offset.push((labels, chain.end_offset() as f64));
+        }
+    }
+    let mut out = notes;
+    for (name, help, rows) in [
+        ("rdbvault_follower_lag_seconds", "Seconds since the newest moment a followed server's committed log covers.", lag),
+        ("rdbvault_follower_committed_offset", "Replication offset up to which a followed server's writes are committed (its master_repl_offset minus this is the bytes behind).", offset),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+    out
+}

@@ -56,7 +56,19 @@ pub enum JobKind {
     /// Check the repository; `Some("1/10")` also reads that subset of the packs.
     Check { read_data_subset: Option<String> },
     /// Load a snapshot's keys (all, or those matching the glob `keys`) into a live Redis.
-    Restore { snapshot: String, keys: Option<String>, to_url: String, dry_run: bool },
+    Restore { snapshot: String, keys: Option<String>, to_url: String, dry_run: bool, options: RestoreChoices },
+}
+
+/// How a restore job treats databases and keys that exist on the target (`restore --to`'s
+/// `--map-db`, `--replace`, `--skip-existing`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreChoices {
+    /// (from, to) database pairs.
+    pub map_db: Vec<(u64, u64)>,
+    /// Overwrite keys that exist on the target.
+    pub replace: bool,
+    /// Leave keys that exist on the target as they are.
+    pub skip_existing: bool,
 }
 
 impl JobKind {
@@ -205,5 +217,41 @@ pub struct Hooks {
     pub after: Option<String>,
     /// Runs after a job that failed.
     pub on_error: Option<String>,
+    /// How long one hook may run before it is killed (`30s`, `10m`, `1h`); default
+    /// [`Hooks::DEFAULT_TIMEOUT`].
+    #[serde(default, deserialize_with = "hook_timeout")]
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Hooks {
+    /// A hook that hangs must not hold its job (and every job queued behind it) forever.
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+    /// The time limit of one hook.
+    pub fn limit(&self) -> std::time::Duration {
+        self.timeout.unwrap_or(Self::DEFAULT_TIMEOUT)
+    }
+}
+
+/// `timeout = "30s"`: a whole number and a unit (s, m, h), at least one second.
+fn hook_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_timeout(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Parses a hook time limit (`30s`, `10m`, `1h`).
+pub fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("timeout {text:?} is not a time limit: write a whole number and s, m or h (30s, 10m, 1h)");
+    let (n, unit) = text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
+    .filter(|s| *s > 0)
+    .ok_or_else(bad)?;
+    Ok(std::time::Duration::from_secs(secs))
 }
 

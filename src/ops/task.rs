@@ -129,7 +129,7 @@ pub fn run(spec: &JobSpec, progress: &ProgressBar, cancel: &Arc<AtomicBool>) -> 
                 ok: errors == 0,
             })
         }
-        JobKind::Restore { snapshot, keys, to_url, dry_run } => {
+        JobKind::Restore { snapshot, keys, to_url, dry_run, options } => {
             let server = RedisUrl::parse(to_url)?;
             let addr = server.addr();
             let mut con = command::connect(&server, &Default::default())?;
@@ -141,8 +141,18 @@ pub fn run(spec: &JobSpec, progress: &ProgressBar, cancel: &Arc<AtomicBool>) -> 
             let (index, _) = crate::engine::restore::load_index(&repo)?;
             let blobs = Blobs::new(&repo, &index)?;
             let filter = KeyFilter { pattern: keys.as_deref().map(|p| Glob::new(p.as_bytes())), ..KeyFilter::default() };
-            let db_map = DbMap::for_restore(server.db.map(u64::from), &[], None, None).map_err(OpsError::Invalid)?;
-            let opts = LoadOptions { filter, db_map, dry_run: *dry_run, progress: Some(progress.clone()), cancel: Some(cancel.clone()), ..LoadOptions::default() };
+            let dbs = snap.redis.as_ref().filter(|r| r.rdb_error.is_none() && !r.keys_per_db.is_empty()).map(|r| r.keys_per_db.keys().map(|d| u64::from(*d)).collect::<Vec<u64>>());
+            let db_map = DbMap::for_restore(server.db.map(u64::from), &options.map_db, None, dbs.as_deref()).map_err(OpsError::Invalid)?;
+            let opts = LoadOptions {
+                filter,
+                db_map,
+                replace: options.replace,
+                skip_existing: options.skip_existing,
+                dry_run: *dry_run,
+                progress: Some(progress.clone()),
+                cancel: Some(cancel.clone()),
+                ..LoadOptions::default()
+            };
             let report = load::load(&blobs, &snap, &mut con, &addr, &opts)?;
             let verb = if *dry_run { "would restore" } else { "restored" };
             Ok(Outcome {

@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::crypto::Id;
-use crate::engine::restore::{load_index, Blobs};
+use crate::engine::restore::Blobs;
 use crate::format::snapshot::{Listing, Snapshot, SnapshotFile};
 use crate::redis::diff::{self, Change};
 use crate::redis::follow::timeline;
@@ -31,10 +31,18 @@ const MAX_DIFF_CHANGES: usize = 10_000;
 /// Most keys a memory report ranks.
 const MAX_TOP: usize = 1000;
 
-/// `GET /metrics`: Prometheus text about the jobs this server ran ([`crate::ops::metrics`]).
-pub async fn metrics(State(site): State<Arc<Site>>) -> impl axum::response::IntoResponse {
-    let body = site.jobs.as_ref().map(|w| crate::ops::metrics::render(&w.jobs)).unwrap_or_default();
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+/// `GET /metrics`: Prometheus text about the jobs this server ran and the lag of every
+/// followed server of the served repositories ([`crate::ops::metrics`]).
+pub async fn metrics(State(site): State<Arc<Site>>) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let mut body = site.jobs.as_ref().map(|w| crate::ops::metrics::render(&w.jobs)).unwrap_or_default();
+    let lag = blocking(move || {
+        let repos: Vec<(&str, &Repository)> = site.repos.iter().map(|r| (r.name.as_str(), &r.repo)).collect();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Ok(crate::ops::metrics::followers(&repos, now))
+    })
+    .await?;
+    body.push_str(&lag);
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
 
 /// `GET /health` (and `/api/health`): `ok`, or `failing` when the last job of some kind
@@ -226,9 +234,9 @@ fn glob(p: &str) -> Result<Glob, ApiError> {
     Ok(Glob::new(b))
 }
 
-/// Loads the index and runs `f` with a blob reader.
+/// Runs `f` with a blob reader over the repository's index (kept between requests).
 pub fn with_blobs<T>(r: &Repo, f: impl FnOnce(&Blobs<'_>) -> Result<T, ApiError>) -> Result<T, ApiError> {
-    let (index, _) = load_index(&r.repo)?;
+    let index = r.index.get(&r.repo)?;
     let blobs = Blobs::new(&r.repo, &index)?;
     f(&blobs)
 }

@@ -57,7 +57,7 @@ impl Write for ToBody {
 
 /// The receiving end as an HTTP body; an error aborts the connection, so a client never
 /// takes a truncated file for a whole one (the length was announced).
-struct FromRestore(mpsc::Receiver<std::io::Result<Bytes>>);
+pub(super) struct FromRestore(pub(super) mpsc::Receiver<std::io::Result<Bytes>>);
 
 impl http_body::Body for FromRestore {
     type Data = Bytes;

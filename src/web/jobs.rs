@@ -14,14 +14,15 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::ops::config::{Config, ScheduledJob};
+use crate::ops::spec::RestoreChoices;
 use crate::ops::{JobId, JobKind, JobSpec, JobState, Jobs, RepoSpec, Trigger};
 
 use super::api::find;
 use super::error::{blocking, ApiError};
 use super::Site;
 
-/// What a restore dry run checked: the snapshot (full id), key pattern and target.
-type RestoreTarget = (String, Option<String>, String);
+/// What a restore dry run checked: the snapshot (full id), key pattern, target and choices.
+type RestoreTarget = (String, Option<String>, String, RestoreChoices);
 
 /// The runner and what the web UI needs to build jobs.
 pub struct WebJobs {
@@ -58,6 +59,48 @@ pub async fn get(State(site): State<Arc<Site>>, Path(id): Path<String>) -> Resul
     let id = job_id(&id)?;
     let status = runner(&site)?.jobs.get(id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
     Ok(Json(json!(status)))
+}
+
+/// How often an event stream looks at its job.
+const EVENT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// A comment line after this long without a change keeps proxies from closing the stream.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `GET /api/jobs/{id}/events`: the job's status (as `GET /api/jobs/{id}` gives it) as
+/// Server-Sent Events: a `status` event whenever it changes, the last one when it ends.
+pub async fn events(State(site): State<Arc<Site>>, Path(id): Path<String>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let id = job_id(&id)?;
+    runner(&site)?.jobs.get(id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let (mut last, mut quiet) = (String::new(), std::time::Duration::ZERO);
+        while let Some(status) = site.jobs.as_ref().and_then(|w| w.jobs.get(id)) {
+            let text = json!(status).to_string();
+            let event = if text != last {
+                quiet = std::time::Duration::ZERO;
+                Some(format!("event: status\ndata: {text}\n\n"))
+            } else {
+                quiet += EVENT_EVERY;
+                (quiet >= KEEP_ALIVE).then(|| {
+                    quiet = std::time::Duration::ZERO;
+                    ": still running\n\n".to_string()
+                })
+            };
+            if let Some(e) = event {
+                if tx.send(Ok(axum::body::Bytes::from(e))).await.is_err() {
+                    return;
+                }
+            }
+            if status.state.finished() {
+                return;
+            }
+            last = text;
+            tokio::time::sleep(EVENT_EVERY).await;
+        }
+    });
+    let headers = [(axum::http::header::CONTENT_TYPE, "text/event-stream"), (axum::http::header::CACHE_CONTROL, "no-cache")];
+    Ok((headers, axum::body::Body::new(super::download::FromRestore(rx))).into_response())
 }
 
 /// `POST /api/jobs/{id}/cancel`: asks a queued or running job to stop.
@@ -122,15 +165,16 @@ pub async fn start(State(site): State<Arc<Site>>, body: Bytes) -> Result<(Status
             let snap = text(&body, "snapshot")?.ok_or_else(|| ApiError::bad("missing \"snapshot\""))?;
             let to_url = text(&body, "to_url")?.ok_or_else(|| ApiError::bad("missing \"to_url\" (redis://host:port/db to restore into)"))?;
             let keys = text(&body, "keys")?;
-            let dry_run = body.get("dry_run").and_then(Value::as_bool).unwrap_or(true);
+            let dry_run = flag(&body, "dry_run", true)?;
+            let options = restore_choices(&body)?;
             let r2 = r.clone();
             let (id, _) = blocking(move || find(&r2.repo, &snap)).await?;
-            let target: RestoreTarget = (id.to_hex(), keys.clone(), to_url.clone());
+            let target: RestoreTarget = (id.to_hex(), keys.clone(), to_url.clone(), options.clone());
             if !dry_run {
                 confirmed(w, &body, &target)?;
             }
             restore = dry_run.then(|| target);
-            JobSpec::new(JobKind::Restore { snapshot: id.to_hex(), keys, to_url, dry_run }, repo_spec, Trigger::Manual)
+            JobSpec::new(JobKind::Restore { snapshot: id.to_hex(), keys, to_url, dry_run, options }, repo_spec, Trigger::Manual)
         }
         other => return Err(ApiError::bad(format!("unknown job kind {other:?}"))),
     };
@@ -140,6 +184,31 @@ pub async fn start(State(site): State<Arc<Site>>, body: Bytes) -> Result<(Status
     }
     let status = w.jobs.get(id).ok_or_else(|| ApiError::internal(format!("job {id} vanished")))?;
     Ok((StatusCode::ACCEPTED, Json(json!(status))))
+}
+
+/// A true/false field, `default` when absent.
+fn flag(body: &Value, name: &str, default: bool) -> Result<bool, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::bad(format!("{name} must be true or false, not {other}"))),
+    }
+}
+
+/// A restore's `map_db` (`"0:3,1:4"` or `["0:3", "1:4"]`), `replace` and `skip_existing`.
+fn restore_choices(body: &Value) -> Result<RestoreChoices, ApiError> {
+    let pairs: Vec<String> = match body.get("map_db") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect(),
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(String::from).ok_or_else(|| ApiError::bad(format!("map_db entries are \"FROM:TO\" strings, not {v}")))).collect::<Result<_, _>>()?,
+        Some(other) => return Err(ApiError::bad(format!("map_db must be \"FROM:TO,...\" or a list of \"FROM:TO\", not {other}"))),
+    };
+    let map_db = pairs.iter().map(|p| crate::redis::dbmap::parse_pair(p).map_err(|e| ApiError::bad(format!("map_db: {e}")))).collect::<Result<_, _>>()?;
+    let (replace, skip_existing) = (flag(body, "replace", false)?, flag(body, "skip_existing", false)?);
+    if replace && skip_existing {
+        return Err(ApiError::bad("replace and skip_existing exclude each other: choose whether keys that exist on the target are overwritten or kept"));
+    }
+    Ok(RestoreChoices { map_db, replace, skip_existing })
 }
 
 /// Refuses a real restore unless `confirm` names a succeeded dry run of the same restore.

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod cache;
 pub mod download;
 pub mod error;
 pub mod jobs;
@@ -31,6 +32,15 @@ pub struct Repo {
     pub location: String,
     /// The open repository.
     pub repo: Repository,
+    /// Its index, kept between requests.
+    pub index: cache::IndexCache,
+}
+
+impl Repo {
+    /// A repository to serve under `name`.
+    pub fn new(name: impl Into<String>, repo: Repository) -> Repo {
+        Repo { name: name.into(), location: repo.backend().location(), repo, index: cache::IndexCache::default() }
+    }
 }
 
 /// Everything `serve` needs, resolved by the CLI.
@@ -106,6 +116,7 @@ pub fn router(site: Arc<Site>) -> Router {
         .route("/api/jobs", get(jobs::list).post(jobs::start))
         .route("/api/jobs/{id}", get(jobs::get))
         .route("/api/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/jobs/{id}/events", get(jobs::events))
         .route("/health", get(api::health))
         .route("/metrics", get(api::metrics))
         .fallback(api::no_route);
@@ -153,8 +164,16 @@ impl Server {
 
     /// Serves until the process ends.
     pub fn run(self) -> Result<(), WebError> {
+        let site = self.site.clone();
         let app = router(self.site);
         let addr = self.addr;
+        // Drops the indexes no request used for a while, so an idle server stays small.
+        self.runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(cache::IDLE / 5).await;
+                site.repos.iter().for_each(|r| r.index.trim(cache::IDLE));
+            }
+        });
         let served = self.runtime.block_on(async move {
             match self.tls {
                 Some(acceptor) => axum::serve(tls::TlsListener::new(self.listener, acceptor), app).await,

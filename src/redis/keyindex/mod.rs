@@ -35,7 +35,7 @@
 mod browse;
 mod mini;
 
-pub use browse::{page, value, KeyInfo, Page, Query};
+pub use browse::{page, value, Detail, KeyInfo, Page, Query, DETAIL_BYTES};
 
 use std::io::Read;
 
@@ -102,7 +102,8 @@ impl<'s> KeyIndex<'s> {
     /// db and key) if given, until it returns false. Seeks to the pattern's literal prefix
     /// in each db instead of reading every page.
     pub fn for_each(&self, blobs: &Blobs<'_>, filter: &KeyFilter, after: Option<(u64, &[u8])>, mut each: impl FnMut(Entry) -> Result<bool>) -> Result<()> {
-        let prefix = filter.pattern.as_ref().map(|p| p.literal_prefix().0).unwrap_or_default();
+        // An exact name (no wildcard) stops at the first key past it, not past its prefix.
+        let (prefix, exact) = filter.pattern.as_ref().map(|p| p.literal_prefix()).unwrap_or_default();
         let mut db = filter.db.unwrap_or(0);
         let mut walk = Walk::new(self, blobs);
         match after {
@@ -119,7 +120,7 @@ impl<'s> KeyIndex<'s> {
             if filter.db.is_some_and(|d| e.db != d) {
                 break;
             }
-            if e.db == db && e.key.starts_with(&prefix) {
+            if e.db == db && (if exact { e.key == prefix } else { e.key.starts_with(&prefix) }) {
                 if matches(filter, &e) && !each(e)? {
                     break;
                 }

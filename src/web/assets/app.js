@@ -355,8 +355,14 @@ async function viewJobs(main, arg, arg2) {
     h("label", {}, "snapshot", snapshotSelect("restore-snap", snap)),
     h("label", {}, "keys (pattern)", h("input", { id: "restore-keys", placeholder: "*", size: 18 })),
     h("label", {}, "into Redis URL", h("input", { id: "restore-to", placeholder: "redis://127.0.0.1:6379/0", size: 32, required: true })),
+    h("label", {}, "map dbs", h("input", { id: "restore-map-db", placeholder: "0:3,1:4", size: 10 })),
+    h("label", {}, "keys that exist", h("select", { id: "restore-existing" },
+      h("option", { value: "", text: "stop the restore" }), h("option", { value: "replace", text: "replace them" }), h("option", { value: "skip", text: "keep them (skip)" }))),
     h("button", { type: "submit", text: "Dry run" }));
-  const body = () => ({ kind: "restore", snapshot: $("#restore-snap").value, keys: $("#restore-keys").value || null, to_url: $("#restore-to").value });
+  const body = () => ({
+    kind: "restore", snapshot: $("#restore-snap").value, keys: $("#restore-keys").value || null, to_url: $("#restore-to").value,
+    map_db: $("#restore-map-db").value || null, replace: $("#restore-existing").value === "replace", skip_existing: $("#restore-existing").value === "skip",
+  });
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     report.replaceChildren(h("p", { class: "muted", text: "Dry run…" }));
@@ -383,8 +389,23 @@ async function viewJobs(main, arg, arg2) {
   state.jobsTimer = setInterval(refresh, 1000);
 }
 
+// Follows a job's progress over Server-Sent Events (the jobs table shows it live); polls
+// if the stream cannot be opened.
 async function waitJob(j) {
   if (j.id === null) return j;
+  if (window.EventSource) {
+    const ended = await new Promise((resolve) => {
+      const es = new EventSource(`/api/jobs/${j.id}/events`);
+      es.addEventListener("status", (e) => {
+        const s = JSON.parse(e.data);
+        const row = document.querySelector(`#jobs tr[data-job="${s.id}"]`);
+        if (row) row.replaceWith(jobRow(s));
+        if (!["queued", "running"].includes(s.state)) { es.close(); resolve(s); }
+      });
+      es.onerror = () => { es.close(); resolve(null); };
+    });
+    if (ended) return ended;
+  }
   for (;;) {
     const s = await api(`/api/jobs/${j.id}`);
     if (!["queued", "running"].includes(s.state)) return s;
