@@ -26,12 +26,12 @@ fn committed_segments_are_merged_and_restores_stay_exact() {
     }
     let (ok, stdout, stderr) = stop(f);
     assert!(ok, "{stderr}");
-    // Every 3 commits became one segment with one index file (the last merge, when
-    // stopping, takes what is left); the base has its own index file.
-    let merges = stdout.matches("merged ").count();
+    // Every 3 commits were merged into the segment of the merges before (the last merge,
+    // when stopping, takes what is left): one segment; the base has its own index file.
     assert!(stdout.contains("merged 3 log segments into"), "{stdout}");
+    assert!(stdout.contains("merged 4 log segments into"), "the last merge is merged again: {stdout}");
     let segments = all_snapshots(&v).iter().filter(|s| s.1.is_some()).count();
-    assert!(segments == merges || segments == merges + 1, "{stdout}{:?}", all_snapshots(&v));
+    assert_eq!(segments, 1, "{stdout}{:?}", all_snapshots(&v));
     assert!(files(&v, "index") <= segments + 1, "{stdout}");
     let tl = v.json(&["timeline"]);
     assert_eq!(tl["servers"][0]["gaps"].as_array().map(Vec::len), Some(0), "{tl}");
@@ -92,4 +92,46 @@ fn orphan_segments_are_reported_by_check_and_dropped_by_prune() {
     assert_eq!(files(&v, "snapshots"), 0);
     let checked = v.ok(&["check", "--read-data"]);
     assert!(checked.contains("0 errors, 0 warnings"), "{checked}");
+}
+
+/// Pack files in the repository (`data/xx/…`).
+fn packs(v: &Vault) -> usize {
+    let dir = v.repo.join("data");
+    std::fs::read_dir(&dir).map(|d| d.flatten().map(|sub| std::fs::read_dir(sub.path()).map_or(0, |f| f.count())).sum()).unwrap_or(0)
+}
+
+#[test]
+fn many_commits_leave_a_bounded_number_of_objects_and_every_instant_restores() {
+    let srv = RedisServer::start(&[]);
+    let v = Vault::init();
+    let mut c = srv.resp();
+    c.ok(&["SET", "in:base", "1"]);
+    let f = follow_with(&v, &[&srv.url(), "--compact-every", "4"]);
+    online(&mut c);
+    let mut instants = Vec::new();
+    for i in 0..24 {
+        c.ok(&["SET", &format!("k:{i}"), &format!("value {i} {}", "x".repeat(i * 100))]);
+        c.ok(&["INCR", "counter"]);
+        c.ok(&["RPUSH", "list", &i.to_string()]);
+        // The follower acknowledges only what it committed: every round is its own commit.
+        assert_eq!(c.ok(&["WAIT", "1", "10000"]).int(), 1);
+        if i % 5 == 0 {
+            let at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("time");
+            instants.push((at, c.ok(&["DEBUG", "DIGEST"]).text()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let (ok, stdout, stderr) = stop(f);
+    assert!(ok, "{stderr}");
+    assert!(stdout.matches("merged ").count() >= 5, "{stdout}");
+    // 24+ commits of a pack each: the base's pack, one merged pack, and the commits since the
+    // last merge (merged at the stop too); one segment; the base's index file and one more.
+    let segments = all_snapshots(&v).iter().filter(|s| s.1.is_some()).count();
+    assert_eq!(segments, 1, "{stdout}");
+    assert!(packs(&v) <= 3, "{} packs: {stdout}", packs(&v));
+    assert!(files(&v, "index") <= 2, "{} index files", files(&v, "index"));
+    for (at, digest) in &instants {
+        assert_eq!(&digest_of_dir(&v, at), digest, "restore --at {at}");
+    }
+    v.check_passes(&["--read-data"]);
 }

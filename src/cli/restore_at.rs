@@ -6,6 +6,7 @@ use rdbvault::engine::restore::Blobs;
 use rdbvault::format::snapshot::Listing;
 use std::path::Path;
 
+use rdbvault::redis::follow::keys_at::KeySelect;
 use rdbvault::redis::follow::restore_at::{self, LogReport};
 use rdbvault::redis::follow::timeline::{self, rfc3339};
 use rdbvault::redis::follow::{aof_at, replay, FollowError};
@@ -16,9 +17,13 @@ use super::restore::RestoreArgs;
 use super::{open_repo_for_index, output, Global};
 
 pub fn run(g: &Global, a: &RestoreArgs, at: &str) -> anyhow::Result<()> {
-    if a.keys.any() {
-        bail!("--at replays the whole log: --keys and --db do not apply");
+    if a.keys.db.is_some() || a.keys.min_bytes.is_some() || a.kind.is_some() {
+        bail!("--at restores keys by name only: --db, --min-bytes and --type do not apply (use --keys / --not-keys)");
     }
+    let keys = a.keys.any().then(|| a.keys.filter(None)).transpose()?.map(|filter| KeySelect {
+        filter,
+        pattern: a.keys.keys.clone().unwrap_or_else(|| "*".into()).into_bytes(),
+    });
     let at_ms = super::timeline::parse_at(at)?;
     let repo = open_repo_for_index(g)?;
     let _lock = super::read_lock(g, &repo)?;
@@ -34,6 +39,9 @@ pub fn run(g: &Global, a: &RestoreArgs, at: &str) -> anyhow::Result<()> {
         // No followed log holds TIME: an AOF snapshot with timestamps may.
         Err(e) => match aof_at::pick(&blobs, &listing, a.server.as_deref(), at_ms)? {
             Some((id, snap)) => {
+                if keys.is_some() {
+                    bail!("restore --at from an AOF snapshot ({}) restores the whole server: --keys applies to a followed log only", id.short());
+                }
                 if a.to.is_some() || a.redis.names_server() {
                     bail!("restore --at from an AOF snapshot ({}) writes --target DIR or --target FILE.rdb, not a live server", id.short());
                 }
@@ -48,13 +56,18 @@ pub fn run(g: &Global, a: &RestoreArgs, at: &str) -> anyhow::Result<()> {
     if a.to.is_some() || a.redis.names_server() {
         let url = a.redis.server(a.to.as_deref())?;
         let mut con = command::connect(&url, &a.redis.connect_options()?)?;
-        let opts = LoadOptions { replace: a.replace, skip_existing: a.skip_existing, batch_keys: a.batch as usize, ..LoadOptions::default() };
+        let filter = keys.as_ref().map(|k| k.filter.clone()).unwrap_or_default();
+        let opts = LoadOptions { filter, replace: a.replace, skip_existing: a.skip_existing, batch_keys: a.batch as usize, ..LoadOptions::default() };
+        if keys.is_some() {
+            // A log the pattern cannot be cut from is refused before anything is written.
+            restore_at::for_each_selected(&blobs, &cut, keys.as_ref(), &mut |_, _| Ok(()))?;
+        }
         let base = load::load(&blobs, &cut.chain.base, &mut con, &url.addr(), &opts)?;
-        let log = restore_at::send_log(&blobs, &cut, &mut con, &url.addr())?;
+        let log = restore_at::send_log(&blobs, &cut, keys.as_ref(), &mut con, &url.addr())?;
         let dest = format!("into {}: {} base keys", url.addr(), base.restored);
         return report(g, addr, at_ms, &what, &log, &dest, None, started);
     }
-    let (log, dest, hint) = to_target(a, &mut |dir| restore_at::write_aof_dir(&blobs, &cut, dir))?;
+    let (log, dest, hint) = to_target(a, &mut |dir| restore_at::write_aof_dir(&blobs, &cut, keys.as_ref(), dir))?;
     report(g, addr, at_ms, &what, &log, &dest, hint.as_deref(), started)
 }
 
@@ -94,6 +107,7 @@ fn report(g: &Global, addr: &str, at_ms: u64, what: &str, log: &LogReport, dest:
             "offset": log.offset,
             "commands": log.commands,
             "log_bytes": log.bytes,
+            "skipped_commands": log.skipped,
             "duration_ms": started.elapsed().as_millis() as u64,
         }));
     }
@@ -105,6 +119,9 @@ fn report(g: &Global, addr: &str, at_ms: u64, what: &str, log: &LogReport, dest:
             output::bytes(log.bytes),
             log.offset
         );
+        if log.skipped > 0 {
+            println!("left out {} logged commands about other keys", log.skipped);
+        }
         if let Some(h) = hint {
             println!("{h}");
         }

@@ -8,6 +8,7 @@ use crate::crypto::Id;
 use crate::engine::backup::{self, BackupOptions, Input};
 use crate::engine::session::Session;
 use crate::format::index::IndexFile;
+use crate::format::pack::{frames, pack_target, BlobEntry, PackBuilder};
 use crate::format::snapshot::{BackupSummary, Listing, Snapshot, SnapshotFile};
 use crate::redis::live;
 use crate::redis::source::replication::now_ms;
@@ -224,7 +225,7 @@ fn session(
     };
     let result = stream_loop(writer, &addr, name, opts, stop, reader, tail, &mut log, on);
     // Whatever ended the session, what arrived whole is committed (nothing is lost on a drop).
-    let committed = log.commit(writer, name, &opts.backup, true).and_then(|()| log.compact(writer, name, &opts.backup, on));
+    let committed = log.commit(writer, name, &opts.backup, true).and_then(|()| log.compact(writer, name, &opts.backup, true, on));
     *pos = Some(log.pos.clone());
     *recent = std::mem::take(&mut log.recent);
     committed?;
@@ -286,6 +287,7 @@ fn stream_loop(
     let mut last_data = Instant::now();
     let mut last_ack = Instant::now() - ACK_EVERY;
     let mut last_commit = Instant::now();
+    let mut took = Duration::ZERO;
     loop {
         if stop.load(Ordering::SeqCst) {
             return Ok(Ended::Stopped);
@@ -311,13 +313,21 @@ fn stream_loop(
             }
             Err(e) => return Err(SourceError::io(addr, "reading the replication stream", opts.connect.read_timeout, e).into()),
         }
-        let due = last_commit.elapsed() >= opts.commit_interval || log.buf.len() >= opts.max_buffer;
+        // Due when the oldest uncommitted byte would be older than the interval by the time
+        // a commit (as long as the last one took) is done: lag stays within the interval
+        // while commits are slowed down (a busy CPU, a slow disk), not only the interval after it.
+        let oldest = log.reads.first().map_or(0, |&(_, ms)| now_ms().saturating_sub(ms));
+        let due = last_commit.elapsed() >= opts.commit_interval
+            || Duration::from_millis(oldest) + took >= opts.commit_interval
+            || log.buf.len() >= opts.max_buffer;
         if due && log.safe > 0 {
+            let started = Instant::now();
             log.commit(writer, name, &opts.backup, false)?;
+            took = started.elapsed();
             last_commit = Instant::now();
             log.want_ack = true;
-            if log.done.len() >= opts.compact_every.max(2) {
-                log.compact(writer, name, &opts.backup, on)?;
+            if log.pending() >= opts.compact_every.max(2) {
+                log.compact(writer, name, &opts.backup, false, on)?;
             }
         }
         if log.want_ack || last_ack.elapsed() >= ACK_EVERY {
@@ -355,6 +365,10 @@ struct Log {
     done_hash: blake3::Hasher,
     /// The last committed bytes (at most about [`RECENT_TAIL`]), ending at `pos.offset`.
     recent: Vec<u8>,
+    /// The first of `done` is the last merge, carried into the next one.
+    carried: bool,
+    /// Packs merged into full ones at the last compaction, deleted at the next.
+    retired: Vec<Id>,
 }
 
 /// A committed segment, remembered until it is merged.
@@ -370,7 +384,7 @@ impl Log {
     fn new(pos: Position, start_ms: u64, base_since: Option<Instant>) -> Log {
         let (buf, reads, done) = (Vec::new(), Vec::new(), Vec::new());
         let done_hash = blake3::Hasher::new();
-        Log { pos, buf, parsed: 0, safe: 0, in_multi: false, reads, start_ms, want_ack: true, base_since, done, done_hash, recent: Vec::new() }
+        Log { pos, buf, parsed: 0, safe: 0, in_multi: false, reads, start_ms, want_ack: true, base_since, done, done_hash, recent: Vec::new(), carried: false, retired: Vec::new() }
     }
 
     /// Takes bytes read at `ms`: parses the whole commands among them.
@@ -440,18 +454,27 @@ impl Log {
         Ok(())
     }
 
-    /// Merges the segments committed since the last compaction into one segment (the same
-    /// data: their chunk lists joined) and their index files into one, then deletes the
-    /// small ones. The merged files are written first: a crash in between leaves both,
-    /// and readers take the merged segment (see `timeline::load`).
-    fn compact(&mut self, writer: &mut Session<'_>, name: &str, bopts: &BackupOptions, on: &mut dyn FnMut(Event<'_>)) -> Result<()> {
-        let done = std::mem::take(&mut self.done);
-        let hash = std::mem::replace(&mut self.done_hash, blake3::Hasher::new()).finalize();
-        let (Some(first), Some(last)) = (done.first(), done.last()) else { return Ok(()) };
-        if done.len() < 2 {
-            return Ok(());
-        }
+    /// Committed segments not merged yet (the carried merge not counted).
+    fn pending(&self) -> usize {
+        self.done.len() - usize::from(self.carried)
+    }
+
+    /// Merges the segments committed since the last compaction (and the last merge, while
+    /// it is small) into one segment (the same data: their chunk lists joined), their index
+    /// files into one, and their small packs into full ones; then deletes the small
+    /// segments and index files, and the packs merged at the previous compaction (`last`:
+    /// these too, the run ends). The merged files are written first: a crash in between
+    /// leaves both, and readers take the merged segment (see `timeline::load`).
+    fn compact(&mut self, writer: &mut Session<'_>, name: &str, bopts: &BackupOptions, last_run: bool, on: &mut dyn FnMut(Event<'_>)) -> Result<()> {
         let repo = writer.repo();
+        let done = std::mem::take(&mut self.done);
+        let hash = self.done_hash.finalize();
+        self.carried = false;
+        let (Some(first), Some(last)) = (done.first(), done.last()) else { return self.drop_retired(repo) };
+        if done.len() < 2 {
+            self.done_hash = blake3::Hasher::new();
+            return self.drop_retired(repo);
+        }
         let mut index = Vec::new();
         for d in &done {
             for &(o, ms) in &d.info.index {
@@ -476,15 +499,21 @@ impl Log {
             summary.duration_ms += d.summary.duration_ms;
         }
         let deltas: Vec<Id> = done.iter().filter_map(|d| d.index).collect();
+        let mut merged_index = deltas.first().copied();
+        let (mut merged_packs, mut index_blobs) = (Vec::new(), 0);
         if deltas.len() > 1 {
-            let mut merged = IndexFile { supersedes: deltas.clone(), packs: Vec::new() };
+            let mut packs = Vec::new();
             for d in &deltas {
                 let plain = repo.read_sealed(FileKind::Index, &d.to_hex())?;
-                merged.packs.extend(IndexFile::parse(&plain, &display_name(FileKind::Index, &d.to_hex()))?.packs);
+                packs.extend(IndexFile::parse(&plain, &display_name(FileKind::Index, &d.to_hex()))?.packs);
             }
-            repo.write_sealed(FileKind::Index, &merged.to_bytes())?;
+            let (packs, merged) = merge_small_packs(repo, packs)?;
+            merged_packs = merged;
+            index_blobs = packs.iter().map(|p| p.1.len()).sum();
+            let merged = IndexFile { supersedes: deltas.clone(), packs };
+            merged_index = Some(repo.write_sealed(FileKind::Index, &merged.to_bytes())?);
         }
-        let snap = segment::segment_snapshot(name, &info, vec![file], summary, bopts, crate::host::now_rfc3339());
+        let snap = segment::segment_snapshot(name, &info, vec![file.clone()], summary.clone(), bopts, crate::host::now_rfc3339());
         let id = snap.save(repo)?;
         for d in &done {
             repo.backend().delete(FileKind::Snapshot, &d.id.to_hex())?;
@@ -494,9 +523,82 @@ impl Log {
                 repo.backend().delete(FileKind::Index, &d.to_hex())?;
             }
         }
+        // A reader that loaded the index before this merge may still read the packs
+        // merged now: they go at the next compaction.
+        self.drop_retired(repo)?;
+        self.retired = merged_packs;
         on(Event::Compacted { segments: done.len(), id: &id, info: &info });
+        // Carried into the next merge while small: objects per day stay few under light load.
+        if file.lists.len() < CARRY_LISTS && info.index.len() < CARRY_INDEX && index_blobs < CARRY_BLOBS && !last_run {
+            self.done.push(Done { id, info, file, summary, index: merged_index });
+            self.carried = true;
+        } else {
+            self.done_hash = blake3::Hasher::new();
+        }
+        if last_run {
+            self.drop_retired(repo)?;
+        }
         Ok(())
     }
+
+    /// Deletes the packs merged away at a compaction.
+    fn drop_retired(&mut self, repo: &Repository) -> Result<()> {
+        for p in std::mem::take(&mut self.retired) {
+            repo.backend().delete(FileKind::Pack, &p.to_hex())?;
+        }
+        Ok(())
+    }
+}
+
+/// A merged segment holding fewer chunk lists and time index entries than these is
+/// merged again at the next compaction (bounds what each compaction rewrites).
+const CARRY_LISTS: usize = 1024;
+const CARRY_INDEX: usize = 16 * 1024;
+/// ... and whose index file names fewer blobs than this (each merge reads and rewrites it).
+const CARRY_BLOBS: usize = 64 * 1024;
+
+/// Copies the frames of the packs smaller than half a full pack (one per commit) into full
+/// packs, checking each pack's bytes against its id; returns the packs to index and those
+/// merged away.
+fn merge_small_packs(repo: &Repository, packs: Vec<(Id, Vec<BlobEntry>)>) -> crate::Result<(Vec<(Id, Vec<BlobEntry>)>, Vec<Id>)> {
+    let size = |e: &[BlobEntry]| e.iter().map(|b| u64::from(b.offset) + u64::from(b.length)).max().unwrap_or(0);
+    let small = (pack_target() / 2) as u64;
+    let (tiny, mut keep): (Vec<_>, Vec<_>) = packs.into_iter().partition(|(_, e)| size(e) < small);
+    if tiny.len() < 2 {
+        keep.extend(tiny);
+        return Ok((keep, Vec::new()));
+    }
+    let mut builder = PackBuilder::new();
+    let write = |builder: PackBuilder, keep: &mut Vec<(Id, Vec<BlobEntry>)>| -> crate::Result<()> {
+        let (bytes, id, entries) = builder.finish(repo.cipher());
+        repo.backend().write(FileKind::Pack, &id.to_hex(), &bytes)?;
+        keep.push((id, entries));
+        Ok(())
+    };
+    for (pack, entries) in &tiny {
+        let name = pack.to_hex();
+        let bytes = repo.backend().read(FileKind::Pack, &name)?;
+        if Id::of_bytes(&bytes) != *pack {
+            return Err(crate::Error::corrupt(display_name(FileKind::Pack, &name), "does not match its id (changed since this follower wrote it)"));
+        }
+        let mut entries = entries.clone();
+        entries.sort_by_key(|e| (e.offset, e.inner));
+        for frame in frames(&entries) {
+            let f = frame[0];
+            let sealed = bytes
+                .get(f.offset as usize..f.offset as usize + f.length as usize)
+                .ok_or_else(|| crate::Error::corrupt(display_name(FileKind::Pack, &name), "names a frame beyond its end"))?;
+            let members: Vec<(Id, u32)> = frame.iter().map(|e| (e.id, e.raw_len)).collect();
+            builder.add_frame(f.kind, f.flags, sealed, &members);
+            if builder.is_full() {
+                write(std::mem::take(&mut builder), &mut keep)?;
+            }
+        }
+    }
+    if !builder.is_empty() {
+        write(builder, &mut keep)?;
+    }
+    Ok((keep, tiny.into_iter().map(|(p, _)| p).collect()))
 }
 
 #[cfg(test)]

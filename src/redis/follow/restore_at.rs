@@ -8,6 +8,9 @@ use redis::ConnectionLike;
 use crate::engine::restore::{self, Blobs, RestoreOptions};
 use crate::format::snapshot::SnapshotFile;
 
+use crate::redis::rewrite::{rewrite_snapshot, RewriteError, RewriteOptions};
+
+use super::keys_at::{KeyLog, KeySelect};
 use super::resp::{self, Kind};
 use super::timeline::Cut;
 use super::{FollowError, Result};
@@ -31,6 +34,8 @@ pub struct LogReport {
     pub bytes: u64,
     /// Replication offset the log was cut at (a command boundary outside MULTI/EXEC).
     pub offset: u64,
+    /// Commands left out because they are about keys `--keys` does not select.
+    pub skipped: u64,
 }
 
 /// Calls `sink` with each data command of the chain, in order, up to the cut: only commands
@@ -105,17 +110,45 @@ pub fn for_each_command(blobs: &Blobs<'_>, cut: &Cut<'_>, sink: &mut dyn FnMut(&
     Ok(report)
 }
 
+/// [`for_each_command`], with `keys`: only the commands about the selected keys (see [`keys_at`]).
+pub fn for_each_selected(blobs: &Blobs<'_>, cut: &Cut<'_>, keys: Option<&KeySelect>, sink: &mut dyn FnMut(&[u8], &resp::Frame) -> Result<()>) -> Result<LogReport> {
+    let Some(sel) = keys else { return for_each_command(blobs, cut, sink) };
+    let mut filter = KeyLog::new(sel);
+    let mut report = for_each_command(blobs, cut, &mut |bytes, frame| filter.take(bytes, frame, sink))?;
+    (report.commands, report.bytes, report.skipped) = (filter.kept, filter.kept_bytes, filter.skipped);
+    Ok(report)
+}
+
 /// Writes the base and the cut log as a multi-part AOF directory `dir` (created; must be
-/// empty or missing) that redis-server 7 loads with `appendonly yes`.
-pub fn write_aof_dir(blobs: &Blobs<'_>, cut: &Cut<'_>, dir: &Path) -> Result<LogReport> {
+/// empty or missing) that redis-server 7 loads with `appendonly yes`; with `keys`, only the
+/// selected keys (a base RDB of those keys, the log's commands about them).
+pub fn write_aof_dir(blobs: &Blobs<'_>, cut: &Cut<'_>, keys: Option<&KeySelect>, dir: &Path) -> Result<LogReport> {
     let Some(rdb) = cut.chain.base.files.first() else {
         return Err(FollowError::NotCovered(format!("base snapshot {} has no file", cut.chain.base_id.short())));
     };
-    write_dir_with(blobs, rdb, dir, &mut |out| for_each_command(blobs, cut, &mut |bytes, _| out.write_all(bytes).map_err(|e| FollowError::local("write the incremental AOF file", e))))
+    let mut base = |out: &mut dyn Write| -> Result<()> {
+        match keys {
+            None => Ok(restore::write_file(blobs, rdb, out, &RestoreOptions::default())?),
+            Some(sel) => {
+                let opts = RewriteOptions { filter: sel.filter.clone(), ..RewriteOptions::default() };
+                rewrite_snapshot(blobs, &cut.chain.base, &opts, out).map(|_| ()).map_err(|e| match e {
+                    RewriteError::Repo(e) => e.into(),
+                    RewriteError::Write(e) => FollowError::local(format!("write the base RDB of the keys {}", String::from_utf8_lossy(&sel.pattern)), std::io::Error::other(e.to_string())),
+                })
+            }
+        }
+    };
+    let mut incr = |out: &mut dyn Write| for_each_selected(blobs, cut, keys, &mut |bytes, _| out.write_all(bytes).map_err(|e| FollowError::local("write the incremental AOF file", e)));
+    write_dir(dir, &mut base, &mut incr)
 }
 
 /// Writes `base` and what `incr` writes as a multi-part AOF directory `dir`; the manifest last.
 pub fn write_dir_with(blobs: &Blobs<'_>, base: &SnapshotFile, dir: &Path, incr: &mut dyn FnMut(&mut dyn Write) -> Result<LogReport>) -> Result<LogReport> {
+    write_dir(dir, &mut |out| Ok(restore::write_file(blobs, base, out, &RestoreOptions::default())?), incr)
+}
+
+/// Writes what `base` and `incr` write as a multi-part AOF directory `dir`; the manifest last.
+fn write_dir(dir: &Path, base: &mut dyn FnMut(&mut dyn Write) -> Result<()>, incr: &mut dyn FnMut(&mut dyn Write) -> Result<LogReport>) -> Result<LogReport> {
     std::fs::create_dir_all(dir).map_err(|e| FollowError::local(format!("create {}", dir.display()), e))?;
     let names = [AOF_BASE, AOF_INCR, AOF_MANIFEST];
     for n in names {
@@ -129,7 +162,7 @@ pub fn write_dir_with(blobs: &Blobs<'_>, base: &SnapshotFile, dir: &Path, incr: 
     };
     let base_tmp = tmp(AOF_BASE);
     let mut f = std::io::BufWriter::new(create(&base_tmp)?);
-    restore::write_file(blobs, base, &mut f, &RestoreOptions::default())?;
+    base(&mut f)?;
     finish(f, &base_tmp)?;
 
     let incr_tmp = tmp(AOF_INCR);
@@ -155,7 +188,7 @@ fn finish(f: std::io::BufWriter<std::fs::File>, path: &Path) -> Result<()> {
 }
 
 /// Sends the cut log to a live server (after its base keys were loaded), pipelined.
-pub fn send_log(blobs: &Blobs<'_>, cut: &Cut<'_>, con: &mut dyn ConnectionLike, addr: &str) -> Result<LogReport> {
+pub fn send_log(blobs: &Blobs<'_>, cut: &Cut<'_>, keys: Option<&KeySelect>, con: &mut dyn ConnectionLike, addr: &str) -> Result<LogReport> {
     const BATCH: usize = 1000;
     let mut pipe = redis::pipe();
     let mut names: Vec<String> = Vec::new();
@@ -179,7 +212,7 @@ pub fn send_log(blobs: &Blobs<'_>, cut: &Cut<'_>, con: &mut dyn ConnectionLike, 
         names.clear();
         Ok(())
     };
-    let report = for_each_command(blobs, cut, &mut |bytes, frame| {
+    let report = for_each_selected(blobs, cut, keys, &mut |bytes, frame| {
         let mut c = redis::cmd(&frame.name(bytes));
         for i in 1..frame.args.len() {
             c.arg(frame.arg(bytes, i).unwrap_or_default());
