@@ -44,6 +44,7 @@ mod ops_schedule;
 mod pitr;
 mod pitr_aof;
 mod pitr_failover;
+mod pitr_keys;
 mod pitr_session;
 mod prune;
 mod rdb_fuzz;

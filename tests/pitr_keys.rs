@@ -1,6 +1,6 @@
 //! `restore --at T --keys PATTERN`: the matching keys as the full restore at T has them.
 
-mod common;
+use crate::common;
 
 use common::follow::{follow, instant, online, stop};
 use common::resp::RespConn;
