@@ -47,7 +47,7 @@ fn chunks_repeated_across_the_file_and_across_packs_restore_byte_exact() {
     second.extend_from_slice(&first[..1_500_000]);
     second.extend_from_slice(&first[200_000..900_000]);
     let id2 = v.backup_bytes("a.rdb", &second);
-    assert!(v.files("data").len() > 20, "many packs: {}", v.files("data").len());
+    assert!(v.files("data").len() > 4, "many packs: {}", v.files("data").len());
     for (id, data) in [(&id1, &first), (&id2, &second)] {
         let out = v.dir.path().join(format!("out-{id}"));
         assert!(v.restore(id, &out) == *data, "file restore of {id} is byte-exact");

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::restore::{digest_vouches, named, Blobs, RestoreOptions};
+use super::restore::{check_count, digest_vouches, located_chunks, named, Blobs, RestoreOptions};
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::format::compress::Decoder;
@@ -125,33 +125,21 @@ fn preallocate(out: &File, file: &SnapshotFile) -> Result<()> {
     out.set_len(file.size).map_err(ctx)
 }
 
-/// How many chunk ids ahead of its lookup the index is prefetched.
-const LOOKAHEAD: usize = 16;
-
 /// Plans the file a window at a time and hands out each window's reads.
 fn plan_windows(blobs: &Blobs<'_>, file: &SnapshotFile, plan: &ReadPlan, tx: Sender<Job>, stop: &AtomicBool) -> Result<()> {
-    let mut ids = blobs.chunk_ids(file);
-    let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
     let (mut out, mut count) = (0u64, 0u64);
-    let mut places = Vec::with_capacity(WINDOW_CHUNKS.min(file.chunks as usize));
+    let mut places = Vec::new();
     let mut frame_of: HashMap<(Id, u32), u32, IdBuildHasher> = HashMap::default();
     let mut frames: Vec<(Id, BlobEntry)> = Vec::new();
+    let mut chunks = located_chunks(blobs, file);
     loop {
-        // Ids are looked up a few places behind where they are read, after a
-        // prefetch of their index lines (lookups are random reads of a large table).
-        while ahead.len() < LOOKAHEAD {
-            let Some(id) = ids.next().transpose()? else { break };
-            blobs.index.prefetch(&id);
-            ahead.push_back(id);
-        }
-        let next = ahead.pop_front();
-        if let Some(id) = next {
-            let (pack, e) = blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
+        let next = chunks.next().transpose()?;
+        if let Some((pack, e)) = next {
             let frame = *frame_of.entry((pack, e.offset)).or_insert_with(|| {
                 frames.push((pack, e));
                 (frames.len() - 1) as u32
             });
-            places.push(Place { out, frame, inner: e.inner, len: e.raw_len, id });
+            places.push(Place { out, frame, inner: e.inner, len: e.raw_len, id: e.id });
             out += e.raw_len as u64;
             count += 1;
             if out > file.size {
@@ -167,19 +155,11 @@ fn plan_windows(blobs: &Blobs<'_>, file: &SnapshotFile, plan: &ReadPlan, tx: Sen
                     return Ok(());
                 }
             }
-            places = Vec::with_capacity(WINDOW_CHUNKS.min(file.chunks.saturating_sub(count) as usize));
         }
         if next.is_none() {
-            break;
+            return check_count(file, count);
         }
     }
-    if count != file.chunks {
-        return Err(Error::corrupt(
-            format!("snapshot file {}", file.name),
-            format!("chunk lists hold {count} chunks, snapshot says {}", file.chunks),
-        ));
-    }
-    Ok(())
 }
 
 /// Sorts a window's frames into pack order (packs in the order the output

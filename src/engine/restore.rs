@@ -12,7 +12,6 @@
 //! names all their ids), else by hashing it to its id.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -192,6 +191,39 @@ pub fn write_file(blobs: &Blobs<'_>, file: &SnapshotFile, out: &mut dyn Write, o
 /// How many chunk ids ahead of its lookup the index is prefetched.
 const LOOKAHEAD: usize = 16;
 
+/// The file's chunks in order with their packs and index entries. Ids are
+/// looked up a few places behind where they are read, after a prefetch of
+/// their index lines (lookups are random reads of a large table).
+pub(crate) fn located_chunks<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<Item = Result<(Id, BlobEntry)>> + 'a {
+    let mut ids = blobs.chunk_ids(file);
+    let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
+    std::iter::from_fn(move || {
+        while ahead.len() < LOOKAHEAD {
+            match ids.next() {
+                Some(Ok(id)) => {
+                    blobs.index.prefetch(&id);
+                    ahead.push_back(id);
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            }
+        }
+        let id = ahead.pop_front()?;
+        Some(blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() }))
+    })
+}
+
+/// The error unless the chunk lists held as many chunks as the snapshot says.
+pub(crate) fn check_count(file: &SnapshotFile, count: u64) -> Result<()> {
+    if count != file.chunks {
+        return Err(Error::corrupt(
+            format!("snapshot file {}", file.name),
+            format!("chunk lists hold {count} chunks, snapshot says {}", file.chunks),
+        ));
+    }
+    Ok(())
+}
+
 fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, stretch: u64) -> Result<()> {
     let mut seq = 0u64;
     let mut count = 0u64;
@@ -199,19 +231,9 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, st
     let mut cur = new_batch(seq);
     let mut frame_pos: HashMap<(Id, u32), u32, IdBuildHasher> = HashMap::default();
     let (mut frame_bytes, mut out_bytes) = (0u64, 0u64);
-    // Ids are looked up a few places behind where they are read, after a
-    // prefetch of their index lines (lookups are random reads of a large table).
-    let mut ids = blobs.chunk_ids(file);
-    let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
-    loop {
-        while ahead.len() < LOOKAHEAD {
-            let Some(id) = ids.next().transpose()? else { break };
-            blobs.index.prefetch(&id);
-            ahead.push_back(id);
-        }
-        let Some(id) = ahead.pop_front() else { break };
+    for located in located_chunks(blobs, file) {
+        let (pack, entry) = located?;
         count += 1;
-        let (pack, entry) = blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
         // A full stretch closes where a new frame starts, so that a frame's
         // chunks stay in one stretch and its members digest can vouch for them.
         let new_frame = cur.chunks.last().is_none_or(|(k, _)| {
@@ -238,13 +260,7 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, st
     if !cur.chunks.is_empty() {
         let _ = tx.send(cur);
     }
-    if count != file.chunks {
-        return Err(Error::corrupt(
-            format!("snapshot file {}", file.name),
-            format!("chunk lists hold {count} chunks, snapshot says {}", file.chunks),
-        ));
-    }
-    Ok(())
+    check_count(file, count)
 }
 
 fn fetch_batches(blobs: &Blobs<'_>, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<u8>>)>, free: Receiver<Vec<u8>>, plan: &ReadPlan) {
