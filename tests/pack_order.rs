@@ -2,7 +2,7 @@
 //! across packs land at every place, byte-exact; a damaged pack met in the
 //! middle of the restore is named and leaves nothing at the target.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
