@@ -89,8 +89,8 @@ ID        Time                 Host  Tags        Source           Size  {:>w$}
 #[test]
 fn counts_are_worded_in_singular_and_plural() {
     let v = Vault::init();
-    // Below the smallest chunk: one data blob and one chunk list (each in a pack of its own),
-    // whatever the chunker seed.
+    // Below the smallest chunk: one data blob, and a chunk-list leaf and its top blob (in a pack
+    // of their own), whatever the chunker seed.
     v.backup_stdin("dump.rdb", &random_data(1, 200), &["--raw"]);
     let check = v.ok(&["check"]);
     assert_eq!(
@@ -98,7 +98,7 @@ fn counts_are_worded_in_singular_and_plural() {
         Some("checked 1 key file, 1 index file, 2 packs (0 read in full, 0 blobs verified), 1 snapshot: 0 errors, 0 warnings")
     );
     let prune = v.ok(&["prune", "--dry-run"]);
-    assert!(prune.starts_with("1 snapshot uses 2 blobs; 0 unused, 0 extra copies\nwould delete 0 unused packs and 0 unindexed packs\n"), "{prune}");
+    assert!(prune.starts_with("1 snapshot uses 3 blobs; 0 unused, 0 extra copies\nwould delete 0 unused packs and 0 unindexed packs\n"), "{prune}");
     assert!(prune.contains("would keep 2 packs as they are; replace 1 index file with one\n"), "{prune}");
     let forget = v.ok(&["forget", "--keep-last", "1", "--dry-run"]);
     assert!(forget.contains("keep 1 snapshot:\n") && forget.contains("would remove 0 snapshots:\n"), "{forget}");
@@ -132,21 +132,21 @@ fn stats_measures_chosen_snapshots_by_restore_size_or_raw_blobs() {
     for k in ["total_blob_count", "total_uncompressed_size", "total_size"] {
         assert_eq!(raw_a[k], raw_ab[k], "{k}: b adds nothing a does not have");
     }
-    // One data chunk and one chunk list of one 32-byte id per file.
-    assert_eq!(raw_a["total_blob_count"], 2);
-    assert_eq!(raw_a["total_uncompressed_size"], plain.len() + 32);
-    assert_eq!(raw_all["total_blob_count"], 4);
-    assert_eq!(raw_all["total_uncompressed_size"], plain.len() + compact.len() + 64);
+    // Per file: one data chunk, a list leaf of one 32-byte id, and a top blob ("RVLT" + the leaf's id).
+    assert_eq!(raw_a["total_blob_count"], 3);
+    assert_eq!(raw_a["total_uncompressed_size"], plain.len() + 32 + 36);
+    assert_eq!(raw_all["total_blob_count"], 6);
+    assert_eq!(raw_all["total_uncompressed_size"], plain.len() + compact.len() + 2 * (32 + 36));
     let overview = v.json(&["stats"]);
     assert_eq!(raw_all["total_blob_count"], overview["data_blobs"].as_u64().unwrap() + overview["list_blobs"].as_u64().unwrap());
     let stored = raw_a["total_size"].as_u64().unwrap();
     let text = v.ok(&["stats", &a, "--mode", "raw"]);
-    let ratio = (plain.len() + 32) as f64 / stored as f64;
+    let ratio = (plain.len() + 32 + 36) as f64 / stored as f64;
     assert_eq!(
         text,
         format!(
-            "snapshots:          1\nblobs:              2\nuncompressed size:  {} B\nstored size:        {stored} B after compression and encryption\ncompression ratio:  {ratio:.2}x\n",
-            plain.len() + 32
+            "snapshots:          1\nblobs:              3\nuncompressed size:  {} B\nstored size:        {stored} B after compression and encryption\ncompression ratio:  {ratio:.2}x\n",
+            plain.len() + 32 + 36
         )
     );
     // Sizes with units.
@@ -187,7 +187,7 @@ fn cat_prints_decrypted_json_but_no_key_material() {
     let pack = index["packs"][0]["id"].as_str().unwrap().to_string();
     // Data and chunk lists live in packs of their own.
     let blobs: Vec<&serde_json::Value> = index["packs"].as_array().unwrap().iter().flat_map(|p| p["blobs"].as_array().unwrap()).collect();
-    assert_eq!(blobs.len(), 2, "{index:#}");
+    assert_eq!(blobs.len(), 3, "{index:#}");
     let kinds: Vec<&str> = blobs.iter().map(|b| b["type"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"data") && kinds.contains(&"chunk-list"), "{kinds:?}");
     let header = v.json(&["cat", "pack", &pack]);

@@ -164,11 +164,11 @@ fn s3_restore_reads_each_pack_in_few_requests() {
     let lines = proxy.take();
     let reads = count(&lines, "GET /backups/redis/prod/data/");
     assert!(std::fs::read(&out).unwrap() == data, "restored byte-exact");
-    // The frames: one GET per pack, not one per ~1 MiB stretch; the chunk lists (9 blobs
-    // here, each ~2,000 chunk ids) lie together in a pack of their own: one GET for all;
-    // plus one for the compression dictionary.
+    // The frames: one GET per pack, not one per ~1 MiB stretch; the chunk lists lie together
+    // in a pack of their own, read twice (the top blobs, then the leaves they name); plus
+    // one for the compression dictionary.
     assert!(packs >= 2, "a data pack and a list pack: {packs}");
-    assert!(reads <= packs + 1, "{reads} pack reads for {packs} packs: {lines:#?}");
+    assert!(reads <= packs + 2, "{reads} pack reads for {packs} packs: {lines:#?}");
 }
 
 /// A restore of an incremental snapshot whose changed chunks (in the second backup's
@@ -195,10 +195,12 @@ fn s3_restore_of_an_incremental_reads_each_data_pack_once() {
     for l in lines.iter().filter(|l| l.starts_with("GET /backups/redis/prod/data/")) {
         *reads.entry(l.split_whitespace().nth(1).unwrap_or("")).or_default() += 1;
     }
-    // Packs of data are read once each; a pack that also holds chunk lists once more per
-    // window of lists (two windows here). Stretch by stretch of output (16 MiB), the
-    // second backup's pack was read once per stretch.
-    assert!(reads.values().all(|&n| n <= 3) && reads.values().sum::<usize>() <= 2 * reads.len(), "{reads:#?}");
+    // Packs of data are read once each; a pack that also holds chunk lists twice more per
+    // window of lists (the top blobs, then their leaves; two windows here). Stretch by
+    // stretch of output (16 MiB), the second backup's pack was read once per stretch.
+    // Two backups, so at most two packs of lists; every other pack at most twice.
+    let list_like = reads.values().filter(|&&n| n > 2).count();
+    assert!(reads.values().all(|&n| n <= 5) && list_like <= 2, "{reads:#?}");
 }
 
 #[test]
