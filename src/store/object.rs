@@ -7,7 +7,7 @@
 //! connection resets) are retried with jittered exponential backoff and counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opendal::blocking::Operator;
 use opendal::layers::{RetryLayer, TimeoutLayer};
@@ -45,7 +45,10 @@ pub enum Atomicity {
 /// A repository on an OpenDAL service.
 pub struct ObjectBackend {
     /// Replaced by a fresh one (new connections) when SFTP loses its connection.
-    op: std::sync::RwLock<Operator>,
+    op: std::sync::RwLock<(Operator, u64)>,
+    /// When requests started failing for a lost connection: the reconnect budget is
+    /// shared, so a server that stays away ends the command once, not once per request.
+    down_since: std::sync::Mutex<Option<Instant>>,
     /// Builds the operator again.
     make: Box<dyn Fn() -> Result<Operator> + Send + Sync>,
     /// What the user typed, without secrets: every message names it.
@@ -59,6 +62,9 @@ pub struct ObjectBackend {
     /// Kept alive for the operator; dropped last.
     _runtime: tokio::runtime::Runtime,
 }
+
+/// How long a lost SFTP connection is tried again before the command gives up.
+const RECONNECT_BUDGET: Duration = Duration::from_secs(30);
 
 /// Network requests in flight at once are few; two workers keep them moving.
 const RUNTIME_THREADS: usize = 2;
@@ -94,22 +100,54 @@ impl ObjectBackend {
             let _guard = handle.enter();
             Operator::new(op).map_err(invalid)
         });
-        let op = std::sync::RwLock::new(make()?);
-        Ok(ObjectBackend { op, make, url, auth_hint, atomicity, has_config: false.into(), _runtime: runtime })
+        let op = std::sync::RwLock::new((make()?, 0));
+        Ok(ObjectBackend { op, down_since: Default::default(), make, url, auth_hint, atomicity, has_config: false.into(), _runtime: runtime })
     }
 
-    /// Runs one request; on SFTP, a lost connection gets one more try on new connections
-    /// (OpenDAL's pool would keep handing out the dead one).
+    /// Runs one request; on SFTP, a lost connection is tried again on new connections
+    /// (OpenDAL's pool would keep handing out the dead one), with backoff for about
+    /// half a minute so a network blip or an sshd restart does not end a backup.
     fn with<T>(&self, f: impl Fn(&Operator) -> opendal::Result<T>) -> opendal::Result<T> {
-        let op = self.op.read().unwrap_or_else(|p| p.into_inner()).clone();
-        match f(&op) {
-            Err(e) if self.atomicity == Atomicity::TempRename && is_connection(&format!("{e:?}")) => {
-                let Ok(fresh) = (self.make)() else { return Err(e) };
-                *self.op.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
-                f(&fresh)
+        let (mut op, mut seen) = self.current();
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match f(&op) {
+                Err(e) if self.atomicity == Atomicity::TempRename && is_connection(&format!("{e:?}")) => {
+                    let since = *self.down_since.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
+                    if since.elapsed() >= RECONNECT_BUDGET {
+                        return Err(e);
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                    RETRIES.fetch_add(1, Ordering::Relaxed);
+                    (op, seen) = match self.reconnect(seen) {
+                        Some(fresh) => fresh,
+                        None => return Err(e),
+                    };
+                }
+                r => {
+                    if r.is_ok() {
+                        *self.down_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    }
+                    return r;
+                }
             }
-            r => r,
         }
+    }
+
+    /// The operator in use and its generation.
+    fn current(&self) -> (Operator, u64) {
+        let g = self.op.read().unwrap_or_else(|p| p.into_inner());
+        (g.0.clone(), g.1)
+    }
+
+    /// A new operator unless another thread already replaced generation `seen`.
+    fn reconnect(&self, seen: u64) -> Option<(Operator, u64)> {
+        let mut g = self.op.write().unwrap_or_else(|p| p.into_inner());
+        if g.1 == seen {
+            *g = ((self.make)().ok()?, seen + 1);
+        }
+        Some((g.0.clone(), g.1))
     }
 
     fn path(kind: FileKind, name: &str) -> String {

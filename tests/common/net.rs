@@ -309,12 +309,13 @@ pub fn lost_connection(v: &super::vault::Vault, proxy: &Proxy) {
     assert!(v.restore("latest", &v.dir.path().join("big.out")) == std::fs::read(&input).unwrap());
 }
 
-/// Connections cut for a moment during a backup are retried: the backup succeeds,
+/// Connections cut for a second and a half during a backup are retried: the backup succeeds,
 /// says on stderr how many requests it retried, and the data restores.
 pub fn transient_failure(v: &super::vault::Vault, proxy: &Proxy) {
     let (input, child) = backup_until_uploading(v, proxy, "flaky.rdb");
     proxy.down();
-    std::thread::sleep(Duration::from_millis(150));
+    // Long enough that OpenDAL's own retries (from 200 ms) meet a closed door too.
+    std::thread::sleep(Duration::from_millis(1500));
     proxy.up();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
