@@ -41,6 +41,7 @@ mod multi_file;
 mod ops_config;
 mod ops_jobs;
 mod ops_schedule;
+mod pack_order;
 mod pitr;
 mod pitr_aof;
 mod pitr_failover;

@@ -1,6 +1,6 @@
 //! Memory stays bounded whatever the input size: back up a 512 MiB stream
 //! through `rdbvault backup --stdin` in a child process, check the child's peak
-//! RSS, then restore it to stdout and check size and BLAKE3.
+//! RSS, then restore it to stdout and to a file and check size and BLAKE3.
 //!
 //! The only test in this binary, so `RUSAGE_CHILDREN` sees only its children.
 //! The repository uses a 1 MiB Argon2 cost so that the peak measures the
@@ -83,4 +83,17 @@ fn backup_of_512_mib_stays_under_140_mib_rss() {
     assert_eq!(size, TOTAL, "restored size");
     assert_eq!(restored.finalize(), hasher.finalize(), "restored bytes differ");
     assert!(peak < LIMIT_KIB, "restore peak RSS {} MiB is over the {} MiB limit", peak / 1024, LIMIT_KIB / 1024);
+
+    // Into a file (the pack-ordered restore): bounded by bytes in flight too.
+    let started = Instant::now();
+    let target = dir.path().join("restored.rdb");
+    let st = rdbvault(&repo).args(["restore", "latest", "-t"]).arg(&target).status().unwrap();
+    assert!(st.success(), "restore to a file failed");
+    let peak = children_max_rss_kib();
+    eprintln!("restore to a file: {:.1} s, peak RSS of all children {} MiB", started.elapsed().as_secs_f64(), peak / 1024);
+    let mut file = std::fs::File::open(&target).unwrap();
+    let mut restored = blake3::Hasher::new();
+    let size = std::io::copy(&mut file, &mut restored).unwrap();
+    assert_eq!((size, restored.finalize()), (TOTAL as u64, hasher.finalize()), "restored file differs");
+    assert!(peak < LIMIT_KIB, "file restore peak RSS {} MiB is over the {} MiB limit", peak / 1024, LIMIT_KIB / 1024);
 }

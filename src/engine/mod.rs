@@ -8,6 +8,7 @@ pub mod backup;
 pub mod chunker;
 pub mod facts;
 pub mod lists;
+pub mod packorder;
 pub mod packer;
 pub mod range;
 pub mod restore;

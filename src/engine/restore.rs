@@ -1,6 +1,7 @@
 //! Restore: reassemble a snapshot's exact bytes, verified, written atomically.
 //!
-//! A producer walks the chunk lists and cuts the output into stretches of a
+//! A regular file is restored in pack order (see `packorder.rs`); a stream
+//! (stdout, a FIFO, a reader) in output order: a producer walks the chunk lists and cuts the output into stretches of a
 //! few MiB (at frame boundaries), each with the set of frames its chunks live
 //! in; workers read those frames (neighbours in one pack in a single range
 //! read into a reused buffer), open each frame once where it was read, verify
@@ -11,7 +12,6 @@
 //! names all their ids), else by hashing it to its id.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -160,32 +160,14 @@ pub fn blob_name(pack: &str, e: &BlobEntry) -> String {
 /// A stretch of output: its chunks in order, each naming one of its frames.
 struct Batch {
     seq: u64,
-    /// Where the stretch starts in the file.
-    at: u64,
     frames: Vec<(Id, BlobEntry)>,
     chunks: Vec<(u32, BlobEntry)>,
 }
 
-/// Where restored bytes go: a stream written in order by one thread, or a
-/// file that the workers write at each stretch's offset while one thread
-/// hashes the stretches in order.
-enum Sink<'a> {
-    Stream(&'a mut dyn Write),
-    File(&'a File),
-}
-
 /// Writes the file's bytes to `out` in order; fails if any blob or the whole-stream hash is wrong.
 pub fn write_file(blobs: &Blobs<'_>, file: &SnapshotFile, out: &mut dyn Write, opts: &RestoreOptions) -> Result<()> {
-    run(blobs, file, Sink::Stream(out), opts)
-}
-
-fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &RestoreOptions) -> Result<()> {
     let plan = blobs.repo.backend().read_plan();
     let threads = opts.threads.max(plan.in_flight).max(1);
-    let target = match &sink {
-        Sink::File(f) => Some(*f),
-        Sink::Stream(_) => None,
-    };
     let (batch_tx, batch_rx) = bounded::<Batch>(threads * 2);
     let (done_tx, done_rx) = bounded::<(u64, Result<Vec<u8>>)>(threads * 2);
     // Stretch buffers go back to the workers once written: no allocation (and
@@ -195,11 +177,11 @@ fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &Restor
         let producer = s.spawn(move || produce_batches(blobs, file, batch_tx, plan.stretch));
         for _ in 0..threads {
             let (rx, tx, free) = (batch_rx.clone(), done_tx.clone(), free_rx.clone());
-            s.spawn(move || fetch_batches(blobs, file, rx, tx, free, target, &plan));
+            s.spawn(move || fetch_batches(blobs, rx, tx, free, &plan));
         }
         drop(batch_rx);
         drop(done_tx);
-        let written = write_in_order(file, done_rx, free_tx, &mut sink, opts);
+        let written = write_in_order(file, done_rx, free_tx, out, opts);
         let produced = producer.join().unwrap_or_else(|_| Err(Error::Invalid("restore producer panicked".into())));
         // A producer failure (unreadable chunk list) explains a short write.
         produced.and(written)
@@ -209,26 +191,49 @@ fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &Restor
 /// How many chunk ids ahead of its lookup the index is prefetched.
 const LOOKAHEAD: usize = 16;
 
+/// The file's chunks in order with their packs and index entries. Ids are
+/// looked up a few places behind where they are read, after a prefetch of
+/// their index lines (lookups are random reads of a large table).
+pub(crate) fn located_chunks<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<Item = Result<(Id, BlobEntry)>> + 'a {
+    let mut ids = blobs.chunk_ids(file);
+    let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
+    std::iter::from_fn(move || {
+        while ahead.len() < LOOKAHEAD {
+            match ids.next() {
+                Some(Ok(id)) => {
+                    blobs.index.prefetch(&id);
+                    ahead.push_back(id);
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            }
+        }
+        let id = ahead.pop_front()?;
+        Some(blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() }))
+    })
+}
+
+/// The error unless the chunk lists held as many chunks as the snapshot says.
+pub(crate) fn check_count(file: &SnapshotFile, count: u64) -> Result<()> {
+    if count != file.chunks {
+        return Err(Error::corrupt(
+            format!("snapshot file {}", file.name),
+            format!("chunk lists hold {count} chunks, snapshot says {}", file.chunks),
+        ));
+    }
+    Ok(())
+}
+
 fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, stretch: u64) -> Result<()> {
     let mut seq = 0u64;
     let mut count = 0u64;
-    let new_batch = |seq: u64, at: u64| Batch { seq, at, frames: Vec::new(), chunks: Vec::new() };
-    let mut cur = new_batch(seq, 0);
+    let new_batch = |seq: u64| Batch { seq, frames: Vec::new(), chunks: Vec::new() };
+    let mut cur = new_batch(seq);
     let mut frame_pos: HashMap<(Id, u32), u32, IdBuildHasher> = HashMap::default();
     let (mut frame_bytes, mut out_bytes) = (0u64, 0u64);
-    // Ids are looked up a few places behind where they are read, after a
-    // prefetch of their index lines (lookups are random reads of a large table).
-    let mut ids = blobs.chunk_ids(file);
-    let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
-    loop {
-        while ahead.len() < LOOKAHEAD {
-            let Some(id) = ids.next().transpose()? else { break };
-            blobs.index.prefetch(&id);
-            ahead.push_back(id);
-        }
-        let Some(id) = ahead.pop_front() else { break };
+    for located in located_chunks(blobs, file) {
+        let (pack, entry) = located?;
         count += 1;
-        let (pack, entry) = blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
         // A full stretch closes where a new frame starts, so that a frame's
         // chunks stay in one stretch and its members digest can vouch for them.
         let new_frame = cur.chunks.last().is_none_or(|(k, _)| {
@@ -237,7 +242,7 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, st
         });
         if (frame_bytes >= stretch && new_frame) || out_bytes >= stretch * STRETCH_OUTPUT_FACTOR {
             seq += 1;
-            let next = new_batch(seq, cur.at + out_bytes);
+            let next = new_batch(seq);
             if tx.send(std::mem::replace(&mut cur, next)).is_err() {
                 return Ok(());
             }
@@ -255,35 +260,15 @@ fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, st
     if !cur.chunks.is_empty() {
         let _ = tx.send(cur);
     }
-    if count != file.chunks {
-        return Err(Error::corrupt(
-            format!("snapshot file {}", file.name),
-            format!("chunk lists hold {count} chunks, snapshot says {}", file.chunks),
-        ));
-    }
-    Ok(())
+    check_count(file, count)
 }
 
-fn fetch_batches(
-    blobs: &Blobs<'_>,
-    file: &SnapshotFile,
-    rx: Receiver<Batch>,
-    tx: Sender<(u64, Result<Vec<u8>>)>,
-    free: Receiver<Vec<u8>>,
-    target: Option<&File>,
-    plan: &ReadPlan,
-) {
+fn fetch_batches(blobs: &Blobs<'_>, rx: Receiver<Batch>, tx: Sender<(u64, Result<Vec<u8>>)>, free: Receiver<Vec<u8>>, plan: &ReadPlan) {
     let mut zstd = blobs.dicts.decoder();
     let mut scratch = Scratch::default();
     for b in rx {
         let mut out = free.try_recv().unwrap_or_default();
-        let mut result = fetch_batch(blobs, &mut zstd, &b, plan, &mut scratch, &mut out).map(|()| out);
-        if let (Some(f), Ok(bytes)) = (target, &result) {
-            use std::os::unix::fs::FileExt;
-            if let Err(e) = f.write_all_at(bytes, b.at) {
-                result = Err(Error::io(format!("write restored {}", file.name), e));
-            }
-        }
+        let result = fetch_batch(blobs, &mut zstd, &b, plan, &mut scratch, &mut out).map(|()| out);
         let failed = result.is_err();
         if tx.send((b.seq, result)).is_err() || failed {
             return;
@@ -292,7 +277,7 @@ fn fetch_batches(
 }
 
 /// Names a damaged blob in a corruption error (formatted only on failure).
-fn named(pack: Id, e: BlobEntry) -> impl FnOnce(Error) -> Error {
+pub(crate) fn named(pack: Id, e: BlobEntry) -> impl FnOnce(Error) -> Error {
     move |err| match err {
         Error::Corrupt { detail, .. } => Error::Corrupt { what: blob_name(&pack.to_hex(), &e), detail },
         other => other,
@@ -409,29 +394,44 @@ fn vouch(b: &Batch, sc: &mut Scratch) -> Result<()> {
     for group in sc.members.chunk_by(|x, y| x.0 == y.0) {
         let k = group[0].0 as usize;
         let (pack, e) = &b.frames[k];
-        let mut next = 0u64;
-        let tiles = group.iter().all(|m| {
-            let fits = m.1 as u64 == next;
-            next = m.1 as u64 + m.2 as u64;
-            fits
-        }) && next == e.frame_len as u64;
-        if !tiles {
-            continue;
+        if let Some(digest) = sc.digests[k] {
+            sc.vouched[k] = digest_vouches(*pack, e, digest, group.iter().map(|m| (m.1, m.2, &m.3)))?;
         }
-        if sc.digests[k] != Some(members_digest(e.kind, group.iter().map(|m| (&m.3, m.2)))) {
-            return Err(named(*pack, *e)(members_mismatch("")));
-        }
-        sc.vouched[k] = true;
     }
     Ok(())
 }
 
-fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, free: Sender<Vec<u8>>, sink: &mut Sink<'_>, opts: &RestoreOptions) -> Result<()> {
+/// Whether a bound frame's authenticated digest vouches for its blobs, given
+/// as (place in the frame, length, id) in frame order, each once: false when
+/// they do not tile the frame (the caller hashes them), an error naming the
+/// pack when they do but the digest names other ids.
+pub(crate) fn digest_vouches<'i>(
+    pack: Id,
+    e: &BlobEntry,
+    digest: [u8; DIGEST_LEN],
+    members: impl Iterator<Item = (u32, u32, &'i Id)> + Clone,
+) -> Result<bool> {
+    let mut next = 0u64;
+    let tiles = members.clone().all(|(inner, len, _)| {
+        let fits = inner as u64 == next;
+        next = inner as u64 + len as u64;
+        fits
+    }) && next == e.frame_len as u64;
+    if !tiles {
+        return Ok(false);
+    }
+    let ids: Vec<(&Id, u32)> = members.map(|(_, len, id)| (id, len)).collect();
+    if digest != members_digest(e.kind, ids.into_iter()) {
+        return Err(named(pack, *e)(members_mismatch("")));
+    }
+    Ok(true)
+}
+
+fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, free: Sender<Vec<u8>>, out: &mut dyn Write, opts: &RestoreOptions) -> Result<()> {
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
-    let mut flushed = 0u64;
     let ctx = |e| Error::io(format!("write restored {}", file.name), e);
     for (seq, result) in rx {
         pending.insert(seq, result?);
@@ -439,25 +439,14 @@ fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, fre
             next += 1;
             hasher.update(&b);
             size += b.len() as u64;
-            match sink {
-                Sink::Stream(out) => out.write_all(&b).map_err(ctx)?,
-                // Everything before `size` is written: start its writeback so
-                // the fsync before the rename has little left to wait for.
-                Sink::File(f) if size - flushed >= WRITEBACK_STEP => {
-                    start_writeback(f, flushed, size - flushed);
-                    flushed = size;
-                }
-                Sink::File(_) => {}
-            }
+            out.write_all(&b).map_err(ctx)?;
             if let Some(pb) = &opts.progress {
                 pb.inc(b.len() as u64);
             }
             let _ = free.try_send(b);
         }
     }
-    if let Sink::Stream(out) = sink {
-        out.flush().map_err(ctx)?;
-    }
+    out.flush().map_err(ctx)?;
     if !pending.is_empty() {
         return Err(Error::Invalid(format!("restore of {} stopped early", file.name)));
     }
@@ -483,27 +472,11 @@ pub fn restore_to_path(blobs: &Blobs<'_>, snapshot: &Snapshot, target: &Path, op
                 let mut out = std::io::BufWriter::with_capacity(1 << 20, target::open_stream(path)?);
                 write_file(blobs, file, &mut out, opts).map_err(|e| target::unusable(&path.display().to_string(), e))?;
             }
-            _ => target::write_atomically(dest, |f| run(blobs, file, Sink::File(f), opts))?,
+            _ => target::write_atomically(dest, |f| blobs.restore_into(file, f, opts))?,
         }
     }
     Ok(dests.iter().map(|d| d.path().to_path_buf()).collect())
 }
-
-/// Restored bytes between two calls that start the kernel's writeback.
-const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
-
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on an open descriptor; it only schedules I/O.
-    // Failure is harmless: the fsync before the rename still makes it durable.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// Streams a one-file snapshot to stdout (verified at the end; an error then
 /// means the bytes already written must not be trusted).
@@ -706,7 +679,7 @@ mod tests {
         let pack = Id([9; 32]);
         let digest = members_digest(BlobType::Data, [(&a.id, 10), (&b.id, 5), (&c.id, 15)].into_iter());
         let vouched = |chunks: Vec<BlobEntry>, digest: [u8; 32]| {
-            let batch = Batch { seq: 0, at: 0, frames: vec![(pack, a)], chunks: chunks.into_iter().map(|e| (0, e)).collect() };
+            let batch = Batch { seq: 0, frames: vec![(pack, a)], chunks: chunks.into_iter().map(|e| (0, e)).collect() };
             let mut sc = Scratch { digests: vec![Some(digest)], ..Scratch::default() };
             vouch(&batch, &mut sc).map(|()| sc.vouched[0])
         };

@@ -180,7 +180,9 @@ pub fn write_atomically(dest: &Dest, fill: impl FnOnce(&File) -> Result<()>) -> 
     };
     let fname = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "restore".into());
     let tmp = dir.join(format!(".{fname}.rdbvault-{}", hex::encode(crate::crypto::random_bytes::<6>())));
+    // Readable too: the restore reads the file back for its whole-file hash.
     let f = OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(NEW_FILE_MODE)

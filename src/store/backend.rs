@@ -63,12 +63,12 @@ pub struct ReadPlan {
 }
 
 impl ReadPlan {
-    /// A local disk: small reads, as many as the restore has threads.
-    pub const LOCAL: ReadPlan = ReadPlan { stretch: 1 << 20, span: 2 << 20, gap: 32 << 10, in_flight: 1 };
-    /// A network store: a whole pack (16 MiB) per request when the frames allow it, and
+    /// A local disk: reads of a few MiB, as many as the restore has threads.
+    pub const LOCAL: ReadPlan = ReadPlan { stretch: 1 << 20, span: 4 << 20, gap: 64 << 10, in_flight: 1 };
+    /// A network store: a whole pack (16 MiB and its last frame) per request when the frames allow it, and
     /// stretches that long, so a small pack whose frames are spread over the output (an
     /// incremental backup's) is read by few stretches; two reads in flight bound memory.
-    pub const NETWORK: ReadPlan = ReadPlan { stretch: 16 << 20, span: 16 << 20, gap: 4 << 20, in_flight: 2 };
+    pub const NETWORK: ReadPlan = ReadPlan { stretch: 16 << 20, span: 17 << 20, gap: 4 << 20, in_flight: 2 };
 }
 
 /// A staged file: the temporary a writer fills before renaming it into place.
@@ -143,6 +143,11 @@ pub trait Backend: Send + Sync {
     /// fetches them while the caller derives the key (a no-op by default).
     fn prefetch(&self, kind: FileKind) {
         let _ = kind;
+    }
+    /// Hints that `len` bytes at `offset` will be read soon, so a local disk
+    /// fetches them while the caller works on earlier ones (a no-op by default).
+    fn will_read(&self, kind: FileKind, name: &str, offset: u64, len: u64) {
+        let _ = (kind, name, offset, len);
     }
     /// Packs to upload at once: 1 for a local disk (fsync-bound), more for a
     /// network store, where each upload waits mostly on round trips.

@@ -118,6 +118,12 @@ impl Backend for CachedBackend {
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         self.inner.read_range(kind, name, offset, len)
     }
+    fn read_range_into(&self, kind: FileKind, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.inner.read_range_into(kind, name, offset, buf)
+    }
+    fn will_read(&self, kind: FileKind, name: &str, offset: u64, len: u64) {
+        self.inner.will_read(kind, name, offset, len)
+    }
     fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
         self.inner.size(kind, name)
     }

@@ -70,6 +70,17 @@ const RECONNECT_BUDGET: Duration = Duration::from_secs(30);
 const RUNTIME_THREADS: usize = 2;
 
 impl ObjectBackend {
+    /// `len` bytes at `offset`, or an error naming the file if it is shorter.
+    fn range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<opendal::Buffer> {
+        let opts = ReadOptions { range: (offset..offset + len as u64).into(), ..Default::default() };
+        let buf = self.with(|op| op.read_options(&Self::path(kind, name), opts.clone())).map_err(|e| self.err("read", kind, name, e))?;
+        if buf.len() != len {
+            return Err(Error::corrupt(display_name(kind, name), format!("file ends before byte {}", offset + len as u64)));
+        }
+        DOWNLOADED.fetch_add(len as u64, Ordering::Relaxed);
+        Ok(buf)
+    }
+
     /// Wraps the OpenDAL service that `make` builds with retries and timeouts.
     pub fn new<B: opendal::Builder>(
         make: impl Fn() -> B + Send + Sync + 'static,
@@ -324,13 +335,17 @@ impl Backend for ObjectBackend {
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let opts = ReadOptions { range: (offset..offset + len as u64).into(), ..Default::default() };
-        let buf = self.with(|op| op.read_options(&Self::path(kind, name), opts.clone())).map_err(|e| self.err("read", kind, name, e))?;
-        if buf.len() != len {
-            return Err(Error::corrupt(display_name(kind, name), format!("file ends before byte {}", offset + len as u64)));
+        Ok(self.range(kind, name, offset, len)?.to_vec())
+    }
+
+    fn read_range_into(&self, kind: FileKind, name: &str, offset: u64, out: &mut [u8]) -> Result<()> {
+        // Straight from the response's pieces: no copy of the whole range in between.
+        let mut at = 0;
+        for piece in self.range(kind, name, offset, out.len())? {
+            out[at..at + piece.len()].copy_from_slice(&piece);
+            at += piece.len();
         }
-        DOWNLOADED.fetch_add(len as u64, Ordering::Relaxed);
-        Ok(buf.to_vec())
+        Ok(())
     }
 
     fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
