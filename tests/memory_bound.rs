@@ -87,7 +87,7 @@ fn backup_of_512_mib_stays_under_140_mib_rss() {
     // Into a file (the pack-ordered restore): bounded by bytes in flight too.
     let started = Instant::now();
     let target = dir.path().join("restored.rdb");
-    let st = rdbvault(&repo).args(["restore", "latest", "-t"]).arg(&target).status().unwrap();
+    let st = rdbvault(&repo).args(["restore", "latest", "--order", "pack", "-t"]).arg(&target).status().unwrap();
     assert!(st.success(), "restore to a file failed");
     let peak = children_max_rss_kib();
     eprintln!("restore to a file: {:.1} s, peak RSS of all children {} MiB", started.elapsed().as_secs_f64(), peak / 1024);

@@ -1,4 +1,4 @@
-//! Pack-ordered restore into a file: chunks repeated across the file and
+//! Pack-ordered restore into a file (the default on network stores, `--order pack` here): chunks repeated across the file and
 //! across packs land at every place, byte-exact; a damaged pack met in the
 //! middle of the restore is named and leaves nothing at the target.
 
@@ -49,8 +49,11 @@ fn chunks_repeated_across_the_file_and_across_packs_restore_byte_exact() {
     let id2 = v.backup_bytes("a.rdb", &second);
     assert!(v.files("data").len() > 4, "many packs: {}", v.files("data").len());
     for (id, data) in [(&id1, &first), (&id2, &second)] {
-        let out = v.dir.path().join(format!("out-{id}"));
-        assert!(v.restore(id, &out) == *data, "file restore of {id} is byte-exact");
+        for order in ["pack", "output"] {
+            let out = v.dir.path().join(format!("out-{id}-{order}"));
+            v.ok(&["restore", id, "--target", out.to_str().unwrap(), "--order", order]);
+            assert!(std::fs::read(&out).unwrap() == *data, "file restore of {id} in {order} order is byte-exact");
+        }
         let streamed = v.cmd(&["restore", id, "--target", "-"]).output().unwrap();
         assert!(streamed.status.success() && streamed.stdout == *data, "stream restore of {id} is byte-exact");
     }
@@ -72,7 +75,7 @@ fn assert_fails_naming(v: &Vault, pack: &Path, what: &str) {
     let dir = v.dir.path().join(format!("out-{what}"));
     std::fs::create_dir_all(&dir).unwrap();
     let target = dir.join("restored.rdb");
-    let err = v.fails(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let err = v.fails(&["restore", "latest", "--target", target.to_str().unwrap(), "--order", "pack"]);
     assert!(err.contains(&name), "{what}: the error names pack {name}: {err}");
     assert!(err.contains(what), "{what}: {err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");

@@ -105,8 +105,19 @@ pub struct RestoreArgs {
     /// With --target: worker threads (default: one per core).
     #[arg(long, conflicts_with = "to")]
     pub threads: Option<usize>,
+    /// With --target FILE: read each pack once and write the file out of order (pack), or
+    /// write it front to back (output); default: pack on S3/SFTP, output on a local disk.
+    #[arg(long, value_enum, value_name = "ORDER", conflicts_with = "to")]
+    pub order: Option<Order>,
     #[command(flatten)]
     pub redis: RedisArgs,
+}
+
+/// `--order`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Pack,
+    Output,
 }
 
 /// `--functions`.
@@ -155,6 +166,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     let mut opts = RestoreOptions {
         progress: output::progress(Some(snap.size()), g.quiet || to_stdout, g.json, "restore"),
         overwrite: a.overwrite,
+        pack_order: a.order.map(|o| o == Order::Pack),
         ..RestoreOptions::default()
     };
     if let Some(t) = a.threads {
@@ -369,6 +381,7 @@ fn run_group(g: &Global, repo: &rdbvault::store::Repository, spec: &str, target:
     let mut opts = RestoreOptions {
         progress: output::progress(Some(total), g.quiet, g.json, "restore"),
         overwrite: a.overwrite,
+        pack_order: a.order.map(|o| o == Order::Pack),
         ..RestoreOptions::default()
     };
     if let Some(t) = a.threads {

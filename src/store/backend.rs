@@ -60,15 +60,18 @@ pub struct ReadPlan {
     pub gap: u64,
     /// Reads in flight at least (the restore's worker threads).
     pub in_flight: usize,
+    /// Restore a regular file in pack order, each pack fetched once, rather than in output order.
+    pub pack_order: bool,
 }
 
 impl ReadPlan {
-    /// A local disk: reads of a few MiB, as many as the restore has threads.
-    pub const LOCAL: ReadPlan = ReadPlan { stretch: 1 << 20, span: 4 << 20, gap: 64 << 10, in_flight: 1 };
+    /// A local disk: small reads, as many as the restore has threads, in output order
+    /// (pack order's scattered writes and read-back cost more than the reads it saves).
+    pub const LOCAL: ReadPlan = ReadPlan { stretch: 1 << 20, span: 2 << 20, gap: 32 << 10, in_flight: 1, pack_order: false };
     /// A network store: a whole pack (16 MiB and its last frame) per request when the frames allow it, and
     /// stretches that long, so a small pack whose frames are spread over the output (an
     /// incremental backup's) is read by few stretches; two reads in flight bound memory.
-    pub const NETWORK: ReadPlan = ReadPlan { stretch: 16 << 20, span: 17 << 20, gap: 4 << 20, in_flight: 2 };
+    pub const NETWORK: ReadPlan = ReadPlan { stretch: 16 << 20, span: 17 << 20, gap: 4 << 20, in_flight: 2, pack_order: true };
 }
 
 /// A staged file: the temporary a writer fills before renaming it into place.
