@@ -57,7 +57,8 @@ enum Verdict {
 
 /// Decides about one data command (`args[0]` is its name).
 fn place(sel: &KeySelect, args: &[&[u8]]) -> std::result::Result<Verdict, String> {
-    let name = String::from_utf8_lossy(args[0]).to_ascii_uppercase();
+    let Some(cmd) = args.first() else { return Err("an empty command (a damaged log segment?)".into()) };
+    let name = String::from_utf8_lossy(cmd).to_ascii_uppercase();
     let n = name.as_str();
     let m = |i: usize| args.get(i).is_some_and(|k| sel.matches(k));
     let key = |i: usize| String::from_utf8_lossy(args.get(i).copied().unwrap_or_default()).into_owned();
@@ -83,14 +84,14 @@ fn place(sel: &KeySelect, args: &[&[u8]]) -> std::result::Result<Verdict, String
         }
         _ if EACH_KEY.iter().any(|e| e.0 == n) => {
             let Some(&(_, first, step)) = EACH_KEY.iter().find(|e| e.0 == n) else { return Ok(Verdict::Skip) };
-            let groups: Vec<&[&[u8]]> = args[first..].chunks(step).collect();
+            let groups: Vec<&[&[u8]]> = args.get(first..).unwrap_or_default().chunks(step).collect();
             let kept: Vec<&[&[u8]]> = groups.iter().copied().filter(|g| sel.matches(g[0])).collect();
             if kept.len() == groups.len() {
                 Verdict::Keep
             } else if kept.is_empty() {
                 Verdict::Skip
             } else {
-                let mut out = vec![args[0].to_vec()];
+                let mut out = vec![cmd.to_vec()];
                 out.extend(kept.iter().flat_map(|g| g.iter().map(|a| a.to_vec())));
                 Verdict::Instead(out)
             }
@@ -236,6 +237,7 @@ mod tests {
 
     #[test]
     fn places_commands_by_their_keys() {
+        assert!(verdict(&[]).is_err(), "an empty command is refused, not a panic");
         assert_eq!(verdict(&["SET", "u:1", "x"]), Ok(Verdict::Keep));
         assert_eq!(verdict(&["set", "o:1", "x"]), Ok(Verdict::Skip));
         assert_eq!(verdict(&["MSET", "u:1", "a", "o:1", "b", "u:2", "c"]), instead(&["MSET", "u:1", "a", "u:2", "c"]));
