@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::restore::{check_count, digest_vouches, located_chunks, named, Blobs, RestoreOptions};
+use super::restore::{check_count, start_writeback, digest_vouches, located_chunks, named, Blobs, RestoreOptions};
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::format::compress::Decoder;
@@ -407,19 +407,6 @@ fn hash_in_order(file: &SnapshotFile, out: &File, rx: Receiver<Result<(u64, u64)
     }
     Ok(())
 }
-
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on an open descriptor; it only schedules I/O.
-    // Failure is harmless: the fsync before the rename still makes it durable.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 #[cfg(test)]
 mod tests {

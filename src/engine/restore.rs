@@ -534,7 +534,7 @@ pub fn restore_to_path(blobs: &Blobs<'_>, snapshot: &Snapshot, target: &Path, op
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
 #[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain syscall on an open descriptor; it only schedules I/O.
     // Failure is harmless: the fsync before the rename still makes it durable.
@@ -544,7 +544,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// Streams a one-file snapshot to stdout (verified at the end; an error then
 /// means the bytes already written must not be trusted).
