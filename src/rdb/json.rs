@@ -101,6 +101,7 @@ pub fn value_to_json(v: &Value) -> Json {
 /// eight bytes at a time and copied in runs; from the first non-ASCII byte on, the rest goes
 /// through [`write_utf8_json`].
 pub fn write_bytes_json(out: &mut Vec<u8>, b: &[u8]) {
+    out.reserve(b.len() + 2);
     out.push(b'"');
     let (mut run, mut i) = (0, 0);
     while i < b.len() {
@@ -113,12 +114,13 @@ pub fn write_bytes_json(out: &mut Vec<u8>, b: &[u8]) {
             }
         }
         let c = b[i];
-        if c >= 0x80 {
-            break;
-        }
-        if c >= 0x20 && c != b'"' && c != b'\\' && c != 0x7f {
-            i += 1;
-            continue;
+        match ASCII_CLASS[usize::from(c)] {
+            PLAIN => {
+                i += 1;
+                continue;
+            }
+            NOT_ASCII => break,
+            _ => {}
         }
         out.extend_from_slice(&b[run..i]);
         ascii_escape(out, c);
@@ -131,6 +133,28 @@ pub fn write_bytes_json(out: &mut Vec<u8>, b: &[u8]) {
     }
     out.push(b'"');
 }
+
+/// [`ASCII_CLASS`]: a byte copied as it is, one to escape, one that starts (or continues) a UTF-8 sequence.
+const PLAIN: u8 = 0;
+const ESCAPED: u8 = 1;
+const NOT_ASCII: u8 = 2;
+
+/// What [`write_bytes_json`] does with each byte value.
+static ASCII_CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = if c >= 0x80 {
+            NOT_ASCII
+        } else if c < 0x20 || c == b'"' as usize || c == b'\\' as usize || c == 0x7f {
+            ESCAPED
+        } else {
+            PLAIN
+        };
+        c += 1;
+    }
+    t
+};
 
 /// Whether none of the eight bytes of `w` needs escaping: all ASCII, none a control
 /// character, `"`, `\\` or DEL (each test exact for "any byte", as the SWAR zero-byte test is).
