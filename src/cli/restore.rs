@@ -87,7 +87,9 @@ pub struct RestoreArgs {
     #[arg(long, value_enum, value_name = "HOW", default_value = "append", requires = "live_target")]
     pub functions: Functions,
     /// With --to: connections to write through at once (keys spread over them by hash slot).
-    #[arg(long, value_name = "N", default_value_t = 4, requires = "live_target", value_parser = clap::value_parser!(u64).range(1..=64))]
+    /// Two by default: Redis executes commands on one thread, and a second connection keeps
+    /// it busy while the first one's replies are read; more only add switching.
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "live_target", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub connections: u64,
     /// With --to: the server is a node of a Redis Cluster: write each key to the master of
     /// its hash slot (one connection per master; MOVED and ASK are followed).

@@ -97,37 +97,112 @@ pub fn value_to_json(v: &Value) -> Json {
 
 /// Appends `b` as a JSON string, the same bytes `serde_json` writes for [`bytes_to_json`]
 /// (the [`escape`] rule and JSON's own escapes in one pass over the bytes, without building
-/// a `String`: `export --format jsonl` does this for every element).
+/// a `String`: `export --format jsonl` does this for every element). Plain ASCII is found
+/// eight bytes at a time and copied in runs; from the first non-ASCII byte on, the rest goes
+/// through [`write_utf8_json`].
 pub fn write_bytes_json(out: &mut Vec<u8>, b: &[u8]) {
+    out.reserve(b.len() + 2);
     out.push(b'"');
+    let (mut run, mut i) = (0, 0);
+    while i < b.len() {
+        if let Some(word) = b.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            if plain_ascii(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
+        let c = b[i];
+        match ASCII_CLASS[usize::from(c)] {
+            PLAIN => {
+                i += 1;
+                continue;
+            }
+            NOT_ASCII => break,
+            _ => {}
+        }
+        out.extend_from_slice(&b[run..i]);
+        ascii_escape(out, c);
+        i += 1;
+        run = i;
+    }
+    out.extend_from_slice(&b[run..i]);
+    if i < b.len() {
+        write_utf8_json(out, &b[i..]);
+    }
+    out.push(b'"');
+}
+
+/// [`ASCII_CLASS`]: a byte copied as it is, one to escape, one that starts (or continues) a UTF-8 sequence.
+const PLAIN: u8 = 0;
+const ESCAPED: u8 = 1;
+const NOT_ASCII: u8 = 2;
+
+/// What [`write_bytes_json`] does with each byte value.
+static ASCII_CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = if c >= 0x80 {
+            NOT_ASCII
+        } else if c < 0x20 || c == b'"' as usize || c == b'\\' as usize || c == 0x7f {
+            ESCAPED
+        } else {
+            PLAIN
+        };
+        c += 1;
+    }
+    t
+};
+
+/// Whether none of the eight bytes of `w` needs escaping: all ASCII, none a control
+/// character, `"`, `\\` or DEL (each test exact for "any byte", as the SWAR zero-byte test is).
+fn plain_ascii(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (w & HIGH) | below_space | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) | has_zero(w ^ (ONES * 0x7f)) == 0
+}
+
+/// The JSON form of an ASCII byte that needs escaping (`"`, `\\`, a control character, DEL).
+fn ascii_escape(out: &mut Vec<u8>, c: u8) {
+    let esc: &[u8] = match c {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\\\\\",
+        b'\n' => b"\\\\n",
+        b'\r' => b"\\\\r",
+        b'\t' => b"\\\\t",
+        0x07 => b"\\\\a",
+        0x08 => b"\\\\b",
+        _ => return hex_escape(out, c),
+    };
+    out.extend_from_slice(esc);
+}
+
+/// The body of [`write_bytes_json`] for bytes that may hold UTF-8 sequences or invalid bytes.
+fn write_utf8_json(out: &mut Vec<u8>, b: &[u8]) {
     for chunk in b.utf8_chunks() {
         let v = chunk.valid().as_bytes();
         let (mut run, mut i) = (0, 0);
         while i < v.len() {
             let c = v[i];
-            let (esc, width): (&[u8], usize) = match c {
-                b'"' => (b"\\\"", 1),
-                b'\\' => (b"\\\\\\\\", 1),
-                b'\n' => (b"\\\\n", 1),
-                b'\r' => (b"\\\\r", 1),
-                b'\t' => (b"\\\\t", 1),
-                0x07 => (b"\\\\a", 1),
-                0x08 => (b"\\\\b", 1),
-                // Other control characters: C0, DEL and C1 (U+0080..U+009F, bytes C2 80..C2 9F).
-                0x00..=0x1f | 0x7f => (&[], 1),
-                0xc2 if v.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) => (&[], 2),
+            let width = match c {
+                b'"' | b'\\' | 0x00..=0x1f | 0x7f => 1,
+                // C1 control characters (U+0080..U+009F, bytes C2 80..C2 9F).
+                0xc2 if v.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) => 2,
                 _ => {
                     i += 1;
                     continue;
                 }
             };
             out.extend_from_slice(&v[run..i]);
-            if esc.is_empty() {
-                for byte in &v[i..i + width] {
-                    hex_escape(out, *byte);
-                }
+            if width == 1 {
+                ascii_escape(out, c);
             } else {
-                out.extend_from_slice(esc);
+                hex_escape(out, v[i]);
+                hex_escape(out, v[i + 1]);
             }
             i += width;
             run = i;
@@ -137,7 +212,6 @@ pub fn write_bytes_json(out: &mut Vec<u8>, b: &[u8]) {
             hex_escape(out, *byte);
         }
     }
-    out.push(b'"');
 }
 
 /// `\xHH` as it stands in a JSON string (its backslash escaped).
@@ -168,7 +242,11 @@ pub fn write_value_json(out: &mut Vec<u8>, v: &Value) {
                 out.extend_from_slice(if i > 0 { b",{\"member\":" } else { b"{\"member\":" });
                 write_bytes_json(out, m);
                 out.extend_from_slice(b",\"score\":");
-                let _ = serde_json::to_writer(&mut *out, &score(*s));
+                if s.is_finite() {
+                    let _ = serde_json::to_writer(&mut *out, s);
+                } else {
+                    let _ = serde_json::to_writer(&mut *out, &score(*s));
+                }
                 out.push(b'}');
             }
             out.push(b']');
@@ -241,7 +319,18 @@ mod tests {
             Value::NotDecoded,
         ];
         let bytes = (0..=255u8).flat_map(|b| [vec![b], vec![0xc2, b], vec![b'a', b, b'z']]).map(Value::String);
-        for v in values.into_iter().chain(strings.into_iter().map(Value::String)).chain(bytes) {
+        // Every byte that matters at every position of the eight-byte words and their tails.
+        let words = (0..19).flat_map(|at| {
+            [0u8, 0x1f, b' ', b'"', b'\\', b'~', 0x7f, 0x80, 0xc2, 0xff].map(|b| {
+                let mut s = b"plain-ascii-text-19".to_vec();
+                s[at] = b;
+                if b == 0xc2 && at + 1 < s.len() {
+                    s[at + 1] = 0x85;
+                }
+                Value::String(s)
+            })
+        });
+        for v in values.into_iter().chain(strings.into_iter().map(Value::String)).chain(bytes).chain(words) {
             let mut out = Vec::new();
             write_value_json(&mut out, &v);
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&value_to_json(&v)).unwrap(), "{v:?}");

@@ -47,9 +47,14 @@ pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, String
                 return Err("LZF output exceeds the declared length".into());
             }
             let start = out.len() - dist;
-            for k in 0..n {
-                let b = out[start + k];
-                out.push(b);
+            if dist >= n {
+                out.extend_from_within(start..start + n);
+            } else {
+                // Overlapping: each byte copied may be one this reference just wrote.
+                for k in 0..n {
+                    let b = out[start + k];
+                    out.push(b);
+                }
             }
         }
     }

@@ -6,6 +6,7 @@
 //! rule of `inspect --json`: a UTF-8 string stays a string, anything else becomes `{"hex": "..."}`.
 
 use std::io::{Read, Write};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
 
 use serde::Serialize;
 
@@ -65,43 +66,106 @@ pub fn export_snapshot(blobs: &Blobs<'_>, snap: &Snapshot, filter: &KeyFilter, f
     keyindex::with_reader(blobs, snap, file, filter, |r| export(r, &file.name, filter, format, out))
 }
 
-/// Exports the keys of the RDB `r` (named `what` in errors).
+/// Exports the keys of the RDB `r` (named `what` in errors). The RDB is read and decoded
+/// on this thread while a second one formats the keys ([`Formatter`]), in batches through a
+/// bounded channel, so memory stays bounded by a few batches and the largest key.
 pub fn export<R: Read>(r: R, what: &str, filter: &KeyFilter, format: Format, out: &mut dyn Write) -> Result<ExportReport, ExportError> {
     let opts = if format == Format::Keys { ReadOptions::walk_only() } else { ReadOptions { capture_raw: false, ..ReadOptions::default() } };
     let mut rdb = RdbReader::with_options(r, opts).map_err(|e| Error::rdb(what, e))?;
     let whole = filter.whole_dbs() && filter.db.is_none();
     let mut report = ExportReport::default();
-    let mut db = None;
-    let mut line = Vec::new();
     if format == Format::Csv {
         out.write_all(b"db,key,type,expires_at,field,value\n")?;
     }
-    while let Some(item) = rdb.next_item().map_err(|e| Error::rdb(what, e))? {
-        match item {
-            Item::Function(code) if whole && format == Format::Resp => {
-                resp(out, &[b"FUNCTION", b"LOAD", b"REPLACE", &code])?;
-                report.functions += 1;
-            }
-            Item::Record(rec) if filter.matches(&rec) => {
-                match format {
-                    Format::Keys => writeln!(out, "{}", text(&rec.key))?,
-                    Format::Jsonl => jsonl(out, &mut line, &rec)?,
-                    Format::Csv => csv(out, &rec)?,
-                    Format::Resp => {
-                        if db != Some(rec.db) {
-                            resp(out, &[b"SELECT", rec.db.to_string().as_bytes()])?;
-                            db = Some(rec.db);
-                        }
-                        commands(out, &rec)?;
-                    }
+    std::thread::scope(|s| {
+        let (to_format, batches) = sync_channel::<Vec<Item>>(QUEUED_BATCHES);
+        let (to_write, formatted) = channel::<Result<Vec<u8>, ExportError>>();
+        s.spawn(move || Formatter { format, db: None }.run(batches, to_write));
+        let write = |out: &mut dyn Write, text: Result<Vec<u8>, ExportError>| -> Result<(), ExportError> { Ok(out.write_all(&text?)?) };
+        let (mut batch, mut bytes) = (Vec::new(), 0u64);
+        while let Some(item) = rdb.next_item().map_err(|e| Error::rdb(what, e))? {
+            match &item {
+                Item::Function(_) if whole && format == Format::Resp => report.functions += 1,
+                Item::Record(rec) if filter.matches(rec) => {
+                    report.keys += 1;
+                    bytes += rec.serialized_len;
                 }
-                report.keys += 1;
+                _ => continue,
             }
-            _ => {}
+            batch.push(item);
+            if batch.len() >= BATCH_KEYS || bytes >= BATCH_BYTES {
+                bytes = 0;
+                if to_format.send(std::mem::take(&mut batch)).is_err() {
+                    break;
+                }
+                for text in formatted.try_iter() {
+                    write(out, text)?;
+                }
+            }
         }
-    }
+        if !batch.is_empty() {
+            let _ = to_format.send(batch);
+        }
+        drop(to_format);
+        for text in formatted {
+            write(out, text)?;
+        }
+        Ok::<_, ExportError>(())
+    })?;
     out.flush()?;
     Ok(report)
+}
+
+/// Keys per batch handed to the formatting thread, and the serialized bytes at which a batch closes.
+const BATCH_KEYS: usize = 512;
+const BATCH_BYTES: u64 = 256 << 10;
+/// Batches queued for the formatting thread while it formats one.
+const QUEUED_BATCHES: usize = 4;
+
+/// The formatting thread: turns batches of items into the text of the output format.
+struct Formatter {
+    format: Format,
+    /// The db the RESP output has selected.
+    db: Option<u64>,
+}
+
+impl Formatter {
+    /// Formats every batch until the reader is done or the writer has gone (then stops at the first error).
+    fn run(mut self, batches: Receiver<Vec<Item>>, to_write: Sender<Result<Vec<u8>, ExportError>>) {
+        for batch in batches {
+            let mut text = Vec::with_capacity(BATCH_BYTES as usize);
+            let done = batch.iter().try_for_each(|item| self.item(&mut text, item));
+            // The keys before a failing one are written first, as they would be without the thread.
+            let sent = to_write.send(Ok(text));
+            if let Err(e) = done {
+                let _ = to_write.send(Err(e));
+                return;
+            }
+            if sent.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn item(&mut self, out: &mut Vec<u8>, item: &Item) -> Result<(), ExportError> {
+        match item {
+            Item::Function(code) => resp(out, &[b"FUNCTION", b"LOAD", b"REPLACE", code])?,
+            Item::Record(rec) => match self.format {
+                Format::Keys => writeln!(out, "{}", text(&rec.key))?,
+                Format::Jsonl => jsonl(out, rec),
+                Format::Csv => csv(out, rec)?,
+                Format::Resp => {
+                    if self.db != Some(rec.db) {
+                        resp(out, &[b"SELECT", rec.db.to_string().as_bytes()])?;
+                        self.db = Some(rec.db);
+                    }
+                    commands(out, rec)?;
+                }
+            },
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 /// Bytes as line-safe text (see the module comment for the rule).
@@ -128,22 +192,22 @@ pub fn text(b: &[u8]) -> String {
 }
 
 /// One JSON line: `{"db","expires_at","key","type","value"}` (the keys in the order
-/// `serde_json` sorts them), written into `line` and then out in one piece.
-fn jsonl(out: &mut dyn Write, line: &mut Vec<u8>, rec: &Record) -> std::io::Result<()> {
-    line.clear();
-    line.extend_from_slice(format!("{{\"db\":{},\"expires_at\":", rec.db).as_bytes());
+/// `serde_json` sorts them).
+fn jsonl(out: &mut Vec<u8>, rec: &Record) {
+    let _ = write!(out, "{{\"db\":{},\"expires_at\":", rec.db);
     match rec.expire_ms {
-        Some(t) => line.extend_from_slice(t.to_string().as_bytes()),
-        None => line.extend_from_slice(b"null"),
+        Some(t) => {
+            let _ = write!(out, "{t}");
+        }
+        None => out.extend_from_slice(b"null"),
     }
-    line.extend_from_slice(b",\"key\":");
-    write_bytes_json(line, &rec.key);
-    line.extend_from_slice(b",\"type\":\"");
-    line.extend_from_slice(rec.kind.as_str().as_bytes());
-    line.extend_from_slice(b"\",\"value\":");
-    write_value_json(line, &rec.value);
-    line.extend_from_slice(b"}\n");
-    out.write_all(line)
+    out.extend_from_slice(b",\"key\":");
+    write_bytes_json(out, &rec.key);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(rec.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"value\":");
+    write_value_json(out, &rec.value);
+    out.extend_from_slice(b"}\n");
 }
 
 /// A CSV field: quoted when it holds a comma, quote or space, quotes doubled.
@@ -321,8 +385,8 @@ mod tests {
         };
         for expire in [None, Some(1_700_000_000_123)] {
             rec.expire_ms = expire;
-            let (mut out, mut line) = (Vec::new(), Vec::new());
-            jsonl(&mut out, &mut line, &rec).unwrap();
+            let mut out = Vec::new();
+            jsonl(&mut out, &rec);
             let want = serde_json::json!({
                 "db": rec.db,
                 "key": bytes_to_json(&rec.key),

@@ -32,11 +32,16 @@ pub(crate) fn pack(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// Digits of `n` in decimal.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
 /// What one command of a batch was.
 pub(crate) enum Sent {
     Select,
-    /// `RESTORE` of the `seq`-th key sent, whose command is `span` of the batch's bytes.
-    Key { seq: u64, db: u64, key: Vec<u8>, span: Range<usize> },
+    /// `RESTORE` of the `seq`-th key sent, whose name is `key` and whose command is `span` of the batch's bytes.
+    Key { seq: u64, db: u64, key: Range<usize>, span: Range<usize> },
 }
 
 /// Commands for one connection, packed, with what each one was.
@@ -57,27 +62,38 @@ impl Batch {
 
     /// Queues `RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME n | FREQ n]`: the expiry
     /// stays absolute, and the LRU idle time or LFU counter the RDB recorded comes along
-    /// (a target whose maxmemory-policy uses the other one ignores it).
-    pub fn restore(&mut self, seq: u64, db: u64, rec: &Record, payload: &[u8], replace: bool) {
+    /// (a target whose maxmemory-policy uses the other one ignores it). The payload is built
+    /// in place in the batch: the record's type byte and value bytes exactly as in the RDB,
+    /// the RDB `version` and the CRC64 of both (the `DUMP` format), with no copy of its own.
+    pub fn restore(&mut self, seq: u64, db: u64, rec: &Record, version: u16, replace: bool) {
         let start = self.buf.len();
-        let ttl = rec.expire_ms.unwrap_or(0).to_string();
-        let mut args: Vec<&[u8]> = vec![b"RESTORE", &rec.key, ttl.as_bytes(), payload];
+        let args = 4 + usize::from(replace) + usize::from(rec.expire_ms.is_some()) + if rec.idle.is_some() || rec.freq.is_some() { 2 } else { 0 };
+        let _ = write!(self.buf, "*{args}\r\n$7\r\nRESTORE\r\n${}\r\n", rec.key.len());
+        let key = self.buf.len()..self.buf.len() + rec.key.len();
+        self.buf.extend_from_slice(&rec.key);
+        let ttl = rec.expire_ms.unwrap_or(0);
+        let payload_len = rec.raw.len() + 10;
+        let _ = write!(self.buf, "\r\n${}\r\n{ttl}\r\n${payload_len}\r\n", decimal_len(ttl));
+        let payload = self.buf.len();
+        self.buf.extend_from_slice(&rec.raw);
+        self.buf.extend_from_slice(&version.to_le_bytes());
+        let crc = crate::rdb::crc64(0, &self.buf[payload..]);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.buf.extend_from_slice(b"\r\n");
         if replace {
-            args.push(b"REPLACE");
+            self.buf.extend_from_slice(b"$7\r\nREPLACE\r\n");
         }
         if rec.expire_ms.is_some() {
-            args.push(b"ABSTTL");
+            self.buf.extend_from_slice(b"$6\r\nABSTTL\r\n");
         }
-        let (idle, freq) = (rec.idle.map(|n| n.to_string()), rec.freq.map(|n| n.to_string()));
-        if let Some(n) = &idle {
-            args.extend([b"IDLETIME".as_slice(), n.as_bytes()]);
-        } else if let Some(n) = &freq {
-            args.extend([b"FREQ".as_slice(), n.as_bytes()]);
+        if let Some(n) = rec.idle {
+            let _ = write!(self.buf, "$8\r\nIDLETIME\r\n${}\r\n{n}\r\n", decimal_len(n));
+        } else if let Some(n) = rec.freq {
+            let _ = write!(self.buf, "$4\r\nFREQ\r\n${}\r\n{n}\r\n", decimal_len(u64::from(n)));
         }
-        pack(&mut self.buf, &args);
-        self.sent.push(Sent::Key { seq, db, key: rec.key.clone(), span: start..self.buf.len() });
+        self.sent.push(Sent::Key { seq, db, key, span: start..self.buf.len() });
         self.keys += 1;
-        self.bytes += payload.len();
+        self.bytes += payload_len;
     }
 
     /// Sequence number of the first key of the batch.
@@ -166,6 +182,8 @@ impl Lane {
             }
         };
         let before = self.written;
+        // The last key confirmed before the first failure (named once per batch, not per key).
+        let mut confirmed = None;
         for (what, reply) in batch.sent.iter().zip(replies) {
             let (seq, db, key, span) = match what {
                 Sent::Select => {
@@ -175,7 +193,7 @@ impl Lane {
                     }
                     continue;
                 }
-                Sent::Key { seq, db, key, span } => (*seq, *db, key, span),
+                Sent::Key { seq, db, key, span } => (*seq, *db, &batch.buf[key.clone()], span),
             };
             let reply = match reply {
                 Value::ServerError(e) if is_redirect(&e) && self.redirect.is_some() => match self.follow(&batch.buf[span.clone()], e) {
@@ -200,10 +218,13 @@ impl Lane {
                     self.written += 1;
                     *self.per_db.entry(db).or_default() += 1;
                     if self.gap.is_none() {
-                        self.last = Some((seq, KeyRef { db, key: key.clone() }.to_string()));
+                        confirmed = Some((seq, db, key));
                     }
                 }
             }
+        }
+        if let Some((seq, db, key)) = confirmed {
+            self.last = Some((seq, KeyRef { db, key: key.to_vec() }.to_string()));
         }
         if let Some(pb) = ctx.progress {
             pb.inc(self.written - before);
@@ -277,6 +298,44 @@ pub(crate) fn server_version(con: &mut dyn ConnectionLike) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restore_commands_are_packed_resp() {
+        let mut rec = Record {
+            db: 0,
+            key: b"k".to_vec(),
+            kind: crate::rdb::ValueKind::String,
+            rdb_type: 0,
+            encoding: "raw",
+            expire_ms: Some(5),
+            idle: None,
+            freq: None,
+            value: crate::rdb::Value::NotDecoded,
+            raw: b"\x00\x01v".to_vec(),
+            serialized_len: 3,
+            offset: 0,
+        };
+        for (idle, freq, replace) in [(Some(12), None, true), (None, Some(7), false), (None, None, false)] {
+            (rec.idle, rec.freq) = (idle, freq);
+            let mut batch = Batch::default();
+            batch.restore(1, 0, &rec, 11, replace);
+            let payload = crate::rdb::dump_payload(0, b"\x01v", 11);
+            let (idle, freq) = (idle.map(|n: u64| n.to_string()), freq.map(|n: u8| n.to_string()));
+            let mut args: Vec<&[u8]> = vec![b"RESTORE", b"k", b"5", &payload];
+            args.extend(replace.then_some(b"REPLACE".as_slice()));
+            args.push(b"ABSTTL");
+            if let Some(n) = &idle {
+                args.extend([b"IDLETIME".as_slice(), n.as_bytes()]);
+            } else if let Some(n) = &freq {
+                args.extend([b"FREQ".as_slice(), n.as_bytes()]);
+            }
+            let mut want = Vec::new();
+            pack(&mut want, &args);
+            assert_eq!(batch.buf, want);
+            assert_eq!(batch.bytes, payload.len());
+        }
+        assert_eq!((decimal_len(0), decimal_len(9), decimal_len(10), decimal_len(u64::MAX)), (1, 1, 2, 20));
+    }
 
     #[test]
     fn packs_resp_arrays() {

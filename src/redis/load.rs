@@ -566,16 +566,16 @@ impl<R: Read> Loader<'_, R> {
     /// Adds the `seq`-th key to the batch of its connection; that connection's index.
     fn queue(&mut self, fill: &mut [Filling], rec: Record, seq: u64) -> Result<usize, LoadError> {
         let db = target_db(self.opts, self.plan, rec.db)?;
-        let payload = rec.dump_payload(self.rdb.version()).ok_or_else(|| {
-            Error::Invalid(format!("no serialized value captured for key {}", KeyRef { db: rec.db, key: rec.key.clone() }))
-        })?;
+        if rec.raw.is_empty() {
+            return Err(Error::Invalid(format!("no serialized value captured for key {}", KeyRef { db: rec.db, key: rec.key.clone() })).into());
+        }
         let lane = self.plan.route.lane(&rec.key);
         let f = &mut fill[lane];
         if f.db != Some(db) {
             f.batch.select(db);
             f.db = Some(db);
         }
-        f.batch.restore(seq, db, &rec, &payload, self.opts.replace);
+        f.batch.restore(seq, db, &rec, self.rdb.version(), self.opts.replace);
         Ok(lane)
     }
 
