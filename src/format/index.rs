@@ -235,6 +235,15 @@ impl Index {
     /// Records a blob in a pack; [`Index::finish`] makes it quick to find (and
     /// keeps one entry of a blob stored twice).
     pub fn insert(&mut self, pack: Id, entry: BlobEntry) {
+        if self.blobs.sorted == 0 || self.blobs.get(&entry.id).is_none() {
+            self.push(pack, entry);
+        }
+    }
+
+    /// Records a blob without looking for it first: [`Index::finish`] keeps one entry of
+    /// a blob pushed twice (a look-up per entry scans the entries added since the last
+    /// finish, quadratic for a batch added to a finished index).
+    fn push(&mut self, pack: Id, entry: BlobEntry) {
         // Entries come pack by pack: look a pack up once per run of its entries.
         let pos = match self.last_pack {
             Some((p, pos)) if p == pack => pos,
@@ -269,9 +278,7 @@ impl Index {
             }
         };
         let loc = Location { frame, inner: entry.inner, raw_len: entry.raw_len };
-        if self.blobs.sorted == 0 || self.blobs.get(&entry.id).is_none() {
-            self.blobs.entries.push((entry.id, loc));
-        }
+        self.blobs.entries.push((entry.id, loc));
     }
 
     /// Sorts what was inserted for lookups; of a blob stored twice, the copy in
@@ -453,6 +460,129 @@ fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -
         }
         sink.clear();
         skip.extend(stale);
+    }
+}
+
+/// Ids to find in the index files: sorted, with a bitmap of their leading bits, so that
+/// nearly every entry of an index file is passed over after one bit test.
+pub struct Wanted {
+    ids: Vec<Id>,
+    bits: Vec<u64>,
+}
+
+/// Leading id bits the bitmap of [`Wanted`] tests (2^20 bits, 128 KiB).
+const WANTED_BITS: u32 = 20;
+
+impl Wanted {
+    /// The set of `ids`.
+    pub fn new(ids: impl IntoIterator<Item = Id>) -> Wanted {
+        let mut ids: Vec<Id> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut bits = vec![0u64; 1 << (WANTED_BITS - 6)];
+        for id in &ids {
+            let s = Self::slot(id);
+            bits[s >> 6] |= 1 << (s & 63);
+        }
+        Wanted { ids, bits }
+    }
+
+    fn slot(id: &Id) -> usize {
+        (u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) >> (32 - WANTED_BITS)) as usize
+    }
+
+    /// Whether `id` is one of the set.
+    pub fn contains(&self, id: &Id) -> bool {
+        let s = Self::slot(id);
+        self.bits[s >> 6] & (1 << (s & 63)) != 0 && self.ids.binary_search(id).is_ok()
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when no id is wanted.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Index files read at once by [`locate`].
+const LOCATE_THREADS: usize = 2;
+
+/// What [`locate`] kept of one index file: the files it supersedes and its kept entries.
+type Kept = (Vec<Id>, Vec<(Id, BlobEntry)>);
+
+/// Adds to `into` the entries of the blobs in `wanted`, and of every blob `also` accepts,
+/// found by streaming every live index file (read, decrypted and scanned two at a time;
+/// only the kept entries are held), without building the whole table. Index files that
+/// a newer one supersedes are left out as [`Index::load`] leaves them out. A damaged file
+/// fails the search, naming the file and `rdbvault repair index`.
+pub fn locate(repo: &Repository, wanted: &Wanted, also: &(dyn Fn(&BlobEntry) -> bool + Sync), into: &mut Index) -> Result<()> {
+    let mut relists = 0;
+    loop {
+        let names: Vec<String> = repo.backend().list(FileKind::Index)?.into_iter().map(|i| i.name).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let read = |name: &String| -> Result<Kept> {
+            let plain = repo.read_sealed(FileKind::Index, name)?;
+            let mut kept = Vec::new();
+            let supersedes = IndexFile::visit(&plain, &display_name(FileKind::Index, name), |pack, e| {
+                if wanted.contains(&e.id) || also(e) {
+                    kept.push((pack, *e));
+                }
+            })?;
+            Ok((supersedes, kept))
+        };
+        let mut results: Vec<(usize, Result<Kept>)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..LOCATE_THREADS.min(names.len()))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(name) = names.get(i) else { break };
+                            let r = read(name);
+                            if r.is_err() {
+                                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            out.push((i, r));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|_| vec![(0, Err(Error::Invalid("index reader thread panicked".into())))])).collect()
+        });
+        results.sort_by_key(|(i, _)| *i);
+        let mut files = Vec::with_capacity(results.len());
+        let mut vanished = false;
+        for (i, r) in results {
+            match r {
+                Ok(kept) => files.push((i, kept)),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && relists < 5 => vanished = true,
+                Err(e) => return Err(repair_hint(e)),
+            }
+        }
+        if vanished {
+            // Merged into a newer file (a follower's compaction): list again.
+            relists += 1;
+            continue;
+        }
+        let superseded: HashSet<String> = files.iter().flat_map(|(_, (sup, _))| sup.iter().map(|i| i.to_hex())).collect();
+        for (i, (_, kept)) in &files {
+            if superseded.contains(&names[*i]) {
+                continue;
+            }
+            for (pack, e) in kept {
+                into.push(*pack, *e);
+            }
+        }
+        into.finish();
+        into.files = names;
+        into.superseded = superseded;
+        return Ok(());
     }
 }
 

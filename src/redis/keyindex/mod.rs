@@ -154,6 +154,7 @@ impl<'s> KeyIndex<'s> {
     /// A small RDB holding the records of `entries` (in file order), checked against them.
     pub fn mini_rdb(&self, blobs: &Blobs<'_>, entries: &mut [Entry]) -> Result<Vec<u8>> {
         let mut range = RangeReader::new(blobs, self.file, &self.top.list_starts)?;
+        range.prepare(entries.iter().map(|e| (e.offset, e.len)))?;
         mini::build(&mut range, &self.top.header, entries, &self.what)
     }
 }
