@@ -62,9 +62,10 @@ pub struct Blobs<'a> {
 enum Located<'a> {
     /// The whole index, loaded by the caller.
     All(&'a Index),
-    /// A few at a time through a [`Lookup`]; the whole index once something needs it (a
-    /// whole file streamed), loaded then and dropped with the `Blobs`.
-    Few(Arc<Lookup>, OnceLock<Index>),
+    /// A few at a time: through a shared [`Lookup`] (kept between requests) and one of its
+    /// own (dropped with the `Blobs`), and the whole index once something needs it (a whole
+    /// file streamed), loaded then and dropped with the `Blobs` too.
+    Few(Arc<Lookup>, Lookup, OnceLock<Index>),
 }
 
 /// Blob locations found a few at a time by streaming the index files, for commands that
@@ -102,11 +103,11 @@ impl Lookup {
         self.read().get(id)
     }
 
-    /// Searches the index files once for those of `ids` not found yet.
-    fn find(&self, repo: &Repository, ids: &[Id]) -> Result<()> {
+    /// Searches the index files once for those of `ids` found neither here nor in `other`.
+    fn find(&self, repo: &Repository, ids: &[Id], other: &Lookup) -> Result<()> {
         let missing = {
-            let found = self.read();
-            Wanted::new(ids.iter().filter(|id| !found.contains(id)).copied())
+            let (found, other) = (self.read(), other.read());
+            Wanted::new(ids.iter().filter(|id| !found.contains(id) && !other.contains(id)).copied())
         };
         if missing.is_empty() {
             return Ok(());
@@ -129,7 +130,8 @@ impl<'a> Blobs<'a> {
     /// Blobs found through `lookup`, a few at a time (see [`Lookup`]).
     pub fn few(repo: &'a Repository, lookup: Arc<Lookup>) -> Result<Blobs<'a>> {
         let dictionaries = dictionary_ids(&lookup.read());
-        let mut b = Blobs { repo, located: Located::Few(lookup, OnceLock::new()), dicts: Dictionaries::new() };
+        let own = Lookup { found: RwLock::new(Index::new()) };
+        let mut b = Blobs { repo, located: Located::Few(lookup, own, OnceLock::new()), dicts: Dictionaries::new() };
         let mut dicts = Dictionaries::new();
         for id in dictionaries {
             dicts.add(b.load(&id)?);
@@ -159,7 +161,7 @@ impl<'a> Blobs<'a> {
     pub fn index(&self) -> Result<&Index> {
         match &self.located {
             Located::All(index) => Ok(*index),
-            Located::Few(_, all) => {
+            Located::Few(_, _, all) => {
                 if all.get().is_none() {
                     let (index, _) = load_index(self.repo)?;
                     let _ = all.set(index);
@@ -173,12 +175,12 @@ impl<'a> Blobs<'a> {
     pub fn locate(&self, id: &Id) -> Result<(Id, BlobEntry)> {
         let found = match &self.located {
             Located::All(index) => index.get(id),
-            Located::Few(_, all) if all.get().is_some() => all.get().and_then(|i| i.get(id)),
-            Located::Few(lookup, _) => match lookup.get(id) {
+            Located::Few(_, _, all) if all.get().is_some() => all.get().and_then(|i| i.get(id)),
+            Located::Few(shared, own, _) => match shared.get(id).or_else(|| own.get(id)) {
                 Some(f) => Some(f),
                 None => {
-                    lookup.find(self.repo, std::slice::from_ref(id))?;
-                    lookup.get(id)
+                    own.find(self.repo, std::slice::from_ref(id), shared)?;
+                    own.get(id)
                 }
             },
         };
@@ -189,7 +191,16 @@ impl<'a> Blobs<'a> {
     /// with the whole index at hand); [`Blobs::locate`] then answers at once.
     pub fn locate_all(&self, ids: &[Id]) -> Result<()> {
         match &self.located {
-            Located::Few(lookup, all) if all.get().is_none() => lookup.find(self.repo, ids),
+            Located::Few(shared, own, all) if all.get().is_none() => own.find(self.repo, ids, shared),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Blobs::locate_all`], keeping what it finds in the shared [`Lookup`] for later
+    /// requests (the pages of a snapshot's key index, which a browsing session reads again).
+    pub fn locate_and_keep(&self, ids: &[Id]) -> Result<()> {
+        match &self.located {
+            Located::Few(shared, own, all) if all.get().is_none() => shared.find(self.repo, ids, own),
             _ => Ok(()),
         }
     }

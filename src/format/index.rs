@@ -463,15 +463,15 @@ fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -
     }
 }
 
-/// Ids to find in the index files: sorted, with a bitmap of their leading bits, so that
-/// nearly every entry of an index file is passed over after one bit test.
+/// Ids to find in the index files: sorted, with their leading 8 bytes as numbers and a
+/// bitmap of their leading bits (32 bits per id), so that nearly every entry of an index
+/// file is passed over after one bit test, and the rest after a search of numbers.
 pub struct Wanted {
     ids: Vec<Id>,
+    leads: Vec<u64>,
     bits: Vec<u64>,
+    shift: u32,
 }
-
-/// Leading id bits the bitmap of [`Wanted`] tests (2^20 bits, 128 KiB).
-const WANTED_BITS: u32 = 20;
 
 impl Wanted {
     /// The set of `ids`.
@@ -479,22 +479,26 @@ impl Wanted {
         let mut ids: Vec<Id> = ids.into_iter().collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut bits = vec![0u64; 1 << (WANTED_BITS - 6)];
-        for id in &ids {
-            let s = Self::slot(id);
-            bits[s >> 6] |= 1 << (s & 63);
+        let leads: Vec<u64> = ids.iter().map(Table::<Id, Location>::lead).collect();
+        // 2^16 to 2^26 bits: at most 1/32 of them set.
+        let log = (ids.len() * 32).next_power_of_two().trailing_zeros().clamp(16, 26);
+        let mut w = Wanted { ids, leads, bits: vec![0u64; 1 << (log - 6)], shift: 64 - log };
+        for i in 0..w.leads.len() {
+            let s = (w.leads[i] >> w.shift) as usize;
+            w.bits[s >> 6] |= 1 << (s & 63);
         }
-        Wanted { ids, bits }
-    }
-
-    fn slot(id: &Id) -> usize {
-        (u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) >> (32 - WANTED_BITS)) as usize
+        w
     }
 
     /// Whether `id` is one of the set.
     pub fn contains(&self, id: &Id) -> bool {
-        let s = Self::slot(id);
-        self.bits[s >> 6] & (1 << (s & 63)) != 0 && self.ids.binary_search(id).is_ok()
+        let lead = Table::<Id, Location>::lead(id);
+        let s = (lead >> self.shift) as usize;
+        if self.bits[s >> 6] & (1 << (s & 63)) == 0 {
+            return false;
+        }
+        let from = self.leads.partition_point(|l| *l < lead);
+        self.leads[from..].iter().zip(&self.ids[from..]).take_while(|(l, _)| **l == lead).any(|(_, i)| i == id)
     }
 
     /// Number of ids.
@@ -925,6 +929,25 @@ mod tests {
         want.sort_by_key(|(_, e)| e.id);
         assert_eq!(listed, want);
         assert_eq!(idx.frames.len(), 5, "one place per frame");
+    }
+
+    /// A wanted set finds its ids and no other, however many (the bitmap grows with it).
+    #[test]
+    fn wanted_finds_its_ids_only() {
+        let hasher = crate::crypto::IdHasher::new(crate::crypto::SecretKey::random());
+        for n in [0u32, 1, 100, 50_000] {
+            let ids: Vec<Id> = (0..n).map(|i| hasher.id(&i.to_le_bytes())).collect();
+            let w = Wanted::new(ids.iter().copied().chain(ids.iter().copied()));
+            assert_eq!(w.len(), n as usize);
+            assert!(ids.iter().all(|id| w.contains(id)));
+            assert!((n..n + 20_000).all(|i| !w.contains(&hasher.id(&i.to_le_bytes()))));
+        }
+        // Ids that share their leading 8 bytes are told apart.
+        let (mut a, mut b) = (Id([7; 32]), Id([7; 32]));
+        a.0[31] = 1;
+        b.0[31] = 2;
+        let w = Wanted::new([a]);
+        assert!(w.contains(&a) && !w.contains(&b));
     }
 
     #[test]

@@ -60,6 +60,20 @@ impl IndexCache {
     }
 }
 
+/// Makes buffers of 256 KiB and more (decrypted index files, packs read whole) mappings of
+/// their own, unmapped when freed, and keeps two heaps for the request threads: glibc
+/// otherwise raises that bound to the largest buffer freed so far and keeps such buffers,
+/// in one heap per thread that ever allocated, long after the request. Called once by serve.
+pub fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator thresholds; called before the request threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Hands freed heap memory back to the system: glibc keeps what large buffers (decrypted
 /// index files, a whole index) freed for reuse, so an idle server would keep its peak size.
 pub fn release_memory() {
