@@ -10,7 +10,7 @@ use rdbvault::engine::target::{self, Dest};
 use rdbvault::redis::rewrite::{rewrite_snapshot, RewriteOptions};
 
 use super::restore::RestoreArgs;
-use super::{output, with_blobs, Global};
+use super::{output, with_blobs_for, Global};
 
 /// Writes through `fill` to `path`: stdout for `-`, a FIFO or device as a stream, else a
 /// temp file renamed into place only once `fill` succeeded (mode 0600).
@@ -59,7 +59,7 @@ pub fn run(g: &Global, a: &RestoreArgs, path: &Path) -> anyhow::Result<()> {
     }
     let Some(spec) = a.snapshot.as_deref() else { bail!("give a snapshot (or latest)") };
     let opts = RewriteOptions { filter: a.keys.filter(a.kind.as_deref())?, version: a.rdb_version, reencode: false };
-    let report = with_blobs(g, &[spec], |snaps, blobs| {
+    let report = with_blobs_for(g, &[spec], &Default::default(), Some(&opts.filter), |snaps, blobs| {
         write_output(path, a.overwrite, |out| Ok(rewrite_snapshot(blobs, &snaps[0].1, &opts, out)?.0))
     })?;
     if g.json {

@@ -11,7 +11,7 @@ use rdbvault::rdb::{quoted, ReadOptions, Summary};
 
 use super::keys::KeyArgs;
 use super::output::{self, csv_field};
-use super::{with_blobs_matching, Global};
+use super::{with_blobs_for, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
@@ -43,7 +43,7 @@ pub struct InspectArgs {
 
 pub fn run(g: &Global, a: InspectArgs) -> anyhow::Result<()> {
     let filter = a.keys.filter(a.kind.as_deref())?;
-    with_blobs_matching(g, &[&a.snapshot], &a.filter, |snaps, blobs| {
+    with_blobs_for(g, &[&a.snapshot], &a.filter, Some(&filter), |snaps, blobs| {
         let (id, snap) = &snaps[0];
         let file = chosen_file(id, snap, a.file.as_deref(), g.quiet)?;
         let read = read_json(id, snap, file);

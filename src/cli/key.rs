@@ -35,6 +35,8 @@ pub struct NewKeyArgs {
 fn new_key(repo: &Repository, a: &NewKeyArgs) -> anyhow::Result<(zeroize::Zeroizing<String>, KdfParams)> {
     let pw = password::new_password(a.new_password_file.as_deref())?;
     let mut kdf = rdbvault::store::keys::current_params(repo)?;
+    // A key file of an older rdbvault has one lane: a new one gets today's lanes.
+    kdf.p_cost = kdf.p_cost.max(KdfParams::default().p_cost);
     if let Some(m) = a.kdf_memory_kib {
         kdf = KdfParams { m_cost: m, ..kdf };
     }

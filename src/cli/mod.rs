@@ -340,10 +340,31 @@ fn with_blobs_matching<T>(
     filter: &filter::FilterArgs,
     f: impl FnOnce(&[(Id, Snapshot)], &Blobs<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    with_blobs_for(g, specs, filter, None, f)
+}
+
+/// [`with_blobs_matching`] for a command that reads the keys `keys` selects: for exact key
+/// names (no wildcard) of snapshots with a key index, the index files are searched for the
+/// few blobs the key index leads to instead of being loaded whole. Damaged index files
+/// fall back to the whole load (which reads pack headers instead, and warns).
+fn with_blobs_for<T>(
+    g: &Global,
+    specs: &[&str],
+    filter: &filter::FilterArgs,
+    keys: Option<&rdbvault::redis::keyscan::KeyFilter>,
+    f: impl FnOnce(&[(Id, Snapshot)], &Blobs<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let repo = open_repo_for_index(g)?;
     let _lock = read_lock(g, &repo)?;
     let snaps = specs.iter().map(|s| find_snapshot_matching(&repo, s, filter)).collect::<anyhow::Result<Vec<_>>>()?;
     snaps.iter().try_for_each(|(id, snap)| not_a_segment(id, snap))?;
+    let exact = keys.and_then(|k| k.pattern.as_ref()).is_some_and(|p| p.literal_prefix().1);
+    let tops: Vec<Id> = snaps.iter().filter_map(|(_, s)| s.key_index.as_ref().and_then(|r| Id::from_hex(&r.top))).collect();
+    if exact && tops.len() == snaps.len() {
+        if let Ok(lookup) = rdbvault::engine::restore::Lookup::new(&repo, &tops) {
+            return f(&snaps, &Blobs::few(&repo, Arc::new(lookup))?);
+        }
+    }
     let index = load_index(&repo)?;
     let blobs = Blobs::new(&repo, &index)?;
     f(&snaps, &blobs)

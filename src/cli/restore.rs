@@ -15,7 +15,7 @@ use rdbvault::redis::load::{self, FunctionPolicy, LoadOptions, LoadReport};
 
 use super::keys::KeyArgs;
 use super::redis_args::RedisArgs;
-use super::{open_repo_for_index, output, with_blobs_matching, Global};
+use super::{open_repo_for_index, output, with_blobs_for, Global};
 
 #[derive(clap::Args, Debug)]
 #[command(group = clap::ArgGroup::new("live_target").multiple(true).args(["to", "redis_host", "redis_port", "sentinel"]))]
@@ -275,7 +275,7 @@ fn to_redis(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
         Ok(total)
     } else {
         let Some(spec) = a.snapshot.as_deref() else { bail!("--to restores one snapshot; give its id or latest") };
-        with_blobs_matching(g, &[spec], &a.filter, |snaps, blobs| load_one(blobs, &snaps[0].1, &mut target, &opts))
+        with_blobs_for(g, &[spec], &a.filter, Some(&opts.filter), |snaps, blobs| load_one(blobs, &snaps[0].1, &mut target, &opts))
     };
     if let Some(pb) = &opts.progress {
         pb.finish_and_clear();

@@ -53,10 +53,10 @@ impl<'a> Blobs<'a> {
 
     /// The plaintexts of the list blobs `ids`, in order, read in planned range reads.
     pub fn load_lists(&self, ids: &[Id], plan: &ReadPlan) -> Result<Vec<Vec<u8>>> {
+        self.locate_all(ids)?;
         let mut wanted = Vec::with_capacity(ids.len());
         for id in ids {
-            let (pack, entry) = self.index.get(id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
-            wanted.push((pack, entry));
+            wanted.push(self.locate(id)?);
         }
         load_blobs(self, &wanted, plan)
     }

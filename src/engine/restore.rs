@@ -15,12 +15,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
-use crate::format::index::{load_readable, read_pack_headers, Index};
+use crate::format::index::{load_readable, locate, read_pack_headers, Index, Wanted};
 use crate::format::compress::{Decoder, Dictionaries};
 use crate::format::pack::{blob_bytes, id_mismatch, members_digest, members_mismatch, open_blob, open_frame_into, BlobEntry, BlobKeys, BlobType, DIGEST_LEN};
 use crate::store::{display_name, FileKind, ReadPlan, Repository};
@@ -57,9 +58,67 @@ impl Default for RestoreOptions {
 pub struct Blobs<'a> {
     /// The repository.
     pub repo: &'a Repository,
-    /// Its index.
-    pub index: &'a Index,
+    located: Located<'a>,
     dicts: Dictionaries,
+}
+
+/// Where a [`Blobs`] finds blobs.
+enum Located<'a> {
+    /// The whole index, loaded by the caller.
+    All(&'a Index),
+    /// A few at a time: through a shared [`Lookup`] (kept between requests) and one of its
+    /// own (dropped with the `Blobs`), and the whole index once something needs it (a whole
+    /// file streamed), loaded then and dropped with the `Blobs` too.
+    Few(Arc<Lookup>, Lookup, OnceLock<Index>),
+}
+
+/// Blob locations found a few at a time by streaming the index files, for commands that
+/// read a handful of blobs of a large repository (one key of a snapshot): the first search
+/// also keeps every chunk-list and dictionary entry (a few per thousand chunks), so a key
+/// costs two more searches (its key-index page, then the chunks of its chunk list).
+pub struct Lookup {
+    found: RwLock<Index>,
+}
+
+impl Lookup {
+    /// Searches the index files for `first` (e.g. the key-index top tables of the snapshots
+    /// to read), every chunk list and every dictionary.
+    pub fn new(repo: &Repository, first: &[Id]) -> Result<Lookup> {
+        let mut found = Index::new();
+        locate(repo, &Wanted::new(first.iter().copied()), &|e: &BlobEntry| e.kind != BlobType::Data, &mut found)?;
+        Ok(Lookup { found: RwLock::new(found) })
+    }
+
+    /// Blobs found so far.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// True when nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.found.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, id: &Id) -> Option<(Id, BlobEntry)> {
+        self.read().get(id)
+    }
+
+    /// Searches the index files once for those of `ids` found neither here nor in `other`.
+    fn find(&self, repo: &Repository, ids: &[Id], other: &Lookup) -> Result<()> {
+        let missing = {
+            let (found, other) = (self.read(), other.read());
+            Wanted::new(ids.iter().filter(|id| !found.contains(id) && !other.contains(id)).copied())
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut found = self.found.write().unwrap_or_else(|e| e.into_inner());
+        locate(repo, &missing, &|_: &BlobEntry| false, &mut found)
+    }
 }
 
 impl<'a> Blobs<'a> {
@@ -72,10 +131,23 @@ impl<'a> Blobs<'a> {
         }
     }
 
+    /// Blobs found through `lookup`, a few at a time (see [`Lookup`]).
+    pub fn few(repo: &'a Repository, lookup: Arc<Lookup>) -> Result<Blobs<'a>> {
+        let dictionaries = dictionary_ids(&lookup.read());
+        let own = Lookup { found: RwLock::new(Index::new()) };
+        let mut b = Blobs { repo, located: Located::Few(lookup, own, OnceLock::new()), dicts: Dictionaries::new() };
+        let mut dicts = Dictionaries::new();
+        for id in dictionaries {
+            dicts.add(b.load(&id)?);
+        }
+        b.dicts = dicts;
+        Ok(b)
+    }
+
     /// Like `new`, but hands back the dictionaries that failed to load
     /// instead of failing (for `check`, which reports every problem).
     pub fn tolerant(repo: &'a Repository, index: &'a Index) -> (Blobs<'a>, Vec<(Id, Error)>) {
-        let mut b = Blobs { repo, index, dicts: Dictionaries::new() };
+        let mut b = Blobs { repo, located: Located::All(index), dicts: Dictionaries::new() };
         let mut dicts = Dictionaries::new();
         let mut damaged = Vec::new();
         for id in dictionary_ids(index) {
@@ -86,6 +158,55 @@ impl<'a> Blobs<'a> {
         }
         b.dicts = dicts;
         (b, damaged)
+    }
+
+    /// The whole index: the caller's, or loaded now by a `Blobs` that finds a few blobs
+    /// at a time (when a whole file is to be read after all).
+    pub fn index(&self) -> Result<&Index> {
+        match &self.located {
+            Located::All(index) => Ok(*index),
+            Located::Few(_, _, all) => {
+                if all.get().is_none() {
+                    let (index, _) = load_index(self.repo)?;
+                    let _ = all.set(index);
+                }
+                all.get().ok_or_else(|| Error::Invalid("the index did not load".into()))
+            }
+        }
+    }
+
+    /// Where a blob is stored, with its pack's name (searched for if not found yet).
+    pub fn locate(&self, id: &Id) -> Result<(Id, BlobEntry)> {
+        let found = match &self.located {
+            Located::All(index) => index.get(id),
+            Located::Few(_, _, all) if all.get().is_some() => all.get().and_then(|i| i.get(id)),
+            Located::Few(shared, own, _) => match shared.get(id).or_else(|| own.get(id)) {
+                Some(f) => Some(f),
+                None => {
+                    own.find(self.repo, std::slice::from_ref(id), shared)?;
+                    own.get(id)
+                }
+            },
+        };
+        found.ok_or_else(|| Error::MissingBlob { id: id.to_hex() })
+    }
+
+    /// Finds where all of `ids` are stored in one search of the index files (nothing to do
+    /// with the whole index at hand); [`Blobs::locate`] then answers at once.
+    pub fn locate_all(&self, ids: &[Id]) -> Result<()> {
+        match &self.located {
+            Located::Few(shared, own, all) if all.get().is_none() => own.find(self.repo, ids, shared),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Blobs::locate_all`], keeping what it finds in the shared [`Lookup`] for later
+    /// requests (the pages of a snapshot's key index, which a browsing session reads again).
+    pub fn locate_and_keep(&self, ids: &[Id]) -> Result<()> {
+        match &self.located {
+            Located::Few(shared, own, all) if all.get().is_none() => shared.find(self.repo, ids, own),
+            _ => Ok(()),
+        }
     }
 
     /// A decoder for one thread.
@@ -104,7 +225,7 @@ impl<'a> Blobs<'a> {
 
     /// Reads one blob from its pack and verifies it.
     pub fn load(&self, id: &Id) -> Result<Vec<u8>> {
-        let (pack, entry) = self.index.get(id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() })?;
+        let (pack, entry) = self.locate(id)?;
         let name = pack.to_hex();
         let sealed = self.repo.backend().read_range(FileKind::Pack, &name, entry.offset as u64, entry.length as usize)?;
         open_blob(&self.keys(), &mut self.dicts.decoder(), &entry, &sealed, &blob_name(&name, &entry))
@@ -217,13 +338,21 @@ const LOOKAHEAD: usize = 16;
 /// looked up a few places behind where they are read, after a prefetch of
 /// their index lines (lookups are random reads of a large table).
 pub(crate) fn located_chunks<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<Item = Result<(Id, BlobEntry)>> + 'a {
+    let (index, mut failed) = match blobs.index() {
+        Ok(index) => (Some(index), None),
+        Err(e) => (None, Some(e)),
+    };
     let mut ids = blobs.chunk_ids(file);
     let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
     std::iter::from_fn(move || {
+        if let Some(e) = failed.take() {
+            return Some(Err(e));
+        }
+        let index = index?;
         while ahead.len() < LOOKAHEAD {
             match ids.next() {
                 Some(Ok(id)) => {
-                    blobs.index.prefetch(&id);
+                    index.prefetch(&id);
                     ahead.push_back(id);
                 }
                 Some(Err(e)) => return Some(Err(e)),
@@ -231,7 +360,7 @@ pub(crate) fn located_chunks<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -
             }
         }
         let id = ahead.pop_front()?;
-        Some(blobs.index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() }))
+        Some(index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() }))
     })
 }
 

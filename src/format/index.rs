@@ -235,6 +235,15 @@ impl Index {
     /// Records a blob in a pack; [`Index::finish`] makes it quick to find (and
     /// keeps one entry of a blob stored twice).
     pub fn insert(&mut self, pack: Id, entry: BlobEntry) {
+        if self.blobs.sorted == 0 || self.blobs.get(&entry.id).is_none() {
+            self.push(pack, entry);
+        }
+    }
+
+    /// Records a blob without looking for it first: [`Index::finish`] keeps one entry of
+    /// a blob pushed twice (a look-up per entry scans the entries added since the last
+    /// finish, quadratic for a batch added to a finished index).
+    fn push(&mut self, pack: Id, entry: BlobEntry) {
         // Entries come pack by pack: look a pack up once per run of its entries.
         let pos = match self.last_pack {
             Some((p, pos)) if p == pack => pos,
@@ -269,9 +278,7 @@ impl Index {
             }
         };
         let loc = Location { frame, inner: entry.inner, raw_len: entry.raw_len };
-        if self.blobs.sorted == 0 || self.blobs.get(&entry.id).is_none() {
-            self.blobs.entries.push((entry.id, loc));
-        }
+        self.blobs.entries.push((entry.id, loc));
     }
 
     /// Sorts what was inserted for lookups; of a blob stored twice, the copy in
@@ -453,6 +460,133 @@ fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -
         }
         sink.clear();
         skip.extend(stale);
+    }
+}
+
+/// Ids to find in the index files: sorted, with their leading 8 bytes as numbers and a
+/// bitmap of their leading bits (32 bits per id), so that nearly every entry of an index
+/// file is passed over after one bit test, and the rest after a search of numbers.
+pub struct Wanted {
+    ids: Vec<Id>,
+    leads: Vec<u64>,
+    bits: Vec<u64>,
+    shift: u32,
+}
+
+impl Wanted {
+    /// The set of `ids`.
+    pub fn new(ids: impl IntoIterator<Item = Id>) -> Wanted {
+        let mut ids: Vec<Id> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let leads: Vec<u64> = ids.iter().map(Table::<Id, Location>::lead).collect();
+        // 2^16 to 2^26 bits: at most 1/32 of them set.
+        let log = (ids.len() * 32).next_power_of_two().trailing_zeros().clamp(16, 26);
+        let mut w = Wanted { ids, leads, bits: vec![0u64; 1 << (log - 6)], shift: 64 - log };
+        for i in 0..w.leads.len() {
+            let s = (w.leads[i] >> w.shift) as usize;
+            w.bits[s >> 6] |= 1 << (s & 63);
+        }
+        w
+    }
+
+    /// Whether `id` is one of the set.
+    pub fn contains(&self, id: &Id) -> bool {
+        let lead = Table::<Id, Location>::lead(id);
+        let s = (lead >> self.shift) as usize;
+        if self.bits[s >> 6] & (1 << (s & 63)) == 0 {
+            return false;
+        }
+        let from = self.leads.partition_point(|l| *l < lead);
+        self.leads[from..].iter().zip(&self.ids[from..]).take_while(|(l, _)| **l == lead).any(|(_, i)| i == id)
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when no id is wanted.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Index files read at once by [`locate`].
+const LOCATE_THREADS: usize = 2;
+
+/// What [`locate`] kept of one index file: the files it supersedes and its kept entries.
+type Kept = (Vec<Id>, Vec<(Id, BlobEntry)>);
+
+/// Adds to `into` the entries of the blobs in `wanted`, and of every blob `also` accepts,
+/// found by streaming every live index file (read, decrypted and scanned two at a time;
+/// only the kept entries are held), without building the whole table. Index files that
+/// a newer one supersedes are left out as [`Index::load`] leaves them out. A damaged file
+/// fails the search, naming the file and `rdbvault repair index`.
+pub fn locate(repo: &Repository, wanted: &Wanted, also: &(dyn Fn(&BlobEntry) -> bool + Sync), into: &mut Index) -> Result<()> {
+    let mut relists = 0;
+    loop {
+        let names: Vec<String> = repo.backend().list(FileKind::Index)?.into_iter().map(|i| i.name).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let read = |name: &String| -> Result<Kept> {
+            let plain = repo.read_sealed(FileKind::Index, name)?;
+            let mut kept = Vec::new();
+            let supersedes = IndexFile::visit(&plain, &display_name(FileKind::Index, name), |pack, e| {
+                if wanted.contains(&e.id) || also(e) {
+                    kept.push((pack, *e));
+                }
+            })?;
+            Ok((supersedes, kept))
+        };
+        let mut results: Vec<(usize, Result<Kept>)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..LOCATE_THREADS.min(names.len()))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(name) = names.get(i) else { break };
+                            let r = read(name);
+                            if r.is_err() {
+                                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            out.push((i, r));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|_| vec![(0, Err(Error::Invalid("index reader thread panicked".into())))])).collect()
+        });
+        results.sort_by_key(|(i, _)| *i);
+        let mut files = Vec::with_capacity(results.len());
+        let mut vanished = false;
+        for (i, r) in results {
+            match r {
+                Ok(kept) => files.push((i, kept)),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && relists < 5 => vanished = true,
+                Err(e) => return Err(repair_hint(e)),
+            }
+        }
+        if vanished {
+            // Merged into a newer file (a follower's compaction): list again.
+            relists += 1;
+            continue;
+        }
+        let superseded: HashSet<String> = files.iter().flat_map(|(_, (sup, _))| sup.iter().map(|i| i.to_hex())).collect();
+        for (i, (_, kept)) in &files {
+            if superseded.contains(&names[*i]) {
+                continue;
+            }
+            for (pack, e) in kept {
+                into.push(*pack, *e);
+            }
+        }
+        into.finish();
+        into.files = names;
+        into.superseded = superseded;
+        return Ok(());
     }
 }
 
@@ -795,6 +929,25 @@ mod tests {
         want.sort_by_key(|(_, e)| e.id);
         assert_eq!(listed, want);
         assert_eq!(idx.frames.len(), 5, "one place per frame");
+    }
+
+    /// A wanted set finds its ids and no other, however many (the bitmap grows with it).
+    #[test]
+    fn wanted_finds_its_ids_only() {
+        let hasher = crate::crypto::IdHasher::new(crate::crypto::SecretKey::random());
+        for n in [0u32, 1, 100, 50_000] {
+            let ids: Vec<Id> = (0..n).map(|i| hasher.id(&i.to_le_bytes())).collect();
+            let w = Wanted::new(ids.iter().copied().chain(ids.iter().copied()));
+            assert_eq!(w.len(), n as usize);
+            assert!(ids.iter().all(|id| w.contains(id)));
+            assert!((n..n + 20_000).all(|i| !w.contains(&hasher.id(&i.to_le_bytes()))));
+        }
+        // Ids that share their leading 8 bytes are told apart.
+        let (mut a, mut b) = (Id([7; 32]), Id([7; 32]));
+        a.0[31] = 1;
+        b.0[31] = 2;
+        let w = Wanted::new([a]);
+        assert!(w.contains(&a) && !w.contains(&b));
     }
 
     #[test]

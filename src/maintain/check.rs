@@ -392,7 +392,13 @@ fn check_snapshots(repo: &Repository, blobs: &Blobs<'_>, read_all: bool, report:
 /// Loads one chunk list (a top blob and its leaves, or a flat list) and checks its
 /// chunks are indexed; returns its length if readable.
 fn check_list(blobs: &Blobs<'_>, id: &Id, snap: &str, file: &str, report: &mut CheckReport) -> Option<usize> {
-    let index = blobs.index;
+    let index = match blobs.index() {
+        Ok(index) => index,
+        Err(e) => {
+            report.error("index", None, None, e);
+            return None;
+        }
+    };
     let ids = match blobs.list_chunks(id) {
         Ok(l) => l.chunks,
         Err(e @ Error::MissingBlob { .. }) => {
@@ -415,7 +421,10 @@ fn check_list(blobs: &Blobs<'_>, id: &Id, snap: &str, file: &str, report: &mut C
 
 /// Reads a pack in full: its bytes hash to its name and every blob verifies.
 fn read_pack(repo: &Repository, name: &str, blobs: &Blobs<'_>, report: &mut CheckReport) {
-    let index = blobs.index;
+    let index = match blobs.index() {
+        Ok(index) => index,
+        Err(e) => return report.error("index", None, None, e),
+    };
     let mut zstd = blobs.decoder();
     let what = display_name(FileKind::Pack, name);
     let bytes = match repo.backend().read(FileKind::Pack, name) {

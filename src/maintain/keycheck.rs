@@ -43,6 +43,7 @@ pub fn check_key_index(blobs: &Blobs<'_>, snap: &Snapshot, r: &KeyIndexRef, read
     if !read_data {
         return Ok(());
     }
+    let index = blobs.index()?;
     let mut at = 0u64;
     for (n, hex) in file.lists.iter().enumerate() {
         if top.list_starts[n] != at {
@@ -50,7 +51,7 @@ pub fn check_key_index(blobs: &Blobs<'_>, snap: &Snapshot, r: &KeyIndexRef, read
         }
         let list = Id::from_hex(hex).ok_or_else(|| bad(format!("bad list id {hex}")))?;
         for c in blobs.list_chunks(&list)?.chunks {
-            at += blobs.index.get(&c).map_or(0, |(_, e)| u64::from(e.raw_len));
+            at += index.get(&c).map_or(0, |(_, e)| u64::from(e.raw_len));
         }
     }
     // The index the RDB gives, compared page by page as it is built.

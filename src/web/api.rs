@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::crypto::Id;
-use crate::engine::restore::Blobs;
+use crate::engine::restore::{load_index, Blobs};
 use crate::format::snapshot::{Listing, Snapshot, SnapshotFile};
 use crate::redis::diff::{self, Change};
 use crate::redis::follow::timeline;
@@ -18,6 +18,7 @@ use crate::redis::keyscan::{parse_kind, rdb_file, KeyFilter};
 use crate::rdb::escape;
 use crate::store::Repository;
 
+use super::cache::release_memory;
 use super::error::{blocking, ApiError};
 use super::{Repo, Site};
 
@@ -234,11 +235,25 @@ fn glob(p: &str) -> Result<Glob, ApiError> {
     Ok(Glob::new(b))
 }
 
-/// Runs `f` with a blob reader over the repository's index (kept between requests).
+/// Runs `f` with a blob reader over the repository's whole index, loaded for this request
+/// (which reads a whole snapshot) and dropped after it.
 pub fn with_blobs<T>(r: &Repo, f: impl FnOnce(&Blobs<'_>) -> Result<T, ApiError>) -> Result<T, ApiError> {
-    let index = r.index.get(&r.repo)?;
-    let blobs = Blobs::new(&r.repo, &index)?;
-    f(&blobs)
+    let done = load_index(&r.repo).map_err(ApiError::from).and_then(|(index, _)| f(&Blobs::new(&r.repo, &index)?));
+    release_memory();
+    done
+}
+
+/// Runs `f` with a blob reader that finds the few blobs it reads through the repository's
+/// kept [`Lookup`](crate::engine::restore::Lookup) (key pages and values of `snap`); with
+/// damaged index files, through the whole index (which reads pack headers instead).
+pub fn with_few_blobs<T>(r: &Repo, snap: &Snapshot, f: impl FnOnce(&Blobs<'_>) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    let first: Vec<Id> = snap.key_index.as_ref().and_then(|k| Id::from_hex(&k.top)).into_iter().collect();
+    let done = match r.index.get(&r.repo, &first) {
+        Ok(lookup) => Blobs::few(&r.repo, lookup).map_err(ApiError::from).and_then(|blobs| f(&blobs)),
+        Err(_) => return with_blobs(r, f),
+    };
+    release_memory();
+    done
 }
 
 /// The RDB file of a snapshot, or a 400 naming its files.

@@ -1,58 +1,85 @@
-//! Each served repository's index, kept between requests so a key page does not read every
-//! index file again: reloaded when the repository's index files change (a backup, prune or
-//! follower commit writes new ones) and dropped after [`IDLE`] unused, so an idle server
-//! holds no index at all.
+//! Each served repository's blob locations, kept between requests so that a key page does
+//! not search every index file again for the key index of a snapshot: a [`Lookup`] (the
+//! chunk lists, dictionaries and the blobs requests asked for, not the whole index),
+//! started again when the repository's index files change (a backup, prune or follower
+//! commit writes new ones) or it grew past [`MAX_FOUND`], and dropped after [`IDLE`] unused.
+//! Requests that read whole snapshots load the whole index for themselves and drop it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::engine::restore::load_index;
+use crate::crypto::Id;
+use crate::engine::restore::Lookup;
 use crate::error::Result;
-use crate::format::index::Index;
 use crate::store::{FileKind, Repository};
 
-/// How long an unused index stays in memory.
+/// How long unused locations stay in memory.
 pub const IDLE: Duration = Duration::from_secs(300);
 
-/// The last loaded index of one repository, if any.
+/// Most blobs a kept [`Lookup`] holds (~45 bytes each) before it starts again.
+pub const MAX_FOUND: usize = 200_000;
+
+/// The kept lookup of one repository, if any.
 #[derive(Default)]
 pub struct IndexCache {
     slot: Mutex<Option<Cached>>,
 }
 
 struct Cached {
-    /// The index files it was loaded from, sorted.
+    /// The index files it searched, sorted.
     files: Vec<String>,
-    index: Arc<Index>,
+    lookup: Arc<Lookup>,
     used: Instant,
 }
 
 impl IndexCache {
-    /// The repository's index: the kept one while the index files are those it was loaded
-    /// from (one listing of `index/`), else loaded again. Requests wait for one load.
-    pub fn get(&self, repo: &Repository) -> Result<Arc<Index>> {
+    /// The repository's lookup: the kept one while the index files are those it searched
+    /// (one listing of `index/`), else a new one that finds `first` (a key-index top table)
+    /// in its first search. Requests wait for one search.
+    pub fn get(&self, repo: &Repository, first: &[Id]) -> Result<Arc<Lookup>> {
         let mut names: Vec<String> = repo.backend().list(FileKind::Index)?.into_iter().map(|f| f.name).collect();
         names.sort();
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = slot.as_mut().filter(|c| c.files == names) {
+        if let Some(c) = slot.as_mut().filter(|c| c.files == names && c.lookup.len() <= MAX_FOUND) {
             c.used = Instant::now();
-            return Ok(c.index.clone());
+            return Ok(c.lookup.clone());
         }
-        // The old one is dropped before the new one is built: memory holds one index.
         *slot = None;
-        let (index, _) = load_index(repo)?;
-        let mut files = index.files.clone();
-        files.sort();
-        let index = Arc::new(index);
-        *slot = Some(Cached { files, index: index.clone(), used: Instant::now() });
-        Ok(index)
+        let lookup = Arc::new(Lookup::new(repo, first)?);
+        *slot = Some(Cached { files: names, lookup: lookup.clone(), used: Instant::now() });
+        Ok(lookup)
     }
 
-    /// Drops the index if unused for `idle`.
+    /// Drops the lookup if unused for `idle`.
     pub fn trim(&self, idle: Duration) {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         if slot.as_ref().is_some_and(|c| c.used.elapsed() >= idle) {
             *slot = None;
+            release_memory();
         }
+    }
+}
+
+/// Makes buffers of 256 KiB and more (decrypted index files, packs read whole) mappings of
+/// their own, unmapped when freed, and keeps two heaps for the request threads: glibc
+/// otherwise raises that bound to the largest buffer freed so far and keeps such buffers,
+/// in one heap per thread that ever allocated, long after the request. Called once by serve.
+pub fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator thresholds; called before the request threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Hands freed heap memory back to the system: glibc keeps what large buffers (decrypted
+/// index files, a whole index) freed for reuse, so an idle server would keep its peak size.
+pub fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

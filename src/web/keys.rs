@@ -12,7 +12,7 @@ use crate::redis::inspect::{key_json, snapshot_time_ms};
 use crate::redis::keyindex::{self, KeyInfo};
 use crate::rdb::{escape, unescape};
 
-use super::api::{db_of, filter, find, number, the_rdb, with_blobs, Params};
+use super::api::{db_of, filter, find, number, the_rdb, with_few_blobs, Params};
 use super::error::{blocking, ApiError};
 use super::Site;
 
@@ -52,7 +52,7 @@ pub async fn page(State(site): State<Arc<Site>>, Path((name, spec)): Path<(Strin
         the_rdb(&id, &snap)?;
         let at = snapshot_time_ms(&snap);
         let query = keyindex::Query { db: f.db, pattern: f.pattern, kind: f.kind, cursor, limit: limit as usize, details: true };
-        let page = with_blobs(&r, |blobs| Ok(keyindex::page(blobs, &snap, &query)?))?;
+        let page = with_few_blobs(&r, &snap, |blobs| Ok(keyindex::page(blobs, &snap, &query)?))?;
         let keys: Vec<Value> = page.entries.iter().map(|k| key_row(k, at)).collect();
         Ok(Json(json!({ "snapshot_id": id.to_hex(), "keys": keys, "next_cursor": page.next_cursor, "indexed": page.indexed })))
     })
@@ -69,7 +69,7 @@ pub async fn value(State(site): State<Arc<Site>>, Path((name, spec)): Path<(Stri
         let (id, snap) = find(&r.repo, &spec)?;
         let db = db_of(&snap, &id, q.get("db").map_or("0", String::as_str))?;
         the_rdb(&id, &snap)?;
-        let rec = with_blobs(&r, |blobs| Ok(keyindex::value(blobs, &snap, db, &key)?))?;
+        let rec = with_few_blobs(&r, &snap, |blobs| Ok(keyindex::value(blobs, &snap, db, &key)?))?;
         let rec = rec.ok_or_else(|| ApiError::not_found(format!("snapshot {} has no key {text:?} in db {db}", id.short())))?;
         let mut v = key_json(&rec, snapshot_time_ms(&snap));
         if let Value::Object(o) = &mut v {

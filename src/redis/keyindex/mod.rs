@@ -73,6 +73,9 @@ impl<'s> KeyIndex<'s> {
         let what = format!("key index {}", r.top.get(..8).unwrap_or(&r.top));
         let id = Id::from_hex(&r.top).ok_or_else(|| Error::corrupt(&what, "bad top table id"))?;
         let top = TopTable::decode(&blobs.load(&id)?, &what)?;
+        // Where every page is, in one search when blobs are found a few at a time (a seek
+        // to the next db reads another page than the key's own), kept for later requests.
+        blobs.locate_and_keep(&top.pages.iter().map(|p| p.id).collect::<Vec<_>>())?;
         Ok(Some(KeyIndex { top, file, what }))
     }
 
@@ -154,6 +157,7 @@ impl<'s> KeyIndex<'s> {
     /// A small RDB holding the records of `entries` (in file order), checked against them.
     pub fn mini_rdb(&self, blobs: &Blobs<'_>, entries: &mut [Entry]) -> Result<Vec<u8>> {
         let mut range = RangeReader::new(blobs, self.file, &self.top.list_starts)?;
+        range.prepare(entries.iter().map(|e| (e.offset, e.len)))?;
         mini::build(&mut range, &self.top.header, entries, &self.what)
     }
 }
