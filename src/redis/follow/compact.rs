@@ -29,15 +29,13 @@ pub struct Merged {
     pub retired: Vec<Id>,
     /// Blobs the written index files name.
     pub blobs: usize,
-    /// Most blobs any written index file names.
-    pub largest: usize,
 }
 
 /// Copies the frames of the packs smaller than half a full pack that the index files
 /// `deltas` name into full packs (each small pack checked against its id first), and writes
 /// index files superseding `deltas`, each naming about `slice` blobs. An index file is
-/// written right after a pack, superseding only the deltas whose blobs are all in packs
-/// written by then, so a crash at any point leaves every blob indexed (some twice).
+/// written when the pack being filled is empty or just written, superseding only the
+/// deltas read whole by then, so a crash at any point leaves every blob indexed (some twice).
 pub fn merge_in_slices(repo: &Repository, deltas: &[Id], slice: usize) -> crate::Result<Merged> {
     let mut s = Slicer { repo, slice, builder: PackBuilder::new(), supersedes: Vec::new(), packs: Vec::new(), blobs: 0, out: Merged::default() };
     let small = (pack_target() / 2) as u64;
@@ -46,18 +44,17 @@ pub fn merge_in_slices(repo: &Repository, deltas: &[Id], slice: usize) -> crate:
         let file = IndexFile::parse(&repo.read_sealed(FileKind::Index, &d.to_hex())?, &name)?;
         for (pack, entries) in file.packs {
             if pack_size(&entries) >= small {
-                s.name(pack, entries);
+                s.add(pack, entries)?;
             } else {
                 s.copy(pack, entries)?;
             }
         }
         s.supersedes.push(*d);
-        if s.builder.is_empty() && s.blobs >= slice {
-            s.cut()?;
-        }
     }
     if !s.builder.is_empty() {
-        s.write_pack()?;
+        let (id, entries) = s.write_pack()?;
+        s.blobs += entries.len();
+        s.packs.push((id, entries));
     }
     if !s.supersedes.is_empty() || !s.packs.is_empty() {
         s.cut()?;
@@ -75,7 +72,7 @@ struct Slicer<'r> {
     repo: &'r Repository,
     slice: usize,
     builder: PackBuilder,
-    /// Deltas whose blobs are all in `packs` or in packs of earlier slices.
+    /// Deltas whose blobs are all in packs written or named by now.
     supersedes: Vec<Id>,
     packs: Vec<(Id, Vec<BlobEntry>)>,
     blobs: usize,
@@ -83,10 +80,21 @@ struct Slicer<'r> {
 }
 
 impl Slicer<'_> {
-    /// Names a pack kept as it is.
-    fn name(&mut self, pack: Id, entries: Vec<BlobEntry>) {
+    /// Names a written or kept pack; once the slice is full, writes the pack being filled
+    /// (even if not full) and the slice's index file. So an index file names fewer than
+    /// `slice` blobs besides its last two packs.
+    fn add(&mut self, pack: Id, entries: Vec<BlobEntry>) -> crate::Result<()> {
         self.blobs += entries.len();
         self.packs.push((pack, entries));
+        if self.blobs < self.slice {
+            return Ok(());
+        }
+        if !self.builder.is_empty() {
+            let (id, entries) = self.write_pack()?;
+            self.blobs += entries.len();
+            self.packs.push((id, entries));
+        }
+        self.cut()
     }
 
     /// Copies a small pack's frames into the pack being filled.
@@ -105,22 +113,19 @@ impl Slicer<'_> {
             let members: Vec<(Id, u32)> = frame.iter().map(|e| (e.id, e.raw_len)).collect();
             self.builder.add_frame(f.kind, f.flags, sealed, &members);
             if self.builder.is_full() {
-                self.write_pack()?;
-                if self.blobs >= self.slice {
-                    self.cut()?;
-                }
+                let (id, entries) = self.write_pack()?;
+                self.add(id, entries)?;
             }
         }
         self.out.retired.push(pack);
         Ok(())
     }
 
-    /// Writes the pack being filled.
-    fn write_pack(&mut self) -> crate::Result<()> {
+    /// Writes the pack being filled; returns its id and entries.
+    fn write_pack(&mut self) -> crate::Result<(Id, Vec<BlobEntry>)> {
         let (bytes, id, entries) = std::mem::take(&mut self.builder).finish(self.repo.cipher());
         self.repo.backend().write(FileKind::Pack, &id.to_hex(), &bytes)?;
-        self.name(id, entries);
-        Ok(())
+        Ok((id, entries))
     }
 
     /// Writes the slice's index file.
@@ -128,7 +133,6 @@ impl Slicer<'_> {
         let file = IndexFile { supersedes: std::mem::take(&mut self.supersedes), packs: std::mem::take(&mut self.packs) };
         self.out.indexes.push(self.repo.write_sealed(FileKind::Index, &file.to_bytes())?);
         self.out.blobs += self.blobs;
-        self.out.largest = self.out.largest.max(self.blobs);
         self.blobs = 0;
         Ok(())
     }
