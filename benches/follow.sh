@@ -42,6 +42,8 @@ echo "stream bytes/s: $RATE"
 echo "commit lag (bytes behind, p99): $(awk 'NR>2{print $1}' "$WORK/lag" | sort -n | awk '{a[NR]=$1} END{print a[int(NR*0.99)]}')"
 echo "commit lag (s, p99): $(awk -v r="$RATE" 'NR>2{print $1/r}' "$WORK/lag" | sort -g | awk '{a[NR]=$1} END{print a[int(NR*0.99)]}')"
 echo "follower peak RSS (KiB): $(awk '{print $1}' "$WORK/samples" | sort -n | tail -1)"
+# Flat or growing: RSS (KiB) every 30 s of the load.
+echo "follower RSS (KiB) every 30 s: $(awk 'NR%30==0{printf "%s ", $1}' "$WORK/samples")"
 echo "follower CPU time: $(tail -1 "$WORK/samples" | awk '{print $2}') over ${SECS}s"
 echo "AOF bytes: $(du -sb "$WORK/appendonlydir" | cut -f1)"
 echo "repository bytes: $(du -sb "$WORK/repo" | cut -f1)"

@@ -16,11 +16,11 @@ FOLLOW=
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
 mkdir "$WORK/src"
-redis-server --port "$PORT" --dir "$WORK/src" --save '' --appendonly yes --aof-use-rdb-preamble yes \
+redis-server --port "$PORT" --enable-debug-command yes --dir "$WORK/src" --save '' --appendonly yes --aof-use-rdb-preamble yes \
     --auto-aof-rewrite-percentage 0 --daemonize no --logfile "$WORK/src/redis.log" &
 SERVER=$!
 until redis-cli -p "$PORT" ping 2>/dev/null | grep -q PONG; do sleep 0.1; done
-redis-cli -p "$PORT" debug populate "$KEYS" key 100 >/dev/null
+redis-cli -p "$PORT" debug populate "$KEYS" key 100 | grep -qx OK || { echo "DEBUG POPULATE failed" >&2; exit 1; }
 # The base of the server's own AOF directory: an RDB preamble of the populated keys.
 redis-cli -p "$PORT" bgrewriteaof >/dev/null
 until redis-cli -p "$PORT" info persistence | grep -q '^aof_rewrite_in_progress:0'; do sleep 0.2; done
@@ -53,7 +53,7 @@ echo "restore --at to an AOF dir: $WRITE s"
 load_time() {
     P=$((PORT + 1))
     START=$(now)
-    redis-server --port "$P" --dir "$1" --appendonly yes --appenddirname appendonlydir --save '' --daemonize no --logfile "$1/load.log" &
+    redis-server --port "$P" --enable-debug-command yes --dir "$1" --appendonly yes --appenddirname appendonlydir --save '' --daemonize no --logfile "$1/load.log" &
     L=$!
     until redis-cli -p "$P" ping 2>/dev/null | grep -q PONG; do sleep 0.05; done
     T=$(since "$START")
@@ -68,7 +68,7 @@ echo "redis-server loading its own AOF dir: $THEIRS s"
 echo "redis-server loading the restored AOF dir: $OURS s"
 echo "ratio (restore --at + load) / (redis loading its own): $(echo "scale=2; ($WRITE + $OURS) / $THEIRS" | bc)"
 P=$((PORT + 2))
-redis-server --port "$P" --save '' --daemonize no --logfile "$WORK/to.log" &
+redis-server --port "$P" --enable-debug-command yes --save '' --daemonize no --logfile "$WORK/to.log" &
 L=$!
 until redis-cli -p "$P" ping 2>/dev/null | grep -q PONG; do sleep 0.05; done
 START=$(now)

@@ -2,6 +2,7 @@
 
 use crate::common;
 
+use common::data::Rng;
 use common::follow::{all_snapshots, digest_of_dir, follow, follow_with, instant, online, stop, writes};
 use common::server::RedisServer;
 use common::vault::Vault;
@@ -130,6 +131,53 @@ fn many_commits_leave_a_bounded_number_of_objects_and_every_instant_restores() {
     assert_eq!(segments, 1, "{stdout}");
     assert!(packs(&v) <= 3, "{} packs: {stdout}", packs(&v));
     assert!(files(&v, "index") <= 2, "{} index files", files(&v, "index"));
+    for (at, digest) in &instants {
+        assert_eq!(&digest_of_dir(&v, at), digest, "restore --at {at}");
+    }
+    v.check_passes(&["--read-data"]);
+}
+
+/// Slice size given to the follower: blobs an index file written by a compaction names
+/// besides its last two packs (the pack being filled is written early when a slice fills).
+const SLICE: usize = 50;
+
+#[test]
+fn compaction_writes_index_files_of_bounded_size_and_every_instant_restores() {
+    let srv = RedisServer::start(&[]);
+    let mut v = Vault::init_small_packs();
+    v.env.push(("RDBVAULT_COMPACT_SLICE_BLOBS".into(), SLICE.to_string()));
+    let mut c = srv.resp();
+    let f = follow_with(&v, &[&srv.url(), "--compact-every", "4"]);
+    online(&mut c);
+    let mut rng = Rng(0x5eed_f011);
+    let mut instants = Vec::new();
+    // About 60 KiB of log per commit (~60 chunks of 1 KiB, two 32 KiB packs' worth): a
+    // window of 4 commits names ~240 blobs, several slices.
+    for round in 0..12 {
+        for i in 0..40 {
+            c.ok(&["SET", &format!("k:{round}:{i}"), &rng.word(1500)]);
+        }
+        assert_eq!(c.ok(&["WAIT", "1", "10000"]).int(), 1);
+        if round % 3 == 2 {
+            let at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("time");
+            instants.push((at, c.ok(&["DEBUG", "DIGEST"]).text()));
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+    }
+    let (ok, stdout, stderr) = stop(f);
+    assert!(ok, "{stderr}");
+    assert!(stdout.matches("merged ").count() >= 3, "{stdout}");
+    let names: Vec<String> = std::fs::read_dir(v.repo.join("index")).expect("index dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut merged = 0;
+    for name in &names {
+        let file = v.json(&["cat", "index", name]);
+        let mut per_pack: Vec<usize> = file["packs"].as_array().expect("packs").iter().map(|p| p["blobs"].as_array().map_or(0, Vec::len)).collect();
+        per_pack.sort_unstable();
+        let besides_last_two: usize = per_pack.iter().rev().skip(2).sum();
+        assert!(besides_last_two < SLICE, "index file {name} names {per_pack:?} blobs per pack: more than a slice of {SLICE} besides two packs");
+        merged += usize::from(!file["supersedes"].as_array().expect("supersedes").is_empty());
+    }
+    assert!(merged > 3, "{merged} of {} index files supersede commits' index files: the compactions wrote one each", names.len());
     for (at, digest) in &instants {
         assert_eq!(&digest_of_dir(&v, at), digest, "restore --at {at}");
     }

@@ -7,6 +7,7 @@
 //! [`segment::SegmentInfo`] as its source details.
 
 pub mod aof_at;
+pub mod compact;
 pub mod keys_at;
 pub mod replica;
 pub mod replay;

@@ -7,15 +7,14 @@ use std::time::{Duration, Instant};
 use crate::crypto::Id;
 use crate::engine::backup::{self, BackupOptions, Input};
 use crate::engine::session::Session;
-use crate::format::index::IndexFile;
-use crate::format::pack::{frames, pack_target, BlobEntry, PackBuilder};
 use crate::format::snapshot::{BackupSummary, Listing, Snapshot, SnapshotFile};
 use crate::redis::live;
 use crate::redis::source::replication::now_ms;
 use crate::redis::source::transport::Transport;
 use crate::redis::source::{info, sentinel, ConnectOptions, Psync, RedisUrl, ReplicationStream, SourceError, SourceInfo, SourceKind, RDB_STREAM_NAME};
-use crate::store::{display_name, FileKind, Repository};
+use crate::store::{FileKind, Repository};
 
+use super::compact;
 use super::resp::{self, Kind};
 use super::segment::{self, SegmentInfo};
 use super::timeline::{self, Position};
@@ -235,6 +234,20 @@ fn session(
 /// Committed stream bytes kept in memory, to check what a new master lacks after a failover.
 const RECENT_TAIL: usize = 64 * 1024;
 
+/// Appends `committed` to `recent`, keeping about the last [`RECENT_TAIL`] bytes; only
+/// the tail of a large commit is copied (a 16 MiB copy per commit stayed resident).
+fn keep_tail(recent: &mut Vec<u8>, committed: &[u8]) {
+    if committed.len() >= RECENT_TAIL {
+        recent.clear();
+        recent.extend_from_slice(&committed[committed.len() - RECENT_TAIL..]);
+        return;
+    }
+    recent.extend_from_slice(committed);
+    if recent.len() > 2 * RECENT_TAIL {
+        recent.drain(..recent.len() - RECENT_TAIL);
+    }
+}
+
 /// The offset to ask a promoted master for when it holds less of the old stream than the
 /// log (`want` is the next byte after the log): its `second_repl_offset`, if what lies
 /// beyond it in the log is only keepalives and Pub/Sub (the old master's chatter after the
@@ -439,10 +452,7 @@ impl Log {
         };
         let (id, snap, stored) = segment::commit(writer, name, &info, &self.buf[..self.safe], bopts)?;
         self.done_hash.update(&self.buf[..self.safe]);
-        self.recent.extend_from_slice(&self.buf[..self.safe]);
-        if self.recent.len() > 2 * RECENT_TAIL {
-            self.recent.drain(..self.recent.len() - RECENT_TAIL);
-        }
+        keep_tail(&mut self.recent, &self.buf[..self.safe]);
         self.done.push(Done { id, info, file: stored.file, summary: snap.summary, index: stored.index });
         self.buf.drain(..self.safe);
         self.parsed -= self.safe;
@@ -502,16 +512,11 @@ impl Log {
         let mut merged_index = deltas.first().copied();
         let (mut merged_packs, mut index_blobs) = (Vec::new(), 0);
         if deltas.len() > 1 {
-            let mut packs = Vec::new();
-            for d in &deltas {
-                let plain = repo.read_sealed(FileKind::Index, &d.to_hex())?;
-                packs.extend(IndexFile::parse(&plain, &display_name(FileKind::Index, &d.to_hex()))?.packs);
-            }
-            let (packs, merged) = merge_small_packs(repo, packs)?;
-            merged_packs = merged;
-            index_blobs = packs.iter().map(|p| p.1.len()).sum();
-            let merged = IndexFile { supersedes: deltas.clone(), packs };
-            merged_index = Some(repo.write_sealed(FileKind::Index, &merged.to_bytes())?);
+            let merged = compact::merge_in_slices(repo, &deltas, compact::slice_blobs())?;
+            // Carried (below) only while one index file holds the merge.
+            merged_index = if merged.indexes.len() == 1 { merged.indexes.first().copied() } else { None };
+            merged_packs = merged.retired;
+            index_blobs = if merged_index.is_some() { merged.blobs } else { usize::MAX };
         }
         let snap = segment::segment_snapshot(name, &info, vec![file.clone()], summary.clone(), bopts, crate::host::now_rfc3339());
         let id = snap.save(repo)?;
@@ -556,50 +561,6 @@ const CARRY_LISTS: usize = 1024;
 const CARRY_INDEX: usize = 16 * 1024;
 /// ... and whose index file names fewer blobs than this (each merge reads and rewrites it).
 const CARRY_BLOBS: usize = 64 * 1024;
-
-/// Copies the frames of the packs smaller than half a full pack (one per commit) into full
-/// packs, checking each pack's bytes against its id; returns the packs to index and those
-/// merged away.
-fn merge_small_packs(repo: &Repository, packs: Vec<(Id, Vec<BlobEntry>)>) -> crate::Result<(Vec<(Id, Vec<BlobEntry>)>, Vec<Id>)> {
-    let size = |e: &[BlobEntry]| e.iter().map(|b| u64::from(b.offset) + u64::from(b.length)).max().unwrap_or(0);
-    let small = (pack_target() / 2) as u64;
-    let (tiny, mut keep): (Vec<_>, Vec<_>) = packs.into_iter().partition(|(_, e)| size(e) < small);
-    if tiny.len() < 2 {
-        keep.extend(tiny);
-        return Ok((keep, Vec::new()));
-    }
-    let mut builder = PackBuilder::new();
-    let write = |builder: PackBuilder, keep: &mut Vec<(Id, Vec<BlobEntry>)>| -> crate::Result<()> {
-        let (bytes, id, entries) = builder.finish(repo.cipher());
-        repo.backend().write(FileKind::Pack, &id.to_hex(), &bytes)?;
-        keep.push((id, entries));
-        Ok(())
-    };
-    for (pack, entries) in &tiny {
-        let name = pack.to_hex();
-        let bytes = repo.backend().read(FileKind::Pack, &name)?;
-        if Id::of_bytes(&bytes) != *pack {
-            return Err(crate::Error::corrupt(display_name(FileKind::Pack, &name), "does not match its id (changed since this follower wrote it)"));
-        }
-        let mut entries = entries.clone();
-        entries.sort_by_key(|e| (e.offset, e.inner));
-        for frame in frames(&entries) {
-            let f = frame[0];
-            let sealed = bytes
-                .get(f.offset as usize..f.offset as usize + f.length as usize)
-                .ok_or_else(|| crate::Error::corrupt(display_name(FileKind::Pack, &name), "names a frame beyond its end"))?;
-            let members: Vec<(Id, u32)> = frame.iter().map(|e| (e.id, e.raw_len)).collect();
-            builder.add_frame(f.kind, f.flags, sealed, &members);
-            if builder.is_full() {
-                write(std::mem::take(&mut builder), &mut keep)?;
-            }
-        }
-    }
-    if !builder.is_empty() {
-        write(builder, &mut keep)?;
-    }
-    Ok((keep, tiny.into_iter().map(|(p, _)| p).collect()))
-}
 
 #[cfg(test)]
 mod tests {
