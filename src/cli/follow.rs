@@ -60,21 +60,9 @@ fn catch_stop_signals() {
     }
 }
 
-/// A process that runs for days: large buffers (16 MiB segments and packs, freed every
-/// commit) go back to the system when freed instead of staying in glibc's heap, where the
-/// default adaptive threshold left RSS growing to the largest buffer seen, per arena.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tunables; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
 pub fn run(g: &Global, a: FollowArgs) -> anyhow::Result<()> {
-    return_freed_memory();
+    // Runs for days: freed 16 MiB buffers must go back to the system.
+    rdbvault::host::return_large_buffers();
     let url = a.redis.server(a.url.as_deref())?;
     let repo = open_repo_for_index(g)?;
     let _lock = super::lock(g, &repo, false)?;

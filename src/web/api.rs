@@ -18,7 +18,7 @@ use crate::redis::keyscan::{parse_kind, rdb_file, KeyFilter};
 use crate::rdb::escape;
 use crate::store::Repository;
 
-use super::cache::release_memory;
+use crate::host::release_memory;
 use super::error::{blocking, ApiError};
 use super::{Repo, Site};
 

@@ -55,31 +55,7 @@ impl IndexCache {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         if slot.as_ref().is_some_and(|c| c.used.elapsed() >= idle) {
             *slot = None;
-            release_memory();
+            crate::host::release_memory();
         }
-    }
-}
-
-/// Makes buffers of 256 KiB and more (decrypted index files, packs read whole) mappings of
-/// their own, unmapped when freed, and keeps two heaps for the request threads: glibc
-/// otherwise raises that bound to the largest buffer freed so far and keeps such buffers,
-/// in one heap per thread that ever allocated, long after the request. Called once by serve.
-pub fn return_large_buffers() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator thresholds; called before the request threads start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
-/// Hands freed heap memory back to the system: glibc keeps what large buffers (decrypted
-/// index files, a whole index) freed for reuse, so an idle server would keep its peak size.
-pub fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -164,7 +164,7 @@ impl Server {
 
     /// Serves until the process ends.
     pub fn run(self) -> Result<(), WebError> {
-        cache::return_large_buffers();
+        crate::host::return_large_buffers();
         let site = self.site.clone();
         let app = router(self.site);
         let addr = self.addr;
