@@ -19,6 +19,11 @@ use crate::error::{Error, Result};
 /// Requests retried after a transient failure, over the whole process.
 static RETRIES: AtomicU64 = AtomicU64::new(0);
 
+/// Counts one request retried outside OpenDAL's retry layer.
+pub(crate) fn count_retry() {
+    RETRIES.fetch_add(1, Ordering::Relaxed);
+}
+
 /// How many requests were retried so far (for the end-of-run report).
 pub fn retries() -> u64 {
     RETRIES.load(Ordering::Relaxed)

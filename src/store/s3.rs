@@ -65,7 +65,7 @@ pub fn create_bucket(endpoint: &str, bucket: &str, url: &str) -> Result<Bucket> 
         "us-east-1" => String::new(),
         r => format!("<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{r}</LocationConstraint></CreateBucketConfiguration>"),
     };
-    let send = |method: &str, body: String| -> Result<(u16, String)> {
+    let send_once = |method: &str, body: String| -> Result<std::result::Result<(u16, String), String>> {
         runtime.block_on(async {
             let req = http::Request::builder()
                 .method(method)
@@ -75,10 +75,27 @@ pub fn create_bucket(endpoint: &str, bucket: &str, url: &str) -> Result<Bucket> 
                 .map_err(|e| failed("reach", e.to_string()))?;
             let (mut parts, body) = req.into_parts();
             signer.sign(&mut parts, None).await.map_err(|e| failed("sign the request for", format!("{e} ({AUTH_HINT})")))?;
-            let resp = http.send(http::Request::from_parts(parts, body)).await.map_err(|e| failed("reach", e.to_string()))?;
-            let status = resp.status().as_u16();
-            Ok((status, String::from_utf8_lossy(&resp.into_body().to_vec()).into_owned()))
+            // A connection that fails is a transport error (retried below), not an answer.
+            Ok(match http.send(http::Request::from_parts(parts, body)).await {
+                Ok(resp) => Ok((resp.status().as_u16(), String::from_utf8_lossy(&resp.into_body().to_vec()).into_owned())),
+                Err(e) => Err(e.to_string()),
+            })
         })
+    };
+    // Transient network errors are retried with backoff, as every other request is.
+    let send = |method: &str, body: String| -> Result<(u16, String)> {
+        let mut delay = std::time::Duration::from_millis(200);
+        for _ in 0..4 {
+            match send_once(method, body.clone())? {
+                Ok(answer) => return Ok(answer),
+                Err(_) => {
+                    crate::store::object::count_retry();
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+            }
+        }
+        send_once(method, body)?.map_err(|why| failed("reach", why))
     };
     let (status, _) = send("HEAD", String::new())?;
     match status {
