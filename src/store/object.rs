@@ -135,14 +135,15 @@ impl ObjectBackend {
                     }
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(8));
-                    RETRIES.fetch_add(1, Ordering::Relaxed);
+                    count_retry();
                     (op, seen) = match self.reconnect(seen) {
                         Some(fresh) => fresh,
                         None => return Err(e),
                     };
                 }
                 r => {
-                    if r.is_ok() {
+                    // Only SFTP ever starts the outage clock: S3 requests take no lock here.
+                    if r.is_ok() && self.atomicity == Atomicity::TempRename {
                         *self.down_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     }
                     return r;
