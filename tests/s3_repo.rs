@@ -230,3 +230,25 @@ fn init_creates_a_missing_bucket_and_says_so() {
     let id = v.backup_bytes("in.bin", &common::vault::random_data(5, 100_000));
     assert!(v.try_restore(&id).unwrap() == common::vault::random_data(5, 100_000));
 }
+
+#[test]
+fn a_backup_of_unchanged_data_reads_the_config_once_and_not_its_own_lock() {
+    let moto = Moto::start(false);
+    moto.create_bucket("backups");
+    let proxy = HttpProxy::start(moto.port);
+    let v = Vault::init_remote(&url(proxy.port, "backups"), Moto::env(), None);
+    let data = common::vault::random_data(3, 300_000);
+    v.backup_bytes("in.bin", &data);
+    proxy.take();
+    v.backup_bytes("in.bin", &data);
+    let lines = proxy.take();
+    let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+    // The config is fetched beside the key files (no HEAD probe first), and taking the lock
+    // lists the others while ours is written, without reading ours back.
+    assert_eq!(count("HEAD /backups/redis/prod/config"), 0, "{lines:#?}");
+    assert_eq!(count("GET /backups/redis/prod/config"), 1, "{lines:#?}");
+    assert_eq!(count("GET /backups/redis/prod/locks/"), 0, "{lines:#?}");
+    assert_eq!(count("PUT /backups/redis/prod/locks/"), 1, "{lines:#?}");
+    assert_eq!(count("DELETE /backups/redis/prod/locks/"), 1, "{lines:#?}");
+    assert_eq!(v.snapshots().len(), 2);
+}

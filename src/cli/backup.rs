@@ -107,6 +107,9 @@ enum Target {
 pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
     let live_opts = live_options(&a)?;
     let target = target(&a)?;
+    if let Target::File(p) = &target {
+        rdbvault::store::prefetch::warm(p);
+    }
     let repo = open_repo_for_index(g)?;
     let _lock = super::lock(g, &repo, false)?;
     if let Err(e) = rdbvault::store::staged::remove_stale(&repo) {

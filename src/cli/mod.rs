@@ -251,7 +251,8 @@ fn open_repo_for_index(g: &Global) -> anyhow::Result<Repository> {
 }
 
 fn open_repo_with(g: &Global, index: bool) -> anyhow::Result<Repository> {
-    let backend = repo_backend(g)?;
+    // Opening says "not a repository" itself; the early probe only spares a prompt.
+    let backend = if password::at_hand(g) { repo_location(g)?.open()? } else { repo_backend(g)? };
     let pw = password::get(g, false)?;
     if index {
         backend.prefetch(FileKind::Index);

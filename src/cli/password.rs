@@ -13,6 +13,12 @@ pub fn get(g: &Global, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
     from(&sources, confirm, "enter repository password: ")
 }
 
+/// Whether the password is at hand without asking anyone (a file or the environment), so a
+/// missing repository need not be ruled out before it is read.
+pub fn at_hand(g: &Global) -> bool {
+    g.password_file.is_some() || (g.password_command.is_none() && std::env::var_os("RDBVAULT_PASSWORD").is_some())
+}
+
 /// The password of a second repository (`copy --to-repo`): its own flags, then
 /// `RDBVAULT_TO_PASSWORD`, then a prompt.
 pub fn destination(file: Option<&std::path::Path>, command: Option<&str>) -> anyhow::Result<Zeroizing<String>> {

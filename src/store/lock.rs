@@ -55,8 +55,16 @@ impl LockInfo {
 
     /// Seals and stores the lock; returns its file name.
     pub fn save(&self, repo: &Repository) -> Result<String> {
+        let (name, sealed) = self.seal(repo)?;
+        repo.backend().write(FileKind::Lock, &name, &sealed)?;
+        Ok(name)
+    }
+
+    /// The lock's file name and sealed bytes, before it is written.
+    fn seal(&self, repo: &Repository) -> Result<(String, Vec<u8>)> {
         let json = serde_json::to_vec(self).map_err(|e| Error::Invalid(format!("lock: {e}")))?;
-        Ok(repo.write_sealed(FileKind::Lock, &json)?.to_hex())
+        let (id, sealed) = repo.seal_file(FileKind::Lock, &json);
+        Ok((id.to_hex(), sealed))
     }
 
     /// How long ago the lock was written (zero if its time is in the future or unreadable).
@@ -107,8 +115,16 @@ pub struct FoundLock {
 
 /// Lists and reads every lock file (files that vanish meanwhile are skipped).
 pub fn list(repo: &Repository) -> Result<Vec<FoundLock>> {
+    list_except(repo, None)
+}
+
+/// Like `list`, without reading the lock named `ours` (a round trip less on object storage).
+fn list_except(repo: &Repository, ours: Option<&str>) -> Result<Vec<FoundLock>> {
     let mut out = Vec::new();
     for f in repo.backend().list(FileKind::Lock)? {
+        if Some(f.name.as_str()) == ours {
+            continue;
+        }
         let info = repo.read_sealed(FileKind::Lock, &f.name).and_then(|plain| {
             serde_json::from_slice::<LockInfo>(&plain)
                 .map_err(|e| Error::corrupt(display_name(FileKind::Lock, &f.name), format!("not a lock: {e}")))
@@ -139,10 +155,7 @@ pub fn remove(repo: &Repository, all: bool) -> Result<Vec<String>> {
 /// Live locks that conflict with taking one of the given mode.
 fn conflicts(repo: &Repository, exclusive: bool, ours: Option<&str>) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for l in list(repo)? {
-        if Some(l.name.as_str()) == ours {
-            continue;
-        }
+    for l in list_except(repo, ours)? {
         match l.info {
             Ok(info) if info.is_stale() => {}
             Ok(info) if exclusive || info.exclusive => out.push(info.describe()),
@@ -179,14 +192,31 @@ impl Lock {
     pub fn acquire_refreshing(repo: &Repository, exclusive: bool, retry: Duration, refresh: Duration) -> Result<LockGuard> {
         let started = Instant::now();
         loop {
-            let mut found = conflicts(repo, exclusive, None)?;
+            // Ours is written while the others are read: one round trip instead of two. A
+            // conflict seen before ours landed withdraws it; none seen is checked once more after.
+            let (name, sealed) = LockInfo::new(exclusive).seal(repo)?;
+            let (before, saved) = std::thread::scope(|scope| {
+                let saving = scope.spawn(|| repo.backend().write(FileKind::Lock, &name, &sealed));
+                let before = conflicts(repo, exclusive, Some(&name));
+                (before, saving.join().unwrap_or_else(|_| Err(Error::Invalid("writing the lock panicked".into()))))
+            });
+            let withdraw = || if saved.is_ok() { repo.backend().delete(FileKind::Lock, &name) } else { Ok(()) };
+            let mut found = match before {
+                Ok(found) => found,
+                Err(e) => {
+                    withdraw()?;
+                    return Err(e);
+                }
+            };
             if found.is_empty() {
-                let name = LockInfo::new(exclusive).save(repo)?;
+                saved?;
                 found = conflicts(repo, exclusive, Some(&name))?;
                 if found.is_empty() {
                     return Ok(LockGuard::start(repo, exclusive, name, refresh));
                 }
                 repo.backend().delete(FileKind::Lock, &name)?;
+            } else {
+                withdraw()?;
             }
             let left = retry.saturating_sub(started.elapsed());
             if left.is_zero() {

@@ -39,6 +39,14 @@ impl Read for Prefetch {
     }
 }
 
+/// Asks the kernel to fetch the start of a file now, so that the disk works while the
+/// repository is opened (key derivation, locks, index) instead of after it.
+pub fn warm(path: &std::path::Path) {
+    if let Ok(file) = File::open(path) {
+        advise(&file, 0, AHEAD);
+    }
+}
+
 /// Asks the kernel to start reading `len` bytes at `offset` into its cache.
 #[cfg(target_os = "linux")]
 pub(crate) fn advise(file: &File, offset: u64, len: u64) {

@@ -21,6 +21,19 @@ fn kind_aad(kind: FileKind) -> &'static [u8] {
     }
 }
 
+/// The config's sealed bytes, or why there are none: no config file means no repository
+/// (asked again with `exists`, so a missing bucket keeps its own message).
+fn sealed_config(backend: &Arc<dyn Backend>, read: Result<Vec<u8>>) -> Result<Vec<u8>> {
+    match read {
+        Ok(bytes) => Ok(bytes),
+        Err(e) => match backend.exists(FileKind::Config, "config") {
+            Ok(false) => Err(Error::NotARepository(backend.location())),
+            Ok(true) => Err(e),
+            Err(probe) => Err(probe),
+        },
+    }
+}
+
 /// A repository unlocked with a password.
 #[derive(Clone)]
 pub struct Repository {
@@ -61,13 +74,26 @@ impl Repository {
 
     /// Opens a repository, trying the password against every key file.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
-        if !backend.exists(FileKind::Config, "config")? {
-            return Err(Error::NotARepository(backend.location()));
-        }
-        let keys = backend.list(FileKind::Key)?;
-        if keys.is_empty() {
-            return Err(Error::corrupt("keys/", "the repository has no key files"));
-        }
+        // The config travels beside the key files and the key derivation: on object storage that
+        // saves a round trip before the derivation and one after it.
+        std::thread::scope(|scope| {
+            let config = scope.spawn(|| backend.read(FileKind::Config, "config"));
+            let config = move || config.join().unwrap_or_else(|_| Err(Error::Invalid("reading the config panicked".into())));
+            Repository::open_with(&backend, password, config)
+        })
+    }
+
+    /// `open` once the config's bytes are on their way; a missing config means no repository.
+    fn open_with(backend: &Arc<dyn Backend>, password: &[u8], config: impl FnOnce() -> Result<Vec<u8>>) -> Result<Repository> {
+        let keys = backend.list(FileKind::Key);
+        let keys = match keys {
+            Ok(keys) if !keys.is_empty() => keys,
+            other => {
+                sealed_config(backend, config())?;
+                other?;
+                return Err(Error::corrupt("keys/", "the repository has no key files"));
+            }
+        };
         let mut opened = None;
         let mut damaged = Vec::new();
         for info in &keys {
@@ -97,11 +123,11 @@ impl Repository {
             return Err(Error::WrongPassword(backend.location()));
         };
         let cipher = Cipher::new(&master);
-        let sealed = backend.read(FileKind::Config, "config")?;
+        let sealed = sealed_config(backend, config())?;
         let plain = zeroize::Zeroizing::new(cipher.open(kind_aad(FileKind::Config), &sealed, "config")?);
         let config = Config::from_plain(&plain)?;
         let hasher = IdHasher::new(config.id_key.clone());
-        Ok(Repository { backend, cipher, hasher, config, master, key_name })
+        Ok(Repository { backend: backend.clone(), cipher, hasher, config, master, key_name })
     }
 
     /// Serves index and snapshot files from a local cache in `base`/<repository id>.
@@ -141,10 +167,15 @@ impl Repository {
 
     /// Seals `plain` and stores it under the hash of the sealed bytes; returns that name.
     pub fn write_sealed(&self, kind: FileKind, plain: &[u8]) -> Result<Id> {
-        let sealed = self.cipher.seal(kind_aad(kind), plain);
-        let id = Id::of_bytes(&sealed);
+        let (id, sealed) = self.seal_file(kind, plain);
         self.backend.write(kind, &id.to_hex(), &sealed)?;
         Ok(id)
+    }
+
+    /// A sealed file's bytes and the name they will be stored under (their hash).
+    pub fn seal_file(&self, kind: FileKind, plain: &[u8]) -> (Id, Vec<u8>) {
+        let sealed = self.cipher.seal(kind_aad(kind), plain);
+        (Id::of_bytes(&sealed), sealed)
     }
 
     /// Reads, checks the name against the content hash, and decrypts a sealed file.
