@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::crypto::Id;
-use crate::format::keyindex::{Builder, Entry, TopTable};
+use crate::format::keyindex::{Builder, EntryRef, TopTable};
 use crate::rdb::{self, RdbError};
 use crate::format::snapshot::RedisFacts;
 
@@ -78,7 +78,7 @@ impl IndexFeed {
     /// Adds the record `rec`, which ends at file offset `end`.
     pub fn push(&mut self, rec: &rdb::Record, end: u64) {
         let Some(b) = self.builder.as_mut() else { return };
-        let entry = Entry { db: rec.db, key: rec.key.clone(), rdb_type: rec.rdb_type, expire_ms: rec.expire_ms, offset: rec.offset, len: end - rec.offset };
+        let entry = EntryRef { db: rec.db, key: &rec.key, rdb_type: rec.rdb_type, expire_ms: rec.expire_ms, offset: rec.offset, len: end - rec.offset };
         if let Err(e) = b.push(entry) {
             self.failed = Some(e);
             self.builder = None;
