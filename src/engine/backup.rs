@@ -1,8 +1,8 @@
 //! The backup pipeline: read -> chunk -> id -> dedup -> compress -> seal -> pack.
 //!
-//! Threads: the caller's thread reads and chunks the input and hashes the whole
-//! stream; `threads` workers compute ids and compress and seal new chunks; one
-//! collector puts ids back in order and builds the chunk lists; one packer
+//! Threads: the caller's thread reads and chunks the input; `threads` workers
+//! compute ids and compress and seal new chunks; one collector puts ids back in
+//! order, hashes the whole stream and builds the chunk lists; one packer
 //! writes packs and index files. All channels are bounded, so memory stays
 //! constant whatever the input size.
 
@@ -116,9 +116,9 @@ impl Sealed {
 }
 
 enum Event {
-    /// Results for chunks `seq..seq + ids.len()`.
-    Chunks { seq: u64, ids: Vec<(Id, u32, bool)> },
-    EndFile { name: String, end_seq: u64, size: u64, blake3: String },
+    /// Results for chunks `seq..seq + ids.len()`, with their bytes for the whole-file hash.
+    Chunks { seq: u64, ids: Vec<(Id, u32, bool)>, bytes: facts::Batch },
+    EndFile { name: String, end_seq: u64, size: u64 },
 }
 
 /// Blobs already stored or being stored by this run.
@@ -446,15 +446,12 @@ fn read_input(
     mut facts: Option<FactsFeed>,
 ) -> Result<(u64, bool)> {
     let stopped = || Error::Invalid("backup workers stopped".into());
-    let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
     let mut parser_gave_up = false;
     for batch in batches {
         Error::check_cancel(opts.cancel.as_deref())?;
         let batch = batch.map_err(|source| Error::Source { name: name.clone(), source })?;
-        // Whole batches, not chunks: on long input BLAKE3 hashes many 1 KiB chunks at once (SIMD).
         let bytes = batch.bytes().len();
-        hasher.update(batch.bytes());
         size += bytes as u64;
         if let Some(pb) = &opts.progress {
             pb.inc(bytes as u64);
@@ -469,8 +466,7 @@ fn read_input(
             break;
         }
     }
-    let blake3 = hasher.finalize().to_hex().to_string();
-    ev_tx.send(Event::EndFile { name, end_seq: *seq, size, blake3 }).map_err(|_| stopped())?;
+    ev_tx.send(Event::EndFile { name, end_seq: *seq, size }).map_err(|_| stopped())?;
     Ok((size, parser_gave_up))
 }
 
@@ -524,7 +520,7 @@ fn run_worker(
         if !frames.is_empty() && sealed.send(frames).is_err() {
             return;
         }
-        if events.send(Event::Chunks { seq: job.seq, ids }).is_err() {
+        if events.send(Event::Chunks { seq: job.seq, ids, bytes: job.chunks }).is_err() {
             return;
         }
     }
@@ -567,8 +563,9 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
     // Chunk lists are random ids: compressing them gains nothing.
     let mut plain = Compressor::plain();
     let mut out = Collected::default();
-    let mut pending: BTreeMap<u64, Vec<(Id, u32)>> = BTreeMap::new();
-    let mut ends: VecDeque<(String, u64, u64, String)> = VecDeque::new();
+    let mut pending: BTreeMap<u64, (Vec<(Id, u32)>, facts::Batch)> = BTreeMap::new();
+    let mut ends: VecDeque<(String, u64, u64)> = VecDeque::new();
+    let mut whole = blake3::Hasher::new();
     let mut next = 0u64;
     let mut tree = TreeBuilder::new();
     let mut lists: Vec<String> = Vec::new();
@@ -599,7 +596,7 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
 
     for ev in events {
         match ev {
-            Event::Chunks { seq, ids } => {
+            Event::Chunks { seq, ids, bytes } => {
                 out.chunks += ids.len() as u64;
                 for (_, len, new) in &ids {
                     if *new {
@@ -607,15 +604,16 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
                         out.new_raw_bytes += *len as u64;
                     }
                 }
-                pending.insert(seq, ids.into_iter().map(|(id, len, _)| (id, len)).collect());
+                pending.insert(seq, (ids.into_iter().map(|(id, len, _)| (id, len)).collect::<Vec<_>>(), bytes));
             }
-            Event::EndFile { name, end_seq, size, blake3 } => ends.push_back((name, end_seq, size, blake3)),
+            Event::EndFile { name, end_seq, size } => ends.push_back((name, end_seq, size)),
         }
         loop {
             // A file that ends here closes before the next file's chunks are taken: they may
             // already be waiting (workers finish out of order). Its end event always comes first.
-            if matches!(ends.front(), Some((_, end, _, _)) if *end == next) {
-                let Some((name, _, size, blake3)) = ends.pop_front() else { break };
+            if matches!(ends.front(), Some((_, end, _)) if *end == next) {
+                let Some((name, _, size)) = ends.pop_front() else { break };
+                let blake3 = std::mem::take(&mut whole).finalize().to_hex().to_string();
                 if let Some(top) = tree.finish(&mut |b| store(b, &mut frame, &mut members))? {
                     lists.push(top.to_hex());
                 }
@@ -624,7 +622,11 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
                 (file_chunks, file_bytes) = (0, 0);
                 continue;
             }
-            let Some(ids) = pending.remove(&next) else { break };
+            let Some((ids, bytes)) = pending.remove(&next) else { break };
+            // Whole batches in input order, off the reader's thread: BLAKE3 hashes many
+            // 1 KiB chunks of a batch at once (SIMD).
+            whole.update(bytes.bytes());
+            drop(bytes);
             next += ids.len() as u64;
             file_chunks += ids.len() as u64;
             for (id, len) in &ids {
