@@ -634,8 +634,13 @@ fn vouch(b: &Batch, sc: &mut Scratch, index: Option<&Index>) -> Result<()> {
 /// Whether a bound frame's digest vouches for `used`, some of its blobs given as
 /// (place in the frame, length, id) in frame order: the index's full list of
 /// the frame's blobs must tile the frame, hash to the digest and hold each of
-/// them. False (the caller hashes them) when the list falls short or disagrees.
+/// them. False (the caller hashes them) when the list falls short or disagrees,
+/// or when they are less than half the frame (gathering the list, scattered
+/// through the index, then costs more than hashing them).
 pub(crate) fn index_vouches<'i>(index: &Index, pack: Id, e: &BlobEntry, digest: [u8; DIGEST_LEN], mut used: impl Iterator<Item = (u32, u32, &'i Id)> + Clone) -> bool {
+    if used.clone().map(|(_, len, _)| len as u64).sum::<u64>() * 2 < e.frame_len as u64 {
+        return false;
+    }
     let Some((_, _, first)) = used.clone().next() else { return false };
     let Some((p, f, all)) = index.frame_members(first) else { return false };
     if p != pack || !f.same_frame(e) || f.kind != e.kind || !tiles(e, all.iter().map(|(_, inner, len)| (*inner, *len))) {
