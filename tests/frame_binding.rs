@@ -11,8 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rdbvault::crypto::Id;
+use rdbvault::engine::restore::Blobs;
 use rdbvault::format::index::{Index, IndexFile};
-use rdbvault::format::pack::{BlobType, PackBuilder, FLAG_BOUND};
+use rdbvault::format::pack::{open_frame, BlobEntry, BlobKeys, BlobType, PackBuilder, FLAG_BOUND};
 use rdbvault::store::{FileKind, LocalBackend, Repository};
 
 use common::vault::{copy_dir, test_bytes, Vault, PASSWORD};
@@ -71,26 +72,26 @@ fn repository_with_unbound_frames_restores_byte_exact_and_takes_new_backups() {
     assert_eq!(v.try_restore(&c_id).expect("restore c after prune"), c);
 }
 
-#[test]
-fn frame_with_swapped_ids_is_refused_naming_its_pack() {
-    let v = Vault::init();
-    let data = test_bytes(400_000, 3);
-    let id = v.backup_bytes("a.rdb", &data);
-    let r = open(&v);
-    let files = Index::read_files(&r).expect("index files");
-    let index = Index::from_files(&files);
-
-    // A data frame of several chunks, copied into a new pack whose header (and
-    // so the index) lists two of its chunks in swapped places: what a writer
-    // holding the key but confused about the frame's contents would store.
+/// A data frame of several chunks (its pack and first blob), with its blobs in frame order.
+fn frame_of_several(index: &Index) -> (Id, BlobEntry, Vec<(u32, Id, u32)>) {
     let (pack, first) = index
         .iter()
-        .find(|(_, e)| e.kind == BlobType::Data && e.inner == 0 && e.raw_len < e.frame_len)
+        .find(|(_, e)| e.kind == BlobType::Data && e.inner == 0 && e.raw_len < e.frame_len && e.raw_len * 3 <= e.frame_len)
         .expect("a frame of several chunks");
     assert!(first.flags & FLAG_BOUND != 0);
     let mut members: Vec<(u32, Id, u32)> =
         index.iter().filter(|(p, e)| *p == pack && e.same_frame(&first)).map(|(_, e)| (e.inner, e.id, e.raw_len)).collect();
     members.sort();
+    (pack, first, members)
+}
+
+/// Copies the frame into a new pack whose header (and so the index) lists its
+/// first two chunks in swapped places: what a writer holding the key but
+/// confused about the frame's contents would store. One index file replaces
+/// all others, so the frame's chunks are only in the new pack; returns its name.
+fn swap_first_two(r: &Repository, pack: Id, first: BlobEntry, members: &[(u32, Id, u32)]) -> Id {
+    let files = Index::read_files(r).expect("index files");
+    let index = Index::from_files(&files);
     let mut swapped: Vec<(Id, u32)> = members.iter().map(|(_, id, len)| (*id, *len)).collect();
     swapped.swap(0, 1);
     let sealed = r.backend().read_range(FileKind::Pack, &pack.to_hex(), first.offset as u64, first.length as usize).expect("read frame");
@@ -98,7 +99,6 @@ fn frame_with_swapped_ids_is_refused_naming_its_pack() {
     builder.add_frame(first.kind, first.flags, &sealed, &swapped);
     let (bytes, new_pack, entries) = builder.finish(r.cipher());
     r.backend().write(FileKind::Pack, &new_pack.to_hex(), &bytes).expect("write pack");
-    // One index file replacing all others: the frame's chunks only in the new pack.
     let mut packs: Vec<_> = index
         .live_entries_by_pack(&files)
         .into_iter()
@@ -107,10 +107,24 @@ fn frame_with_swapped_ids_is_refused_naming_its_pack() {
     packs.push((new_pack, entries));
     let supersedes = files.iter().map(|(name, _)| Id::from_hex(name).expect("index name")).collect();
     r.write_sealed(FileKind::Index, &IndexFile { supersedes, packs }.to_bytes()).expect("write index");
+    new_pack
+}
 
-    let shown = format!("data/{}/{}", &new_pack.to_hex()[..2], new_pack.to_hex());
+fn shown(pack: Id) -> String {
+    format!("data/{}/{}", &pack.to_hex()[..2], pack.to_hex())
+}
+
+#[test]
+fn frame_with_swapped_ids_is_refused_naming_its_pack() {
+    let v = Vault::init();
+    let data = test_bytes(400_000, 3);
+    let id = v.backup_bytes("a.rdb", &data);
+    let r = open(&v);
+    let (pack, first, members) = frame_of_several(&Index::load(&r).expect("index"));
+    let new_pack = swap_first_two(&r, pack, first, &members);
+
     let err = v.try_restore(&id).expect_err("a frame whose ids were swapped must not restore");
-    assert!(err.contains(&shown) && err.contains("bound chunk ids do not match"), "{err}");
+    assert!(err.contains(&shown(new_pack)) && err.contains("bound chunk ids do not match"), "{err}");
 
     let (ok, report) = v.check(&["--read-data"]);
     assert!(!ok);
@@ -119,4 +133,32 @@ fn frame_with_swapped_ids_is_refused_naming_its_pack() {
         problems.iter().any(|p| p["message"].as_str().is_some_and(|m| m.contains("do not match the pack header"))),
         "{report:#}"
     );
+}
+
+/// A restore that uses only part of a bound frame trusts its digest through the
+/// index's list of the frame's blobs; when that list was swapped, the digest
+/// disagrees, so the chunks are hashed, and the swapped one is refused.
+#[test]
+fn frame_with_swapped_ids_is_refused_when_used_in_part() {
+    let v = Vault::init();
+    let a = test_bytes(400_000, 3);
+    v.backup_bytes("a.rdb", &a);
+    let r = open(&v);
+    let index = Index::load(&r).expect("index");
+    let (pack, first, members) = frame_of_several(&index);
+    // Where the frame lies in `a`: its plaintext, found there.
+    let blobs = Blobs::new(&r, &index).expect("blobs");
+    let sealed = r.backend().read_range(FileKind::Pack, &pack.to_hex(), first.offset as u64, first.length as usize).expect("read frame");
+    let plain = open_frame(&BlobKeys::of(&r), &mut blobs.decoder(), &first, &sealed, "frame").expect("open frame");
+    let at = a.windows(plain.len()).position(|w| w == plain.as_slice()).expect("the frame's bytes in the input");
+    // `b` changes a byte of the frame's last chunk: it uses the others only.
+    let (last_inner, _, last_len) = *members.last().expect("members");
+    let mut b = a.clone();
+    b[at + last_inner as usize + last_len as usize / 2] ^= 0x55;
+    let b_id = v.backup_bytes("b.rdb", &b);
+    assert_eq!(v.try_restore(&b_id).expect("restore b"), b, "b restores before the swap");
+    let new_pack = swap_first_two(&r, pack, first, &members);
+
+    let err = v.try_restore(&b_id).expect_err("a frame whose ids were swapped must not restore");
+    assert!(err.contains(&shown(new_pack)) && err.contains("does not hash to its id"), "{err}");
 }

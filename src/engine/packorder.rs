@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::restore::{check_count, start_writeback, digest_vouches, located_chunks, named, Blobs, RestoreOptions};
+use super::restore::{check_count, digest_vouches, index_vouches, located_chunks, named, start_writeback, Blobs, RestoreOptions};
+use crate::format::index::Index;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::format::compress::Decoder;
@@ -261,6 +262,8 @@ impl Stage {
 fn work(blobs: &Blobs<'_>, file: &SnapshotFile, out: &File, rx: Receiver<Job>, tx: Sender<Result<(u64, u64)>>, stop: &AtomicBool) {
     let (keys, mut zstd) = (BlobKeys::of(blobs.repo), blobs.decoder());
     let sink = Sink { file, out, tx: &tx };
+    // The chunks came from it: loaded (or failing) already.
+    let index = blobs.index().ok();
     let mut stage = Stage { buf: vec![0u8; STAGE], fill: 0, at: 0 };
     let (mut read, mut plain) = (Vec::new(), Vec::new());
     for (w, i) in rx {
@@ -268,7 +271,7 @@ fn work(blobs: &Blobs<'_>, file: &SnapshotFile, out: &File, rx: Receiver<Job>, t
             return;
         }
         advise(blobs, &w, i + READ_AHEAD..i + READ_AHEAD + 1);
-        let result = do_read(blobs, &keys, &mut zstd, &w, &w.reads[i], &mut read, &mut plain, &mut stage, &sink);
+        let result = do_read(blobs, index, &keys, &mut zstd, &w, &w.reads[i], &mut read, &mut plain, &mut stage, &sink);
         if let Err(e) = result {
             stop.store(true, Ordering::Relaxed);
             let _ = tx.send(Err(e));
@@ -282,6 +285,7 @@ fn work(blobs: &Blobs<'_>, file: &SnapshotFile, out: &File, rx: Receiver<Job>, t
 #[allow(clippy::too_many_arguments)]
 fn do_read(
     blobs: &Blobs<'_>,
+    index: Option<&Index>,
     keys: &BlobKeys<'_>,
     zstd: &mut Decoder<'_>,
     w: &Window,
@@ -306,7 +310,7 @@ fn do_read(
             // The frame's plaintext is a stretch of the output: open it into the stage.
             let dst = stage.room(places[0].out, frame_len, sink)?;
             let digest = open_frame_into(keys, zstd, &e, sealed, dst, "").map_err(named(pack, e))?;
-            verify(keys, pack, &e, digest, places, dst)?;
+            verify(keys, index, pack, &e, digest, places, dst)?;
             stage.fill += frame_len;
         } else {
             if plain.len() < frame_len {
@@ -314,7 +318,7 @@ fn do_read(
             }
             let plain = &mut plain[..frame_len];
             let digest = open_frame_into(keys, zstd, &e, sealed, plain, "").map_err(named(pack, e))?;
-            verify(keys, pack, &e, digest, places, plain)?;
+            verify(keys, index, pack, &e, digest, places, plain)?;
             for p in places {
                 // In the frame: `verify` checked every place's bounds.
                 let bytes = &plain[p.inner as usize..p.inner as usize + p.len as usize];
@@ -338,14 +342,15 @@ fn in_output_order(places: &[Place], frame_len: usize) -> bool {
     }) && next == frame_len as u64
 }
 
-/// Checks the chunks a frame gives: a bound frame whose every blob is used
-/// vouches for all of them with its authenticated digest; else each distinct
-/// chunk is hashed to its id.
-fn verify(keys: &BlobKeys<'_>, pack: Id, e: &BlobEntry, digest: Option<[u8; DIGEST_LEN]>, places: &[Place], plain: &[u8]) -> Result<()> {
+/// Checks the chunks a frame gives: a bound frame vouches for them with its
+/// authenticated digest when they, or the index's full list of its blobs, tile
+/// it; else each distinct chunk is hashed to its id.
+fn verify(keys: &BlobKeys<'_>, index: Option<&Index>, pack: Id, e: &BlobEntry, digest: Option<[u8; DIGEST_LEN]>, places: &[Place], plain: &[u8]) -> Result<()> {
     // Places of one blob are neighbours (sorted by place in the frame).
     let distinct = || places.iter().enumerate().filter(|(i, p)| *i == 0 || (places[i - 1].inner, places[i - 1].len, places[i - 1].id) != (p.inner, p.len, p.id)).map(|(_, p)| p);
     if let Some(digest) = digest {
-        if digest_vouches(pack, e, digest, distinct().map(|p| (p.inner, p.len, &p.id)))? {
+        let used = || distinct().map(|p| (p.inner, p.len, &p.id));
+        if digest_vouches(pack, e, digest, used())? || index.is_some_and(|index| index_vouches(index, pack, e, digest, used())) {
             return Ok(());
         }
     }

@@ -425,9 +425,11 @@ fn fetch_batches(
 ) {
     let mut zstd = blobs.dicts.decoder();
     let mut scratch = Scratch::default();
+    // The chunks came from it: loaded (or failing) already.
+    let index = blobs.index().ok();
     for b in rx {
         let mut out = free.try_recv().unwrap_or_default();
-        let mut result = fetch_batch(blobs, &mut zstd, &b, plan, &mut scratch, &mut out).map(|()| out);
+        let mut result = fetch_batch(blobs, index, &mut zstd, &b, plan, &mut scratch, &mut out).map(|()| out);
         if let (Some(f), Ok(bytes)) = (target, &result) {
             use std::os::unix::fs::FileExt;
             if let Err(e) = f.write_all_at(bytes, b.at) {
@@ -457,10 +459,14 @@ struct Scratch {
     order: Vec<usize>,
     /// Sealed bytes of one range read, opened where they lie.
     read: Vec<u8>,
-    /// The stretch's opened frames, back to back.
+    /// The stretch's staged frames (those not opened into the output), back to back.
     plain: Vec<u8>,
-    /// Where each frame starts in `plain`.
-    at: Vec<usize>,
+    /// Where each frame is opened.
+    place: Vec<Place>,
+    /// Bytes of `plain` in use.
+    staged: usize,
+    /// Per frame, how its chunks tile it (see [`place_frames`]).
+    tiling: Vec<Tiling>,
     /// Each bound frame's members digest.
     digests: Vec<Option<[u8; DIGEST_LEN]>>,
     /// The chunks by frame and place: (frame, inner, raw_len, id).
@@ -476,15 +482,17 @@ fn grow(buf: &mut Vec<u8>, len: usize) {
     }
 }
 
-fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch, plan: &ReadPlan, sc: &mut Scratch, out: &mut Vec<u8>) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn fetch_batch(blobs: &Blobs<'_>, index: Option<&Index>, zstd: &mut Decoder<'_>, b: &Batch, plan: &ReadPlan, sc: &mut Scratch, out: &mut Vec<u8>) -> Result<()> {
     let keys = blobs.keys();
-    sc.at.clear();
-    let mut total = 0usize;
-    for (_, e) in &b.frames {
-        sc.at.push(total);
-        total += e.frame_len as usize;
+    let size = place_frames(b, sc);
+    // Frames that do not tile the output are opened into `plain`, then copied.
+    grow(&mut sc.plain, sc.staged);
+    // Every byte of `out` is overwritten below: zero only what is new.
+    if out.len() < size {
+        out.resize(size, 0);
     }
-    grow(&mut sc.plain, total);
+    out.truncate(size);
     sc.digests.clear();
     sc.digests.resize(b.frames.len(), None);
     // Frames in pack order; neighbours share one range read.
@@ -514,28 +522,33 @@ fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch, plan: &Read
             let e = &b.frames[k].1;
             let off = (e.offset as u64 - start) as usize;
             let sealed = sc.read.get_mut(off..off + e.length as usize).ok_or_else(|| named(pack, *e)(Error::corrupt("", "lies beyond the end of its pack")))?;
-            let dst = &mut sc.plain[sc.at[k]..sc.at[k] + e.frame_len as usize];
+            let dst = match sc.place[k] {
+                Place::Output(at) => &mut out[at..at + e.frame_len as usize],
+                Place::Staged(at) => &mut sc.plain[at..at + e.frame_len as usize],
+            };
             sc.digests[k] = open_frame_into(&keys, zstd, e, sealed, dst, "").map_err(named(pack, *e))?;
         }
         i = j;
     }
-    vouch(b, sc)?;
-    // The chunks no digest vouches for are hashed to their ids, eight at a time.
-    let frame_of = |k: u32| {
-        let k = k as usize;
-        &sc.plain[sc.at[k]..sc.at[k] + b.frames[k].1.frame_len as usize]
-    };
+    vouch(b, sc, index)?;
+    // Chunks of staged frames are copied to their places; the chunks no digest
+    // vouches for are then hashed to their ids where they landed, eight at a time.
     let mut unvouched = Vec::new();
-    out.clear();
+    let mut at = 0usize;
     for (n, (k, e)) in b.chunks.iter().enumerate() {
-        let data = blob_bytes(e, frame_of(*k), "").map_err(named(b.frames[*k as usize].0, *e))?;
-        if !sc.vouched[*k as usize] {
-            unvouched.push((n, data));
+        let len = e.raw_len as usize;
+        if let Place::Staged(from) = sc.place[*k as usize] {
+            let frame = &sc.plain[from..from + b.frames[*k as usize].1.frame_len as usize];
+            let data = blob_bytes(e, frame, "").map_err(named(b.frames[*k as usize].0, *e))?;
+            out[at..at + len].copy_from_slice(data);
         }
-        out.extend_from_slice(data);
+        if !sc.vouched[*k as usize] {
+            unvouched.push((n, at..at + len));
+        }
+        at += len;
     }
     if !unvouched.is_empty() {
-        let slices: Vec<&[u8]> = unvouched.iter().map(|(_, d)| *d).collect();
+        let slices: Vec<&[u8]> = unvouched.iter().map(|(_, r)| &out[r.clone()]).collect();
         for ((n, _), id) in unvouched.iter().zip(keys.hasher.ids(&slices)) {
             let (k, e) = &b.chunks[*n];
             if id != e.id {
@@ -546,10 +559,61 @@ fn fetch_batch(blobs: &Blobs<'_>, zstd: &mut Decoder<'_>, b: &Batch, plan: &Read
     Ok(())
 }
 
-/// Marks the bound frames of a stretch whose blobs the stretch uses all of:
-/// their ids and lengths, in order, must be what the frame's authenticated
-/// digest names; any other frame's chunks are left to be hashed.
-fn vouch(b: &Batch, sc: &mut Scratch) -> Result<()> {
+/// Where one frame of a stretch is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// Straight into the stretch's output at this offset: its chunks follow
+    /// one another there, each once, tiling the frame in order.
+    Output(usize),
+    /// Into the staging buffer at this offset, its chunks copied out after.
+    Staged(usize),
+}
+
+/// Decides where each frame of the stretch is opened (`sc.place`, and
+/// `sc.staged` bytes of staging); returns the stretch's output length.
+fn place_frames(b: &Batch, sc: &mut Scratch) -> usize {
+    // Per frame: where its tiling started in the output and the next (inner, out)
+    // it needs, or None once it cannot be opened in place.
+    sc.tiling.clear();
+    sc.tiling.resize(b.frames.len(), Tiling::Unseen);
+    let mut at = 0usize;
+    for (k, e) in &b.chunks {
+        let len = e.raw_len as usize;
+        let t = &mut sc.tiling[*k as usize];
+        *t = match *t {
+            Tiling::Unseen if e.inner == 0 => Tiling::Tiles { start: at, inner: len as u64 },
+            Tiling::Tiles { start, inner } if inner == e.inner as u64 && start as u64 + inner == at as u64 => Tiling::Tiles { start, inner: inner + len as u64 },
+            _ => Tiling::No,
+        };
+        at += len;
+    }
+    sc.place.clear();
+    sc.staged = 0;
+    for ((_, e), t) in b.frames.iter().zip(&sc.tiling) {
+        sc.place.push(match *t {
+            Tiling::Tiles { start, inner } if inner == e.frame_len as u64 => Place::Output(start),
+            _ => {
+                sc.staged += e.frame_len as usize;
+                Place::Staged(sc.staged - e.frame_len as usize)
+            }
+        });
+    }
+    at
+}
+
+/// How far a frame's chunks, in stretch order, tile it back to back.
+#[derive(Clone, Copy, Debug)]
+enum Tiling {
+    Unseen,
+    Tiles { start: usize, inner: u64 },
+    No,
+}
+
+/// Marks the bound frames of a stretch whose digest vouches for the blobs the
+/// stretch takes from them: those blobs tile the frame and the digest names
+/// their ids and lengths in order, or else the index's full list of the
+/// frame's blobs does ([`index_vouches`]); any other frame's chunks are left to be hashed.
+fn vouch(b: &Batch, sc: &mut Scratch, index: Option<&Index>) -> Result<()> {
     sc.vouched.clear();
     sc.vouched.resize(b.frames.len(), false);
     sc.members.clear();
@@ -560,10 +624,41 @@ fn vouch(b: &Batch, sc: &mut Scratch) -> Result<()> {
         let k = group[0].0 as usize;
         let (pack, e) = &b.frames[k];
         if let Some(digest) = sc.digests[k] {
-            sc.vouched[k] = digest_vouches(*pack, e, digest, group.iter().map(|m| (m.1, m.2, &m.3)))?;
+            let used = group.iter().map(|m| (m.1, m.2, &m.3));
+            sc.vouched[k] = digest_vouches(*pack, e, digest, used.clone())? || index.is_some_and(|index| index_vouches(index, *pack, e, digest, used));
         }
     }
     Ok(())
+}
+
+/// Whether a bound frame's digest vouches for `used`, some of its blobs given as
+/// (place in the frame, length, id) in frame order: the index's full list of
+/// the frame's blobs must tile the frame, hash to the digest and hold each of
+/// them. False (the caller hashes them) when the list falls short or disagrees,
+/// or when they are less than half the frame (gathering the list, scattered
+/// through the index, then costs more than hashing them).
+pub(crate) fn index_vouches<'i>(index: &Index, pack: Id, e: &BlobEntry, digest: [u8; DIGEST_LEN], mut used: impl Iterator<Item = (u32, u32, &'i Id)> + Clone) -> bool {
+    if used.clone().map(|(_, len, _)| len as u64).sum::<u64>() * 2 < e.frame_len as u64 {
+        return false;
+    }
+    let Some((_, _, first)) = used.clone().next() else { return false };
+    let Some((p, f, all)) = index.frame_members(first) else { return false };
+    if p != pack || !f.same_frame(e) || f.kind != e.kind || !tiles(e, all.iter().map(|(_, inner, len)| (*inner, *len))) {
+        return false;
+    }
+    digest == members_digest(e.kind, all.iter().map(|(id, _, len)| (id, *len)))
+        && used.all(|(inner, len, id)| all.binary_search_by_key(&(inner, len), |m| (m.1, m.2)).is_ok_and(|i| all[i].0 == *id))
+}
+
+/// Whether blobs given as (place in the frame, length) in frame order cover
+/// the frame exactly, each byte once.
+fn tiles(e: &BlobEntry, members: impl Iterator<Item = (u32, u32)>) -> bool {
+    let mut next = 0u64;
+    members.into_iter().all(|(inner, len)| {
+        let fits = inner as u64 == next;
+        next = inner as u64 + len as u64;
+        fits
+    }) && next == e.frame_len as u64
 }
 
 /// Whether a bound frame's authenticated digest vouches for its blobs, given
@@ -576,13 +671,7 @@ pub(crate) fn digest_vouches<'i>(
     digest: [u8; DIGEST_LEN],
     members: impl Iterator<Item = (u32, u32, &'i Id)> + Clone,
 ) -> Result<bool> {
-    let mut next = 0u64;
-    let tiles = members.clone().all(|(inner, len, _)| {
-        let fits = inner as u64 == next;
-        next = inner as u64 + len as u64;
-        fits
-    }) && next == e.frame_len as u64;
-    if !tiles {
+    if !tiles(e, members.clone().map(|(inner, len, _)| (inner, len))) {
         return Ok(false);
     }
     let ids: Vec<(&Id, u32)> = members.map(|(_, len, id)| (id, len)).collect();
@@ -878,7 +967,7 @@ mod tests {
         let vouched = |chunks: Vec<BlobEntry>, digest: [u8; 32]| {
             let batch = Batch { seq: 0, at: 0, frames: vec![(pack, a)], chunks: chunks.into_iter().map(|e| (0, e)).collect() };
             let mut sc = Scratch { digests: vec![Some(digest)], ..Scratch::default() };
-            vouch(&batch, &mut sc).map(|()| sc.vouched[0])
+            vouch(&batch, &mut sc, None).map(|()| sc.vouched[0])
         };
         // Every chunk, out of order and one twice: vouched.
         assert!(vouched(vec![c, a, b, a], digest).unwrap());
@@ -888,6 +977,79 @@ mod tests {
         let other = members_digest(BlobType::Data, [(&a.id, 10), (&c.id, 5), (&b.id, 15)].into_iter());
         let err = vouched(vec![a, b, c], other).unwrap_err().to_string();
         assert!(err.contains(&pack.to_hex()) && err.contains("bound chunk ids do not match"), "{err}");
+    }
+
+    /// A bound frame vouches for some of its chunks when the index lists all of
+    /// its blobs (tiling it, matching its digest, holding each chunk used); else
+    /// the chunks are hashed.
+    #[test]
+    fn index_vouches_for_part_of_a_frame_it_lists_whole() {
+        use crate::format::pack::{frame_entries, FLAG_BOUND};
+        let pack = Id([9; 32]);
+        let members = vec![(Id([1; 32]), 10), (Id([2; 32]), 5), (Id([3; 32]), 15)];
+        let entries: Vec<BlobEntry> = frame_entries(BlobType::Data, FLAG_BOUND, 0, 100, &members).collect();
+        let digest = members_digest(BlobType::Data, members.iter().map(|(id, n)| (id, *n)));
+        let index_of = |es: &[BlobEntry]| {
+            let mut index = Index::new();
+            for e in es {
+                index.insert(pack, *e);
+            }
+            index.finish();
+            index
+        };
+        let index = index_of(&entries);
+        let (a, c) = (entries[0], entries[2]);
+        fn used(es: &[BlobEntry]) -> Vec<(u32, u32, &Id)> {
+            es.iter().map(|e| (e.inner, e.raw_len, &e.id)).collect()
+        }
+        // Two of three chunks: vouched through the index.
+        assert!(index_vouches(&index, pack, &a, digest, used(&[a, c]).into_iter()));
+        // A digest naming other ids, another pack, a chunk at a place the frame lacks: hashed.
+        let other = members_digest(BlobType::Data, [(&a.id, 10), (&c.id, 5), (&entries[1].id, 15)].into_iter());
+        assert!(!index_vouches(&index, pack, &a, other, used(&[a, c]).into_iter()));
+        assert!(!index_vouches(&index, Id([8; 32]), &a, digest, used(&[a]).into_iter()));
+        assert!(!index_vouches(&index, pack, &a, digest, used(&[BlobEntry { inner: 10, ..a }]).into_iter()));
+        // An index lacking one of the frame's blobs (prune dropped it): hashed.
+        assert!(!index_vouches(&index_of(&[a, c]), pack, &a, digest, used(&[a, c]).into_iter()));
+    }
+
+    /// A frame is opened straight into the output only when its chunks follow
+    /// one another there, each once, in frame order; else it is staged and copied.
+    #[test]
+    fn frames_open_in_place_only_when_they_tile_the_output() {
+        let entry = |n: u8, inner: u32, raw_len: u32, frame_len: u32| BlobEntry {
+            id: Id([n; 32]),
+            kind: BlobType::Data,
+            flags: 0,
+            offset: n as u32 * 1000,
+            length: 100,
+            raw_len,
+            inner,
+            frame_len,
+        };
+        let pack = Id([9; 32]);
+        // Frame 0: two chunks in order. Frame 1: used twice. Frame 2: chunks swapped.
+        // Frame 3: only part used. Frame 4: in order but with a foreign chunk between.
+        let f0 = [entry(0, 0, 10, 15), entry(0, 10, 5, 15)];
+        let f1 = [entry(1, 0, 7, 7)];
+        let f2 = [entry(2, 0, 4, 9), entry(2, 4, 5, 9)];
+        let f3 = [entry(3, 0, 3, 8)];
+        let f4 = [entry(4, 0, 2, 4), entry(4, 2, 2, 4)];
+        let chunks = vec![
+            (0, f0[0]), (0, f0[1]), (1, f1[0]), (1, f1[0]), (2, f2[1]), (2, f2[0]),
+            (3, f3[0]), (4, f4[0]), (0, f0[0]), (4, f4[1]),
+        ];
+        let frames = vec![(pack, f0[0]), (pack, f1[0]), (pack, f2[0]), (pack, f3[0]), (pack, f4[0])];
+        let batch = Batch { seq: 0, at: 0, frames, chunks };
+        let mut sc = Scratch::default();
+        assert_eq!(place_frames(&batch, &mut sc), 10 + 5 + 7 + 7 + 5 + 4 + 3 + 2 + 10 + 2);
+        // Frame 0 tiles at 0 but is used again later: staged, like every other frame.
+        assert_eq!(sc.place, vec![Place::Staged(0), Place::Staged(15), Place::Staged(22), Place::Staged(31), Place::Staged(39)]);
+        assert_eq!(sc.staged, 43);
+        let batch = Batch { seq: 0, at: 0, frames: batch.frames, chunks: batch.chunks[..8].iter().copied().chain([(4, f4[1])]).collect() };
+        place_frames(&batch, &mut sc);
+        assert_eq!(sc.place, vec![Place::Output(0), Place::Staged(0), Place::Staged(7), Place::Staged(16), Place::Output(41)]);
+        assert_eq!(sc.staged, 24);
     }
 
     #[test]

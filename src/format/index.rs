@@ -12,6 +12,7 @@
 //! The newest index files may name older ones they replace.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
 
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
@@ -163,6 +164,15 @@ pub struct Index {
     pub files: Vec<String>,
     /// Index files that newer index files say they replace.
     pub superseded: HashSet<String>,
+    /// The blobs of each frame, built on first use (see [`Index::frame_members`]).
+    members: OnceLock<FrameMembers>,
+}
+
+/// Table positions of each frame's blobs: frame `f`'s are `pos[first[f]..first[f + 1]]`.
+#[derive(Default, Clone)]
+struct FrameMembers {
+    first: Vec<u32>,
+    pos: Vec<u32>,
 }
 
 impl Index {
@@ -279,6 +289,9 @@ impl Index {
         };
         let loc = Location { frame, inner: entry.inner, raw_len: entry.raw_len };
         self.blobs.entries.push((entry.id, loc));
+        if self.members.get().is_some() {
+            self.members = OnceLock::new();
+        }
     }
 
     /// Sorts what was inserted for lookups; of a blob stored twice, the copy in
@@ -290,6 +303,45 @@ impl Index {
             (f.pack, f.offset)
         };
         self.blobs.finish(|a, b| place(&a.1).cmp(&place(&b.1)));
+        self.members = OnceLock::new();
+    }
+
+    /// Every blob the index holds in the frame that holds `id`, as (id, place in
+    /// the frame, length) in frame order, with that frame's pack and entry; `None`
+    /// when `id` is not indexed. A restore that uses only some of a bound frame's
+    /// blobs checks its members digest against this list (which lacks blobs that
+    /// prune dropped, or that the index keeps in another copy: then it does not
+    /// tile the frame). The first call sorts the table by frame (4 bytes per blob).
+    pub fn frame_members(&self, id: &Id) -> Option<(Id, BlobEntry, Vec<(Id, u32, u32)>)> {
+        let l = self.blobs.get(id)?;
+        let m = self.members.get_or_init(|| {
+            let mut first = vec![0u32; self.frames.len() + 1];
+            for (_, l) in &self.blobs.entries {
+                first[l.frame as usize + 1] += 1;
+            }
+            for f in 0..self.frames.len() {
+                first[f + 1] += first[f];
+            }
+            let mut fill = first.clone();
+            let mut pos = vec![0u32; self.blobs.entries.len()];
+            for (i, (_, l)) in self.blobs.entries.iter().enumerate() {
+                let at = &mut fill[l.frame as usize];
+                pos[*at as usize] = i as u32;
+                *at += 1;
+            }
+            FrameMembers { first, pos }
+        });
+        let f = l.frame as usize;
+        let mut members: Vec<(Id, u32, u32)> = m.pos[m.first[f] as usize..m.first[f + 1] as usize]
+            .iter()
+            .map(|&i| {
+                let (id, l) = &self.blobs.entries[i as usize];
+                (*id, l.inner, l.raw_len)
+            })
+            .collect();
+        members.sort_unstable_by_key(|&(_, inner, len)| (inner, len));
+        let (pack, entry) = self.located(id, l);
+        Some((pack, entry, members))
     }
 
     /// Whether a blob is stored.
