@@ -196,20 +196,6 @@ fn stats_break_the_repository_down_part_by_part() {
 }
 
 #[test]
-fn a_full_backup_seals_each_256_kib_stretch_of_new_chunks_as_one_frame() {
-    let v = Vault::init();
-    let data = test_bytes(3_000_000, 8);
-    let file = v.dir.path().join("d.bin");
-    std::fs::write(&file, &data).unwrap();
-    v.backup(&file, &["--raw"]);
-    let b = v.json(&["stats"])["breakdown"].clone();
-    // 3 MB in 256 KiB jobs: 12 frames (frames of 64 KiB made 4 per job).
-    assert_eq!(b["data_frames"], 12, "{b}");
-    assert_eq!(b["data_raw_bytes"], 3_000_000);
-    assert!(v.restore("latest", &v.dir.path().join("back.bin")) == data);
-}
-
-#[test]
 fn damaged_rdb_is_stored_as_is_with_raw_and_a_warning() {
     let (_redis, v, rdb) = saved_dump(3_000, 3);
     let mut bytes = std::fs::read(&rdb).unwrap();

@@ -87,11 +87,11 @@ struct Job {
 /// A job is sent once it holds this many bytes (or its read window ends).
 const JOB_BYTES: usize = crate::engine::chunker::BATCH_BYTES;
 
-/// A frame's plaintext is closed once it holds this many bytes (or its job ends): a full
-/// backup puts a whole job's new chunks into one frame, where zstd sees 4x the context of 64 KiB
-/// frames (level 3 on the 1 GiB benchmark set: ratio 1.512 instead of 1.472, so 2.7% fewer
-/// bytes; 1 MiB would gain 1% more but make a key lookup decompress 4x as much).
-const FRAME_TARGET: usize = 256 * 1024;
+/// A frame's plaintext is closed once it holds this many bytes: large enough
+/// for zstd to find repeats across chunks and to make per-frame costs (seal,
+/// open, dictionary set-up) small per byte, small enough that a restore that
+/// needs one chunk of it decompresses little else.
+const FRAME_TARGET: usize = 64 * 1024;
 
 /// New list blobs (leaves of ~512 bytes, top blobs of ~2 KiB) share frames of
 /// about this size: one seal and one index place per frame, not per leaf, while a
