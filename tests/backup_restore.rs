@@ -157,6 +157,45 @@ fn stats_report_dedup_and_compression() {
 }
 
 #[test]
+fn stats_break_the_repository_down_part_by_part() {
+    let (_redis, v, rdb) = saved_dump(3_000, 4);
+    v.backup(&rdb, &[]);
+    let s = v.json(&["stats"]);
+    let b = &s["breakdown"];
+    let n = |k: &str| b[k].as_u64().unwrap_or_else(|| panic!("breakdown.{k}: {b}"));
+    // Every byte of the repository is in exactly one part.
+    let parts = [
+        "data_compressed_bytes",
+        "data_frame_overhead_bytes",
+        "chunk_list_bytes",
+        "dictionary_bytes",
+        "key_index_bytes",
+        "pack_header_bytes",
+        "index_bytes",
+        "snapshot_bytes",
+        "unindexed_pack_bytes",
+        "other_bytes",
+    ];
+    assert_eq!(parts.iter().map(|k| n(k)).sum::<u64>(), s["repository_bytes"].as_u64().unwrap(), "{b}");
+    // Nonce, tag and members digest per bound frame.
+    assert_eq!(n("data_frame_overhead_bytes"), 72 * n("data_frames"));
+    assert!(n("key_index_bytes") > 0 && n("chunk_list_bytes") > 0 && n("pack_header_bytes") > 0, "{b}");
+    assert_eq!((n("index_files"), n("unindexed_pack_bytes")), (1, 0));
+    // The data is the RDB: the key index is counted apart, not as data.
+    assert_eq!(n("data_raw_bytes"), std::fs::metadata(&rdb).unwrap().len());
+    assert_eq!(n("average_chunk_bytes"), n("data_raw_bytes") / n("data_chunks"));
+    let ratio = b["data_compression_ratio"].as_f64().unwrap();
+    assert!((ratio - n("data_raw_bytes") as f64 / n("data_compressed_bytes") as f64).abs() < 1e-9 && ratio > 1.0);
+    let text = v.ok(&["stats"]);
+    let tail = text.split_once("where the bytes go:\n").map(|(_, t)| t).unwrap_or_else(|| panic!("{text}"));
+    let labels: Vec<&str> = tail.lines().map(|l| l.trim_start().split(':').next().unwrap()).collect();
+    assert_eq!(labels, ["data", "frame sealing", "pack headers", "index files", "chunk lists", "key index", "dictionary", "snapshots", "config and keys"], "{text}");
+    let data = tail.lines().next().unwrap();
+    assert!(data.starts_with("  data:             ") && data.contains(" compressed (") && data.contains(&format!(" in {} chunks of ", n("data_chunks"))), "{data}");
+    assert!(data.ends_with(&format!(" on average, {ratio:.2}x")), "{data}");
+}
+
+#[test]
 fn damaged_rdb_is_stored_as_is_with_raw_and_a_warning() {
     let (_redis, v, rdb) = saved_dump(3_000, 3);
     let mut bytes = std::fs::read(&rdb).unwrap();

@@ -85,5 +85,33 @@ fn overview(g: &Global, repo: &rdbvault::store::Repository, snaps: &[(rdbvault::
     println!("dedup ratio:        {:.2}x", s.dedup_ratio);
     println!("compression ratio:  {:.2}x", s.compression_ratio);
     println!("overall:            {:.2}x", s.overall_ratio);
+    let b = &s.breakdown;
+    let share = |n: u64| if s.repository_bytes == 0 { 0.0 } else { n as f64 * 100.0 / s.repository_bytes as f64 };
+    println!("where the bytes go:");
+    println!(
+        "  data:             {} compressed ({:.1}%) from {} in {} of {} on average, {:.2}x",
+        output::bytes(b.data_compressed_bytes),
+        share(b.data_compressed_bytes),
+        output::bytes(b.data_raw_bytes),
+        output::plural(b.data_chunks, "chunk"),
+        output::bytes(b.average_chunk_bytes),
+        b.data_compression_ratio
+    );
+    let parts = [
+        (format!("frame sealing:    {} for {}", output::bytes(b.data_frame_overhead_bytes), output::plural(b.data_frames, "data frame")), b.data_frame_overhead_bytes),
+        (format!("pack headers:     {}", output::bytes(b.pack_header_bytes)), b.pack_header_bytes),
+        (format!("index files:      {} in {}", output::bytes(b.index_bytes), output::plural(b.index_files, "file")), b.index_bytes),
+        (format!("chunk lists:      {} in {}", output::bytes(b.chunk_list_bytes), output::plural(b.chunk_list_blobs, "blob")), b.chunk_list_bytes),
+        (format!("key index:        {}", output::bytes(b.key_index_bytes)), b.key_index_bytes),
+        (format!("dictionary:       {}", output::bytes(b.dictionary_bytes)), b.dictionary_bytes),
+        (format!("snapshots:        {}", output::bytes(b.snapshot_bytes)), b.snapshot_bytes),
+        (format!("unindexed packs:  {}", output::bytes(b.unindexed_pack_bytes)), b.unindexed_pack_bytes),
+        (format!("config and keys:  {}", output::bytes(b.other_bytes)), b.other_bytes),
+    ];
+    for (line, n) in parts {
+        if n > 0 {
+            println!("  {line} ({:.1}%)", share(n));
+        }
+    }
     Ok(())
 }

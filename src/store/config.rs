@@ -117,8 +117,11 @@ impl Default for ChunkerParams {
 }
 
 impl ChunkerParams {
-    /// Default sizes for cuts at RDB record starts (chosen by measurement, see docs/benchmarks.md).
-    pub const RECORDS: ChunkerParams = ChunkerParams { min_size: 256, avg_size: 2048, max_size: 16 * 1024 };
+    /// Default sizes for cuts at RDB record starts (chosen by measurement, see docs/benchmarks.md):
+    /// each chunk costs ~110 bytes of index, pack header and chunk list, so a 1 KiB minimum
+    /// (not 256 B) stores a full backup of the 1 GiB set in 3% fewer bytes, while a 1% change
+    /// adds 12% more (still 0.08x restic's).
+    pub const RECORDS: ChunkerParams = ChunkerParams { min_size: 1024, avg_size: 2048, max_size: 16 * 1024 };
 
     /// Checks the bounds FastCDC accepts and that they are ordered.
     pub fn validate(&self) -> std::result::Result<(), String> {
