@@ -6,7 +6,9 @@
 
 use serde_json::{json, Map, Value as Json};
 
+use super::blob::Elem;
 use super::escape::escape;
+use super::string::push_decimal;
 use super::value::{Stream, StreamId, Value};
 use super::Record;
 
@@ -223,46 +225,28 @@ fn hex_escape(out: &mut Vec<u8>, byte: u8) {
 /// Appends [`value_to_json`] of `v` as `serde_json` would write it, without building it
 /// for the common types (strings, lists, sets, sorted sets, hashes).
 pub fn write_value_json(out: &mut Vec<u8>, v: &Value) {
-    let list = |out: &mut Vec<u8>, items: &[Vec<u8>]| {
-        out.push(b'[');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_bytes_json(out, item);
-        }
-        out.push(b']');
-    };
     match v {
         Value::String(s) => write_bytes_json(out, s),
-        Value::List(items) | Value::Set(items) => list(out, items),
+        Value::List(items) | Value::Set(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                write_item_json(out, i, Elem::Bytes(item));
+            }
+            out.push(b']');
+        }
         Value::SortedSet(items) => {
             out.push(b'[');
             for (i, (m, s)) in items.iter().enumerate() {
-                out.extend_from_slice(if i > 0 { b",{\"member\":" } else { b"{\"member\":" });
-                write_bytes_json(out, m);
-                out.extend_from_slice(b",\"score\":");
-                if s.is_finite() {
-                    let _ = serde_json::to_writer(&mut *out, s);
-                } else {
-                    let _ = serde_json::to_writer(&mut *out, &score(*s));
-                }
-                out.push(b'}');
+                write_member_json(out, i, Elem::Bytes(m));
+                write_score_json(out, *s);
             }
             out.push(b']');
         }
         Value::Hash(fields) => {
             out.push(b'[');
             for (i, (f, v, t)) in fields.iter().enumerate() {
-                out.extend_from_slice(if i > 0 { b",{" } else { b"{" });
-                if let Some(t) = t {
-                    out.extend_from_slice(format!("\"expire_ms\":{t},").as_bytes());
-                }
-                out.extend_from_slice(b"\"field\":");
-                write_bytes_json(out, f);
-                out.extend_from_slice(b",\"value\":");
-                write_bytes_json(out, v);
-                out.push(b'}');
+                write_field_json(out, i, *t, Elem::Bytes(f));
+                write_field_value_json(out, Elem::Bytes(v));
             }
             out.push(b']');
         }
@@ -270,6 +254,63 @@ pub fn write_value_json(out: &mut Vec<u8>, v: &Value) {
             let _ = serde_json::to_writer(&mut *out, &value_to_json(other));
         }
     }
+}
+
+/// Appends an element as a JSON string (an integer's decimal text needs no escaping).
+fn write_elem_json(out: &mut Vec<u8>, e: Elem<'_>) {
+    match e {
+        Elem::Bytes(b) => write_bytes_json(out, b),
+        Elem::Int(i) => {
+            out.push(b'"');
+            push_decimal(out, i);
+            out.push(b'"');
+        }
+    }
+}
+
+/// Element `i` of a list or set (the array's brackets are the caller's).
+pub(crate) fn write_item_json(out: &mut Vec<u8>, i: usize, e: Elem<'_>) {
+    if i > 0 {
+        out.push(b',');
+    }
+    write_elem_json(out, e);
+}
+
+/// `{"member":M` of sorted-set element `i`; [`write_score_json`] closes it.
+pub(crate) fn write_member_json(out: &mut Vec<u8>, i: usize, m: Elem<'_>) {
+    out.extend_from_slice(if i > 0 { b",{\"member\":" } else { b"{\"member\":" });
+    write_elem_json(out, m);
+}
+
+/// `,"score":S}`: a finite score as `serde_json` writes an f64, else `"inf"`, `"-inf"` or `"nan"`.
+pub(crate) fn write_score_json(out: &mut Vec<u8>, s: f64) {
+    out.extend_from_slice(b",\"score\":");
+    if s.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &s);
+    } else {
+        let _ = serde_json::to_writer(&mut *out, &score(s));
+    }
+    out.push(b'}');
+}
+
+/// `{"expire_ms":T,"field":F` of hash field `i` (the expiry only when set, the keys in
+/// `serde_json`'s order); [`write_field_value_json`] closes it.
+pub(crate) fn write_field_json(out: &mut Vec<u8>, i: usize, expire_ms: Option<u64>, f: Elem<'_>) {
+    out.extend_from_slice(if i > 0 { b",{" } else { b"{" });
+    if let Some(t) = expire_ms {
+        out.extend_from_slice(b"\"expire_ms\":");
+        let _ = serde_json::to_writer(&mut *out, &t);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"field\":");
+    write_elem_json(out, f);
+}
+
+/// `,"value":V}` of a hash field.
+pub(crate) fn write_field_value_json(out: &mut Vec<u8>, v: Elem<'_>) {
+    out.extend_from_slice(b",\"value\":");
+    write_elem_json(out, v);
+    out.push(b'}');
 }
 
 /// Renders a record: db, key, type, encoding, rdb_type, expiry, idle/freq, sizes and value.

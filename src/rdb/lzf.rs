@@ -6,6 +6,14 @@ pub(crate) const MAX_RATIO: u64 = 90;
 /// Decompresses `input` into exactly `out_len` bytes; errors describe what is wrong.
 pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, String> {
     let mut out: Vec<u8> = Vec::with_capacity(out_len);
+    decompress_into(input, out_len, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress`] into `out` (cleared first), so a buffer can be reused from string to string.
+pub(crate) fn decompress_into(input: &[u8], out_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    out.reserve(out_len);
     let mut i = 0usize;
     while i < input.len() {
         let ctrl = input[i] as usize;
@@ -64,7 +72,7 @@ pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, String
             out.len()
         ));
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
