@@ -169,18 +169,18 @@ fn plain_ascii(w: u64) -> bool {
 }
 
 /// The JSON form of an ASCII byte that needs escaping (`"`, `\\`, a control character, DEL).
+/// Each arm copies a fixed-size array (no call to `memcpy`: JSON documents hold many `"`).
 fn ascii_escape(out: &mut Vec<u8>, c: u8) {
-    let esc: &[u8] = match c {
-        b'"' => b"\\\"",
-        b'\\' => b"\\\\\\\\",
-        b'\n' => b"\\\\n",
-        b'\r' => b"\\\\r",
-        b'\t' => b"\\\\t",
-        0x07 => b"\\\\a",
-        0x08 => b"\\\\b",
-        _ => return hex_escape(out, c),
-    };
-    out.extend_from_slice(esc);
+    match c {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\\\\\"),
+        b'\n' => out.extend_from_slice(b"\\\\n"),
+        b'\r' => out.extend_from_slice(b"\\\\r"),
+        b'\t' => out.extend_from_slice(b"\\\\t"),
+        0x07 => out.extend_from_slice(b"\\\\a"),
+        0x08 => out.extend_from_slice(b"\\\\b"),
+        _ => hex_escape(out, c),
+    }
 }
 
 /// The body of [`write_bytes_json`] for bytes that may hold UTF-8 sequences or invalid bytes.

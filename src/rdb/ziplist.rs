@@ -4,12 +4,7 @@ use super::blob::{self, Elem};
 
 /// Decodes every entry of a ziplist blob; integers come back as decimal text.
 pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let mut out = Vec::with_capacity(blob::declared(buf, 8).min(4096));
-    each(buf, |e| {
-        out.push(e.to_vec());
-        Ok(())
-    })?;
-    Ok(out)
+    blob::collect(blob::declared(buf, 8), |f| each(buf, f))
 }
 
 /// Hands every entry of a ziplist blob to `f` as it stands in the blob (no copy), in order.
