@@ -110,10 +110,13 @@ pub fn write_bytes_json(out: &mut Vec<u8>, b: &[u8]) {
         if let Some(word) = b.get(i..i + 8) {
             let mut w = [0u8; 8];
             w.copy_from_slice(word);
-            if plain_ascii(u64::from_le_bytes(w)) {
+            let special = special_bytes(u64::from_le_bytes(w));
+            if special == 0 {
                 i += 8;
                 continue;
             }
+            // Straight to the first byte that needs a look (JSON documents hold a `"` every few bytes).
+            i += (special.trailing_zeros() / 8) as usize;
         }
         let c = b[i];
         match ASCII_CLASS[usize::from(c)] {
@@ -158,14 +161,15 @@ static ASCII_CLASS: [u8; 256] = {
     t
 };
 
-/// Whether none of the eight bytes of `w` needs escaping: all ASCII, none a control
-/// character, `"`, `\\` or DEL (each test exact for "any byte", as the SWAR zero-byte test is).
-fn plain_ascii(w: u64) -> bool {
+/// The high bit of each of the eight bytes of `w` that needs a look: not ASCII, a control
+/// character, `"`, `\\` or DEL; 0 when none does. The lowest bit set is always such a byte (the
+/// SWAR tests' borrows only run upwards, from a byte that matches), bytes above it may be false.
+fn special_bytes(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (w & HIGH) | below_space | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) | has_zero(w ^ (ONES * 0x7f)) == 0
+    (w & HIGH) | below_space | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) | has_zero(w ^ (ONES * 0x7f))
 }
 
 /// The JSON form of an ASCII byte that needs escaping (`"`, `\\`, a control character, DEL).
@@ -371,7 +375,18 @@ mod tests {
                 Value::String(s)
             })
         });
-        for v in values.into_iter().chain(strings.into_iter().map(Value::String)).chain(bytes).chain(words) {
+        // Several bytes that need a look in one eight-byte word, in any mix.
+        let alphabet: [&[u8]; 10] = [b"a", b"\"", b"\\", b"\n", b"\x1f", b"\x7f", b"\x80", b"\xc3\xa9", b" ", b"\x00"];
+        let mut x = 1u64;
+        let mixes = (0..3000).map(move |_| {
+            let mut s = Vec::new();
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            for k in 0..(x >> 58) {
+                s.extend_from_slice(alphabet[((x >> (k % 50)) % 10) as usize]);
+            }
+            Value::String(s)
+        });
+        for v in values.into_iter().chain(strings.into_iter().map(Value::String)).chain(bytes).chain(words).chain(mixes) {
             let mut out = Vec::new();
             write_value_json(&mut out, &v);
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&value_to_json(&v)).unwrap(), "{v:?}");
