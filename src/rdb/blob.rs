@@ -59,3 +59,38 @@ pub(crate) fn need<'a>(
         .and_then(|end| buf.get(p..end))
         .ok_or_else(|| format!("{name} entry at {start} overruns its buffer"))
 }
+
+/// The u16 element count at `count_at` as a capacity hint (0 when the blob is too short).
+pub(crate) fn declared(buf: &[u8], count_at: usize) -> usize {
+    buf.get(count_at..count_at + 2).map_or(0, |b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+}
+
+/// The elements a walk over a blob hands out (`each`), as owned bytes; `hint` is the declared count.
+pub(crate) fn collect<'a>(
+    hint: usize,
+    each: impl FnOnce(&mut dyn FnMut(Elem<'a>) -> Result<(), String>) -> Result<(), String>,
+) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::with_capacity(hint.min(4096));
+    each(&mut |e| {
+        out.push(e.to_vec());
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// One element of a compact encoding, as it is stored: bytes, or an integer Redis shows as decimal text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Elem<'a> {
+    Bytes(&'a [u8]),
+    Int(i64),
+}
+
+impl Elem<'_> {
+    /// The element's bytes (an integer as its decimal text).
+    pub(crate) fn to_vec(self) -> Vec<u8> {
+        match self {
+            Elem::Bytes(b) => b.to_vec(),
+            Elem::Int(i) => i.to_string().into_bytes(),
+        }
+    }
+}

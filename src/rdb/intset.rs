@@ -2,6 +2,13 @@
 
 /// Decodes an intset blob into decimal-text members.
 pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    each(buf, |v| out.push(v.to_string().into_bytes()))?;
+    Ok(out)
+}
+
+/// Hands every member of an intset blob to `f`, in order (checked whole before the first).
+pub(crate) fn each(buf: &[u8], mut f: impl FnMut(i64)) -> Result<(), String> {
     if buf.len() < 8 {
         return Err(format!(
             "intset of {} bytes is shorter than its header",
@@ -20,17 +27,14 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             body.len()
         ));
     }
-    Ok(body
-        .chunks_exact(width)
-        .map(|c| {
-            let v: i64 = match width {
-                2 => i16::from_le_bytes([c[0], c[1]]) as i64,
-                4 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64,
-                _ => i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
-            };
-            v.to_string().into_bytes()
-        })
-        .collect())
+    for c in body.chunks_exact(width) {
+        f(match width {
+            2 => i16::from_le_bytes([c[0], c[1]]) as i64,
+            4 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64,
+            _ => i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 
 use serde_json::{json, Map, Value as Json};
 
+use super::blob::Elem;
 use super::escape::escape;
+use super::string::push_decimal;
 use super::value::{Stream, StreamId, Value};
 use super::Record;
 
@@ -108,10 +110,13 @@ pub fn write_bytes_json(out: &mut Vec<u8>, b: &[u8]) {
         if let Some(word) = b.get(i..i + 8) {
             let mut w = [0u8; 8];
             w.copy_from_slice(word);
-            if plain_ascii(u64::from_le_bytes(w)) {
+            let special = special_bytes(u64::from_le_bytes(w));
+            if special == 0 {
                 i += 8;
                 continue;
             }
+            // Straight to the first byte that needs a look (JSON documents hold a `"` every few bytes).
+            i += (special.trailing_zeros() / 8) as usize;
         }
         let c = b[i];
         match ASCII_CLASS[usize::from(c)] {
@@ -156,29 +161,30 @@ static ASCII_CLASS: [u8; 256] = {
     t
 };
 
-/// Whether none of the eight bytes of `w` needs escaping: all ASCII, none a control
-/// character, `"`, `\\` or DEL (each test exact for "any byte", as the SWAR zero-byte test is).
-fn plain_ascii(w: u64) -> bool {
+/// The high bit of each of the eight bytes of `w` that needs a look: not ASCII, a control
+/// character, `"`, `\\` or DEL; 0 when none does. The lowest bit set is always such a byte (the
+/// SWAR tests' borrows only run upwards, from a byte that matches), bytes above it may be false.
+fn special_bytes(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (w & HIGH) | below_space | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) | has_zero(w ^ (ONES * 0x7f)) == 0
+    (w & HIGH) | below_space | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) | has_zero(w ^ (ONES * 0x7f))
 }
 
 /// The JSON form of an ASCII byte that needs escaping (`"`, `\\`, a control character, DEL).
+/// Each arm copies a fixed-size array (no call to `memcpy`: JSON documents hold many `"`).
 fn ascii_escape(out: &mut Vec<u8>, c: u8) {
-    let esc: &[u8] = match c {
-        b'"' => b"\\\"",
-        b'\\' => b"\\\\\\\\",
-        b'\n' => b"\\\\n",
-        b'\r' => b"\\\\r",
-        b'\t' => b"\\\\t",
-        0x07 => b"\\\\a",
-        0x08 => b"\\\\b",
-        _ => return hex_escape(out, c),
-    };
-    out.extend_from_slice(esc);
+    match c {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\\\\\"),
+        b'\n' => out.extend_from_slice(b"\\\\n"),
+        b'\r' => out.extend_from_slice(b"\\\\r"),
+        b'\t' => out.extend_from_slice(b"\\\\t"),
+        0x07 => out.extend_from_slice(b"\\\\a"),
+        0x08 => out.extend_from_slice(b"\\\\b"),
+        _ => hex_escape(out, c),
+    }
 }
 
 /// The body of [`write_bytes_json`] for bytes that may hold UTF-8 sequences or invalid bytes.
@@ -223,46 +229,28 @@ fn hex_escape(out: &mut Vec<u8>, byte: u8) {
 /// Appends [`value_to_json`] of `v` as `serde_json` would write it, without building it
 /// for the common types (strings, lists, sets, sorted sets, hashes).
 pub fn write_value_json(out: &mut Vec<u8>, v: &Value) {
-    let list = |out: &mut Vec<u8>, items: &[Vec<u8>]| {
-        out.push(b'[');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_bytes_json(out, item);
-        }
-        out.push(b']');
-    };
     match v {
         Value::String(s) => write_bytes_json(out, s),
-        Value::List(items) | Value::Set(items) => list(out, items),
+        Value::List(items) | Value::Set(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                write_item_json(out, i, Elem::Bytes(item));
+            }
+            out.push(b']');
+        }
         Value::SortedSet(items) => {
             out.push(b'[');
             for (i, (m, s)) in items.iter().enumerate() {
-                out.extend_from_slice(if i > 0 { b",{\"member\":" } else { b"{\"member\":" });
-                write_bytes_json(out, m);
-                out.extend_from_slice(b",\"score\":");
-                if s.is_finite() {
-                    let _ = serde_json::to_writer(&mut *out, s);
-                } else {
-                    let _ = serde_json::to_writer(&mut *out, &score(*s));
-                }
-                out.push(b'}');
+                write_member_json(out, i, Elem::Bytes(m));
+                write_score_json(out, *s);
             }
             out.push(b']');
         }
         Value::Hash(fields) => {
             out.push(b'[');
             for (i, (f, v, t)) in fields.iter().enumerate() {
-                out.extend_from_slice(if i > 0 { b",{" } else { b"{" });
-                if let Some(t) = t {
-                    out.extend_from_slice(format!("\"expire_ms\":{t},").as_bytes());
-                }
-                out.extend_from_slice(b"\"field\":");
-                write_bytes_json(out, f);
-                out.extend_from_slice(b",\"value\":");
-                write_bytes_json(out, v);
-                out.push(b'}');
+                write_field_json(out, i, *t, Elem::Bytes(f));
+                write_field_value_json(out, Elem::Bytes(v));
             }
             out.push(b']');
         }
@@ -270,6 +258,63 @@ pub fn write_value_json(out: &mut Vec<u8>, v: &Value) {
             let _ = serde_json::to_writer(&mut *out, &value_to_json(other));
         }
     }
+}
+
+/// Appends an element as a JSON string (an integer's decimal text needs no escaping).
+fn write_elem_json(out: &mut Vec<u8>, e: Elem<'_>) {
+    match e {
+        Elem::Bytes(b) => write_bytes_json(out, b),
+        Elem::Int(i) => {
+            out.push(b'"');
+            push_decimal(out, i);
+            out.push(b'"');
+        }
+    }
+}
+
+/// Element `i` of a list or set (the array's brackets are the caller's).
+pub(crate) fn write_item_json(out: &mut Vec<u8>, i: usize, e: Elem<'_>) {
+    if i > 0 {
+        out.push(b',');
+    }
+    write_elem_json(out, e);
+}
+
+/// `{"member":M` of sorted-set element `i`; [`write_score_json`] closes it.
+pub(crate) fn write_member_json(out: &mut Vec<u8>, i: usize, m: Elem<'_>) {
+    out.extend_from_slice(if i > 0 { b",{\"member\":" } else { b"{\"member\":" });
+    write_elem_json(out, m);
+}
+
+/// `,"score":S}`: a finite score as `serde_json` writes an f64, else `"inf"`, `"-inf"` or `"nan"`.
+pub(crate) fn write_score_json(out: &mut Vec<u8>, s: f64) {
+    out.extend_from_slice(b",\"score\":");
+    if s.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &s);
+    } else {
+        let _ = serde_json::to_writer(&mut *out, &score(s));
+    }
+    out.push(b'}');
+}
+
+/// `{"expire_ms":T,"field":F` of hash field `i` (the expiry only when set, the keys in
+/// `serde_json`'s order); [`write_field_value_json`] closes it.
+pub(crate) fn write_field_json(out: &mut Vec<u8>, i: usize, expire_ms: Option<u64>, f: Elem<'_>) {
+    out.extend_from_slice(if i > 0 { b",{" } else { b"{" });
+    if let Some(t) = expire_ms {
+        out.extend_from_slice(b"\"expire_ms\":");
+        let _ = serde_json::to_writer(&mut *out, &t);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"field\":");
+    write_elem_json(out, f);
+}
+
+/// `,"value":V}` of a hash field.
+pub(crate) fn write_field_value_json(out: &mut Vec<u8>, v: Elem<'_>) {
+    out.extend_from_slice(b",\"value\":");
+    write_elem_json(out, v);
+    out.push(b'}');
 }
 
 /// Renders a record: db, key, type, encoding, rdb_type, expiry, idle/freq, sizes and value.
@@ -330,7 +375,18 @@ mod tests {
                 Value::String(s)
             })
         });
-        for v in values.into_iter().chain(strings.into_iter().map(Value::String)).chain(bytes).chain(words) {
+        // Several bytes that need a look in one eight-byte word, in any mix.
+        let alphabet: [&[u8]; 10] = [b"a", b"\"", b"\\", b"\n", b"\x1f", b"\x7f", b"\x80", b"\xc3\xa9", b" ", b"\x00"];
+        let mut x = 1u64;
+        let mixes = (0..3000).map(move |_| {
+            let mut s = Vec::new();
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            for k in 0..(x >> 58) {
+                s.extend_from_slice(alphabet[((x >> (k % 50)) % 10) as usize]);
+            }
+            Value::String(s)
+        });
+        for v in values.into_iter().chain(strings.into_iter().map(Value::String)).chain(bytes).chain(words).chain(mixes) {
             let mut out = Vec::new();
             write_value_json(&mut out, &v);
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&value_to_json(&v)).unwrap(), "{v:?}");

@@ -1,12 +1,16 @@
 //! Listpack decoding (hash/zset/set listpacks, quicklist v2 nodes, stream nodes): `total num entries 0xFF`.
 
-use super::blob;
+use super::blob::{self, Elem};
 
 /// Decodes every element of a listpack blob; integers come back as decimal text.
 pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    blob::collect(blob::declared(buf, 4), |f| each(buf, f))
+}
+
+/// Hands every element of a listpack blob to `f` as it stands in the blob (no copy), in order.
+pub(crate) fn each<'a>(buf: &'a [u8], mut f: impl FnMut(Elem<'a>) -> Result<(), String>) -> Result<(), String> {
     let num = blob::sized_header(buf, "listpack", 7, 4)?;
-    let mut out = Vec::with_capacity((num as usize).min(4096));
-    let mut pos = 6usize;
+    let (mut pos, mut found) = (6usize, 0usize);
     loop {
         let enc = *buf
             .get(pos)
@@ -16,50 +20,44 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         }
         let start = pos;
         let need = |p: usize, n: usize| blob::need(buf, "listpack", start, p, n);
-        let (value, size): (Vec<u8>, usize) = if enc & 0x80 == 0 {
-            ((enc as i64).to_string().into_bytes(), 1)
+        let (value, size): (Elem<'a>, usize) = if enc & 0x80 == 0 {
+            (Elem::Int(enc as i64), 1)
         } else if enc & 0xc0 == 0x80 {
             let n = (enc & 0x3f) as usize;
-            (need(pos + 1, n)?.to_vec(), 1 + n)
+            (Elem::Bytes(need(pos + 1, n)?), 1 + n)
         } else if enc & 0xe0 == 0xc0 {
             let b = need(pos + 1, 1)?[0];
             let raw = (((enc & 0x1f) as i64) << 8) | b as i64;
             let v = if raw >= 1 << 12 { raw - (1 << 13) } else { raw };
-            (v.to_string().into_bytes(), 2)
+            (Elem::Int(v), 2)
         } else if enc & 0xf0 == 0xe0 {
             let b = need(pos + 1, 1)?[0];
             let n = (((enc & 0x0f) as usize) << 8) | b as usize;
-            (need(pos + 2, n)?.to_vec(), 2 + n)
+            (Elem::Bytes(need(pos + 2, n)?), 2 + n)
         } else {
             match enc {
                 0xf0 => {
                     let b = need(pos + 1, 4)?;
                     let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                    (need(pos + 5, n)?.to_vec(), 5 + n)
+                    (Elem::Bytes(need(pos + 5, n)?), 5 + n)
                 }
                 0xf1 => {
                     let b = need(pos + 1, 2)?;
-                    (i16::from_le_bytes([b[0], b[1]]).to_string().into_bytes(), 3)
+                    (Elem::Int(i16::from_le_bytes([b[0], b[1]]) as i64), 3)
                 }
                 0xf2 => {
                     let b = need(pos + 1, 3)?;
-                    let v = i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8;
-                    (v.to_string().into_bytes(), 4)
+                    (Elem::Int((i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as i64), 4)
                 }
                 0xf3 => {
                     let b = need(pos + 1, 4)?;
-                    (
-                        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
-                            .to_string()
-                            .into_bytes(),
-                        5,
-                    )
+                    (Elem::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64), 5)
                 }
                 0xf4 => {
                     let b = need(pos + 1, 8)?;
                     let mut a = [0u8; 8];
                     a.copy_from_slice(b);
-                    (i64::from_le_bytes(a).to_string().into_bytes(), 9)
+                    (Elem::Int(i64::from_le_bytes(a)), 9)
                 }
                 _ => {
                     return Err(format!(
@@ -76,10 +74,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             return Err(format!("listpack entry at {start} has a wrong back-length"));
         }
         pos += bl;
-        out.push(value);
+        found += 1;
+        f(value)?;
     }
-    blob::check_end(buf, "listpack", pos, num, out.len())?;
-    Ok(out)
+    blob::check_end(buf, "listpack", pos, num, found)
 }
 
 /// Number of bytes Redis uses to store the back-length of an entry of `size` bytes.

@@ -6,20 +6,38 @@ pub(crate) const MAX_RATIO: u64 = 90;
 /// Decompresses `input` into exactly `out_len` bytes; errors describe what is wrong.
 pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, String> {
     let mut out: Vec<u8> = Vec::with_capacity(out_len);
-    let mut i = 0usize;
+    decompress_into(input, out_len, &mut out)?;
+    Ok(out)
+}
+
+/// Bytes past the declared length that copies may write: short copies are done as whole
+/// 16- or 32-byte pieces (no call to `memcpy` each), the bytes past a piece's end written
+/// again by what follows (or cut off at the end).
+const SLACK: usize = 32;
+
+/// [`decompress`] into `out` (cleared first), so a buffer can be reused from string to string.
+pub(crate) fn decompress_into(input: &[u8], out_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    out.resize(out_len.saturating_add(SLACK), 0);
+    let (mut i, mut op) = (0usize, 0usize);
     while i < input.len() {
         let ctrl = input[i] as usize;
         i += 1;
         if ctrl < 32 {
             // Literal run of ctrl + 1 bytes.
             let n = ctrl + 1;
-            let lit = input.get(i..i + n).ok_or_else(|| {
-                format!("LZF literal run at input byte {} overruns the input", i - 1)
-            })?;
-            if out.len() + n > out_len {
+            if i + n > input.len() {
+                return Err(format!("LZF literal run at input byte {} overruns the input", i - 1));
+            }
+            if op + n > out_len {
                 return Err("LZF output exceeds the declared length".into());
             }
-            out.extend_from_slice(lit);
+            if i + 32 <= input.len() {
+                out[op..op + 32].copy_from_slice(&input[i..i + 32]);
+            } else {
+                out[op..op + n].copy_from_slice(&input[i..i + n]);
+            }
+            op += n;
             i += n;
         } else {
             // Back-reference: length in the top 3 bits (7 = extended), distance in 13 bits.
@@ -36,35 +54,37 @@ pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, String
                 .ok_or("LZF back-reference distance byte missing")? as usize;
             i += 1;
             let dist = ((ctrl & 0x1f) << 8) + low + 1;
-            if dist > out.len() {
+            if dist > op {
                 return Err(format!(
-                    "LZF back-reference points {dist} bytes back but only {} were produced",
-                    out.len()
+                    "LZF back-reference points {dist} bytes back but only {op} were produced"
                 ));
             }
             let n = len + 2;
-            if out.len() + n > out_len {
+            if op + n > out_len {
                 return Err("LZF output exceeds the declared length".into());
             }
-            let start = out.len() - dist;
-            if dist >= n {
-                out.extend_from_within(start..start + n);
+            let start = op - dist;
+            if dist >= 16 {
+                // Each piece reads only bytes before the one it writes to, all final by then.
+                let mut piece = [0u8; 16];
+                for k in (0..n).step_by(16) {
+                    piece.copy_from_slice(&out[start + k..start + k + 16]);
+                    out[op + k..op + k + 16].copy_from_slice(&piece);
+                }
             } else {
                 // Overlapping: each byte copied may be one this reference just wrote.
                 for k in 0..n {
-                    let b = out[start + k];
-                    out.push(b);
+                    out[op + k] = out[start + k];
                 }
             }
+            op += n;
         }
     }
-    if out.len() != out_len {
-        return Err(format!(
-            "LZF data decompressed to {} bytes, expected {out_len}",
-            out.len()
-        ));
+    if op != out_len {
+        return Err(format!("LZF data decompressed to {op} bytes, expected {out_len}"));
     }
-    Ok(out)
+    out.truncate(out_len);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -81,6 +101,40 @@ mod tests {
         // Short back-reference: ctrl 0b001_00000 => len 1 + 2 = 3 bytes, distance 0*256+2+1 = 3.
         let input = [2, b'x', b'y', b'z', 0b0010_0000, 2];
         assert_eq!(decompress(&input, 6).unwrap(), b"xyzxyz");
+    }
+
+    /// Literal runs and back-references of every length and distance (the piecewise copies
+    /// near the end of the output and of the input too) give what a byte-by-byte copy gives.
+    #[test]
+    fn long_outputs_match_a_bytewise_copy() {
+        let mut input = Vec::new();
+        let mut want: Vec<u8> = Vec::new();
+        let mut x = 7u32;
+        for round in 0..2000usize {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let n = (x >> 16) as usize % 32 + 1;
+            input.push((n - 1) as u8);
+            for k in 0..n {
+                let b = (x >> (k % 24)) as u8;
+                input.push(b);
+                want.push(b);
+            }
+            let len = (round * 7) % 262 + 3;
+            let dist = ((round * 13) % want.len().min(8192)).max(1);
+            let l = len - 2;
+            let ctrl = (if l >= 7 { 7 << 5 } else { l << 5 }) | ((dist - 1) >> 8);
+            input.push(ctrl as u8);
+            if l >= 7 {
+                input.push((l - 7) as u8);
+            }
+            input.push(((dist - 1) & 0xff) as u8);
+            for _ in 0..len {
+                want.push(want[want.len() - dist]);
+            }
+        }
+        assert_eq!(decompress(&input, want.len()).unwrap(), want);
+        assert!(decompress(&input, want.len() + 1).is_err());
+        assert!(decompress(&input, want.len() - 1).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod stream;
 mod string;
 mod summary;
 mod value;
+mod value_json;
 mod writer;
 mod ziplist;
 mod zipmap;
@@ -187,7 +188,21 @@ pub struct RdbReader<R: Read> {
     done: bool,
     failed: bool,
     stored_checksum: Option<u64>,
+    /// Buffers reused by [`Self::next_item_json`].
+    scratch: string::Scratch,
 }
+
+/// What is known of a record before its value is read (see [`RdbReader::next_item_json`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordHead<'a> {
+    pub db: u64,
+    pub key: &'a [u8],
+    pub kind: ValueKind,
+    pub expire_ms: Option<u64>,
+}
+
+/// Called with each record's head; may write to the text buffer, says whether to write the value.
+type HeadFn<'f> = &'f mut dyn FnMut(&RecordHead<'_>, &mut Vec<u8>) -> bool;
 
 impl<R: Read> RdbReader<R> {
     /// Reads the `REDIS` magic and 4-digit version with default options.
@@ -210,6 +225,7 @@ impl<R: Read> RdbReader<R> {
             done: false,
             failed: false,
             stored_checksum: None,
+            scratch: string::Scratch::default(),
         })
     }
 
@@ -230,10 +246,23 @@ impl<R: Read> RdbReader<R> {
 
     /// Returns the next item, or None once EOF has been read and the checksum verified.
     pub fn next_item(&mut self) -> Result<Option<Item>> {
+        self.next_with(None)
+    }
+
+    /// [`Self::next_item`], with a record's value written to `out` as JSON (the text
+    /// [`write_value_json`] writes for the decoded value) straight from the file's bytes,
+    /// when `head`, called first, says so (it may write to `out` too); the record comes back
+    /// with [`Value::NotDecoded`]. Nothing is allocated per element. On an error `out` may
+    /// end in part of a value.
+    pub fn next_item_json(&mut self, out: &mut Vec<u8>, mut head: impl FnMut(&RecordHead<'_>, &mut Vec<u8>) -> bool) -> Result<Option<Item>> {
+        self.next_with(Some((out, &mut head)))
+    }
+
+    fn next_with(&mut self, json: Option<(&mut Vec<u8>, HeadFn<'_>)>) -> Result<Option<Item>> {
         if self.done {
             return Ok(None);
         }
-        let res = self.read_item();
+        let res = self.read_item(json);
         if res.is_err() {
             self.failed = true;
             self.done = true;
@@ -241,7 +270,7 @@ impl<R: Read> RdbReader<R> {
         res
     }
 
-    fn read_item(&mut self) -> Result<Option<Item>> {
+    fn read_item(&mut self, mut json: Option<(&mut Vec<u8>, HeadFn<'_>)>) -> Result<Option<Item>> {
         let start = self.r.offset();
         let (mut expire_ms, mut idle, mut freq) = (None, None, None);
         loop {
@@ -339,8 +368,21 @@ impl<R: Read> RdbReader<R> {
                         self.r.start_capture(&[ty]);
                     }
                     let value_at = self.r.offset();
-                    let (value, encoding) =
-                        object::read_object(&mut self.r, ty, self.opts.decode_values, self.version)?;
+                    let wanted = match json.as_mut() {
+                        Some((out, want)) => {
+                            let key = self.r.key.as_deref().unwrap_or_default();
+                            want(&RecordHead { db: self.db, key, kind, expire_ms }, out)
+                        }
+                        None => false,
+                    };
+                    let (value, encoding) = match json.as_mut() {
+                        Some((out, _)) if wanted => {
+                            let enc = value_json::write_value(&mut self.r, ty, self.version, out, &mut self.scratch)?;
+                            self.scratch.trim();
+                            (Value::NotDecoded, enc)
+                        }
+                        _ => object::read_object(&mut self.r, ty, self.opts.decode_values, self.version)?,
+                    };
                     let raw = self.r.take_capture();
                     let serialized_len = self.r.offset() - value_at + 1;
                     let key = self.r.key.take().unwrap_or_default();

@@ -9,9 +9,9 @@ use super::value::{HashField, ModuleValue, Pairs, Value, ValueKind};
 use super::{intset, listpack, stream, ziplist, zipmap};
 
 /// Quicklist v2 node container: a single element stored as-is.
-const QUICKLIST_PLAIN: u64 = 1;
+pub(crate) const QUICKLIST_PLAIN: u64 = 1;
 /// Quicklist v2 node container: a listpack of elements.
-const QUICKLIST_PACKED: u64 = 2;
+pub(crate) const QUICKLIST_PACKED: u64 = 2;
 
 /// Module value opcodes (RDB_MODULE_OPCODE_*).
 const MOD_EOF: u64 = 0;
@@ -177,12 +177,7 @@ pub(crate) fn read_object<R: Read>(
             let mut out = Vec::new();
             for _ in 0..nodes {
                 let container = if ty == 18 {
-                    let at = r.offset();
-                    let c = r.read_len()?;
-                    if c != QUICKLIST_PLAIN && c != QUICKLIST_PACKED {
-                        return Err(r.corrupt_at(at, format!("invalid quicklist container {c}")));
-                    }
-                    c
+                    quicklist_container(r)?
                 } else {
                     QUICKLIST_PACKED
                 };
@@ -223,13 +218,7 @@ pub(crate) fn read_object<R: Read>(
             let n = r.read_count()?;
             let mut out: Vec<HashField> = Vec::with_capacity(cap(n));
             for _ in 0..n {
-                let ttl = r.read_len()?;
-                // Type 24 stores TTLs relative to min_expire, offset by one (0 means "no TTL").
-                let expire = match (ttl, min_expire) {
-                    (0, _) => None,
-                    (t, Some(min)) => Some(t.wrapping_add(min).wrapping_sub(1)),
-                    (t, None) => Some(t),
-                };
+                let expire = field_expiry(r.read_len()?, min_expire);
                 let f = r.string_or_skip(decode)?;
                 let v = r.string_or_skip(decode)?;
                 if let (Some(f), Some(v)) = (f, v) {
@@ -250,6 +239,26 @@ pub(crate) fn read_object<R: Read>(
         }
     };
     Ok((value, enc))
+}
+
+/// A quicklist v2 node's container ([`QUICKLIST_PLAIN`] or [`QUICKLIST_PACKED`]).
+pub(crate) fn quicklist_container<R: Read>(r: &mut ByteReader<R>) -> Result<u64> {
+    let at = r.offset();
+    let c = r.read_len()?;
+    if c != QUICKLIST_PLAIN && c != QUICKLIST_PACKED {
+        return Err(r.corrupt_at(at, format!("invalid quicklist container {c}")));
+    }
+    Ok(c)
+}
+
+/// A hash field's absolute expiry from its stored TTL: type 24 stores TTLs relative to
+/// `min_expire`, offset by one (0 means "no TTL"); type 22 stores them as they are.
+pub(crate) fn field_expiry(ttl: u64, min_expire: Option<u64>) -> Option<u64> {
+    match (ttl, min_expire) {
+        (0, _) => None,
+        (t, Some(min)) => Some(t.wrapping_add(min).wrapping_sub(1)),
+        (t, None) => Some(t),
+    }
 }
 
 /// Pre-allocation cap for element vectors whose length comes from the file.
@@ -307,7 +316,7 @@ fn read_string_value<R: Read>(
 }
 
 /// Names a string's encoding the way Redis does after loading it (`tryObjectEncoding`).
-fn string_encoding(form: StrForm, bytes: Option<&[u8]>) -> &'static str {
+pub(crate) fn string_encoding(form: StrForm, bytes: Option<&[u8]>) -> &'static str {
     match form {
         StrForm::Int => "int",
         StrForm::Bytes(_) if bytes.is_some_and(is_redis_int) => "int",

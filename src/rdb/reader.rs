@@ -187,6 +187,20 @@ impl<R: Read> ByteReader<R> {
         self.offset += n as u64;
     }
 
+    /// Consumes `n` bytes seen through [`Self::lookahead`] and returns them.
+    #[inline]
+    pub(crate) fn take_ahead(&mut self, n: usize) -> &[u8] {
+        let start = self.pos;
+        self.advance(n);
+        &self.buf[start..start + n]
+    }
+
+    /// Reads exactly `n` bytes into `out` (cleared first); memory grows only as data arrives.
+    pub(crate) fn read_bytes_into(&mut self, n: u64, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
+        self.consume_with(n, |part| out.extend_from_slice(part))
+    }
+
     /// Skips `n` bytes (still checksummed and captured).
     pub(crate) fn skip(&mut self, n: u64) -> Result<()> {
         match usize::try_from(n) {

@@ -125,22 +125,47 @@ impl<R: Read> ByteReader<R> {
     pub(crate) fn skip_string(&mut self) -> Result<StrForm> {
         // Fast path for the common case, a plain string with a 6- or 14-bit length that is
         // already buffered: one look at the buffer instead of a read per field.
-        let ahead = self.lookahead();
-        if let Some(&first) = ahead.first() {
-            let (header, len) = match first >> 6 {
-                0 => (1, (first & 0x3f) as usize),
-                1 => match ahead.get(1) {
-                    Some(&second) => (2, (((first & 0x3f) as usize) << 8) | second as usize),
-                    None => (0, 0),
-                },
-                _ => (0, 0),
-            };
-            if header > 0 && header + len <= ahead.len() {
-                self.advance(header + len);
-                return Ok(StrForm::Bytes(len as u64));
-            }
+        if let Some((header, len)) = buffered_plain(self.lookahead()) {
+            self.advance(header + len);
+            return Ok(StrForm::Bytes(len as u64));
         }
         self.skip_string_slow()
+    }
+
+    /// Reads an RDB string as a slice: of the read buffer when it is there whole (no copy), else
+    /// of `s` (plain bytes, an integer's decimal text, LZF decompressed), reused string to string.
+    #[inline]
+    pub(crate) fn read_string_ref<'a>(&'a mut self, s: &'a mut Scratch) -> Result<(&'a [u8], StrForm)> {
+        if let Some((header, len)) = buffered_plain(self.lookahead()) {
+            return Ok((&self.take_ahead(header + len)[header..], StrForm::Bytes(len as u64)));
+        }
+        let at = self.offset();
+        let form = match self.read_len_or_enc()? {
+            Len::Plain(n) => {
+                self.read_bytes_into(n, &mut s.bytes)?;
+                StrForm::Bytes(n)
+            }
+            Len::Encoded(e @ (ENC_INT8 | ENC_INT16 | ENC_INT32)) => {
+                let v = match e {
+                    ENC_INT8 => i64::from(self.read_u8()? as i8),
+                    ENC_INT16 => i64::from(i16::from_le_bytes(self.read_array()?)),
+                    _ => i64::from(i32::from_le_bytes(self.read_array()?)),
+                };
+                s.bytes.clear();
+                push_decimal(&mut s.bytes, v);
+                StrForm::Int
+            }
+            Len::Encoded(ENC_LZF) => {
+                let (clen, ulen) = self.read_lzf_header(at)?;
+                self.read_bytes_into(clen, &mut s.compressed)?;
+                let ulen_usize = usize::try_from(ulen)
+                    .map_err(|_| self.corrupt_at(at, "LZF length does not fit in memory"))?;
+                lzf::decompress_into(&s.compressed, ulen_usize, &mut s.bytes).map_err(|m| self.corrupt_at(at, m))?;
+                StrForm::Bytes(ulen)
+            }
+            Len::Encoded(e) => return Err(self.corrupt_at(at, format!("unknown string encoding {e}"))),
+        };
+        Ok((&s.bytes, form))
     }
 
     /// [`Self::skip_string`] for every encoding and for strings that cross the buffer's end.
@@ -191,6 +216,57 @@ impl<R: Read> ByteReader<R> {
     pub(crate) fn read_binary_double(&mut self) -> Result<f64> {
         Ok(f64::from_le_bytes(self.read_array()?))
     }
+}
+
+/// Buffers [`ByteReader::read_string_ref`] reuses from string to string.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    bytes: Vec<u8>,
+    compressed: Vec<u8>,
+}
+
+impl Scratch {
+    /// Lets go of what a large string needed, so one big value is not held for the rest of the file.
+    pub(crate) fn trim(&mut self) {
+        const KEEP: usize = 1 << 20;
+        for b in [&mut self.bytes, &mut self.compressed] {
+            if b.capacity() > KEEP {
+                b.clear();
+                b.shrink_to(KEEP);
+            }
+        }
+    }
+}
+
+/// The (header, length) of a plain string with a 6- or 14-bit length that `ahead` holds whole.
+#[inline]
+fn buffered_plain(ahead: &[u8]) -> Option<(usize, usize)> {
+    let first = *ahead.first()?;
+    let (header, len) = match first >> 6 {
+        0 => (1, (first & 0x3f) as usize),
+        1 => (2, (((first & 0x3f) as usize) << 8) | *ahead.get(1)? as usize),
+        _ => return None,
+    };
+    (header + len <= ahead.len()).then_some((header, len))
+}
+
+/// Appends the decimal text of `v` (what `v.to_string()` gives, without allocating).
+pub(crate) fn push_decimal(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// Parses decimal text (as Redis writes scores) to f64, accepting inf/-inf.
@@ -316,6 +392,46 @@ mod tests {
         assert_eq!(fast.len(), lens.len() + 5);
         assert_eq!(walk(ByteReader::new(&mut OneByte(&data)), false), fast);
         assert_eq!(walk(ByteReader::new(&mut &data[..]), true), fast);
+    }
+
+    #[test]
+    fn decimals_are_to_string() {
+        for v in [0, 1, -1, 9, 10, -10, 12345, i64::MAX, i64::MIN, i64::MIN + 1] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, v);
+            assert_eq!(out, format!("x{v}").into_bytes());
+        }
+    }
+
+    /// `read_string_ref` gives what `read_string` gives, buffered or not, for every encoding.
+    #[test]
+    fn string_refs_are_read_strings() {
+        let mut data = Vec::new();
+        for n in [0usize, 1, 63, 64, 300, 16_383] {
+            if n < 64 {
+                data.push(n as u8);
+            } else {
+                data.extend_from_slice(&[0x40 | (n >> 8) as u8, n as u8]);
+            }
+            data.extend((0..n).map(|i| (i * 7) as u8));
+        }
+        data.extend_from_slice(&[0x80, 0, 0, 0x40, 0]);
+        data.extend(std::iter::repeat_n(9u8, 16_384));
+        data.extend_from_slice(&[0xc0, 0xfb, 0xc1, 1, 0x82, 0xc2, 1, 2, 3, 0x84]);
+        data.extend_from_slice(&[0xc3, 6, 6, 2, b'x', b'y', b'z', 0b0010_0000, 2]);
+        let mut want = reader(&data);
+        let mut strings = Vec::new();
+        while want.offset() < data.len() as u64 {
+            strings.push(want.read_string_form().unwrap());
+        }
+        let mut s = Scratch::default();
+        for mut r in [ByteReader::new(&mut &data[..] as &mut dyn Read), ByteReader::new(&mut OneByte(&data) as &mut dyn Read)] {
+            for (bytes, form) in &strings {
+                let (got, got_form) = r.read_string_ref(&mut s).unwrap();
+                assert_eq!((got, got_form), (bytes.as_slice(), *form));
+            }
+            assert_eq!(r.crc(), super::super::crc64::crc64(0, &data));
+        }
     }
 
     #[test]

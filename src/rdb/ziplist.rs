@@ -1,11 +1,16 @@
 //! Ziplist decoding (RDB types 10, 12, 13 and quicklist v1 nodes): `zlbytes zltail zllen entries 0xFF`.
 
-use super::blob;
+use super::blob::{self, Elem};
 
 /// Decodes every entry of a ziplist blob; integers come back as decimal text.
 pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    blob::collect(blob::declared(buf, 8), |f| each(buf, f))
+}
+
+/// Hands every entry of a ziplist blob to `f` as it stands in the blob (no copy), in order.
+pub(crate) fn each<'a>(buf: &'a [u8], mut f: impl FnMut(Elem<'a>) -> Result<(), String>) -> Result<(), String> {
     let zllen = blob::sized_header(buf, "ziplist", 11, 8)?;
-    let mut out = Vec::with_capacity((zllen as usize).min(4096));
+    let mut found = 0usize;
     let mut pos = 10usize;
     let mut prev_len = 0usize;
     loop {
@@ -38,26 +43,26 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         }
         let enc = *buf.get(pos).ok_or("ziplist entry overruns its buffer")?;
         let need = |p: usize, n: usize| blob::need(buf, "ziplist", start, p, n);
-        let value: Vec<u8> = match enc >> 6 {
+        let value: Elem<'a> = match enc >> 6 {
             0 => {
                 let n = (enc & 0x3f) as usize;
-                let v = need(pos + 1, n)?.to_vec();
+                let v = need(pos + 1, n)?;
                 pos += 1 + n;
-                v
+                Elem::Bytes(v)
             }
             1 => {
                 let b = need(pos + 1, 1)?[0];
                 let n = (((enc & 0x3f) as usize) << 8) | b as usize;
-                let v = need(pos + 2, n)?.to_vec();
+                let v = need(pos + 2, n)?;
                 pos += 2 + n;
-                v
+                Elem::Bytes(v)
             }
             2 => {
                 let b = need(pos + 1, 4)?;
                 let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                let v = need(pos + 5, n)?.to_vec();
+                let v = need(pos + 5, n)?;
                 pos += 5 + n;
-                v
+                Elem::Bytes(v)
             }
             _ => {
                 let (v, n): (i64, usize) = match enc {
@@ -89,14 +94,14 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                     }
                 };
                 pos += 1 + n;
-                v.to_string().into_bytes()
+                Elem::Int(v)
             }
         };
         prev_len = pos - start;
-        out.push(value);
+        found += 1;
+        f(value)?;
     }
-    blob::check_end(buf, "ziplist", pos, zllen, out.len())?;
-    Ok(out)
+    blob::check_end(buf, "ziplist", pos, zllen, found)
 }
 
 #[cfg(test)]

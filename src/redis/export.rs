@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::engine::restore::Blobs;
 use crate::error::Error;
 use crate::format::snapshot::Snapshot;
-use crate::rdb::{printable, write_bytes_json, write_value_json, Item, RdbReader, ReadOptions, Record, Stream, Value};
+use crate::rdb::{printable, write_bytes_json, Item, RdbReader, ReadOptions, Record, RecordHead, Stream, Value};
 use crate::redis::keyindex;
 use crate::redis::keyscan::{rdb_file, KeyFilter};
 
@@ -66,10 +66,14 @@ pub fn export_snapshot(blobs: &Blobs<'_>, snap: &Snapshot, filter: &KeyFilter, f
     keyindex::with_reader(blobs, snap, file, filter, |r| export(r, &file.name, filter, format, out))
 }
 
-/// Exports the keys of the RDB `r` (named `what` in errors). The RDB is read and decoded
+/// Exports the keys of the RDB `r` (named `what` in errors). JSON lines are written straight
+/// from the RDB bytes ([`export_jsonl`]); for the other formats the RDB is read and decoded
 /// on this thread while a second one formats the keys ([`Formatter`]), in batches through a
 /// bounded channel, so memory stays bounded by a few batches and the largest key.
 pub fn export<R: Read>(r: R, what: &str, filter: &KeyFilter, format: Format, out: &mut dyn Write) -> Result<ExportReport, ExportError> {
+    if format == Format::Jsonl {
+        return export_jsonl(r, what, filter, out);
+    }
     let opts = if format == Format::Keys { ReadOptions::walk_only() } else { ReadOptions { capture_raw: false, ..ReadOptions::default() } };
     let mut rdb = RdbReader::with_options(r, opts).map_err(|e| Error::rdb(what, e))?;
     let whole = filter.whole_dbs() && filter.db.is_none();
@@ -116,6 +120,49 @@ pub fn export<R: Read>(r: R, what: &str, filter: &KeyFilter, format: Format, out
     Ok(report)
 }
 
+/// `jsonl`: each line written from the RDB bytes as they are read, without decoding values
+/// ([`RdbReader::next_item_json`]); text goes to `out` in pieces of about [`BATCH_BYTES`], so
+/// memory is bounded by that and the text of the largest key. The lines of the keys before
+/// a failing one are written.
+fn export_jsonl<R: Read>(r: R, what: &str, filter: &KeyFilter, out: &mut dyn Write) -> Result<ExportReport, ExportError> {
+    let mut rdb = RdbReader::with_options(r, ReadOptions::walk_only()).map_err(|e| Error::rdb(what, e))?;
+    let mut report = ExportReport::default();
+    let mut text = Vec::with_capacity(2 * BATCH_BYTES as usize);
+    loop {
+        let line = text.len();
+        let item = rdb.next_item_json(&mut text, |head, text| {
+            let want = filter.kind.is_none_or(|k| k == head.kind) && filter.matches_key(head.db, head.key);
+            if want {
+                jsonl_head(text, head);
+            }
+            want
+        });
+        match item {
+            Ok(None) => break,
+            // The size filter is known only now, after the value.
+            Ok(Some(Item::Record(rec))) if filter.matches(&rec) => {
+                text.extend_from_slice(b"}\n");
+                report.keys += 1;
+            }
+            Ok(Some(_)) => text.truncate(line),
+            Err(e) => {
+                text.truncate(line);
+                out.write_all(&text)?;
+                return Err(Error::rdb(what, e).into());
+            }
+        }
+        if text.len() >= BATCH_BYTES as usize {
+            out.write_all(&text)?;
+            text.clear();
+            // One big value's text is not held for the rest of the file.
+            text.shrink_to(2 * BATCH_BYTES as usize);
+        }
+    }
+    out.write_all(&text)?;
+    out.flush()?;
+    Ok(report)
+}
+
 /// Keys per batch handed to the formatting thread, and the serialized bytes at which a batch closes.
 const BATCH_KEYS: usize = 512;
 const BATCH_BYTES: u64 = 256 << 10;
@@ -152,7 +199,8 @@ impl Formatter {
             Item::Function(code) => resp(out, &[b"FUNCTION", b"LOAD", b"REPLACE", code])?,
             Item::Record(rec) => match self.format {
                 Format::Keys => writeln!(out, "{}", text(&rec.key))?,
-                Format::Jsonl => jsonl(out, rec),
+                // Written straight from the RDB bytes by `export_jsonl`, never batched.
+                Format::Jsonl => {}
                 Format::Csv => csv(out, rec)?,
                 Format::Resp => {
                     if self.db != Some(rec.db) {
@@ -191,23 +239,21 @@ pub fn text(b: &[u8]) -> String {
     s
 }
 
-/// One JSON line: `{"db","expires_at","key","type","value"}` (the keys in the order
-/// `serde_json` sorts them).
-fn jsonl(out: &mut Vec<u8>, rec: &Record) {
-    let _ = write!(out, "{{\"db\":{},\"expires_at\":", rec.db);
-    match rec.expire_ms {
+/// The start of a JSON line, `{"db","expires_at","key","type",` then `"value":` (the keys in
+/// the order `serde_json` sorts them); the value and `}` follow.
+fn jsonl_head(out: &mut Vec<u8>, head: &RecordHead<'_>) {
+    let _ = write!(out, "{{\"db\":{},\"expires_at\":", head.db);
+    match head.expire_ms {
         Some(t) => {
             let _ = write!(out, "{t}");
         }
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"key\":");
-    write_bytes_json(out, &rec.key);
+    write_bytes_json(out, head.key);
     out.extend_from_slice(b",\"type\":\"");
-    out.extend_from_slice(rec.kind.as_str().as_bytes());
+    out.extend_from_slice(head.kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"value\":");
-    write_value_json(out, &rec.value);
-    out.extend_from_slice(b"}\n");
 }
 
 /// A CSV field: quoted when it holds a comma, quote or space, quotes doubled.
@@ -386,7 +432,9 @@ mod tests {
         for expire in [None, Some(1_700_000_000_123)] {
             rec.expire_ms = expire;
             let mut out = Vec::new();
-            jsonl(&mut out, &rec);
+            jsonl_head(&mut out, &RecordHead { db: rec.db, key: &rec.key, kind: rec.kind, expire_ms: rec.expire_ms });
+            crate::rdb::write_value_json(&mut out, &rec.value);
+            out.extend_from_slice(b"}\n");
             let want = serde_json::json!({
                 "db": rec.db,
                 "key": bytes_to_json(&rec.key),
