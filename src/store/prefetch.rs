@@ -40,10 +40,11 @@ impl Read for Prefetch {
 }
 
 /// Asks the kernel to fetch the start of a file now, so that the disk works while the
-/// repository is opened (key derivation, locks, index) instead of after it.
+/// repository is opened (key derivation, locks, index) instead of after it. On its own
+/// thread: on a cold cache the advice itself takes tens of milliseconds to queue the reads.
 pub fn warm(path: &std::path::Path) {
     if let Ok(file) = File::open(path) {
-        advise(&file, 0, AHEAD);
+        std::thread::spawn(move || advise(&file, 0, AHEAD));
     }
 }
 
