@@ -24,7 +24,7 @@ const PAGE_MASK: u64 = 0x1FF;
 const RUN_BYTES: usize = 16 << 20;
 
 /// One key of the RDB: where its record (expiry and LRU/LFU opcodes included) lies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry {
     pub db: u64,
     pub key: Vec<u8>,
@@ -141,19 +141,8 @@ fn expire_of(v: u64) -> Option<u64> {
     v.checked_sub(1)
 }
 
-/// Encodes sorted entries as a page: each key stored as the length it shares with the
-/// previous key plus the rest (sorted keys share long prefixes).
-pub fn encode_page(entries: &[Entry]) -> Vec<u8> {
-    let mut out = PAGE_MAGIC.to_vec();
-    let mut prev: &[u8] = &[];
-    for e in entries {
-        put_page_entry(&mut out, prev, e.as_ref());
-        prev = &e.key;
-    }
-    out
-}
-
-/// Appends one entry of a page, its key sharing what it can with the previous key's.
+/// Appends one entry of a page: its key stored as the length it shares with the previous
+/// key plus the rest (sorted keys share long prefixes).
 fn put_page_entry(out: &mut Vec<u8>, prev: &[u8], e: EntryRef<'_>) {
     let shared = prev.iter().zip(e.key).take_while(|(a, b)| a == b).count();
     put_varint(out, e.db);
@@ -448,7 +437,7 @@ impl Merge {
         let mut current = Vec::with_capacity(runs.len());
         let mut heap = Vec::with_capacity(runs.len());
         for (i, r) in runs.iter_mut().enumerate() {
-            let mut e = Entry { db: 0, key: Vec::new(), rdb_type: 0, expire_ms: None, offset: 0, len: 0 };
+            let mut e = Entry::default();
             if read_entry(r, &mut e)? {
                 heap.push(i);
             }
@@ -555,6 +544,17 @@ fn read_entry(r: &mut impl Read, e: &mut Entry) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A whole page of sorted entries, as the pager writes them one by one.
+    fn encode_page(entries: &[Entry]) -> Vec<u8> {
+        let mut out = PAGE_MAGIC.to_vec();
+        let mut prev: &[u8] = &[];
+        for e in entries {
+            put_page_entry(&mut out, prev, e.as_ref());
+            prev = &e.key;
+        }
+        out
+    }
 
     fn entry(i: u64) -> Entry {
         Entry { db: i % 3, key: format!("user:{:07}", i * 7919 % 100_003).into_bytes(), rdb_type: (i % 5) as u8, expire_ms: (i % 2 == 0).then_some(i * 1000), offset: i * 50, len: 40 + i % 9 }
