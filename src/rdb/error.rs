@@ -65,6 +65,16 @@ impl RdbError {
     }
 }
 
+impl RdbError {
+    /// Names `key` as the record being read, where the error is about one and names none yet.
+    pub(crate) fn for_key(mut self, name: &[u8]) -> Self {
+        if let RdbError::Corrupt { key, .. } | RdbError::Truncated { key, .. } | RdbError::Unsupported { key, .. } = &mut self {
+            key.get_or_insert_with(|| name.to_vec());
+        }
+        self
+    }
+}
+
 /// Result alias used throughout the RDB module.
 pub type Result<T> = std::result::Result<T, RdbError>;
 

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::blob::Elem;
 use super::escape::escape;
+use super::json_ascii::{ascii_escape, escape_ascii};
 use super::string::push_decimal;
 use super::value::{Stream, StreamId, Value};
 use super::Record;
@@ -99,92 +100,17 @@ pub fn value_to_json(v: &Value) -> Json {
 
 /// Appends `b` as a JSON string, the same bytes `serde_json` writes for [`bytes_to_json`]
 /// (the [`escape`] rule and JSON's own escapes in one pass over the bytes, without building
-/// a `String`: `export --format jsonl` does this for every element). Plain ASCII is found
-/// eight bytes at a time and copied in runs; from the first non-ASCII byte on, the rest goes
-/// through [`write_utf8_json`].
+/// a `String`: `export --format jsonl` does this for every element). Plain ASCII goes
+/// sixteen bytes at a time ([`escape_ascii`]); from the first non-ASCII byte on, the rest
+/// goes through [`write_utf8_json`].
 pub fn write_bytes_json(out: &mut Vec<u8>, b: &[u8]) {
     out.reserve(b.len() + 2);
     out.push(b'"');
-    let (mut run, mut i) = (0, 0);
-    while i < b.len() {
-        if let Some(word) = b.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            let special = special_bytes(u64::from_le_bytes(w));
-            if special == 0 {
-                i += 8;
-                continue;
-            }
-            // Straight to the first byte that needs a look (JSON documents hold a `"` every few bytes).
-            i += (special.trailing_zeros() / 8) as usize;
-        }
-        let c = b[i];
-        match ASCII_CLASS[usize::from(c)] {
-            PLAIN => {
-                i += 1;
-                continue;
-            }
-            NOT_ASCII => break,
-            _ => {}
-        }
-        out.extend_from_slice(&b[run..i]);
-        ascii_escape(out, c);
-        i += 1;
-        run = i;
-    }
-    out.extend_from_slice(&b[run..i]);
+    let i = escape_ascii(out, b);
     if i < b.len() {
         write_utf8_json(out, &b[i..]);
     }
     out.push(b'"');
-}
-
-/// [`ASCII_CLASS`]: a byte copied as it is, one to escape, one that starts (or continues) a UTF-8 sequence.
-const PLAIN: u8 = 0;
-const ESCAPED: u8 = 1;
-const NOT_ASCII: u8 = 2;
-
-/// What [`write_bytes_json`] does with each byte value.
-static ASCII_CLASS: [u8; 256] = {
-    let mut t = [PLAIN; 256];
-    let mut c = 0;
-    while c < 256 {
-        t[c] = if c >= 0x80 {
-            NOT_ASCII
-        } else if c < 0x20 || c == b'"' as usize || c == b'\\' as usize || c == 0x7f {
-            ESCAPED
-        } else {
-            PLAIN
-        };
-        c += 1;
-    }
-    t
-};
-
-/// The high bit of each of the eight bytes of `w` that needs a look: not ASCII, a control
-/// character, `"`, `\\` or DEL; 0 when none does. The lowest bit set is always such a byte (the
-/// SWAR tests' borrows only run upwards, from a byte that matches), bytes above it may be false.
-fn special_bytes(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (w & HIGH) | below_space | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) | has_zero(w ^ (ONES * 0x7f))
-}
-
-/// The JSON form of an ASCII byte that needs escaping (`"`, `\\`, a control character, DEL).
-/// Each arm copies a fixed-size array (no call to `memcpy`: JSON documents hold many `"`).
-fn ascii_escape(out: &mut Vec<u8>, c: u8) {
-    match c {
-        b'"' => out.extend_from_slice(b"\\\""),
-        b'\\' => out.extend_from_slice(b"\\\\\\\\"),
-        b'\n' => out.extend_from_slice(b"\\\\n"),
-        b'\r' => out.extend_from_slice(b"\\\\r"),
-        b'\t' => out.extend_from_slice(b"\\\\t"),
-        0x07 => out.extend_from_slice(b"\\\\a"),
-        0x08 => out.extend_from_slice(b"\\\\b"),
-        _ => hex_escape(out, c),
-    }
 }
 
 /// The body of [`write_bytes_json`] for bytes that may hold UTF-8 sequences or invalid bytes.
@@ -365,9 +291,9 @@ mod tests {
         ];
         let bytes = (0..=255u8).flat_map(|b| [vec![b], vec![0xc2, b], vec![b'a', b, b'z']]).map(Value::String);
         // Every byte that matters at every position of the eight-byte words and their tails.
-        let words = (0..19).flat_map(|at| {
+        let words = (0..41).flat_map(|at| {
             [0u8, 0x1f, b' ', b'"', b'\\', b'~', 0x7f, 0x80, 0xc2, 0xff].map(|b| {
-                let mut s = b"plain-ascii-text-19".to_vec();
+                let mut s = b"plain-ascii-text-of-41-bytes-in-3-blocks!".to_vec();
                 s[at] = b;
                 if b == 0xc2 && at + 1 < s.len() {
                     s[at + 1] = 0x85;
@@ -375,8 +301,8 @@ mod tests {
                 Value::String(s)
             })
         });
-        // Several bytes that need a look in one eight-byte word, in any mix.
-        let alphabet: [&[u8]; 10] = [b"a", b"\"", b"\\", b"\n", b"\x1f", b"\x7f", b"\x80", b"\xc3\xa9", b" ", b"\x00"];
+        // Bytes that need a look, in any mix, within and across eight- and sixteen-byte words.
+        let alphabet: [&[u8]; 10] = [b"a-plain-run-of-19-b", b"\"", b"\\", b"\n", b"\x1f", b"\x7f", b"\x80", b"\xc3\xa9", b" ", b"\x00"];
         let mut x = 1u64;
         let mixes = (0..3000).map(move |_| {
             let mut s = Vec::new();
@@ -386,7 +312,17 @@ mod tests {
             }
             Value::String(s)
         });
-        for v in values.into_iter().chain(strings.into_iter().map(Value::String)).chain(bytes).chain(words).chain(mixes) {
+        // Only quotes to escape, in every pattern of an eight-byte half, with a byte of another
+        // kind now and then.
+        let quoted = (0..3000u32).map(|n| {
+            let mut s: Vec<u8> = (0..n % 90).map(|k| if (n.wrapping_mul(2_654_435_761) >> (k % 29)) & 3 == 0 { b'"' } else { b'a' + (k % 26) as u8 }).collect();
+            if n % 7 == 0 && !s.is_empty() {
+                let at = n as usize % s.len();
+                s[at] = [b'\\', b'\n', 0xc3, 0x7f][n as usize % 4];
+            }
+            Value::String(s)
+        });
+        for v in values.into_iter().chain(strings.into_iter().map(Value::String)).chain(bytes).chain(words).chain(mixes).chain(quoted) {
             let mut out = Vec::new();
             write_value_json(&mut out, &v);
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&value_to_json(&v)).unwrap(), "{v:?}");

@@ -14,6 +14,7 @@ mod error;
 mod escape;
 mod intset;
 mod json;
+mod json_ascii;
 mod listpack;
 mod lzf;
 mod memory;
@@ -39,6 +40,7 @@ pub use writer::{library_name, printable, RdbWriter, WriteError, MIN_WRITE_VERSI
 pub use error::{RdbError, Result};
 pub use escape::{escape, quoted, unescape};
 pub use json::{bytes_to_json, record_to_json, value_to_json, write_bytes_json, write_value_json};
+pub use value_json::ValuesJson;
 pub use memory::approx_memory;
 pub use object::{encoding_of, kind_of, module_type_name};
 pub use summary::{summarize, summarize_each, DbSummary, Summary};
@@ -188,11 +190,9 @@ pub struct RdbReader<R: Read> {
     done: bool,
     failed: bool,
     stored_checksum: Option<u64>,
-    /// Buffers reused by [`Self::next_item_json`].
-    scratch: string::Scratch,
 }
 
-/// What is known of a record before its value is read (see [`RdbReader::next_item_json`]).
+/// What `export --format jsonl` writes of a record before its value.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordHead<'a> {
     pub db: u64,
@@ -200,9 +200,6 @@ pub struct RecordHead<'a> {
     pub kind: ValueKind,
     pub expire_ms: Option<u64>,
 }
-
-/// Called with each record's head; may write to the text buffer, says whether to write the value.
-type HeadFn<'f> = &'f mut dyn FnMut(&RecordHead<'_>, &mut Vec<u8>) -> bool;
 
 impl<R: Read> RdbReader<R> {
     /// Reads the `REDIS` magic and 4-digit version with default options.
@@ -225,7 +222,6 @@ impl<R: Read> RdbReader<R> {
             done: false,
             failed: false,
             stored_checksum: None,
-            scratch: string::Scratch::default(),
         })
     }
 
@@ -239,6 +235,18 @@ impl<R: Read> RdbReader<R> {
         self.r.offset()
     }
 
+    /// Keeps the bytes read from here on (offset [`Self::offset`]) for [`Self::take_kept`]: a
+    /// walk can hand whole records' bytes to other threads without copying them again.
+    pub fn keep_bytes(&mut self) {
+        self.r.keep();
+    }
+
+    /// The bytes kept since the last take, up to stream offset `upto` (a record's end, at most
+    /// [`Self::offset`]).
+    pub fn take_kept(&mut self, upto: u64) -> Vec<u8> {
+        self.r.take_kept(upto)
+    }
+
     /// Checksum stored after EOF (None before EOF or for versions < 5; 0 means "not computed").
     pub fn stored_checksum(&self) -> Option<u64> {
         self.stored_checksum
@@ -246,23 +254,14 @@ impl<R: Read> RdbReader<R> {
 
     /// Returns the next item, or None once EOF has been read and the checksum verified.
     pub fn next_item(&mut self) -> Result<Option<Item>> {
-        self.next_with(None)
+        self.next_with()
     }
 
-    /// [`Self::next_item`], with a record's value written to `out` as JSON (the text
-    /// [`write_value_json`] writes for the decoded value) straight from the file's bytes,
-    /// when `head`, called first, says so (it may write to `out` too); the record comes back
-    /// with [`Value::NotDecoded`]. Nothing is allocated per element. On an error `out` may
-    /// end in part of a value.
-    pub fn next_item_json(&mut self, out: &mut Vec<u8>, mut head: impl FnMut(&RecordHead<'_>, &mut Vec<u8>) -> bool) -> Result<Option<Item>> {
-        self.next_with(Some((out, &mut head)))
-    }
-
-    fn next_with(&mut self, json: Option<(&mut Vec<u8>, HeadFn<'_>)>) -> Result<Option<Item>> {
+    fn next_with(&mut self) -> Result<Option<Item>> {
         if self.done {
             return Ok(None);
         }
-        let res = self.read_item(json);
+        let res = self.read_item();
         if res.is_err() {
             self.failed = true;
             self.done = true;
@@ -270,7 +269,7 @@ impl<R: Read> RdbReader<R> {
         res
     }
 
-    fn read_item(&mut self, mut json: Option<(&mut Vec<u8>, HeadFn<'_>)>) -> Result<Option<Item>> {
+    fn read_item(&mut self) -> Result<Option<Item>> {
         let start = self.r.offset();
         let (mut expire_ms, mut idle, mut freq) = (None, None, None);
         loop {
@@ -368,21 +367,7 @@ impl<R: Read> RdbReader<R> {
                         self.r.start_capture(&[ty]);
                     }
                     let value_at = self.r.offset();
-                    let wanted = match json.as_mut() {
-                        Some((out, want)) => {
-                            let key = self.r.key.as_deref().unwrap_or_default();
-                            want(&RecordHead { db: self.db, key, kind, expire_ms }, out)
-                        }
-                        None => false,
-                    };
-                    let (value, encoding) = match json.as_mut() {
-                        Some((out, _)) if wanted => {
-                            let enc = value_json::write_value(&mut self.r, ty, self.version, out, &mut self.scratch)?;
-                            self.scratch.trim();
-                            (Value::NotDecoded, enc)
-                        }
-                        _ => object::read_object(&mut self.r, ty, self.opts.decode_values, self.version)?,
-                    };
+                    let (value, encoding) = object::read_object(&mut self.r, ty, self.opts.decode_values, self.version)?;
                     let raw = self.r.take_capture();
                     let serialized_len = self.r.offset() - value_at + 1;
                     let key = self.r.key.take().unwrap_or_default();

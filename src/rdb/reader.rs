@@ -17,7 +17,7 @@ const BUF: usize = 16 * 1024;
 /// for), not per field: one pass over 64 KiB is many times faster than thousands of tiny ones.
 pub(crate) struct ByteReader<R: Read> {
     inner: R,
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
     /// Next unconsumed byte in `buf`.
     pos: usize,
     /// End of the valid bytes in `buf`.
@@ -27,6 +27,10 @@ pub(crate) struct ByteReader<R: Read> {
     offset: u64,
     crc: u64,
     capture: Option<Vec<u8>>,
+    /// Whether `crc` is kept (not for bytes another reader has checksummed: [`ByteReader::in_memory`]).
+    checksummed: bool,
+    /// Whether the bytes read stay in `buf` until [`Self::take_kept`] (the buffer grows).
+    keep: bool,
     /// Key of the record being read, for error messages.
     pub(crate) key: Option<Vec<u8>>,
 }
@@ -35,13 +39,15 @@ impl<R: Read> ByteReader<R> {
     pub(crate) fn new(r: R) -> Self {
         ByteReader {
             inner: r,
-            buf: vec![0; BUF].into_boxed_slice(),
+            buf: vec![0; BUF],
             pos: 0,
             end: 0,
             crc_from: 0,
             offset: 0,
             crc: 0,
             capture: None,
+            checksummed: true,
+            keep: false,
             key: None,
         }
     }
@@ -51,9 +57,11 @@ impl<R: Read> ByteReader<R> {
         self.offset
     }
 
-    /// CRC64 of every byte consumed so far.
+    /// CRC64 of every byte consumed so far (0 for [`ByteReader::in_memory`]).
     pub(crate) fn crc(&mut self) -> u64 {
-        self.crc = crc64(self.crc, &self.buf[self.crc_from..self.pos]);
+        if self.checksummed {
+            self.crc = crc64(self.crc, &self.buf[self.crc_from..self.pos]);
+        }
         self.crc_from = self.pos;
         self.crc
     }
@@ -62,13 +70,18 @@ impl<R: Read> ByteReader<R> {
     /// a stream that pauses is parsed as far as it has arrived).
     fn refill(&mut self) -> Result<()> {
         self.crc();
-        self.pos = 0;
-        self.end = 0;
-        self.crc_from = 0;
+        if self.keep {
+            // The next read goes after the bytes kept.
+            self.buf.resize(self.buf.len().max(self.end + BUF), 0);
+        } else {
+            self.pos = 0;
+            self.end = 0;
+            self.crc_from = 0;
+        }
         loop {
-            match self.inner.read(&mut self.buf) {
+            match self.inner.read(&mut self.buf[self.end..]) {
                 Ok(n) => {
-                    self.end = n;
+                    self.end += n;
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -80,6 +93,29 @@ impl<R: Read> ByteReader<R> {
                 }
             }
         }
+    }
+
+    /// Keeps every byte read from here on in the buffer, for [`Self::take_kept`].
+    pub(crate) fn keep(&mut self) {
+        self.keep = true;
+        // The bytes consumed before are not kept.
+        self.take_kept(self.offset);
+    }
+
+    /// The bytes kept from the last take (or [`Self::keep`]) up to stream offset `upto`, at
+    /// most what was consumed; the bytes read after it stay.
+    pub(crate) fn take_kept(&mut self, upto: u64) -> Vec<u8> {
+        self.crc();
+        let base = self.offset - self.pos as u64;
+        let cut = usize::try_from(upto.saturating_sub(base)).unwrap_or(usize::MAX).min(self.pos);
+        let mut next = Vec::with_capacity(self.buf.len().max(BUF));
+        next.extend_from_slice(&self.buf[cut..self.end]);
+        let mut taken = std::mem::replace(&mut self.buf, next);
+        taken.truncate(cut);
+        self.pos -= cut;
+        self.end -= cut;
+        self.crc_from = self.pos;
+        taken
     }
 
     /// Starts recording consumed bytes, seeded with `prefix` (e.g. the type byte already read).
@@ -129,7 +165,7 @@ impl<R: Read> ByteReader<R> {
         while want > 0 {
             if self.pos == self.end {
                 self.refill()?;
-                if self.end == 0 {
+                if self.pos == self.end {
                     return Err(self.truncated());
                 }
             }
@@ -238,6 +274,28 @@ impl<R: Read> ByteReader<R> {
 
     pub(crate) fn read_u64_le(&mut self) -> Result<u64> {
         Ok(u64::from_le_bytes(self.read_array()?))
+    }
+}
+
+impl ByteReader<std::io::Empty> {
+    /// A reader of records' bytes already in memory, cut from the stream by a reader that
+    /// checksums them: read in place (no copy, no CRC), one value at a time ([`Self::within`]).
+    pub(crate) fn in_memory(bytes: Vec<u8>) -> Self {
+        let end = bytes.len();
+        ByteReader { inner: std::io::empty(), buf: bytes, pos: 0, end, crc_from: 0, offset: 0, crc: 0, capture: None, checksummed: false, keep: false, key: None }
+    }
+
+    /// Reads `bytes[start..end]` next, as the stream's bytes from `offset` on: reading past
+    /// `end` is a truncation, so a value cannot run into the next record.
+    pub(crate) fn within(&mut self, start: usize, end: usize, offset: u64) {
+        debug_assert!(start <= end && end <= self.buf.len());
+        (self.pos, self.end, self.crc_from, self.offset) = (start, end, start, offset);
+        self.key = None;
+    }
+
+    /// Gives back the bytes, for the next batch.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.buf
     }
 }
 

@@ -14,6 +14,40 @@ use super::reader::ByteReader;
 use super::string::{parse_f64, parse_i64, Scratch};
 use super::{intset, listpack, ziplist, write_bytes_json, VALKEY_MIN_VERSION};
 
+/// Writes the JSON of record values held in memory: batches of whole records cut from the
+/// stream by a reader that walked and checksummed them, handed to another thread to write.
+pub struct ValuesJson {
+    r: ByteReader<std::io::Empty>,
+    version: u16,
+    scratch: Scratch,
+}
+
+impl ValuesJson {
+    /// For the records of an RDB file of format `version`, in `bytes`.
+    pub fn new(bytes: Vec<u8>, version: u16) -> Self {
+        ValuesJson { r: ByteReader::in_memory(bytes), version, scratch: Scratch::default() }
+    }
+
+    /// The next batch's bytes in place of this one's.
+    pub fn load(&mut self, bytes: Vec<u8>) {
+        let r = std::mem::replace(&mut self.r, ByteReader::in_memory(bytes));
+        drop(r.into_bytes());
+        self.scratch.trim();
+    }
+
+    /// Appends the JSON of the value of type `ty` held in `bytes[start..end]`, which stands at
+    /// `offset` in the file (for error messages, with `key`); the value must fill that span.
+    pub fn write(&mut self, ty: u8, start: usize, end: usize, offset: u64, key: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.r.within(start, end, offset);
+        let mut done = write_value(&mut self.r, ty, self.version, out, &mut self.scratch).map(|_| ());
+        let left = (end - start) as u64 - (self.r.offset() - offset);
+        if done.is_ok() && left != 0 {
+            done = Err(self.r.corrupt(format!("{left} bytes of the value were not read")));
+        }
+        done.map_err(|e| e.for_key(key))
+    }
+}
+
 /// Appends the JSON of the value of type `ty` read from `r`; returns its encoding name.
 /// On an error `out` holds part of the value.
 pub(crate) fn write_value<R: Read>(r: &mut ByteReader<R>, ty: u8, version: u16, out: &mut Vec<u8>, s: &mut Scratch) -> Result<&'static str> {
@@ -200,15 +234,20 @@ fn elem_i64(e: Elem<'_>) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::super::encode::{len, string, ListpackBuilder};
-    use super::super::{write_value_json, Item, RdbReader, ReadOptions};
+    use super::super::{write_value_json, Item, RdbReader, ReadOptions, ValuesJson};
 
     /// Each record's value as JSON, one per line: written from the bytes, and from the decoded value.
     fn direct_and_decoded(rdb: &[u8]) -> (Result<Vec<u8>, String>, Result<Vec<u8>, String>) {
         let direct = (|| {
+            // As `export` does it: a walk finds each value's bytes, then they are written.
             let mut r = RdbReader::with_options(rdb, ReadOptions { verify_checksum: false, ..ReadOptions::walk_only() })?;
+            let mut values = ValuesJson::new(rdb.to_vec(), r.version());
             let mut out = Vec::new();
-            while let Some(item) = r.next_item_json(&mut out, |_, _| true)? {
+            while let Some(item) = r.next_item()? {
                 if let Item::Record(rec) = item {
+                    let end = r.offset() as usize;
+                    let start = end + 1 - rec.serialized_len as usize;
+                    values.write(rec.rdb_type, start, end, start as u64, &rec.key, &mut out)?;
                     out.extend_from_slice(format!(" {}\n", rec.encoding).as_bytes());
                 }
             }

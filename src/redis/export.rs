@@ -67,12 +67,12 @@ pub fn export_snapshot(blobs: &Blobs<'_>, snap: &Snapshot, filter: &KeyFilter, f
 }
 
 /// Exports the keys of the RDB `r` (named `what` in errors). JSON lines are written straight
-/// from the RDB bytes ([`export_jsonl`]); for the other formats the RDB is read and decoded
+/// from the RDB bytes on several threads ([`super::jsonl`]); for the other formats the RDB is read and decoded
 /// on this thread while a second one formats the keys ([`Formatter`]), in batches through a
 /// bounded channel, so memory stays bounded by a few batches and the largest key.
 pub fn export<R: Read>(r: R, what: &str, filter: &KeyFilter, format: Format, out: &mut dyn Write) -> Result<ExportReport, ExportError> {
     if format == Format::Jsonl {
-        return export_jsonl(r, what, filter, out);
+        return super::jsonl::export_jsonl(r, what, filter, out);
     }
     let opts = if format == Format::Keys { ReadOptions::walk_only() } else { ReadOptions { capture_raw: false, ..ReadOptions::default() } };
     let mut rdb = RdbReader::with_options(r, opts).map_err(|e| Error::rdb(what, e))?;
@@ -116,49 +116,6 @@ pub fn export<R: Read>(r: R, what: &str, filter: &KeyFilter, format: Format, out
         }
         Ok::<_, ExportError>(())
     })?;
-    out.flush()?;
-    Ok(report)
-}
-
-/// `jsonl`: each line written from the RDB bytes as they are read, without decoding values
-/// ([`RdbReader::next_item_json`]); text goes to `out` in pieces of about [`BATCH_BYTES`], so
-/// memory is bounded by that and the text of the largest key. The lines of the keys before
-/// a failing one are written.
-fn export_jsonl<R: Read>(r: R, what: &str, filter: &KeyFilter, out: &mut dyn Write) -> Result<ExportReport, ExportError> {
-    let mut rdb = RdbReader::with_options(r, ReadOptions::walk_only()).map_err(|e| Error::rdb(what, e))?;
-    let mut report = ExportReport::default();
-    let mut text = Vec::with_capacity(2 * BATCH_BYTES as usize);
-    loop {
-        let line = text.len();
-        let item = rdb.next_item_json(&mut text, |head, text| {
-            let want = filter.kind.is_none_or(|k| k == head.kind) && filter.matches_key(head.db, head.key);
-            if want {
-                jsonl_head(text, head);
-            }
-            want
-        });
-        match item {
-            Ok(None) => break,
-            // The size filter is known only now, after the value.
-            Ok(Some(Item::Record(rec))) if filter.matches(&rec) => {
-                text.extend_from_slice(b"}\n");
-                report.keys += 1;
-            }
-            Ok(Some(_)) => text.truncate(line),
-            Err(e) => {
-                text.truncate(line);
-                out.write_all(&text)?;
-                return Err(Error::rdb(what, e).into());
-            }
-        }
-        if text.len() >= BATCH_BYTES as usize {
-            out.write_all(&text)?;
-            text.clear();
-            // One big value's text is not held for the rest of the file.
-            text.shrink_to(2 * BATCH_BYTES as usize);
-        }
-    }
-    out.write_all(&text)?;
     out.flush()?;
     Ok(report)
 }
@@ -241,7 +198,7 @@ pub fn text(b: &[u8]) -> String {
 
 /// The start of a JSON line, `{"db","expires_at","key","type",` then `"value":` (the keys in
 /// the order `serde_json` sorts them); the value and `}` follow.
-fn jsonl_head(out: &mut Vec<u8>, head: &RecordHead<'_>) {
+pub(super) fn jsonl_head(out: &mut Vec<u8>, head: &RecordHead<'_>) {
     let _ = write!(out, "{{\"db\":{},\"expires_at\":", head.db);
     match head.expire_ms {
         Some(t) => {

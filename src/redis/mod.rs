@@ -11,6 +11,7 @@ pub mod export;
 pub mod follow;
 pub mod glob;
 pub mod inspect;
+mod jsonl;
 pub mod keyindex;
 pub mod keyscan;
 pub(crate) mod lanes;

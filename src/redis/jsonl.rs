@@ -1,0 +1,265 @@
+//! `export --format jsonl` on several threads: this thread walks the RDB as `inspect` does
+//! and cuts its bytes into batches of whole records; workers write each batch's JSON lines
+//! straight from those bytes ([`ValuesJson`]); the text reaches `out` in file order.
+//!
+//! Memory: a few batches of about [`BATCH_BYTES`] each (and their text), or one record and its
+//! text where a record is larger.
+
+use std::io::{Read, Write};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+
+use super::export::{jsonl_head, ExportError, ExportReport};
+use super::keyscan::KeyFilter;
+use crate::error::Error;
+use crate::rdb::{Item, RdbError, RdbReader, ReadOptions, RecordHead, ValueKind, ValuesJson};
+
+/// Stream bytes per batch: the batch closes at the first record end past this.
+const BATCH_BYTES: usize = 256 << 10;
+/// Batches queued for each worker while it writes one.
+const QUEUED: usize = 2;
+
+/// A record to write: its head, and where its value lies in the batch's bytes.
+struct Wanted {
+    db: u64,
+    key: Vec<u8>,
+    kind: ValueKind,
+    expire_ms: Option<u64>,
+    ty: u8,
+    start: usize,
+    end: usize,
+}
+
+/// Whole records' bytes from stream offset `base` on, and the records to write from them.
+struct Batch {
+    base: u64,
+    bytes: Vec<u8>,
+    records: Vec<Wanted>,
+}
+
+/// A batch's text; on an error, the text of the records before the failing one, and why.
+type Text = Result<Vec<u8>, (Vec<u8>, RdbError)>;
+
+/// Exports the records of `r` that pass `filter` as JSON lines (see the module comment).
+pub fn export_jsonl<R: Read>(r: R, what: &str, filter: &KeyFilter, out: &mut dyn Write) -> Result<ExportReport, ExportError> {
+    let mut rdb = RdbReader::with_options(r, ReadOptions::walk_only()).map_err(|e| Error::rdb(what, e))?;
+    rdb.keep_bytes();
+    // Where the bytes kept start.
+    let mut base = rdb.offset();
+    let version = rdb.version();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let mut report = ExportReport::default();
+    let walked = std::thread::scope(|s| {
+        let mut lanes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (to_worker, batches) = sync_channel::<Batch>(QUEUED);
+            let (to_writer, texts) = channel::<Text>();
+            s.spawn(move || work(batches, to_writer, version));
+            lanes.push((to_worker, texts));
+        }
+        let mut order = Order { lanes, sent: 0, written: 0, what };
+        let mut records = Vec::new();
+        let walked = loop {
+            let item = rdb.next_item();
+            let end = rdb.offset();
+            match item {
+                Ok(Some(Item::Record(rec))) if filter.matches(&rec) => {
+                    let value_at = end + 1 - rec.serialized_len;
+                    report.keys += 1;
+                    records.push(Wanted {
+                        db: rec.db,
+                        key: rec.key,
+                        kind: rec.kind,
+                        expire_ms: rec.expire_ms,
+                        ty: rec.rdb_type,
+                        start: (value_at - base) as usize,
+                        end: (end - base) as usize,
+                    });
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+            if (end - base) as usize >= BATCH_BYTES {
+                let bytes = rdb.take_kept(end);
+                order.send(Batch { base: std::mem::replace(&mut base, end), bytes, records: std::mem::take(&mut records) }, out)?;
+            }
+        };
+        // The records before a failing one are written, then the first error in file order.
+        let bytes = rdb.take_kept(rdb.offset());
+        order.send(Batch { base, bytes, records }, out)?;
+        order.finish(out)?;
+        Ok::<_, ExportError>(walked)
+    })?;
+    walked.map_err(|e| Error::rdb(what, e))?;
+    out.flush()?;
+    Ok(report)
+}
+
+/// Batches go to the workers in turn and their text is taken back in the same turn.
+struct Order<'a> {
+    lanes: Vec<(SyncSender<Batch>, Receiver<Text>)>,
+    sent: usize,
+    written: usize,
+    /// The file, for error messages.
+    what: &'a str,
+}
+
+impl Order<'_> {
+    /// Hands `batch` to the next worker (unless it holds nothing to write), then writes the
+    /// texts that are ready.
+    fn send(&mut self, batch: Batch, out: &mut dyn Write) -> Result<(), ExportError> {
+        if batch.records.is_empty() {
+            return Ok(());
+        }
+        let lane = &self.lanes[self.sent % self.lanes.len()];
+        // A worker gone has sent its error, which the writing below reports.
+        if lane.0.send(batch).is_ok() {
+            self.sent += 1;
+        }
+        while self.written < self.sent {
+            match self.lanes[self.written % self.lanes.len()].1.try_recv() {
+                Ok(text) => self.write(text, out)?,
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every text still to come.
+    fn finish(&mut self, out: &mut dyn Write) -> Result<(), ExportError> {
+        while self.written < self.sent {
+            match self.lanes[self.written % self.lanes.len()].1.recv() {
+                Ok(text) => self.write(text, out)?,
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, text: Text, out: &mut dyn Write) -> Result<(), ExportError> {
+        self.written += 1;
+        match text {
+            Ok(text) => Ok(out.write_all(&text)?),
+            Err((text, e)) => {
+                out.write_all(&text)?;
+                Err(Error::rdb(self.what, e).into())
+            }
+        }
+    }
+}
+
+/// A worker: writes the JSON lines of each batch it is handed, until the walker is done or
+/// a value fails.
+fn work(batches: Receiver<Batch>, to_writer: Sender<Text>, version: u16) {
+    let mut values = ValuesJson::new(Vec::new(), version);
+    for batch in batches {
+        let mut text = Vec::with_capacity(batch.bytes.len() + batch.bytes.len() / 2);
+        values.load(batch.bytes);
+        let mut failed = None;
+        for rec in &batch.records {
+            let line = text.len();
+            jsonl_head(&mut text, &RecordHead { db: rec.db, key: &rec.key, kind: rec.kind, expire_ms: rec.expire_ms });
+            match values.write(rec.ty, rec.start, rec.end, batch.base + rec.start as u64, &rec.key, &mut text) {
+                Ok(()) => text.extend_from_slice(b"}\n"),
+                Err(e) => {
+                    text.truncate(line);
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let stop = failed.is_some();
+        let text = match failed {
+            None => Ok(text),
+            Some(e) => Err((text, e)),
+        };
+        if to_writer.send(text).is_err() || stop {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rdb::{write_value_json, Record, RdbWriter, Value};
+
+    fn record(key: String, value: Value, kind: ValueKind) -> Record {
+        Record { db: 0, key: key.into_bytes(), kind, rdb_type: 0, encoding: "", expire_ms: None, idle: None, freq: None, value, raw: Vec::new(), serialized_len: 0, offset: 0 }
+    }
+
+    /// Enough keys for many batches, one value larger than a batch, and key `bad` (when
+    /// given) a hash whose listpack only the JSON writer reads (the walk skips it whole).
+    fn rdb(bad: Option<usize>) -> Vec<u8> {
+        let mut w = RdbWriter::new(Vec::new(), 11).unwrap();
+        for i in 0..6000usize {
+            let mut rec = match i % 3 {
+                0 => record(format!("s:{i}"), Value::String(format!("{{\"doc\":{i},\"text\":\"{}\"}}", "ab\"c\\".repeat(i % 50)).into_bytes()), ValueKind::String),
+                1 => record(format!("l:{i}"), Value::List((0..i % 40).map(|k| format!("item {k}\n").into_bytes()).collect()), ValueKind::List),
+                _ => record(format!("h:{i}"), Value::Hash(vec![(b"f".to_vec(), vec![b'x'; if i == 3002 { 600_000 } else { i % 300 }], None)]), ValueKind::Hash),
+            };
+            if bad == Some(i) {
+                rec.kind = ValueKind::Hash;
+                rec.rdb_type = 16;
+                rec.raw = [&[16u8, 10][..], b"notalistpk"].concat();
+            }
+            rec.expire_ms = (i % 7 == 0).then_some(1_900_000_000_000 + i as u64);
+            w.record(&rec, 11).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    /// The lines one thread writes from the decoded values, for the records up to `upto`.
+    fn reference(rdb: &[u8], filter: &KeyFilter, upto: usize) -> Vec<u8> {
+        let opts = ReadOptions { verify_checksum: false, ..ReadOptions::default() };
+        let mut r = RdbReader::with_options(rdb, opts).unwrap();
+        let mut out = Vec::new();
+        let mut n = 0;
+        while let Ok(Some(item)) = r.next_item() {
+            if let Item::Record(rec) = item {
+                n += 1;
+                if n > upto {
+                    break;
+                }
+                if filter.matches(&rec) {
+                    jsonl_head(&mut out, &RecordHead { db: rec.db, key: &rec.key, kind: rec.kind, expire_ms: rec.expire_ms });
+                    write_value_json(&mut out, &rec.value);
+                    out.extend_from_slice(b"}\n");
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lines_come_in_file_order_across_batches_and_workers() {
+        let rdb = rdb(None);
+        assert!(rdb.len() > 5 * BATCH_BYTES, "{} bytes: too few batches", rdb.len());
+        for filter in [KeyFilter::default(), KeyFilter { kind: Some(ValueKind::List), ..KeyFilter::default() }] {
+            let mut out = Vec::new();
+            let report = export_jsonl(&rdb[..], "t.rdb", &filter, &mut out).unwrap();
+            let want = reference(&rdb, &filter, usize::MAX);
+            assert_eq!(report.keys as usize, want.iter().filter(|&&b| b == b'\n').count());
+            assert!(out == want, "the parallel export differs from the one-thread reference");
+        }
+    }
+
+    #[test]
+    fn lines_before_damage_are_written_then_the_error_names_the_key() {
+        // Damage the walk finds (the file cut short), and damage only a worker finds.
+        let cut = rdb(None)[..rdb(None).len() * 2 / 3].to_vec();
+        let bad = rdb(Some(4001));
+        for (rdb, key) in [(cut, None), (bad, Some("h:4001"))] {
+            let mut out = Vec::new();
+            let err = export_jsonl(&rdb[..], "t.rdb", &KeyFilter::default(), &mut out).unwrap_err().to_string();
+            assert!(err.contains("t.rdb"), "{err}");
+            let lines = out.iter().filter(|&&b| b == b'\n').count();
+            if let Some(key) = key {
+                assert!(err.contains(key), "{err}");
+                assert_eq!(lines, 4001);
+            }
+            assert!(out == reference(&rdb, &KeyFilter::default(), lines), "the lines before the damage differ");
+            assert!(lines > 1000, "{lines} lines before the damage");
+        }
+    }
+}
