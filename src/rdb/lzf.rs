@@ -12,13 +12,17 @@ pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, String
 
 /// Bytes past the declared length that copies may write: short copies are done as whole
 /// 16- or 32-byte pieces (no call to `memcpy` each), the bytes past a piece's end written
-/// again by what follows (or cut off at the end).
+/// again by what follows (or left past the end).
 const SLACK: usize = 32;
 
 /// [`decompress`] into `out` (cleared first), so a buffer can be reused from string to string.
+/// Every token is checked against the input, the output and the bytes produced before any
+/// byte of it is copied; the copies themselves then go through raw pointers.
 pub(crate) fn decompress_into(input: &[u8], out_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
-    out.resize(out_len.saturating_add(SLACK), 0);
+    out.reserve(out_len.saturating_add(SLACK));
+    let dst = out.as_mut_ptr();
+    let src = input.as_ptr();
     let (mut i, mut op) = (0usize, 0usize);
     while i < input.len() {
         let ctrl = input[i] as usize;
@@ -32,10 +36,14 @@ pub(crate) fn decompress_into(input: &[u8], out_len: usize, out: &mut Vec<u8>) -
             if op + n > out_len {
                 return Err("LZF output exceeds the declared length".into());
             }
-            if i + 32 <= input.len() {
-                out[op..op + 32].copy_from_slice(&input[i..i + 32]);
-            } else {
-                out[op..op + n].copy_from_slice(&input[i..i + n]);
+            // SAFETY: i + n <= input.len() and op + n <= out_len (checked above); the whole
+            // 32-byte piece is read only when the input has it, and written within the slack.
+            unsafe {
+                if i + 32 <= input.len() {
+                    std::ptr::copy_nonoverlapping(src.add(i), dst.add(op), 32);
+                } else {
+                    std::ptr::copy_nonoverlapping(src.add(i), dst.add(op), n);
+                }
             }
             op += n;
             i += n;
@@ -43,38 +51,37 @@ pub(crate) fn decompress_into(input: &[u8], out_len: usize, out: &mut Vec<u8>) -
             // Back-reference: length in the top 3 bits (7 = extended), distance in 13 bits.
             let mut len = ctrl >> 5;
             if len == 7 {
-                len += *input
-                    .get(i)
-                    .ok_or("LZF back-reference length byte missing")?
-                    as usize;
+                len += *input.get(i).ok_or("LZF back-reference length byte missing")? as usize;
                 i += 1;
             }
-            let low = *input
-                .get(i)
-                .ok_or("LZF back-reference distance byte missing")? as usize;
+            let low = *input.get(i).ok_or("LZF back-reference distance byte missing")? as usize;
             i += 1;
             let dist = ((ctrl & 0x1f) << 8) + low + 1;
             if dist > op {
-                return Err(format!(
-                    "LZF back-reference points {dist} bytes back but only {op} were produced"
-                ));
+                return Err(format!("LZF back-reference points {dist} bytes back but only {op} were produced"));
             }
             let n = len + 2;
             if op + n > out_len {
                 return Err("LZF output exceeds the declared length".into());
             }
-            let start = op - dist;
-            if dist >= 16 {
-                // Each piece reads only bytes before the one it writes to, all final by then.
-                let mut piece = [0u8; 16];
-                for k in (0..n).step_by(16) {
-                    piece.copy_from_slice(&out[start + k..start + k + 16]);
-                    out[op + k..op + k + 16].copy_from_slice(&piece);
-                }
-            } else {
-                // Overlapping: each byte copied may be one this reference just wrote.
-                for k in 0..n {
-                    out[op + k] = out[start + k];
+            // SAFETY: dist <= op and op + n <= out_len (checked above). Each piece reads bytes
+            // already produced (at least `piece` bytes before the ones it writes) and writes
+            // at most a piece past op + n, within the slack.
+            unsafe {
+                let (from, to) = (dst.add(op - dist), dst.add(op));
+                if dist >= 16 {
+                    for k in (0..n).step_by(16) {
+                        std::ptr::copy_nonoverlapping(from.add(k), to.add(k), 16);
+                    }
+                } else if dist >= 8 {
+                    for k in (0..n).step_by(8) {
+                        std::ptr::copy_nonoverlapping(from.add(k), to.add(k), 8);
+                    }
+                } else {
+                    // Overlapping: each byte copied may be one this reference just wrote.
+                    for k in 0..n {
+                        *to.add(k) = *from.add(k);
+                    }
                 }
             }
             op += n;
@@ -83,7 +90,8 @@ pub(crate) fn decompress_into(input: &[u8], out_len: usize, out: &mut Vec<u8>) -
     if op != out_len {
         return Err(format!("LZF data decompressed to {op} bytes, expected {out_len}"));
     }
-    out.truncate(out_len);
+    // SAFETY: every byte of 0..out_len was written: the tokens covered it without a gap.
+    unsafe { out.set_len(out_len) };
     Ok(())
 }
 
