@@ -242,9 +242,9 @@ impl<R: Read> RdbReader<R> {
     }
 
     /// The bytes kept since the last take, up to stream offset `upto` (a record's end, at most
-    /// [`Self::offset`]).
-    pub fn take_kept(&mut self, upto: u64) -> Vec<u8> {
-        self.r.take_kept(upto)
+    /// [`Self::offset`]); `spare` (any buffer no longer needed) becomes the new keeping buffer.
+    pub fn take_kept(&mut self, upto: u64, spare: Vec<u8>) -> Vec<u8> {
+        self.r.take_kept(upto, spare)
     }
 
     /// Checksum stored after EOF (None before EOF or for versions < 5; 0 means "not computed").

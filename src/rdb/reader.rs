@@ -99,16 +99,18 @@ impl<R: Read> ByteReader<R> {
     pub(crate) fn keep(&mut self) {
         self.keep = true;
         // The bytes consumed before are not kept.
-        self.take_kept(self.offset);
+        self.take_kept(self.offset, Vec::new());
     }
 
     /// The bytes kept from the last take (or [`Self::keep`]) up to stream offset `upto`, at
-    /// most what was consumed; the bytes read after it stay.
-    pub(crate) fn take_kept(&mut self, upto: u64) -> Vec<u8> {
+    /// most what was consumed; the bytes read after it stay, moved to `next` (a buffer given
+    /// back by a finished batch, so batches reuse a few allocations).
+    pub(crate) fn take_kept(&mut self, upto: u64, mut next: Vec<u8>) -> Vec<u8> {
         self.crc();
         let base = self.offset - self.pos as u64;
         let cut = usize::try_from(upto.saturating_sub(base)).unwrap_or(usize::MAX).min(self.pos);
-        let mut next = Vec::with_capacity(self.buf.len().max(BUF));
+        next.clear();
+        next.reserve(self.buf.len().max(BUF));
         next.extend_from_slice(&self.buf[cut..self.end]);
         let mut taken = std::mem::replace(&mut self.buf, next);
         taken.truncate(cut);

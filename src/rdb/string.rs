@@ -157,10 +157,22 @@ impl<R: Read> ByteReader<R> {
             }
             Len::Encoded(ENC_LZF) => {
                 let (clen, ulen) = self.read_lzf_header(at)?;
-                self.read_bytes_into(clen, &mut s.compressed)?;
                 let ulen_usize = usize::try_from(ulen)
                     .map_err(|_| self.corrupt_at(at, "LZF length does not fit in memory"))?;
-                lzf::decompress_into(&s.compressed, ulen_usize, &mut s.bytes).map_err(|m| self.corrupt_at(at, m))?;
+                let ahead = self.lookahead();
+                let done = match usize::try_from(clen) {
+                    // Decompressed from the read buffer when it holds the whole input.
+                    Ok(n) if n <= ahead.len() => {
+                        let done = lzf::decompress_into(&ahead[..n], ulen_usize, &mut s.bytes);
+                        self.advance(n);
+                        done
+                    }
+                    _ => {
+                        self.read_bytes_into(clen, &mut s.compressed)?;
+                        lzf::decompress_into(&s.compressed, ulen_usize, &mut s.bytes)
+                    }
+                };
+                done.map_err(|m| self.corrupt_at(at, m))?;
                 StrForm::Bytes(ulen)
             }
             Len::Encoded(e) => return Err(self.corrupt_at(at, format!("unknown string encoding {e}"))),

@@ -28,11 +28,10 @@ impl ValuesJson {
         ValuesJson { r: ByteReader::in_memory(bytes), version, scratch: Scratch::default() }
     }
 
-    /// The next batch's bytes in place of this one's.
-    pub fn load(&mut self, bytes: Vec<u8>) {
-        let r = std::mem::replace(&mut self.r, ByteReader::in_memory(bytes));
-        drop(r.into_bytes());
+    /// The next batch's bytes in place of this one's, which come back for reuse.
+    pub fn load(&mut self, bytes: Vec<u8>) -> Vec<u8> {
         self.scratch.trim();
+        std::mem::replace(&mut self.r, ByteReader::in_memory(bytes)).into_bytes()
     }
 
     /// Appends the JSON of the value of type `ty` held in `bytes[start..end]`, which stands at

@@ -17,6 +17,8 @@ use crate::rdb::{Item, RdbError, RdbReader, ReadOptions, RecordHead, ValueKind, 
 const BATCH_BYTES: usize = 256 << 10;
 /// Batches queued for each worker while it writes one.
 const QUEUED: usize = 2;
+/// Buffers larger than this (held for one large record) are not kept for reuse.
+const MAX_SPARE: usize = 8 << 20;
 
 /// A record to write: its head, and where its value lies in the batch's bytes.
 struct Wanted {
@@ -50,11 +52,15 @@ pub fn export_jsonl<R: Read>(r: R, what: &str, filter: &KeyFilter, out: &mut dyn
     let mut report = ExportReport::default();
     let walked = std::thread::scope(|s| {
         let mut lanes = Vec::with_capacity(workers);
+        // Buffers done with go back: batches' bytes to this thread, texts to their worker.
+        let (bytes_back, spare_bytes) = channel::<Vec<u8>>();
         for _ in 0..workers {
             let (to_worker, batches) = sync_channel::<Batch>(QUEUED);
             let (to_writer, texts) = channel::<Text>();
-            s.spawn(move || work(batches, to_writer, version));
-            lanes.push((to_worker, texts));
+            let (text_back, spare_texts) = channel::<Vec<u8>>();
+            let bytes_back = bytes_back.clone();
+            s.spawn(move || work(batches, to_writer, Spares { texts: spare_texts, bytes: bytes_back }, version));
+            lanes.push(Lane { batches: to_worker, texts, text_back });
         }
         let mut order = Order { lanes, sent: 0, written: 0, what };
         let mut records = Vec::new();
@@ -80,12 +86,12 @@ pub fn export_jsonl<R: Read>(r: R, what: &str, filter: &KeyFilter, out: &mut dyn
                 Err(e) => break Err(e),
             }
             if (end - base) as usize >= BATCH_BYTES {
-                let bytes = rdb.take_kept(end);
+                let bytes = rdb.take_kept(end, spare_bytes.try_recv().unwrap_or_default());
                 order.send(Batch { base: std::mem::replace(&mut base, end), bytes, records: std::mem::take(&mut records) }, out)?;
             }
         };
         // The records before a failing one are written, then the first error in file order.
-        let bytes = rdb.take_kept(rdb.offset());
+        let bytes = rdb.take_kept(rdb.offset(), Vec::new());
         order.send(Batch { base, bytes, records }, out)?;
         order.finish(out)?;
         Ok::<_, ExportError>(walked)
@@ -95,9 +101,23 @@ pub fn export_jsonl<R: Read>(r: R, what: &str, filter: &KeyFilter, out: &mut dyn
     Ok(report)
 }
 
+/// A worker as the writer sees it.
+struct Lane {
+    batches: SyncSender<Batch>,
+    texts: Receiver<Text>,
+    /// Texts written, for the worker to fill again.
+    text_back: Sender<Vec<u8>>,
+}
+
+/// Buffers a worker reuses, and where it gives back batches' bytes.
+struct Spares {
+    texts: Receiver<Vec<u8>>,
+    bytes: Sender<Vec<u8>>,
+}
+
 /// Batches go to the workers in turn and their text is taken back in the same turn.
 struct Order<'a> {
-    lanes: Vec<(SyncSender<Batch>, Receiver<Text>)>,
+    lanes: Vec<Lane>,
     sent: usize,
     written: usize,
     /// The file, for error messages.
@@ -113,11 +133,11 @@ impl Order<'_> {
         }
         let lane = &self.lanes[self.sent % self.lanes.len()];
         // A worker gone has sent its error, which the writing below reports.
-        if lane.0.send(batch).is_ok() {
+        if lane.batches.send(batch).is_ok() {
             self.sent += 1;
         }
         while self.written < self.sent {
-            match self.lanes[self.written % self.lanes.len()].1.try_recv() {
+            match self.lanes[self.written % self.lanes.len()].texts.try_recv() {
                 Ok(text) => self.write(text, out)?,
                 Err(_) => break,
             }
@@ -128,7 +148,7 @@ impl Order<'_> {
     /// Writes every text still to come.
     fn finish(&mut self, out: &mut dyn Write) -> Result<(), ExportError> {
         while self.written < self.sent {
-            match self.lanes[self.written % self.lanes.len()].1.recv() {
+            match self.lanes[self.written % self.lanes.len()].texts.recv() {
                 Ok(text) => self.write(text, out)?,
                 Err(_) => break,
             }
@@ -137,9 +157,17 @@ impl Order<'_> {
     }
 
     fn write(&mut self, text: Text, out: &mut dyn Write) -> Result<(), ExportError> {
+        let lane = &self.lanes[self.written % self.lanes.len()];
         self.written += 1;
         match text {
-            Ok(text) => Ok(out.write_all(&text)?),
+            Ok(mut text) => {
+                out.write_all(&text)?;
+                if text.capacity() <= MAX_SPARE {
+                    text.clear();
+                    let _ = lane.text_back.send(text);
+                }
+                Ok(())
+            }
             Err((text, e)) => {
                 out.write_all(&text)?;
                 Err(Error::rdb(self.what, e).into())
@@ -150,11 +178,16 @@ impl Order<'_> {
 
 /// A worker: writes the JSON lines of each batch it is handed, until the walker is done or
 /// a value fails.
-fn work(batches: Receiver<Batch>, to_writer: Sender<Text>, version: u16) {
+fn work(batches: Receiver<Batch>, to_writer: Sender<Text>, spares: Spares, version: u16) {
     let mut values = ValuesJson::new(Vec::new(), version);
     for batch in batches {
-        let mut text = Vec::with_capacity(batch.bytes.len() + batch.bytes.len() / 2);
-        values.load(batch.bytes);
+        let mut text = spares.texts.try_recv().unwrap_or_default();
+        // Compressed strings grow as they are written: room for several times the bytes.
+        text.reserve(4 * batch.bytes.len());
+        let done = values.load(batch.bytes);
+        if done.capacity() <= MAX_SPARE {
+            let _ = spares.bytes.send(done);
+        }
         let mut failed = None;
         for rec in &batch.records {
             let line = text.len();
