@@ -250,13 +250,15 @@ impl Scratch {
     }
 }
 
-/// The (header, length) of a plain string with a 6- or 14-bit length that `ahead` holds whole.
+/// The (header, length) of a plain string with a 6-, 14- or 32-bit length that `ahead` holds whole.
 #[inline]
 fn buffered_plain(ahead: &[u8]) -> Option<(usize, usize)> {
     let first = *ahead.first()?;
     let (header, len) = match first >> 6 {
         0 => (1, (first & 0x3f) as usize),
         1 => (2, (((first & 0x3f) as usize) << 8) | *ahead.get(1)? as usize),
+        // A 32-bit length (a string of 16 KiB or more: in a walker's kept bytes).
+        2 if first == 0x80 => (5, u32::from_be_bytes(*ahead.get(1..5)?.first_chunk()?) as usize),
         _ => return None,
     };
     (header + len <= ahead.len()).then_some((header, len))

@@ -13,8 +13,9 @@ use super::keyscan::KeyFilter;
 use crate::error::Error;
 use crate::rdb::{Item, RdbError, RdbReader, ReadOptions, RecordHead, ValueKind, ValuesJson};
 
-/// Stream bytes per batch: the batch closes at the first record end past this.
-const BATCH_BYTES: usize = 256 << 10;
+/// Stream bytes per batch: the batch closes at the first record end past this. Its text is
+/// then mostly larger than the 1 MiB output buffer, which passes it on without a copy.
+const BATCH_BYTES: usize = 1 << 20;
 /// Batches queued for each worker while it writes one.
 const QUEUED: usize = 2;
 /// Buffers larger than this (held for one large record) are not kept for reuse.
@@ -225,7 +226,7 @@ mod tests {
     /// given) a hash whose listpack only the JSON writer reads (the walk skips it whole).
     fn rdb(bad: Option<usize>) -> Vec<u8> {
         let mut w = RdbWriter::new(Vec::new(), 11).unwrap();
-        for i in 0..6000usize {
+        for i in 0..24_000usize {
             let mut rec = match i % 3 {
                 0 => record(format!("s:{i}"), Value::String(format!("{{\"doc\":{i},\"text\":\"{}\"}}", "ab\"c\\".repeat(i % 50)).into_bytes()), ValueKind::String),
                 1 => record(format!("l:{i}"), Value::List((0..i % 40).map(|k| format!("item {k}\n").into_bytes()).collect()), ValueKind::List),
@@ -267,7 +268,7 @@ mod tests {
     #[test]
     fn lines_come_in_file_order_across_batches_and_workers() {
         let rdb = rdb(None);
-        assert!(rdb.len() > 5 * BATCH_BYTES, "{} bytes: too few batches", rdb.len());
+        assert!(rdb.len() > 4 * BATCH_BYTES, "{} bytes: too few batches", rdb.len());
         for filter in [KeyFilter::default(), KeyFilter { kind: Some(ValueKind::List), ..KeyFilter::default() }] {
             let mut out = Vec::new();
             let report = export_jsonl(&rdb[..], "t.rdb", &filter, &mut out).unwrap();
@@ -281,15 +282,15 @@ mod tests {
     fn lines_before_damage_are_written_then_the_error_names_the_key() {
         // Damage the walk finds (the file cut short), and damage only a worker finds.
         let cut = rdb(None)[..rdb(None).len() * 2 / 3].to_vec();
-        let bad = rdb(Some(4001));
-        for (rdb, key) in [(cut, None), (bad, Some("h:4001"))] {
+        let bad = rdb(Some(20_000));
+        for (rdb, key) in [(cut, None), (bad, Some("h:20000"))] {
             let mut out = Vec::new();
             let err = export_jsonl(&rdb[..], "t.rdb", &KeyFilter::default(), &mut out).unwrap_err().to_string();
             assert!(err.contains("t.rdb"), "{err}");
             let lines = out.iter().filter(|&&b| b == b'\n').count();
             if let Some(key) = key {
                 assert!(err.contains(key), "{err}");
-                assert_eq!(lines, 4001);
+                assert_eq!(lines, 20_000);
             }
             assert!(out == reference(&rdb, &KeyFilter::default(), lines), "the lines before the damage differ");
             assert!(lines > 1000, "{lines} lines before the damage");
