@@ -13,9 +13,9 @@ use super::keyscan::KeyFilter;
 use crate::error::Error;
 use crate::rdb::{Item, RdbError, RdbReader, ReadOptions, RecordHead, ValueKind, ValuesJson};
 
-/// Stream bytes per batch: the batch closes at the first record end past this. Its text is
-/// then mostly larger than the 1 MiB output buffer, which passes it on without a copy.
-const BATCH_BYTES: usize = 1 << 20;
+/// Stream bytes per batch: the batch closes at the first record end past this (1 MiB
+/// batches, whose text would pass the output buffer without a copy, were no faster).
+const BATCH_BYTES: usize = 256 << 10;
 /// Batches queued for each worker while it writes one.
 const QUEUED: usize = 2;
 /// Buffers larger than this (held for one large record) are not kept for reuse.
