@@ -215,6 +215,13 @@ pub(crate) fn write_member_json(out: &mut Vec<u8>, i: usize, m: Elem<'_>) {
 /// `,"score":S}`: a finite score as `serde_json` writes an f64, else `"inf"`, `"-inf"` or `"nan"`.
 pub(crate) fn write_score_json(out: &mut Vec<u8>, s: f64) {
     out.extend_from_slice(b",\"score\":");
+    // Whole scores (leaderboards, timestamps) as `serde_json` writes them, `123.0`, without
+    // the float formatter; -0.0 and magnitudes from 1e15 up (where it may use exponents) go to it.
+    if s.fract() == 0.0 && s.abs() < 1e15 && !(s == 0.0 && s.is_sign_negative()) {
+        push_decimal(out, s as i64);
+        out.extend_from_slice(b".0}");
+        return;
+    }
     if s.is_finite() {
         let _ = serde_json::to_writer(&mut *out, &s);
     } else {
@@ -285,6 +292,7 @@ mod tests {
             Value::List(strings.clone()),
             Value::Set(Vec::new()),
             Value::SortedSet(vec![(b"a".to_vec(), 1.0), (b"\x01".to_vec(), -0.125), (b"i".to_vec(), f64::INFINITY), (b"n".to_vec(), 1e300)]),
+            Value::SortedSet([0.0, -0.0, 19630.0, -5.0, 1e15 - 1.0, 1e15, -1e15, 1e16, 123_456_789_012_345.0, 0.5, f64::NAN].iter().map(|&s| (b"m".to_vec(), s)).collect()),
             Value::Hash(vec![(b"f".to_vec(), b"\x80".to_vec(), Some(5)), (b"g\"".to_vec(), b"v".to_vec(), None)]),
             Value::Module(crate::rdb::ModuleValue { name: "m".into(), encver: 1, skipped_bytes: 3 }),
             Value::NotDecoded,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::engine::restore::Blobs;
 use crate::error::Error;
 use crate::format::snapshot::Snapshot;
-use crate::rdb::{printable, write_bytes_json, Item, RdbReader, ReadOptions, Record, RecordHead, Stream, Value};
+use crate::rdb::{printable, Item, RdbReader, ReadOptions, Record, Stream, Value};
 use crate::redis::keyindex;
 use crate::redis::keyscan::{rdb_file, KeyFilter};
 
@@ -72,7 +72,8 @@ pub fn export_snapshot(blobs: &Blobs<'_>, snap: &Snapshot, filter: &KeyFilter, f
 /// bounded channel, so memory stays bounded by a few batches and the largest key.
 pub fn export<R: Read>(r: R, what: &str, filter: &KeyFilter, format: Format, out: &mut dyn Write) -> Result<ExportReport, ExportError> {
     if format == Format::Jsonl {
-        return super::jsonl::export_jsonl(r, what, filter, out);
+        let keys = super::jsonl::export_jsonl(r, what, filter, out)?;
+        return Ok(ExportReport { keys, functions: 0 });
     }
     let opts = if format == Format::Keys { ReadOptions::walk_only() } else { ReadOptions { capture_raw: false, ..ReadOptions::default() } };
     let mut rdb = RdbReader::with_options(r, opts).map_err(|e| Error::rdb(what, e))?;
@@ -194,23 +195,6 @@ pub fn text(b: &[u8]) -> String {
         }
     }
     s
-}
-
-/// The start of a JSON line, `{"db","expires_at","key","type",` then `"value":` (the keys in
-/// the order `serde_json` sorts them); the value and `}` follow.
-pub(super) fn jsonl_head(out: &mut Vec<u8>, head: &RecordHead<'_>) {
-    let _ = write!(out, "{{\"db\":{},\"expires_at\":", head.db);
-    match head.expire_ms {
-        Some(t) => {
-            let _ = write!(out, "{t}");
-        }
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"key\":");
-    write_bytes_json(out, head.key);
-    out.extend_from_slice(b",\"type\":\"");
-    out.extend_from_slice(head.kind.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"value\":");
 }
 
 /// A CSV field: quoted when it holds a comma, quote or space, quotes doubled.
@@ -367,39 +351,5 @@ mod tests {
         assert_eq!(csv_field("a,b \"c\""), "\"a,b \"\"c\"\"\"");
         assert_eq!(score(f64::NEG_INFINITY), "-inf");
         assert_eq!(score(0.1), "0.1");
-    }
-
-    #[test]
-    fn jsonl_lines_are_what_serde_json_writes() {
-        use crate::rdb::{bytes_to_json, value_to_json, ValueKind};
-        let mut rec = Record {
-            db: 3,
-            key: b"k\xff\"".to_vec(),
-            kind: ValueKind::Hash,
-            rdb_type: 4,
-            encoding: "hashtable",
-            expire_ms: None,
-            idle: None,
-            freq: None,
-            value: Value::Hash(vec![(b"f".to_vec(), b"v\n".to_vec(), None)]),
-            raw: Vec::new(),
-            serialized_len: 0,
-            offset: 0,
-        };
-        for expire in [None, Some(1_700_000_000_123)] {
-            rec.expire_ms = expire;
-            let mut out = Vec::new();
-            jsonl_head(&mut out, &RecordHead { db: rec.db, key: &rec.key, kind: rec.kind, expire_ms: rec.expire_ms });
-            crate::rdb::write_value_json(&mut out, &rec.value);
-            out.extend_from_slice(b"}\n");
-            let want = serde_json::json!({
-                "db": rec.db,
-                "key": bytes_to_json(&rec.key),
-                "type": rec.kind.as_str(),
-                "expires_at": rec.expire_ms,
-                "value": value_to_json(&rec.value),
-            });
-            assert_eq!(String::from_utf8(out).unwrap(), format!("{want}\n"));
-        }
     }
 }

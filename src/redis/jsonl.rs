@@ -8,10 +8,10 @@
 use std::io::{Read, Write};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
-use super::export::{jsonl_head, ExportError, ExportReport};
+
 use super::keyscan::KeyFilter;
 use crate::error::Error;
-use crate::rdb::{Item, RdbError, RdbReader, ReadOptions, RecordHead, ValueKind, ValuesJson};
+use crate::rdb::{write_bytes_json, Item, RdbError, RdbReader, ReadOptions, RecordHead, ValueKind, ValuesJson};
 
 /// Stream bytes per batch: the batch closes at the first record end past this (1 MiB
 /// batches, whose text would pass the output buffer without a copy, were no faster).
@@ -42,15 +42,16 @@ struct Batch {
 /// A batch's text; on an error, the text of the records before the failing one, and why.
 type Text = Result<Vec<u8>, (Vec<u8>, RdbError)>;
 
-/// Exports the records of `r` that pass `filter` as JSON lines (see the module comment).
-pub fn export_jsonl<R: Read>(r: R, what: &str, filter: &KeyFilter, out: &mut dyn Write) -> Result<ExportReport, ExportError> {
+/// Exports the records of `r` (named `what` in errors) that pass `filter` as JSON lines (see
+/// the module comment); returns how many.
+pub(super) fn export_jsonl<R: Read>(r: R, what: &str, filter: &KeyFilter, out: &mut dyn Write) -> Result<u64, Error> {
     let mut rdb = RdbReader::with_options(r, ReadOptions::walk_only()).map_err(|e| Error::rdb(what, e))?;
     rdb.keep_bytes();
     // Where the bytes kept start.
     let mut base = rdb.offset();
     let version = rdb.version();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
-    let mut report = ExportReport::default();
+    let mut keys = 0;
     let walked = std::thread::scope(|s| {
         let mut lanes = Vec::with_capacity(workers);
         // Buffers done with go back: batches' bytes to this thread, texts to their worker.
@@ -71,7 +72,7 @@ pub fn export_jsonl<R: Read>(r: R, what: &str, filter: &KeyFilter, out: &mut dyn
             match item {
                 Ok(Some(Item::Record(rec))) if filter.matches(&rec) => {
                     let value_at = end + 1 - rec.serialized_len;
-                    report.keys += 1;
+                    keys += 1;
                     records.push(Wanted {
                         db: rec.db,
                         key: rec.key,
@@ -95,11 +96,11 @@ pub fn export_jsonl<R: Read>(r: R, what: &str, filter: &KeyFilter, out: &mut dyn
         let bytes = rdb.take_kept(rdb.offset(), Vec::new());
         order.send(Batch { base, bytes, records }, out)?;
         order.finish(out)?;
-        Ok::<_, ExportError>(walked)
+        Ok::<_, Error>(walked)
     })?;
     walked.map_err(|e| Error::rdb(what, e))?;
-    out.flush()?;
-    Ok(report)
+    out.flush().map_err(write_error)?;
+    Ok(keys)
 }
 
 /// A worker as the writer sees it.
@@ -128,7 +129,7 @@ struct Order<'a> {
 impl Order<'_> {
     /// Hands `batch` to the next worker (unless it holds nothing to write), then writes the
     /// texts that are ready.
-    fn send(&mut self, batch: Batch, out: &mut dyn Write) -> Result<(), ExportError> {
+    fn send(&mut self, batch: Batch, out: &mut dyn Write) -> Result<(), Error> {
         if batch.records.is_empty() {
             return Ok(());
         }
@@ -147,7 +148,7 @@ impl Order<'_> {
     }
 
     /// Writes every text still to come.
-    fn finish(&mut self, out: &mut dyn Write) -> Result<(), ExportError> {
+    fn finish(&mut self, out: &mut dyn Write) -> Result<(), Error> {
         while self.written < self.sent {
             match self.lanes[self.written % self.lanes.len()].texts.recv() {
                 Ok(text) => self.write(text, out)?,
@@ -157,12 +158,12 @@ impl Order<'_> {
         Ok(())
     }
 
-    fn write(&mut self, text: Text, out: &mut dyn Write) -> Result<(), ExportError> {
+    fn write(&mut self, text: Text, out: &mut dyn Write) -> Result<(), Error> {
         let lane = &self.lanes[self.written % self.lanes.len()];
         self.written += 1;
         match text {
             Ok(mut text) => {
-                out.write_all(&text)?;
+                out.write_all(&text).map_err(write_error)?;
                 if text.capacity() <= MAX_SPARE {
                     text.clear();
                     let _ = lane.text_back.send(text);
@@ -170,11 +171,16 @@ impl Order<'_> {
                 Ok(())
             }
             Err((text, e)) => {
-                out.write_all(&text)?;
-                Err(Error::rdb(self.what, e).into())
+                out.write_all(&text).map_err(write_error)?;
+                Err(Error::rdb(self.what, e))
             }
         }
     }
+}
+
+/// What a failed write of the output says.
+fn write_error(e: std::io::Error) -> Error {
+    Error::io("write the export", e)
 }
 
 /// A worker: writes the JSON lines of each batch it is handed, until the walker is done or
@@ -211,6 +217,23 @@ fn work(batches: Receiver<Batch>, to_writer: Sender<Text>, spares: Spares, versi
             return;
         }
     }
+}
+
+/// The start of a JSON line, `{"db","expires_at","key","type",` then `"value":` (the keys in
+/// the order `serde_json` sorts them); the value and `}` follow.
+fn jsonl_head(out: &mut Vec<u8>, head: &RecordHead<'_>) {
+    let _ = write!(out, "{{\"db\":{},\"expires_at\":", head.db);
+    match head.expire_ms {
+        Some(t) => {
+            let _ = write!(out, "{t}");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"key\":");
+    write_bytes_json(out, head.key);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(head.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"value\":");
 }
 
 #[cfg(test)]
@@ -271,9 +294,9 @@ mod tests {
         assert!(rdb.len() > 4 * BATCH_BYTES, "{} bytes: too few batches", rdb.len());
         for filter in [KeyFilter::default(), KeyFilter { kind: Some(ValueKind::List), ..KeyFilter::default() }] {
             let mut out = Vec::new();
-            let report = export_jsonl(&rdb[..], "t.rdb", &filter, &mut out).unwrap();
+            let keys = export_jsonl(&rdb[..], "t.rdb", &filter, &mut out).unwrap();
             let want = reference(&rdb, &filter, usize::MAX);
-            assert_eq!(report.keys as usize, want.iter().filter(|&&b| b == b'\n').count());
+            assert_eq!(keys as usize, want.iter().filter(|&&b| b == b'\n').count());
             assert!(out == want, "the parallel export differs from the one-thread reference");
         }
     }
@@ -294,6 +317,40 @@ mod tests {
             }
             assert!(out == reference(&rdb, &KeyFilter::default(), lines), "the lines before the damage differ");
             assert!(lines > 1000, "{lines} lines before the damage");
+        }
+    }
+
+    #[test]
+    fn jsonl_lines_are_what_serde_json_writes() {
+        use crate::rdb::{bytes_to_json, value_to_json, ValueKind};
+        let mut rec = Record {
+            db: 3,
+            key: b"k\xff\"".to_vec(),
+            kind: ValueKind::Hash,
+            rdb_type: 4,
+            encoding: "hashtable",
+            expire_ms: None,
+            idle: None,
+            freq: None,
+            value: Value::Hash(vec![(b"f".to_vec(), b"v\n".to_vec(), None)]),
+            raw: Vec::new(),
+            serialized_len: 0,
+            offset: 0,
+        };
+        for expire in [None, Some(1_700_000_000_123)] {
+            rec.expire_ms = expire;
+            let mut out = Vec::new();
+            jsonl_head(&mut out, &RecordHead { db: rec.db, key: &rec.key, kind: rec.kind, expire_ms: rec.expire_ms });
+            crate::rdb::write_value_json(&mut out, &rec.value);
+            out.extend_from_slice(b"}\n");
+            let want = serde_json::json!({
+                "db": rec.db,
+                "key": bytes_to_json(&rec.key),
+                "type": rec.kind.as_str(),
+                "expires_at": rec.expire_ms,
+                "value": value_to_json(&rec.value),
+            });
+            assert_eq!(String::from_utf8(out).unwrap(), format!("{want}\n"));
         }
     }
 }
