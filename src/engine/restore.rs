@@ -248,7 +248,7 @@ pub struct IndexDamage {
 /// (sealed like the index, and every blob read is verified against its id),
 /// so a restore needs no `repair index` first.
 pub fn load_index(repo: &Repository) -> Result<(Index, IndexDamage)> {
-    load_frames(repo, &|_: &BlobEntry| true, usize::MAX)
+    load_frames(repo, &|_: &BlobEntry| true, &|_: &BlobEntry| (), usize::MAX)
 }
 
 /// The index a restore of `files` needs. When the repository indexes more than twice as
@@ -286,13 +286,14 @@ fn load_index_for_files(repo: &Repository, files: &[SnapshotFile]) -> Result<(In
     let wanted = Wanted::leads(leads);
     // Frames hold tens of chunks, and the files use most of the frames they name.
     let expect = wanted.len() + wanted.len() / 4;
-    load_frames(repo, &|e: &BlobEntry| e.kind != BlobType::Data || wanted.contains(&e.id), expect)
+    load_frames(repo, &|e: &BlobEntry| e.kind != BlobType::Data || wanted.contains(&e.id), &|e: &BlobEntry| wanted.prefetch(&e.id), expect)
 }
 
-/// The frames of the blobs `keep` accepts (about `expect` blobs), from the readable index
+/// The frames of the blobs `keep` accepts (about `expect` blobs; `warm` prefetches for
+/// `keep`), from the readable index
 /// files and, for the packs no readable one names, from the packs' own headers.
-fn load_frames(repo: &Repository, keep: &dyn Fn(&BlobEntry) -> bool, expect: usize) -> Result<(Index, IndexDamage)> {
-    let mut filter = FrameFilter::new(keep, expect);
+fn load_frames(repo: &Repository, keep: &dyn Fn(&BlobEntry) -> bool, warm: &dyn Fn(&BlobEntry), expect: usize) -> Result<(Index, IndexDamage)> {
+    let mut filter = FrameFilter::new(keep, warm, expect);
     let (files, index_files) = load_readable(repo, &mut filter)?;
     filter.index.files = files;
     if index_files.is_empty() {

@@ -434,27 +434,29 @@ pub struct FrameFilter<'k> {
     /// Every pack an index file named, kept or not.
     pub packs: HashSet<Id>,
     keep: &'k dyn Fn(&BlobEntry) -> bool,
-    /// The frame being read (entries come frame by frame), and whether a blob of it is kept.
+    /// Called on each blob as it comes, before `keep` is asked about its frame's blobs.
+    warm: &'k dyn Fn(&BlobEntry),
+    /// The frame being read (entries come frame by frame).
     frame: Vec<(Id, BlobEntry)>,
-    hit: bool,
     /// About how many blobs will be kept (the index reserves no more).
     expect: usize,
 }
 
 impl<'k> FrameFilter<'k> {
-    /// Keeps the frames of the blobs `keep` accepts, about `expect` blobs in all.
-    pub fn new(keep: &'k dyn Fn(&BlobEntry) -> bool, expect: usize) -> Self {
-        FrameFilter { index: Index::new(), packs: HashSet::new(), keep, frame: Vec::new(), hit: false, expect }
+    /// Keeps the frames of the blobs `keep` accepts, about `expect` blobs in all; `warm`
+    /// sees each blob first (to prefetch what `keep` will read: a frame's blobs are asked
+    /// about together once it ends, so their memory reads overlap).
+    pub fn new(keep: &'k dyn Fn(&BlobEntry) -> bool, warm: &'k dyn Fn(&BlobEntry), expect: usize) -> Self {
+        FrameFilter { index: Index::new(), packs: HashSet::new(), keep, warm, frame: Vec::new(), expect }
     }
 
     fn end_frame(&mut self) {
-        if self.hit {
+        if self.frame.iter().any(|(_, e)| (self.keep)(e)) {
             for (pack, e) in self.frame.drain(..) {
                 self.index.insert(pack, e);
             }
         }
         self.frame.clear();
-        self.hit = false;
     }
 }
 
@@ -466,14 +468,13 @@ impl IndexSink for FrameFilter<'_> {
         if self.frame.is_empty() {
             self.packs.insert(pack);
         }
-        self.hit = self.hit || (self.keep)(entry);
+        (self.warm)(entry);
         self.frame.push((pack, *entry));
     }
     fn clear(&mut self) {
         self.index = Index::new();
         self.packs.clear();
         self.frame.clear();
-        self.hit = false;
     }
     fn reserve(&mut self, blobs: usize) {
         self.index.reserve(blobs.min(self.expect));
@@ -650,6 +651,12 @@ impl Wanted {
             return self.leads.get(from) == Some(&lead);
         }
         self.leads[from..].iter().zip(&self.ids[from..]).take_while(|(l, _)| **l == lead).any(|(_, i)| i == id)
+    }
+
+    /// Starts fetching the bitmap word `contains(id)` reads first.
+    pub fn prefetch(&self, id: &Id) {
+        let s = (lead(id) >> self.shift) as usize;
+        prefetch_line(&self.bits[s >> 6]);
     }
 
     /// Number of ids.
@@ -1131,7 +1138,7 @@ mod tests {
             }
         }
         let keep = |e: &BlobEntry| e.id == Id([5; 32]) || e.id == Id([9; 32]);
-        let mut f = FrameFilter::new(&keep, 4);
+        let mut f = FrameFilter::new(&keep, &|_: &BlobEntry| (), 4);
         for (pack, e) in &shown {
             f.add(*pack, e);
         }
