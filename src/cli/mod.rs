@@ -425,7 +425,16 @@ fn warn_skipped(skipped: &[Unreadable]) {
 
 /// Loads the index for reading snapshots; warns about damaged index files it worked around.
 fn load_index(repo: &Repository) -> anyhow::Result<Index> {
-    let (index, damage) = rdbvault::engine::restore::load_index(repo)?;
+    warn_damage(rdbvault::engine::restore::load_index(repo)?)
+}
+
+/// The index entries a restore of `files` needs (see `engine::restore::load_index_for`).
+fn load_index_for(repo: &Repository, files: &[rdbvault::format::snapshot::SnapshotFile]) -> anyhow::Result<Index> {
+    warn_damage(rdbvault::engine::restore::load_index_for(repo, files)?)
+}
+
+/// Says on stderr what loading the index worked around.
+fn warn_damage((index, damage): (Index, rdbvault::engine::restore::IndexDamage)) -> anyhow::Result<Index> {
     for (_, e) in &damage.index_files {
         eprintln!("warning: {e}");
     }

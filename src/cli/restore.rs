@@ -162,7 +162,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
     let Some(spec) = &a.snapshot else { anyhow::bail!("give a snapshot (or latest) or --group") };
     let (id, snap) = super::find_snapshot_matching(&repo, spec, &a.filter)?;
     super::not_a_segment(&id, &snap)?;
-    let index = super::load_index(&repo)?;
+    let index = super::load_index_for(&repo, &snap.files)?;
     let blobs = restore::Blobs::new(&repo, &index)?;
     let to_stdout = target.as_os_str() == "-";
     let mut opts = RestoreOptions {
@@ -377,7 +377,8 @@ fn run_group(g: &Global, repo: &rdbvault::store::Repository, spec: &str, target:
     for (_, snap) in &snaps {
         target::plan(snap, target, a.overwrite)?;
     }
-    let index = super::load_index(repo)?;
+    let files: Vec<_> = snaps.iter().flat_map(|(_, s)| s.files.iter().cloned()).collect();
+    let index = super::load_index_for(repo, &files)?;
     let blobs = restore::Blobs::new(repo, &index)?;
     let total = snaps.iter().fold(0u64, |t, (_, s)| t.saturating_add(s.size()));
     let mut opts = RestoreOptions {

@@ -11,7 +11,7 @@
 //! uses every blob of a bound frame (the digest, authenticated with the frame,
 //! names all their ids), else by hashing it to its id.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
-use crate::format::index::{load_readable, locate, read_pack_headers, Index, Wanted};
+use crate::format::index::{blobs_at_most, lead, load_readable, locate, read_pack_headers, FrameFilter, Index, IndexSink, Wanted};
 use crate::format::compress::{Decoder, Dictionaries};
 use crate::format::pack::{blob_bytes, id_mismatch, members_digest, members_mismatch, open_blob, open_frame_into, BlobEntry, BlobKeys, BlobType, DIGEST_LEN};
 use crate::store::{display_name, FileKind, ReadPlan, Repository};
@@ -248,28 +248,72 @@ pub struct IndexDamage {
 /// (sealed like the index, and every blob read is verified against its id),
 /// so a restore needs no `repair index` first.
 pub fn load_index(repo: &Repository) -> Result<(Index, IndexDamage)> {
-    let mut index = Index::new();
-    let (files, index_files) = load_readable(repo, &mut index)?;
-    index.files = files;
-    if index_files.is_empty() {
-        return Ok((index, IndexDamage::default()));
+    load_frames(repo, &|_: &BlobEntry| true, &|_: &BlobEntry| (), usize::MAX)
+}
+
+/// The index a restore of `files` needs. When the repository indexes more than twice as
+/// many blobs as they hold chunks (a history of snapshots, or other sources), only their
+/// frames, every chunk list and the dictionaries are held ([`load_index_for_files`]), so
+/// memory follows the snapshot, not the repository; else the whole index, read in one pass.
+pub fn load_index_for(repo: &Repository, files: &[SnapshotFile]) -> Result<(Index, IndexDamage)> {
+    let chunks = files.iter().map(|f| f.chunks as usize).fold(0usize, usize::saturating_add);
+    if blobs_at_most(repo)? / 2 < chunks {
+        return load_index(repo);
     }
-    let named: HashSet<Id> = index.packs().iter().copied().collect();
+    // Anything amiss (a damaged index file, an unreadable chunk list) is met as a restore
+    // with the whole index meets it.
+    load_index_for_files(repo, files).or_else(|_| load_index(repo))
+}
+
+/// The frames that hold the chunks of `files`, with every chunk list and dictionary: the
+/// chunk lists are found (a first pass over the index files keeps only those) and read
+/// first, then a second pass keeps the frames they name (44 bytes per blob of those
+/// frames, and 12 per chunk of the files while the index is read).
+fn load_index_for_files(repo: &Repository, files: &[SnapshotFile]) -> Result<(Index, IndexDamage)> {
+    let mut lists = Index::new();
+    locate(repo, &Wanted::new([]), &|e: &BlobEntry| e.kind != BlobType::Data, &mut lists)?;
+    let leads = {
+        let blobs = Blobs::new(repo, &lists)?;
+        let mut leads = Vec::with_capacity(files.iter().map(|f| f.chunks as usize).sum::<usize>().min(1 << 24));
+        for file in files {
+            for id in blobs.chunk_ids(file) {
+                leads.push(lead(&id?));
+            }
+        }
+        leads
+    };
+    drop(lists);
+    let wanted = Wanted::leads(leads);
+    // Frames hold tens of chunks, and the files use most of the frames they name.
+    let expect = wanted.len() + wanted.len() / 4;
+    load_frames(repo, &|e: &BlobEntry| e.kind != BlobType::Data || wanted.contains(&e.id), &|e: &BlobEntry| wanted.prefetch(&e.id), expect)
+}
+
+/// The frames of the blobs `keep` accepts (about `expect` blobs; `warm` prefetches for
+/// `keep`), from the readable index
+/// files and, for the packs no readable one names, from the packs' own headers.
+fn load_frames(repo: &Repository, keep: &dyn Fn(&BlobEntry) -> bool, warm: &dyn Fn(&BlobEntry), expect: usize) -> Result<(Index, IndexDamage)> {
+    let mut filter = FrameFilter::new(keep, warm, expect);
+    let (files, index_files) = load_readable(repo, &mut filter)?;
+    filter.index.files = files;
+    if index_files.is_empty() {
+        return Ok((filter.index, IndexDamage::default()));
+    }
     let uncovered: Vec<String> = repo
         .backend()
         .list(FileKind::Pack)?
         .into_iter()
         .map(|f| f.name)
-        .filter(|n| Id::from_hex(n).is_some_and(|id| !named.contains(&id)))
+        .filter(|n| Id::from_hex(n).is_some_and(|id| !filter.packs.contains(&id)))
         .collect();
     let (packs, unreadable_packs) = read_pack_headers(repo, &uncovered);
     for (pack, entries) in &packs {
         for e in entries {
-            index.insert(*pack, *e);
+            filter.add(*pack, e);
         }
     }
-    index.finish();
-    Ok((index, IndexDamage { index_files, packs_read: uncovered.len(), unreadable_packs }))
+    filter.finish();
+    Ok((filter.index, IndexDamage { index_files, packs_read: uncovered.len(), unreadable_packs }))
 }
 
 /// The repository's dictionary blobs (kept by prune whatever references them).
@@ -912,6 +956,7 @@ pub fn with_readers<T, E: From<Error>>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
     use std::io::Read;
 
     use super::*;
@@ -1050,6 +1095,58 @@ mod tests {
         place_frames(&batch, &mut sc);
         assert_eq!(sc.place, vec![Place::Output(0), Place::Staged(0), Place::Staged(7), Place::Staged(16), Place::Output(41)]);
         assert_eq!(sc.staged, 24);
+    }
+
+    /// Bytes that do not repeat (nothing dedups between two calls with other seeds).
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// A restore's index holds the frames of its snapshot's chunks, whole, with every
+    /// chunk list and dictionary, and none of the data of other snapshots; what it
+    /// holds reads as the whole index reads it.
+    #[test]
+    fn restore_index_holds_the_snapshots_frames_only() {
+        use crate::crypto::KdfParams;
+        use crate::store::{ChunkerParams, LocalBackend};
+        let dir = tempfile::tempdir().unwrap();
+        let kdf = KdfParams { m_cost: 8, t_cost: 1, p_cost: 1 };
+        let repo = Repository::init(Arc::new(LocalBackend::new(dir.path())), b"pw", ChunkerParams::default(), kdf).unwrap();
+        let mut session = super::super::session::Session::open(&repo, 3).unwrap();
+        let (a_bytes, b_bytes) = (noise(1, 300_000), noise(2, 3_000_000));
+        let a = session.store("a.rdb", &a_bytes).unwrap().file;
+        let b = session.store("b.rdb", &b_bytes).unwrap().file;
+        let (full, _) = load_index(&repo).unwrap();
+        let (only_a, _) = load_index_for(&repo, std::slice::from_ref(&a)).unwrap();
+        // b holds most of the repository's blobs: its restore reads the whole index.
+        assert_eq!(load_index_for(&repo, std::slice::from_ref(&b)).unwrap().0.len(), full.len());
+        let ids = |f: &SnapshotFile| -> Vec<Id> { Blobs::new(&repo, &full).unwrap().chunk_ids(f).map(|id| id.unwrap()).collect() };
+        let (a_ids, b_ids) = (ids(&a), ids(&b));
+        // Every kept blob is one of a's frames' (or a list or dictionary), as the whole index has it.
+        let a_frames: HashSet<(Id, u32)> = a_ids.iter().map(|id| full.get(id).map(|(p, e)| (p, e.offset)).unwrap()).collect();
+        for (pack, e) in only_a.iter() {
+            assert_eq!(full.get(&e.id), Some((pack, e)));
+            assert!(e.kind != BlobType::Data || a_frames.contains(&(pack, e.offset)), "a blob of another snapshot's frame");
+        }
+        let whole = full.iter().filter(|(p, e)| e.kind != BlobType::Data || a_frames.contains(&(*p, e.offset))).count();
+        assert_eq!(only_a.len(), whole, "frames are kept whole");
+        assert!(b_ids.iter().all(|id| !only_a.contains(id)));
+        assert!(only_a.len() * 5 < full.len(), "{} of {} blobs", only_a.len(), full.len());
+        for id in &a_ids {
+            assert_eq!(only_a.frame_members(id), full.frame_members(id));
+        }
+        // And it restores the snapshot.
+        let mut out = Vec::new();
+        write_file(&Blobs::new(&repo, &only_a).unwrap(), &a, &mut out, &RestoreOptions::default()).unwrap();
+        assert!(out == a_bytes);
     }
 
     #[test]

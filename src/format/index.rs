@@ -425,6 +425,66 @@ impl IndexSink for Index {
     }
 }
 
+/// An index of the frames a restore needs: every blob of each frame that holds a blob
+/// `keep` accepts (a restore that uses part of a bound frame checks its members digest
+/// against the index's full list of the frame's blobs, [`Index::frame_members`]).
+pub struct FrameFilter<'k> {
+    /// What was kept.
+    pub index: Index,
+    /// Every pack an index file named, kept or not.
+    pub packs: HashSet<Id>,
+    keep: &'k dyn Fn(&BlobEntry) -> bool,
+    /// Called on each blob as it comes, before `keep` is asked about its frame's blobs.
+    warm: &'k dyn Fn(&BlobEntry),
+    /// The frame being read (entries come frame by frame).
+    frame: Vec<(Id, BlobEntry)>,
+    /// About how many blobs will be kept (the index reserves no more).
+    expect: usize,
+}
+
+impl<'k> FrameFilter<'k> {
+    /// Keeps the frames of the blobs `keep` accepts, about `expect` blobs in all; `warm`
+    /// sees each blob first (to prefetch what `keep` will read: a frame's blobs are asked
+    /// about together once it ends, so their memory reads overlap).
+    pub fn new(keep: &'k dyn Fn(&BlobEntry) -> bool, warm: &'k dyn Fn(&BlobEntry), expect: usize) -> Self {
+        FrameFilter { index: Index::new(), packs: HashSet::new(), keep, warm, frame: Vec::new(), expect }
+    }
+
+    fn end_frame(&mut self) {
+        if self.frame.iter().any(|(_, e)| (self.keep)(e)) {
+            for (pack, e) in self.frame.drain(..) {
+                self.index.insert(pack, e);
+            }
+        }
+        self.frame.clear();
+    }
+}
+
+impl IndexSink for FrameFilter<'_> {
+    fn add(&mut self, pack: Id, entry: &BlobEntry) {
+        if self.frame.last().is_some_and(|(p, f)| *p != pack || !f.same_frame(entry)) {
+            self.end_frame();
+        }
+        if self.frame.is_empty() {
+            self.packs.insert(pack);
+        }
+        (self.warm)(entry);
+        self.frame.push((pack, *entry));
+    }
+    fn clear(&mut self) {
+        self.index = Index::new();
+        self.packs.clear();
+        self.frame.clear();
+    }
+    fn reserve(&mut self, blobs: usize) {
+        self.index.reserve(blobs.min(self.expect));
+    }
+    fn finish(&mut self) {
+        self.end_frame();
+        self.index.finish();
+    }
+}
+
 /// Feeds the entries of every live index file to `sink`, one file at a time,
 /// so only the sink is ever held whole; returns the files read and the
 /// superseded ones. A file that a newer one supersedes (left by an
@@ -515,14 +575,24 @@ fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -
     }
 }
 
+/// About how many blobs the repository's index files hold (at most), from their sizes.
+pub fn blobs_at_most(repo: &Repository) -> Result<usize> {
+    Ok(repo.backend().list(FileKind::Index)?.iter().map(|i| i.size as usize).sum::<usize>() / BLOB_LEN)
+}
+
 /// Ids to find in the index files: sorted, with their leading 8 bytes as numbers and a
 /// bitmap of their leading bits (32 bits per id), so that nearly every entry of an index
 /// file is passed over after one bit test, and the rest after a search of numbers.
 pub struct Wanted {
+    /// The full ids, beside `leads`; empty for a set of leads only ([`Wanted::leads`]).
     ids: Vec<Id>,
     leads: Vec<u64>,
     bits: Vec<u64>,
     shift: u32,
+    /// Leads of bucket `b` (by their top `dir_bits` bits) are `leads[dir[b]..dir[b + 1]]`:
+    /// a lookup searches a few leads, not all of them.
+    dir: Vec<u32>,
+    dir_bits: u32,
 }
 
 impl Wanted {
@@ -531,37 +601,78 @@ impl Wanted {
         let mut ids: Vec<Id> = ids.into_iter().collect();
         ids.sort_unstable();
         ids.dedup();
-        let leads: Vec<u64> = ids.iter().map(Table::<Id, Location>::lead).collect();
+        let leads: Vec<u64> = ids.iter().map(lead).collect();
+        Wanted::with(ids, leads)
+    }
+
+    /// The set of ids whose leading 8 bytes ([`lead`]) are one of `leads`, at 12 bytes per
+    /// id instead of 44: with keyed-hash ids an unwanted id shares a wanted lead with
+    /// probability ~n/2^64, so a caller that only keeps more than it needs may use it.
+    pub fn leads(mut leads: Vec<u64>) -> Wanted {
+        leads.sort_unstable();
+        leads.dedup();
+        leads.shrink_to_fit();
+        Wanted::with(Vec::new(), leads)
+    }
+
+    fn with(ids: Vec<Id>, leads: Vec<u64>) -> Wanted {
         // 2^16 to 2^26 bits: at most 1/32 of them set.
-        let log = (ids.len() * 32).next_power_of_two().trailing_zeros().clamp(16, 26);
-        let mut w = Wanted { ids, leads, bits: vec![0u64; 1 << (log - 6)], shift: 64 - log };
+        let log = (leads.len() * 32).next_power_of_two().trailing_zeros().clamp(16, 26);
+        // About 4-8 leads per bucket.
+        let dir_bits = (leads.len() / 8).max(1).next_power_of_two().trailing_zeros();
+        let mut w = Wanted { ids, leads, bits: vec![0u64; 1 << (log - 6)], shift: 64 - log, dir: vec![0; (1 << dir_bits) + 1], dir_bits };
         for i in 0..w.leads.len() {
             let s = (w.leads[i] >> w.shift) as usize;
             w.bits[s >> 6] |= 1 << (s & 63);
+            let b = w.bucket(w.leads[i]);
+            w.dir[b + 1] += 1;
+        }
+        for b in 1..w.dir.len() {
+            w.dir[b] += w.dir[b - 1];
         }
         w
     }
 
-    /// Whether `id` is one of the set.
+    fn bucket(&self, lead: u64) -> usize {
+        lead.checked_shr(64 - self.dir_bits).unwrap_or(0) as usize
+    }
+
+    /// Whether `id` is one of the set (for a set of leads: whether its lead is).
     pub fn contains(&self, id: &Id) -> bool {
-        let lead = Table::<Id, Location>::lead(id);
+        let lead = lead(id);
         let s = (lead >> self.shift) as usize;
         if self.bits[s >> 6] & (1 << (s & 63)) == 0 {
             return false;
         }
-        let from = self.leads.partition_point(|l| *l < lead);
+        let b = self.bucket(lead);
+        let (lo, hi) = (self.dir[b] as usize, self.dir[b + 1] as usize);
+        let from = lo + self.leads[lo..hi].partition_point(|l| *l < lead);
+        if self.ids.is_empty() {
+            return self.leads.get(from) == Some(&lead);
+        }
         self.leads[from..].iter().zip(&self.ids[from..]).take_while(|(l, _)| **l == lead).any(|(_, i)| i == id)
+    }
+
+    /// Starts fetching the bitmap word `contains(id)` reads first.
+    pub fn prefetch(&self, id: &Id) {
+        let s = (lead(id) >> self.shift) as usize;
+        prefetch_line(&self.bits[s >> 6]);
     }
 
     /// Number of ids.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.leads.len()
     }
 
     /// True when no id is wanted.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.leads.is_empty()
     }
+}
+
+/// An id's leading 8 bytes as a number (sorts like the id).
+pub fn lead(id: &Id) -> u64 {
+    Table::<Id, Location>::lead(id)
 }
 
 /// Index files read at once by [`locate`].
@@ -1000,6 +1111,43 @@ mod tests {
         b.0[31] = 2;
         let w = Wanted::new([a]);
         assert!(w.contains(&a) && !w.contains(&b));
+    }
+
+    /// A set of leads finds its ids and not others; duplicates count once.
+    #[test]
+    fn wanted_leads_find_their_ids() {
+        let hasher = crate::crypto::IdHasher::new(crate::crypto::SecretKey::random());
+        let ids: Vec<Id> = (0..10_000u32).map(|i| hasher.id(&i.to_le_bytes())).collect();
+        let w = Wanted::leads(ids.iter().chain(&ids).map(lead).collect());
+        assert_eq!(w.len(), ids.len());
+        assert!(ids.iter().all(|id| w.contains(id)));
+        assert!((10_000..30_000u32).all(|i| !w.contains(&hasher.id(&i.to_le_bytes()))));
+    }
+
+    /// A frame filter keeps every blob of a frame one of whose blobs it accepts, and no
+    /// other; it remembers every pack it was shown.
+    #[test]
+    fn frame_filter_keeps_whole_frames() {
+        let blob = |id: u8, offset: u32, inner: u32| BlobEntry { id: Id([id; 32]), kind: BlobType::Data, flags: 0, offset, length: 50, raw_len: 10, inner, frame_len: 30 };
+        let (p1, p2) = (Id([1; 32]), Id([2; 32]));
+        // p1: frames at 0 (blobs 1-3) and 50 (4-6); p2: a frame at 0 (7-9), the same offset as p1's first.
+        let mut shown = Vec::new();
+        for (pack, offset, first) in [(p1, 0, 1u8), (p1, 50, 4), (p2, 0, 7)] {
+            for k in 0..3u8 {
+                shown.push((pack, blob(first + k, offset, k as u32 * 10)));
+            }
+        }
+        let keep = |e: &BlobEntry| e.id == Id([5; 32]) || e.id == Id([9; 32]);
+        let mut f = FrameFilter::new(&keep, &|_: &BlobEntry| (), 4);
+        for (pack, e) in &shown {
+            f.add(*pack, e);
+        }
+        f.finish();
+        let mut kept: Vec<u8> = f.index.iter().map(|(_, e)| e.id.0[0]).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![4, 5, 6, 7, 8, 9]);
+        assert_eq!(f.packs, HashSet::from([p1, p2]));
+        assert_eq!(f.index.get(&Id([7; 32])).map(|(p, _)| p), Some(p2));
     }
 
     #[test]
