@@ -12,19 +12,23 @@ use rdbvault::redis::rewrite::{rewrite_snapshot, RewriteOptions};
 use super::restore::RestoreArgs;
 use super::{output, with_blobs_for, Global};
 
+/// Output buffer: small writes are gathered; the pieces of text export's threads hand over
+/// (256 KiB batches) are mostly larger and go straight through without a copy.
+const OUT_BUF: usize = 256 << 10;
+
 /// Writes through `fill` to `path`: stdout for `-`, a FIFO or device as a stream, else a
 /// temp file renamed into place only once `fill` succeeded (mode 0600).
 pub fn write_output<T>(path: &Path, overwrite: bool, fill: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>) -> anyhow::Result<T> {
     if path.as_os_str() == "-" {
         let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        let mut out = std::io::BufWriter::with_capacity(OUT_BUF, stdout.lock());
         let v = fill(&mut out)?;
         out.flush()?;
         return Ok(v);
     }
     let dest = target::dest(path, overwrite)?;
     if let Dest::Stream(p) = &dest {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, target::open_stream(p)?);
+        let mut out = std::io::BufWriter::with_capacity(OUT_BUF, target::open_stream(p)?);
         let v = fill(&mut out)?;
         out.flush()?;
         return Ok(v);
@@ -32,7 +36,7 @@ pub fn write_output<T>(path: &Path, overwrite: bool, fill: impl FnOnce(&mut dyn 
     let mut result = None;
     let mut failure = None;
     let r = target::write_atomically(&dest, |f| {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+        let mut out = std::io::BufWriter::with_capacity(OUT_BUF, f);
         match fill(&mut out).and_then(|v| out.flush().map(|()| v).map_err(Into::into)) {
             Ok(v) => {
                 result = Some(v);
