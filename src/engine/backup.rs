@@ -212,7 +212,10 @@ pub fn run_with(
     drop(listed);
     drop(indexed);
     Compressor::new(opts.zstd_level, None)?;
-    let existing_dict = Blobs::new(repo, &known.dictionaries)?.dictionaries().preferred();
+    // The repository's dictionary is read (a round trip on a network store) while the input
+    // is read and hashed; workers wait for it only before they seal their first frame.
+    let stored_dicts = std::mem::take(&mut known.dictionaries);
+    let has_dict = !stored_dicts.is_empty();
 
     // Without a dictionary yet, the first megabytes of input train one.
     let mut inputs: Vec<(String, Vec<Chunks>, Chunker<Box<dyn Read + Send + '_>>)> = inputs
@@ -224,7 +227,7 @@ pub fn run_with(
         })
         .collect();
     let mut samples: Vec<Vec<u8>> = Vec::new();
-    if existing_dict.is_none() && opts.zstd_level > 0 {
+    if !has_dict && opts.zstd_level > 0 {
         if let Some((name, prefix, chunker)) = inputs.first_mut() {
             let mut sampled = 0;
             while sampled < compress::MAX_TRAINING_BYTES {
@@ -251,9 +254,9 @@ pub fn run_with(
     // Workers use the dictionary once there is one; a new one is trained while
     // they start (the few small frames before it are compressed without).
     let dict: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
-    if let Some(d) = existing_dict {
-        let _ = dict.set(d);
-    }
+    // Closed once the stored dictionary is loaded (or failed to load).
+    let (loaded_tx, loaded_rx) = bounded::<()>(0);
+    let wait_dict = (has_dict && opts.zstd_level > 0).then_some(&loaded_rx);
     let dedup = Arc::new(Dedup { known, claimed: Mutex::new(Claimed::new()) });
     let threads = opts.threads.max(1);
 
@@ -266,6 +269,18 @@ pub fn run_with(
         let (pack_tx, pack_rx) = bounded(2);
         let writer = s.spawn(move || write_packs(repo, pack_rx));
         let packer = s.spawn(move || run_packer(repo, seal_rx, pack_tx));
+        let dict_loader = {
+            let (dict, stored_dicts) = (&dict, &stored_dicts);
+            s.spawn(move || -> Result<()> {
+                if has_dict {
+                    if let Some(d) = Blobs::new(repo, stored_dicts)?.dictionaries().preferred() {
+                        let _ = dict.set(d);
+                    }
+                }
+                drop(loaded_tx);
+                Ok(())
+            })
+        };
         if !samples.is_empty() {
             let (seal_tx, dedup, dict) = (seal_tx.clone(), dedup.clone(), &dict);
             s.spawn(move || {
@@ -281,7 +296,7 @@ pub fn run_with(
         }
         for _ in 0..threads {
             let (job_rx, seal_tx, ev_tx, dedup, dict) = (job_rx.clone(), seal_tx.clone(), ev_tx.clone(), dedup.clone(), &dict);
-            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, dict, job_rx, seal_tx, ev_tx));
+            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, (dict, wait_dict), job_rx, seal_tx, ev_tx));
         }
         drop(job_rx);
         let collector = {
@@ -351,8 +366,10 @@ pub fn run_with(
         };
         let packed = packer.join().unwrap_or_else(|_| Err(Error::Invalid("packer thread panicked".into())));
         let written = writer.join().unwrap_or_else(|_| Err(Error::Invalid("pack writer thread panicked".into())));
-        // The writer's error (e.g. a full disk) is the root cause of a packer that stopped.
-        let packed = written.and_then(|stats| packed.map(|()| stats));
+        // The writer's error (e.g. a full disk) is the root cause of a packer that stopped;
+        // a dictionary that could not be read, of workers that stopped.
+        let loaded = dict_loader.join().unwrap_or_else(|_| Err(Error::Invalid("dictionary loader thread panicked".into())));
+        let packed = loaded.and(written).and_then(|stats| packed.map(|()| stats));
         (read_result, collected, packed, index)
     });
     let (read_result, collected, packed, index) = outcome;
@@ -470,11 +487,15 @@ fn read_input(
     Ok((size, parser_gave_up))
 }
 
+/// The dictionary workers compress with, and, while the repository's own is still being
+/// read, what closes once it is.
+type DictSource<'a> = (&'a OnceLock<Arc<Vec<u8>>>, Option<&'a Receiver<()>>);
+
 fn run_worker(
     repo: &Repository,
     dedup: &Dedup,
     level: i32,
-    dict: &OnceLock<Arc<Vec<u8>>>,
+    (dict, loading): DictSource<'_>,
     jobs: Receiver<Job>,
     sealed: Sender<Vec<Sealed>>,
     events: Sender<Event>,
@@ -484,14 +505,30 @@ fn run_worker(
     let with_dict = |d: Option<&Arc<Vec<u8>>>| Compressor::new(level, d.map(|d| d.as_slice())).or_else(|_| Compressor::new(level, None));
     let Ok(mut zstd) = with_dict(dict.get()) else { return };
     let mut has_dict = dict.get().is_some();
+    // Switches to the dictionary once there is one: a trained one whenever it is ready,
+    // the stored one (`wait`) before the first frame is sealed.
+    let mut settle = |zstd: &mut Compressor, wait: bool| -> bool {
+        if has_dict {
+            return true;
+        }
+        if let (true, Some(loading)) = (wait, loading) {
+            let _ = loading.recv();
+            // Still none: the stored dictionary could not be read (its loader says why).
+            if dict.get().is_none() {
+                return false;
+            }
+        }
+        if let Some(d) = dict.get() {
+            let Ok(z) = with_dict(Some(d)) else { return false };
+            (*zstd, has_dict) = (z, true);
+        }
+        true
+    };
     let mut frame = Vec::with_capacity(FRAME_TARGET + 16 * 1024);
     let mut members = Vec::new();
     for job in jobs {
-        if !has_dict {
-            if let Some(d) = dict.get() {
-                let Ok(z) = with_dict(Some(d)) else { return };
-                (zstd, has_dict) = (z, true);
-            }
+        if !settle(&mut zstd, false) {
+            return;
         }
         let mut ids = Vec::with_capacity(job.chunks.len());
         let mut frames = Vec::new();
@@ -509,12 +546,18 @@ fn run_worker(
                 frame.extend_from_slice(data);
                 members.push((id, len));
                 if frame.len() >= FRAME_TARGET {
+                    if !settle(&mut zstd, true) {
+                        return;
+                    }
                     frames.push(close_frame(repo, &mut frame, &mut members, &mut zstd));
                 }
             }
             ids.push((id, len, new));
         }
         if !members.is_empty() {
+            if !settle(&mut zstd, true) {
+                return;
+            }
             frames.push(close_frame(repo, &mut frame, &mut members, &mut zstd));
         }
         if !frames.is_empty() && sealed.send(frames).is_err() {
