@@ -262,13 +262,14 @@ pub fn run_with(
 
     let (job_tx, job_rx) = bounded::<Job>(threads * 4);
     let (seal_tx, seal_rx) = bounded::<Vec<Sealed>>(threads * 4);
+    let (meta_tx, meta_rx) = bounded::<Vec<Sealed>>(threads * 4);
     let (ev_tx, ev_rx) = bounded::<Event>(threads * 64);
 
     let outcome = std::thread::scope(|s| {
         // Two closed packs may wait while one is written and fsynced.
         let (pack_tx, pack_rx) = bounded(2);
         let writer = s.spawn(move || write_packs(repo, pack_rx));
-        let packer = s.spawn(move || run_packer(repo, seal_rx, pack_tx));
+        let packer = s.spawn(move || run_packer(repo, seal_rx, meta_rx, pack_tx));
         let dict_loader = {
             let (dict, stored_dicts) = (&dict, &stored_dicts);
             s.spawn(move || -> Result<()> {
@@ -300,13 +301,13 @@ pub fn run_with(
         }
         drop(job_rx);
         let collector = {
-            let (seal_tx, dedup) = (seal_tx.clone(), dedup.clone());
-            s.spawn(move || run_collector(repo, &dedup, ev_rx, seal_tx))
+            let (meta_tx, dedup) = (meta_tx.clone(), dedup.clone());
+            s.spawn(move || run_collector(repo, &dedup, ev_rx, meta_tx))
         };
         // Key index blobs go to the packer like any other; this sender closes once the top
         // table is stored (after the collector, which knows where the chunk lists start).
-        let index_tx = opts.key_index.then(|| seal_tx.clone());
-        drop(seal_tx);
+        let index_tx = opts.key_index.then(|| meta_tx.clone());
+        drop((seal_tx, meta_tx));
 
         // Facts are read from a lone input, or from the RDB of a multi-file
         // source (the base file of an AOF directory).
@@ -577,18 +578,36 @@ fn close_frame(repo: &Repository, frame: &mut Vec<u8>, members: &mut Vec<(Id, u3
 
 /// Chunk lists go to packs of their own, so a restore reads a file's lists in a
 /// few range reads instead of one per list (and data frames lie side by side);
-/// dictionaries stay with the data, stored before the frames that need them.
-fn run_packer<'a>(repo: &'a Repository, sealed: Receiver<Vec<Sealed>>, packs: Sender<FinishedPack<'a>>) -> Result<()> {
-    let mut data = Packer::new(repo, packs.clone());
-    let mut lists = Packer::new(repo, packs);
-    for batch in sealed {
-        for s in batch {
-            let packer = if s.kind == BlobType::ChunkList { &mut lists } else { &mut data };
-            packer.add_frame(s.kind, s.flags, &s.data, &s.blobs)?;
+/// dictionaries stay with the data, stored before the frames that need them. The key
+/// index goes with the lists (`meta`), so the last data pack is handed over as soon as
+/// the workers are done, and uploads while the key index is still being sorted and stored.
+fn run_packer<'a>(repo: &'a Repository, data_rx: Receiver<Vec<Sealed>>, meta_rx: Receiver<Vec<Sealed>>, packs: Sender<FinishedPack<'a>>) -> Result<()> {
+    let mut data = Some(Packer::new(repo, packs.clone()));
+    let mut meta = Some(Packer::new(repo, packs));
+    let never = crossbeam_channel::never();
+    loop {
+        let (from_data, from_meta) = (if data.is_some() { &data_rx } else { &never }, if meta.is_some() { &meta_rx } else { &never });
+        let (packer, got) = crossbeam_channel::select! {
+            recv(from_data) -> got => (&mut data, got),
+            recv(from_meta) -> got => (&mut meta, got),
+        };
+        match got {
+            Ok(batch) => {
+                let Some(p) = packer.as_mut() else { continue };
+                for s in batch {
+                    p.add_frame(s.kind, s.flags, &s.data, &s.blobs)?;
+                }
+            }
+            Err(_) => {
+                if let Some(p) = packer.take() {
+                    p.finish()?;
+                }
+                if data.is_none() && meta.is_none() {
+                    return Ok(());
+                }
+            }
         }
     }
-    data.finish()?;
-    lists.finish()
 }
 
 #[derive(Default)]
