@@ -346,6 +346,10 @@ pub fn run_with(
                 }
             }
         }
+        // The workers and the collector finish what is queued while the parser completes
+        // the key index: the last data pack goes up meanwhile.
+        drop(job_tx);
+        drop(ev_tx);
         let mut index = None;
         let read_result = read_result.map(|size| {
             let parsed = facts_thread.map(|(name, h)| {
@@ -358,8 +362,6 @@ pub fn run_with(
             });
             (size, parsed)
         });
-        drop(job_tx);
-        drop(ev_tx);
         let collected = collector.join().unwrap_or_else(|_| Err(Error::Invalid("collector thread panicked".into())));
         let index = match (index, index_tx, &collected) {
             (Some((name, top)), Some(tx), Ok(c)) => Some(top.and_then(|top| store_top(repo, &dedup, tx, top, &name, c))),
