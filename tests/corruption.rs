@@ -115,3 +115,22 @@ fn ciphertexts_reveal_no_plaintext() {
         assert!(!b.windows(8).any(|w| w == b"key:user"), "{} holds plaintext", f.display());
     }
 }
+
+/// The stored dictionary is read while the input is, and new frames wait for it: when it
+/// cannot be read, the backup names the missing pack (not its stopped workers) and saves
+/// no snapshot.
+#[test]
+fn a_backup_whose_dictionary_is_missing_names_the_pack() {
+    let (v, _) = setup();
+    let packs = files_in(&v.repo.join("data"));
+    let names: Vec<String> = packs.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for p in &packs {
+        std::fs::remove_file(p).unwrap();
+    }
+    let f = v.dir.path().join("next.rdb");
+    std::fs::write(&f, test_bytes(400_000, 4)).unwrap();
+    let err = v.fails(&["backup", "--raw", f.to_str().unwrap()]);
+    assert!(names.iter().any(|n| err.contains(n.as_str())), "{err}");
+    assert!(!err.contains("stopped"), "{err}");
+    assert_eq!(v.snapshots().len(), 1, "no snapshot saved");
+}

@@ -212,7 +212,10 @@ pub fn run_with(
     drop(listed);
     drop(indexed);
     Compressor::new(opts.zstd_level, None)?;
-    let existing_dict = Blobs::new(repo, &known.dictionaries)?.dictionaries().preferred();
+    // The repository's dictionary is read (a round trip on a network store) while the input
+    // is read and hashed; workers wait for it only before they seal their first frame.
+    let stored_dicts = std::mem::take(&mut known.dictionaries);
+    let has_dict = !stored_dicts.is_empty();
 
     // Without a dictionary yet, the first megabytes of input train one.
     let mut inputs: Vec<(String, Vec<Chunks>, Chunker<Box<dyn Read + Send + '_>>)> = inputs
@@ -224,7 +227,7 @@ pub fn run_with(
         })
         .collect();
     let mut samples: Vec<Vec<u8>> = Vec::new();
-    if existing_dict.is_none() && opts.zstd_level > 0 {
+    if !has_dict && opts.zstd_level > 0 {
         if let Some((name, prefix, chunker)) = inputs.first_mut() {
             let mut sampled = 0;
             while sampled < compress::MAX_TRAINING_BYTES {
@@ -251,21 +254,34 @@ pub fn run_with(
     // Workers use the dictionary once there is one; a new one is trained while
     // they start (the few small frames before it are compressed without).
     let dict: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
-    if let Some(d) = existing_dict {
-        let _ = dict.set(d);
-    }
+    // Closed once the stored dictionary is loaded (or failed to load).
+    let (loaded_tx, loaded_rx) = bounded::<()>(0);
+    let wait_dict = (has_dict && opts.zstd_level > 0).then_some(&loaded_rx);
     let dedup = Arc::new(Dedup { known, claimed: Mutex::new(Claimed::new()) });
     let threads = opts.threads.max(1);
 
     let (job_tx, job_rx) = bounded::<Job>(threads * 4);
     let (seal_tx, seal_rx) = bounded::<Vec<Sealed>>(threads * 4);
+    let (meta_tx, meta_rx) = bounded::<Vec<Sealed>>(threads * 4);
     let (ev_tx, ev_rx) = bounded::<Event>(threads * 64);
 
     let outcome = std::thread::scope(|s| {
         // Two closed packs may wait while one is written and fsynced.
         let (pack_tx, pack_rx) = bounded(2);
         let writer = s.spawn(move || write_packs(repo, pack_rx));
-        let packer = s.spawn(move || run_packer(repo, seal_rx, pack_tx));
+        let packer = s.spawn(move || run_packer(repo, seal_rx, meta_rx, pack_tx));
+        let dict_loader = {
+            let (dict, stored_dicts) = (&dict, &stored_dicts);
+            s.spawn(move || -> Result<()> {
+                if has_dict {
+                    if let Some(d) = Blobs::new(repo, stored_dicts)?.dictionaries().preferred() {
+                        let _ = dict.set(d);
+                    }
+                }
+                drop(loaded_tx);
+                Ok(())
+            })
+        };
         if !samples.is_empty() {
             let (seal_tx, dedup, dict) = (seal_tx.clone(), dedup.clone(), &dict);
             s.spawn(move || {
@@ -281,17 +297,17 @@ pub fn run_with(
         }
         for _ in 0..threads {
             let (job_rx, seal_tx, ev_tx, dedup, dict) = (job_rx.clone(), seal_tx.clone(), ev_tx.clone(), dedup.clone(), &dict);
-            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, dict, job_rx, seal_tx, ev_tx));
+            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, (dict, wait_dict), job_rx, seal_tx, ev_tx));
         }
         drop(job_rx);
         let collector = {
-            let (seal_tx, dedup) = (seal_tx.clone(), dedup.clone());
-            s.spawn(move || run_collector(repo, &dedup, ev_rx, seal_tx))
+            let (meta_tx, dedup) = (meta_tx.clone(), dedup.clone());
+            s.spawn(move || run_collector(repo, &dedup, ev_rx, meta_tx))
         };
         // Key index blobs go to the packer like any other; this sender closes once the top
         // table is stored (after the collector, which knows where the chunk lists start).
-        let index_tx = opts.key_index.then(|| seal_tx.clone());
-        drop(seal_tx);
+        let index_tx = opts.key_index.then(|| meta_tx.clone());
+        drop((seal_tx, meta_tx));
 
         // Facts are read from a lone input, or from the RDB of a multi-file
         // source (the base file of an AOF directory).
@@ -330,6 +346,10 @@ pub fn run_with(
                 }
             }
         }
+        // The workers and the collector finish what is queued while the parser completes
+        // the key index: the last data pack goes up meanwhile.
+        drop(job_tx);
+        drop(ev_tx);
         let mut index = None;
         let read_result = read_result.map(|size| {
             let parsed = facts_thread.map(|(name, h)| {
@@ -342,8 +362,6 @@ pub fn run_with(
             });
             (size, parsed)
         });
-        drop(job_tx);
-        drop(ev_tx);
         let collected = collector.join().unwrap_or_else(|_| Err(Error::Invalid("collector thread panicked".into())));
         let index = match (index, index_tx, &collected) {
             (Some((name, top)), Some(tx), Ok(c)) => Some(top.and_then(|top| store_top(repo, &dedup, tx, top, &name, c))),
@@ -351,8 +369,10 @@ pub fn run_with(
         };
         let packed = packer.join().unwrap_or_else(|_| Err(Error::Invalid("packer thread panicked".into())));
         let written = writer.join().unwrap_or_else(|_| Err(Error::Invalid("pack writer thread panicked".into())));
-        // The writer's error (e.g. a full disk) is the root cause of a packer that stopped.
-        let packed = written.and_then(|stats| packed.map(|()| stats));
+        // The writer's error (e.g. a full disk) is the root cause of a packer that stopped;
+        // a dictionary that could not be read, of workers that stopped.
+        let loaded = dict_loader.join().unwrap_or_else(|_| Err(Error::Invalid("dictionary loader thread panicked".into())));
+        let packed = loaded.and(written).and_then(|stats| packed.map(|()| stats));
         (read_result, collected, packed, index)
     });
     let (read_result, collected, packed, index) = outcome;
@@ -470,11 +490,15 @@ fn read_input(
     Ok((size, parser_gave_up))
 }
 
+/// The dictionary workers compress with, and, while the repository's own is still being
+/// read, what closes once it is.
+type DictSource<'a> = (&'a OnceLock<Arc<Vec<u8>>>, Option<&'a Receiver<()>>);
+
 fn run_worker(
     repo: &Repository,
     dedup: &Dedup,
     level: i32,
-    dict: &OnceLock<Arc<Vec<u8>>>,
+    (dict, loading): DictSource<'_>,
     jobs: Receiver<Job>,
     sealed: Sender<Vec<Sealed>>,
     events: Sender<Event>,
@@ -484,14 +508,30 @@ fn run_worker(
     let with_dict = |d: Option<&Arc<Vec<u8>>>| Compressor::new(level, d.map(|d| d.as_slice())).or_else(|_| Compressor::new(level, None));
     let Ok(mut zstd) = with_dict(dict.get()) else { return };
     let mut has_dict = dict.get().is_some();
+    // Switches to the dictionary once there is one: a trained one whenever it is ready,
+    // the stored one (`wait`) before the first frame is sealed.
+    let mut settle = |zstd: &mut Compressor, wait: bool| -> bool {
+        if has_dict {
+            return true;
+        }
+        if let (true, Some(loading)) = (wait, loading) {
+            let _ = loading.recv();
+            // Still none: the stored dictionary could not be read (its loader says why).
+            if dict.get().is_none() {
+                return false;
+            }
+        }
+        if let Some(d) = dict.get() {
+            let Ok(z) = with_dict(Some(d)) else { return false };
+            (*zstd, has_dict) = (z, true);
+        }
+        true
+    };
     let mut frame = Vec::with_capacity(FRAME_TARGET + 16 * 1024);
     let mut members = Vec::new();
     for job in jobs {
-        if !has_dict {
-            if let Some(d) = dict.get() {
-                let Ok(z) = with_dict(Some(d)) else { return };
-                (zstd, has_dict) = (z, true);
-            }
+        if !settle(&mut zstd, false) {
+            return;
         }
         let mut ids = Vec::with_capacity(job.chunks.len());
         let mut frames = Vec::new();
@@ -509,12 +549,18 @@ fn run_worker(
                 frame.extend_from_slice(data);
                 members.push((id, len));
                 if frame.len() >= FRAME_TARGET {
+                    if !settle(&mut zstd, true) {
+                        return;
+                    }
                     frames.push(close_frame(repo, &mut frame, &mut members, &mut zstd));
                 }
             }
             ids.push((id, len, new));
         }
         if !members.is_empty() {
+            if !settle(&mut zstd, true) {
+                return;
+            }
             frames.push(close_frame(repo, &mut frame, &mut members, &mut zstd));
         }
         if !frames.is_empty() && sealed.send(frames).is_err() {
@@ -534,18 +580,36 @@ fn close_frame(repo: &Repository, frame: &mut Vec<u8>, members: &mut Vec<(Id, u3
 
 /// Chunk lists go to packs of their own, so a restore reads a file's lists in a
 /// few range reads instead of one per list (and data frames lie side by side);
-/// dictionaries stay with the data, stored before the frames that need them.
-fn run_packer<'a>(repo: &'a Repository, sealed: Receiver<Vec<Sealed>>, packs: Sender<FinishedPack<'a>>) -> Result<()> {
-    let mut data = Packer::new(repo, packs.clone());
-    let mut lists = Packer::new(repo, packs);
-    for batch in sealed {
-        for s in batch {
-            let packer = if s.kind == BlobType::ChunkList { &mut lists } else { &mut data };
-            packer.add_frame(s.kind, s.flags, &s.data, &s.blobs)?;
+/// dictionaries stay with the data, stored before the frames that need them. The key
+/// index goes with the lists (`meta`), so the last data pack is handed over as soon as
+/// the workers are done, and uploads while the key index is still being sorted and stored.
+fn run_packer<'a>(repo: &'a Repository, data_rx: Receiver<Vec<Sealed>>, meta_rx: Receiver<Vec<Sealed>>, packs: Sender<FinishedPack<'a>>) -> Result<()> {
+    let mut data = Some(Packer::new(repo, packs.clone()));
+    let mut meta = Some(Packer::new(repo, packs));
+    let never = crossbeam_channel::never();
+    loop {
+        let (from_data, from_meta) = (if data.is_some() { &data_rx } else { &never }, if meta.is_some() { &meta_rx } else { &never });
+        let (packer, got) = crossbeam_channel::select! {
+            recv(from_data) -> got => (&mut data, got),
+            recv(from_meta) -> got => (&mut meta, got),
+        };
+        match got {
+            Ok(batch) => {
+                let Some(p) = packer.as_mut() else { continue };
+                for s in batch {
+                    p.add_frame(s.kind, s.flags, &s.data, &s.blobs)?;
+                }
+            }
+            Err(_) => {
+                if let Some(p) = packer.take() {
+                    p.finish()?;
+                }
+                if data.is_none() && meta.is_none() {
+                    return Ok(());
+                }
+            }
         }
     }
-    data.finish()?;
-    lists.finish()
 }
 
 #[derive(Default)]

@@ -50,6 +50,8 @@ struct OpenPack<'a> {
 /// goes on while a pack is fsynced and indexed.
 pub struct Packer<'a> {
     repo: &'a Repository,
+    /// Pack size: the default, or smaller where the backend asks for it (or a test does).
+    target: usize,
     cur: Option<OpenPack<'a>>,
     tx: Sender<FinishedPack<'a>>,
 }
@@ -57,7 +59,8 @@ pub struct Packer<'a> {
 impl<'a> Packer<'a> {
     /// A packer whose packs go to `tx` (a thread running `write_packs`).
     pub fn new(repo: &'a Repository, tx: Sender<FinishedPack<'a>>) -> Self {
-        Packer { repo, cur: None, tx }
+        let target = repo.backend().pack_bytes().map_or(pack_target(), |n| n.min(pack_target()));
+        Packer { repo, target, cur: None, tx }
     }
 
     /// Adds a sealed frame holding `blobs` (id, length); hands the pack over when it is full.
@@ -75,7 +78,7 @@ impl<'a> Packer<'a> {
         cur.staged.append(sealed)?;
         cur.hasher.update(sealed);
         cur.len += sealed.len();
-        if cur.len >= pack_target() {
+        if cur.len >= self.target {
             self.send()?;
         }
         Ok(())

@@ -157,6 +157,12 @@ pub trait Backend: Send + Sync {
     fn upload_threads(&self) -> usize {
         1
     }
+    /// Bytes at which a backup closes a pack, when this store wants packs smaller than the
+    /// default: on a network store uploads then start while the input is still being read,
+    /// and the last one, which nothing overlaps, is short.
+    fn pack_bytes(&self) -> Option<usize> {
+        None
+    }
     /// How a restore reads packs: a local disk today's small reads, a
     /// network store few large ones, since each request costs a round trip.
     fn read_plan(&self) -> ReadPlan {

@@ -143,6 +143,9 @@ impl Backend for CachedBackend {
     fn upload_threads(&self) -> usize {
         self.inner.upload_threads()
     }
+    fn pack_bytes(&self) -> Option<usize> {
+        self.inner.pack_bytes()
+    }
     fn read_plan(&self) -> ReadPlan {
         self.inner.read_plan()
     }

@@ -390,6 +390,10 @@ impl Backend for ObjectBackend {
         UPLOAD_THREADS
     }
 
+    fn pack_bytes(&self) -> Option<usize> {
+        Some(PACK_BYTES)
+    }
+
     fn read_plan(&self) -> ReadPlan {
         ReadPlan::NETWORK
     }
@@ -418,3 +422,7 @@ impl StagedFile for ObjectStaged<'_> {
 
 /// Packs uploaded at once to a network repository.
 const UPLOAD_THREADS: usize = 4;
+
+/// A backup's packs on a network repository: 4 MiB (restic's smallest) rather than 16, so an
+/// incremental's few MiB of new data go up while the input is read, not all after it.
+const PACK_BYTES: usize = 4 * 1024 * 1024;
