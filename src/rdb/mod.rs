@@ -254,10 +254,6 @@ impl<R: Read> RdbReader<R> {
 
     /// Returns the next item, or None once EOF has been read and the checksum verified.
     pub fn next_item(&mut self) -> Result<Option<Item>> {
-        self.next_with()
-    }
-
-    fn next_with(&mut self) -> Result<Option<Item>> {
         if self.done {
             return Ok(None);
         }

@@ -8,7 +8,6 @@
 use std::io::{Read, Write};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
-
 use super::keyscan::KeyFilter;
 use crate::error::Error;
 use crate::rdb::{write_bytes_json, Item, RdbError, RdbReader, ReadOptions, RecordHead, ValueKind, ValuesJson};
