@@ -192,15 +192,6 @@ pub struct RdbReader<R: Read> {
     stored_checksum: Option<u64>,
 }
 
-/// What `export --format jsonl` writes of a record before its value.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordHead<'a> {
-    pub db: u64,
-    pub key: &'a [u8],
-    pub kind: ValueKind,
-    pub expire_ms: Option<u64>,
-}
-
 impl<R: Read> RdbReader<R> {
     /// Reads the `REDIS` magic and 4-digit version with default options.
     pub fn new(r: R) -> Result<Self> {

@@ -10,7 +10,7 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 use super::keyscan::KeyFilter;
 use crate::error::Error;
-use crate::rdb::{write_bytes_json, Item, RdbError, RdbReader, ReadOptions, RecordHead, ValueKind, ValuesJson};
+use crate::rdb::{write_bytes_json, Item, RdbError, RdbReader, ReadOptions, ValueKind, ValuesJson};
 
 /// Stream bytes per batch: the batch closes at the first record end past this (1 MiB
 /// batches, whose text would pass the output buffer without a copy, were no faster).
@@ -197,7 +197,7 @@ fn work(batches: Receiver<Batch>, to_writer: Sender<Text>, spares: Spares, versi
         let mut failed = None;
         for rec in &batch.records {
             let line = text.len();
-            jsonl_head(&mut text, &RecordHead { db: rec.db, key: &rec.key, kind: rec.kind, expire_ms: rec.expire_ms });
+            jsonl_head(&mut text, rec.db, &rec.key, rec.kind, rec.expire_ms);
             match values.write(rec.ty, rec.start, rec.end, batch.base + rec.start as u64, &rec.key, &mut text) {
                 Ok(()) => text.extend_from_slice(b"}\n"),
                 Err(e) => {
@@ -220,18 +220,18 @@ fn work(batches: Receiver<Batch>, to_writer: Sender<Text>, spares: Spares, versi
 
 /// The start of a JSON line, `{"db","expires_at","key","type",` then `"value":` (the keys in
 /// the order `serde_json` sorts them); the value and `}` follow.
-fn jsonl_head(out: &mut Vec<u8>, head: &RecordHead<'_>) {
-    let _ = write!(out, "{{\"db\":{},\"expires_at\":", head.db);
-    match head.expire_ms {
+fn jsonl_head(out: &mut Vec<u8>, db: u64, key: &[u8], kind: ValueKind, expire_ms: Option<u64>) {
+    let _ = write!(out, "{{\"db\":{},\"expires_at\":", db);
+    match expire_ms {
         Some(t) => {
             let _ = write!(out, "{t}");
         }
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"key\":");
-    write_bytes_json(out, head.key);
+    write_bytes_json(out, key);
     out.extend_from_slice(b",\"type\":\"");
-    out.extend_from_slice(head.kind.as_str().as_bytes());
+    out.extend_from_slice(kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"value\":");
 }
 
@@ -278,7 +278,7 @@ mod tests {
                     break;
                 }
                 if filter.matches(&rec) {
-                    jsonl_head(&mut out, &RecordHead { db: rec.db, key: &rec.key, kind: rec.kind, expire_ms: rec.expire_ms });
+                    jsonl_head(&mut out, rec.db, &rec.key, rec.kind, rec.expire_ms);
                     write_value_json(&mut out, &rec.value);
                     out.extend_from_slice(b"}\n");
                 }
@@ -339,7 +339,7 @@ mod tests {
         for expire in [None, Some(1_700_000_000_123)] {
             rec.expire_ms = expire;
             let mut out = Vec::new();
-            jsonl_head(&mut out, &RecordHead { db: rec.db, key: &rec.key, kind: rec.kind, expire_ms: rec.expire_ms });
+            jsonl_head(&mut out, rec.db, &rec.key, rec.kind, rec.expire_ms);
             crate::rdb::write_value_json(&mut out, &rec.value);
             out.extend_from_slice(b"}\n");
             let want = serde_json::json!({
