@@ -58,7 +58,7 @@ pub(super) fn escape_ascii(_out: &mut Vec<u8>, _b: &[u8]) -> usize {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
 unsafe fn quoted_blocks(out: &mut Vec<u8>, b: &[u8], mut i: usize) -> usize {
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_srli_si128, _mm_storeu_si128};
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8, _mm_srli_si128, _mm_storeu_si128};
     while i + 16 <= b.len() {
         // Each half grows to at most 16 bytes.
         out.reserve(32);
@@ -66,9 +66,7 @@ unsafe fn quoted_blocks(out: &mut Vec<u8>, b: &[u8], mut i: usize) -> usize {
         // above; the length grows only over bytes written here.
         unsafe {
             let v = _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>());
-            let backslash_or_del = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)), _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)));
-            // Signed: bytes from 0x80 up (not ASCII) compare below the space too.
-            if _mm_movemask_epi8(_mm_or_si128(backslash_or_del, _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)))) != 0 {
+            if _mm_movemask_epi8(not_quote_to_look_at(v)) != 0 {
                 return i;
             }
             let quotes = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8))) as usize;
@@ -89,6 +87,17 @@ unsafe fn quoted_blocks(out: &mut Vec<u8>, b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The bytes of `v` other than `"` that need a look: `\\`, DEL, control characters and bytes
+/// that are not ASCII (these compare below the space, signed).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn not_quote_to_look_at(v: std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_or_si128, _mm_set1_epi8};
+    let backslash_or_del = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)), _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)));
+    _mm_or_si128(backslash_or_del, _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)))
+}
+
 /// The low eight bytes of `v` with a `\\` before each one whose bit is set in `quotes`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
@@ -101,9 +110,11 @@ fn with_backslashes(v: std::arch::x86_64::__m128i, quotes: usize) -> std::arch::
 }
 
 /// In [`QUOTE_SHUFFLES`]: an output byte that is an inserted `\\` (a shuffle writes it as 0).
+#[cfg(target_arch = "x86_64")]
 const INSERT: u8 = 0x80;
 
 /// For each set of quote positions in eight bytes, where each output byte comes from.
+#[cfg(target_arch = "x86_64")]
 static QUOTE_SHUFFLES: [[u8; 16]; 256] = {
     let mut t = [[INSERT; 16]; 256];
     let mut quotes = 0;
@@ -140,7 +151,7 @@ enum Block {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn escape_block(out: &mut Vec<u8>, src: *const u8, valid: usize) -> Block {
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128};
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128};
     // Room for the block's plain bytes (up to 16) and an escape's 8-byte store after them.
     out.reserve(16 + 8);
     // SAFETY: SSE2 is part of x86_64; the caller makes 16 bytes at `src` readable; both
@@ -148,11 +159,9 @@ unsafe fn escape_block(out: &mut Vec<u8>, src: *const u8, valid: usize) -> Block
     // written here.
     unsafe {
         let v = _mm_loadu_si128(src.cast::<__m128i>());
-        let quote_or_backslash = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)), _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)));
-        // Signed: bytes from 0x80 up (not ASCII) compare below the space too.
-        let control_or_high = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)), _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)));
+        let to_look_at = _mm_or_si128(not_quote_to_look_at(v), _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)));
         // A stop bit just past the valid bytes: the first bit set ends the plain head.
-        let mask = _mm_movemask_epi8(_mm_or_si128(quote_or_backslash, control_or_high)) as u32 | (1 << valid);
+        let mask = _mm_movemask_epi8(to_look_at) as u32 | (1 << valid);
         let plain = mask.trailing_zeros() as usize;
         _mm_storeu_si128(out.as_mut_ptr().add(out.len()).cast::<__m128i>(), v);
         out.set_len(out.len() + plain);
