@@ -6,6 +6,7 @@
 //!
 //! Pure: no I/O, and uses nothing of the crate but `error`.
 
+mod argon_memory;
 pub mod idhash;
 
 use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
@@ -247,11 +248,14 @@ impl Default for KdfParams {
 pub fn derive_key(password: &[u8], salt: &[u8], params: KdfParams) -> Result<SecretKey> {
     let p = argon2_lanes::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32))
         .map_err(|e| Error::Invalid(format!("bad Argon2 parameters: {e}")))?;
+    let blocks = p.block_count();
     let argon = argon2_lanes::Argon2::new(argon2_lanes::Algorithm::Argon2id, argon2_lanes::Version::V0x13, p);
     let mut out = [0u8; 32];
-    argon
-        .hash_password_into(password, salt, &mut out)
-        .map_err(|e| Error::Invalid(format!("Argon2 failed: {e}")))?;
+    let hashed = match argon_memory::FreshBlocks::new(blocks) {
+        Some(blocks) => argon.hash_password_into_with_memory(password, salt, &mut out, blocks),
+        None => argon.hash_password_into(password, salt, &mut out),
+    };
+    hashed.map_err(|e| Error::Invalid(format!("Argon2 failed: {e}")))?;
     let key = SecretKey::from_bytes(out);
     out.zeroize();
     Ok(key)
