@@ -22,6 +22,9 @@ const PAGE_MASK: u64 = 0x1FF;
 
 /// Entries held in memory before a sorted run is spilled to a temporary file.
 const RUN_BYTES: usize = 16 << 20;
+/// Entries sorted as a segment while the backup still reads: the sort at the end (on the
+/// backup's critical path) only merges the segments.
+const SEGMENT: usize = 8192;
 
 /// One key of the RDB: where its record (expiry and LRU/LFU opcodes included) lies.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -312,6 +315,8 @@ fn key_hash(db: u64, key: &[u8]) -> u64 {
 pub struct Builder {
     keys: Vec<u8>,
     mem: Vec<Held>,
+    /// Where the segment not yet sorted starts in `mem`.
+    unsorted: usize,
     runs: Vec<File>,
 }
 
@@ -319,8 +324,10 @@ pub struct Builder {
 #[derive(Clone, Copy)]
 struct Held {
     db: u64,
-    /// The key's first 8 bytes, big-endian, zero-padded: most comparisons end here.
-    prefix: u64,
+    /// The key's first 16 bytes, big-endian, zero-padded: most comparisons end here, without
+    /// a look into the key arena (a cache miss each: 8 bytes, shared by keys such as
+    /// `session:N`, left the sort at ~20 ms per 100 k keys on the backup's critical path).
+    prefix: u128,
     key_at: usize,
     key_len: usize,
     rdb_type: u8,
@@ -329,17 +336,17 @@ struct Held {
     len: u64,
 }
 
-/// The first 8 bytes of a key as a big-endian number, zero-padded: ordering these numbers
+/// The first 16 bytes of a key as a big-endian number, zero-padded: ordering these numbers
 /// orders keys the same way whenever they differ.
-fn key_prefix(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let n = key.len().min(16);
     b[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(b)
+    u128::from_be_bytes(b)
 }
 
 /// The index's order (database, then key bytes), with the prefix tried first.
-fn cmp_held(a: (u64, u64, &[u8]), b: (u64, u64, &[u8])) -> std::cmp::Ordering {
+fn cmp_held(a: (u64, u128, &[u8]), b: (u64, u128, &[u8])) -> std::cmp::Ordering {
     a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then_with(|| a.2.cmp(b.2))
 }
 
@@ -368,16 +375,29 @@ impl Builder {
             offset: e.offset,
             len: e.len,
         });
+        if self.mem.len() - self.unsorted >= SEGMENT {
+            self.sort_segment();
+        }
         if self.keys.len() + self.mem.len() * std::mem::size_of::<Held>() >= RUN_BYTES {
             self.spill()?;
         }
         Ok(())
     }
 
-    fn sort(&mut self) {
+    fn sort_segment(&mut self) {
         let keys = &self.keys;
         let key = |h: &Held| (h.db, h.prefix, &keys[h.key_at..h.key_at + h.key_len]);
-        self.mem.sort_unstable_by(|a, b| cmp_held(key(a), key(b)));
+        self.mem[self.unsorted..].sort_unstable_by(|a, b| cmp_held(key(a), key(b)));
+        self.unsorted = self.mem.len();
+    }
+
+    /// Sorts the entries in memory: the last segment, then a stable sort that finds the
+    /// sorted segments as runs and merges them.
+    fn sort(&mut self) {
+        self.sort_segment();
+        let keys = &self.keys;
+        let key = |h: &Held| (h.db, h.prefix, &keys[h.key_at..h.key_at + h.key_len]);
+        self.mem.sort_by(|a, b| cmp_held(key(a), key(b)));
     }
 
     fn spill(&mut self) -> Result<()> {
@@ -397,6 +417,7 @@ impl Builder {
         self.runs.push(file);
         self.mem.clear();
         self.keys.clear();
+        self.unsorted = 0;
         Ok(())
     }
 
@@ -589,7 +610,8 @@ mod tests {
         }
         let mut sorted = entries.clone();
         sorted.sort_by(|a, b| a.cmp_key(b.db, &b.key));
-        for spill in [None, Some(3_000)] {
+        // Unspilled (segments merged at the end), runs within a segment, runs of several segments.
+        for spill in [None, Some(3_000), Some(17_000)] {
             let (mut top, blobs) = build(&entries, spill);
             assert!(top.pages.len() > 3, "{} pages", top.pages.len());
             let back: Vec<Entry> = blobs.iter().flat_map(|b| decode_page(b, "page").unwrap()).collect();
