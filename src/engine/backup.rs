@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Read;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ScopedJoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -86,6 +87,9 @@ struct Job {
 
 /// A job is sent once it holds this many bytes (or its read window ends).
 const JOB_BYTES: usize = crate::engine::chunker::BATCH_BYTES;
+
+/// Threads that compress and seal key index pages.
+const SEALERS: usize = 2;
 
 /// A frame's plaintext is closed once it holds this many bytes: large enough
 /// for zstd to find repeats across chunks and to make per-frame costs (seal,
@@ -313,13 +317,18 @@ pub fn run_with(
         // source (the base file of an AOF directory).
         let facts_input = if inputs.len() == 1 { Some(0) } else { inputs.iter().position(|(n, _, _)| n.ends_with(".rdb")) };
         let mut facts_thread = None;
+        let mut index_sealer = None;
         let mut facts_bytes = 0u64;
         let mut read_result = Ok(0u64);
         let mut seq = 0u64;
         for (n, (name, prefix, chunker)) in inputs.into_iter().enumerate() {
             let batches = prefix.into_iter().map(Ok).chain(chunker);
             let feed = if facts_input == Some(n) {
-                let store = index_tx.clone().map(|tx| index_store(repo, dedup.clone(), opts.zstd_level, tx));
+                let store = index_tx.clone().map(|tx| {
+                    let (store, sealer) = index_store(s, repo, dedup.clone(), opts.zstd_level, tx);
+                    index_sealer = Some(sealer);
+                    store
+                });
                 let (feed, handle) = facts::spawn(s, !opts.raw, store);
                 facts_thread = Some((name.clone(), handle));
                 Some(feed)
@@ -363,8 +372,12 @@ pub fn run_with(
             (size, parsed)
         });
         let collected = collector.join().unwrap_or_else(|_| Err(Error::Invalid("collector thread panicked".into())));
+        // Every page the parser named is sealed before the top table names them.
+        let sealed = index_sealer.into_iter().flatten().try_for_each(|h: ScopedJoinHandle<'_, Result<()>>| {
+            h.join().unwrap_or_else(|_| Err(Error::Invalid("key index sealer thread panicked".into())))
+        });
         let index = match (index, index_tx, &collected) {
-            (Some((name, top)), Some(tx), Ok(c)) => Some(top.and_then(|top| store_top(repo, &dedup, tx, top, &name, c))),
+            (Some((name, top)), Some(tx), Ok(c)) => Some(sealed.and(top).and_then(|top| store_top(repo, &dedup, tx, top, &name, c))),
             _ => None,
         };
         let packed = packer.join().unwrap_or_else(|_| Err(Error::Invalid("packer thread panicked".into())));
@@ -414,20 +427,40 @@ pub fn run_with(
     Ok((id, snapshot))
 }
 
-/// A key index blob store: id, dedup, compress, seal, hand to the packer.
-fn index_store<'s>(repo: &'s Repository, dedup: Arc<Dedup>, level: i32, tx: Sender<Vec<Sealed>>) -> facts::StoreBlob<'s> {
-    let mut zstd = None;
-    Box::new(move |plain: &[u8]| {
+/// A key index blob store: the parser thread names each page (its id) and dedups it;
+/// [`SEALERS`] threads of their own compress and seal the new ones for the packer, so the
+/// parser's sorting and encoding at the end of the input overlap the compression (the
+/// workers are done by then: the cores are free).
+fn index_store<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    repo: &'s Repository,
+    dedup: Arc<Dedup>,
+    level: i32,
+    tx: Sender<Vec<Sealed>>,
+) -> (facts::StoreBlob<'s>, Vec<ScopedJoinHandle<'s, Result<()>>>) {
+    let (page_tx, pages) = bounded::<(Id, Vec<u8>)>(2 * SEALERS);
+    let sealers = (0..SEALERS)
+        .map(|_| {
+            let (pages, tx) = (pages.clone(), tx.clone());
+            s.spawn(move || -> Result<()> {
+                let mut zstd = Compressor::new(level, None)?;
+                for (id, plain) in pages {
+                    let sealed = Sealed::single(repo, BlobType::Data, id, &plain, &mut zstd);
+                    tx.send(vec![sealed]).map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let store = Box::new(move |plain: &[u8]| {
         let id = repo.hasher().id(plain);
         if dedup.claim(&id) {
-            let z = match &mut zstd {
-                Some(z) => z,
-                None => zstd.insert(Compressor::new(level, None)?),
-            };
-            tx.send(vec![Sealed::single(repo, BlobType::Data, id, plain, z)]).map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+            // A sealer that stopped has said why; the caller joins it.
+            page_tx.send((id, plain.to_vec())).map_err(|_| Error::Invalid("the key index sealers stopped".into()))?;
         }
         Ok(id)
-    })
+    });
+    (store, sealers)
 }
 
 /// Completes the top table with where the chunk lists of file `name` start, stores it
