@@ -8,6 +8,8 @@ pub mod backend;
 pub mod cache;
 pub mod config;
 pub mod failpoint;
+#[cfg(feature = "s3")]
+mod http_client;
 pub mod keyfile;
 pub mod keys;
 pub mod local;

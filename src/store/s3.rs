@@ -12,9 +12,7 @@ const AUTH_HINT: &str =
 
 /// A backend for `s3:ENDPOINT/BUCKET/PREFIX`; `url` is the redacted location for messages.
 pub fn open(endpoint: &str, bucket: &str, prefix: &str, url: String) -> Result<ObjectBackend> {
-    // TLS through the ring provider we already link; a second install is a no-op.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    opendal_http_transport_reqwest::install_default();
+    super::http_client::install();
     let region = std::env::var("AWS_REGION")
         .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|_| "us-east-1".to_string());
@@ -45,8 +43,7 @@ pub fn create_bucket(endpoint: &str, bucket: &str, url: &str) -> Result<Bucket> 
     use opendal::{Buffer, HttpTransporter};
     use reqsign_core::{Context, OsEnv, Signer};
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    opendal_http_transport_reqwest::install_default();
+    super::http_client::install();
     let failed = |what: &str, why: String| Error::Invalid(format!("repository {url}: {what} bucket {bucket:?}: {why}"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
