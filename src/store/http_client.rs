@@ -15,8 +15,14 @@ use opendal_http_transport_reqwest::ReqwestTransport;
 /// For `http://`: no TLS roots, so an unexpected redirect to https fails instead of trusting.
 static PLAIN: LazyLock<ReqwestTransport> =
     LazyLock::new(|| ReqwestTransport::new(reqwest::Client::builder().tls_certs_only([]).build().unwrap_or_else(|_| reqwest::Client::new())));
-/// For `https://`: the system's roots (the platform verifier).
-static TLS: LazyLock<ReqwestTransport> = LazyLock::new(|| ReqwestTransport::new(reqwest::Client::new()));
+/// For `https://`: the system's roots (the platform verifier); building it fails where the
+/// system has none (a slim container without ca-certificates), which is said, not a panic.
+static TLS: LazyLock<Result<ReqwestTransport, String>> = LazyLock::new(|| {
+    reqwest::Client::builder().build().map(ReqwestTransport::new).map_err(|e| {
+        let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+        format!("cannot set up TLS: {why} (install the ca-certificates package, or set SSL_CERT_FILE to a PEM file of the CA certificates to trust)")
+    })
+});
 
 /// Sends each request through the client its scheme needs.
 struct ByScheme;
@@ -26,9 +32,26 @@ impl HttpTransport for ByScheme {
         if req.uri().scheme_str() == Some("http") {
             PLAIN.fetch(req).await
         } else {
-            TLS.fetch(req).await
+            match &*TLS {
+                Ok(tls) => tls.fetch(req).await.map_err(untrusted),
+                Err(why) => Err(opendal::Error::new(opendal::ErrorKind::ConfigInvalid, why.clone())),
+            }
         }
     }
+}
+
+/// A server certificate the roots do not vouch for is a permanent error that says so:
+/// reqwest reports it as a failed send, which would be retried and then blamed on the network.
+fn untrusted(e: opendal::Error) -> opendal::Error {
+    let raw = format!("{e:?}");
+    // rustls's own words, e.g. "invalid peer certificate: UnknownIssuer".
+    const SAYS: &str = "invalid peer certificate: ";
+    let Some(at) = raw.find(SAYS) else { return e };
+    let detail: String = raw[at + SAYS.len()..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    opendal::Error::new(
+        opendal::ErrorKind::ConfigInvalid,
+        format!("the server's TLS certificate is not trusted ({detail}): if it comes from a private CA, set SSL_CERT_FILE to that CA's certificate (PEM)"),
+    )
 }
 
 /// Makes [`ByScheme`] the process's HTTP transport (the first install wins; later ones are no-ops).

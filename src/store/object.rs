@@ -203,7 +203,7 @@ impl ObjectBackend {
         } else if e.kind() == K::RangeNotSatisfied {
             return Error::corrupt(what, "file is shorter than its index says");
         } else if e.kind() == K::ConfigInvalid {
-            return Error::Invalid(format!("{what}: {e}"));
+            return Error::Invalid(format!("{what}: {}", e.message()));
         } else if is_connection(&raw) {
             (
                 Io::ConnectionAborted,

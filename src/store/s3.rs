@@ -62,7 +62,7 @@ pub fn create_bucket(endpoint: &str, bucket: &str, url: &str) -> Result<Bucket> 
         "us-east-1" => String::new(),
         r => format!("<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{r}</LocationConstraint></CreateBucketConfiguration>"),
     };
-    let send_once = |method: &str, body: String| -> Result<std::result::Result<(u16, String), String>> {
+    let send_once = |method: &str, body: String| -> Result<std::result::Result<(u16, String), opendal::Error>> {
         runtime.block_on(async {
             let req = http::Request::builder()
                 .method(method)
@@ -75,7 +75,7 @@ pub fn create_bucket(endpoint: &str, bucket: &str, url: &str) -> Result<Bucket> 
             // A connection that fails is a transport error (retried below), not an answer.
             Ok(match http.send(http::Request::from_parts(parts, body)).await {
                 Ok(resp) => Ok((resp.status().as_u16(), String::from_utf8_lossy(&resp.into_body().to_vec()).into_owned())),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             })
         })
     };
@@ -85,14 +85,15 @@ pub fn create_bucket(endpoint: &str, bucket: &str, url: &str) -> Result<Bucket> 
         for _ in 0..4 {
             match send_once(method, body.clone())? {
                 Ok(answer) => return Ok(answer),
-                Err(_) => {
+                Err(e) if e.is_temporary() => {
                     crate::store::object::count_retry();
                     std::thread::sleep(delay);
                     delay *= 2;
                 }
+                Err(e) => return Err(failed("reach", e.message().to_string())),
             }
         }
-        send_once(method, body)?.map_err(|why| failed("reach", why))
+        send_once(method, body)?.map_err(|e| failed("reach", e.to_string()))
     };
     let (status, _) = send("HEAD", String::new())?;
     match status {

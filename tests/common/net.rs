@@ -35,11 +35,23 @@ pub struct Moto {
 impl Moto {
     /// Starts one; `auth` makes it check credentials (every key is then unknown to it).
     pub fn start(auth: bool) -> Moto {
+        Moto::start_with(auth, None)
+    }
+
+    /// Starts one serving https with the given certificate and key (no auth).
+    pub fn start_tls(cert: &Path, key: &Path) -> Moto {
+        Moto::start_with(false, Some((cert, key)))
+    }
+
+    fn start_with(auth: bool, tls: Option<(&Path, &Path)>) -> Moto {
         let port = free_port();
         let mut cmd = Command::new("moto_server");
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
         if auth {
             cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        if let Some((cert, key)) = tls {
+            cmd.arg("-c").arg(cert).arg("-k").arg(key);
         }
         let child = cmd.spawn().expect("start moto_server (pip install 'moto[server]')");
         let proc = Proc(child);
