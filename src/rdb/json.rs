@@ -407,10 +407,11 @@ mod tests {
             Value::Stream(Box::new(stream())),
         ];
         let bytes = (0..=255u8).flat_map(|b| [vec![b], vec![0xc2, b], vec![b'a', b, b'z']]).map(Value::String);
-        // Every byte that matters at every position of the eight-byte words and their tails.
-        let words = (0..41).flat_map(|at| {
+        // Every byte that matters at every position of strings of every length up to three
+        // blocks (the tails gathered into a register, shifted after each escape).
+        let words = (1..=41).flat_map(|n| (0..n).map(move |at| (n, at))).flat_map(|(n, at)| {
             [0u8, 0x1f, b' ', b'"', b'\\', b'~', 0x7f, 0x80, 0xc2, 0xff].map(|b| {
-                let mut s = b"plain-ascii-text-of-41-bytes-in-3-blocks!".to_vec();
+                let mut s = b"plain-ascii-text-of-41-bytes-in-3-blocks!"[..n].to_vec();
                 s[at] = b;
                 if b == 0xc2 && at + 1 < s.len() {
                     s[at + 1] = 0x85;
