@@ -204,7 +204,10 @@ pub(crate) const STREAM_HEAD: &[u8] = b"{\"entries\":[";
 
 /// Stream entry `i`: `{"fields":[[F,V],...],"id":"MS-SEQ"}`.
 pub(crate) fn write_entry_json(out: &mut Vec<u8>, i: usize, id: StreamId, fields: &[(Elem<'_>, Elem<'_>)]) {
-    out.extend_from_slice(if i > 0 { b",{\"fields\":[" } else { b"{\"fields\":[" });
+    if i > 0 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"{\"fields\":[");
     for (k, (f, v)) in fields.iter().enumerate() {
         out.extend_from_slice(if k > 0 { b",[" } else { b"[" });
         write_elem_json(out, *f);
@@ -286,7 +289,11 @@ pub(crate) fn write_item_json(out: &mut Vec<u8>, i: usize, e: Elem<'_>) {
 
 /// `{"member":M` of sorted-set element `i`; [`write_score_json`] closes it.
 pub(crate) fn write_member_json(out: &mut Vec<u8>, i: usize, m: Elem<'_>) {
-    out.extend_from_slice(if i > 0 { b",{\"member\":" } else { b"{\"member\":" });
+    // A comma, then a copy of fixed length (choosing between two lengths made it a call).
+    if i > 0 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"{\"member\":");
     write_elem_json(out, m);
 }
 
@@ -311,7 +318,10 @@ pub(crate) fn write_score_json(out: &mut Vec<u8>, s: f64) {
 /// `{"expire_ms":T,"field":F` of hash field `i` (the expiry only when set, the keys in
 /// `serde_json`'s order); [`write_field_value_json`] closes it.
 pub(crate) fn write_field_json(out: &mut Vec<u8>, i: usize, expire_ms: Option<u64>, f: Elem<'_>) {
-    out.extend_from_slice(if i > 0 { b",{" } else { b"{" });
+    if i > 0 {
+        out.push(b',');
+    }
+    out.push(b'{');
     if let Some(t) = expire_ms {
         out.extend_from_slice(b"\"expire_ms\":");
         let _ = serde_json::to_writer(&mut *out, &t);

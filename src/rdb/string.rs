@@ -283,6 +283,13 @@ pub(crate) fn push_unsigned(out: &mut Vec<u8>, mut n: u64) {
     unsafe {
         let p = out.as_mut_ptr().add(start);
         let mut i = digits;
+        // Two digits per division while more than two are left.
+        while i > 2 {
+            i -= 2;
+            let pair = (n % 100) as usize * 2;
+            p.add(i).copy_from_nonoverlapping(DIGIT_PAIRS.as_ptr().add(pair), 2);
+            n /= 100;
+        }
         while i > 0 {
             i -= 1;
             *p.add(i) = b'0' + (n % 10) as u8;
@@ -291,6 +298,18 @@ pub(crate) fn push_unsigned(out: &mut Vec<u8>, mut n: u64) {
         out.set_len(start + digits);
     }
 }
+
+/// "00" to "99", for [`push_unsigned`].
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut k = 0;
+    while k < 100 {
+        t[2 * k] = b'0' + (k / 10) as u8;
+        t[2 * k + 1] = b'0' + (k % 10) as u8;
+        k += 1;
+    }
+    t
+};
 
 /// Parses decimal text (as Redis writes scores) to f64, accepting inf/-inf.
 pub(crate) fn parse_f64(text: &[u8]) -> Option<f64> {
