@@ -220,11 +220,11 @@ pub(crate) fn write_entry_json(out: &mut Vec<u8>, i: usize, id: StreamId, fields
 
 /// The rest of a stream's JSON after its entries: counters, ids and consumer groups.
 pub(crate) fn write_stream_tail_json(out: &mut Vec<u8>, s: &Stream) {
-    let _ = write!(out, "],\"entries_added\":{},\"first_id\":{},\"groups\":[", Opt(s.entries_added), OptId(s.first_id));
+    let _ = write!(out, "],\"entries_added\":{},\"first_id\":{},\"groups\":[", OrNull(s.entries_added), OrNull(s.first_id.map(IdJson)));
     for (i, g) in s.groups.iter().enumerate() {
         out.extend_from_slice(if i > 0 { b",{\"consumers\":[" } else { b"{\"consumers\":[" });
         for (k, c) in g.consumers.iter().enumerate() {
-            let _ = write!(out, "{}{{\"active_time_ms\":{},\"name\":", if k > 0 { "," } else { "" }, Opt(c.active_time_ms));
+            let _ = write!(out, "{}{{\"active_time_ms\":{},\"name\":", if k > 0 { "," } else { "" }, OrNull(c.active_time_ms));
             write_bytes_json(out, &c.name);
             out.extend_from_slice(b",\"pending\":[");
             for (j, id) in c.pending.iter().enumerate() {
@@ -232,7 +232,7 @@ pub(crate) fn write_stream_tail_json(out: &mut Vec<u8>, s: &Stream) {
             }
             let _ = write!(out, "],\"seen_time_ms\":{}}}", c.seen_time_ms);
         }
-        let _ = write!(out, "],\"entries_read\":{},\"last_id\":\"{}\",\"name\":", Opt(g.entries_read), g.last_id);
+        let _ = write!(out, "],\"entries_read\":{},\"last_id\":\"{}\",\"name\":", OrNull(g.entries_read), g.last_id);
         write_bytes_json(out, &g.name);
         out.extend_from_slice(b",\"pending\":[");
         for (k, p) in g.pending.iter().enumerate() {
@@ -240,30 +240,27 @@ pub(crate) fn write_stream_tail_json(out: &mut Vec<u8>, s: &Stream) {
         }
         out.extend_from_slice(b"]}");
     }
-    let _ = write!(out, "],\"last_id\":\"{}\",\"length\":{},\"max_deleted_id\":{}}}", s.last_id, s.length, OptId(s.max_deleted_id));
+    let _ = write!(out, "],\"last_id\":\"{}\",\"length\":{},\"max_deleted_id\":{}}}", s.last_id, s.length, OrNull(s.max_deleted_id.map(IdJson)));
 }
 
-/// A number, or `null`.
-struct Opt(Option<u64>);
+/// A value's JSON, or `null`.
+struct OrNull<T>(Option<T>);
 
-impl std::fmt::Display for Opt {
+impl<T: std::fmt::Display> std::fmt::Display for OrNull<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(n) => write!(f, "{n}"),
+        match &self.0 {
+            Some(v) => v.fmt(f),
             None => f.write_str("null"),
         }
     }
 }
 
-/// A stream id as a JSON string, or `null`.
-struct OptId(Option<StreamId>);
+/// A stream id as a JSON string.
+struct IdJson(StreamId);
 
-impl std::fmt::Display for OptId {
+impl std::fmt::Display for IdJson {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(id) => write!(f, "\"{id}\""),
-            None => f.write_str("null"),
-        }
+        write!(f, "\"{}\"", self.0)
     }
 }
 
