@@ -1,5 +1,7 @@
 //! Shared framing checks for the length-prefixed compact blobs (ziplist, listpack).
 
+use super::string::{parse_f64, parse_i64};
+
 /// Validates a blob whose first 4 bytes are its total size (u32 LE) and returns the u16 element
 /// count stored at `count_at`; `header_len` is the header size plus the 0xFF terminator.
 pub(crate) fn sized_header(
@@ -91,6 +93,23 @@ impl Elem<'_> {
         match self {
             Elem::Bytes(b) => b.to_vec(),
             Elem::Int(i) => i.to_string().into_bytes(),
+        }
+    }
+
+    /// The element as an integer, as the parser reads it from its decimal text.
+    pub(crate) fn to_i64(self) -> Option<i64> {
+        match self {
+            Elem::Bytes(b) => parse_i64(b),
+            Elem::Int(i) => Some(i),
+        }
+    }
+
+    /// The element as a score, as the parser reads it from its decimal text.
+    pub(crate) fn to_f64(self) -> Option<f64> {
+        match self {
+            Elem::Bytes(b) => parse_f64(b),
+            // Both roundings are to the nearest double, so this is the parse of the decimal text.
+            Elem::Int(i) => Some(i as f64),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! one shape per field, and printable UTF-8 without a backslash comes through unchanged.
 //! Non-finite scores are rendered as the strings `"inf"`, `"-inf"` and `"nan"`.
 
+use std::io::Write;
+
 use serde_json::{json, Map, Value as Json};
 
 use super::blob::Elem;
@@ -180,9 +182,85 @@ pub fn write_value_json(out: &mut Vec<u8>, v: &Value) {
             }
             out.push(b']');
         }
+        Value::Stream(st) => {
+            out.extend_from_slice(STREAM_HEAD);
+            let mut pairs = Vec::new();
+            for (i, e) in st.entries.iter().enumerate() {
+                pairs.clear();
+                pairs.extend(e.fields.iter().map(|(f, v)| (Elem::Bytes(f), Elem::Bytes(v))));
+                write_entry_json(out, i, e.id, &pairs);
+            }
+            write_stream_tail_json(out, st);
+        }
         other => {
             let _ = serde_json::to_writer(&mut *out, &value_to_json(other));
         }
+    }
+}
+
+/// What a stream's JSON starts with; its entries ([`write_entry_json`]) and
+/// [`write_stream_tail_json`] follow (the keys in `serde_json`'s order, entries first).
+pub(crate) const STREAM_HEAD: &[u8] = b"{\"entries\":[";
+
+/// Stream entry `i`: `{"fields":[[F,V],...],"id":"MS-SEQ"}`.
+pub(crate) fn write_entry_json(out: &mut Vec<u8>, i: usize, id: StreamId, fields: &[(Elem<'_>, Elem<'_>)]) {
+    if i > 0 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"{\"fields\":[");
+    for (k, (f, v)) in fields.iter().enumerate() {
+        out.extend_from_slice(if k > 0 { b",[" } else { b"[" });
+        write_elem_json(out, *f);
+        out.push(b',');
+        write_elem_json(out, *v);
+        out.push(b']');
+    }
+    let _ = write!(out, "],\"id\":\"{id}\"}}");
+}
+
+/// The rest of a stream's JSON after its entries: counters, ids and consumer groups.
+pub(crate) fn write_stream_tail_json(out: &mut Vec<u8>, s: &Stream) {
+    let _ = write!(out, "],\"entries_added\":{},\"first_id\":{},\"groups\":[", OrNull(s.entries_added), OrNull(s.first_id.map(IdJson)));
+    for (i, g) in s.groups.iter().enumerate() {
+        out.extend_from_slice(if i > 0 { b",{\"consumers\":[" } else { b"{\"consumers\":[" });
+        for (k, c) in g.consumers.iter().enumerate() {
+            let _ = write!(out, "{}{{\"active_time_ms\":{},\"name\":", if k > 0 { "," } else { "" }, OrNull(c.active_time_ms));
+            write_bytes_json(out, &c.name);
+            out.extend_from_slice(b",\"pending\":[");
+            for (j, id) in c.pending.iter().enumerate() {
+                let _ = write!(out, "{}\"{id}\"", if j > 0 { "," } else { "" });
+            }
+            let _ = write!(out, "],\"seen_time_ms\":{}}}", c.seen_time_ms);
+        }
+        let _ = write!(out, "],\"entries_read\":{},\"last_id\":\"{}\",\"name\":", OrNull(g.entries_read), g.last_id);
+        write_bytes_json(out, &g.name);
+        out.extend_from_slice(b",\"pending\":[");
+        for (k, p) in g.pending.iter().enumerate() {
+            let _ = write!(out, "{}{{\"delivery_count\":{},\"delivery_time_ms\":{},\"id\":\"{}\"}}", if k > 0 { "," } else { "" }, p.delivery_count, p.delivery_time_ms, p.id);
+        }
+        out.extend_from_slice(b"]}");
+    }
+    let _ = write!(out, "],\"last_id\":\"{}\",\"length\":{},\"max_deleted_id\":{}}}", s.last_id, s.length, OrNull(s.max_deleted_id.map(IdJson)));
+}
+
+/// A value's JSON, or `null`.
+struct OrNull<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrNull<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("null"),
+        }
+    }
+}
+
+/// A stream id as a JSON string.
+struct IdJson(StreamId);
+
+impl std::fmt::Display for IdJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{}\"", self.0)
     }
 }
 
@@ -208,7 +286,11 @@ pub(crate) fn write_item_json(out: &mut Vec<u8>, i: usize, e: Elem<'_>) {
 
 /// `{"member":M` of sorted-set element `i`; [`write_score_json`] closes it.
 pub(crate) fn write_member_json(out: &mut Vec<u8>, i: usize, m: Elem<'_>) {
-    out.extend_from_slice(if i > 0 { b",{\"member\":" } else { b"{\"member\":" });
+    // A comma, then a copy of fixed length (choosing between two lengths made it a call).
+    if i > 0 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"{\"member\":");
     write_elem_json(out, m);
 }
 
@@ -233,7 +315,10 @@ pub(crate) fn write_score_json(out: &mut Vec<u8>, s: f64) {
 /// `{"expire_ms":T,"field":F` of hash field `i` (the expiry only when set, the keys in
 /// `serde_json`'s order); [`write_field_value_json`] closes it.
 pub(crate) fn write_field_json(out: &mut Vec<u8>, i: usize, expire_ms: Option<u64>, f: Elem<'_>) {
-    out.extend_from_slice(if i > 0 { b",{" } else { b"{" });
+    if i > 0 {
+        out.push(b',');
+    }
+    out.push(b'{');
     if let Some(t) = expire_ms {
         out.extend_from_slice(b"\"expire_ms\":");
         let _ = serde_json::to_writer(&mut *out, &t);
@@ -283,6 +368,35 @@ mod tests {
         );
     }
 
+    /// A stream with every field set: entries with and without fields, two groups (one
+    /// without consumers), consumers with and without pending ids, names to escape.
+    fn stream() -> crate::rdb::Stream {
+        use crate::rdb::{Consumer, ConsumerGroup, PendingEntry, StreamEntry};
+        let id = |ms, seq| StreamId { ms, seq };
+        let entry = |i, fields: &[(&[u8], &[u8])]| StreamEntry { id: id(i, i.wrapping_mul(3)), fields: fields.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect() };
+        crate::rdb::Stream {
+            entries: vec![entry(1, &[(b"f", b"v\"\n")]), entry(2, &[]), entry(u64::MAX, &[(b"\xff", b"1"), (b"", b"")])],
+            length: 3,
+            last_id: id(u64::MAX, 7),
+            first_id: Some(id(1, 3)),
+            max_deleted_id: None,
+            entries_added: Some(12),
+            groups: vec![
+                ConsumerGroup {
+                    name: b"g\"1".to_vec(),
+                    last_id: id(2, 6),
+                    entries_read: Some(2),
+                    pending: vec![PendingEntry { id: id(1, 3), delivery_time_ms: 1_700_000_000_000, delivery_count: 2 }, PendingEntry { id: id(2, 6), delivery_time_ms: 0, delivery_count: 1 }],
+                    consumers: vec![
+                        Consumer { name: b"c\x01".to_vec(), seen_time_ms: 5, active_time_ms: Some(6), pending: vec![id(1, 3), id(2, 6)] },
+                        Consumer { name: b"idle".to_vec(), seen_time_ms: 9, active_time_ms: None, pending: Vec::new() },
+                    ],
+                },
+                ConsumerGroup { name: b"empty".to_vec(), last_id: id(0, 0), entries_read: None, pending: Vec::new(), consumers: Vec::new() },
+            ],
+        }
+    }
+
     #[test]
     fn written_json_is_what_serde_json_writes() {
         let odd = [&b"plain"[..], b"", b"q\"uote\\", b"caf\xc3\xa9\n\xff\x00\x7f\t\r\x07\x08", b"\xe2\x80\xa8 \x1b\xc2\x85\xc2\xa0\xc2", b"\xf0\x9f\x98\x80\xed\xa0\x80\xc3"];
@@ -296,12 +410,15 @@ mod tests {
             Value::Hash(vec![(b"f".to_vec(), b"\x80".to_vec(), Some(5)), (b"g\"".to_vec(), b"v".to_vec(), None)]),
             Value::Module(crate::rdb::ModuleValue { name: "m".into(), encver: 1, skipped_bytes: 3 }),
             Value::NotDecoded,
+            Value::Stream(Box::default()),
+            Value::Stream(Box::new(stream())),
         ];
         let bytes = (0..=255u8).flat_map(|b| [vec![b], vec![0xc2, b], vec![b'a', b, b'z']]).map(Value::String);
-        // Every byte that matters at every position of the eight-byte words and their tails.
-        let words = (0..41).flat_map(|at| {
+        // Every byte that matters at every position of strings of every length up to three
+        // blocks (the tails gathered into a register, shifted after each escape).
+        let words = (1..=41).flat_map(|n| (0..n).map(move |at| (n, at))).flat_map(|(n, at)| {
             [0u8, 0x1f, b' ', b'"', b'\\', b'~', 0x7f, 0x80, 0xc2, 0xff].map(|b| {
-                let mut s = b"plain-ascii-text-of-41-bytes-in-3-blocks!".to_vec();
+                let mut s = b"plain-ascii-text-of-41-bytes-in-3-blocks!"[..n].to_vec();
                 s[at] = b;
                 if b == 0xc2 && at + 1 < s.len() {
                     s[at + 1] = 0x85;

@@ -2,45 +2,107 @@
 //! bytes `export --format jsonl` spends most of its time on.
 
 /// The ASCII head of `b` escaped into `out`; returns where it stopped: at the first byte that
-/// is not ASCII, or at the end.
+/// is not ASCII, or at the end (at once on a CPU without SSSE3: the UTF-8 path does it all).
 #[cfg(target_arch = "x86_64")]
 pub(super) fn escape_ascii(out: &mut Vec<u8>, b: &[u8]) -> usize {
-    let shuffles = std::arch::is_x86_feature_detected!("ssse3");
+    if std::arch::is_x86_feature_detected!("ssse3") {
+        // SAFETY: the CPU has SSSE3.
+        unsafe { escape_ascii_ssse3(out, b) }
+    } else {
+        0
+    }
+}
+
+/// [`escape_ascii`] on a CPU with SSSE3.
+///
+/// # Safety
+/// The CPU must have SSSE3.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn escape_ascii_ssse3(out: &mut Vec<u8>, b: &[u8]) -> usize {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128};
     let mut i = 0;
     while i + 16 <= b.len() {
-        if shuffles {
-            // SAFETY: the CPU has SSSE3.
-            i = unsafe { quoted_blocks(out, b, i) };
-            if i + 16 > b.len() {
-                break;
-            }
+        // SAFETY: the CPU has SSSE3 (the caller's promise).
+        i = unsafe { quoted_blocks(out, b, i) };
+        if i + 16 > b.len() {
+            break;
         }
         // SAFETY: b[i..i + 16] is in bounds.
-        match unsafe { escape_block(out, b.as_ptr().add(i), 16) } {
+        let v = unsafe { _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>()) };
+        match escape_block(out, v, &b[i..i + 16]) {
             Block::Took(n) => i += n,
             Block::NotAscii(n) => return i + n,
         }
     }
-    // The tail (and any string shorter than a block) from a copy that can be read sixteen
-    // bytes past any of its positions.
+    // The tail (and any string shorter than a block), gathered into a register from loads
+    // within it, each step after an escape shifted down by a shuffle: a copy on the stack
+    // read back sixteen bytes at a time stalled on the stores that had just written it.
     let tail = &b[i..];
-    let mut copy = [0u8; 32];
-    if tail.len() >= 8 {
-        copy[..8].copy_from_slice(&tail[..8]);
-        copy[tail.len() - 8..tail.len()].copy_from_slice(&tail[tail.len() - 8..]);
-    } else {
-        copy[..tail.len()].copy_from_slice(tail);
-    }
+    let v = tail_vector(tail);
     let mut j = 0;
     while j < tail.len() {
-        // SAFETY: j < 16, so copy[j..j + 16] is in bounds.
-        match unsafe { escape_block(out, copy.as_ptr().add(j), tail.len() - j) } {
+        match escape_block(out, shifted(v, j), &tail[j..]) {
             Block::Took(n) => j += n,
             Block::NotAscii(n) => return i + j + n,
         }
     }
     b.len()
 }
+
+/// The (fewer than sixteen) bytes of `t` in the low lanes of a vector, zeros above, read
+/// from `t` alone.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn tail_vector(t: &[u8]) -> std::arch::x86_64::__m128i {
+    let n = t.len();
+    debug_assert!(n < 16);
+    let u64_at = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&t[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let u32_at = |at: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&t[at..at + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    // Two overlapping words, the second shifted down past the bytes the first holds.
+    let (low, high) = match n {
+        8 => (u64_at(0), 0),
+        9.. => (u64_at(0), u64_at(n - 8) >> ((16 - n) * 8)),
+        4.. => (u32_at(0) | (u32_at(n - 4) >> ((8 - n) * 8)) << 32, 0),
+        _ => (t.iter().rev().fold(0u64, |w, &c| w << 8 | u64::from(c)), 0),
+    };
+    // SAFETY: SSE2 is part of x86_64.
+    unsafe { std::arch::x86_64::_mm_set_epi64x(high as i64, low as i64) }
+}
+
+/// `v` moved down by `j` (< 16) lanes, zeros shifted in.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+#[inline]
+fn shifted(v: std::arch::x86_64::__m128i, j: usize) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_shuffle_epi8};
+    // SAFETY: the table row is 16 bytes.
+    unsafe { _mm_shuffle_epi8(v, _mm_loadu_si128(SHIFTS[j].as_ptr().cast::<__m128i>())) }
+}
+
+/// For each shift, where each lane of the shifted vector comes from (0x80: a zero).
+#[cfg(target_arch = "x86_64")]
+static SHIFTS: [[u8; 16]; 16] = {
+    let mut t = [[0x80u8; 16]; 16];
+    let mut j = 0;
+    while j < 16 {
+        let mut k = 0;
+        while k + j < 16 {
+            t[j][k] = (k + j) as u8;
+            k += 1;
+        }
+        j += 1;
+    }
+    t
+};
 
 /// Elsewhere the UTF-8 path of [`super::write_bytes_json`] does it all.
 #[cfg(not(target_arch = "x86_64"))]
@@ -142,23 +204,21 @@ enum Block {
     NotAscii(usize),
 }
 
-/// Writes the plain head of the `valid` (at most 16) bytes at `src`, then escapes the byte
-/// that ends it. The block is stored whole and `out` advanced only past its plain bytes, so a
-/// run between two `"` (JSON documents hold one every few bytes) costs no call to `memcpy`.
-///
-/// # Safety
-/// Sixteen bytes must be readable at `src`.
+/// Writes the plain head of the bytes `v` holds in its low `bytes.len()` (at most 16) lanes,
+/// then escapes the byte that ends it. The block is stored whole and `out` advanced only past
+/// its plain bytes, so a run between two `"` (JSON documents hold one every few bytes) costs
+/// no call to `memcpy`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn escape_block(out: &mut Vec<u8>, src: *const u8, valid: usize) -> Block {
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128};
+fn escape_block(out: &mut Vec<u8>, v: std::arch::x86_64::__m128i, bytes: &[u8]) -> Block {
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128};
+    let valid = bytes.len();
+    debug_assert!(valid <= 16);
     // Room for the block's plain bytes (up to 16) and an escape's 8-byte store after them.
     out.reserve(16 + 8);
-    // SAFETY: SSE2 is part of x86_64; the caller makes 16 bytes at `src` readable; both
-    // stores land within the capacity reserved above; the length grows only over bytes
-    // written here.
+    // SAFETY: SSE2 is part of x86_64; both stores land within the capacity reserved above;
+    // the length grows only over bytes written here.
     unsafe {
-        let v = _mm_loadu_si128(src.cast::<__m128i>());
         let to_look_at = _mm_or_si128(not_quote_to_look_at(v), _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)));
         // A stop bit just past the valid bytes: the first bit set ends the plain head.
         let mask = _mm_movemask_epi8(to_look_at) as u32 | (1 << valid);
@@ -168,7 +228,7 @@ unsafe fn escape_block(out: &mut Vec<u8>, src: *const u8, valid: usize) -> Block
         if plain == valid {
             return Block::Took(plain);
         }
-        let c = *src.add(plain);
+        let c = bytes[plain];
         if c >= 0x80 {
             return Block::NotAscii(plain);
         }

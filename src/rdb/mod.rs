@@ -35,6 +35,7 @@ use std::io::Read;
 pub use crc64::crc64;
 /// Appends an RDB length field (SELECTDB's database number, string lengths).
 pub(crate) use encode::len as put_len;
+pub(crate) use string::push_unsigned;
 pub use encode_value::VALKEY_MIN_VERSION;
 pub use writer::{library_name, printable, RdbWriter, WriteError, MIN_WRITE_VERSION};
 pub use error::{RdbError, Result};

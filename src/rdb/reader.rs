@@ -109,9 +109,13 @@ impl<R: Read> ByteReader<R> {
         self.crc();
         let base = self.offset - self.pos as u64;
         let cut = usize::try_from(upto.saturating_sub(base)).unwrap_or(usize::MAX).min(self.pos);
-        next.clear();
-        next.reserve(self.buf.len().max(BUF));
-        next.extend_from_slice(&self.buf[cut..self.end]);
+        // The buffer keeps its length (bytes past `end` are stale, read over): zeroed once
+        // when first used, not again before every read into it.
+        let left = self.end - cut;
+        if next.len() < left + BUF {
+            next.resize(left + BUF, 0);
+        }
+        next[..left].copy_from_slice(&self.buf[cut..self.end]);
         let mut taken = std::mem::replace(&mut self.buf, next);
         taken.truncate(cut);
         self.pos -= cut;

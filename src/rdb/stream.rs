@@ -2,10 +2,11 @@
 
 use std::io::Read;
 
+use super::blob::{self, Elem};
 use super::error::Result;
 use super::listpack;
 use super::reader::ByteReader;
-use super::string::parse_i64;
+use super::string::Scratch;
 use super::value::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId};
 
 /// Entry flag: the entry was deleted (XDEL) and must be skipped.
@@ -20,25 +21,72 @@ pub(crate) fn read_stream<R: Read>(
     decode: bool,
 ) -> Result<Option<Stream>> {
     let mut s = Stream::default();
+    if decode {
+        let entries = &mut s.entries;
+        each_entry(r, &mut Scratch::default(), |id, fields| {
+            let fields = fields.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
+            entries.push(StreamEntry { id, fields });
+        })?;
+    } else {
+        for _ in 0..r.read_count()? {
+            r.skip_string()?;
+            r.skip_string()?;
+        }
+    }
+    read_tail(r, ty, &mut s)?;
+    Ok(if decode { Some(s) } else { None })
+}
+
+/// Hands each live entry of the stream's nodes to `f`, its id and its field/value pairs as
+/// they stand in the node: one node in memory at a time, however long the stream.
+pub(crate) fn each_entry<R: Read>(
+    r: &mut ByteReader<R>,
+    s: &mut Scratch,
+    mut f: impl FnMut(StreamId, &[(Elem<'_>, Elem<'_>)]),
+) -> Result<()> {
     let nodes = r.read_count()?;
     for _ in 0..nodes {
         let at = r.offset();
-        let master = r.string_or_skip(decode)?;
+        let (master, len) = {
+            let b = r.read_string_ref(s)?.0;
+            (decode_raw_id(b), b.len())
+        };
+        let master = master.ok_or_else(|| {
+            r.corrupt_at(at, format!("stream node key is {len} bytes, expected 16"))
+        })?;
         let lp_at = r.offset();
-        let lp = r.string_or_skip(decode)?;
-        if let (Some(master), Some(lp)) = (master, lp) {
-            let master = decode_raw_id(&master).ok_or_else(|| {
-                r.corrupt_at(
-                    at,
-                    format!("stream node key is {} bytes, expected 16", master.len()),
-                )
-            })?;
-            let elems = listpack::parse(&lp)
-                .map_err(|m| r.corrupt_at(lp_at, format!("stream listpack: {m}")))?;
-            decode_node(master, &elems, &mut s.entries)
-                .map_err(|m| r.corrupt_at(lp_at, format!("stream node {master}: {m}")))?;
-        }
+        let done = node_entries(master, r.read_string_ref(s)?.0, &mut f);
+        done.map_err(|e| match e {
+            NodeError::Listpack(m) => r.corrupt_at(lp_at, format!("stream listpack: {m}")),
+            NodeError::Node(m) => r.corrupt_at(lp_at, format!("stream node {master}: {m}")),
+        })?;
     }
+    Ok(())
+}
+
+/// What is wrong with a stream node: its listpack, or the entries in it.
+enum NodeError {
+    Listpack(String),
+    Node(String),
+}
+
+/// The live entries of the node keyed `master` whose listpack is `lp`, handed to `f`.
+fn node_entries(
+    master: StreamId,
+    lp: &[u8],
+    f: &mut impl FnMut(StreamId, &[(Elem<'_>, Elem<'_>)]),
+) -> std::result::Result<(), NodeError> {
+    let mut elems = Vec::with_capacity(blob::declared(lp, 4));
+    listpack::each(lp, |e| {
+        elems.push(e);
+        Ok(())
+    })
+    .map_err(NodeError::Listpack)?;
+    decode_node(master, &elems, f).map_err(NodeError::Node)
+}
+
+/// Reads what follows a stream's nodes: its length, ids, counters and consumer groups, into `s`.
+pub(crate) fn read_tail<R: Read>(r: &mut ByteReader<R>, ty: u8, s: &mut Stream) -> Result<()> {
     s.length = r.read_len()?;
     s.last_id = read_id(r)?;
     if ty >= 19 {
@@ -93,7 +141,7 @@ pub(crate) fn read_stream<R: Read>(
             consumers,
         });
     }
-    Ok(if decode { Some(s) } else { None })
+    Ok(())
 }
 
 /// Reads an id stored as two RDB lengths (ms, seq).
@@ -124,15 +172,15 @@ fn decode_raw_id(b: &[u8]) -> Option<StreamId> {
     })
 }
 
-/// Cursor over the decoded elements of a stream listpack node.
-struct Cursor<'a> {
-    e: &'a [Vec<u8>],
+/// Cursor over the elements of a stream listpack node.
+struct Cursor<'e, 'a> {
+    e: &'e [Elem<'a>],
     i: usize,
 }
 
-impl<'a> Cursor<'a> {
-    fn next(&mut self, what: &str) -> std::result::Result<&'a [u8], String> {
-        let v = self
+impl<'a> Cursor<'_, 'a> {
+    fn next(&mut self, what: &str) -> std::result::Result<Elem<'a>, String> {
+        let v = *self
             .e
             .get(self.i)
             .ok_or_else(|| format!("listpack ends while reading {what}"))?;
@@ -142,7 +190,7 @@ impl<'a> Cursor<'a> {
 
     fn int(&mut self, what: &str) -> std::result::Result<i64, String> {
         let v = self.next(what)?;
-        parse_i64(v).ok_or_else(|| format!("{what} is not an integer"))
+        v.to_i64().ok_or_else(|| format!("{what} is not an integer"))
     }
 
     /// Reads a count that cannot exceed the number of elements in the node.
@@ -155,11 +203,12 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes one stream listpack node (master entry followed by delta-encoded entries).
+/// Decodes one stream listpack node (master entry followed by delta-encoded entries), handing
+/// each live entry to `f`.
 fn decode_node(
     master: StreamId,
-    e: &[Vec<u8>],
-    out: &mut Vec<StreamEntry>,
+    e: &[Elem<'_>],
+    f: &mut impl FnMut(StreamId, &[(Elem<'_>, Elem<'_>)]),
 ) -> std::result::Result<(), String> {
     let mut c = Cursor { e, i: 0 };
     c.int("count")?;
@@ -172,6 +221,7 @@ fn decode_node(
     if c.int("master terminator")? != 0 {
         return Err("master entry is not terminated by 0".into());
     }
+    let mut fields = Vec::new();
     while c.i < e.len() {
         let flags = c.int("flags")?;
         let ms_diff = c.int("ms delta")?;
@@ -180,22 +230,22 @@ fn decode_node(
             ms: master.ms.wrapping_add(ms_diff as u64),
             seq: master.seq.wrapping_add(seq_diff as u64),
         };
-        let mut fields = Vec::new();
+        fields.clear();
         if flags & FLAG_SAMEFIELDS != 0 {
-            for f in &master_fields {
-                fields.push((f.to_vec(), c.next("value")?.to_vec()));
+            for &f in &master_fields {
+                fields.push((f, c.next("value")?));
             }
         } else {
             let n = c.count("field count")?;
             for _ in 0..n {
-                let f = c.next("field")?.to_vec();
-                let v = c.next("value")?.to_vec();
+                let f = c.next("field")?;
+                let v = c.next("value")?;
                 fields.push((f, v));
             }
         }
         c.next("entry element count")?;
         if flags & FLAG_DELETED == 0 {
-            out.push(StreamEntry { id, fields });
+            f(id, &fields);
         }
     }
     Ok(())

@@ -266,22 +266,50 @@ fn buffered_plain(ahead: &[u8]) -> Option<(usize, usize)> {
 
 /// Appends the decimal text of `v` (what `v.to_string()` gives, without allocating).
 pub(crate) fn push_decimal(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
     if v < 0 {
         out.push(b'-');
     }
-    out.extend_from_slice(&buf[i..]);
+    push_unsigned(out, v.unsigned_abs());
 }
+
+/// Appends the decimal text of `n`, its digits written in place (no `memcpy` call of a
+/// length known only at run time, as copying them from a stack buffer made).
+pub(crate) fn push_unsigned(out: &mut Vec<u8>, mut n: u64) {
+    let digits = n.checked_ilog10().map_or(1, |d| d as usize + 1);
+    out.reserve(digits);
+    let start = out.len();
+    // SAFETY: `digits` bytes were reserved past `start`; each is written before the length
+    // grows over them (the last division leaves 0 exactly when all digits are written).
+    unsafe {
+        let p = out.as_mut_ptr().add(start);
+        let mut i = digits;
+        // Two digits per division while more than two are left.
+        while i > 2 {
+            i -= 2;
+            let pair = (n % 100) as usize * 2;
+            p.add(i).copy_from_nonoverlapping(DIGIT_PAIRS.as_ptr().add(pair), 2);
+            n /= 100;
+        }
+        while i > 0 {
+            i -= 1;
+            *p.add(i) = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.set_len(start + digits);
+    }
+}
+
+/// "00" to "99", for [`push_unsigned`].
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut k = 0;
+    while k < 100 {
+        t[2 * k] = b'0' + (k / 10) as u8;
+        t[2 * k + 1] = b'0' + (k % 10) as u8;
+        k += 1;
+    }
+    t
+};
 
 /// Parses decimal text (as Redis writes scores) to f64, accepting inf/-inf.
 pub(crate) fn parse_f64(text: &[u8]) -> Option<f64> {
@@ -410,10 +438,16 @@ mod tests {
 
     #[test]
     fn decimals_are_to_string() {
-        for v in [0, 1, -1, 9, 10, -10, 12345, i64::MAX, i64::MIN, i64::MIN + 1] {
+        let powers = (0..19).map(|k| 10i64.pow(k)).flat_map(|p| [p - 1, p, p + 1, -p - 1, -p, 1 - p]);
+        for v in [0, 1, -1, 9, 10, -10, 12345, i64::MAX, i64::MIN, i64::MIN + 1].into_iter().chain(powers) {
             let mut out = b"x".to_vec();
             push_decimal(&mut out, v);
             assert_eq!(out, format!("x{v}").into_bytes());
+        }
+        for n in [u64::MAX, u64::MAX - 1, 10_000_000_000_000_000_000, 9_999_999_999_999_999_999, 0] {
+            let mut out = b"x".to_vec();
+            push_unsigned(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
         }
     }
 

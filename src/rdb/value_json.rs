@@ -1,18 +1,19 @@
 //! A value written as JSON straight from the file's bytes, without building a [`super::Value`]:
 //! elements are escaped where they stand in the read buffer or in the blob that holds them
 //! (listpack, ziplist, intset), so nothing is allocated per element. The text is exactly what
-//! [`super::write_value_json`] writes for the decoded value; the rare forms (streams, modules,
-//! zipmaps, Valkey hashes) are decoded and written through it.
+//! [`super::write_value_json`] writes for the decoded value; streams go one node at a time;
+//! the rare forms (modules, zipmaps, Valkey hashes) are decoded and written through it.
 
 use std::io::Read;
 
 use super::blob::Elem;
 use super::error::Result;
-use super::json::{write_field_json, write_field_value_json, write_item_json, write_member_json, write_score_json, write_value_json};
+use super::json::{write_entry_json, write_field_json, write_field_value_json, write_item_json, write_member_json, write_score_json, write_stream_tail_json, write_value_json, STREAM_HEAD};
 use super::object::{encoding_of, field_expiry, quicklist_container, read_object, string_encoding, QUICKLIST_PACKED, QUICKLIST_PLAIN};
 use super::reader::ByteReader;
-use super::string::{parse_f64, parse_i64, Scratch};
-use super::{intset, listpack, ziplist, write_bytes_json, VALKEY_MIN_VERSION};
+use super::string::Scratch;
+use super::value::Stream;
+use super::{intset, listpack, stream, ziplist, write_bytes_json, VALKEY_MIN_VERSION};
 
 /// Writes the JSON of record values held in memory: batches of whole records cut from the
 /// stream by a reader that walked and checksummed them, handed to another thread to write.
@@ -117,13 +118,24 @@ pub(crate) fn write_value<R: Read>(r: &mut ByteReader<R>, ty: u8, version: u16, 
                 done.map_err(|m| r.corrupt_at(at, format!("{what}: {m}")))?;
             }
         }
+        15 | 19 | 21 => {
+            out.extend_from_slice(STREAM_HEAD);
+            stream::each_entry(r, s, |id, fields| {
+                write_entry_json(out, n, id, fields);
+                n += 1;
+            })?;
+            let mut tail = Stream::default();
+            stream::read_tail(r, ty, &mut tail)?;
+            write_stream_tail_json(out, &tail);
+            return Ok(encoding_of(ty));
+        }
         _ => return decoded(r, ty, version, out),
     }
     out.push(b']');
     Ok(encoding_of(ty))
 }
 
-/// The forms written through a decoded value: streams, modules, zipmaps, Valkey hashes, and
+/// The forms written through a decoded value: modules, zipmaps, Valkey hashes, and
 /// the types that are errors (with the parser's own message).
 fn decoded<R: Read>(r: &mut ByteReader<R>, ty: u8, version: u16, out: &mut Vec<u8>) -> Result<&'static str> {
     let (value, enc) = read_object(r, ty, true, version)?;
@@ -150,7 +162,7 @@ fn blob_json<'a>(ty: u8, b: &'a [u8], out: &mut Vec<u8>, n: &mut usize) -> std::
             each_elem(zl, b, |e| {
                 if let Some(m) = held[0].take() {
                     write_member_json(out, *n / 2, m);
-                    write_score_json(out, elem_f64(e).ok_or("zset score is not a number")?);
+                    write_score_json(out, e.to_f64().ok_or("zset score is not a number")?);
                 } else {
                     held[0] = Some(e);
                 }
@@ -176,7 +188,7 @@ fn blob_json<'a>(ty: u8, b: &'a [u8], out: &mut Vec<u8>, n: &mut usize) -> std::
             each_elem(zl, b, |e| {
                 match held {
                     [Some(f), Some(v)] => {
-                        let ttl = elem_i64(e).ok_or("field TTL is not an integer")?;
+                        let ttl = e.to_i64().ok_or("field TTL is not an integer")?;
                         write_field_json(out, *n / 3, (ttl != 0).then_some(ttl as u64), f);
                         write_field_value_json(out, v);
                         held = [None, None];
@@ -213,27 +225,10 @@ fn odd_pair(n: usize) -> std::result::Result<(), String> {
     }
 }
 
-/// An element read as a score, as the parser reads it from its decimal text.
-fn elem_f64(e: Elem<'_>) -> Option<f64> {
-    match e {
-        Elem::Bytes(b) => parse_f64(b),
-        // Both roundings are to the nearest double, so this is the parse of the decimal text.
-        Elem::Int(i) => Some(i as f64),
-    }
-}
-
-/// An element read as an integer, as the parser reads it from its decimal text.
-fn elem_i64(e: Elem<'_>) -> Option<i64> {
-    match e {
-        Elem::Bytes(b) => parse_i64(b),
-        Elem::Int(i) => Some(i),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::encode::{len, string, ListpackBuilder};
-    use super::super::{write_value_json, Item, RdbReader, ReadOptions, ValuesJson};
+    use super::super::{value_to_json, Item, RdbReader, ReadOptions, ValuesJson};
 
     /// Each record's value as JSON, one per line: written from the bytes, and from the decoded value.
     fn direct_and_decoded(rdb: &[u8]) -> (Result<Vec<u8>, String>, Result<Vec<u8>, String>) {
@@ -258,7 +253,8 @@ mod tests {
             let mut out = Vec::new();
             while let Some(item) = r.next_item()? {
                 if let Item::Record(rec) = item {
-                    write_value_json(&mut out, &rec.value);
+                    // serde_json's text, which `write_value_json` must match.
+                    serde_json::to_writer(&mut out, &value_to_json(&rec.value)).unwrap();
                     out.extend_from_slice(format!(" {}\n", rec.encoding).as_bytes());
                 }
             }
@@ -336,9 +332,60 @@ mod tests {
         let mut set = len_of(odd.len() as u64);
         odd.iter().for_each(|i| set.extend_from_slice(&s(i)));
         record(&mut b, 2, b"set", &set);
+        record(&mut b, 21, b"stream21", &stream(21));
+        record(&mut b, 15, b"stream15", &stream(15));
         b.push(0xff);
         b.extend_from_slice(&[0; 8]);
         b
+    }
+
+    /// A stream value of type `ty` (15 or 21): a node of entries with the master's fields
+    /// (one deleted) and one with its own, a node with one entry, two consumer groups.
+    fn stream(ty: u8) -> Vec<u8> {
+        let s = |b: &[u8]| {
+            let mut v = Vec::new();
+            string(&mut v, b);
+            v
+        };
+        let raw = |ms: u64, seq: u64| [ms.to_be_bytes(), seq.to_be_bytes()].concat();
+        let mut v = len_of(2);
+        let node1: &[&[u8]] = &[b"2", b"1", b"2", b"f1", b"f2", b"0", b"2", b"0", b"0", b"v1", b"v\"2", b"6", b"3", b"1", b"0", b"x", b"y", b"6", b"0", b"2", b"5", b"3", b"a", b"1", b"b", b"-7", b"c\xff", b"", b"9"];
+        v.extend_from_slice(&s(&raw(1000, 0)));
+        v.extend_from_slice(&s(&listpack(node1)));
+        v.extend_from_slice(&s(&raw(2000, 1)));
+        v.extend_from_slice(&s(&listpack(&[b"1", b"0", b"1", b"only", b"0", b"2", b"0", b"0", b"42", b"5"])));
+        for n in [3, 2000, 1] {
+            len(&mut v, n);
+        }
+        if ty >= 19 {
+            for n in [1000, 0, 0, 0, 4] {
+                len(&mut v, n);
+            }
+        }
+        v.extend_from_slice(&len_of(2));
+        for (name, pending) in [(&b"g\"1"[..], true), (b"empty", false)] {
+            v.extend_from_slice(&s(name));
+            v.extend_from_slice(&[len_of(1000), len_of(0)].concat());
+            if ty >= 19 {
+                v.extend_from_slice(&len_of(3));
+            }
+            let ids: &[(u64, u64)] = if pending { &[(1000, 0), (1002, 5)] } else { &[] };
+            v.extend_from_slice(&len_of(ids.len() as u64));
+            for &(ms, seq) in ids {
+                v.extend_from_slice(&[raw(ms, seq), 1_700_000_000_000u64.to_le_bytes().to_vec(), len_of(ms - 999)].concat());
+            }
+            v.extend_from_slice(&len_of(ids.len() as u64));
+            for (k, &(ms, seq)) in ids.iter().enumerate() {
+                v.extend_from_slice(&s(format!("c{k}\n").as_bytes()));
+                v.extend_from_slice(&7u64.to_le_bytes());
+                if ty >= 21 {
+                    v.extend_from_slice(&8u64.to_le_bytes());
+                }
+                v.extend_from_slice(&len_of(1));
+                v.extend_from_slice(&raw(ms, seq));
+            }
+        }
+        v
     }
 
     fn len_of(n: u64) -> Vec<u8> {

@@ -10,7 +10,7 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 use super::keyscan::KeyFilter;
 use crate::error::Error;
-use crate::rdb::{write_bytes_json, Item, RdbError, RdbReader, ReadOptions, ValueKind, ValuesJson};
+use crate::rdb::{push_unsigned, write_bytes_json, Item, RdbError, RdbReader, ReadOptions, ValueKind, ValuesJson};
 
 /// Stream bytes per batch: the batch closes at the first record end past this (1 MiB
 /// batches, whose text would pass the output buffer without a copy, were no faster).
@@ -221,11 +221,11 @@ fn work(batches: Receiver<Batch>, to_writer: Sender<Text>, spares: Spares, versi
 /// The start of a JSON line, `{"db","expires_at","key","type",` then `"value":` (the keys in
 /// the order `serde_json` sorts them); the value and `}` follow.
 fn jsonl_head(out: &mut Vec<u8>, db: u64, key: &[u8], kind: ValueKind, expire_ms: Option<u64>) {
-    let _ = write!(out, "{{\"db\":{},\"expires_at\":", db);
+    out.extend_from_slice(b"{\"db\":");
+    push_unsigned(out, db);
+    out.extend_from_slice(b",\"expires_at\":");
     match expire_ms {
-        Some(t) => {
-            let _ = write!(out, "{t}");
-        }
+        Some(t) => push_unsigned(out, t),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"key\":");
