@@ -13,29 +13,30 @@ use opendal::{Buffer, HttpBody, HttpTransport, HttpTransporter};
 use opendal_http_transport_reqwest::ReqwestTransport;
 
 /// For `http://`: no TLS roots, so an unexpected redirect to https fails instead of trusting.
-static PLAIN: LazyLock<ReqwestTransport> =
-    LazyLock::new(|| ReqwestTransport::new(reqwest::Client::builder().tls_certs_only([]).build().unwrap_or_else(|_| reqwest::Client::new())));
+static PLAIN: LazyLock<Result<ReqwestTransport, String>> = LazyLock::new(|| client(reqwest::Client::builder().tls_certs_only([])));
 /// For `https://`: the system's roots (the platform verifier); building it fails where the
 /// system has none (a slim container without ca-certificates), which is said, not a panic.
-static TLS: LazyLock<Result<ReqwestTransport, String>> = LazyLock::new(|| {
-    reqwest::Client::builder().build().map(ReqwestTransport::new).map_err(|e| {
+static TLS: LazyLock<Result<ReqwestTransport, String>> = LazyLock::new(|| client(reqwest::Client::builder()));
+
+/// A transport from `builder`, or why there is none (reqwest's own `Client::new` panics).
+fn client(builder: reqwest::ClientBuilder) -> Result<ReqwestTransport, String> {
+    builder.build().map(ReqwestTransport::new).map_err(|e| {
         let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
         format!("cannot set up TLS: {why} (install the ca-certificates package, or set SSL_CERT_FILE to a PEM file of the CA certificates to trust)")
     })
-});
+}
 
 /// Sends each request through the client its scheme needs.
 struct ByScheme;
 
 impl HttpTransport for ByScheme {
     async fn fetch(&self, req: Request<Buffer>) -> opendal::Result<Response<HttpBody>> {
-        if req.uri().scheme_str() == Some("http") {
-            PLAIN.fetch(req).await
-        } else {
-            match &*TLS {
-                Ok(tls) => tls.fetch(req).await.map_err(untrusted),
-                Err(why) => Err(opendal::Error::new(opendal::ErrorKind::ConfigInvalid, why.clone())),
-            }
+        let plain = req.uri().scheme_str() == Some("http");
+        let client: &Result<ReqwestTransport, String> = if plain { &PLAIN } else { &TLS };
+        match client {
+            Ok(client) if plain => client.fetch(req).await,
+            Ok(client) => client.fetch(req).await.map_err(untrusted),
+            Err(why) => Err(opendal::Error::new(opendal::ErrorKind::ConfigInvalid, why.clone())),
         }
     }
 }
