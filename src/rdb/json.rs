@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value as Json};
 use super::blob::Elem;
 use super::escape::escape;
 use super::json_ascii::{ascii_escape, escape_ascii};
-use super::string::push_decimal;
+use super::string::{push_decimal, push_unsigned};
 use super::value::{Stream, StreamId, Value};
 use super::Record;
 
@@ -321,7 +321,7 @@ pub(crate) fn write_field_json(out: &mut Vec<u8>, i: usize, expire_ms: Option<u6
     out.push(b'{');
     if let Some(t) = expire_ms {
         out.extend_from_slice(b"\"expire_ms\":");
-        let _ = serde_json::to_writer(&mut *out, &t);
+        push_unsigned(out, t);
         out.push(b',');
     }
     out.extend_from_slice(b"\"field\":");
