@@ -5,6 +5,8 @@
 //! the lanes start. Fresh anonymous pages are already zero, and Argon2 writes each block
 //! before it reads it, so here the lanes fault in their own pages in parallel as they fill
 //! them. Unmapping returns the pages, and what the password left in them, to the kernel.
+//! The region asks for transparent huge pages: 32 faults instead of 16 384, each of which
+//! costs page-table and memory-cgroup bookkeeping (~10% of a small incremental's CPU).
 
 use argon2_lanes::Block;
 
@@ -12,18 +14,32 @@ use argon2_lanes::Block;
 pub struct FreshBlocks {
     ptr: std::ptr::NonNull<Block>,
     len: usize,
+    /// The whole mapping: the blocks start at its first huge-page boundary.
+    base: *mut libc::c_void,
+    mapped: usize,
 }
+
+/// A transparent huge page on x86-64 and most arm64 kernels.
+const HUGE_PAGE: usize = 2 << 20;
 
 impl FreshBlocks {
     /// None when the mapping fails (the caller falls back to the crate's allocation).
     pub fn new(len: usize) -> Option<FreshBlocks> {
         let bytes = len.checked_mul(std::mem::size_of::<Block>()).filter(|&b| b > 0)?;
-        // SAFETY: a private anonymous mapping of `bytes`; no file, no fixed address.
-        let p = unsafe { libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
-        if p == libc::MAP_FAILED {
+        // A huge page more than needed, so the blocks can start on a huge-page boundary
+        // (untouched address space costs no memory).
+        let mapped = bytes.checked_add(HUGE_PAGE)?;
+        // SAFETY: a private anonymous mapping of `mapped`; no file, no fixed address.
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), mapped, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+        if base == libc::MAP_FAILED {
             return None;
         }
-        Some(FreshBlocks { ptr: std::ptr::NonNull::new(p.cast())?, len })
+        let skip = (HUGE_PAGE - base as usize % HUGE_PAGE) % HUGE_PAGE;
+        // SAFETY: `skip` < HUGE_PAGE, so `skip + bytes` lies within the mapping.
+        let start = unsafe { base.cast::<u8>().add(skip) };
+        // SAFETY: advice on a range of our own mapping; a kernel without huge pages ignores it.
+        unsafe { libc::madvise(start.cast(), bytes, libc::MADV_HUGEPAGE) };
+        Some(FreshBlocks { ptr: std::ptr::NonNull::new(start.cast())?, len, base, mapped })
     }
 }
 
@@ -39,7 +55,7 @@ impl Drop for FreshBlocks {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `new`, which nothing borrows any more.
         unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len * std::mem::size_of::<Block>());
+            libc::munmap(self.base, self.mapped);
         }
     }
 }
