@@ -107,9 +107,11 @@ enum Target {
 pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
     let live_opts = live_options(&a)?;
     let target = target(&a)?;
-    if let Target::File(p) = &target {
-        rdbvault::store::prefetch::warm(p);
-    }
+    // A file is opened first, so its reading starts while the repository is opened.
+    let mut file_input = match &target {
+        Target::File(p) => Some(open_file(p)?),
+        _ => None,
+    };
     let repo = open_repo_for_index(g)?;
     let _lock = super::lock(g, &repo, false)?;
     if let Err(e) = rdbvault::store::staged::remove_stale(&repo) {
@@ -139,7 +141,10 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
             r.map_err(|e| anyhow::Error::from(backup::name_input(e, |name| format!("standard input ({name})"))))
         }
         Target::File(path) => {
-            let (desc, input) = open_file(&path)?;
+            let (desc, input) = match file_input.take() {
+                Some(opened) => opened,
+                None => open_file(&path)?,
+            };
             let r = backup::run(&repo, desc, vec![input], &opts);
             r.map_err(|e| anyhow::Error::from(backup::name_input(e, |_| path.display().to_string())))
         }
@@ -245,7 +250,7 @@ fn open_file(path: &Path) -> anyhow::Result<(SourceDesc, Input<'static>)> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dump.rdb".into());
     let abs = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
     let desc = SourceDesc { kind: "file".into(), name: abs.display().to_string(), ..Default::default() };
-    Ok((desc, Input { name, reader: Box::new(rdbvault::store::prefetch::Prefetch::new(file)) }))
+    Ok((desc, Input { name, reader: rdbvault::store::direct::sequential(file) }))
 }
 
 /// One line per saved cluster shard, as it happens (text mode only).

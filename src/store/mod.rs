@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod direct;
 pub mod failpoint;
 #[cfg(feature = "s3")]
 mod http_client;

@@ -1,6 +1,6 @@
 //! Reading a local file front to back with the kernel fetching ahead.
 //!
-//! The chunker reads 4 MiB at a time and then works on it; the kernel's own
+//! The chunker reads 2 MiB at a time and then works on it; the kernel's own
 //! read-ahead is a few hundred KiB, so on a cold cache each window would wait
 //! for the disk. Asking for the next 64 MiB (`POSIX_FADV_WILLNEED`) as reading
 //! goes overlaps the disk with hashing and compression (16 MiB left the reader
@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Read;
 
 /// How far ahead of the read position the kernel is asked to fetch.
-const AHEAD: u64 = 64 * 1024 * 1024;
+pub(crate) const AHEAD: u64 = 64 * 1024 * 1024;
 
 /// A file read sequentially from its start, fetched ahead.
 pub struct Prefetch {
@@ -36,15 +36,6 @@ impl Read for Prefetch {
         let n = self.file.read(buf)?;
         self.pos += n as u64;
         Ok(n)
-    }
-}
-
-/// Asks the kernel to fetch the start of a file now, so that the disk works while the
-/// repository is opened (key derivation, locks, index) instead of after it. On its own
-/// thread: on a cold cache the advice itself takes tens of milliseconds to queue the reads.
-pub fn warm(path: &std::path::Path) {
-    if let Ok(file) = File::open(path) {
-        std::thread::spawn(move || advise(&file, 0, AHEAD));
     }
 }
 

@@ -197,7 +197,7 @@ pub fn open(url: &RedisUrl, opts: &ConnectOptions, rdb_path: &Path, wait: &Bgsav
     info.path = Some(rdb_path.display().to_string());
     info.rdb_version = rdb_version;
     info.snapshot_time_ms = server.last_save_time().map(|s| s * 1000);
-    let stream: Box<dyn std::io::Read + Send> = Box::new(crate::store::prefetch::Prefetch::new(file));
+    let stream: Box<dyn std::io::Read + Send> = crate::store::direct::sequential(file);
     Ok(LiveSource { info, streams: vec![(RDB_STREAM_NAME.to_string(), stream)], key_check: Some(check) })
 }
 

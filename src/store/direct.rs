@@ -1,0 +1,221 @@
+//! Reading a local file that is not in the page cache straight from the disk.
+//!
+//! A buffered read of a cold file makes the kernel allocate a page-cache page for every
+//! 4 KiB, charge it to the memory cgroup, put it on its lists, and copy it out: 0.15-0.65
+//! CPU-s per GiB here, a fifth of an incremental backup's CPU. With `O_DIRECT` the disk writes
+//! into our buffers and none of that happens (0.04 CPU-s per GiB; one copy into the chunker's
+//! window adds 0.06). A thread of its own keeps [`AHEAD`] blocks in flight, as the kernel's
+//! read-ahead would. A file mostly in the page cache already (an RDB the server has just
+//! written) is read through the cache, which is faster than the disk; so is any file on a
+//! file system without direct I/O, and any other system than Linux.
+
+use std::fs::File;
+use std::io::Read;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+/// Bytes per direct read.
+const BLOCK: usize = 2 << 20;
+/// Blocks read ahead of the consumer (and the most ever allocated).
+const AHEAD: usize = 3;
+/// Buffer, offset and length alignment for direct I/O: a multiple of every logical block size.
+const ALIGN: usize = 4096;
+/// Files smaller than this are read through the cache: a thread is not worth it.
+const MIN_DIRECT: u64 = 8 << 20;
+/// Page-cache probes spread over the file to tell a cold one from a warm one.
+const PROBES: u64 = 32;
+
+/// A reader for `file` from its start: direct when the file is mostly not cached, else the
+/// kernel's cache with read-ahead ([`super::prefetch::Prefetch`]).
+pub fn sequential(file: File) -> Box<dyn Read + Send> {
+    match direct(&file) {
+        Some(d) => Box::new(d),
+        None => {
+            super::prefetch::advise(&file, 0, super::prefetch::AHEAD);
+            Box::new(super::prefetch::Prefetch::new(file))
+        }
+    }
+}
+
+/// A direct reader of the same file, already reading, when that pays.
+#[cfg(target_os = "linux")]
+fn direct(file: &File) -> Option<Direct> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let len = file.metadata().ok().filter(|m| m.is_file())?.len();
+    if len < MIN_DIRECT || cached_share(file, len) >= 0.5 {
+        return None;
+    }
+    // The same file, not whatever the path names now; a description of its own, since
+    // O_DIRECT is a property of the description.
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let raw = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).ok()?;
+    let cached = file.try_clone().ok()?;
+    let (tx, blocks) = bounded(AHEAD);
+    let (spare, free) = bounded(AHEAD);
+    std::thread::Builder::new().name("direct read".into()).spawn(move || read_ahead(raw, cached, tx, free)).ok()?;
+    Some(Direct { blocks, spare, cur: None })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn direct(_file: &File) -> Option<Direct> {
+    None
+}
+
+/// The share of probed pages the page cache holds (a read that must not wait for the disk).
+#[cfg(target_os = "linux")]
+fn cached_share(file: &File, len: u64) -> f64 {
+    use std::os::fd::AsRawFd;
+    let mut hits = 0;
+    for i in 0..PROBES {
+        let mut byte = 0u8;
+        let iov = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
+        let at = (len / PROBES * i) as libc::off_t;
+        // SAFETY: a one-byte read into `byte`, which outlives the call.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
+        if n == 1 {
+            hits += 1;
+        }
+    }
+    hits as f64 / PROBES as f64
+}
+
+/// A filled block: its buffer and the range of it that holds data.
+type Block = (Vec<u8>, usize, usize);
+
+/// Reads the file into aligned blocks, a few ahead of the consumer; `cached` takes over from
+/// the first unaligned point (the file's end) or if the file system refuses direct reads.
+#[cfg(target_os = "linux")]
+fn read_ahead(raw: File, cached: File, tx: Sender<std::io::Result<Block>>, free: Receiver<Vec<u8>>) {
+    use std::os::unix::fs::FileExt;
+    let (mut offset, mut made) = (0u64, 0);
+    let mut raw = Some(raw);
+    loop {
+        let mut buf = match free.try_recv() {
+            Ok(b) => b,
+            Err(_) if made < AHEAD => {
+                made += 1;
+                vec![0u8; BLOCK + ALIGN]
+            }
+            Err(_) => match free.recv() {
+                Ok(b) => b,
+                Err(_) => return,
+            },
+        };
+        let start = buf.as_ptr().align_offset(ALIGN);
+        let region = &mut buf[start..start + BLOCK];
+        let mut filled = 0;
+        while filled < BLOCK {
+            let at = offset + filled as u64;
+            let got = match &raw {
+                Some(f) if filled % ALIGN == 0 => f.read_at(&mut region[filled..], at),
+                _ => cached.read_at(&mut region[filled..], at),
+            };
+            match got {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if raw.is_some() && e.raw_os_error() == Some(libc::EINVAL) => raw = None,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+        offset += filled as u64;
+        if filled == 0 || tx.send(Ok((buf, start, start + filled))).is_err() || filled < BLOCK {
+            return;
+        }
+    }
+}
+
+/// The consumer's side of [`read_ahead`].
+struct Direct {
+    blocks: Receiver<std::io::Result<Block>>,
+    spare: Sender<Vec<u8>>,
+    cur: Option<Block>,
+}
+
+impl Read for Direct {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some((buf, pos, end)) = &mut self.cur {
+                if *pos < *end {
+                    let n = out.len().min(*end - *pos);
+                    out[..n].copy_from_slice(&buf[*pos..*pos + n]);
+                    *pos += n;
+                    return Ok(n);
+                }
+            }
+            if let Some((buf, _, _)) = self.cur.take() {
+                let _ = self.spare.try_send(buf);
+            }
+            match self.blocks.recv() {
+                Ok(Ok(block)) => self.cur = Some(block),
+                Ok(Err(e)) => return Err(e),
+                // The reader ended: end of file.
+                Err(_) => return Ok(0),
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A file of `len` bytes no page of which is cached (written, synced and dropped).
+    fn cold_file(dir: &std::path::Path, len: usize) -> (std::path::PathBuf, Vec<u8>) {
+        let path = dir.join("cold");
+        let data: Vec<u8> = (0..len as u64).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let f = File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: advice on an open descriptor.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        (path, data)
+    }
+
+    #[test]
+    fn cold_files_read_direct_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not a multiple of the block or of the alignment: the tail comes through the cache.
+        let (path, data) = cold_file(dir.path(), 3 * BLOCK + 12_345 + MIN_DIRECT as usize);
+        let file = File::open(&path).unwrap();
+        let d = direct(&file);
+        let direct_io = d.is_some();
+        let mut out = Vec::new();
+        match d {
+            Some(mut d) => d.read_to_end(&mut out).unwrap(),
+            None => sequential(file).read_to_end(&mut out).unwrap(),
+        };
+        assert!(out == data, "the bytes read differ from the file's");
+        // tmpfs has no direct I/O; a disk-backed target directory does.
+        let on_tmpfs = std::process::Command::new("stat").args(["-f", "-c", "%T"]).arg(dir.path()).output().map(|o| o.stdout.starts_with(b"tmpfs")).unwrap_or(true);
+        if !on_tmpfs {
+            assert!(direct_io, "a cold file on a disk is read direct");
+        }
+    }
+
+    #[test]
+    fn cached_files_read_through_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = cold_file(dir.path(), MIN_DIRECT as usize + 5);
+        // Reading it once brings it into the cache.
+        assert!(std::fs::read(&path).unwrap() == data);
+        let file = File::open(&path).unwrap();
+        assert!(cached_share(&file, data.len() as u64) > 0.9);
+        assert!(direct(&file).is_none());
+        let mut out = Vec::new();
+        sequential(file).read_to_end(&mut out).unwrap();
+        assert!(out == data);
+    }
+
+    #[test]
+    fn small_files_read_through_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = cold_file(dir.path(), 1 << 20);
+        assert!(direct(&File::open(&path).unwrap()).is_none());
+    }
+}
