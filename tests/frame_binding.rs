@@ -74,15 +74,18 @@ fn repository_with_unbound_frames_restores_byte_exact_and_takes_new_backups() {
 
 /// A data frame of several chunks (its pack and first blob), with its blobs in frame order.
 fn frame_of_several(index: &Index) -> (Id, BlobEntry, Vec<(u32, Id, u32)>) {
-    let (pack, first) = index
-        .iter()
-        .find(|(_, e)| e.kind == BlobType::Data && e.inner == 0 && e.raw_len < e.frame_len && e.raw_len * 3 <= e.frame_len)
-        .expect("a frame of several chunks");
-    assert!(first.flags & FLAG_BOUND != 0);
-    let mut members: Vec<(u32, Id, u32)> =
-        index.iter().filter(|(p, e)| *p == pack && e.same_frame(&first)).map(|(_, e)| (e.inner, e.id, e.raw_len)).collect();
-    members.sort();
-    (pack, first, members)
+    frames_of_several(index).next().expect("a frame of several chunks")
+}
+
+/// Every bound data frame of three or more chunks, as [`frame_of_several`] gives one.
+fn frames_of_several(index: &Index) -> impl Iterator<Item = (Id, BlobEntry, Vec<(u32, Id, u32)>)> + '_ {
+    index.iter().filter(|(_, e)| e.kind == BlobType::Data && e.inner == 0 && e.raw_len < e.frame_len && e.raw_len * 3 <= e.frame_len).map(|(pack, first)| {
+        assert!(first.flags & FLAG_BOUND != 0);
+        let mut members: Vec<(u32, Id, u32)> =
+            index.iter().filter(|(p, e)| *p == pack && e.same_frame(&first)).map(|(_, e)| (e.inner, e.id, e.raw_len)).collect();
+        members.sort();
+        (pack, first, members)
+    })
 }
 
 /// Copies the frame into a new pack whose header (and so the index) lists its
@@ -145,12 +148,17 @@ fn frame_with_swapped_ids_is_refused_when_used_in_part() {
     v.backup_bytes("a.rdb", &a);
     let r = open(&v);
     let index = Index::load(&r).expect("index");
-    let (pack, first, members) = frame_of_several(&index);
-    // Where the frame lies in `a`: its plaintext, found there.
+    // A frame whose chunks lie together in `a`, and where: its plaintext, found there. (A
+    // frame's chunks are the new ones of a stretch of input; one that another worker stored
+    // first is left out, so not every frame is one piece of the input.)
     let blobs = Blobs::new(&r, &index).expect("blobs");
-    let sealed = r.backend().read_range(FileKind::Pack, &pack.to_hex(), first.offset as u64, first.length as usize).expect("read frame");
-    let plain = open_frame(&BlobKeys::of(&r), &mut blobs.decoder(), &first, &sealed, "frame").expect("open frame");
-    let at = a.windows(plain.len()).position(|w| w == plain.as_slice()).expect("the frame's bytes in the input");
+    let (pack, first, members, at) = frames_of_several(&index)
+        .find_map(|(pack, first, members)| {
+            let sealed = r.backend().read_range(FileKind::Pack, &pack.to_hex(), first.offset as u64, first.length as usize).expect("read frame");
+            let plain = open_frame(&BlobKeys::of(&r), &mut blobs.decoder(), &first, &sealed, "frame").expect("open frame");
+            a.windows(plain.len()).position(|w| w == plain.as_slice()).map(|at| (pack, first, members, at))
+        })
+        .expect("a frame of several chunks lying together in the input");
     // `b` changes a byte of the frame's last chunk: it uses the others only.
     let (last_inner, _, last_len) = *members.last().expect("members");
     let mut b = a.clone();
