@@ -205,10 +205,7 @@ impl ObjectBackend {
         } else if e.kind() == K::ConfigInvalid {
             return Error::Invalid(format!("{what}: {}", e.message()));
         } else if is_connection(&raw) {
-            (
-                Io::ConnectionAborted,
-                "lost the connection to the server (retried and gave up): check that it is up and reachable".to_string(),
-            )
+            (Io::ConnectionAborted, LOST_CONNECTION.to_string())
         } else {
             (Io::Other, first_line(&e.to_string()))
         };
@@ -266,6 +263,9 @@ impl ObjectBackend {
 }
 
 /// Whether an error text says the connection failed or dropped.
+/// What a request that kept failing in transit says (after its retries).
+pub(crate) const LOST_CONNECTION: &str = "lost the connection to the server (retried and gave up): check that it is up and reachable";
+
 fn is_connection(raw: &str) -> bool {
     let raw = raw.to_ascii_lowercase();
     ["connect", "connection", "broken pipe", "timed out", "timeout", "ssh error", "reset", "eof"]

@@ -93,7 +93,8 @@ pub fn create_bucket(endpoint: &str, bucket: &str, url: &str) -> Result<Bucket> 
                 Err(e) => return Err(failed("reach", e.message().to_string())),
             }
         }
-        send_once(method, body)?.map_err(|e| failed("reach", e.to_string()))
+        // Still failing in transit: said as every other request says it.
+        send_once(method, body)?.map_err(|e| failed("reach", if e.is_temporary() { super::object::LOST_CONNECTION.to_string() } else { e.message().to_string() }))
     };
     let (status, _) = send("HEAD", String::new())?;
     match status {
