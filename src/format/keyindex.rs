@@ -20,8 +20,8 @@ const PAGE_MAX: usize = 128 * 1024;
 /// keys: about 32 KiB past the minimum at ~20 bytes an entry).
 const PAGE_MASK: u64 = 0x1FF;
 
-/// Entries held in memory before a sorted run is spilled to a temporary file (12 MiB with
-/// 16 MiB: 6-8 MiB less peak memory in a 1 GiB backup, the end's merge no slower).
+/// Entries held in memory before a sorted run is spilled to a temporary file (12 MiB rather
+/// than 16: 6-8 MiB less peak memory in a 1 GiB backup, and the end's merge no slower).
 const RUN_BYTES: usize = 12 << 20;
 /// Entries sorted as a segment while the backup still reads: the sort at the end (on the
 /// backup's critical path) only merges the segments.

@@ -31,7 +31,11 @@ pub fn sequential(file: File) -> Box<dyn Read + Send> {
     match direct(&file) {
         Some(d) => Box::new(d),
         None => {
-            super::prefetch::advise(&file, 0, super::prefetch::AHEAD);
+            // On its own thread: on a cold cache the advice takes tens of milliseconds to queue
+            // the reads, which the repository's opening can overlap.
+            if let Ok(f) = file.try_clone() {
+                std::thread::spawn(move || super::prefetch::advise(&f, 0, super::prefetch::AHEAD));
+            }
             Box::new(super::prefetch::Prefetch::new(file))
         }
     }
