@@ -14,10 +14,11 @@ fn downloads(lines: &[String], folder: &str) -> usize {
     lines.iter().filter(|l| l.starts_with(&format!("GET /backups/redis/prod/{folder}/"))).count()
 }
 
-/// The cache directory of the test repository (one repository: one id below `rdbvault/`).
+/// The cache directory of the test repository (one repository: one id below `rdbvault/`,
+/// beside `keys/`).
 fn cache_of(v: &Vault) -> PathBuf {
     let base = v.dir.path().join("cache/rdbvault");
-    let mut ids: Vec<PathBuf> = std::fs::read_dir(&base).expect("cache dir").flatten().map(|e| e.path()).collect();
+    let mut ids: Vec<PathBuf> = std::fs::read_dir(&base).expect("cache dir").flatten().map(|e| e.path()).filter(|p| !p.ends_with("keys")).collect();
     assert_eq!(ids.len(), 1, "one repository id under {}", base.display());
     ids.pop().unwrap()
 }
@@ -121,4 +122,34 @@ fn local_repositories_use_no_cache() {
     v.backup_bytes("a.bin", &random_data(1, 100_000));
     v.ok(&["snapshots"]);
     assert!(!v.dir.path().join("cache").exists(), "a local repository is its own cache");
+}
+
+#[test]
+fn key_files_are_downloaded_once_and_a_removed_key_opens_nothing() {
+    let (_moto, proxy, v) = on_moto();
+    proxy.take();
+    v.ok(&["snapshots"]);
+    assert_eq!(downloads(&proxy.take(), "keys"), 1, "the first command downloads its key file");
+    v.ok(&["snapshots"]);
+    let log = proxy.take();
+    assert_eq!(downloads(&log, "keys"), 0, "a later command derives the key from the cached copy: {log:#?}");
+    assert!(log.iter().any(|l| l.contains("prefix=redis%2Fprod%2Fkeys") || l.contains("prefix=redis/prod/keys")), "the key files are still listed: {log:#?}");
+    let keys = v.dir.path().join("cache/rdbvault/keys");
+    let cached: Vec<PathBuf> = files(&keys).iter().flat_map(|d| files(d)).collect();
+    assert_eq!(cached.len(), 1, "one key file cached: {cached:?}");
+    assert_eq!(std::fs::metadata(&cached[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    let first = cached[0].file_name().unwrap().to_str().unwrap().to_string();
+
+    // Another password removes the first: its cached copy opens nothing any more.
+    let o = v.cmd(&["key", "add", "--kdf-memory-kib", "8192"]).env("RDBVAULT_NEW_PASSWORD", "second pw").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = v.run_as("second pw", &["key", "remove", &first[..12]]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = v.run(&["snapshots"]);
+    assert!(!o.status.success(), "a removed key still opened the repository");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("password"), "{}", String::from_utf8_lossy(&o.stderr));
+    let left: Vec<PathBuf> = files(&keys).iter().flat_map(|d| files(d)).collect();
+    assert!(left.iter().all(|p| !p.ends_with(&first)), "the removed key left the cache: {left:?}");
+    let o = v.run_as("second pw", &["snapshots"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

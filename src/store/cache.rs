@@ -45,49 +45,56 @@ impl CachedBackend {
         cached.then(|| self.dir.join(kind.dir()).join(name))
     }
 
-    /// The cached copy, if there is one and its bytes still hash to its name.
-    fn load(&self, path: &Path, name: &str) -> Option<Vec<u8>> {
-        let data = std::fs::read(path).ok()?;
-        if Id::of_bytes(&data).to_hex() == name {
-            return Some(data);
-        }
-        let _ = std::fs::remove_file(path);
-        None
-    }
-
-    /// Keeps a copy of a file whose bytes hash to its name; a cache that cannot be
-    /// written only costs the next download, so failures are ignored.
-    fn store(&self, path: &Path, name: &str, data: &[u8]) {
-        if Id::of_bytes(data).to_hex() != name {
-            return;
-        }
-        let Some(dir) = path.parent() else { return };
-        if std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).is_err() {
-            return;
-        }
-        let tmp = dir.join(format!(".tmp-{}", hex::encode(crate::crypto::random_bytes::<8>())));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(data))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-    }
-
     /// Drops the copies of files of `kind` the repository no longer lists.
     fn drop_gone(&self, kind: FileKind, listed: &[FileInfo]) {
-        let Ok(entries) = std::fs::read_dir(self.dir.join(kind.dir())) else { return };
-        let live: std::collections::HashSet<&str> = listed.iter().map(|f| f.name.as_str()).collect();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if names::is_id(name) && !live.contains(name) {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        drop_unlisted(&self.dir.join(kind.dir()), listed);
+    }
+}
+
+/// The cached copy at `path`, if there is one and its bytes still hash to `name` (else
+/// it is removed).
+pub(crate) fn load(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let data = std::fs::read(path).ok()?;
+    if Id::of_bytes(&data).to_hex() == name {
+        return Some(data);
+    }
+    let _ = std::fs::remove_file(path);
+    None
+}
+
+/// Keeps a copy of a file whose bytes hash to its name, written under a temporary name and
+/// renamed; a cache that cannot be written only costs the next download, so failures are
+/// ignored.
+pub(crate) fn store(path: &Path, name: &str, data: &[u8]) {
+    if Id::of_bytes(data).to_hex() != name {
+        return;
+    }
+    let Some(dir) = path.parent() else { return };
+    if std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).is_err() {
+        return;
+    }
+    let tmp = dir.join(format!(".tmp-{}", hex::encode(crate::crypto::random_bytes::<8>())));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// Removes the files of `dir` named like repository files that `listed` does not name.
+pub(crate) fn drop_unlisted(dir: &Path, listed: &[FileInfo]) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let live: std::collections::HashSet<&str> = listed.iter().map(|f| f.name.as_str()).collect();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if names::is_id(name) && !live.contains(name) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -108,11 +115,11 @@ impl Backend for CachedBackend {
     }
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
         let Some(path) = self.path(kind, name) else { return self.inner.read(kind, name) };
-        if let Some(data) = self.load(&path, name) {
+        if let Some(data) = load(&path, name) {
             return Ok(data);
         }
         let data = self.inner.read(kind, name)?;
-        self.store(&path, name, &data);
+        store(&path, name, &data);
         Ok(data)
     }
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -130,7 +137,7 @@ impl Backend for CachedBackend {
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         self.inner.write(kind, name, data)?;
         if let Some(path) = self.path(kind, name) {
-            self.store(&path, name, data);
+            store(&path, name, data);
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod direct;
 pub mod failpoint;
 #[cfg(feature = "s3")]
 mod http_client;
+pub mod keycache;
 pub mod keyfile;
 pub mod keys;
 pub mod local;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::backend::{display_name, Backend, FileKind};
 use super::config::{ChunkerParams, Config};
+use super::keycache::KeyCache;
 use super::keyfile::KeyFile;
 
 use crate::crypto::{Cipher, Id, IdHasher, KdfParams, SecretKey};
@@ -74,19 +75,50 @@ impl Repository {
 
     /// Opens a repository, trying the password against every key file.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        Repository::open_cached(backend, password, None)
+    }
+
+    /// `open`, trying the key files cached in `keys` first, while the repository's key files
+    /// are listed: a cached one counts only if the listing still names it.
+    pub fn open_cached(backend: Arc<dyn Backend>, password: &[u8], keys: Option<&KeyCache>) -> Result<Repository> {
         // The config travels beside the key files and the key derivation: on object storage that
         // saves a round trip before the derivation and one after it.
         std::thread::scope(|scope| {
             let config = scope.spawn(|| backend.read(FileKind::Config, "config"));
             let config = move || config.join().unwrap_or_else(|_| Err(Error::Invalid("reading the config panicked".into())));
-            Repository::open_with(&backend, password, config)
+            let listing = scope.spawn(|| backend.list(FileKind::Key));
+            let listing = move || listing.join().unwrap_or_else(|_| Err(Error::Invalid("listing the key files panicked".into())));
+            Repository::open_with(&backend, password, config, listing, keys)
         })
     }
 
-    /// `open` once the config's bytes are on their way; a missing config means no repository.
-    fn open_with(backend: &Arc<dyn Backend>, password: &[u8], config: impl FnOnce() -> Result<Vec<u8>>) -> Result<Repository> {
-        let keys = backend.list(FileKind::Key);
-        let keys = match keys {
+    /// `open` once the config's bytes and the key files' names are on their way; a missing
+    /// config means no repository.
+    fn open_with(
+        backend: &Arc<dyn Backend>,
+        password: &[u8],
+        config: impl FnOnce() -> Result<Vec<u8>>,
+        listing: impl FnOnce() -> Result<Vec<super::FileInfo>>,
+        cache: Option<&KeyCache>,
+    ) -> Result<Repository> {
+        // A cached key file the password opens (a damaged one is read again below).
+        let cached = cache.map(KeyCache::load).unwrap_or_default();
+        let mut tried = std::collections::HashSet::new();
+        let mut opened = None;
+        for (name, bytes) in &cached {
+            let what = display_name(FileKind::Key, name);
+            match KeyFile::parse(bytes, &what).and_then(|k| k.open(password, &what)) {
+                Ok(Some(master)) => {
+                    opened = Some((master, name.clone()));
+                    break;
+                }
+                Ok(None) => {
+                    tried.insert(name.clone());
+                }
+                Err(_) => {}
+            }
+        }
+        let keys = match listing() {
             Ok(keys) if !keys.is_empty() => keys,
             other => {
                 sealed_config(backend, config())?;
@@ -94,21 +126,28 @@ impl Repository {
                 return Err(Error::corrupt("keys/", "the repository has no key files"));
             }
         };
-        let mut opened = None;
+        if let Some(cache) = cache {
+            cache.keep_only(&keys);
+        }
+        // A key removed from the repository opens nothing, cached or not.
+        opened = opened.filter(|(_, name)| keys.iter().any(|k| k.name == *name));
         let mut damaged = Vec::new();
-        for info in &keys {
+        for info in keys.iter().filter(|k| !tried.contains(&k.name)) {
+            if opened.is_some() {
+                break;
+            }
             let what = display_name(FileKind::Key, &info.name);
             let parsed = backend.read(FileKind::Key, &info.name).and_then(|b| {
                 if Id::of_bytes(&b).to_hex() != info.name {
                     return Err(Error::corrupt(&what, "content does not match its name (bytes were changed)"));
                 }
+                if let Some(cache) = cache {
+                    cache.store(&info.name, &b);
+                }
                 KeyFile::parse(&b, &what)
             });
             match parsed.and_then(|k| k.open(password, &what)) {
-                Ok(Some(master)) => {
-                    opened = Some((master, info.name.clone()));
-                    break;
-                }
+                Ok(Some(master)) => opened = Some((master, info.name.clone())),
                 Ok(None) => {}
                 Err(e) => damaged.push(e.to_string()),
             }
