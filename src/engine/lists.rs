@@ -18,7 +18,9 @@ use crate::format::pack::{blob_in_frame, open_frame, BlobEntry, BlobKeys};
 use crate::format::snapshot::SnapshotFile;
 use crate::store::{FileKind, ReadPlan};
 
-/// Lists in the first window: small, so the first chunks are fetched soon.
+/// Lists in the first window on a local disk: small, so the first chunks are fetched soon.
+/// A network store reads a first window as large as the others: a window costs two round
+/// trips (top blobs, then leaves) whatever its size.
 const FIRST_WINDOW: usize = 16;
 /// Lists per later window (about 4 MiB of ids, 128 MiB of output, on average).
 const WINDOW: usize = 128;
@@ -72,7 +74,7 @@ pub struct ListChunks {
 
 fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
     let plan = blobs.repo.backend().read_plan();
-    let first = file.lists.len().min(FIRST_WINDOW);
+    let first = file.lists.len().min(if plan.pack_order { WINDOW } else { FIRST_WINDOW });
     let windows = std::iter::once(&file.lists[..first]).chain(file.lists[first..].chunks(WINDOW));
     windows.filter(|w| !w.is_empty()).flat_map(move |window| {
         let ids: Vec<Result<Id>> = match load_window(blobs, file, window, &plan) {

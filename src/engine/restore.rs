@@ -21,10 +21,10 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
-use crate::format::index::{blobs_at_most, lead, load_readable, locate, read_pack_headers, FrameFilter, Index, IndexSink, Wanted};
+use crate::format::index::{blobs_at_most, lead, load_readable_listed, locate, read_pack_headers, FrameFilter, Index, IndexSink, Wanted};
 use crate::format::compress::{Decoder, Dictionaries};
 use crate::format::pack::{blob_bytes, id_mismatch, members_digest, members_mismatch, open_blob, open_frame_into, BlobEntry, BlobKeys, BlobType, DIGEST_LEN};
-use crate::store::{display_name, FileKind, ReadPlan, Repository};
+use crate::store::{display_name, FileInfo, FileKind, ReadPlan, Repository};
 use crate::format::snapshot::{Snapshot, SnapshotFile};
 use super::target::{self, Dest};
 
@@ -248,7 +248,7 @@ pub struct IndexDamage {
 /// (sealed like the index, and every blob read is verified against its id),
 /// so a restore needs no `repair index` first.
 pub fn load_index(repo: &Repository) -> Result<(Index, IndexDamage)> {
-    load_frames(repo, &|_: &BlobEntry| true, &|_: &BlobEntry| (), usize::MAX)
+    load_frames(repo, &|_: &BlobEntry| true, &|_: &BlobEntry| (), usize::MAX, None)
 }
 
 /// The index a restore of `files` needs. When the repository indexes more than twice as
@@ -257,8 +257,9 @@ pub fn load_index(repo: &Repository) -> Result<(Index, IndexDamage)> {
 /// memory follows the snapshot, not the repository; else the whole index, read in one pass.
 pub fn load_index_for(repo: &Repository, files: &[SnapshotFile]) -> Result<(Index, IndexDamage)> {
     let chunks = files.iter().map(|f| f.chunks as usize).fold(0usize, usize::saturating_add);
-    if blobs_at_most(repo)? / 2 < chunks {
-        return load_index(repo);
+    let listed = repo.backend().list(FileKind::Index)?;
+    if blobs_at_most(&listed) / 2 < chunks {
+        return load_frames(repo, &|_: &BlobEntry| true, &|_: &BlobEntry| (), usize::MAX, Some(listed));
     }
     // Anything amiss (a damaged index file, an unreadable chunk list) is met as a restore
     // with the whole index meets it.
@@ -286,15 +287,21 @@ fn load_index_for_files(repo: &Repository, files: &[SnapshotFile]) -> Result<(In
     let wanted = Wanted::leads(leads);
     // Frames hold tens of chunks, and the files use most of the frames they name.
     let expect = wanted.len() + wanted.len() / 4;
-    load_frames(repo, &|e: &BlobEntry| e.kind != BlobType::Data || wanted.contains(&e.id), &|e: &BlobEntry| wanted.prefetch(&e.id), expect)
+    load_frames(repo, &|e: &BlobEntry| e.kind != BlobType::Data || wanted.contains(&e.id), &|e: &BlobEntry| wanted.prefetch(&e.id), expect, None)
 }
 
 /// The frames of the blobs `keep` accepts (about `expect` blobs; `warm` prefetches for
 /// `keep`), from the readable index
 /// files and, for the packs no readable one names, from the packs' own headers.
-fn load_frames(repo: &Repository, keep: &dyn Fn(&BlobEntry) -> bool, warm: &dyn Fn(&BlobEntry), expect: usize) -> Result<(Index, IndexDamage)> {
+fn load_frames(
+    repo: &Repository,
+    keep: &dyn Fn(&BlobEntry) -> bool,
+    warm: &dyn Fn(&BlobEntry),
+    expect: usize,
+    listed: Option<Vec<FileInfo>>,
+) -> Result<(Index, IndexDamage)> {
     let mut filter = FrameFilter::new(keep, warm, expect);
-    let (files, index_files) = load_readable(repo, &mut filter)?;
+    let (files, index_files) = load_readable_listed(repo, listed, &mut filter)?;
     filter.index.files = files;
     if index_files.is_empty() {
         return Ok((filter.index, IndexDamage::default()));

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
 use crate::format::pack::{BlobEntry, BlobType};
-use crate::store::{display_name, FileKind, Repository};
+use crate::store::{display_name, FileInfo, FileKind, Repository};
 
 const MAGIC: &[u8; 4] = b"RVIX";
 /// The version written.
@@ -491,7 +491,7 @@ impl IndexSink for FrameFilter<'_> {
 /// interrupted prune) makes it start over without it. A damaged file fails
 /// the load, naming the file and `rdbvault repair index`.
 pub fn load_live(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<String>, HashSet<String>)> {
-    let (files, superseded, _) = load_live_with(repo, sink, false)?;
+    let (files, superseded, _) = load_live_with(repo, sink, false, None)?;
     Ok((files, superseded))
 }
 
@@ -501,7 +501,13 @@ pub type Damaged = Vec<(String, Error)>;
 /// Like [`load_live`], but skips index files that cannot be read or parsed and
 /// returns them, named, with why (for restore, which can read pack headers instead).
 pub fn load_readable(repo: &Repository, sink: &mut dyn IndexSink) -> Result<(Vec<String>, Damaged)> {
-    let (files, _, damaged) = load_live_with(repo, sink, true)?;
+    load_readable_listed(repo, None, sink)
+}
+
+/// [`load_readable`] starting from a listing of the index files the caller just made (a
+/// round trip less on object storage).
+pub fn load_readable_listed(repo: &Repository, listed: Option<Vec<FileInfo>>, sink: &mut dyn IndexSink) -> Result<(Vec<String>, Damaged)> {
+    let (files, _, damaged) = load_live_with(repo, sink, true, listed)?;
     Ok((files, damaged))
 }
 
@@ -518,16 +524,18 @@ pub fn repair_hint(e: Error) -> Error {
 
 type Loaded = (Vec<String>, HashSet<String>, Damaged);
 
-fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -> Result<Loaded> {
-    let mut listed = repo.backend().list(FileKind::Index)?;
+fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool, listed: Option<Vec<FileInfo>>) -> Result<Loaded> {
+    let mut listed = match listed {
+        Some(listed) => listed,
+        None => repo.backend().list(FileKind::Index)?,
+    };
     let mut superseded = HashSet::new();
     let mut skip = HashSet::new();
     // A listed file that vanished was merged into a newer one (a follower's compaction):
     // list again, a bounded number of times.
     let mut relists = 0;
     loop {
-        // Each blob takes at least BLOB_LEN bytes of an index file.
-        let most = listed.iter().map(|i| i.size as usize).sum::<usize>() / BLOB_LEN;
+        let most = blobs_at_most(&listed);
         let names: Vec<String> = listed.iter().map(|i| i.name.clone()).collect();
         sink.reserve(most);
         let mut damaged = Vec::new();
@@ -575,9 +583,10 @@ fn load_live_with(repo: &Repository, sink: &mut dyn IndexSink, tolerant: bool) -
     }
 }
 
-/// About how many blobs the repository's index files hold (at most), from their sizes.
-pub fn blobs_at_most(repo: &Repository) -> Result<usize> {
-    Ok(repo.backend().list(FileKind::Index)?.iter().map(|i| i.size as usize).sum::<usize>() / BLOB_LEN)
+/// About how many blobs the listed index files hold (at most), from their sizes: each blob
+/// takes at least BLOB_LEN bytes of an index file.
+pub fn blobs_at_most(listed: &[FileInfo]) -> usize {
+    listed.iter().map(|i| i.size as usize).sum::<usize>() / BLOB_LEN
 }
 
 /// Ids to find in the index files: sorted, with their leading 8 bytes as numbers and a
