@@ -568,11 +568,8 @@ fn run_worker(
         }
         let mut ids = Vec::with_capacity(job.chunks.len());
         let mut frames = Vec::new();
-        // The new chunks go into frames in input order, adjacent or not: a restore reads
-        // them back together for nearby output. A frame stays open from one job to the
-        // next until it holds FRAME_TARGET bytes: an incremental's jobs hold a few new
-        // chunks each, and frames of a few KiB cost zstd far more per byte (a dictionary
-        // set up per frame) and compress worse.
+        // The new chunks of a job go into frames in input order, adjacent or not:
+        // a restore reads them back together for the same stretch of output.
         let slices: Vec<&[u8]> = job.chunks.iter().collect();
         let chunk_ids = repo.hasher().ids(&slices);
         for id in &chunk_ids {
@@ -593,16 +590,18 @@ fn run_worker(
             }
             ids.push((id, len, new));
         }
+        if !members.is_empty() {
+            if !settle(&mut zstd, true) {
+                return;
+            }
+            frames.push(close_frame(repo, &mut frame, &mut members, &mut zstd));
+        }
         if !frames.is_empty() && sealed.send(frames).is_err() {
             return;
         }
         if events.send(Event::Chunks { seq: job.seq, ids, bytes: job.chunks }).is_err() {
             return;
         }
-    }
-    // The input is read: the last frame is sealed before the packer closes its packs.
-    if !members.is_empty() && settle(&mut zstd, true) {
-        let _ = sealed.send(vec![close_frame(repo, &mut frame, &mut members, &mut zstd)]);
     }
 }
 
