@@ -254,27 +254,14 @@ fn open_repo_for_index(g: &Global) -> anyhow::Result<Repository> {
 fn open_repo_with(g: &Global, index: bool) -> anyhow::Result<Repository> {
     let location = repo_location(g)?;
     // Over the network, the password's key is derived from a cached key file while the key
-    // files are listed, in memory faulted in while the process starts (after a prompt, not
-    // during it).
+    // files are listed.
     let keys = match (&location, g.no_cache) {
         (Location::Local(_), _) | (_, true) => None,
         _ => rdbvault::store::cache::default_dir().map(|dir| KeyCache::new(&dir, &location.display())),
     };
-    let prepare = || {
-        if !matches!(location, Location::Local(_)) {
-            rdbvault::crypto::prepare_derivation(keys.as_ref().and_then(KeyCache::first_params).unwrap_or_default());
-        }
-    };
-    let at_hand = password::at_hand(g);
-    if at_hand {
-        prepare();
-    }
     // Opening says "not a repository" itself; the early probe only spares a prompt.
-    let backend = if at_hand { location.open()? } else { repo_backend(g)? };
+    let backend = if password::at_hand(g) { location.open()? } else { repo_backend(g)? };
     let pw = password::get(g, false)?;
-    if !at_hand {
-        prepare();
-    }
     if index {
         backend.prefetch(FileKind::Index);
     }

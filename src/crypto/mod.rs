@@ -244,14 +244,6 @@ impl Default for KdfParams {
     }
 }
 
-/// Starts faulting in the working memory of a derivation with `params` on a thread of its
-/// own, for a caller about to wait on the network for the key file.
-pub fn prepare_derivation(params: KdfParams) {
-    if let Ok(p) = argon2_lanes::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32)) {
-        argon_memory::prepare(p.block_count());
-    }
-}
-
 /// Derives a key-encryption key from a password with Argon2id, its lanes in parallel.
 pub fn derive_key(password: &[u8], salt: &[u8], params: KdfParams) -> Result<SecretKey> {
     let p = argon2_lanes::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32))
@@ -259,7 +251,7 @@ pub fn derive_key(password: &[u8], salt: &[u8], params: KdfParams) -> Result<Sec
     let blocks = p.block_count();
     let argon = argon2_lanes::Argon2::new(argon2_lanes::Algorithm::Argon2id, argon2_lanes::Version::V0x13, p);
     let mut out = [0u8; 32];
-    let hashed = match argon_memory::take(blocks) {
+    let hashed = match argon_memory::FreshBlocks::new(blocks) {
         Some(blocks) => argon.hash_password_into_with_memory(password, salt, &mut out, blocks),
         None => argon.hash_password_into(password, salt, &mut out),
     };

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::backend::FileInfo;
 use super::cache;
-use super::keyfile::KeyFile;
 use super::names;
-use crate::crypto::KdfParams;
 
 /// The cached key files of one repository location.
 pub struct KeyCache {
@@ -34,11 +32,6 @@ impl KeyCache {
         let mut names: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| names::is_id(n)).collect();
         names.sort();
         names.into_iter().filter_map(|n| cache::load(&self.dir.join(&n), &n).map(|b| (n, b))).collect()
-    }
-
-    /// The Argon2id costs of the first cached key file (the first the password is tried on).
-    pub fn first_params(&self) -> Option<KdfParams> {
-        self.load().into_iter().find_map(|(name, bytes)| KeyFile::parse(&bytes, &name).ok()).map(|k| k.kdf_params)
     }
 
     /// Keeps a downloaded key file.
@@ -73,7 +66,6 @@ mod tests {
         assert!(cache.load().is_empty());
         Repository::open_cached(backend.clone(), b"old", Some(&cache)).unwrap();
         assert_eq!(cache.load().iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), [old.clone()], "the key file read was kept");
-        assert_eq!(cache.first_params(), Some(KDF));
         // Another location has a cache of its own.
         assert!(KeyCache::new(cache_dir.path(), "s3:http://127.0.0.1:1/bucket/b").load().is_empty());
 
