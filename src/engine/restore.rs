@@ -248,7 +248,12 @@ pub struct IndexDamage {
 /// (sealed like the index, and every blob read is verified against its id),
 /// so a restore needs no `repair index` first.
 pub fn load_index(repo: &Repository) -> Result<(Index, IndexDamage)> {
-    load_frames(repo, &|_: &BlobEntry| true, &|_: &BlobEntry| (), usize::MAX, None)
+    load_whole(repo, None)
+}
+
+/// [`load_index`] from the index files `listed` (listed now when `None`).
+fn load_whole(repo: &Repository, listed: Option<Vec<FileInfo>>) -> Result<(Index, IndexDamage)> {
+    load_frames(repo, &|_: &BlobEntry| true, &|_: &BlobEntry| (), usize::MAX, listed)
 }
 
 /// The index a restore of `files` needs. When the repository indexes more than twice as
@@ -259,7 +264,7 @@ pub fn load_index_for(repo: &Repository, files: &[SnapshotFile]) -> Result<(Inde
     let chunks = files.iter().map(|f| f.chunks as usize).fold(0usize, usize::saturating_add);
     let listed = repo.backend().list(FileKind::Index)?;
     if blobs_at_most(&listed) / 2 < chunks {
-        return load_frames(repo, &|_: &BlobEntry| true, &|_: &BlobEntry| (), usize::MAX, Some(listed));
+        return load_whole(repo, Some(listed));
     }
     // Anything amiss (a damaged index file, an unreadable chunk list) is met as a restore
     // with the whole index meets it.
