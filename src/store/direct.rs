@@ -44,12 +44,19 @@ pub fn sequential(file: File) -> Box<dyn Read + Send> {
 /// A direct reader of the same file, already reading, when that pays.
 #[cfg(target_os = "linux")]
 fn direct(file: &File) -> Option<Direct> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
     let len = file.metadata().ok().filter(|m| m.is_file())?.len();
     if len < MIN_DIRECT || cached_share(file, len) >= 0.5 {
         return None;
     }
+    open_direct(file)
+}
+
+/// A direct reader of the same file, already reading; `None` where the file system refuses
+/// `O_DIRECT`.
+#[cfg(target_os = "linux")]
+fn open_direct(file: &File) -> Option<Direct> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
     // The same file, not whatever the path names now; a description of its own, since
     // O_DIRECT is a property of the description.
     let path = format!("/proc/self/fd/{}", file.as_raw_fd());
@@ -187,18 +194,22 @@ mod tests {
         // Not a multiple of the block or of the alignment: the tail comes through the cache.
         let (path, data) = cold_file(dir.path(), 3 * BLOCK + 12_345 + MIN_DIRECT as usize);
         let file = File::open(&path).unwrap();
-        let d = direct(&file);
-        let direct_io = d.is_some();
+        // Whether the kernel dropped the pages is the host's business (an overlay file system
+        // may keep them), so the direct reader is opened as `direct` opens it for a cold file.
+        let d = open_direct(&file);
+        use std::os::unix::fs::OpenOptionsExt;
+        let takes_direct = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&path).is_ok();
+        assert_eq!(d.is_some(), takes_direct, "a file is read direct exactly where the file system allows it");
         let mut out = Vec::new();
         match d {
             Some(mut d) => d.read_to_end(&mut out).unwrap(),
             None => sequential(file).read_to_end(&mut out).unwrap(),
         };
         assert!(out == data, "the bytes read differ from the file's");
-        // Where the file system takes direct I/O (a disk, not tmpfs), the file was read direct.
-        use std::os::unix::fs::OpenOptionsExt;
-        let takes_direct = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&path).is_ok();
-        assert_eq!(direct_io, takes_direct, "a cold file is read direct exactly where the file system allows it");
+        // And `direct` chooses it exactly when the probes find the file mostly uncached.
+        let file = File::open(&path).unwrap();
+        let cold = cached_share(&file, data.len() as u64) < 0.5;
+        assert_eq!(direct(&file).is_some(), cold && takes_direct);
     }
 
     #[test]
