@@ -45,7 +45,7 @@ pub fn dict_id(dict: &[u8]) -> Option<u32> {
 pub const DICT_BELOW: usize = 32 * 1024;
 
 /// The level (the default) at which frames that compress less than 2:1 take a faster search.
-pub const TUNED_LEVEL: i32 = 3;
+const TUNED_LEVEL: i32 = 3;
 /// Hash table of the faster search for frames without a dictionary (64 KiB of new chunks).
 const FRAME_HASH_LOG: u32 = 16;
 /// Hash table of the faster search for small frames with the dictionary: a smaller table is
