@@ -197,6 +197,21 @@ fn every_committed_fuzz_seed_parses() {
     }
 }
 
+/// pack_header: two frames of 0 bytes at one offset parsed as two frames, but the writer
+/// (which knows frames by offset) sealed them back as one, so a header did not round-trip.
+/// No frame is shorter than its seal; such a header is now refused.
+#[test]
+fn pack_header_with_frames_shorter_than_their_seal_is_refused() {
+    let input = std::fs::read(corpus("pack_header").join("regress-zero-length-frames")).expect("committed input");
+    let end = u32::from_le_bytes(input[..4].try_into().expect("4 bytes")) as u64;
+    let err = parse_header(&input[4..], end, "pack x").expect_err("a frame of 0 bytes");
+    assert!(err.to_string().contains("shorter than its seal"), "{err}");
+    // A well-formed header still parses and round-trips.
+    let e = entries();
+    let seed = pack_header_seed(&e, 316);
+    assert_eq!(parse_header(&seed[4..], 316, "pack y").expect("parses"), e);
+}
+
 /// aof_manifest: `file .` passed the name check, so the AOF directory itself was to be read (and restored onto) as a file.
 #[test]
 fn aof_manifest_rejects_the_directory_itself_as_a_file_name() {

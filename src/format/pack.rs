@@ -412,6 +412,11 @@ pub fn parse_header(h: &[u8], blobs_end: u64, what: &str) -> Result<Vec<BlobEntr
         if blobs == 0 {
             return Err(Error::corrupt(what, "header lists an empty frame"));
         }
+        // Every frame is sealed: one shorter than its nonce and tag was never written (and two
+        // such frames at one offset would read as one).
+        if (length as usize) < SEAL_OVERHEAD {
+            return Err(Error::corrupt(what, format!("header lists a frame of {length} bytes, shorter than its seal")));
+        }
         let first = entries.len();
         let mut inner = 0u64;
         for raw in list.chunks_exact(BLOB_LEN) {
