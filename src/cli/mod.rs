@@ -441,6 +441,20 @@ fn load_index_for(repo: &Repository, files: &[rdbvault::format::snapshot::Snapsh
     warn_damage(rdbvault::engine::restore::load_index_for(repo, files)?)
 }
 
+/// Finds the snapshot `spec` names while the index files are listed (on object storage
+/// the two listings share a round trip), then loads the index entries its restore needs.
+fn find_with_index(repo: &Repository, spec: &str, filter: &filter::FilterArgs) -> anyhow::Result<(Id, Snapshot, Index)> {
+    let (found, listed) = std::thread::scope(|scope| {
+        let listing = scope.spawn(|| repo.backend().list(FileKind::Index));
+        let found = find_snapshot_matching(repo, spec, filter);
+        (found, listing.join().unwrap_or_else(|_| Err(rdbvault::Error::Invalid("listing the index files panicked".into()))))
+    });
+    let (id, snap) = found?;
+    not_a_segment(&id, &snap)?;
+    let index = warn_damage(rdbvault::engine::restore::load_index_for_listed(repo, &snap.files, listed?)?)?;
+    Ok((id, snap, index))
+}
+
 /// Says on stderr what loading the index worked around.
 fn warn_damage((index, damage): (Index, rdbvault::engine::restore::IndexDamage)) -> anyhow::Result<Index> {
     for (_, e) in &damage.index_files {

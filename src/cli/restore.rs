@@ -160,9 +160,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> anyhow::Result<()> {
         return run_group(g, &repo, group, &target, &a);
     }
     let Some(spec) = &a.snapshot else { anyhow::bail!("give a snapshot (or latest) or --group") };
-    let (id, snap) = super::find_snapshot_matching(&repo, spec, &a.filter)?;
-    super::not_a_segment(&id, &snap)?;
-    let index = super::load_index_for(&repo, &snap.files)?;
+    let (id, snap, index) = super::find_with_index(&repo, spec, &a.filter)?;
     let blobs = restore::Blobs::new(&repo, &index)?;
     let to_stdout = target.as_os_str() == "-";
     let mut opts = RestoreOptions {

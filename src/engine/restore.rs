@@ -261,8 +261,13 @@ fn load_whole(repo: &Repository, listed: Option<Vec<FileInfo>>) -> Result<(Index
 /// frames, every chunk list and the dictionaries are held ([`load_index_for_files`]), so
 /// memory follows the snapshot, not the repository; else the whole index, read in one pass.
 pub fn load_index_for(repo: &Repository, files: &[SnapshotFile]) -> Result<(Index, IndexDamage)> {
+    load_index_for_listed(repo, files, repo.backend().list(FileKind::Index)?)
+}
+
+/// [`load_index_for`] from index files listed already (a listing taken once the lock was
+/// held, while the snapshot was being found: a round trip less on object storage).
+pub fn load_index_for_listed(repo: &Repository, files: &[SnapshotFile], listed: Vec<FileInfo>) -> Result<(Index, IndexDamage)> {
     let chunks = files.iter().map(|f| f.chunks as usize).fold(0usize, usize::saturating_add);
-    let listed = repo.backend().list(FileKind::Index)?;
     if blobs_at_most(&listed) / 2 < chunks {
         return load_whole(repo, Some(listed));
     }
