@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # CI: build every fuzz target and run each for a bounded time on its committed corpus;
-# fails on any crash, panic, time-out or over-large allocation. Cold (no fuzz/target) it
-# costs ~5.3 min to build on 2 idle cores and 80 s of fuzzing. FUZZ_SECONDS sets the time per
+# fails on any crash, panic, time-out or over-large allocation. FUZZ_SECONDS sets the time per
 # target (default 20).
 # `run-ci.sh build` only builds (so .ci/run can build while packages install), `run-ci.sh run`
 # only runs what is built, no argument does both.
@@ -9,23 +8,19 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${FUZZ_SECONDS:-20}
 phase=${1:-all}
-# The build `cargo fuzz build --sanitizer none` (cargo-fuzz 0.13.2) runs, with its flags
-# spelled out: CI then need not compile cargo-fuzz itself first (a minute on 2 cores). One
-# change: cargo-fuzz's -Ccodegen-units=1 is left out, so the library compiles on both cores
-# (cold build 7m08s -> 5m18s here; the targets link, load their counters and fuzz at ~85% of
-# the speed, fuzz/README.md).
-# Stable Rust: no sanitizer (AddressSanitizer needs -Zsanitizer, a nightly flag). Coverage
-# instrumentation, debug assertions and overflow checks stay on; src/lib.rs caps allocations.
+# The build: fuzz/ is a member of the main workspace, built in the dev profile, so every
+# dependency is the artifact `cargo test` builds (or built) anyway; cargo-fuzz's coverage flags
+# reach only our own crates, through sancov-rustc. Those are optimised as cargo-fuzz's release
+# build would (opt-level 3, 16 codegen units). Stable Rust: no sanitizer (AddressSanitizer
+# needs -Zsanitizer, a nightly flag); debug assertions and overflow checks stay on, and
+# src/lib.rs caps allocations. fuzz/README.md has the measurements.
 if [ "$phase" != run ]; then
-  RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
--Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
--Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cllvm-args=-simplifycfg-branch-fold-threshold=0 \
--Cllvm-args=-sanitizer-coverage-stack-depth -Cdebug-assertions" \
-    cargo build --manifest-path Cargo.toml --target x86_64-unknown-linux-gnu --release \
-      --config 'profile.release.debug="line-tables-only"' --bins
+  RUSTC_WORKSPACE_WRAPPER="$PWD/sancov-rustc" cargo build --locked -p rdbvault-fuzz --bins \
+    --config 'profile.dev.package.rdbvault.opt-level=3' --config 'profile.dev.package.rdbvault.codegen-units=16' \
+    --config 'profile.dev.package.rdbvault-fuzz.opt-level=3'
 fi
 [ "$phase" = build ] && exit 0
-bin=target/x86_64-unknown-linux-gnu/release
+bin=${CARGO_TARGET_DIR:-../target}/debug
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 run() {
