@@ -102,13 +102,13 @@ fn swap_first_two(r: &Repository, pack: Id, first: BlobEntry, members: &[(u32, I
     builder.add_frame(first.kind, first.flags, &sealed, &swapped);
     let (bytes, new_pack, entries) = builder.finish(r.cipher());
     r.backend().write(FileKind::Pack, &new_pack.to_hex(), &bytes).expect("write pack");
+    let supersedes = files.iter().map(|(name, _)| Id::from_hex(name).expect("index name")).collect();
     let mut packs: Vec<_> = index
-        .live_entries_by_pack(&files)
+        .live_entries_by_pack(files)
         .into_iter()
         .map(|(p, (_, entries))| (p, entries.into_iter().filter(|e| !(p == pack && e.same_frame(&first))).collect::<Vec<_>>()))
         .collect();
     packs.push((new_pack, entries));
-    let supersedes = files.iter().map(|(name, _)| Id::from_hex(name).expect("index name")).collect();
     r.write_sealed(FileKind::Index, &IndexFile { supersedes, packs }.to_bytes()).expect("write index");
     new_pack
 }

@@ -99,7 +99,7 @@ fn counts_are_worded_in_singular_and_plural() {
     );
     let prune = v.ok(&["prune", "--dry-run"]);
     assert!(prune.starts_with("1 snapshot uses 3 blobs; 0 unused, 0 extra copies\nwould delete 0 unused packs and 0 unindexed packs\n"), "{prune}");
-    assert!(prune.contains("would keep 2 packs as they are; replace 1 index file with one\n"), "{prune}");
+    assert!(prune.contains("would keep 2 packs as they are; replace 1 index file with files of up to 8 packs\n"), "{prune}");
     let forget = v.ok(&["forget", "--keep-last", "1", "--dry-run"]);
     assert!(forget.contains("keep 1 snapshot:\n") && forget.contains("would remove 0 snapshots:\n"), "{forget}");
 

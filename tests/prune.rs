@@ -54,6 +54,8 @@ fn prune_after_forget_frees_space_and_keeps_every_snapshot() {
 
     assert!(repo.check_passes(&["--read-data"]).is_empty());
     let packs = repo.files("data").len() as u64;
+    assert!(packs > 8, "enough packs for two index files: {packs}");
+    assert_eq!(repo.files("index").len() as u64, packs.div_ceil(8), "the new index is written eight packs to a file, as a backup writes it");
     let read = |subset: &str| repo.check(&["--read-data-subset", subset]).1["packs_read"].as_u64().expect("packs_read");
     assert_eq!(read("1/2") + read("2/2"), packs, "the groups cover every pack once");
     assert_eq!(read("50%"), packs.div_ceil(2));

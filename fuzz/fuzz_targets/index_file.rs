@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(index.get(&e.id).is_some(), "parsed blob missing from the index");
         }
     }
-    let _ = index.live_entries_by_pack(&files);
     let _ = IndexFile::parse(&files[0].1.to_bytes(), "fuzz");
+    let by_pack = index.live_entries_by_pack(files);
+    assert!(by_pack.values().all(|(_, e)| e.windows(2).all(|w| (w[0].offset, w[0].inner) <= (w[1].offset, w[1].inner))), "entries out of frame order");
 });

@@ -81,7 +81,7 @@ pub fn prune_locked(g: &Global, repo: &Repository, lock: &LockGuard, a: &PruneAr
         );
         println!("{verb} delete {} and {}", p(s.delete_packs.len(), "unused pack"), p(s.unindexed_packs.len(), "unindexed pack"));
         println!("{verb} repack {}, copying {} of used data", p(s.repack_packs.len(), "pack"), output::bytes(s.bytes_repacked));
-        println!("{verb} keep {} as they are; replace {} with one", p(s.kept_packs, "pack"), p(s.index_files.len(), "index file"));
+        println!("{verb} keep {} as they are; replace {} with files of up to 8 packs", p(s.kept_packs, "pack"), p(s.index_files.len(), "index file"));
         println!("{verb} free about {} of {} in packs", output::bytes(s.pack_bytes_deleted.saturating_sub(s.bytes_repacked)), output::bytes(s.pack_bytes_before));
     }
     let orphans: Vec<String> = orphans.iter().map(|(_, id, _)| id.to_hex()).collect();
@@ -92,7 +92,7 @@ pub fn prune_locked(g: &Global, repo: &Repository, lock: &LockGuard, a: &PruneAr
     if !s.has_work() && text {
         println!("nothing to prune");
     }
-    let done = prune::execute(repo, &plan, lock)?;
+    let done = prune::execute(repo, plan, lock)?;
     let after = repo_bytes(repo)?;
     if text {
         println!(

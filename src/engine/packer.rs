@@ -15,8 +15,9 @@ use crate::format::index::{IndexFile, IndexSink};
 use crate::format::pack::{frame_entries, pack_target, read_header, sealed_header, BlobEntry, BlobType};
 use crate::store::{FileInfo, FileKind, Repository, StagedFile};
 
-/// Index files are written after this many packs (and at the end).
-const PACKS_PER_INDEX: usize = 8;
+/// Index files are written after this many packs (and at the end); prune writes its new
+/// index in files of as many packs.
+pub const PACKS_PER_INDEX: usize = 8;
 
 /// What the pack writer wrote.
 #[derive(Debug, Default, Clone, Copy)]

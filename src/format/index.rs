@@ -124,6 +124,11 @@ impl<K: AsRef<[u8]> + Ord + Copy, V: Copy> Table<K, V> {
     }
 
     fn get(&self, key: &K) -> Option<&V> {
+        self.find(key).map(|i| &self.entries[i].1)
+    }
+
+    /// Where `key`'s entry lies in `entries`.
+    fn find(&self, key: &K) -> Option<usize> {
         let b = self.bucket(key);
         let (lo, hi) = (self.dir[b] as usize, self.dir[b + 1] as usize);
         // Sorted: compare leads first and stop past the key.
@@ -132,9 +137,9 @@ impl<K: AsRef<[u8]> + Ord + Copy, V: Copy> Table<K, V> {
             .iter()
             .map(|e| (Self::lead(&e.0), e))
             .take_while(|(l, _)| *l <= want)
-            .find(|(l, (k, _))| *l == want && k == key)
-            .map(|(_, e)| e);
-        found.or_else(|| self.entries[self.sorted..].iter().find(|(k, _)| k == key)).map(|(_, v)| v)
+            .position(|(l, (k, _))| l == want && k == key)
+            .map(|i| lo + i);
+        found.or_else(|| self.entries[self.sorted..].iter().position(|(k, _)| k == key).map(|i| self.sorted + i))
     }
 }
 
@@ -192,6 +197,16 @@ impl Index {
         Ok(idx)
     }
 
+    /// Like [`Index::load`], but passes over index files that cannot be read or parsed
+    /// and returns them, named, with why (for `check`, which reports every problem).
+    pub fn load_tolerant(repo: &Repository) -> Result<(Index, Damaged)> {
+        let mut idx = Index::new();
+        let (files, superseded, damaged) = load_live_with(repo, &mut idx, true, None)?;
+        idx.files = files;
+        idx.superseded = superseded;
+        Ok((idx, damaged))
+    }
+
     /// Reads and parses every index file, by name.
     pub fn read_files(repo: &Repository) -> Result<Vec<(String, IndexFile)>> {
         let mut out = Vec::new();
@@ -209,6 +224,9 @@ impl Index {
         for (_, file) in files {
             idx.superseded.extend(file.supersedes.iter().map(|i| i.to_hex()));
         }
+        // Room for every entry at once: a table grown by doubling peaks at 1.5x its size.
+        let live = files.iter().filter(|(n, _)| !idx.superseded.contains(n));
+        idx.blobs.entries.reserve_exact(live.flat_map(|(_, f)| &f.packs).map(|(_, e)| e.len()).sum());
         for (name, file) in files {
             idx.files.push(name.clone());
             if idx.superseded.contains(name) {
@@ -225,21 +243,39 @@ impl Index {
     }
 
     /// Entries of the live (not superseded) index files grouped by pack, each
-    /// place listed once, with the name of the first index file naming the pack.
-    pub fn live_entries_by_pack(&self, files: &[(String, IndexFile)]) -> BTreeMap<Id, (String, Vec<BlobEntry>)> {
+    /// place listed once, in frame order, with the name of the first index file
+    /// naming the pack. Takes the files: their entries move, a repository of 8 M
+    /// blobs is not held twice (nor a set of every place seen).
+    pub fn live_entries_by_pack(&self, files: Vec<(String, IndexFile)>) -> BTreeMap<Id, (String, Vec<BlobEntry>)> {
         let mut out: BTreeMap<Id, (String, Vec<BlobEntry>)> = BTreeMap::new();
-        let mut seen: HashSet<(Id, Id, u32, u32)> = HashSet::new();
-        for (name, file) in files.iter().filter(|(n, _)| !self.superseded.contains(n)) {
-            for (pack, entries) in &file.packs {
-                let slot = out.entry(*pack).or_insert_with(|| (name.clone(), Vec::new()));
-                for e in entries {
-                    if seen.insert((*pack, e.id, e.offset, e.length)) {
-                        slot.1.push(*e);
+        for (name, file) in files.into_iter().filter(|(n, _)| !self.superseded.contains(n)) {
+            for (pack, entries) in file.packs {
+                match out.entry(pack) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert((name.clone(), entries));
                     }
+                    std::collections::btree_map::Entry::Occupied(mut o) => o.get_mut().1.extend(entries),
                 }
             }
         }
+        for (_, entries) in out.values_mut() {
+            // Stable: of the entries naming one place, the first listed stays.
+            entries.sort_by_key(|e| (e.offset, e.length, e.id));
+            entries.dedup_by(|later, first| (later.id, later.offset, later.length) == (first.id, first.offset, first.length));
+            entries.sort_by_key(|e| (e.offset, e.inner));
+        }
         out
+    }
+
+    /// Where a blob's entry lies in the table (see [`Index::at`]): stable until the next
+    /// insert, so a set of indexed blobs can be a bitmap ([`crate::format::blobset::BlobSet`]).
+    pub fn position(&self, id: &Id) -> Option<usize> {
+        self.blobs.find(id)
+    }
+
+    /// The blob at a table position, with its pack.
+    pub fn at(&self, pos: usize) -> Option<(Id, BlobEntry)> {
+        self.blobs.entries.get(pos).map(|(id, l)| self.located(id, l))
     }
 
     /// Records a blob in a pack; [`Index::finish`] makes it quick to find (and

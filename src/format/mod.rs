@@ -4,6 +4,7 @@
 //! Reads and writes through `store`; uses `crypto`. Knows nothing of pipelines or Redis.
 //! `docs/format.md` is the specification these files implement.
 
+pub mod blobset;
 pub mod chunklist;
 pub mod compress;
 pub mod index;

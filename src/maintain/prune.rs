@@ -3,14 +3,16 @@
 //!
 //! Order of effects (see docs/maintenance.md for the full argument):
 //! 1. write new packs holding the used blobs of packs being repacked;
-//! 2. write ONE new index file covering every remaining blob, whose
-//!    `supersedes` names every old index file;
+//! 2. write new index files covering every remaining blob, eight packs each;
+//!    the one written last `supersedes` every old index file;
 //! 3. delete the old index files;
 //! 4. delete packs no longer needed (unused, repacked, unindexed leftovers).
 //!
-//! Before step 2 the old index still describes everything (new packs are
-//! unindexed leftovers); from step 2 on, `Index::load` ignores the superseded
-//! files, and the new index names only packs that are never deleted.
+//! Until the last file of step 2 exists the old index still describes
+//! everything (new packs are unindexed leftovers, or indexed twice: by a new
+//! file and, in the packs being repacked, by an old one); from then on,
+//! `Index::load` ignores the superseded files, and the new index names only
+//! packs that are never deleted.
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,12 +21,14 @@ use serde::Serialize;
 use crate::format::chunklist::{parse_any, parse_leaf, ListBlob};
 use crate::crypto::Id;
 use crate::error::{Error, Result};
+use crate::format::blobset::BlobSet;
 use crate::format::index::{Index, IndexFile};
 use crate::format::keyindex::TopTable;
 use crate::store::lock::LockGuard;
 use crate::format::compress::Compressor;
 use crate::format::pack::{blob_in_frame, frames, open_frame, seal_frame, BlobEntry, BlobKeys, BlobType, PackBuilder};
 use crate::store::{display_name, FileKind, Repository};
+use crate::engine::packer::PACKS_PER_INDEX;
 use crate::engine::restore::{dictionary_ids, Blobs};
 use crate::format::snapshot::{Listing, Snapshot, Unreadable};
 
@@ -66,8 +70,11 @@ pub struct PruneSummary {
     pub pack_bytes_deleted: u64,
     /// Used bytes (uncompressed) copied into new packs.
     pub bytes_repacked: u64,
-    /// Old index files replaced by one new index file.
+    /// Old index files, replaced by new ones of [`PACKS_PER_INDEX`] packs each.
     pub index_files: Vec<String>,
+    /// Whether the index files are to be rewritten even if no pack changes: more of them
+    /// than eight packs to a file need, or superseded ones an interrupted prune left.
+    pub rewrite_index: bool,
 }
 
 impl PruneSummary {
@@ -76,7 +83,7 @@ impl PruneSummary {
         !self.delete_packs.is_empty()
             || !self.repack_packs.is_empty()
             || !self.unindexed_packs.is_empty()
-            || self.index_files.len() > 1
+            || self.rewrite_index
     }
 }
 
@@ -97,9 +104,12 @@ pub struct PrunePlan {
 /// Every blob the snapshots need: chunk-list blobs, the chunks they list, and
 /// the compression dictionaries (which any stored blob may name).
 /// Fails, naming the snapshot, if one is not indexed (prune must not run then).
-pub fn used_blobs(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]) -> Result<HashSet<Id>> {
+pub fn used_blobs<'i>(repo: &Repository, index: &'i Index, snapshots: &[(Id, Snapshot)]) -> Result<BlobSet<'i>> {
     let blobs = Blobs::new(repo, index)?;
-    let mut used: HashSet<Id> = dictionary_ids(index).into_iter().collect();
+    let mut used = BlobSet::new(index);
+    for id in dictionary_ids(index) {
+        used.insert(&id);
+    }
     let plan = repo.backend().read_plan();
     for (sid, snap) in snapshots {
         let what = display_name(FileKind::Snapshot, &sid.to_hex());
@@ -107,7 +117,8 @@ pub fn used_blobs(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]
         for file in &snap.files {
             for hex in &file.lists {
                 let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(&what, format!("bad list id {hex}")))?;
-                if !used.insert(id) {
+                // One not indexed fails to load below.
+                if used.insert(&id) == Some(false) {
                     continue;
                 }
                 let plain = blobs.load(&id).map_err(damaged)?;
@@ -115,7 +126,7 @@ pub fn used_blobs(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]
                     ListBlob::Flat(ids) => ids,
                     ListBlob::Top(leaves) => {
                         // Leaves shared with lists already walked add nothing.
-                        let fresh: Vec<Id> = leaves.into_iter().filter(|l| used.insert(*l)).collect();
+                        let fresh: Vec<Id> = leaves.into_iter().filter(|l| used.insert(l) != Some(false)).collect();
                         let mut ids = Vec::new();
                         for (p, leaf) in blobs.load_lists(&fresh, &plan).map_err(damaged)?.iter().zip(&fresh) {
                             ids.extend(parse_leaf(p, &format!("chunk-list leaf {}", leaf.to_hex())).map_err(damaged)?);
@@ -124,22 +135,20 @@ pub fn used_blobs(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]
                     }
                 };
                 for c in ids {
-                    if !index.contains(&c) {
+                    if used.insert(&c).is_none() {
                         return Err(damaged(Error::MissingBlob { id: c.to_hex() }));
                     }
-                    used.insert(c);
                 }
             }
         }
         if let Some(r) = &snap.key_index {
             let id = Id::from_hex(&r.top).ok_or_else(|| Error::corrupt(&what, format!("bad key index id {}", r.top)))?;
             let top = TopTable::decode(&blobs.load(&id).map_err(damaged)?, &what)?;
-            used.insert(id);
+            used.insert(&id);
             for p in top.pages {
-                if !index.contains(&p.id) {
+                if used.insert(&p.id).is_none() {
                     return Err(damaged(Error::MissingBlob { id: p.id.to_hex() }));
                 }
-                used.insert(p.id);
             }
         }
     }
@@ -176,20 +185,22 @@ pub fn plan(repo: &Repository, opts: PruneOptions) -> Result<PrunePlan> {
     let snapshots = all_snapshots(repo)?;
     let used = used_blobs(repo, &index, &snapshots)?;
 
-    let by_pack = index.live_entries_by_pack(&files);
+    let index_names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    let by_pack = index.live_entries_by_pack(files);
     let on_disk: HashMap<String, u64> = repo.backend().list(FileKind::Pack)?.into_iter().map(|f| (f.name, f.size)).collect();
 
     let mut s = PruneSummary { snapshots: snapshots.len(), used_blobs: used.len(), ..PruneSummary::default() };
     s.pack_bytes_before = on_disk.values().sum();
     let (mut keep, mut repack) = (Vec::new(), Vec::new());
-    let mut unused_ids = HashSet::new();
+    // Each blob is live (the index's chosen copy) in one place only: a count is the set.
+    let mut unused = 0usize;
     for (pack, (_, entries)) in by_pack {
         let name = pack.to_hex();
         let chosen = |e: &BlobEntry| index.get(&e.id).is_some_and(|(p, c)| p == pack && c == *e);
         let dups = entries.iter().filter(|e| !chosen(e)).count();
         let live: Vec<BlobEntry> = entries.iter().copied().filter(chosen).collect();
         let needed: Vec<BlobEntry> = live.iter().copied().filter(|e| used.contains(&e.id)).collect();
-        unused_ids.extend(live.iter().filter(|e| !used.contains(&e.id)).map(|e| e.id));
+        unused += live.len() - needed.len();
         s.duplicate_blobs += dups;
         let Some(&size) = on_disk.get(&name) else {
             if let Some(e) = needed.first() {
@@ -219,7 +230,8 @@ pub fn plan(repo: &Repository, opts: PruneOptions) -> Result<PrunePlan> {
             keep.push((pack, live));
         }
     }
-    s.unused_blobs = unused_ids.len();
+    s.unused_blobs = unused;
+    drop(used);
     let indexed: HashSet<String> = keep.iter().chain(&repack).map(|(p, _)| p.to_hex()).chain(s.delete_packs.iter().cloned()).collect();
     for (name, size) in &on_disk {
         if !indexed.contains(name) {
@@ -229,11 +241,13 @@ pub fn plan(repo: &Repository, opts: PruneOptions) -> Result<PrunePlan> {
     }
     s.unindexed_packs.sort();
     let mut old_index = Vec::new();
-    for (name, _) in &files {
-        let id = Id::from_hex(name).ok_or_else(|| Error::corrupt(display_name(FileKind::Index, name), "name is not an id"))?;
+    for name in index_names {
+        let id = Id::from_hex(&name).ok_or_else(|| Error::corrupt(display_name(FileKind::Index, &name), "name is not an id"))?;
         old_index.push(id);
-        s.index_files.push(name.clone());
+        s.index_files.push(name);
     }
+    let live_files = s.index_files.iter().filter(|n| !index.superseded.contains(*n)).count();
+    s.rewrite_index = live_files < s.index_files.len() || live_files > s.kept_packs.div_ceil(PACKS_PER_INDEX).max(1);
     Ok(PrunePlan { summary: s, keep, repack, old_index, index })
 }
 
@@ -249,7 +263,7 @@ pub struct PruneOutcome {
 }
 
 /// Carries out a plan in the crash-safe order described at the top of this file.
-pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<PruneOutcome> {
+pub fn execute(repo: &Repository, plan: PrunePlan, lock: &LockGuard) -> Result<PruneOutcome> {
     execute_cancellable(repo, plan, lock, None)
 }
 
@@ -258,7 +272,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, lock: &LockGuard) -> Result<
 /// unindexed until the next prune, as after a killed one).
 pub fn execute_cancellable(
     repo: &Repository,
-    plan: &PrunePlan,
+    plan: PrunePlan,
     lock: &LockGuard,
     cancel: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<PruneOutcome> {
@@ -268,7 +282,8 @@ pub fn execute_cancellable(
         out.temp_files_removed = crate::store::staged::remove_stale(repo)?;
         return Ok(out);
     }
-    let mut new_index = IndexFile { supersedes: plan.old_index.clone(), packs: plan.keep.clone() };
+    // Taken, not copied: the kept entries are most of a large repository's index.
+    let mut new_index = plan.keep;
     let blobs = Blobs::new(repo, &plan.index)?;
     let mut zstd = blobs.decoder();
 
@@ -317,8 +332,8 @@ pub fn execute_cancellable(
         write_pack(repo, builder, &mut new_index, &mut out)?;
     }
     Error::check_cancel(cancel)?;
-    // 2. One index file for everything that remains.
-    repo.write_sealed(FileKind::Index, &new_index.to_bytes())?;
+    // 2. The index of everything that remains.
+    write_index(repo, new_index, &plan.old_index)?;
     // 3. Old index files.
     for id in &plan.old_index {
         repo.backend().delete(FileKind::Index, &id.to_hex())?;
@@ -332,11 +347,30 @@ pub fn execute_cancellable(
     Ok(out)
 }
 
-fn write_pack(repo: &Repository, builder: PackBuilder, index: &mut IndexFile, out: &mut PruneOutcome) -> Result<()> {
+/// Writes the index of `packs` in files of [`PACKS_PER_INDEX`] packs, as a backup does (a
+/// repository of 8 M blobs is not serialized and sealed at once: ~650 MB), the one that
+/// supersedes every old index file last. Until it exists the old files still describe
+/// every needed blob: the files before it repeat their entries of kept packs, or name
+/// new packs whose blobs the old files name in packs not yet deleted (a duplicate that
+/// `check` warns of and the next prune drops).
+fn write_index(repo: &Repository, packs: Vec<(Id, Vec<BlobEntry>)>, old: &[Id]) -> Result<()> {
+    let mut packs = packs.into_iter().peekable();
+    loop {
+        let piece: Vec<_> = packs.by_ref().take(PACKS_PER_INDEX).collect();
+        let last = packs.peek().is_none();
+        let supersedes = if last { old.to_vec() } else { Vec::new() };
+        repo.write_sealed(FileKind::Index, &IndexFile { supersedes, packs: piece }.to_bytes())?;
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+fn write_pack(repo: &Repository, builder: PackBuilder, index: &mut Vec<(Id, Vec<BlobEntry>)>, out: &mut PruneOutcome) -> Result<()> {
     let (bytes, id, entries) = builder.finish(repo.cipher());
     repo.backend().write(FileKind::Pack, &id.to_hex(), &bytes)?;
     out.new_packs += 1;
     out.new_pack_bytes += bytes.len() as u64;
-    index.packs.push((id, entries));
+    index.push((id, entries));
     Ok(())
 }

@@ -242,8 +242,7 @@ pub struct RawData {
 pub fn raw_data(repo: &Repository, index: &Index, snapshots: &[(crate::crypto::Id, Snapshot)]) -> Result<RawData> {
     let used = crate::maintain::prune::used_blobs(repo, index, snapshots)?;
     let (mut count, mut raw, mut stored) = (0u64, 0u64, 0u64);
-    for id in &used {
-        let Some((_, e)) = index.get(id) else { continue };
+    for (_, e) in used.iter() {
         if e.kind == BlobType::Dictionary {
             continue;
         }

@@ -106,10 +106,11 @@ pub fn run(spec: &JobSpec, progress: &ProgressBar, cancel: &Arc<AtomicBool>) -> 
         JobKind::Prune => {
             let lock = Lock::acquire(&repo, true, no_wait)?;
             let plan = prune::plan(&repo, prune::PruneOptions::default())?;
-            let done = prune::execute_cancellable(&repo, &plan, &lock, Some(cancel))?;
+            let summary = plan.summary.clone();
+            let done = prune::execute_cancellable(&repo, plan, &lock, Some(cancel))?;
             Ok(Outcome {
-                message: format!("deleted {} packs, repacked {}", plan.summary.delete_packs.len(), plan.summary.repack_packs.len()),
-                report: json!({ "plan": plan.summary, "done": done, "repository": sizes(&repo) }),
+                message: format!("deleted {} packs, repacked {}", summary.delete_packs.len(), summary.repack_packs.len()),
+                report: json!({ "plan": summary, "done": done, "repository": sizes(&repo) }),
                 ok: true,
             })
         }
