@@ -1078,6 +1078,31 @@ mod tests {
     }
 
     #[test]
+    fn entries_by_pack_list_each_place_once_in_frame_order_from_live_files() {
+        let hasher = crate::crypto::IdHasher::new(crate::crypto::SecretKey::random());
+        let (a, b, c) = (hasher.id(b"a"), hasher.id(b"b"), hasher.id(b"c"));
+        let (p, q, old) = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
+        let in_frame = |id, inner| BlobEntry { inner, frame_len: 2, ..entry(id, 0) };
+        let first = IndexFile { supersedes: vec![], packs: vec![(p, vec![in_frame(b, 1), in_frame(a, 0)]), (q, vec![entry(c, 0)])] };
+        // A later file repeats a place of pack p (as the first files of an interrupted
+        // prune's new index do) and adds another.
+        let second = IndexFile { supersedes: vec![], packs: vec![(p, vec![in_frame(a, 0), entry(c, 9)])] };
+        let superseded = IndexFile { supersedes: vec![], packs: vec![(old, vec![entry(a, 0)])] };
+        let newest = IndexFile { supersedes: vec![Id([9; 32])], packs: vec![] };
+        let files = vec![("f1".to_string(), first), ("f2".to_string(), second), (Id([9; 32]).to_hex(), superseded), ("f3".to_string(), newest)];
+        let index = Index::from_files(&files);
+        let by_pack = index.live_entries_by_pack(files);
+        assert_eq!(by_pack.keys().copied().collect::<Vec<_>>(), vec![p, q], "the superseded file's pack is left out");
+        let (name, entries) = &by_pack[&p];
+        assert_eq!(name, "f1", "named by the first file that lists it");
+        let got: Vec<(Id, u32, u32)> = entries.iter().map(|e| (e.id, e.offset, e.inner)).collect();
+        assert_eq!(got, vec![(a, 0, 0), (b, 0, 1), (c, 9, 0)], "each place once, in frame order");
+        let pos = index.position(&b).expect("b is indexed");
+        assert_eq!(index.at(pos).map(|(pack, e)| (pack, e.id, e.inner)), Some((p, b, 1)));
+        assert_eq!(index.position(&hasher.id(b"absent")), None);
+    }
+
+    #[test]
     fn sorted_table_finds_every_id_and_only_those() {
         let hasher = crate::crypto::IdHasher::new(crate::crypto::SecretKey::random());
         let ids: Vec<Id> = (0..5000u32).map(|i| hasher.id(&i.to_le_bytes())).collect();
