@@ -1,6 +1,6 @@
 //! Per-stage throughput of the backup and restore pipeline on ~32 MiB of
 //! RDB-like data: chunking, keyed ids, zstd, sealing, opening, and the whole
-//! `backup::run` / `restore::write_file` paths. `cargo bench --bench pipeline`.
+//! `backup::run` / `restore::write_file` paths. `cargo bench -p rdbvault-benches --bench pipeline`.
 //! Kept short (10 samples, ~3 s per benchmark) so a full run takes minutes.
 
 use std::io::Cursor;
@@ -87,22 +87,25 @@ fn stages(c: &mut Criterion) {
         b.iter(|| chunks.iter().map(|c| cipher.seal(b"aad", c).len()).sum::<usize>())
     });
     let ids: Vec<_> = chunks.iter().map(|c| hasher.id(c)).collect();
+    // Each frame's members (id, length), which its seal binds: computed before, not measured.
+    let members: Vec<(_, u32)> = ids.iter().zip(&chunks).map(|(id, c)| (*id, c.len() as u32)).collect();
     g.bench_function("seal_blob_zstd3", |b| {
         let mut z = Compressor::new(3, Some(&dict)).expect("zstd context");
-        b.iter(|| chunks.iter().map(|c| seal_frame(&cipher, BlobType::Data, c, &mut z).1.len()).sum::<usize>())
+        b.iter(|| chunks.iter().zip(&members).map(|(c, m)| seal_frame(&cipher, BlobType::Data, c, std::slice::from_ref(m), &mut z).1.len()).sum::<usize>())
     });
     // Frames of 64 consecutive chunks (~64 KiB), as the backup writes them.
     let frames: Vec<Vec<u8>> = chunks.chunks(64).map(|f| f.concat()).collect();
     g.bench_function("seal_frame64_zstd3", |b| {
         let mut z = Compressor::new(3, Some(&dict)).expect("zstd context");
-        b.iter(|| frames.iter().map(|f| seal_frame(&cipher, BlobType::Data, f, &mut z).1.len()).sum::<usize>())
+        b.iter(|| frames.iter().zip(members.chunks(64)).map(|(f, m)| seal_frame(&cipher, BlobType::Data, f, m, &mut z).1.len()).sum::<usize>())
     });
     let mut z = Compressor::new(3, Some(&dict)).expect("zstd context");
     let sealed: Vec<(BlobEntry, Vec<u8>)> = chunks
         .iter()
         .zip(&ids)
-        .map(|(c, id)| {
-            let (flags, s) = seal_frame(&cipher, BlobType::Data, c, &mut z);
+        .zip(&members)
+        .map(|((c, id), m)| {
+            let (flags, s) = seal_frame(&cipher, BlobType::Data, c, std::slice::from_ref(m), &mut z);
             let len = c.len() as u32;
             let e = BlobEntry { id: *id, kind: BlobType::Data, flags, offset: 0, length: s.len() as u32, raw_len: len, inner: 0, frame_len: len };
             (e, s)

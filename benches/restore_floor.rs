@@ -5,7 +5,7 @@
 //! BLAKE3, the copy of each chunk to its place). Compare with `restore`'s
 //! user+sys. Usage (release build):
 //!
-//! RDBVAULT_PASSWORD=... cargo bench --bench restore_floor -- REPO [SNAPSHOT]
+//! RDBVAULT_PASSWORD=... cargo bench -p rdbvault-benches --bench restore_floor -- REPO [SNAPSHOT]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ fn timed(what: &str, bytes: u64, f: impl FnOnce()) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let Some(path) = args.first() else {
-        eprintln!("usage: RDBVAULT_PASSWORD=... cargo bench --bench restore_floor -- REPO [SNAPSHOT]");
+        eprintln!("usage: RDBVAULT_PASSWORD=... cargo bench -p rdbvault-benches --bench restore_floor -- REPO [SNAPSHOT]");
         std::process::exit(2);
     };
     let spec = args.get(1).map_or("latest", String::as_str);
