@@ -99,8 +99,9 @@ fn backup_of_512_mib_stays_under_140_mib_rss() {
     assert_eq!((size, restored.finalize()), (TOTAL as u64, hasher.finalize()), "restored file differs");
     assert!(peak < LIMIT_KIB, "file restore peak RSS {} MiB is over the {} MiB limit", peak / 1024, LIMIT_KIB / 1024);
 
-    // Maintenance holds the index once, not copies of it and sets of every blob: check and
-    // a prune's plan of this repository (~250 k blobs) took 125-147 MiB before, ~40 now.
+    // Maintenance holds the index once, not copies of it and sets of every blob: on a
+    // 512 MiB repository of the 10 GiB point's data (~234 k blobs), check and a prune's
+    // plan measured 125-147 MiB before that, ~40 after (docs/benchmarks.md, twelfth round).
     for args in [&["check"][..], &["prune", "--dry-run"]] {
         let started = Instant::now();
         let (ok, peak) = run_measured(rdbvault(&repo).args(args).stdout(Stdio::null()));
