@@ -61,6 +61,7 @@ mod redis_messages;
 mod restore_cluster;
 mod restore_fidelity;
 mod restore_live;
+mod restore_spill;
 mod retention;
 mod s3_repo;
 mod sftp_repo;

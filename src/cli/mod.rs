@@ -441,9 +441,38 @@ fn load_index_for(repo: &Repository, files: &[rdbvault::format::snapshot::Snapsh
     warn_damage(rdbvault::engine::restore::load_index_for(repo, files)?)
 }
 
+/// What a restore finds blobs through: the index entries it needs, in memory, or (a file
+/// too large for that) the chunk lists and dictionaries only, its chunks found by a join on disk.
+enum Held {
+    Index(Index),
+    Spill(Arc<rdbvault::engine::restore::Lookup>),
+}
+
+impl Held {
+    fn blobs<'a>(&'a self, repo: &'a Repository) -> rdbvault::Result<Blobs<'a>> {
+        match self {
+            Held::Index(index) => Blobs::new(repo, index),
+            Held::Spill(lookup) => Blobs::spilling(repo, lookup.clone()),
+        }
+    }
+}
+
+/// Keeps glibc's mmap threshold at 256 KiB for a spilling restore: by default glibc raises
+/// it to the largest block freed (up to 32 MiB), after which each thread's arena keeps the
+/// buffers of index files and chunk lists it had: a 10 GiB restore then peaked at 130 MB
+/// instead of 86 (docs/benchmarks.md, thirteenth round).
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: sets a malloc tuning parameter; no memory is touched.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+    }
+}
+
 /// Finds the snapshot `spec` names while the index files are listed (on object storage
-/// the two listings share a round trip), then loads the index entries its restore needs.
-fn find_with_index(repo: &Repository, spec: &str, filter: &filter::FilterArgs) -> anyhow::Result<(Id, Snapshot, Index)> {
+/// the two listings share a round trip), then loads the index entries its restore needs,
+/// or, when they would take more than `memory` bytes, prepares a restore that spills.
+fn find_with_index(repo: &Repository, spec: &str, filter: &filter::FilterArgs, memory: u64) -> anyhow::Result<(Id, Snapshot, Held)> {
     let (found, listed) = std::thread::scope(|scope| {
         let listing = scope.spawn(|| repo.backend().list(FileKind::Index));
         let found = find_snapshot_matching(repo, spec, filter);
@@ -451,8 +480,16 @@ fn find_with_index(repo: &Repository, spec: &str, filter: &filter::FilterArgs) -
     });
     let (id, snap) = found?;
     not_a_segment(&id, &snap)?;
-    let index = warn_damage(rdbvault::engine::restore::load_index_for_listed(repo, &snap.files, listed?)?)?;
-    Ok((id, snap, index))
+    let listed = listed?;
+    if rdbvault::engine::restore::index_bytes_for(&listed, &snap.files) > memory {
+        fixed_mmap_threshold();
+        // Damaged index files fail the search: the load below works around them, and warns.
+        if let Ok(lookup) = rdbvault::engine::restore::Lookup::new(repo, &[]) {
+            return Ok((id, snap, Held::Spill(Arc::new(lookup))));
+        }
+    }
+    let index = warn_damage(rdbvault::engine::restore::load_index_for_listed(repo, &snap.files, listed)?)?;
+    Ok((id, snap, Held::Index(index)))
 }
 
 /// Says on stderr what loading the index worked around.

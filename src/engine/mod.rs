@@ -13,4 +13,5 @@ pub mod packer;
 pub mod range;
 pub mod restore;
 pub mod session;
+pub mod spill;
 pub mod target;

@@ -88,7 +88,7 @@ fn restore_into(blobs: &Blobs<'_>, file: &SnapshotFile, out: &File, opts: &Resto
     let (done_tx, done_rx) = bounded::<Result<(u64, u64)>>(threads * 4);
     std::thread::scope(|s| {
         let stop = &stop;
-        let planner = s.spawn(move || plan_windows(blobs, file, &plan, job_tx, stop));
+        let planner = s.spawn(move || plan_windows(blobs, file, &plan, job_tx, stop, opts.spill_dir.as_deref()));
         for _ in 0..threads {
             let (rx, tx) = (job_rx.clone(), done_tx.clone());
             s.spawn(move || work(blobs, file, out, rx, tx, stop));
@@ -127,12 +127,12 @@ fn preallocate(out: &File, file: &SnapshotFile) -> Result<()> {
 }
 
 /// Plans the file a window at a time and hands out each window's reads.
-fn plan_windows(blobs: &Blobs<'_>, file: &SnapshotFile, plan: &ReadPlan, tx: Sender<Job>, stop: &AtomicBool) -> Result<()> {
+fn plan_windows(blobs: &Blobs<'_>, file: &SnapshotFile, plan: &ReadPlan, tx: Sender<Job>, stop: &AtomicBool, dir: Option<&std::path::Path>) -> Result<()> {
     let (mut out, mut count) = (0u64, 0u64);
     let mut places = Vec::new();
     let mut frame_of: HashMap<(Id, u32), u32, IdBuildHasher> = HashMap::default();
     let mut frames: Vec<(Id, BlobEntry)> = Vec::new();
-    let mut chunks = located_chunks(blobs, file);
+    let mut chunks = located_chunks(blobs, file, dir);
     loop {
         let next = chunks.next().transpose()?;
         if let Some((pack, e)) = next {
@@ -263,7 +263,7 @@ fn work(blobs: &Blobs<'_>, file: &SnapshotFile, out: &File, rx: Receiver<Job>, t
     let (keys, mut zstd) = (BlobKeys::of(blobs.repo), blobs.decoder());
     let sink = Sink { file, out, tx: &tx };
     // The chunks came from it: loaded (or failing) already.
-    let index = blobs.index().ok();
+    let index = blobs.vouching_index();
     let mut stage = Stage { buf: vec![0u8; STAGE], fill: 0, at: 0 };
     let (mut read, mut plain) = (Vec::new(), Vec::new());
     for (w, i) in rx {

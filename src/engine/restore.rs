@@ -45,11 +45,14 @@ pub struct RestoreOptions {
     /// Restore regular files in pack order (`Some(true)`) or output order; `None`: as the
     /// backend's [`ReadPlan`] prefers (pack order on network stores).
     pub pack_order: Option<bool>,
+    /// Where a [`Blobs::spilling`] restore joins chunks and index on disk: the directory
+    /// of each file restored, else (a stream) this one or the temporary directory.
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl Default for RestoreOptions {
     fn default() -> Self {
-        RestoreOptions { threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2), progress: None, overwrite: false, pack_order: None }
+        RestoreOptions { threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2), progress: None, overwrite: false, pack_order: None, spill_dir: None }
     }
 }
 
@@ -60,6 +63,8 @@ pub struct Blobs<'a> {
     pub repo: &'a Repository,
     located: Located<'a>,
     dicts: Dictionaries,
+    /// Whole files are located by a join on disk ([`super::spill`]), never the whole index.
+    spill: bool,
 }
 
 /// Where a [`Blobs`] finds blobs.
@@ -135,7 +140,7 @@ impl<'a> Blobs<'a> {
     pub fn few(repo: &'a Repository, lookup: Arc<Lookup>) -> Result<Blobs<'a>> {
         let dictionaries = dictionary_ids(&lookup.read());
         let own = Lookup { found: RwLock::new(Index::new()) };
-        let mut b = Blobs { repo, located: Located::Few(lookup, own, OnceLock::new()), dicts: Dictionaries::new() };
+        let mut b = Blobs { repo, located: Located::Few(lookup, own, OnceLock::new()), dicts: Dictionaries::new(), spill: false };
         let mut dicts = Dictionaries::new();
         for id in dictionaries {
             dicts.add(b.load(&id)?);
@@ -144,10 +149,25 @@ impl<'a> Blobs<'a> {
         Ok(b)
     }
 
+    /// Like [`Blobs::few`], for restoring whole files too large for their part of the index
+    /// to be held in memory: their chunks are located by a join on disk ([`super::spill`]),
+    /// and chunks of frames used only in part are hashed, not vouched for by the index.
+    pub fn spilling(repo: &'a Repository, lookup: Arc<Lookup>) -> Result<Blobs<'a>> {
+        Ok(Blobs { spill: true, ..Blobs::few(repo, lookup)? })
+    }
+
+    /// The index a restore checks partly used frames against: none when spilling.
+    pub(crate) fn vouching_index(&self) -> Option<&Index> {
+        if self.spill {
+            return None;
+        }
+        self.index().ok()
+    }
+
     /// Like `new`, but hands back the dictionaries that failed to load
     /// instead of failing (for `check`, which reports every problem).
     pub fn tolerant(repo: &'a Repository, index: &'a Index) -> (Blobs<'a>, Vec<(Id, Error)>) {
-        let mut b = Blobs { repo, located: Located::All(index), dicts: Dictionaries::new() };
+        let mut b = Blobs { repo, located: Located::All(index), dicts: Dictionaries::new(), spill: false };
         let mut dicts = Dictionaries::new();
         let mut damaged = Vec::new();
         for id in dictionary_ids(index) {
@@ -264,6 +284,15 @@ pub fn load_index_for(repo: &Repository, files: &[SnapshotFile]) -> Result<(Inde
     load_index_for_listed(repo, files, repo.backend().list(FileKind::Index)?)
 }
 
+/// Bytes of index in memory (44 a blob) a restore of `files` would hold: the whole index, or
+/// only the frames of their chunks (see [`load_index_for`]).
+pub fn index_bytes_for(listed: &[FileInfo], files: &[SnapshotFile]) -> u64 {
+    let chunks = files.iter().map(|f| f.chunks).fold(0u64, u64::saturating_add);
+    let indexed = blobs_at_most(listed) as u64;
+    let held = if indexed / 2 < chunks { indexed } else { chunks + chunks / 4 };
+    held.saturating_mul(44)
+}
+
 /// [`load_index_for`] from index files listed already (a listing taken once the lock was
 /// held, while the snapshot was being found: a round trip less on object storage).
 pub fn load_index_for_listed(repo: &Repository, files: &[SnapshotFile], listed: Vec<FileInfo>) -> Result<(Index, IndexDamage)> {
@@ -378,7 +407,8 @@ fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &Restor
     // no page faults on fresh memory) per stretch.
     let (free_tx, free_rx) = bounded::<Vec<u8>>(threads * 2 + 2);
     std::thread::scope(|s| {
-        let producer = s.spawn(move || produce_batches(blobs, file, batch_tx, plan.stretch));
+        let dir = opts.spill_dir.as_deref();
+        let producer = s.spawn(move || produce_batches(blobs, file, batch_tx, plan.stretch, dir));
         for _ in 0..threads {
             let (rx, tx, free) = (batch_rx.clone(), done_tx.clone(), free_rx.clone());
             s.spawn(move || fetch_batches(blobs, file, rx, tx, free, target, &plan));
@@ -398,14 +428,21 @@ const LOOKAHEAD: usize = 16;
 /// The file's chunks in order with their packs and index entries. Ids are
 /// looked up a few places behind where they are read, after a prefetch of
 /// their index lines (lookups are random reads of a large table).
-pub(crate) fn located_chunks<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<Item = Result<(Id, BlobEntry)>> + 'a {
+pub(crate) fn located_chunks<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile, dir: Option<&Path>) -> Box<dyn Iterator<Item = Result<(Id, BlobEntry)>> + 'a> {
+    if blobs.spill {
+        let dir = dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        return match super::spill::located(blobs, file, &dir) {
+            Ok(located) => Box::new(located),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        };
+    }
     let (index, mut failed) = match blobs.index() {
         Ok(index) => (Some(index), None),
         Err(e) => (None, Some(e)),
     };
     let mut ids = blobs.chunk_ids(file);
     let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
-    std::iter::from_fn(move || {
+    Box::new(std::iter::from_fn(move || {
         if let Some(e) = failed.take() {
             return Some(Err(e));
         }
@@ -422,7 +459,7 @@ pub(crate) fn located_chunks<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -
         }
         let id = ahead.pop_front()?;
         Some(index.get(&id).ok_or_else(|| Error::MissingBlob { id: id.to_hex() }))
-    })
+    }))
 }
 
 /// The error unless the chunk lists held as many chunks as the snapshot says.
@@ -436,14 +473,14 @@ pub(crate) fn check_count(file: &SnapshotFile, count: u64) -> Result<()> {
     Ok(())
 }
 
-fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, stretch: u64) -> Result<()> {
+fn produce_batches(blobs: &Blobs<'_>, file: &SnapshotFile, tx: Sender<Batch>, stretch: u64, dir: Option<&Path>) -> Result<()> {
     let mut seq = 0u64;
     let mut count = 0u64;
     let new_batch = |seq: u64, at: u64| Batch { seq, at, frames: Vec::new(), chunks: Vec::new() };
     let mut cur = new_batch(seq, 0);
     let mut frame_pos: HashMap<(Id, u32), u32, IdBuildHasher> = HashMap::default();
     let (mut frame_bytes, mut out_bytes) = (0u64, 0u64);
-    for located in located_chunks(blobs, file) {
+    for located in located_chunks(blobs, file, dir) {
         let (pack, entry) = located?;
         count += 1;
         // A full stretch closes where a new frame starts, so that a frame's
@@ -487,7 +524,7 @@ fn fetch_batches(
     let mut zstd = blobs.dicts.decoder();
     let mut scratch = Scratch::default();
     // The chunks came from it: loaded (or failing) already.
-    let index = blobs.index().ok();
+    let index = blobs.vouching_index();
     for b in rx {
         let mut out = free.try_recv().unwrap_or_default();
         let mut result = fetch_batch(blobs, index, &mut zstd, &b, plan, &mut scratch, &mut out).map(|()| out);
@@ -800,13 +837,27 @@ pub fn restore_to_path(blobs: &Blobs<'_>, snapshot: &Snapshot, target: &Path, op
                 let mut out = std::io::BufWriter::with_capacity(1 << 20, target::open_stream(path)?);
                 write_file(blobs, file, &mut out, opts).map_err(|e| target::unusable(&path.display().to_string(), e))?;
             }
-            // On a network store each pack is fetched once, in pack order; on a local disk
-            // the output is written in order (pack order's scattered writes cost more there).
-            _ if opts.pack_order.unwrap_or(blobs.repo.backend().read_plan().pack_order) => target::write_atomically(dest, |f| blobs.restore_into(file, f, opts))?,
-            _ => target::write_atomically(dest, |f| run(blobs, file, Sink::File(f), opts))?,
+            // A spilling restore joins beside the file it writes: on its disk, not in a
+            // temporary directory that may live in memory.
+            _ if blobs.spill && opts.spill_dir.is_none() => {
+                let opts = RestoreOptions { spill_dir: dest.path().parent().map(Path::to_path_buf), ..opts.clone() };
+                restore_file(blobs, file, dest, &opts)?;
+            }
+            _ => restore_file(blobs, file, dest, opts)?,
         }
     }
     Ok(dests.iter().map(|d| d.path().to_path_buf()).collect())
+}
+
+/// Restores one regular file to `dest`, atomically: on a network store each pack is fetched
+/// once, in pack order; on a local disk the output is written in order (pack order's
+/// scattered writes cost more there).
+fn restore_file(blobs: &Blobs<'_>, file: &SnapshotFile, dest: &Dest, opts: &RestoreOptions) -> Result<()> {
+    if opts.pack_order.unwrap_or(blobs.repo.backend().read_plan().pack_order) {
+        target::write_atomically(dest, |f| blobs.restore_into(file, f, opts))
+    } else {
+        target::write_atomically(dest, |f| run(blobs, file, Sink::File(f), opts))
+    }
 }
 
 /// Restored bytes between two calls that start the kernel's writeback.
