@@ -431,7 +431,7 @@ const LOOKAHEAD: usize = 16;
 pub(crate) fn located_chunks<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile, dir: Option<&Path>) -> Box<dyn Iterator<Item = Result<(Id, BlobEntry)>> + 'a> {
     if blobs.spill {
         let dir = dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-        return match super::spill::located(blobs, file, &dir) {
+        return match blobs.spilled_chunks(file, &dir) {
             Ok(located) => Box::new(located),
             Err(e) => Box::new(std::iter::once(Err(e))),
         };

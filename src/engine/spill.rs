@@ -40,6 +40,8 @@ const OUT_REC: usize = 8 + ENTRY_REC;
 struct Buckets {
     file: File,
     what: &'static str,
+    /// The directory the file lives in, for messages.
+    dir: String,
     end: u64,
     block: usize,
     bufs: Vec<Vec<u8>>,
@@ -51,7 +53,7 @@ impl Buckets {
     fn new(dir: &Path, what: &'static str, buckets: usize, rec: usize) -> Result<Buckets> {
         let file = tempfile::tempfile_in(dir).map_err(|e| Error::io(format!("create a temporary file in {} for the restore's {what}", dir.display()), e))?;
         let block = (BUFFERS / buckets).clamp(4 << 10, 256 << 10) / rec * rec;
-        Ok(Buckets { file, what, end: 0, block, bufs: vec![Vec::new(); buckets], blocks: vec![Vec::new(); buckets] })
+        Ok(Buckets { file, what, dir: dir.display().to_string(), end: 0, block, bufs: vec![Vec::new(); buckets], blocks: vec![Vec::new(); buckets] })
     }
 
     fn push(&mut self, b: usize, rec: &[u8]) -> Result<()> {
@@ -70,7 +72,10 @@ impl Buckets {
         if buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all_at(buf, self.end).map_err(|e| Error::io(format!("write the restore's {} to a temporary file", self.what), e))?;
+        self.file.write_all_at(buf, self.end).map_err(|e| {
+            let what = format!("write the restore's {} to a temporary file in {} (free space there, or let the restore hold more index in memory: --index-memory)", self.what, self.dir);
+            Error::io(what, e)
+        })?;
         self.blocks[b].push((self.end, buf.len() as u32));
         self.end += buf.len() as u64;
         buf.clear();
@@ -150,7 +155,7 @@ fn get_entry(rec: &[u8]) -> Result<(u32, BlobEntry)> {
     Ok((u32_at(rec, 32), e))
 }
 
-/// Bits per wanted id and per partition choice, as a filter of the index entries worth spilling.
+/// A bitmap of the wanted ids' leading bits: index entries outside it are not spilled.
 struct Filter {
     bits: Vec<u64>,
     shift: u32,
@@ -226,10 +231,18 @@ impl IndexSink for EntrySpill<'_> {
     fn finish(&mut self) {}
 }
 
+impl Blobs<'_> {
+    /// The chunks of `file` found by a join on disk in `dir` ([`located`]); defined here so
+    /// that restore.rs need not import this file back.
+    pub(crate) fn spilled_chunks(&self, file: &SnapshotFile, dir: &Path) -> Result<Located> {
+        located(self, file, dir)
+    }
+}
+
 /// The chunks of `file` with their packs and index entries, in file order, found by a join
 /// on disk in `dir` (see the module's comment): for a file too large for its part of the
 /// index to be held in memory.
-pub fn located<'a>(blobs: &'a Blobs<'a>, file: &SnapshotFile, dir: &Path) -> Result<Located> {
+pub fn located(blobs: &Blobs<'_>, file: &SnapshotFile, dir: &Path) -> Result<Located> {
     let repo = blobs.repo;
     let listed = repo.backend().list(FileKind::Index)?;
     let indexed = blobs_at_most(&listed);
