@@ -21,7 +21,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
-use crate::format::index::{blobs_at_most, lead, load_readable_listed, locate, read_pack_headers, FrameFilter, Index, IndexSink, Wanted};
+use crate::format::index::{blobs_at_most, lead, load_readable_listed, locate, read_pack_headers, uncovered_packs, FrameFilter, Index, IndexSink, Wanted};
 use crate::format::compress::{Decoder, Dictionaries};
 use crate::format::pack::{blob_bytes, id_mismatch, members_digest, members_mismatch, open_blob, open_frame_into, BlobEntry, BlobKeys, BlobType, DIGEST_LEN};
 use crate::store::{display_name, FileInfo, FileKind, ReadPlan, Repository};
@@ -345,13 +345,7 @@ fn load_frames(
     if index_files.is_empty() {
         return Ok((filter.index, IndexDamage::default()));
     }
-    let uncovered: Vec<String> = repo
-        .backend()
-        .list(FileKind::Pack)?
-        .into_iter()
-        .map(|f| f.name)
-        .filter(|n| Id::from_hex(n).is_some_and(|id| !filter.packs.contains(&id)))
-        .collect();
+    let uncovered = uncovered_packs(repo, |id| filter.packs.contains(id))?;
     let (packs, unreadable_packs) = read_pack_headers(repo, &uncovered);
     for (pack, entries) in &packs {
         for e in entries {

@@ -9,7 +9,7 @@
 //! whatever the size of the file or the repository; disk: about 170 bytes per chunk.
 //! The spill holds ids and places in packs, never data or keys, and has no name.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -17,7 +17,7 @@ use std::path::Path;
 use super::restore::Blobs;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::format::index::{blobs_at_most, lead, load_readable_listed, read_pack_headers, IndexSink};
+use crate::format::index::{blobs_at_most, lead, load_readable_listed, read_pack_headers, uncovered_packs, IndexSink};
 use crate::format::pack::{BlobEntry, BlobType};
 use crate::format::snapshot::SnapshotFile;
 use crate::store::{FileInfo, FileKind, Repository};
@@ -186,7 +186,6 @@ struct EntrySpill<'f> {
     numbers: HashMap<Id, u32>,
     last: Option<(Id, u32)>,
     failed: Option<Error>,
-    rec: [u8; ENTRY_REC],
 }
 
 impl EntrySpill<'_> {
@@ -213,8 +212,8 @@ impl IndexSink for EntrySpill<'_> {
         if self.failed.is_some() || self.filter.is_some_and(|f| !f.may_hold(&entry.id)) {
             return;
         }
-        put_entry(&mut self.rec, n, entry);
-        let rec = self.rec;
+        let mut rec = [0u8; ENTRY_REC];
+        put_entry(&mut rec, n, entry);
         if let Err(e) = self.parts.push(part(&entry.id, self.bits), &rec) {
             self.failed = Some(e);
         }
@@ -297,15 +296,12 @@ fn spill_entries(repo: &Repository, listed: Vec<FileInfo>, dir: &Path, bits: u32
         numbers: HashMap::new(),
         last: None,
         failed: None,
-        rec: [0; ENTRY_REC],
     };
     let (_, damaged) = load_readable_listed(repo, Some(listed), &mut spill)?;
     if !damaged.is_empty() {
         // As a restore with the index in memory does: the packs no readable index file
         // names are indexed from their own headers.
-        let covered: HashSet<Id> = spill.packs.iter().copied().collect();
-        let uncovered: Vec<String> =
-            repo.backend().list(FileKind::Pack)?.into_iter().map(|f| f.name).filter(|n| Id::from_hex(n).is_some_and(|id| !covered.contains(&id))).collect();
+        let uncovered = uncovered_packs(repo, |id| spill.numbers.contains_key(id))?;
         for (pack, entries) in read_pack_headers(repo, &uncovered).0 {
             for e in &entries {
                 spill.add(pack, e);
@@ -328,7 +324,7 @@ fn join(chunk_parts: &Buckets, entry_parts: &Buckets, dir: &Path, count: u64) ->
     // (lead, pack number, offset, record).
     let mut have: Vec<(u64, u32, u32, usize)> = Vec::new();
     let mut orec = [0u8; OUT_REC];
-    let id_at = |raw: &[u8], at: usize| -> [u8; 32] { raw[at..at + 32].try_into().unwrap_or([0; 32]) };
+    let id_at = |raw: &[u8], at: usize| get_id(&raw[at..]);
     for p in 0..chunk_parts.blocks.len() {
         chunk_parts.read(p, &mut wanted)?;
         want.clear();
@@ -350,7 +346,7 @@ fn join(chunk_parts: &Buckets, entry_parts: &Buckets, dir: &Path, count: u64) ->
                 h += 1;
             }
             if h == have.len() || have[h].0 != lead || id_at(&raw, have[h].3) != id {
-                return Err(Error::MissingBlob { id: Id(id).to_hex() });
+                return Err(Error::MissingBlob { id: id.to_hex() });
             }
             let from = have[h].3;
             orec[..8].copy_from_slice(&at.to_le_bytes());

@@ -801,6 +801,13 @@ pub fn locate(repo: &Repository, wanted: &Wanted, also: &(dyn Fn(&BlobEntry) -> 
 /// Blob entries by pack.
 pub type PackEntries = Vec<(Id, Vec<BlobEntry>)>;
 
+/// The repository's packs that `covered` does not hold (those no readable index file names),
+/// to be indexed from their own headers ([`read_pack_headers`]).
+pub fn uncovered_packs(repo: &Repository, covered: impl Fn(&Id) -> bool) -> Result<Vec<String>> {
+    let packs = repo.backend().list(FileKind::Pack)?;
+    Ok(packs.into_iter().map(|f| f.name).filter(|n| Id::from_hex(n).is_some_and(|id| !covered(&id))).collect())
+}
+
 /// Reads the headers of the named packs: the entries of each pack whose header
 /// is sound, and the others, named, with why.
 pub fn read_pack_headers(repo: &Repository, names: &[String]) -> (PackEntries, Vec<(String, String)>) {
