@@ -41,4 +41,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let whole = scan(data.len().max(1));
     assert_eq!(scan(7), whole, "pieces change the scan");
+    // A backup takes an RDB's facts from the scan: it must accept exactly what a walk accepts.
+    let walk = ReadOptions { verify_checksum: false, ..ReadOptions::walk_only() };
+    let walked = RdbReader::with_options(data, walk).is_ok_and(|mut r| loop {
+        match r.next_item() {
+            Ok(Some(_)) => {}
+            Ok(None) => break true,
+            Err(_) => break false,
+        }
+    });
+    assert_eq!(whole.1, walked, "the scan and the walk disagree on whether this is a whole RDB");
 });

@@ -221,12 +221,19 @@ pub fn run_with(
     let stored_dicts = std::mem::take(&mut known.dictionaries);
     let has_dict = !stored_dicts.is_empty();
 
+    // Facts are read from a lone input, or from the RDB of a multi-file
+    // source (the base file of an AOF directory): from its chunker's record scan.
+    let facts_input = if inputs.len() == 1 { Some(0) } else { inputs.iter().position(|i| i.name.ends_with(".rdb")) };
     // Without a dictionary yet, the first megabytes of input train one.
     let mut inputs: Vec<(String, Vec<Chunks>, Chunker<Box<dyn Read + Send + '_>>)> = inputs
         .into_iter()
-        .map(|i| {
+        .enumerate()
+        .map(|(n, i)| {
             let config = repo.config();
-            let chunker = Chunker::new(i.reader, config.chunker, config.chunker_seed()).records(config.records).batch_bytes(JOB_BYTES);
+            let mut chunker = Chunker::new(i.reader, config.chunker, config.chunker_seed()).records(config.records).batch_bytes(JOB_BYTES);
+            if facts_input == Some(n) {
+                chunker = chunker.scan_log();
+            }
             (i.name, Vec::new(), chunker)
         })
         .collect();
@@ -313,9 +320,6 @@ pub fn run_with(
         let index_tx = opts.key_index.then(|| meta_tx.clone());
         drop((seal_tx, meta_tx));
 
-        // Facts are read from a lone input, or from the RDB of a multi-file
-        // source (the base file of an AOF directory).
-        let facts_input = if inputs.len() == 1 { Some(0) } else { inputs.iter().position(|(n, _, _)| n.ends_with(".rdb")) };
         let mut facts_thread = None;
         let mut index_sealer = None;
         let mut facts_bytes = 0u64;
@@ -503,15 +507,16 @@ fn read_input(
     let mut parser_gave_up = false;
     for batch in batches {
         Error::check_cancel(opts.cancel.as_deref())?;
-        let batch = batch.map_err(|source| Error::Source { name: name.clone(), source })?;
+        let mut batch = batch.map_err(|source| Error::Source { name: name.clone(), source })?;
         let bytes = batch.bytes().len();
         size += bytes as u64;
         if let Some(pb) = &opts.progress {
             pb.inc(bytes as u64);
         }
         let n = batch.len() as u64;
+        let scanned = batch.take_scanned();
         let batch = Arc::new(batch);
-        let parser_stopped = facts.as_mut().is_some_and(|f| !f.push(&batch));
+        let parser_stopped = facts.as_mut().is_some_and(|f| !f.push(&batch, scanned));
         job_tx.send(Job { seq: *seq, chunks: batch }).map_err(|_| stopped())?;
         *seq += n;
         if parser_stopped && !opts.raw {

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Arc;
 
+use crate::engine::scanned::Scanned;
 use crate::rdb::records::{Event, Scanner};
 use crate::store::ChunkerParams;
 
@@ -19,12 +20,13 @@ pub const BATCH_BYTES: usize = 256 * 1024;
 
 /// Consecutive chunks lying back to back in one shared read window: no copy per chunk, and the
 /// whole span can be hashed or parsed in one pass.
-#[derive(Clone)]
 pub struct Chunks {
     window: Arc<Vec<u8>>,
     start: usize,
     /// End of each chunk, relative to `start`.
     ends: Vec<usize>,
+    /// What the record scanner saw since the last batch (see [`Chunker::scan_log`]).
+    scanned: Option<Box<Scanned>>,
 }
 
 impl Chunks {
@@ -42,6 +44,11 @@ impl Chunks {
     pub fn bytes(&self) -> &[u8] {
         let end = self.ends.last().copied().unwrap_or(0);
         &self.window[self.start..self.start + end]
+    }
+
+    /// What the record scanner saw up to this batch's end, once (see [`Chunker::scan_log`]).
+    pub fn take_scanned(&mut self) -> Option<Box<Scanned>> {
+        self.scanned.take()
     }
 
     /// Each chunk's bytes, in order.
@@ -86,6 +93,8 @@ pub struct Chunker<R: Read> {
     base: u64,
     /// Record-aligned cutting, while the input still reads as an RDB.
     records: Option<Records>,
+    /// What the scanner saw, for the next batch (see [`Chunker::scan_log`]).
+    log: Option<Scanned>,
 }
 
 /// State of record-aligned cutting (see [`Chunker::records`]).
@@ -145,6 +154,7 @@ impl<R: Read> Chunker<R> {
             ready: Default::default(),
             base: 0,
             records: None,
+            log: None,
         }
     }
 
@@ -171,6 +181,14 @@ impl<R: Read> Chunker<R> {
             decided: 0,
             failed: false,
         });
+        self
+    }
+
+    /// Hands what the record scanner sees (records, AUX fields, the EOF's place, how the scan
+    /// ended) to each batch, so the RDB's facts need no second walk; every batch then carries
+    /// one. Only with record-aligned cutting, so call it after [`Self::records`].
+    pub fn scan_log(mut self) -> Self {
+        self.log = self.records.is_some().then(Scanned::default);
         self
     }
 
@@ -274,8 +292,25 @@ impl<R: Read> Chunker<R> {
         if !r.failed && r.pushed < end {
             let from = (r.pushed - self.base) as usize;
             let (items, seed) = (&mut r.items, r.key_seed);
-            if r.scan.push(&self.window[from..self.len], |e| items.push_back(item(e, seed))).is_err() {
+            let (window, base, log) = (&self.window[..self.len], self.base, &mut self.log);
+            let pushed = r.scan.push(&window[from..], |e| {
+                if let Some(log) = log.as_mut() {
+                    let bytes = match e {
+                        Event::Boundary { offset, len, .. } if offset >= base => {
+                            window.get((offset - base) as usize..(offset + len - base) as usize)
+                        }
+                        _ => None,
+                    };
+                    log.note(&e, bytes);
+                }
+                items.push_back(item(e, seed))
+            });
+            if let Some(log) = self.log.as_mut() {
+                log.version = r.scan.version();
+            }
+            if let Err(e) = pushed {
                 r.failed = true;
+                self.end_log(Err(e));
             }
             r.pushed = end;
         }
@@ -283,13 +318,18 @@ impl<R: Read> Chunker<R> {
             self.decide(r, start, stop, hash);
         }
         if r.scan.is_done() {
+            self.end_log(Ok(()));
             // Bytes after the RDB's end (an AOF tail) start a chunk of their own.
             if r.decided > self.base + self.pos as u64 {
                 self.cut_at(r.decided);
             }
             return false;
         }
-        if r.failed || self.eof {
+        if r.failed {
+            return false;
+        }
+        if self.eof {
+            self.end_log(r.scan.finish());
             return false;
         }
         // An item longer than a chunk is being read: FastCDC from its start over what has arrived.
@@ -304,6 +344,13 @@ impl<R: Read> Chunker<R> {
             }
         }
         true
+    }
+
+    /// Notes how the scan ended, for the next batch.
+    fn end_log(&mut self, end: crate::rdb::Result<()>) {
+        if let Some(log) = self.log.as_mut() {
+            log.end = Some(end);
+        }
     }
 
     /// Decides the cuts for one complete item (see [`Self::records`]).
@@ -347,7 +394,8 @@ impl<R: Read> Iterator for Chunker<R> {
                     }
                 }
                 self.next_start = start + ends.last().copied().unwrap_or(0);
-                return Some(Ok(Chunks { window: self.window.clone(), start, ends }));
+                let scanned = self.log.as_mut().map(|l| Box::new(l.take()));
+                return Some(Ok(Chunks { window: self.window.clone(), start, ends, scanned }));
             }
             if self.eof && self.pos == self.len {
                 return None;

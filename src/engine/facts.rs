@@ -1,6 +1,8 @@
 //! Reads Redis facts (versions, keys per db, checksum) from an RDB while it is
 //! backed up, on a thread of its own fed with the same chunks the backup
 //! stores, so a damaged dump is noticed at backup time, not at restore time.
+//! Where the chunker cut at records, its scan comes with each batch and the
+//! bytes are only checksummed here: the RDB is walked once per backup, not twice.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::crypto::Id;
+use crate::engine::scanned::Scanned;
 use crate::format::keyindex::{Builder, EntryRef, TopTable};
 use crate::rdb::{self, RdbError};
 use crate::format::snapshot::RedisFacts;
@@ -15,17 +18,23 @@ use crate::format::snapshot::RedisFacts;
 /// A batch of consecutive chunks, shared with the backup workers.
 pub type Batch = Arc<crate::engine::chunker::Chunks>;
 
+/// A batch and what the chunker's record scanner saw up to its end (see [`Chunker::scan_log`]).
+///
+/// [`Chunker::scan_log`]: crate::engine::chunker::Chunker::scan_log
+type Fed = (Batch, Option<Box<Scanned>>);
+
 /// Feeds batches to the parser; dropping it ends the stream.
 pub struct FactsFeed {
-    tx: Option<Sender<Batch>>,
+    tx: Option<Sender<Fed>>,
 }
 
 impl FactsFeed {
     /// Hands a batch to the parser; false once the parser has stopped (a strict parser
     /// stops at the first error, so the caller can stop reading a stream it will refuse).
-    pub fn push(&mut self, batch: &Batch) -> bool {
+    /// With the scanner's findings for every batch, the parser reads those instead of the bytes.
+    pub fn push(&mut self, batch: &Batch, scanned: Option<Box<Scanned>>) -> bool {
         if let Some(tx) = &self.tx {
-            if tx.send(batch.clone()).is_err() {
+            if tx.send((batch.clone(), scanned)).is_err() {
                 self.tx = None;
             }
         }
@@ -59,8 +68,8 @@ pub fn spawn<'scope>(
     strict: bool,
     index: Option<StoreBlob<'scope>>,
 ) -> (FactsFeed, std::thread::ScopedJoinHandle<'scope, Outcome>) {
-    let (tx, rx) = bounded::<Batch>(8);
-    let handle = scope.spawn(move || parse(ChunkReader { rx, cur: None, pos: 0 }, strict, index));
+    let (tx, rx) = bounded::<Fed>(8);
+    let handle = scope.spawn(move || parse(rx, strict, index));
     (FactsFeed { tx: Some(tx) }, handle)
 }
 
@@ -77,8 +86,12 @@ impl IndexFeed {
 
     /// Adds the record `rec`, which ends at file offset `end`.
     pub fn push(&mut self, rec: &rdb::Record, end: u64) {
+        self.push_entry(EntryRef { db: rec.db, key: &rec.key, rdb_type: rec.rdb_type, expire_ms: rec.expire_ms, offset: rec.offset, len: end - rec.offset });
+    }
+
+    /// Adds one entry.
+    pub fn push_entry(&mut self, entry: EntryRef<'_>) {
         let Some(b) = self.builder.as_mut() else { return };
-        let entry = EntryRef { db: rec.db, key: &rec.key, rdb_type: rec.rdb_type, expire_ms: rec.expire_ms, offset: rec.offset, len: end - rec.offset };
         if let Err(e) = b.push(entry) {
             self.failed = Some(e);
             self.builder = None;
@@ -100,17 +113,30 @@ impl Default for IndexFeed {
     }
 }
 
-fn parse(mut reader: ChunkReader, strict: bool, store: Option<StoreBlob<'_>>) -> Outcome {
+fn parse(rx: Receiver<Fed>, strict: bool, store: Option<StoreBlob<'_>>) -> Outcome {
     let mut feed = store.as_ref().map(|_| IndexFeed::new());
-    let result = rdb::summarize_each(&mut reader, |rec, end| {
-        if let Some(f) = feed.as_mut() {
-            f.push(rec, end);
+    let result = match rx.recv() {
+        // The scanner read the header: its findings stand in for a walk of the bytes.
+        Ok((batch, Some(scanned))) if scanned.version != 0 => from_scans(&rx, (batch, Some(scanned)), strict, |e| {
+            if let Some(f) = feed.as_mut() {
+                f.push_entry(e);
+            }
+        }),
+        // No scan (or no RDB header in it): the parser walks the bytes and says why.
+        first => {
+            let mut reader = ChunkReader { rx, cur: first.ok().map(|(b, _)| b), pos: 0 };
+            let result = rdb::summarize_each(&mut reader, |rec, end| {
+                if let Some(f) = feed.as_mut() {
+                    f.push(rec, end);
+                }
+            });
+            if result.is_ok() || !strict {
+                // Drain (bytes after the RDB, or the rest of a damaged one kept with --raw).
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            }
+            result
         }
-    });
-    if result.is_ok() || !strict {
-        // Drain (bytes after the RDB, or the rest of a damaged one kept with --raw).
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-    }
+    };
     let index = match (&result, feed, store) {
         (Ok(s), Some(feed), Some(store)) => Some(feed.finish().and_then(|b| b.finish(store)).map(|mut top| {
             top.header = header(s.rdb_version);
@@ -119,6 +145,76 @@ fn parse(mut reader: ChunkReader, strict: bool, store: Option<StoreBlob<'_>>) ->
         _ => None,
     };
     Outcome { parsed: facts_of(result), index }
+}
+
+/// The summary a walk would give, from the scanner's findings sent with each batch: the
+/// records are counted and indexed, the bytes only checksummed. A strict reader stops at
+/// the first error; otherwise it reads to the end so the feeder never blocks.
+fn from_scans(rx: &Receiver<Fed>, first: Fed, strict: bool, mut each: impl FnMut(EntryRef<'_>)) -> Result<rdb::Summary, RdbError> {
+    let mut s = rdb::Summary { rdb_version: first.1.as_ref().map_or(0, |f| f.version), ..rdb::Summary::default() };
+    let with_crc = s.rdb_version >= 5;
+    let (mut crc, mut at) = (0u64, 0u64);
+    // Where the stored checksum starts (known from the scan before the bytes arrive), and it.
+    let mut crc_end: Option<u64> = None;
+    let mut stored = [0u8; 8];
+    let mut end: Option<Result<(), RdbError>> = None;
+    let mut next = Some(first);
+    while let Some((batch, scanned)) = next {
+        if let Some(mut scanned) = scanned {
+            for r in scanned.records() {
+                let d = s.dbs.entry(r.db).or_default();
+                d.keys += 1;
+                s.keys += 1;
+                if r.expire_ms.is_some() {
+                    d.keys_with_ttl += 1;
+                    s.keys_with_ttl += 1;
+                }
+                each(EntryRef { db: r.db, key: r.key, rdb_type: r.rdb_type, expire_ms: r.expire_ms.map(|t| t as u64), offset: r.offset, len: r.len });
+            }
+            for (k, v) in &scanned.aux {
+                s.aux.insert(String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned());
+            }
+            for db in &scanned.hinted_dbs {
+                s.dbs.entry(*db).or_default();
+            }
+            if let Some(e) = scanned.eof_end {
+                s.total_bytes = e;
+                crc_end = Some(if with_crc { e.saturating_sub(8) } else { e });
+            }
+            if let Some(e) = scanned.end.take() {
+                end.get_or_insert(e);
+            }
+        }
+        let bytes = batch.bytes();
+        let len = bytes.len() as u64;
+        let upto = crc_end.map_or(len, |c| c.saturating_sub(at).min(len));
+        crc = rdb::crc64(crc, &bytes[..upto as usize]);
+        if let Some(c) = crc_end {
+            // The stored checksum's bytes that fall in this batch.
+            for i in c.max(at)..(c + 8).min(at + len) {
+                stored[(i - c) as usize] = bytes[(i - at) as usize];
+            }
+        }
+        at += len;
+        if strict && matches!(end, Some(Err(_))) {
+            break;
+        }
+        next = rx.recv().ok();
+    }
+    match end {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(e),
+        None => return Err(RdbError::Truncated { offset: at, key: None }),
+    }
+    if with_crc {
+        let stored = u64::from_le_bytes(stored);
+        s.checksum = Some(stored);
+        let at = crc_end.unwrap_or(at);
+        if stored != 0 && stored != crc {
+            return Err(RdbError::Checksum { offset: at, stored, computed: crc });
+        }
+    }
+    Ok(s)
 }
 
 /// The 9 header bytes of an RDB of `version`.
@@ -161,7 +257,7 @@ pub fn recorded(name: &str, parsed: Parsed) -> Option<RedisFacts> {
 
 /// A `Read` over the batches sent by the backup's reader.
 struct ChunkReader {
-    rx: Receiver<Batch>,
+    rx: Receiver<Fed>,
     cur: Option<Batch>,
     /// Bytes of `cur` already read.
     pos: usize,
@@ -180,7 +276,7 @@ impl Read for ChunkReader {
                 }
             }
             match self.rx.recv() {
-                Ok(b) => {
+                Ok((b, _)) => {
                     self.cur = Some(b);
                     self.pos = 0;
                 }
@@ -213,12 +309,25 @@ mod tests {
         b
     }
 
+    /// A chunker over `data` that cuts at records and logs the scan (`scan`), or cuts by FastCDC.
+    fn chunker(data: &[u8], scan: bool) -> Chunker<&[u8]> {
+        let c = Chunker::new(data, ChunkerParams::default(), 3).batch_bytes(100_000);
+        if scan {
+            c.records(Some(ChunkerParams::RECORDS)).scan_log()
+        } else {
+            c
+        }
+    }
+
     /// Facts as a backup with `--raw` gathers them: from the chunker's shared batches.
-    fn facts_of(data: &[u8]) -> Option<RedisFacts> {
+    fn facts_of(data: &[u8], scan: bool) -> Option<RedisFacts> {
         std::thread::scope(|s| {
             let (mut feed, handle) = spawn(s, false, None);
-            for batch in Chunker::new(data, ChunkerParams::default(), 3).batch_bytes(100_000) {
-                feed.push(&Arc::new(batch.expect("reading a slice")));
+            for batch in chunker(data, scan) {
+                let mut batch = batch.expect("reading a slice");
+                let scanned = batch.take_scanned();
+                assert_eq!(scanned.is_some(), scan);
+                feed.push(&Arc::new(batch), scanned);
             }
             feed.finish();
             recorded("dump.rdb", handle.join().expect("parser thread").parsed)
@@ -226,21 +335,90 @@ mod tests {
     }
 
     /// Many batches and parser buffers: keys are counted, and one flipped byte inside a value
-    /// (which the structure cannot reveal) fails the CRC.
+    /// (which the structure cannot reveal) fails the CRC, whether the parser walks the bytes
+    /// or reads the chunker's scan.
     #[test]
     fn batches_give_facts_and_the_checksum_is_verified() {
         let good = rdb(30_000);
-        let facts = facts_of(&good).expect("facts");
-        assert_eq!(facts.keys, Some(30_000));
-        assert_eq!(facts.rdb_error, None);
+        for scan in [false, true] {
+            let facts = facts_of(&good, scan).expect("facts");
+            assert_eq!(facts.keys, Some(30_000));
+            assert_eq!(facts.rdb_version, Some(9));
+            assert_eq!(facts.rdb_error, None, "scan {scan}");
 
-        let mut bad = good.clone();
-        let key = b"key:20000";
-        let at = good.windows(key.len()).position(|w| w == key).expect("key present") + key.len() + 1 + 30;
-        bad[at] ^= 0x40;
-        let facts = facts_of(&bad).expect("facts");
-        let err = facts.rdb_error.expect("checksum error");
-        assert!(err.to_lowercase().contains("checksum") || err.to_lowercase().contains("crc"), "{err}");
+            let mut bad = good.clone();
+            let key = b"key:20000";
+            let at = good.windows(key.len()).position(|w| w == key).expect("key present") + key.len() + 1 + 30;
+            bad[at] ^= 0x40;
+            let facts = facts_of(&bad, scan).expect("facts");
+            let err = facts.rdb_error.expect("checksum error");
+            assert!(err.contains("checksum mismatch at byte"), "scan {scan}: {err}");
+        }
+    }
+
+    /// Both ways give the same facts, the same key index pages and the same errors, for a
+    /// whole file, a truncated one, a damaged one, one with bytes after its end and no RDB.
+    #[test]
+    fn the_scan_gives_what_the_walk_gives() {
+        let good = rdb(20_000);
+        let mut aux = b"REDIS0009".to_vec();
+        aux.extend_from_slice(&[0xFA, 9]);
+        aux.extend_from_slice(b"redis-ver");
+        aux.extend_from_slice(&[6]);
+        aux.extend_from_slice(b"7.0.15");
+        aux.extend_from_slice(&[0xFE, 2, 0xFB, 2, 1, 0xFC]);
+        aux.extend_from_slice(&1_900_000_000_000u64.to_le_bytes());
+        aux.extend_from_slice(&good[9..]);
+        let crc_at = aux.len() - 8;
+        let crc = rdb::crc64(0, &aux[..crc_at]);
+        aux[crc_at..].copy_from_slice(&crc.to_le_bytes());
+        let mut damaged = good.clone();
+        damaged[300_000] = 0x77;
+        let mut bad_type = good.clone();
+        let key = b"key:10000";
+        bad_type[good.windows(key.len()).position(|w| w == key).expect("key present") - 2] = 0x77;
+        let mut tail = aux.clone();
+        tail.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("whole", good.clone()),
+            ("aux, db 2, expiry", aux),
+            ("truncated", good[..500_000].to_vec()),
+            ("damaged value", damaged),
+            ("damaged type byte", bad_type),
+            ("tail", tail),
+            ("short", b"REDIS".to_vec()),
+            ("text", b"hello world, this is no RDB".to_vec()),
+        ];
+        for (what, data) in cases {
+            let run = |scan: bool| {
+                let pages = std::sync::Mutex::new(Vec::new());
+                let stored = &pages;
+                let (facts, top) = std::thread::scope(|s| {
+                    let store: StoreBlob = Box::new(move |page: &[u8]| {
+                        stored.lock().expect("pages").push(page.to_vec());
+                        Ok(Id([0; 32]))
+                    });
+                    let (mut feed, handle) = spawn(s, true, Some(store));
+                    for batch in chunker(&data, scan) {
+                        let mut batch = batch.expect("reading a slice");
+                        let scanned = batch.take_scanned();
+                        if !feed.push(&Arc::new(batch), scanned) {
+                            break;
+                        }
+                    }
+                    feed.finish();
+                    let out = handle.join().expect("parser thread");
+                    let facts = out.parsed.map_err(|e| e.to_string());
+                    let top = out.index.map(|t| t.map(|t| (t.header, t.keys)).map_err(|e| e.to_string()));
+                    (facts, top)
+                });
+                (facts, top, pages.into_inner().expect("pages"))
+            };
+            let (walked, scanned) = (run(false), run(true));
+            assert_eq!(scanned.0, walked.0, "{what}: facts");
+            assert_eq!(scanned.1, walked.1, "{what}: key index");
+            assert_eq!(scanned.2, walked.2, "{what}: key index pages");
+        }
     }
 
     /// A strict parser stops taking batches at the first error, so the backup can stop
@@ -256,7 +434,7 @@ mod tests {
             let mut pushed = 0;
             for batch in batches {
                 pushed += 1;
-                if !feed.push(&Arc::new(batch.expect("reading a slice"))) {
+                if !feed.push(&Arc::new(batch.expect("reading a slice")), None) {
                     break;
                 }
             }

@@ -12,6 +12,7 @@ pub mod packorder;
 pub mod packer;
 pub mod range;
 pub mod restore;
+pub mod scanned;
 pub mod session;
 pub mod spill;
 pub mod target;

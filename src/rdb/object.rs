@@ -305,8 +305,7 @@ fn read_string_value<R: Read>(
         Len::Encoded(1) => r.skip(2).map(|_| StrForm::Int)?,
         Len::Encoded(2) => r.skip(4).map(|_| StrForm::Int)?,
         Len::Encoded(3) => {
-            let clen = r.read_len()?;
-            let ulen = r.read_len()?;
+            let (clen, ulen) = r.read_lzf_header(at)?;
             r.skip(clen)?;
             StrForm::Bytes(ulen)
         }

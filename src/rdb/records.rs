@@ -69,6 +69,21 @@ pub enum Event<'a> {
     Boundary { offset: u64, len: u64, area: Area },
 }
 
+/// The key and value of an AUX item's bytes (as an [`Event::Boundary`] of [`Area::Aux`] spans
+/// them), so a reader of the scan's events need not walk the file again for them.
+pub fn aux_pair(item: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut r = super::reader::ByteReader::new(item);
+    (r.read_u8().ok()? == OP_AUX).then_some(())?;
+    Some((r.read_string().ok()?, r.read_string().ok()?))
+}
+
+/// The database number of a SELECTDB item's bytes.
+pub fn selected_db(item: &[u8]) -> Option<u64> {
+    let mut r = super::reader::ByteReader::new(item);
+    (r.read_u8().ok()? == OP_SELECTDB).then_some(())?;
+    r.read_len().ok()
+}
+
 /// One pending piece of work; the stack of them is the scanner's whole state.
 #[derive(Debug, Clone, Copy)]
 enum Frame {
@@ -100,6 +115,13 @@ enum Frame {
     ExpireSec,
     /// EXPIRETIME_MS.
     ExpireMs,
+    /// An RDB string a walk of the file decodes (AUX, FUNCTION2, stream group and consumer
+    /// names): passed over, but an LZF one is decompressed, so this fails where a walk fails.
+    Checked,
+    /// Compressed bytes of a [`Checked`] string still to collect, and its length.
+    CheckLzf(u64, u64),
+    /// The text of an ASCII zset score still to collect (a walk parses it, so this does too).
+    DoubleText(u64),
     /// A record's key string.
     Key,
     /// Plain key bytes still to collect.
@@ -126,11 +148,11 @@ const QUICKLIST2: &[Frame] = &[Container, Str];
 const LEN_PAIRS: &[Frame] = &[Len, Len];
 const STREAM_PEL: &[Frame] = &[Skip(16), Skip(8), Len];
 const STREAM_IDS: &[Frame] = &[Skip(16)];
-const CONSUMER1: &[Frame] = &[Str, Skip(8), Count(STREAM_IDS)];
-const CONSUMER3: &[Frame] = &[Str, Skip(8), Skip(8), Count(STREAM_IDS)];
-const GROUP1: &[Frame] = &[Str, Len, Len, Count(STREAM_PEL), Count(CONSUMER1)];
-const GROUP2: &[Frame] = &[Str, Len, Len, Len, Count(STREAM_PEL), Count(CONSUMER1)];
-const GROUP3: &[Frame] = &[Str, Len, Len, Len, Count(STREAM_PEL), Count(CONSUMER3)];
+const CONSUMER1: &[Frame] = &[Checked, Skip(8), Count(STREAM_IDS)];
+const CONSUMER3: &[Frame] = &[Checked, Skip(8), Skip(8), Count(STREAM_IDS)];
+const GROUP1: &[Frame] = &[Checked, Len, Len, Count(STREAM_PEL), Count(CONSUMER1)];
+const GROUP2: &[Frame] = &[Checked, Len, Len, Len, Count(STREAM_PEL), Count(CONSUMER1)];
+const GROUP3: &[Frame] = &[Checked, Len, Len, Len, Count(STREAM_PEL), Count(CONSUMER3)];
 const STREAM1: &[Frame] = &[Count(PAIRS), Len, Len, Len, Count(GROUP1)];
 const STREAM2: &[Frame] = &[Count(PAIRS), Len, Len, Len, Len, Len, Len, Len, Len, Count(GROUP2)];
 const STREAM3: &[Frame] = &[Count(PAIRS), Len, Len, Len, Len, Len, Len, Len, Len, Count(GROUP3)];
@@ -317,14 +339,19 @@ impl Scanner {
                 }
                 k as usize
             }
-            Str => {
+            Str | Checked => {
                 let Some((field, used)) = self.field(b)? else { return Ok(None) };
                 match field {
                     Field::Plain(n) => self.set_top(Skip(n)),
                     Field::Encoded(e @ 0..=2) => self.set_top(Skip(1 << e)),
                     Field::Encoded(3) => {
-                        let Some((clen, _, used)) = self.lzf_lengths(b, used)? else { return Ok(None) };
-                        self.set_top(Skip(clen));
+                        let Some((clen, ulen, used)) = self.lzf_lengths(b, used)? else { return Ok(None) };
+                        if matches!(frame, Checked) {
+                            self.lzf.clear();
+                            self.set_top(CheckLzf(clen, ulen));
+                        } else {
+                            self.set_top(Skip(clen));
+                        }
                         return Ok(Some(used));
                     }
                     Field::Encoded(e) => return Err(self.corrupt(format!("unknown string encoding {e}"))),
@@ -345,7 +372,8 @@ impl Scanner {
             AsciiDouble => {
                 let Some(&n) = b.first() else { return Ok(None) };
                 if n < 253 {
-                    self.set_top(Skip(n as u64));
+                    self.lzf.clear();
+                    self.set_top(DoubleText(n as u64));
                 } else {
                     self.stack.pop();
                 }
@@ -421,7 +449,7 @@ impl Scanner {
                 }
                 used
             }
-            KeyBytes(n) | KeyLzf(n, _) => {
+            KeyBytes(n) | KeyLzf(n, _) | CheckLzf(n, _) | DoubleText(n) => {
                 let k = n.min(b.len() as u64) as usize;
                 if k == 0 && n > 0 {
                     return Ok(None);
@@ -438,6 +466,20 @@ impl Scanner {
                         self.stack.pop();
                     }
                     KeyLzf(_, ulen) => self.set_top(KeyLzf(left, ulen)),
+                    CheckLzf(_, ulen) if left == 0 => {
+                        let ulen = usize::try_from(ulen).map_err(|_| self.corrupt("LZF length does not fit in memory"))?;
+                        lzf::decompress(&self.lzf, ulen).map_err(|m| self.corrupt(m))?;
+                        self.lzf = Vec::new();
+                        self.stack.pop();
+                    }
+                    CheckLzf(_, ulen) => self.set_top(CheckLzf(left, ulen)),
+                    DoubleText(_) if left == 0 => {
+                        if super::string::parse_f64(&self.lzf).is_none() {
+                            return Err(self.corrupt("invalid ASCII double"));
+                        }
+                        self.stack.pop();
+                    }
+                    DoubleText(_) => self.set_top(DoubleText(left)),
                     _ => {}
                 }
                 k
@@ -508,9 +550,9 @@ impl Scanner {
             OP_IDLE => self.stack.push(Len),
             OP_FREQ => self.stack.push(Skip(1)),
             OP_RESIZEDB => self.push_seq(&[Len, Len, EndArea(Area::ResizeDb)]),
-            OP_AUX => self.push_seq(&[Str, Str, EndArea(Area::Aux)]),
+            OP_AUX => self.push_seq(&[Checked, Checked, EndArea(Area::Aux)]),
             OP_SLOT_INFO => self.push_seq(&[Len, Len, Len, EndArea(Area::SlotInfo)]),
-            OP_FUNCTION2 => self.push_seq(&[Str, EndArea(Area::Function)]),
+            OP_FUNCTION2 => self.push_seq(&[Checked, EndArea(Area::Function)]),
             OP_SLOT_IMPORT if valkey => self.push_seq(&[Str, Count(LEN_PAIRS)]),
             OP_FUNCTION_PRE_GA => return Err(self.unsupported("pre-GA function format (Redis 7.0 release candidates)")),
             OP_MODULE_AUX => self.push_seq(&[Len, ModuleWhen, Len, ModuleOps, EndArea(Area::ModuleAux)]),

@@ -108,7 +108,7 @@ impl<R: Read> ByteReader<R> {
     }
 
     /// Reads and sanity-checks the (compressed, uncompressed) lengths of an LZF string.
-    fn read_lzf_header(&mut self, at: u64) -> Result<(u64, u64)> {
+    pub(crate) fn read_lzf_header(&mut self, at: u64) -> Result<(u64, u64)> {
         let clen = self.read_len()?;
         let ulen = self.read_len()?;
         if ulen > clen.saturating_mul(lzf::MAX_RATIO).saturating_add(64) {
