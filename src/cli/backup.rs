@@ -106,6 +106,7 @@ enum Target {
 }
 
 pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
+    super::fixed_mmap_threshold();
     let live_opts = live_options(&a)?;
     let target = target(&a)?;
     // A file is opened first, so its reading starts while the repository is opened.

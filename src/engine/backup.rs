@@ -133,7 +133,7 @@ struct Dedup {
 
 /// New ids this run stored, as 128-bit prefixes (see [`Known`]), in two
 /// generations of at most [`GENERATION`] each: dedup within one run covers
-/// the last ~1-2 GiB of new data, so memory stays flat however much is new;
+/// the last ~0.5-1 GiB of new data, so memory stays flat however much is new;
 /// a chunk repeated further apart is stored twice, never lost (and later
 /// backups dedup against the index, which has both).
 struct Claimed {
@@ -141,9 +141,11 @@ struct Claimed {
     previous: HashSet<[u8; 16], IdBuildHasher>,
 }
 
-/// Entries per generation: 7/8 of 2^20, what a hash set holds without growing
-/// past 2^20 slots (17 MiB).
-const GENERATION: usize = (1 << 20) / 8 * 7;
+/// Entries per generation: 7/8 of 2^19, what a hash set holds without growing
+/// past 2^19 slots (8.5 MiB). Both generations are full from ~1 GiB of new data
+/// on, so a 10 GiB backup holds what a 1 GiB one does (2^20 slots held 17 MiB
+/// more at 10 GiB than at 1 GiB: docs/benchmarks.md, fourteenth round).
+const GENERATION: usize = (1 << 19) / 8 * 7;
 
 impl Claimed {
     /// Empty, with room for a whole generation (only touched memory counts, and

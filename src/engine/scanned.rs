@@ -37,8 +37,9 @@ pub struct Scanned {
 }
 
 impl Scanned {
-    /// Notes one event; `bytes` are the item's bytes when they are at hand (they are unless a
-    /// non-record item was longer than a chunk).
+    /// Notes one event; `bytes` are the item's bytes when they are at hand. They are unless a
+    /// non-record item was longer than the largest chunk: an AUX field that long (Redis writes
+    /// a few dozen bytes) is left out of the facts; it stays in the backed-up bytes.
     pub fn note(&mut self, e: &Event<'_>, bytes: Option<&[u8]>) {
         match *e {
             Event::Record(r) => {
