@@ -147,14 +147,16 @@ fn parse(rx: Receiver<Fed>, strict: bool, store: Option<StoreBlob<'_>>) -> Outco
     Outcome { parsed: facts_of(result), index }
 }
 
-/// The summary a walk would give, from the scanner's findings sent with each batch: the
-/// records are counted and indexed, the bytes only checksummed. A strict reader stops at
-/// the first error; otherwise it reads to the end so the feeder never blocks.
+/// What the facts take from a walk's summary (version, AUX fields, keys per database, the
+/// checksum), from the scanner's findings sent with each batch: the records are counted and
+/// indexed, the bytes only checksummed. A strict reader stops at the first error; otherwise
+/// it reads to the end so the feeder never blocks.
 fn from_scans(rx: &Receiver<Fed>, first: Fed, strict: bool, mut each: impl FnMut(EntryRef<'_>)) -> Result<rdb::Summary, RdbError> {
     let mut s = rdb::Summary { rdb_version: first.1.as_ref().map_or(0, |f| f.version), ..rdb::Summary::default() };
     let with_crc = s.rdb_version >= 5;
     let (mut crc, mut at) = (0u64, 0u64);
-    // Where the stored checksum starts (known from the scan before the bytes arrive), and it.
+    // Where the checksummed bytes end (the scan finds the EOF item before its bytes arrive),
+    // and the stored checksum that follows them.
     let mut crc_end: Option<u64> = None;
     let mut stored = [0u8; 8];
     let mut end: Option<Result<(), RdbError>> = None;
@@ -162,17 +164,11 @@ fn from_scans(rx: &Receiver<Fed>, first: Fed, strict: bool, mut each: impl FnMut
     while let Some((batch, scanned)) = next {
         if let Some(mut scanned) = scanned {
             for r in scanned.records() {
-                let d = s.dbs.entry(r.db).or_default();
-                d.keys += 1;
-                s.keys += 1;
-                if r.expire_ms.is_some() {
-                    d.keys_with_ttl += 1;
-                    s.keys_with_ttl += 1;
-                }
+                s.count_key(r.db, r.expire_ms.is_some());
                 each(EntryRef { db: r.db, key: r.key, rdb_type: r.rdb_type, expire_ms: r.expire_ms.map(|t| t as u64), offset: r.offset, len: r.len });
             }
             for (k, v) in &scanned.aux {
-                s.aux.insert(String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned());
+                s.add_aux(k, v);
             }
             for db in &scanned.hinted_dbs {
                 s.dbs.entry(*db).or_default();

@@ -28,6 +28,23 @@ pub struct Summary {
     pub checksum: Option<u64>,
 }
 
+impl Summary {
+    /// Counts one key of database `db`.
+    pub fn count_key(&mut self, db: u64, with_ttl: bool) -> &mut DbSummary {
+        self.keys += 1;
+        self.keys_with_ttl += u64::from(with_ttl);
+        let d = self.dbs.entry(db).or_default();
+        d.keys += 1;
+        d.keys_with_ttl += u64::from(with_ttl);
+        d
+    }
+
+    /// Records an AUX field (lossily as UTF-8).
+    pub fn add_aux(&mut self, key: &[u8], value: &[u8]) {
+        self.aux.insert(String::from_utf8_lossy(key).into_owned(), String::from_utf8_lossy(value).into_owned());
+    }
+}
+
 /// Facts about one database inside the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DbSummary {
@@ -64,12 +81,7 @@ pub fn summarize_each(r: impl Read, mut each: impl FnMut(&super::Record, u64)) -
     let mut by_encoding: Vec<(u64, ValueKind, &'static str, u64)> = Vec::new();
     while let Some(item) = rdb.next_item()? {
         match item {
-            Item::Aux { key, value } => {
-                s.aux.insert(
-                    String::from_utf8_lossy(&key).into_owned(),
-                    String::from_utf8_lossy(&value).into_owned(),
-                );
-            }
+            Item::Aux { key, value } => s.add_aux(&key, &value),
             Item::SelectDb(n) => db = n,
             Item::ResizeDb {
                 db_size,
@@ -82,13 +94,7 @@ pub fn summarize_each(r: impl Read, mut each: impl FnMut(&super::Record, u64)) -
             Item::SlotInfo { .. } => {}
             Item::Record(rec) => {
                 each(&rec, rdb.offset());
-                let d = s.dbs.entry(rec.db).or_default();
-                d.keys += 1;
-                s.keys += 1;
-                if rec.expire_ms.is_some() {
-                    d.keys_with_ttl += 1;
-                    s.keys_with_ttl += 1;
-                }
+                let d = s.count_key(rec.db, rec.expire_ms.is_some());
                 let same = |e: &&mut (u64, ValueKind, &'static str, u64)| {
                     e.0 == rec.db && e.1 == rec.kind && std::ptr::eq(e.2, rec.encoding)
                 };
