@@ -12,7 +12,7 @@ struct Seen {
     offset: u64,
     len: u64,
     db: u64,
-    key_len: u32,
+    key_len: usize,
     rdb_type: u8,
     expire_ms: Option<i64>,
 }
@@ -48,7 +48,7 @@ impl Scanned {
                     offset: r.offset,
                     len: r.len,
                     db: r.db,
-                    key_len: r.key.len() as u32,
+                    key_len: r.key.len(),
                     rdb_type: r.rdb_type,
                     expire_ms: r.expire_ms,
                 });
@@ -76,8 +76,8 @@ impl Scanned {
     pub fn records(&self) -> impl Iterator<Item = KeyRecord<'_>> + '_ {
         let mut at = 0usize;
         self.records.iter().map(move |s| {
-            let key = &self.keys[at..at + s.key_len as usize];
-            at += s.key_len as usize;
+            let key = &self.keys[at..at + s.key_len];
+            at += s.key_len;
             KeyRecord { offset: s.offset, len: s.len, db: s.db, key, rdb_type: s.rdb_type, expire_ms: s.expire_ms }
         })
     }

@@ -460,18 +460,18 @@ impl Scanner {
                 match frame {
                     KeyBytes(_) if left == 0 => drop(self.stack.pop()),
                     KeyBytes(_) => self.set_top(KeyBytes(left)),
-                    KeyLzf(_, ulen) if left == 0 => {
+                    KeyLzf(_, ulen) | CheckLzf(_, ulen) if left == 0 => {
                         let ulen = usize::try_from(ulen).map_err(|_| self.corrupt("LZF length does not fit in memory"))?;
-                        self.key = lzf::decompress(&self.lzf, ulen).map_err(|m| self.corrupt(m))?;
+                        let plain = lzf::decompress(&self.lzf, ulen).map_err(|m| self.corrupt(m))?;
+                        if matches!(frame, KeyLzf(..)) {
+                            self.key = plain;
+                        } else {
+                            // Only checked: a large FUNCTION2 payload is not held for the rest of the file.
+                            self.lzf = Vec::new();
+                        }
                         self.stack.pop();
                     }
                     KeyLzf(_, ulen) => self.set_top(KeyLzf(left, ulen)),
-                    CheckLzf(_, ulen) if left == 0 => {
-                        let ulen = usize::try_from(ulen).map_err(|_| self.corrupt("LZF length does not fit in memory"))?;
-                        lzf::decompress(&self.lzf, ulen).map_err(|m| self.corrupt(m))?;
-                        self.lzf = Vec::new();
-                        self.stack.pop();
-                    }
                     CheckLzf(_, ulen) => self.set_top(CheckLzf(left, ulen)),
                     DoubleText(_) if left == 0 => {
                         if super::string::parse_f64(&self.lzf).is_none() {
