@@ -107,3 +107,28 @@ fn live_locks_block_with_a_clear_message_and_stale_ones_do_not() {
     assert!(exclusive.require_exclusive("test").is_ok());
     assert!(repo.fails_text(&["restore", &id, "-t", "-"]).contains("exclusive lock held by"));
 }
+
+#[test]
+fn a_backup_refused_by_a_lock_writes_nothing() {
+    // The input is read and hashed while the lock is taken: a refusal must still leave the
+    // repository as it was (no pack, no index, no dictionary, no staged file), for a file
+    // and for standard input.
+    let repo = Vault::init_small_packs();
+    let r = open(&repo);
+    let before: Vec<_> = ["data", "index", "snapshots"].iter().map(|f| repo.files(f)).collect();
+    LockInfo { host: "otherhost".into(), pid: 4242, ..LockInfo::new(true) }.save(&r).expect("lock");
+    let src = repo.dir.path().join("big.rdb");
+    std::fs::write(&src, common::vault::test_bytes(12 << 20, 7)).expect("write");
+    let msg = repo.fails_text(&["backup", "--raw", src.to_str().expect("utf-8")]);
+    assert!(msg.contains("repository is locked") && msg.contains("otherhost"), "{msg}");
+    let out = repo.cmd(&["backup", "--raw", "--stdin"]).stdin(std::fs::File::open(&src).expect("open")).output().expect("run");
+    assert!(!out.status.success() && text(&out).contains("repository is locked"), "{}", text(&out));
+    let after: Vec<_> = ["data", "index", "snapshots"].iter().map(|f| repo.files(f)).collect();
+    assert_eq!(before, after, "a refused backup wrote to the repository");
+    assert_eq!(repo.files("locks").len(), 1, "only the foreign lock is left");
+
+    // Once the lock is gone the same backup goes through and restores.
+    repo.ok(&["unlock", "--remove-all"]);
+    let id = repo.backup_bytes("big.rdb", &std::fs::read(&src).expect("read"));
+    assert_eq!(repo.try_restore(&id).expect("restore"), std::fs::read(&src).expect("read"));
+}

@@ -272,8 +272,10 @@ pub fn exercise(v: &super::vault::Vault) {
     redis.cli(&["SET", "str:0:7", "changed"]);
     let two = std::fs::read(redis.save_copy(&input)).unwrap();
     let (s2, second) = v.backup(&input, &[]);
+    // New chunk bytes before compression: how small the first backup compresses depends on
+    // whether its dictionary was trained before its frames were sealed (a race, by design).
     assert!(
-        second["bytes_added"].as_u64().unwrap() < first["bytes_added"].as_u64().unwrap() / 2,
+        second["new_raw_bytes"].as_u64().unwrap() < first["new_raw_bytes"].as_u64().unwrap() / 4,
         "an incremental backup stores only what changed: {second}"
     );
     let list = v.json(&["snapshots"]);
