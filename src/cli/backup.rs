@@ -115,16 +115,7 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let repo = open_repo_for_index(g)?;
-    // A file or stdin is read and hashed while the backup takes the lock and loads the
-    // index; other sources lock here, before they connect.
-    let engine_locks = matches!(target, Target::File(_) | Target::Stdin);
-    let _lock = if engine_locks {
-        super::refuse_no_lock(g)?;
-        None
-    } else {
-        Some(super::lock(g, &repo, false)?)
-    };
-    // Only files of writers that are gone are removed: ours, whether locked yet or not, stay.
+    let _lock = super::lock(g, &repo, false)?;
     if let Err(e) = rdbvault::store::staged::remove_stale(&repo) {
         eprintln!("warning: could not remove the staged files of interrupted commands: {e}");
     }
@@ -143,9 +134,6 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
     };
     if let Some(t) = a.threads {
         opts.threads = t;
-    }
-    if engine_locks {
-        opts.lock = Some(g.retry_lock.unwrap_or_default());
     }
     let result = match target {
         Target::Stdin => {

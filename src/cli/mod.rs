@@ -283,18 +283,12 @@ fn with_cache(g: &Global, location: &Location, repo: Repository) -> anyhow::Resu
 /// Takes a shared or exclusive lock for a command that writes the repository, waiting up
 /// to `--retry-lock`.
 fn lock(g: &Global, repo: &Repository, exclusive: bool) -> anyhow::Result<LockGuard> {
-    refuse_no_lock(g)?;
-    Ok(Lock::acquire(repo, exclusive, g.retry_lock.unwrap_or_default())?)
-}
-
-/// `--no-lock` on a command that writes the repository.
-fn refuse_no_lock(g: &Global) -> anyhow::Result<()> {
     if g.no_lock {
         anyhow::bail!(
             "--no-lock is only for commands that read the repository (snapshots, restore, inspect, diff, stats, check): this one writes it and must lock it"
         );
     }
-    Ok(())
+    Ok(Lock::acquire(repo, exclusive, g.retry_lock.unwrap_or_default())?)
 }
 
 /// A shared lock for a command that only reads the repository: none with `--no-lock`, and

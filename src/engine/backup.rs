@@ -25,7 +25,6 @@ use crate::format::index::{prefix, Known};
 use crate::format::pack::{seal_frame, BlobType};
 use crate::engine::restore::Blobs;
 use crate::engine::packer::{adopt_orphan_packs, write_packs, FinishedPack, Packer};
-use crate::store::lock::{Lock, LockGuard};
 use crate::store::{FileKind, Repository};
 use crate::format::keyindex::TopTable;
 use crate::format::snapshot::{BackupSummary, KeyIndexRef, Snapshot, SnapshotFile, SourceDesc};
@@ -53,10 +52,6 @@ pub struct BackupOptions {
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Write a key index of the RDB (see `redis::keyindex`).
     pub key_index: bool,
-    /// Take the repository's shared lock here, waiting up to this long for a conflicting
-    /// one, while the input's first megabytes are read and hashed; `None`: the caller
-    /// holds a lock.
-    pub lock: Option<std::time::Duration>,
 }
 
 impl Default for BackupOptions {
@@ -71,7 +66,6 @@ impl Default for BackupOptions {
             raw: false,
             cancel: None,
             key_index: true,
-            lock: None,
         }
     }
 }
@@ -133,11 +127,7 @@ enum Event {
 
 /// Blobs already stored or being stored by this run.
 struct Dedup {
-    /// Set once the index is loaded (after the lock): reading, cutting and hashing start
-    /// before it, every dedup decision waits for it.
-    known: OnceLock<Known>,
-    /// Closed once `known` is set, or its loading failed (then nothing is claimed).
-    loaded: Receiver<()>,
+    known: Known,
     claimed: Mutex<Claimed>,
 }
 
@@ -180,21 +170,10 @@ impl Claimed {
 }
 
 impl Dedup {
-    /// The repository's blobs, once loaded; `None` if loading them failed.
-    fn known(&self) -> Option<&Known> {
-        if let Some(k) = self.known.get() {
-            return Some(k);
-        }
-        let _ = self.loaded.recv();
-        self.known.get()
-    }
-
-    /// True if the caller is the first to see this new id and must store it; false for
-    /// everything once the index could not be loaded, so nothing is written then.
+    /// True if the caller is the first to see this new id and must store it.
     fn claim(&self, id: &Id) -> bool {
-        match self.known() {
-            Some(known) if !known.contains(id) => {}
-            _ => return false,
+        if self.known.contains(id) {
+            return false;
         }
         match self.claimed.lock() {
             Ok(mut set) => set.claim(prefix(id)),
@@ -226,16 +205,29 @@ pub fn run_with(
 ) -> Result<(Id, Snapshot)> {
     let started = Instant::now();
     let time = crate::host::now_rfc3339();
+    // Dedup needs only which blobs exist: not the full index, a quarter of its memory.
+    // Listing the packs (for orphans to adopt) waits on the disk: done meanwhile.
+    let (known, listed) = std::thread::scope(|s| {
+        let listing = s.spawn(|| repo.backend().list(FileKind::Pack));
+        let known = Known::load(repo);
+        (known, listing.join().unwrap_or_else(|_| Err(Error::Invalid("pack listing thread panicked".into()))))
+    });
+    let (mut known, listed) = (known?, listed?);
+    let indexed = std::mem::take(&mut known.packs);
+    adopt_orphan_packs(repo, &listed, &indexed, &mut known)?;
+    drop(listed);
+    drop(indexed);
     Compressor::new(opts.zstd_level, None)?;
-    let (loaded_tx, loaded_rx) = bounded::<()>(0);
-    let dedup = Arc::new(Dedup { known: OnceLock::new(), loaded: loaded_rx, claimed: Mutex::new(Claimed::new()) });
-    let (settled_tx, settled_rx) = bounded::<()>(0);
-    let dict = Dict { dict: OnceLock::new(), settled: settled_rx, stored: OnceLock::new() };
+    // The repository's dictionary is read (a round trip on a network store) while the input
+    // is read and hashed; workers wait for it only before they seal their first frame.
+    let stored_dicts = std::mem::take(&mut known.dictionaries);
+    let has_dict = !stored_dicts.is_empty();
 
     // Facts are read from a lone input, or from the RDB of a multi-file
     // source (the base file of an AOF directory): from its chunker's record scan.
     let facts_input = if inputs.len() == 1 { Some(0) } else { inputs.iter().position(|i| i.name.ends_with(".rdb")) };
-    let inputs: Vec<(String, Chunker<Box<dyn Read + Send + '_>>)> = inputs
+    // Without a dictionary yet, the first megabytes of input train one.
+    let mut inputs: Vec<(String, Vec<Chunks>, Chunker<Box<dyn Read + Send + '_>>)> = inputs
         .into_iter()
         .enumerate()
         .map(|(n, i)| {
@@ -244,9 +236,41 @@ pub fn run_with(
             if facts_input == Some(n) {
                 chunker = chunker.scan_log();
             }
-            (i.name, chunker)
+            (i.name, Vec::new(), chunker)
         })
         .collect();
+    let mut samples: Vec<Vec<u8>> = Vec::new();
+    if !has_dict && opts.zstd_level > 0 {
+        if let Some((name, prefix, chunker)) = inputs.first_mut() {
+            let mut sampled = 0;
+            while sampled < compress::MAX_TRAINING_BYTES {
+                match chunker.next() {
+                    Some(Ok(batch)) => {
+                        sampled += batch.bytes().len();
+                        prefix.push(batch);
+                    }
+                    Some(Err(source)) => return Err(Error::Source { name: name.clone(), source }),
+                    None => break,
+                }
+            }
+            // The same samples as chunk by chunk: up to the chunk that reaches the limit.
+            let mut taken = 0;
+            for chunk in prefix.iter().flat_map(|b| b.iter()) {
+                if taken >= compress::MAX_TRAINING_BYTES {
+                    break;
+                }
+                taken += chunk.len();
+                samples.push(chunk.to_vec());
+            }
+        }
+    }
+    // Workers use the dictionary once there is one; a new one is trained while
+    // they start (the few small frames before it are compressed without).
+    let dict: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
+    // Closed once the stored dictionary is loaded (or failed to load).
+    let (loaded_tx, loaded_rx) = bounded::<()>(0);
+    let wait_dict = (has_dict && opts.zstd_level > 0).then_some(&loaded_rx);
+    let dedup = Arc::new(Dedup { known, claimed: Mutex::new(Claimed::new()) });
     let threads = opts.threads.max(1);
 
     let (job_tx, job_rx) = bounded::<Job>(threads * 4);
@@ -255,41 +279,25 @@ pub fn run_with(
     let (ev_tx, ev_rx) = bounded::<Event>(threads * 64);
 
     let outcome = std::thread::scope(|s| {
-        // The lock, the index and the repository's dictionary are loaded while the input is
-        // read, cut and hashed; dedup decisions (and so every write) wait for them.
-        let loader = {
-            let (dedup, dict) = (&dedup, &dict);
-            s.spawn(move || -> Result<Option<LockGuard>> {
-                let (_loaded, _settled) = (loaded_tx, settled_tx);
-                let guard = opts.lock.map(|retry| Lock::acquire(repo, false, retry)).transpose()?;
-                let mut known = load_known(repo)?;
-                let stored = std::mem::take(&mut known.dictionaries);
-                let _ = dedup.known.set(known);
-                drop(_loaded);
-                let _ = dict.stored.set(!stored.is_empty());
-                if !stored.is_empty() && opts.zstd_level > 0 {
-                    if let Some(d) = Blobs::new(repo, &stored)?.dictionaries().preferred() {
-                        let _ = dict.dict.set(d);
-                    }
-                }
-                Ok(guard)
-            })
-        };
         // Two closed packs may wait while one is written and fsynced.
         let (pack_tx, pack_rx) = bounded(2);
         let writer = s.spawn(move || write_packs(repo, pack_rx));
         let packer = s.spawn(move || run_packer(repo, seal_rx, meta_rx, pack_tx));
-        // Where the repository has no dictionary yet, the input's first chunks train one,
-        // while the workers go on (the few small frames before it are compressed without).
-        let (sample_tx, sample_rx) = bounded::<Vec<Vec<u8>>>(1);
-        if opts.zstd_level > 0 {
+        let dict_loader = {
+            let (dict, stored_dicts) = (&dict, &stored_dicts);
+            s.spawn(move || -> Result<()> {
+                if has_dict {
+                    if let Some(d) = Blobs::new(repo, stored_dicts)?.dictionaries().preferred() {
+                        let _ = dict.set(d);
+                    }
+                }
+                drop(loaded_tx);
+                Ok(())
+            })
+        };
+        if !samples.is_empty() {
             let (seal_tx, dedup, dict) = (seal_tx.clone(), dedup.clone(), &dict);
             s.spawn(move || {
-                let Ok(samples) = sample_rx.recv() else { return };
-                let _ = dict.settled.recv();
-                if dict.stored.get() != Some(&false) {
-                    return;
-                }
                 let Some(d) = compress::train(&samples) else { return };
                 drop(samples);
                 let id = repo.hasher().id(&d);
@@ -297,13 +305,12 @@ pub fn run_with(
                 if dedup.claim(&id) {
                     let _ = seal_tx.send(vec![Sealed::single(repo, BlobType::Dictionary, id, &d, &mut Compressor::plain())]);
                 }
-                let _ = dict.dict.set(Arc::new(d));
+                let _ = dict.set(Arc::new(d));
             });
         }
-        let mut sampling = (opts.zstd_level > 0).then(|| Sampling { tx: Some(sample_tx), chunks: Vec::new(), taken: 0 });
         for _ in 0..threads {
             let (job_rx, seal_tx, ev_tx, dedup, dict) = (job_rx.clone(), seal_tx.clone(), ev_tx.clone(), dedup.clone(), &dict);
-            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, dict, job_rx, seal_tx, ev_tx));
+            s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, (dict, wait_dict), job_rx, seal_tx, ev_tx));
         }
         drop(job_rx);
         let collector = {
@@ -320,7 +327,8 @@ pub fn run_with(
         let mut facts_bytes = 0u64;
         let mut read_result = Ok(0u64);
         let mut seq = 0u64;
-        for (n, (name, batches)) in inputs.into_iter().enumerate() {
+        for (n, (name, prefix, chunker)) in inputs.into_iter().enumerate() {
+            let batches = prefix.into_iter().map(Ok).chain(chunker);
             let feed = if facts_input == Some(n) {
                 let store = index_tx.clone().map(|tx| {
                     let (store, sealer) = index_store(s, repo, dedup.clone(), opts.zstd_level, tx);
@@ -334,8 +342,7 @@ pub fn run_with(
                 None
             };
             let is_facts_input = feed.is_some();
-            let sample = if n == 0 { sampling.as_mut() } else { None };
-            match read_input(name, batches, opts, &mut seq, (&job_tx, &ev_tx), feed, sample) {
+            match read_input(name, batches, opts, &mut seq, &job_tx, &ev_tx, feed) {
                 Ok((size, parser_stopped)) => {
                     if let Ok(total) = &mut read_result {
                         *total += size;
@@ -353,10 +360,6 @@ pub fn run_with(
                     break;
                 }
             }
-        }
-        // An input shorter than the samples wanted trains on what it had.
-        if let Some(sm) = sampling.as_mut() {
-            sm.finish();
         }
         // The workers and the collector finish what is queued while the parser completes
         // the key index: the last data pack goes up meanwhile.
@@ -385,15 +388,14 @@ pub fn run_with(
         };
         let packed = packer.join().unwrap_or_else(|_| Err(Error::Invalid("packer thread panicked".into())));
         let written = writer.join().unwrap_or_else(|_| Err(Error::Invalid("pack writer thread panicked".into())));
-        // The writer's error (e.g. a full disk) is the root cause of a packer that stopped.
-        let packed = written.and_then(|stats| packed.map(|()| stats));
-        let loaded = loader.join().unwrap_or_else(|_| Err(Error::Invalid("index loader thread panicked".into())));
-        (loaded, read_result, collected, packed, index)
+        // The writer's error (e.g. a full disk) is the root cause of a packer that stopped;
+        // a dictionary that could not be read, of workers that stopped.
+        let loaded = dict_loader.join().unwrap_or_else(|_| Err(Error::Invalid("dictionary loader thread panicked".into())));
+        let packed = loaded.and(written).and_then(|stats| packed.map(|()| stats));
+        (read_result, collected, packed, index)
     });
-    let (loaded, read_result, collected, packed, index) = outcome;
-    // A lock not taken, an index or dictionary not read: the root cause of workers that
-    // stopped (nothing was written). Else the packer's error (e.g. a full disk).
-    let _lock = loaded?;
+    let (read_result, collected, packed, index) = outcome;
+    // The packer's error (e.g. a full disk) is the root cause when there is one.
     let stats = packed?;
     let (bytes_processed, parsed) = read_result?;
     let collected = collected?;
@@ -498,9 +500,9 @@ fn read_input(
     batches: impl Iterator<Item = std::io::Result<Chunks>>,
     opts: &BackupOptions,
     seq: &mut u64,
-    (job_tx, ev_tx): (&Sender<Job>, &Sender<Event>),
+    job_tx: &Sender<Job>,
+    ev_tx: &Sender<Event>,
     mut facts: Option<FactsFeed>,
-    mut sampling: Option<&mut Sampling>,
 ) -> Result<(u64, bool)> {
     let stopped = || Error::Invalid("backup workers stopped".into());
     let mut size = 0u64;
@@ -514,9 +516,6 @@ fn read_input(
             pb.inc(bytes as u64);
         }
         let n = batch.len() as u64;
-        if let Some(sm) = sampling.as_deref_mut() {
-            sm.add(&batch);
-        }
         let scanned = batch.take_scanned();
         let batch = Arc::new(batch);
         let parser_stopped = facts.as_mut().is_some_and(|f| !f.push(&batch, scanned));
@@ -531,183 +530,85 @@ fn read_input(
     Ok((size, parser_gave_up))
 }
 
-/// The input's first chunks, copied for training a dictionary (used only where the
-/// repository has none yet, which the index, still loading, tells).
-struct Sampling {
-    tx: Option<Sender<Vec<Vec<u8>>>>,
-    chunks: Vec<Vec<u8>>,
-    taken: usize,
-}
+/// The dictionary workers compress with, and, while the repository's own is still being
+/// read, what closes once it is.
+type DictSource<'a> = (&'a OnceLock<Arc<Vec<u8>>>, Option<&'a Receiver<()>>);
 
-impl Sampling {
-    /// Takes chunks up to the one that reaches [`compress::MAX_TRAINING_BYTES`], then hands them over.
-    fn add(&mut self, batch: &Chunks) {
-        if self.tx.is_none() {
-            return;
-        }
-        for chunk in batch.iter() {
-            if self.taken >= compress::MAX_TRAINING_BYTES {
-                break;
-            }
-            self.taken += chunk.len();
-            self.chunks.push(chunk.to_vec());
-        }
-        if self.taken >= compress::MAX_TRAINING_BYTES {
-            self.finish();
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(std::mem::take(&mut self.chunks));
-        }
-    }
-}
-
-/// Which blobs the repository holds, for dedup: not the full index, a quarter of its
-/// memory; packs no index names (a killed backup's) are adopted into a new index file.
-fn load_known(repo: &Repository) -> Result<Known> {
-    // Listing the packs waits on the disk or the network: done while the index is read.
-    let (known, listed) = std::thread::scope(|s| {
-        let listing = s.spawn(|| repo.backend().list(FileKind::Pack));
-        let known = Known::load(repo);
-        (known, listing.join().unwrap_or_else(|_| Err(Error::Invalid("pack listing thread panicked".into()))))
-    });
-    let (mut known, listed) = (known?, listed?);
-    let indexed = std::mem::take(&mut known.packs);
-    adopt_orphan_packs(repo, &listed, &indexed, &mut known)?;
-    Ok(known)
-}
-
-/// The dictionary workers compress with: the repository's own (read once the index is
-/// loaded), or one trained from the input's first chunks where the repository has none.
-struct Dict {
-    dict: OnceLock<Arc<Vec<u8>>>,
-    /// Closed once the repository's own is read, known to be absent, or failed to load.
-    settled: Receiver<()>,
-    /// Whether the repository has one; unset if the index could not be loaded.
-    stored: OnceLock<bool>,
-}
-
-/// Jobs a worker hashes while the index is still loading, held until dedup can decide
-/// (~2 MiB each: with the queue, ~40 ms of reading and hashing overlap the lock and the
-/// index load on a network store).
-const BACKLOG_BYTES: usize = 2 << 20;
-
-fn run_worker(repo: &Repository, dedup: &Dedup, level: i32, dict: &Dict, jobs: Receiver<Job>, sealed: Sender<Vec<Sealed>>, events: Sender<Event>) {
-    let Some(mut w) = Worker::new(repo, dedup, level, dict, sealed, events) else { return };
-    let mut backlog: VecDeque<(Job, Vec<Id>)> = VecDeque::new();
-    let mut held = 0;
-    for job in jobs {
-        let slices: Vec<&[u8]> = job.chunks.iter().collect();
-        let ids = repo.hasher().ids(&slices);
-        drop(slices);
-        if dedup.known.get().is_none() && held + job.chunks.bytes().len() <= BACKLOG_BYTES {
-            held += job.chunks.bytes().len();
-            backlog.push_back((job, ids));
-            continue;
-        }
-        let Some(known) = dedup.known() else { return };
-        for (job, ids) in backlog.drain(..).chain(std::iter::once((job, ids))) {
-            if !w.store(job, ids, known) {
-                return;
-            }
-        }
-        held = 0;
-    }
-    if let Some(known) = dedup.known() {
-        for (job, ids) in backlog {
-            if !w.store(job, ids, known) {
-                return;
-            }
-        }
-    }
-}
-
-/// A worker's compressor and open frame.
-struct Worker<'a> {
-    repo: &'a Repository,
-    dedup: &'a Dedup,
+fn run_worker(
+    repo: &Repository,
+    dedup: &Dedup,
     level: i32,
-    dict: &'a Dict,
-    zstd: Compressor,
-    has_dict: bool,
-    frame: Vec<u8>,
-    members: Vec<(Id, u32)>,
+    (dict, loading): DictSource<'_>,
+    jobs: Receiver<Job>,
     sealed: Sender<Vec<Sealed>>,
     events: Sender<Event>,
-}
-
-impl<'a> Worker<'a> {
-    fn new(repo: &'a Repository, dedup: &'a Dedup, level: i32, dict: &'a Dict, sealed: Sender<Vec<Sealed>>, events: Sender<Event>) -> Option<Worker<'a>> {
-        // The level was validated before the threads started.
-        let zstd = Worker::compressor(level, dict.dict.get())?;
-        let has_dict = dict.dict.get().is_some();
-        Some(Worker { repo, dedup, level, dict, zstd, has_dict, frame: Vec::with_capacity(FRAME_TARGET + 16 * 1024), members: Vec::new(), sealed, events })
-    }
-
-    /// A dictionary that zstd refuses falls back to plain compression.
-    fn compressor(level: i32, d: Option<&Arc<Vec<u8>>>) -> Option<Compressor> {
-        Compressor::new(level, d.map(|d| d.as_slice())).or_else(|_| Compressor::new(level, None)).ok()
-    }
-
-    /// Switches to the dictionary once there is one: a trained one whenever it is ready,
-    /// the stored one (`wait`) before the first frame is sealed. False: the stored one
-    /// could not be read (its loader says why).
-    fn settle(&mut self, wait: bool) -> bool {
-        if self.has_dict {
+) {
+    // The level was validated before the threads started; a dictionary that
+    // zstd refuses falls back to plain compression.
+    let with_dict = |d: Option<&Arc<Vec<u8>>>| Compressor::new(level, d.map(|d| d.as_slice())).or_else(|_| Compressor::new(level, None));
+    let Ok(mut zstd) = with_dict(dict.get()) else { return };
+    let mut has_dict = dict.get().is_some();
+    // Switches to the dictionary once there is one: a trained one whenever it is ready,
+    // the stored one (`wait`) before the first frame is sealed.
+    let mut settle = |zstd: &mut Compressor, wait: bool| -> bool {
+        if has_dict {
             return true;
         }
-        if wait && self.level > 0 {
-            let _ = self.dict.settled.recv();
-            if self.dict.dict.get().is_none() && self.dict.stored.get() != Some(&false) {
+        if let (true, Some(loading)) = (wait, loading) {
+            let _ = loading.recv();
+            // Still none: the stored dictionary could not be read (its loader says why).
+            if dict.get().is_none() {
                 return false;
             }
         }
-        if let Some(d) = self.dict.dict.get() {
-            let Some(z) = Worker::compressor(self.level, Some(d)) else { return false };
-            (self.zstd, self.has_dict) = (z, true);
+        if let Some(d) = dict.get() {
+            let Ok(z) = with_dict(Some(d)) else { return false };
+            (*zstd, has_dict) = (z, true);
         }
         true
-    }
-
-    /// Claims the job's new chunks and seals them; false if the backup is stopping.
-    fn store(&mut self, job: Job, chunk_ids: Vec<Id>, known: &Known) -> bool {
-        if !self.settle(false) {
-            return false;
+    };
+    let mut frame = Vec::with_capacity(FRAME_TARGET + 16 * 1024);
+    let mut members = Vec::new();
+    for job in jobs {
+        if !settle(&mut zstd, false) {
+            return;
         }
-        for id in &chunk_ids {
-            known.prefetch(id);
-        }
-        let mut ids = Vec::with_capacity(chunk_ids.len());
+        let mut ids = Vec::with_capacity(job.chunks.len());
         let mut frames = Vec::new();
         // The new chunks of a job go into frames in input order, adjacent or not:
         // a restore reads them back together for the same stretch of output.
-        for (data, id) in job.chunks.iter().zip(chunk_ids) {
+        let slices: Vec<&[u8]> = job.chunks.iter().collect();
+        let chunk_ids = repo.hasher().ids(&slices);
+        for id in &chunk_ids {
+            dedup.known.prefetch(id);
+        }
+        for (data, id) in slices.iter().zip(chunk_ids) {
             let len = data.len() as u32;
-            let new = self.dedup.claim(&id);
+            let new = dedup.claim(&id);
             if new {
-                self.frame.extend_from_slice(data);
-                self.members.push((id, len));
-                if self.frame.len() >= FRAME_TARGET {
-                    if !self.settle(true) {
-                        return false;
+                frame.extend_from_slice(data);
+                members.push((id, len));
+                if frame.len() >= FRAME_TARGET {
+                    if !settle(&mut zstd, true) {
+                        return;
                     }
-                    frames.push(close_frame(self.repo, &mut self.frame, &mut self.members, &mut self.zstd));
+                    frames.push(close_frame(repo, &mut frame, &mut members, &mut zstd));
                 }
             }
             ids.push((id, len, new));
         }
-        if !self.members.is_empty() {
-            if !self.settle(true) {
-                return false;
+        if !members.is_empty() {
+            if !settle(&mut zstd, true) {
+                return;
             }
-            frames.push(close_frame(self.repo, &mut self.frame, &mut self.members, &mut self.zstd));
+            frames.push(close_frame(repo, &mut frame, &mut members, &mut zstd));
         }
-        if !frames.is_empty() && self.sealed.send(frames).is_err() {
-            return false;
+        if !frames.is_empty() && sealed.send(frames).is_err() {
+            return;
         }
-        self.events.send(Event::Chunks { seq: job.seq, ids, bytes: job.chunks }).is_ok()
+        if events.send(Event::Chunks { seq: job.seq, ids, bytes: job.chunks }).is_err() {
+            return;
+        }
     }
 }
 
