@@ -9,6 +9,7 @@
 //! top blobs are read first, then all their leaves, each frame opened once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::restore::{blob_name, Blobs};
 use crate::crypto::Id;
@@ -55,12 +56,48 @@ impl<'a> Blobs<'a> {
 
     /// The plaintexts of the list blobs `ids`, in order, read in planned range reads.
     pub fn load_lists(&self, ids: &[Id], plan: &ReadPlan) -> Result<Vec<Vec<u8>>> {
-        self.locate_all(ids)?;
-        let mut wanted = Vec::with_capacity(ids.len());
-        for id in ids {
-            wanted.push(self.locate(id)?);
-        }
-        load_blobs(self, &wanted, plan)
+        load_ids(self, ids, plan, 0, &Fetched::default())
+    }
+}
+
+/// Pack bytes a batch of list reads fetched, kept for the next batch: a run keeps its lists
+/// side by side, so a window's leaves usually lie within the reads of its top blobs, and the
+/// next window's top blobs within the reads of this one's leaves. Without it such a stretch
+/// is fetched twice (a GET of about 1 MiB per window on a network store).
+#[derive(Default)]
+struct Fetched(Mutex<FetchedRanges>);
+
+#[derive(Default)]
+struct FetchedRanges {
+    /// The batch in progress.
+    batch: u64,
+    /// Fetched stretches: pack, first byte, the bytes, and the last batch that used them.
+    ranges: Vec<(Id, u64, Arc<Vec<u8>>, u64)>,
+}
+
+impl Fetched {
+    /// Starts a batch: stretches the last two batches did not use are dropped, so what is
+    /// kept is bounded by two batches' reads, not by the file.
+    fn next_batch(&self) {
+        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f.batch += 1;
+        let keep = f.batch - 1;
+        f.ranges.retain(|r| r.3 >= keep);
+    }
+
+    /// A fetched stretch of `pack` that holds bytes `start..end`, and where it begins (marked used).
+    fn covering(&self, pack: &Id, start: u64, end: u64) -> Option<(u64, Arc<Vec<u8>>)> {
+        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let batch = f.batch;
+        let r = f.ranges.iter_mut().find(|r| r.0 == *pack && r.1 <= start && end <= r.1 + r.2.len() as u64)?;
+        r.3 = batch;
+        Some((r.1, r.2.clone()))
+    }
+
+    fn put(&self, pack: Id, start: u64, bytes: Arc<Vec<u8>>) {
+        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let batch = f.batch;
+        f.ranges.push((pack, start, bytes, batch));
     }
 }
 
@@ -76,8 +113,9 @@ fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<
     let plan = blobs.repo.backend().read_plan();
     let first = file.lists.len().min(if plan.pack_order { WINDOW } else { FIRST_WINDOW });
     let windows = std::iter::once(&file.lists[..first]).chain(file.lists[first..].chunks(WINDOW));
+    let fetched = Fetched::default();
     windows.filter(|w| !w.is_empty()).flat_map(move |window| {
-        let ids: Vec<Result<Id>> = match load_window(blobs, file, window, &plan) {
+        let ids: Vec<Result<Id>> = match load_window(blobs, file, window, &plan, &fetched) {
             Ok(ids) => ids.into_iter().map(Ok).collect(),
             Err(e) => vec![Err(e)],
         };
@@ -87,7 +125,7 @@ fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<
 
 /// The chunk ids of the lists in `window`, in order: their top blobs (or flat lists)
 /// first, then every leaf they name, in one planned batch.
-fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: &ReadPlan) -> Result<Vec<Id>> {
+fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: &ReadPlan, fetched: &Fetched) -> Result<Vec<Id>> {
     let mut named = Vec::with_capacity(window.len());
     for hex in window {
         named.push(Id::from_hex(hex).ok_or_else(|| Error::corrupt(format!("snapshot file {}", file.name), format!("bad list id {hex}")))?);
@@ -95,7 +133,9 @@ fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: 
     // Each list blob is chunk ids itself (flat) or a run of the leaves gathered below.
     let mut parts: Vec<std::result::Result<Vec<Id>, std::ops::Range<usize>>> = Vec::with_capacity(named.len());
     let mut leaves = Vec::new();
-    for (plain, hex) in blobs.load_lists(&named, plan)?.iter().zip(window) {
+    // A top blob is stored after its leaves: its read starts early enough to hold them.
+    let lead = plan.gap.min(LIST_GAP);
+    for (plain, hex) in load_ids(blobs, &named, plan, lead, fetched)?.iter().zip(window) {
         match parse_any(plain, &format!("chunk list {hex}"))? {
             ListBlob::Flat(ids) => parts.push(Ok(ids)),
             ListBlob::Top(ids) => {
@@ -104,7 +144,7 @@ fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: 
             }
         }
     }
-    let leaf_plain = if leaves.is_empty() { Vec::new() } else { blobs.load_lists(&leaves, plan)? };
+    let leaf_plain = if leaves.is_empty() { Vec::new() } else { load_ids(blobs, &leaves, plan, 0, fetched)? };
     let mut out = Vec::new();
     for part in parts {
         match part {
@@ -119,23 +159,37 @@ fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: 
     Ok(out)
 }
 
+/// The plaintexts of the list blobs `ids`, in order, as one batch of `fetched`, each read
+/// starting `lead` bytes early.
+fn load_ids(blobs: &Blobs<'_>, ids: &[Id], plan: &ReadPlan, lead: u64, fetched: &Fetched) -> Result<Vec<Vec<u8>>> {
+    blobs.locate_all(ids)?;
+    let mut wanted = Vec::with_capacity(ids.len());
+    for id in ids {
+        wanted.push(blobs.locate(id)?);
+    }
+    load_blobs(blobs, &wanted, plan, lead, fetched)
+}
+
 /// One range read: a stretch of a pack and the wanted blobs (by position) in it.
 struct Read {
     pack: Id,
     start: u64,
     end: u64,
     members: Vec<usize>,
+    /// The bytes, when an earlier batch fetched them (`start` is where they begin).
+    fetched: Option<Arc<Vec<u8>>>,
 }
 
-/// Groups the wanted blobs into range reads: same pack, close together, bounded.
-fn plan_reads(wanted: &[(Id, BlobEntry)], plan: &ReadPlan) -> Vec<Read> {
+/// Groups the wanted blobs into range reads, each starting `lead` bytes before its blob:
+/// same pack, close together, bounded.
+fn plan_reads(wanted: &[(Id, BlobEntry)], plan: &ReadPlan, lead: u64) -> Vec<Read> {
     let mut order: Vec<usize> = (0..wanted.len()).collect();
     order.sort_by_key(|&i| (wanted[i].0, wanted[i].1.offset));
     let gap = plan.gap.min(LIST_GAP);
     let mut reads: Vec<Read> = Vec::new();
     for i in order {
         let (pack, e) = &wanted[i];
-        let (start, end) = (e.offset as u64, e.offset as u64 + e.length as u64);
+        let (start, end) = ((e.offset as u64).saturating_sub(lead), e.offset as u64 + e.length as u64);
         if let Some(r) = reads.last_mut() {
             // A list named twice (the same ids twice in a file) shares its frame.
             let near = start >= r.start && start <= r.end + gap;
@@ -145,21 +199,57 @@ fn plan_reads(wanted: &[(Id, BlobEntry)], plan: &ReadPlan) -> Vec<Read> {
                 continue;
             }
         }
-        reads.push(Read { pack: *pack, start, end, members: vec![i] });
+        reads.push(Read { pack: *pack, start, end, members: vec![i], fetched: None });
     }
     reads
 }
 
-/// Reads and opens the wanted blobs, `plan.in_flight` reads at a time; their plaintexts in order.
-fn load_blobs(blobs: &Blobs<'_>, wanted: &[(Id, BlobEntry)], plan: &ReadPlan) -> Result<Vec<Vec<u8>>> {
-    let reads = plan_reads(wanted, plan);
+/// Reads and opens the wanted blobs, `plan.in_flight` reads at a time, each starting `lead`
+/// bytes early, as the next batch of `fetched` (bytes it holds are not fetched again);
+/// their plaintexts in order.
+fn load_blobs(blobs: &Blobs<'_>, wanted: &[(Id, BlobEntry)], plan: &ReadPlan, lead: u64, fetched: &Fetched) -> Result<Vec<Vec<u8>>> {
+    fetched.next_batch();
+    let mut reads = plan_reads(wanted, plan, lead);
+    // A planned read whose blobs an earlier batch fetched is split: those come from its bytes.
+    let mut held: Vec<Read> = Vec::new();
+    for r in &mut reads {
+        r.members.retain(|&i| {
+            let (pack, e) = &wanted[i];
+            let (start, end) = (e.offset as u64, e.offset as u64 + e.length as u64);
+            match fetched.covering(pack, start, end) {
+                Some((at, bytes)) => {
+                    // Blobs come in frame order, so those of one stretch share its read.
+                    match held.last_mut() {
+                        Some(h) if h.pack == *pack && h.start == at => h.members.push(i),
+                        _ => held.push(Read { pack: *pack, start: at, end: at + bytes.len() as u64, members: vec![i], fetched: Some(bytes) }),
+                    }
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+    reads.retain(|r| !r.members.is_empty());
+    for r in &mut reads {
+        // A read starts `lead` bytes before the first of its blobs still to fetch.
+        r.start = r.members.iter().map(|&i| wanted[i].1.offset as u64).min().unwrap_or(r.start).saturating_sub(lead);
+        r.end = r.members.iter().map(|&i| wanted[i].1.offset as u64 + wanted[i].1.length as u64).max().unwrap_or(r.end);
+    }
+    reads.append(&mut held);
     let next = AtomicUsize::new(0);
     let work = || -> Result<Vec<(usize, Vec<u8>)>> {
         let (keys, mut zstd) = (BlobKeys::of(blobs.repo), blobs.decoder());
         let mut done = Vec::new();
         while let Some(r) = reads.get(next.fetch_add(1, Ordering::Relaxed)) {
             let name = r.pack.to_hex();
-            let bytes = blobs.repo.backend().read_range(FileKind::Pack, &name, r.start, (r.end - r.start) as usize)?;
+            let bytes = match &r.fetched {
+                Some(bytes) => bytes.clone(),
+                None => {
+                    let bytes = Arc::new(blobs.repo.backend().read_range(FileKind::Pack, &name, r.start, (r.end - r.start) as usize)?);
+                    fetched.put(r.pack, r.start, bytes.clone());
+                    bytes
+                }
+            };
             // Members come in frame order: a frame of many leaves is opened once.
             let mut opened: Option<(u32, Vec<u8>)> = None;
             for &i in &r.members {
@@ -207,8 +297,33 @@ mod tests {
     fn neighbours_share_a_read_and_far_ones_do_not() {
         let (a, b) = (Id([1; 32]), Id([2; 32]));
         let wanted = [(a, entry(1000, 100)), (a, entry(0, 1000)), (b, entry(0, 10)), (a, entry(5_000_000, 10)), (a, entry(0, 1000))];
-        let reads = plan_reads(&wanted, &ReadPlan::NETWORK);
+        let reads = plan_reads(&wanted, &ReadPlan::NETWORK, 0);
         let got: Vec<(Id, u64, u64, Vec<usize>)> = reads.into_iter().map(|r| (r.pack, r.start, r.end, r.members)).collect();
         assert_eq!(got, vec![(a, 0, 1100, vec![1, 4, 0]), (a, 5_000_000, 5_000_010, vec![3]), (b, 0, 10, vec![2])]);
+    }
+
+    #[test]
+    fn a_lead_reaches_back_and_joins_reads() {
+        let a = Id([1; 32]);
+        let wanted = [(a, entry(300_000, 1000)), (a, entry(700_000, 1000))];
+        // 399 KB apart, more than the gap: two reads; each starting 256 KiB early, one.
+        assert_eq!(plan_reads(&wanted, &ReadPlan::NETWORK, 0).len(), 2);
+        let reads = plan_reads(&wanted, &ReadPlan::NETWORK, LIST_GAP);
+        assert_eq!((reads.len(), reads[0].start, reads[0].end), (1, 300_000 - LIST_GAP, 701_000));
+    }
+
+    #[test]
+    fn fetched_bytes_serve_the_next_batches_until_unused() {
+        let (a, fetched) = (Id([1; 32]), Fetched::default());
+        fetched.next_batch();
+        fetched.put(a, 100, Arc::new(vec![0; 50]));
+        fetched.next_batch();
+        assert!(fetched.covering(&a, 100, 150).is_some());
+        assert!(fetched.covering(&a, 100, 151).is_none() && fetched.covering(&Id([2; 32]), 100, 120).is_none());
+        fetched.next_batch();
+        assert!(fetched.covering(&a, 120, 130).is_some(), "used by the last batch: kept");
+        fetched.next_batch();
+        fetched.next_batch();
+        assert!(fetched.covering(&a, 120, 130).is_none(), "unused for two batches: dropped");
     }
 }
