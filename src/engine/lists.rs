@@ -6,7 +6,8 @@
 //! in their own packs, so the lists of a window usually lie side by side: they
 //! are read in one range read per stretch of a pack, several reads in flight.
 //! A snapshot names top blobs (or, before the list tree, flat lists): a window's
-//! top blobs are read first, then all their leaves, each frame opened once.
+//! top blobs are read first, then all their leaves (mostly from the stretches the top
+//! blobs were read in: a top blob lies just after its leaves), each frame opened once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,48 +57,27 @@ impl<'a> Blobs<'a> {
 
     /// The plaintexts of the list blobs `ids`, in order, read in planned range reads.
     pub fn load_lists(&self, ids: &[Id], plan: &ReadPlan) -> Result<Vec<Vec<u8>>> {
-        load_ids(self, ids, plan, 0, &Fetched::default())
+        load_ids(self, ids, plan, Batch::default())
     }
 }
 
-/// Pack bytes a batch of list reads fetched, kept for the next batch: a run keeps its lists
-/// side by side, so a window's leaves usually lie within the reads of its top blobs, and the
-/// next window's top blobs within the reads of this one's leaves. Without it such a stretch
-/// is fetched twice (a GET of about 1 MiB per window on a network store).
+/// Pack stretches the top blobs of a window were read in, kept for reading their leaves: a
+/// backup stores a top blob after its leaves, in the same list pack, so the leaves usually lie
+/// in those stretches. Without it such a stretch is fetched twice (a GET of about 1 MiB per
+/// window on a network store). Dropped with the window, so it holds one batch's reads.
 #[derive(Default)]
-struct Fetched(Mutex<FetchedRanges>);
-
-#[derive(Default)]
-struct FetchedRanges {
-    /// The batch in progress.
-    batch: u64,
-    /// Fetched stretches: pack, first byte, the bytes, and the last batch that used them.
-    ranges: Vec<(Id, u64, Arc<Vec<u8>>, u64)>,
-}
+struct Fetched(Mutex<Vec<(Id, u64, Arc<Vec<u8>>)>>);
 
 impl Fetched {
-    /// Starts a batch: stretches the last two batches did not use are dropped, so what is
-    /// kept is bounded by two batches' reads, not by the file.
-    fn next_batch(&self) {
-        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        f.batch += 1;
-        let keep = f.batch - 1;
-        f.ranges.retain(|r| r.3 >= keep);
-    }
-
-    /// A fetched stretch of `pack` that holds bytes `start..end`, and where it begins (marked used).
+    /// A fetched stretch of `pack` that holds bytes `start..end`, and where it begins.
     fn covering(&self, pack: &Id, start: u64, end: u64) -> Option<(u64, Arc<Vec<u8>>)> {
-        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let batch = f.batch;
-        let r = f.ranges.iter_mut().find(|r| r.0 == *pack && r.1 <= start && end <= r.1 + r.2.len() as u64)?;
-        r.3 = batch;
-        Some((r.1, r.2.clone()))
+        let ranges = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, at, bytes) = ranges.iter().find(|(p, at, bytes)| p == pack && *at <= start && end <= at + bytes.len() as u64)?;
+        Some((*at, bytes.clone()))
     }
 
     fn put(&self, pack: Id, start: u64, bytes: Arc<Vec<u8>>) {
-        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let batch = f.batch;
-        f.ranges.push((pack, start, bytes, batch));
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push((pack, start, bytes));
     }
 }
 
@@ -113,9 +93,8 @@ fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<
     let plan = blobs.repo.backend().read_plan();
     let first = file.lists.len().min(if plan.pack_order { WINDOW } else { FIRST_WINDOW });
     let windows = std::iter::once(&file.lists[..first]).chain(file.lists[first..].chunks(WINDOW));
-    let fetched = Fetched::default();
     windows.filter(|w| !w.is_empty()).flat_map(move |window| {
-        let ids: Vec<Result<Id>> = match load_window(blobs, file, window, &plan, &fetched) {
+        let ids: Vec<Result<Id>> = match load_window(blobs, file, window, &plan) {
             Ok(ids) => ids.into_iter().map(Ok).collect(),
             Err(e) => vec![Err(e)],
         };
@@ -125,7 +104,7 @@ fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<
 
 /// The chunk ids of the lists in `window`, in order: their top blobs (or flat lists)
 /// first, then every leaf they name, in one planned batch.
-fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: &ReadPlan, fetched: &Fetched) -> Result<Vec<Id>> {
+fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: &ReadPlan) -> Result<Vec<Id>> {
     let mut named = Vec::with_capacity(window.len());
     for hex in window {
         named.push(Id::from_hex(hex).ok_or_else(|| Error::corrupt(format!("snapshot file {}", file.name), format!("bad list id {hex}")))?);
@@ -133,9 +112,11 @@ fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: 
     // Each list blob is chunk ids itself (flat) or a run of the leaves gathered below.
     let mut parts: Vec<std::result::Result<Vec<Id>, std::ops::Range<usize>>> = Vec::with_capacity(named.len());
     let mut leaves = Vec::new();
-    // A top blob is stored after its leaves: its read starts early enough to hold them.
-    let lead = plan.gap.min(LIST_GAP);
-    for (plain, hex) in load_ids(blobs, &named, plan, lead, fetched)?.iter().zip(window) {
+    // A top blob is stored after its leaves: its read starts early enough to hold them, and
+    // what it fetched serves the leaves.
+    let tops = Fetched::default();
+    let batch = Batch { lead: plan.gap.min(LIST_GAP), keep: Some(&tops), ..Batch::default() };
+    for (plain, hex) in load_ids(blobs, &named, plan, batch)?.iter().zip(window) {
         match parse_any(plain, &format!("chunk list {hex}"))? {
             ListBlob::Flat(ids) => parts.push(Ok(ids)),
             ListBlob::Top(ids) => {
@@ -144,7 +125,7 @@ fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: 
             }
         }
     }
-    let leaf_plain = if leaves.is_empty() { Vec::new() } else { load_ids(blobs, &leaves, plan, 0, fetched)? };
+    let leaf_plain = if leaves.is_empty() { Vec::new() } else { load_ids(blobs, &leaves, plan, Batch { from: Some(&tops), ..Batch::default() })? };
     let mut out = Vec::new();
     for part in parts {
         match part {
@@ -159,15 +140,25 @@ fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: 
     Ok(out)
 }
 
-/// The plaintexts of the list blobs `ids`, in order, as one batch of `fetched`, each read
-/// starting `lead` bytes early.
-fn load_ids(blobs: &Blobs<'_>, ids: &[Id], plan: &ReadPlan, lead: u64, fetched: &Fetched) -> Result<Vec<Vec<u8>>> {
+/// How a batch of list reads uses fetched stretches.
+#[derive(Default, Clone, Copy)]
+struct Batch<'f> {
+    /// Bytes each read starts early.
+    lead: u64,
+    /// Stretches already fetched: blobs they hold are not fetched again.
+    from: Option<&'f Fetched>,
+    /// Where this batch keeps what it fetches.
+    keep: Option<&'f Fetched>,
+}
+
+/// The plaintexts of the list blobs `ids`, in order.
+fn load_ids(blobs: &Blobs<'_>, ids: &[Id], plan: &ReadPlan, batch: Batch<'_>) -> Result<Vec<Vec<u8>>> {
     blobs.locate_all(ids)?;
     let mut wanted = Vec::with_capacity(ids.len());
     for id in ids {
         wanted.push(blobs.locate(id)?);
     }
-    load_blobs(blobs, &wanted, plan, lead, fetched)
+    load_blobs(blobs, &wanted, plan, batch)
 }
 
 /// One range read: a stretch of a pack and the wanted blobs (by position) in it.
@@ -204,11 +195,10 @@ fn plan_reads(wanted: &[(Id, BlobEntry)], plan: &ReadPlan, lead: u64) -> Vec<Rea
     reads
 }
 
-/// Reads and opens the wanted blobs, `plan.in_flight` reads at a time, each starting `lead`
-/// bytes early, as the next batch of `fetched` (bytes it holds are not fetched again);
+/// Reads and opens the wanted blobs, `plan.in_flight` reads at a time, as `batch` says;
 /// their plaintexts in order.
-fn load_blobs(blobs: &Blobs<'_>, wanted: &[(Id, BlobEntry)], plan: &ReadPlan, lead: u64, fetched: &Fetched) -> Result<Vec<Vec<u8>>> {
-    fetched.next_batch();
+fn load_blobs(blobs: &Blobs<'_>, wanted: &[(Id, BlobEntry)], plan: &ReadPlan, batch: Batch<'_>) -> Result<Vec<Vec<u8>>> {
+    let lead = batch.lead;
     let mut reads = plan_reads(wanted, plan, lead);
     // A planned read whose blobs an earlier batch fetched is split: those come from its bytes.
     let mut held: Vec<Read> = Vec::new();
@@ -216,7 +206,7 @@ fn load_blobs(blobs: &Blobs<'_>, wanted: &[(Id, BlobEntry)], plan: &ReadPlan, le
         r.members.retain(|&i| {
             let (pack, e) = &wanted[i];
             let (start, end) = (e.offset as u64, e.offset as u64 + e.length as u64);
-            match fetched.covering(pack, start, end) {
+            match batch.from.and_then(|f| f.covering(pack, start, end)) {
                 Some((at, bytes)) => {
                     // Blobs come in frame order, so those of one stretch share its read.
                     match held.last_mut() {
@@ -246,7 +236,9 @@ fn load_blobs(blobs: &Blobs<'_>, wanted: &[(Id, BlobEntry)], plan: &ReadPlan, le
                 Some(bytes) => bytes.clone(),
                 None => {
                     let bytes = Arc::new(blobs.repo.backend().read_range(FileKind::Pack, &name, r.start, (r.end - r.start) as usize)?);
-                    fetched.put(r.pack, r.start, bytes.clone());
+                    if let Some(keep) = batch.keep {
+                        keep.put(r.pack, r.start, bytes.clone());
+                    }
                     bytes
                 }
             };
@@ -313,17 +305,12 @@ mod tests {
     }
 
     #[test]
-    fn fetched_bytes_serve_the_next_batches_until_unused() {
+    fn a_fetched_stretch_serves_only_what_it_holds() {
         let (a, fetched) = (Id([1; 32]), Fetched::default());
-        fetched.next_batch();
         fetched.put(a, 100, Arc::new(vec![0; 50]));
-        fetched.next_batch();
-        assert!(fetched.covering(&a, 100, 150).is_some());
-        assert!(fetched.covering(&a, 100, 151).is_none() && fetched.covering(&Id([2; 32]), 100, 120).is_none());
-        fetched.next_batch();
-        assert!(fetched.covering(&a, 120, 130).is_some(), "used by the last batch: kept");
-        fetched.next_batch();
-        fetched.next_batch();
-        assert!(fetched.covering(&a, 120, 130).is_none(), "unused for two batches: dropped");
+        assert_eq!(fetched.covering(&a, 100, 150).map(|(at, b)| (at, b.len())), Some((100, 50)));
+        assert!(fetched.covering(&a, 120, 130).is_some());
+        assert!(fetched.covering(&a, 99, 120).is_none() && fetched.covering(&a, 100, 151).is_none());
+        assert!(fetched.covering(&Id([2; 32]), 100, 120).is_none());
     }
 }
