@@ -200,32 +200,29 @@ fn plan_reads(wanted: &[(Id, BlobEntry)], plan: &ReadPlan, lead: u64) -> Vec<Rea
 fn load_blobs(blobs: &Blobs<'_>, wanted: &[(Id, BlobEntry)], plan: &ReadPlan, batch: Batch<'_>) -> Result<Vec<Vec<u8>>> {
     let lead = batch.lead;
     let mut reads = plan_reads(wanted, plan, lead);
-    // A planned read whose blobs an earlier batch fetched is split: those come from its bytes.
-    let mut held: Vec<Read> = Vec::new();
-    for r in &mut reads {
-        r.members.retain(|&i| {
-            let (pack, e) = &wanted[i];
-            let (start, end) = (e.offset as u64, e.offset as u64 + e.length as u64);
-            match batch.from.and_then(|f| f.covering(pack, start, end)) {
-                Some((at, bytes)) => {
-                    // Blobs come in frame order, so those of one stretch share its read.
-                    match held.last_mut() {
-                        Some(h) if h.pack == *pack && h.start == at => h.members.push(i),
-                        _ => held.push(Read { pack: *pack, start: at, end: at + bytes.len() as u64, members: vec![i], fetched: Some(bytes) }),
-                    }
-                    false
+    if let Some(from) = batch.from {
+        // A planned read whose blobs an earlier batch fetched is split: those come from its bytes.
+        let mut held: Vec<Read> = Vec::new();
+        for r in &mut reads {
+            r.members.retain(|&i| {
+                let (pack, e) = &wanted[i];
+                let Some((at, bytes)) = from.covering(pack, e.offset as u64, e.offset as u64 + e.length as u64) else { return true };
+                // Blobs come in frame order, so those of one stretch share its read.
+                match held.last_mut() {
+                    Some(h) if h.pack == *pack && h.start == at => h.members.push(i),
+                    _ => held.push(Read { pack: *pack, start: at, end: at + bytes.len() as u64, members: vec![i], fetched: Some(bytes) }),
                 }
-                None => true,
-            }
-        });
+                false
+            });
+        }
+        reads.retain(|r| !r.members.is_empty());
+        for r in &mut reads {
+            // A read starts `lead` bytes before the first of its blobs still to fetch.
+            r.start = r.members.iter().map(|&i| wanted[i].1.offset as u64).min().unwrap_or(r.start).saturating_sub(lead);
+            r.end = r.members.iter().map(|&i| wanted[i].1.offset as u64 + wanted[i].1.length as u64).max().unwrap_or(r.end);
+        }
+        reads.append(&mut held);
     }
-    reads.retain(|r| !r.members.is_empty());
-    for r in &mut reads {
-        // A read starts `lead` bytes before the first of its blobs still to fetch.
-        r.start = r.members.iter().map(|&i| wanted[i].1.offset as u64).min().unwrap_or(r.start).saturating_sub(lead);
-        r.end = r.members.iter().map(|&i| wanted[i].1.offset as u64 + wanted[i].1.length as u64).max().unwrap_or(r.end);
-    }
-    reads.append(&mut held);
     let next = AtomicUsize::new(0);
     let work = || -> Result<Vec<(usize, Vec<u8>)>> {
         let (keys, mut zstd) = (BlobKeys::of(blobs.repo), blobs.decoder());
