@@ -261,9 +261,10 @@ fn s3_restore_of_an_incremental_reads_each_data_pack_once() {
     }
     // Packs of data are read once each; a pack of chunk lists once per window of lists that
     // needs it (two windows here): a window's leaves lie in the stretch read for its top
-    // blobs, and are not fetched again (they were: such a pack was read three times or
-    // more). Stretch by stretch of output (16 MiB), the second backup's pack was read once
-    // per stretch. Two backups, so at most two packs of lists.
+    // blobs, and are not fetched again (they were: the old bound allowed five reads of a
+    // pack, and a run of that code read three packs twice). Stretch by stretch of output
+    // (16 MiB), the second backup's pack was read once per stretch. Two backups, so at most
+    // two packs of lists.
     let list_like = reads.values().filter(|&&n| n > 1).count();
     assert!(reads.values().all(|&n| n <= 2) && list_like <= 2, "{reads:#?}");
 }
