@@ -174,9 +174,14 @@ fn build(keys: &[Gen]) -> Vec<u8> {
         match shape {
             0 | 4 => string(&mut f, &value, *lzf),
             1 => {
-                len(&mut f, 2);
+                // Many members, so that pieces cut a loop of elements anywhere.
+                let extra = size % 50;
+                len(&mut f, 2 + extra as u64);
                 string(&mut f, &value, false);
                 string(&mut f, b"m", false);
+                for j in 0..extra {
+                    string(&mut f, format!("member:{j}").as_bytes(), j % 7 == 0);
+                }
             }
             2 => {
                 len(&mut f, 1);

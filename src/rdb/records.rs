@@ -138,6 +138,11 @@ enum Frame {
 
 use Frame::*;
 
+/// Whether [`Scanner::quick_elements`] can run a loop of this body.
+fn quick_body(body: &[Frame]) -> bool {
+    body.iter().all(|f| matches!(f, Str | Skip(_) | Len | Container))
+}
+
 const STRS: &[Frame] = &[Str];
 const PAIRS: &[Frame] = &[Str, Str];
 const ZSET1: &[Frame] = &[Str, AsciiDouble];
@@ -391,6 +396,17 @@ impl Scanner {
                 self.stack.pop();
                 0
             }
+            Loop(n, body) if quick_body(body) => match self.quick_elements(b, n, body) {
+                (0, _) => {
+                    self.set_top(Loop(n - 1, body));
+                    self.push_seq(body);
+                    0
+                }
+                (done, used) => {
+                    self.set_top(Loop(n - done, body));
+                    used
+                }
+            },
             Loop(n, body) => {
                 self.set_top(Loop(n - 1, body));
                 self.push_seq(body);
@@ -493,6 +509,9 @@ impl Scanner {
             }
             Top => {
                 let Some(&op) = b.first() else { return Ok(None) };
+                if let Some(used) = self.quick_record(b, op, on) {
+                    return Ok(Some(used));
+                }
                 self.opcode(op)?;
                 if self.item_start.is_none() {
                     self.item_start = Some(self.offset);
@@ -604,6 +623,79 @@ impl Scanner {
             },
             _ => Some((Field::Encoded(first & 0x3f), 1)),
         })
+    }
+
+    /// The bytes of one string field at the front of `b` (its header and what follows), when
+    /// all of them are there and they are well formed; None leaves it to the frame-by-frame
+    /// path (which also gives the errors, at their offsets).
+    fn quick_str(&self, b: &[u8]) -> Option<usize> {
+        let (field, used) = self.field(b).ok()??;
+        let end = match field {
+            Field::Plain(n) => used.checked_add(usize::try_from(n).ok()?)?,
+            Field::Encoded(e @ 0..=2) => used + (1 << e),
+            Field::Encoded(3) => {
+                let (clen, _, at) = self.lzf_lengths(b, used).ok()??;
+                at.checked_add(usize::try_from(clen).ok()?)?
+            }
+            Field::Encoded(_) => return None,
+        };
+        (end <= b.len()).then_some(end)
+    }
+
+    /// Whole elements of a loop's `body` at the front of `b`, at most `n`: (elements, bytes).
+    /// An element that is cut off or unusual ends the run. One pass with no stack traffic:
+    /// sets, big zsets and hashes, and quicklist nodes are most of a file's elements.
+    fn quick_elements(&self, b: &[u8], n: u64, body: &[Frame]) -> (u64, usize) {
+        let (mut done, mut at) = (0u64, 0usize);
+        'elements: while done < n {
+            let mut p = at;
+            for f in body {
+                let Some(rest) = b.get(p..) else { break 'elements };
+                let step = match *f {
+                    Str => self.quick_str(rest),
+                    Skip(k) => usize::try_from(k).ok().filter(|&k| k <= rest.len()),
+                    Len => match self.field(rest) {
+                        Ok(Some((Field::Plain(_), used))) => Some(used),
+                        _ => None,
+                    },
+                    Container => match self.field(rest) {
+                        Ok(Some((Field::Plain(1 | 2), used))) => Some(used),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let Some(step) = step else { break 'elements };
+                p += step;
+            }
+            at = p;
+            done += 1;
+        }
+        (done, at)
+    }
+
+    /// A whole key record at the front of `b` whose value is one string (a string, or a
+    /// small collection in one listpack, ziplist or intset) and whose key is plain: the
+    /// record event and the bytes it used, or None for the frame-by-frame path.
+    fn quick_record(&mut self, b: &[u8], op: u8, on: &mut impl FnMut(Event<'_>)) -> Option<usize> {
+        if !matches!(op, 0 | 9..=13 | 16 | 17 | 20) {
+            return None;
+        }
+        let (Field::Plain(klen), kused) = self.field(b.get(1..)?).ok()?? else { return None };
+        let key_at = 1 + kused;
+        let value_at = key_at.checked_add(usize::try_from(klen).ok()?)?;
+        let end = value_at + self.quick_str(b.get(value_at..)?)?;
+        let offset = self.item_start.take().unwrap_or(self.offset);
+        self.rdb_type = op;
+        let rec = KeyRecord {
+            offset,
+            len: self.offset + end as u64 - offset,
+            db: self.db,
+            key: &b[key_at..value_at],
+            rdb_type: op,
+            expire_ms: self.expire_ms.take(),
+        };
+        on(Event::Record(rec));
+        Some(end)
     }
 
     /// A plain length at the front of `b`; an encoding tag is corruption.
