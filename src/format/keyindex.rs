@@ -2,7 +2,7 @@
 //! pages, the top table, and the builder that sorts a backup's keys in bounded memory.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::io::{BufReader, Read, Seek, Write};
 
 use crate::crypto::Id;
 use crate::error::{Error, Result};
@@ -405,15 +405,17 @@ impl Builder {
         let io = |e| Error::io("write a key index run to the temporary directory", e);
         let mut file = temp_file().map_err(io)?;
         self.sort();
-        let mut w = BufWriter::new(&mut file);
-        let mut buf = Vec::new();
+        // Entries are encoded into one buffer, written whenever it passes 64 KiB: one copy
+        // and one call per 64 KiB rather than per entry.
+        let mut buf = Vec::with_capacity(RUN_READ + 1024);
         for h in &self.mem {
-            buf.clear();
             put_entry(&mut buf, h.entry(&self.keys));
-            w.write_all(&buf).map_err(io)?;
+            if buf.len() >= RUN_READ {
+                file.write_all(&buf).map_err(io)?;
+                buf.clear();
+            }
         }
-        w.flush().map_err(io)?;
-        drop(w);
+        file.write_all(&buf).map_err(io)?;
         file.rewind().map_err(io)?;
         self.runs.push(file);
         self.mem.clear();

@@ -138,6 +138,23 @@ enum Frame {
 
 use Frame::*;
 
+/// A length field or encoding tag at the front of `b`, and its size; None when `b` is too
+/// short or the first byte is no field at all (`Scanner::field` says which).
+#[inline(always)]
+fn quick_field(b: &[u8]) -> Option<(Field, usize)> {
+    let &first = b.first()?;
+    match first >> 6 {
+        0 => Some((Field::Plain((first & 0x3f) as u64), 1)),
+        1 => b.get(1).map(|&s| (Field::Plain((((first & 0x3f) as u64) << 8) | s as u64), 2)),
+        2 => match first {
+            0x80 => b.get(1..5).map(|v| (Field::Plain(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as u64), 5)),
+            0x81 => b.get(1..9).and_then(|v| <[u8; 8]>::try_from(v).ok()).map(|v| (Field::Plain(u64::from_be_bytes(v)), 9)),
+            _ => None,
+        },
+        _ => Some((Field::Encoded(first & 0x3f), 1)),
+    }
+}
+
 /// Whether [`Scanner::quick_elements`] can run a loop of this body.
 fn quick_body(body: &[Frame]) -> bool {
     body.iter().all(|f| matches!(f, Str | Skip(_) | Len | Container))
@@ -609,33 +626,32 @@ impl Scanner {
 
     /// A length field or encoding tag at the front of `b`, and its size.
     fn field(&self, b: &[u8]) -> Result<Option<(Field, usize)>> {
-        let Some(&first) = b.first() else { return Ok(None) };
-        Ok(match first >> 6 {
-            0 => Some((Field::Plain((first & 0x3f) as u64), 1)),
-            1 => b.get(1).map(|&s| (Field::Plain((((first & 0x3f) as u64) << 8) | s as u64), 2)),
-            2 => match first {
-                0x80 => b.get(1..5).map(|v| (Field::Plain(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as u64), 5)),
-                0x81 => b
-                    .get(1..9)
-                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                    .map(|v| (Field::Plain(u64::from_be_bytes(v)), 9)),
-                _ => return Err(self.corrupt(format!("unknown length encoding byte {first:#04x}"))),
-            },
-            _ => Some((Field::Encoded(first & 0x3f), 1)),
-        })
+        match (quick_field(b), b.first()) {
+            (Some(f), _) => Ok(Some(f)),
+            (None, Some(&first)) if first >> 6 == 2 && first != 0x80 && first != 0x81 => {
+                Err(self.corrupt(format!("unknown length encoding byte {first:#04x}")))
+            }
+            (None, _) => Ok(None),
+        }
     }
 
     /// The bytes of one string field at the front of `b` (its header and what follows), when
     /// all of them are there and they are well formed; None leaves it to the frame-by-frame
     /// path (which also gives the errors, at their offsets).
+    #[inline(always)]
     fn quick_str(&self, b: &[u8]) -> Option<usize> {
-        let (field, used) = self.field(b).ok()??;
+        let (field, used) = quick_field(b)?;
         let end = match field {
             Field::Plain(n) => used.checked_add(usize::try_from(n).ok()?)?,
             Field::Encoded(e @ 0..=2) => used + (1 << e),
             Field::Encoded(3) => {
-                let (clen, _, at) = self.lzf_lengths(b, used).ok()??;
-                at.checked_add(usize::try_from(clen).ok()?)?
+                // Both lengths plain, and as plausible as `lzf_lengths` wants them.
+                let (Field::Plain(clen), c) = quick_field(b.get(used..)?)? else { return None };
+                let (Field::Plain(ulen), u) = quick_field(b.get(used + c..)?)? else { return None };
+                if ulen > clen.saturating_mul(lzf::MAX_RATIO).saturating_add(64) {
+                    return None;
+                }
+                (used + c + u).checked_add(usize::try_from(clen).ok()?)?
             }
             Field::Encoded(_) => return None,
         };
@@ -654,12 +670,12 @@ impl Scanner {
                 let step = match *f {
                     Str => self.quick_str(rest),
                     Skip(k) => usize::try_from(k).ok().filter(|&k| k <= rest.len()),
-                    Len => match self.field(rest) {
-                        Ok(Some((Field::Plain(_), used))) => Some(used),
+                    Len => match quick_field(rest) {
+                        Some((Field::Plain(_), used)) => Some(used),
                         _ => None,
                     },
-                    Container => match self.field(rest) {
-                        Ok(Some((Field::Plain(1 | 2), used))) => Some(used),
+                    Container => match quick_field(rest) {
+                        Some((Field::Plain(1 | 2), used)) => Some(used),
                         _ => None,
                     },
                     _ => None,
@@ -680,7 +696,7 @@ impl Scanner {
         if !matches!(op, 0 | 9..=13 | 16 | 17 | 20) {
             return None;
         }
-        let (Field::Plain(klen), kused) = self.field(b.get(1..)?).ok()?? else { return None };
+        let (Field::Plain(klen), kused) = quick_field(b.get(1..)?)? else { return None };
         let key_at = 1 + kused;
         let value_at = key_at.checked_add(usize::try_from(klen).ok()?)?;
         let end = value_at + self.quick_str(b.get(value_at..)?)?;
