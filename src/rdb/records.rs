@@ -155,6 +155,12 @@ fn quick_field(b: &[u8]) -> Option<(Field, usize)> {
     }
 }
 
+/// An LZF string that claims more bytes than its compressed length can give (the parser
+/// refuses it too).
+fn implausible_lzf(clen: u64, ulen: u64) -> bool {
+    ulen > clen.saturating_mul(lzf::MAX_RATIO).saturating_add(64)
+}
+
 /// Whether [`Scanner::quick_elements`] can run a loop of this body.
 fn quick_body(body: &[Frame]) -> bool {
     body.iter().all(|f| matches!(f, Str | Skip(_) | Len | Container))
@@ -413,21 +419,17 @@ impl Scanner {
                 self.stack.pop();
                 0
             }
-            Loop(n, body) if quick_body(body) => match self.quick_elements(b, n, body) {
-                (0, _) => {
+            Loop(n, body) => {
+                // Whole elements in one pass where it can; else one element frame by frame.
+                let (done, used) = if quick_body(body) { self.quick_elements(b, n, body) } else { (0, 0) };
+                if done > 0 {
+                    self.set_top(Loop(n - done, body));
+                    used
+                } else {
                     self.set_top(Loop(n - 1, body));
                     self.push_seq(body);
                     0
                 }
-                (done, used) => {
-                    self.set_top(Loop(n - done, body));
-                    used
-                }
-            },
-            Loop(n, body) => {
-                self.set_top(Loop(n - 1, body));
-                self.push_seq(body);
-                0
             }
             ModuleOps => {
                 let Some((op, used)) = self.len(b)? else { return Ok(None) };
@@ -648,7 +650,7 @@ impl Scanner {
                 // Both lengths plain, and as plausible as `lzf_lengths` wants them.
                 let (Field::Plain(clen), c) = quick_field(b.get(used..)?)? else { return None };
                 let (Field::Plain(ulen), u) = quick_field(b.get(used + c..)?)? else { return None };
-                if ulen > clen.saturating_mul(lzf::MAX_RATIO).saturating_add(64) {
+                if implausible_lzf(clen, ulen) {
                     return None;
                 }
                 (used + c + u).checked_add(usize::try_from(clen).ok()?)?
@@ -727,7 +729,7 @@ impl Scanner {
     fn lzf_lengths(&self, b: &[u8], at: usize) -> Result<Option<(u64, u64, usize)>> {
         let Some((clen, c)) = self.len(&b[at..])? else { return Ok(None) };
         let Some((ulen, u)) = self.len(&b[at + c..])? else { return Ok(None) };
-        if ulen > clen.saturating_mul(lzf::MAX_RATIO).saturating_add(64) {
+        if implausible_lzf(clen, ulen) {
             return Err(self.corrupt(format!("LZF string claims {ulen} bytes from {clen} compressed bytes")));
         }
         Ok(Some((clen, ulen, at + c + u)))
