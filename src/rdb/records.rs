@@ -703,7 +703,6 @@ impl Scanner {
         let value_at = key_at.checked_add(usize::try_from(klen).ok()?)?;
         let end = value_at + self.quick_str(b.get(value_at..)?)?;
         let offset = self.item_start.take().unwrap_or(self.offset);
-        self.rdb_type = op;
         let rec = KeyRecord {
             offset,
             len: self.offset + end as u64 - offset,
