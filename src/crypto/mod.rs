@@ -3,15 +3,18 @@
 //! Every object is sealed as `nonce (24) || ciphertext || tag (16)` with
 //! XChaCha20-Poly1305 and a fresh random nonce; the associated data binds the
 //! object to its kind (and, for blobs, to its id) so objects cannot be swapped.
+//! XChaCha20 is HChaCha20 (a subkey from the key and the nonce's first 16
+//! bytes) and then ring's ChaCha20-Poly1305, about twice RustCrypto's speed here.
 //!
 //! Pure: no I/O, and uses nothing of the crate but `error`.
 
 mod argon_memory;
 pub mod idhash;
 
-use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use std::mem::MaybeUninit;
+
 use rand::RngCore;
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{Error, Result};
@@ -59,13 +62,13 @@ impl std::fmt::Debug for SecretKey {
 /// Seals and opens objects under one key.
 #[derive(Clone)]
 pub struct Cipher {
-    aead: XChaCha20Poly1305,
+    key: SecretKey,
 }
 
 impl Cipher {
     /// A cipher for the given key.
     pub fn new(key: &SecretKey) -> Self {
-        Cipher { aead: XChaCha20Poly1305::new(key.as_bytes().into()) }
+        Cipher { key: key.clone() }
     }
 
     /// Encrypts `plain` with a random nonce, binding `aad`.
@@ -88,21 +91,21 @@ impl Cipher {
             out.extend_from_slice(p);
         }
         let tag = self
-            .aead
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut out[NONCE_LEN..])
+            .with_subkey(&nonce, |key, n| key.seal_in_place_separate_tag(n, Aad::from(aad), &mut out[NONCE_LEN..]))
             // Encryption only fails for inputs beyond 256 GiB, which we never build.
             .expect("XChaCha20-Poly1305 encryption of a bounded buffer");
-        out.extend_from_slice(&tag);
+        out.extend_from_slice(tag.as_ref());
         out
     }
 
     /// Authenticates and decrypts; `what` names the object in the error.
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
         too_short(sealed.len(), what)?;
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        self.aead
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
-            .map_err(|_| auth_failed(what))
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut plain = ct.to_vec();
+        self.open_detached(aad, nonce, &mut plain, tag, what)?;
+        Ok(plain)
     }
 
     /// Authenticates and decrypts `sealed` where it lies (no copy, no
@@ -111,10 +114,36 @@ impl Cipher {
         too_short(sealed.len(), what)?;
         let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
         let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
-        self.aead
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ct, Tag::from_slice(tag))
-            .map_err(|_| auth_failed(what))?;
+        self.open_detached(aad, nonce, ct, tag, what)?;
         Ok(ct)
+    }
+
+    /// Decrypts `ct` in place if `tag` authenticates it; on failure ring zeroes
+    /// `ct`, so no unauthenticated plaintext is left behind.
+    fn open_detached(&self, aad: &[u8], nonce: &[u8], ct: &mut [u8], tag: &[u8], what: &str) -> Result<()> {
+        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| auth_failed(what))?;
+        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| auth_failed(what))?;
+        self.with_subkey(nonce, |key, n| key.open_in_place_separate_tag(n, Aad::from(aad), Tag::from(tag), ct, 0..).map(|_| ()))
+            .map_err(|_| auth_failed(what))
+    }
+
+    /// Runs `f` with the message's ChaCha20-Poly1305 key (HChaCha20 of the key
+    /// and the nonce's first 16 bytes) and 12-byte nonce (4 zero bytes and the
+    /// nonce's last 8), then wipes that key: ring does not zeroize its keys.
+    fn with_subkey<T>(&self, nonce: &[u8; NONCE_LEN], f: impl FnOnce(&LessSafeKey, Nonce) -> T) -> T {
+        let mut sub = chacha20::hchacha::<chacha20::cipher::consts::U10>(self.key.as_bytes().into(), nonce[..16].into());
+        let mut slot = MaybeUninit::<LessSafeKey>::uninit();
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &sub);
+        sub.as_mut_slice().zeroize();
+        // A 32-byte key is always accepted.
+        let key = slot.write(LessSafeKey::new(unbound.expect("a 32-byte ChaCha20-Poly1305 key")));
+        let mut short = [0u8; 12];
+        short[4..].copy_from_slice(&nonce[16..]);
+        let out = f(key, Nonce::assume_unique_for_key(short));
+        // SAFETY: `slot` is plain bytes to MaybeUninit, which has no validity
+        // invariant, and the key in it (no heap, no Drop) is not used again.
+        unsafe { zeroize::zeroize_flat_type(slot.as_mut_ptr() as *mut MaybeUninit<LessSafeKey>) };
+        out
     }
 }
 
@@ -290,6 +319,55 @@ mod tests {
         assert!(c.open_in_place(b"kind", &mut bad[..39], "x").is_err());
         let parts = c.seal_parts(b"kind", &[b"hel", b"", b"lo"]);
         assert_eq!(c.open(b"kind", &parts, "x").unwrap(), b"hello");
+    }
+
+    /// draft-irtf-cfrg-xchacha-03, appendix A.3.1: the published XChaCha20-Poly1305 vector.
+    #[test]
+    fn matches_the_published_xchacha_vector() {
+        let key: [u8; 32] = std::array::from_fn(|i| 0x80 + i as u8);
+        let nonce: [u8; 24] = std::array::from_fn(|i| 0x40 + i as u8);
+        let aad = hex::decode("50515253c0c1c2c3c4c5c6c7").unwrap();
+        let plain = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let expect_ct = "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff921f9664c97637da9768812f615c68b13b52e";
+        let expect_tag = "c0875924c1c7987947deafd8780acf49";
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&hex::decode(expect_ct).unwrap());
+        sealed.extend_from_slice(&hex::decode(expect_tag).unwrap());
+        let c = Cipher::new(&SecretKey::from_bytes(key));
+        assert_eq!(c.open(&aad, &sealed, "vector").unwrap(), plain);
+        let mut bad = sealed.clone();
+        bad[24] ^= 0x80;
+        assert!(c.open(&aad, &bad, "vector").is_err());
+    }
+
+    /// Sealed by us, opened by RustCrypto's XChaCha20-Poly1305 and back, at lengths around
+    /// ChaCha's 64-byte blocks and ring's wider batches.
+    #[test]
+    fn interoperates_with_the_reference_implementation() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let key = SecretKey::random();
+        let ours = Cipher::new(&key);
+        let reference = chacha20poly1305::XChaCha20Poly1305::new(key.as_bytes().into());
+        for len in [0usize, 1, 15, 16, 63, 64, 65, 255, 256, 257, 511, 1024, 4097, 65_536 + 3] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            let aad = format!("blob {len}");
+            let sealed = ours.seal(aad.as_bytes(), &plain);
+            assert_eq!(sealed.len(), len + SEAL_OVERHEAD);
+            let nonce = chacha20poly1305::XNonce::from_slice(&sealed[..24]);
+            let opened = reference.decrypt(nonce, Payload { msg: &sealed[24..], aad: aad.as_bytes() }).unwrap();
+            assert_eq!(opened, plain, "reference opens ours at {len} bytes");
+            let theirs = reference.encrypt(nonce, Payload { msg: &plain, aad: aad.as_bytes() }).unwrap();
+            let mut again = sealed[..24].to_vec();
+            again.extend_from_slice(&theirs);
+            assert_eq!(again, sealed, "same nonce, same bytes at {len}");
+            let mut inplace = again.clone();
+            assert_eq!(ours.open_in_place(aad.as_bytes(), &mut inplace, "x").unwrap(), &plain[..]);
+            let mut tampered = again.clone();
+            let last = tampered.len() - 1;
+            tampered[last] ^= 1;
+            assert!(ours.open_in_place(aad.as_bytes(), &mut tampered, "x").is_err());
+            assert!(tampered[24..last - 15].iter().all(|&b| b == 0), "a failed open leaves no plaintext at {len}");
+        }
     }
 
     #[test]
