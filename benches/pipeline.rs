@@ -45,7 +45,7 @@ fn new_repo(dir: &std::path::Path) -> Repository {
 }
 
 fn backup_once(repo: &Repository, data: &[u8]) -> rdbvault::format::snapshot::Snapshot {
-    let input = Input { name: "dump.rdb".into(), reader: Box::new(Cursor::new(data)) };
+    let input = Input::new("dump.rdb", Box::new(Cursor::new(data)));
     let source = SourceDesc { kind: "bench".into(), name: "dump.rdb".into(), ..Default::default() };
     backup::run(repo, source, vec![input], &BackupOptions { raw: true, ..BackupOptions::default() }).expect("backup").1
 }

@@ -32,7 +32,7 @@ fn many_files_with_empty_ones_keep_their_boundaries() {
         })
         .collect();
     for round in 0..3 {
-        let inputs = files.iter().map(|(n, d)| Input { name: n.clone(), reader: Box::new(std::io::Cursor::new(d.clone())) }).collect();
+        let inputs = files.iter().map(|(n, d)| Input::new(n.clone(), Box::new(std::io::Cursor::new(d.clone())))).collect();
         let opts = BackupOptions { threads: 4, ..BackupOptions::default() };
         let (_, snap) = backup::run(&repo, SourceDesc::default(), inputs, &opts).unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(snap.files.iter().map(|f| f.size).collect::<Vec<_>>(), files.iter().map(|(_, d)| d.len() as u64).collect::<Vec<_>>());

@@ -138,7 +138,7 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
     let result = match target {
         Target::Stdin => {
             let desc = SourceDesc { kind: "stdin".into(), name: a.stdin_name.clone(), ..Default::default() };
-            let input = Input { name: a.stdin_name.clone(), reader: Box::new(std::io::stdin()) };
+            let input = Input::new(a.stdin_name.clone(), Box::new(std::io::stdin()));
             let r = backup::run(&repo, desc, vec![input], &opts);
             r.map_err(|e| anyhow::Error::from(backup::name_input(e, |name| format!("standard input ({name})"))))
         }
@@ -252,7 +252,7 @@ fn open_file(path: &Path) -> anyhow::Result<(SourceDesc, Input<'static>)> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dump.rdb".into());
     let abs = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
     let desc = SourceDesc { kind: "file".into(), name: abs.display().to_string(), ..Default::default() };
-    Ok((desc, Input { name, reader: rdbvault::store::direct::sequential(file) }))
+    Ok((desc, Input::file(name, file)))
 }
 
 /// One line per saved cluster shard, as it happens (text mode only).

@@ -25,6 +25,7 @@ use crate::format::index::{prefix, Known};
 use crate::format::pack::{seal_frame, BlobType};
 use crate::engine::restore::Blobs;
 use crate::engine::packer::{adopt_orphan_packs, write_packs, FinishedPack, Packer};
+use crate::store::direct::{Blocks, Sequential};
 use crate::store::{FileKind, Repository};
 use crate::format::keyindex::TopTable;
 use crate::format::snapshot::{BackupSummary, KeyIndexRef, Snapshot, SnapshotFile, SourceDesc};
@@ -76,6 +77,24 @@ pub struct Input<'a> {
     pub name: String,
     /// The bytes.
     pub reader: Box<dyn Read + Send + 'a>,
+    /// The same bytes as the disk delivered them, when read direct (`reader` is then unused).
+    pub blocks: Option<Blocks>,
+}
+
+impl<'a> Input<'a> {
+    /// An input read from `reader`.
+    pub fn new(name: impl Into<String>, reader: Box<dyn Read + Send + 'a>) -> Self {
+        Input { name: name.into(), reader, blocks: None }
+    }
+
+    /// A local file read from its start: its blocks as read direct when it is not cached
+    /// (see `store::direct`), else through the page cache.
+    pub fn file(name: impl Into<String>, file: std::fs::File) -> Self {
+        match crate::store::direct::open_sequential(file) {
+            Sequential::Blocks(b) => Input { name: name.into(), reader: Box::new(std::io::empty()), blocks: Some(b) },
+            Sequential::Read(r) => Input::new(name, r),
+        }
+    }
 }
 
 /// Consecutive chunks handed to one worker (batching keeps channel traffic
@@ -232,7 +251,7 @@ pub fn run_with(
         .enumerate()
         .map(|(n, i)| {
             let config = repo.config();
-            let mut chunker = Chunker::new(i.reader, config.chunker, config.chunker_seed()).records(config.records).batch_bytes(JOB_BYTES);
+            let mut chunker = Chunker::new(i.reader, config.chunker, config.chunker_seed()).records(config.records).blocks(i.blocks).batch_bytes(JOB_BYTES);
             if facts_input == Some(n) {
                 chunker = chunker.scan_log();
             }

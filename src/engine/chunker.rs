@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 use crate::engine::scanned::Scanned;
 use crate::rdb::records::{Event, Scanner};
+use crate::store::direct::Blocks;
+#[cfg(test)]
+use crate::store::direct::HEAD;
 use crate::store::ChunkerParams;
 
 /// Bytes read from the source at a time (the most held by the chunker; batches still being
@@ -80,7 +83,11 @@ pub struct Chunker<R: Read> {
     seed: u64,
     batch_bytes: usize,
     window: Arc<Vec<u8>>,
-    /// Earlier windows, reused once every batch cut from them is dropped.
+    /// Where the window's position 0 lies in its buffer (a block's data starts after room).
+    origin: usize,
+    /// The input's blocks, cut where they were read (instead of `reader`), if it has them.
+    blocks: Option<Blocks>,
+    /// Earlier windows, reused (or given back to `blocks`) once every batch cut from them is dropped.
     retired: Vec<Arc<Vec<u8>>>,
     pos: usize,
     len: usize,
@@ -146,6 +153,8 @@ impl<R: Read> Chunker<R> {
             seed,
             batch_bytes: BATCH_BYTES,
             window: Arc::new(Vec::new()),
+            origin: 0,
+            blocks: None,
             retired: Vec::new(),
             pos: 0,
             len: 0,
@@ -192,6 +201,14 @@ impl<R: Read> Chunker<R> {
         self
     }
 
+    /// Takes the input from `blocks` (the same bytes as the reader), each block a window with
+    /// no copy; only where blocks hold several of the largest chunks (else the reader is used).
+    pub fn blocks(mut self, blocks: Option<Blocks>) -> Self {
+        let max = self.params.max_size.max(self.records.as_ref().map_or(0, |r| r.params.max_size)) as usize;
+        self.blocks = blocks.filter(|_| 4 * max <= crate::store::direct::BLOCK);
+        self
+    }
+
     /// Batches end at the first chunk that brings them to `bytes` (or at a window's end).
     pub fn batch_bytes(mut self, bytes: usize) -> Self {
         self.batch_bytes = bytes.max(1);
@@ -213,6 +230,10 @@ impl<R: Read> Chunker<R> {
 
     /// Moves the unconsumed bytes to the front of a free window and reads until it is full or the input ends.
     fn refill(&mut self) -> std::io::Result<()> {
+        if self.blocks.is_some() {
+            return self.next_block();
+        }
+        self.origin = 0;
         let old = std::mem::take(&mut self.window);
         let tail = self.pos..self.len;
         let mut buf = match Arc::try_unwrap(old) {
@@ -247,6 +268,49 @@ impl<R: Read> Chunker<R> {
         result
     }
 
+    /// Makes the next block the window, the unconsumed bytes copied into the room before its
+    /// data; the end of the blocks is the end of the input.
+    fn next_block(&mut self) -> std::io::Result<()> {
+        let Some(blocks) = self.blocks.as_mut() else { return Ok(()) };
+        let (mut buf, start, end) = match blocks.next() {
+            Some(block) => block?,
+            None => {
+                self.eof = true;
+                return Ok(());
+            }
+        };
+        let tail = &self.window[self.origin + self.pos..self.origin + self.len];
+        let (buf, origin) = if tail.len() <= start {
+            buf[start - tail.len()..start].copy_from_slice(tail);
+            (buf, start - tail.len())
+        } else {
+            // More carried over than the room holds (an undecided run of records): a buffer of its own.
+            let mut joined = Vec::with_capacity(tail.len() + end - start);
+            joined.extend_from_slice(tail);
+            joined.extend_from_slice(&buf[start..end]);
+            blocks.give_back(buf);
+            (joined, 0)
+        };
+        self.base += self.pos as u64;
+        self.len = self.len - self.pos + (end - start);
+        self.pos = 0;
+        self.origin = origin;
+        let old = std::mem::replace(&mut self.window, Arc::new(buf));
+        self.retired.push(old);
+        // Windows no batch refers to any more go back to be read into.
+        let mut i = 0;
+        while i < self.retired.len() {
+            if Arc::strong_count(&self.retired[i]) == 1 {
+                if let Ok(v) = Arc::try_unwrap(self.retired.swap_remove(i)) {
+                    blocks.give_back(v);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Cuts the current window; keeps the last chunk back unless the input ended.
     fn cut_window(&mut self) {
         self.next_start = self.pos;
@@ -265,7 +329,7 @@ impl<R: Read> Chunker<R> {
         use fastcdc::v2020::{FastCDC, Normalization};
         let p = self.params;
         let from = self.pos;
-        let span = &self.window[from..to];
+        let span = &self.window[self.origin + from..self.origin + to];
         let cdc = FastCDC::with_level_and_seed(span, p.min_size, p.avg_size, p.max_size, Normalization::Level1, self.seed);
         let mut consumed = 0;
         for c in cdc {
@@ -292,7 +356,7 @@ impl<R: Read> Chunker<R> {
         if !r.failed && r.pushed < end {
             let from = (r.pushed - self.base) as usize;
             let (items, seed) = (&mut r.items, r.key_seed);
-            let (window, base, log) = (&self.window[..self.len], self.base, &mut self.log);
+            let (window, base, log) = (&self.window[self.origin..self.origin + self.len], self.base, &mut self.log);
             let pushed = r.scan.push(&window[from..], |e| {
                 if let Some(log) = log.as_mut() {
                     let bytes = match e {
@@ -395,7 +459,7 @@ impl<R: Read> Iterator for Chunker<R> {
                 }
                 self.next_start = start + ends.last().copied().unwrap_or(0);
                 let scanned = self.log.as_mut().map(|l| Box::new(l.take()));
-                return Some(Ok(Chunks { window: self.window.clone(), start, ends, scanned }));
+                return Some(Ok(Chunks { window: self.window.clone(), start: self.origin + start, ends, scanned }));
             }
             if self.eof && self.pos == self.len {
                 return None;
@@ -541,6 +605,79 @@ mod tests {
         for step in [70_001, 4096, 999] {
             let c = Chunker::new(Trickle(&data, step), ChunkerParams::default(), 9).records(Some(p));
             assert_eq!(ends(c), whole, "read size {step}");
+        }
+    }
+
+    /// Cutting the disk's blocks where they lie gives the chunks and the record scan that
+    /// reading gives, whatever the block size, and with a carry-over longer than the room
+    /// before a block's data.
+    #[test]
+    fn blocks_cut_as_the_reader_does() {
+        let mut lens: Vec<usize> = (0..3000).map(|i| 20 + (i * 7919) % 1500).collect();
+        lens[1000] = 3_000_000;
+        let (rdb, _) = rdb(&lens);
+        let plain = lcg_bytes(5_000_000, 3, 59);
+        // Every chunk, and every record the scan saw (offset, length, key).
+        let collect = |c: Chunker<&[u8]>| {
+            let (mut chunks, mut seen) = (Vec::new(), Vec::new());
+            for b in c {
+                let mut b = b.unwrap();
+                chunks.extend(b.iter().map(<[u8]>::to_vec));
+                if let Some(s) = b.take_scanned() {
+                    seen.extend(s.records().map(|r| (r.offset, r.len, r.key.to_vec())));
+                }
+            }
+            (chunks, seen)
+        };
+        for (data, records) in [(&rdb, Some(ChunkerParams::RECORDS)), (&plain, None), (&rdb, None)] {
+            let make = |from: &'static [u8]| Chunker::new(from, ChunkerParams::default(), 9).records(records).scan_log();
+            let want = collect(Chunker::new(&data[..], ChunkerParams::default(), 9).records(records).scan_log());
+            assert_eq!(want.0.concat(), *data);
+            assert_eq!(want.1.len(), if records.is_some() { lens.len() } else { 0 });
+            for (block, room) in [(crate::store::direct::BLOCK, HEAD), (70_001, HEAD), (4096, HEAD), (65_536, 100)] {
+                // No bytes from the reader: what is cut came from the blocks.
+                let got = collect(make(&[]).blocks(Some(Blocks::of_bytes(data, block, room))));
+                assert!(got == want, "blocks of {block} after {room} bytes of room, records {}", records.is_some());
+            }
+        }
+    }
+
+    /// The blocks of a real direct read (aligned buffers, the file's tail through the cache)
+    /// are cut as reading the file is: the chunks and the record scan are the same.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn direct_read_blocks_cut_as_the_file_reads() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let lens: Vec<usize> = (0..9000).map(|i| 100 + (i * 7919) % 2500).collect();
+        let (data, _) = rdb(&lens);
+        assert!(data.len() > 3 * crate::store::direct::BLOCK);
+        // Beside the sources, on a real disk: /tmp may be a file system without O_DIRECT.
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = dir.path().join("dump.rdb");
+        std::fs::write(&path, &data).unwrap();
+        let takes_direct = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&path).is_ok();
+        let blocks = crate::store::direct::open_direct(&std::fs::File::open(&path).unwrap());
+        assert_eq!(blocks.is_some(), takes_direct);
+        let p = Some(ChunkerParams::RECORDS);
+        let scan = |c: Chunker<&[u8]>| -> (Vec<u64>, usize) {
+            let mut records = 0;
+            let mut at = 0;
+            let mut ends = Vec::new();
+            for b in c {
+                let mut b = b.unwrap();
+                records += b.take_scanned().map_or(0, |s| s.records().count());
+                for c in b.iter() {
+                    at += c.len() as u64;
+                    ends.push(at);
+                }
+            }
+            (ends, records)
+        };
+        let want = scan(Chunker::new(&data[..], ChunkerParams::default(), 9).records(p).scan_log());
+        assert_eq!(want.1, lens.len());
+        let got = scan(Chunker::new(&[][..], ChunkerParams::default(), 9).records(p).scan_log().blocks(blocks));
+        if takes_direct {
+            assert_eq!(got, want);
         }
     }
 

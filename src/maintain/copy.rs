@@ -92,7 +92,7 @@ fn copy_one(
             .files
             .iter()
             .zip(readers)
-            .map(|(f, r)| Input { name: f.name.clone(), reader: Box::new(r) })
+            .map(|(f, r)| Input::new(f.name.clone(), Box::new(r)))
             .collect::<Vec<_>>();
         backup::run_with(dest, inputs, &opts, |made| {
             for (new, old) in made.files.iter().zip(&snap.files) {

@@ -71,7 +71,7 @@ pub fn run(spec: &JobSpec, progress: &ProgressBar, cancel: &Arc<AtomicBool>) -> 
                     let abs = std::fs::canonicalize(path).unwrap_or(path.clone());
                     let desc = SourceDesc { kind: "file".into(), name: abs.display().to_string(), ..Default::default() };
                     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dump.rdb".into());
-                    let input = backup::Input { name, reader: crate::store::direct::sequential(file) };
+                    let input = backup::Input::file(name, file);
                     backup::run(&repo, desc, vec![input], &opts).map_err(|e| backup::name_input(e, |_| path.display().to_string()))?
                 }
                 SourceTarget::Redis { url, mode } => {

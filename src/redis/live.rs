@@ -142,7 +142,7 @@ pub fn complete(snap: &mut Snapshot, info: &SourceInfo) {
 
 /// Splits an opened source into its description and the backup core's inputs.
 pub fn into_inputs(live: LiveSource) -> (SourceInfo, Vec<Input<'static>>) {
-    let inputs = live.streams.into_iter().map(|(name, reader)| Input { name, reader }).collect();
+    let inputs = live.streams.into_iter().map(|(name, reader)| Input::new(name, reader)).collect();
     (live.info, inputs)
 }
 
@@ -329,7 +329,7 @@ fn backup_aof_once(repo: &crate::store::Repository, dir: &Path, attempt: u32, bo
     for name in &names {
         let (tx, rx) = bounded::<Piece>(4);
         senders.push(tx);
-        inputs.push(Input { name: name.clone(), reader: Box::new(PipeReader { rx, buf: Vec::new(), pos: 0, done: false }) });
+        inputs.push(Input::new(name.clone(), Box::new(PipeReader { rx, buf: Vec::new(), pos: 0, done: false })));
     }
     let (info_tx, info_rx) = bounded::<SourceInfo>(1);
 

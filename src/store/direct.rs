@@ -8,6 +8,11 @@
 //! read-ahead would. A file mostly in the page cache already (an RDB the server has just
 //! written) is read through the cache, which is faster than the disk; so is any file on a
 //! file system without direct I/O, and any other system than Linux.
+//!
+//! The blocks themselves can be taken ([`open_sequential`], [`Blocks`]): the chunker then cuts
+//! them where the disk put them, and the copy into its window (5.8% of an incremental backup's
+//! CPU) is gone. Each block has [`HEAD`] bytes of room before its data for what the consumer
+//! carries over from the block before.
 
 use std::fs::File;
 use std::io::Read;
@@ -15,7 +20,7 @@ use std::io::Read;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 /// Bytes per direct read.
-const BLOCK: usize = 2 << 20;
+pub const BLOCK: usize = 2 << 20;
 /// Blocks read ahead of the consumer (and the most ever allocated).
 const AHEAD: usize = 3;
 /// Buffer, offset and length alignment for direct I/O: a multiple of every logical block size.
@@ -24,26 +29,47 @@ const ALIGN: usize = 4096;
 const MIN_DIRECT: u64 = 8 << 20;
 /// Page-cache probes spread over the file to tell a cold one from a warm one.
 const PROBES: u64 = 32;
+/// Room before each block's data for bytes a consumer carries over from the block before.
+pub const HEAD: usize = 256 << 10;
+/// Blocks a consumer handed back, waiting to be read into.
+const SPARE: usize = 8;
 
-/// A reader for `file` from its start: direct when the file is mostly not cached, else the
-/// kernel's cache with read-ahead ([`super::prefetch::Prefetch`]).
-pub fn sequential(file: File) -> Box<dyn Read + Send> {
+/// A file to read from its start: its blocks as the disk delivers them, or a reader.
+pub enum Sequential {
+    /// Read direct, a few blocks ahead: take them with [`Blocks::next`].
+    Blocks(Blocks),
+    /// Through the page cache (a warm or small file, or no direct I/O here).
+    Read(Box<dyn Read + Send>),
+}
+
+/// Opens `file` for reading from its start: direct when the file is mostly not cached, else
+/// the kernel's cache with read-ahead ([`super::prefetch::Prefetch`]).
+pub fn open_sequential(file: File) -> Sequential {
     match direct(&file) {
-        Some(d) => Box::new(d),
+        Some(b) => Sequential::Blocks(b),
         None => {
             // On its own thread: on a cold cache the advice takes tens of milliseconds to queue
             // the reads, which the repository's opening can overlap.
             if let Ok(f) = file.try_clone() {
                 std::thread::spawn(move || super::prefetch::advise(&f, 0, super::prefetch::AHEAD));
             }
-            Box::new(super::prefetch::Prefetch::new(file))
+            Sequential::Read(Box::new(super::prefetch::Prefetch::new(file)))
         }
+    }
+}
+
+/// A reader for `file` from its start: direct when the file is mostly not cached, else the
+/// kernel's cache with read-ahead ([`super::prefetch::Prefetch`]).
+pub fn sequential(file: File) -> Box<dyn Read + Send> {
+    match open_sequential(file) {
+        Sequential::Blocks(blocks) => Box::new(Direct { blocks, cur: None }),
+        Sequential::Read(r) => r,
     }
 }
 
 /// A direct reader of the same file, already reading, when that pays.
 #[cfg(target_os = "linux")]
-fn direct(file: &File) -> Option<Direct> {
+fn direct(file: &File) -> Option<Blocks> {
     let len = file.metadata().ok().filter(|m| m.is_file())?.len();
     if len < MIN_DIRECT || cached_share(file, len) >= 0.5 {
         return None;
@@ -54,7 +80,7 @@ fn direct(file: &File) -> Option<Direct> {
 /// A direct reader of the same file, already reading; `None` where the file system refuses
 /// `O_DIRECT`.
 #[cfg(target_os = "linux")]
-fn open_direct(file: &File) -> Option<Direct> {
+pub(crate) fn open_direct(file: &File) -> Option<Blocks> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     // The same file, not whatever the path names now; a description of its own, since
@@ -63,13 +89,13 @@ fn open_direct(file: &File) -> Option<Direct> {
     let raw = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).ok()?;
     let cached = file.try_clone().ok()?;
     let (tx, blocks) = bounded(AHEAD);
-    let (spare, free) = bounded(AHEAD);
+    let (spare, free) = bounded(SPARE);
     std::thread::Builder::new().name("direct read".into()).spawn(move || read_ahead(raw, cached, tx, free)).ok()?;
-    Some(Direct { blocks, spare, cur: None })
+    Some(Blocks { blocks, spare })
 }
 
 #[cfg(not(target_os = "linux"))]
-fn direct(_file: &File) -> Option<Direct> {
+fn direct(_file: &File) -> Option<Blocks> {
     None
 }
 
@@ -91,29 +117,26 @@ fn cached_share(file: &File, len: u64) -> f64 {
     hits as f64 / PROBES as f64
 }
 
-/// A filled block: its buffer and the range of it that holds data.
-type Block = (Vec<u8>, usize, usize);
+/// A filled block: its buffer and the range of it that holds data (after at least [`HEAD`]
+/// bytes of room).
+pub type Block = (Vec<u8>, usize, usize);
+
+/// Bytes of a block's buffer: the room, the data and what aligning it may skip.
+const BUFFER: usize = HEAD + BLOCK + ALIGN;
 
 /// Reads the file into aligned blocks, a few ahead of the consumer; `cached` takes over from
 /// the first unaligned point (the file's end) or if the file system refuses direct reads.
+/// A buffer comes back when the consumer is done with it; while none has, a new one is made
+/// (never waited for: a consumer may hold blocks until it has the next). At most [`AHEAD`]
+/// filled blocks wait, so the buffers in use are those plus what the consumer holds.
 #[cfg(target_os = "linux")]
 fn read_ahead(raw: File, cached: File, tx: Sender<std::io::Result<Block>>, free: Receiver<Vec<u8>>) {
     use std::os::unix::fs::FileExt;
-    let (mut offset, mut made) = (0u64, 0);
+    let mut offset = 0u64;
     let mut raw = Some(raw);
     loop {
-        let mut buf = match free.try_recv() {
-            Ok(b) => b,
-            Err(_) if made < AHEAD => {
-                made += 1;
-                vec![0u8; BLOCK + ALIGN]
-            }
-            Err(_) => match free.recv() {
-                Ok(b) => b,
-                Err(_) => return,
-            },
-        };
-        let start = buf.as_ptr().align_offset(ALIGN);
+        let mut buf = free.try_recv().unwrap_or_else(|_| vec![0u8; BUFFER]);
+        let start = HEAD + buf[HEAD..].as_ptr().align_offset(ALIGN);
         let region = &mut buf[start..start + BLOCK];
         let mut filled = 0;
         while filled < BLOCK {
@@ -140,10 +163,47 @@ fn read_ahead(raw: File, cached: File, tx: Sender<std::io::Result<Block>>, free:
     }
 }
 
-/// The consumer's side of [`read_ahead`].
-struct Direct {
+/// The consumer's side of [`read_ahead`]: the file's blocks in order.
+pub struct Blocks {
     blocks: Receiver<std::io::Result<Block>>,
     spare: Sender<Vec<u8>>,
+}
+
+/// The file's blocks in order; `None` after the last.
+impl Iterator for Blocks {
+    type Item = std::io::Result<Block>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.blocks.recv().ok()
+    }
+}
+
+impl Blocks {
+    /// Returns a block's buffer to be read into again (others are dropped).
+    pub fn give_back(&self, buf: Vec<u8>) {
+        if buf.len() == BUFFER {
+            let _ = self.spare.try_send(buf);
+        }
+    }
+
+    /// Blocks of `data` as `read_ahead` delivers them, `block` bytes each after `room` bytes
+    /// of room, for tests.
+    #[cfg(test)]
+    pub fn of_bytes(data: &[u8], block: usize, room: usize) -> Blocks {
+        let (tx, blocks) = bounded(data.len() / block.max(1) + 1);
+        let (spare, _free) = bounded(SPARE);
+        for piece in data.chunks(block.max(1)) {
+            let mut buf = vec![0u8; room + piece.len()];
+            buf[room..].copy_from_slice(piece);
+            let _ = tx.send(Ok((buf, room, room + piece.len())));
+        }
+        Blocks { blocks, spare }
+    }
+}
+
+/// [`Blocks`] as a reader, copying each block out.
+struct Direct {
+    blocks: Blocks,
     cur: Option<Block>,
 }
 
@@ -159,13 +219,13 @@ impl Read for Direct {
                 }
             }
             if let Some((buf, _, _)) = self.cur.take() {
-                let _ = self.spare.try_send(buf);
+                self.blocks.give_back(buf);
             }
-            match self.blocks.recv() {
-                Ok(Ok(block)) => self.cur = Some(block),
-                Ok(Err(e)) => return Err(e),
+            match self.blocks.next() {
+                Some(Ok(block)) => self.cur = Some(block),
+                Some(Err(e)) => return Err(e),
                 // The reader ended: end of file.
-                Err(_) => return Ok(0),
+                None => return Ok(0),
             }
         }
     }
@@ -202,7 +262,7 @@ mod tests {
         assert_eq!(d.is_some(), takes_direct, "a file is read direct exactly where the file system allows it");
         let mut out = Vec::new();
         match d {
-            Some(mut d) => d.read_to_end(&mut out).unwrap(),
+            Some(blocks) => Direct { blocks, cur: None }.read_to_end(&mut out).unwrap(),
             None => sequential(file).read_to_end(&mut out).unwrap(),
         };
         assert!(out == data, "the bytes read differ from the file's");

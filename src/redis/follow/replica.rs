@@ -207,7 +207,7 @@ fn session(
             let (Some(replid), Some(offset)) = (info.replid.clone(), info.repl_offset) else {
                 return Err(FollowError::Stream { addr, offset: 0, msg: "full sync without a replication id and offset".into() });
             };
-            let input = Input { name: RDB_STREAM_NAME.into(), reader: Box::new(&mut stream) };
+            let input = Input::new(RDB_STREAM_NAME, Box::new(&mut stream));
             let bopts = BackupOptions { progress: None, ..opts.backup.clone() };
             let (id, snap) = backup::run_with(repo, vec![input], &bopts, |snap| {
                 live::complete(snap, &info);
