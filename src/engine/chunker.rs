@@ -87,6 +87,8 @@ pub struct Chunker<R: Read> {
     origin: usize,
     /// The input's blocks, cut where they were read (instead of `reader`), if it has them.
     blocks: Option<Blocks>,
+    /// The input's blocks copied out, where they are too small to cut in place (instead of `reader`).
+    copied: Option<Box<dyn Read + Send>>,
     /// Earlier windows, reused (or given back to `blocks`) once every batch cut from them is dropped.
     retired: Vec<Arc<Vec<u8>>>,
     pos: usize,
@@ -155,6 +157,7 @@ impl<R: Read> Chunker<R> {
             window: Arc::new(Vec::new()),
             origin: 0,
             blocks: None,
+            copied: None,
             retired: Vec::new(),
             pos: 0,
             len: 0,
@@ -201,11 +204,16 @@ impl<R: Read> Chunker<R> {
         self
     }
 
-    /// Takes the input from `blocks` (the same bytes as the reader), each block a window with
-    /// no copy; only where blocks hold several of the largest chunks (else the reader is used).
+    /// Takes the input from `blocks` instead of the reader: each block is a window, with no
+    /// copy, where a block holds several of the largest chunks; else they are copied into
+    /// windows of the usual size. Call it after [`Self::records`].
     pub fn blocks(mut self, blocks: Option<Blocks>) -> Self {
         let max = self.params.max_size.max(self.records.as_ref().map_or(0, |r| r.params.max_size)) as usize;
-        self.blocks = blocks.filter(|_| 4 * max <= crate::store::direct::BLOCK);
+        match blocks {
+            Some(b) if 4 * max <= crate::store::direct::BLOCK => self.blocks = Some(b),
+            Some(b) => self.copied = Some(b.into_reader()),
+            None => {}
+        }
         self
     }
 
@@ -253,8 +261,12 @@ impl<R: Read> Chunker<R> {
         self.base += self.pos as u64;
         self.pos = 0;
         let mut result = Ok(());
+        let reader: &mut dyn Read = match self.copied.as_mut() {
+            Some(r) => r,
+            None => &mut self.reader,
+        };
         while self.len < buf.len() && !self.eof {
-            match self.reader.read(&mut buf[self.len..]) {
+            match reader.read(&mut buf[self.len..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.len += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -640,6 +652,18 @@ mod tests {
                 assert!(got == want, "blocks of {block} after {room} bytes of room, records {}", records.is_some());
             }
         }
+    }
+
+    /// Blocks too small for the repository's largest chunks are copied into windows: all
+    /// their bytes are still cut, as reading them is.
+    #[test]
+    fn blocks_smaller_than_the_largest_chunks_are_copied_whole() {
+        let data = lcg_bytes(9_000_000, 3, 59);
+        let p = ChunkerParams { min_size: 64 << 10, avg_size: 256 << 10, max_size: 1 << 20 };
+        let want = ends(Chunker::new(&data[..], p, 9));
+        let got = ends(Chunker::new(&[][..], p, 9).blocks(Some(Blocks::of_bytes(&data, 70_001, HEAD))));
+        assert_eq!(*want.last().unwrap(), data.len() as u64);
+        assert_eq!(got, want);
     }
 
     /// The blocks of a real direct read (aligned buffers, the file's tail through the cache)

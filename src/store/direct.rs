@@ -179,6 +179,11 @@ impl Iterator for Blocks {
 }
 
 impl Blocks {
+    /// The blocks as a reader that copies them out (for a consumer that needs larger windows).
+    pub fn into_reader(self) -> Box<dyn Read + Send> {
+        Box::new(Direct { blocks: self, cur: None })
+    }
+
     /// Returns a block's buffer to be read into again (others are dropped).
     pub fn give_back(&self, buf: Vec<u8>) {
         if buf.len() == BUFFER {
