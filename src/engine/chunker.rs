@@ -620,6 +620,20 @@ mod tests {
         }
     }
 
+    /// Every chunk, and every record the scan saw (offset, length, key).
+    #[allow(clippy::type_complexity)]
+    fn chunks_and_records(c: Chunker<&[u8]>) -> (Vec<Vec<u8>>, Vec<(u64, u64, Vec<u8>)>) {
+        let (mut chunks, mut seen) = (Vec::new(), Vec::new());
+        for b in c {
+            let mut b = b.unwrap();
+            chunks.extend(b.iter().map(<[u8]>::to_vec));
+            if let Some(s) = b.take_scanned() {
+                seen.extend(s.records().map(|r| (r.offset, r.len, r.key.to_vec())));
+            }
+        }
+        (chunks, seen)
+    }
+
     /// Cutting the disk's blocks where they lie gives the chunks and the record scan that
     /// reading gives, whatever the block size, and with a carry-over longer than the room
     /// before a block's data.
@@ -629,26 +643,14 @@ mod tests {
         lens[1000] = 3_000_000;
         let (rdb, _) = rdb(&lens);
         let plain = lcg_bytes(5_000_000, 3, 59);
-        // Every chunk, and every record the scan saw (offset, length, key).
-        let collect = |c: Chunker<&[u8]>| {
-            let (mut chunks, mut seen) = (Vec::new(), Vec::new());
-            for b in c {
-                let mut b = b.unwrap();
-                chunks.extend(b.iter().map(<[u8]>::to_vec));
-                if let Some(s) = b.take_scanned() {
-                    seen.extend(s.records().map(|r| (r.offset, r.len, r.key.to_vec())));
-                }
-            }
-            (chunks, seen)
-        };
         for (data, records) in [(&rdb, Some(ChunkerParams::RECORDS)), (&plain, None), (&rdb, None)] {
             let make = |from: &'static [u8]| Chunker::new(from, ChunkerParams::default(), 9).records(records).scan_log();
-            let want = collect(Chunker::new(&data[..], ChunkerParams::default(), 9).records(records).scan_log());
+            let want = chunks_and_records(Chunker::new(&data[..], ChunkerParams::default(), 9).records(records).scan_log());
             assert_eq!(want.0.concat(), *data);
             assert_eq!(want.1.len(), if records.is_some() { lens.len() } else { 0 });
             for (block, room) in [(crate::store::direct::BLOCK, HEAD), (70_001, HEAD), (4096, HEAD), (65_536, 100)] {
                 // No bytes from the reader: what is cut came from the blocks.
-                let got = collect(make(&[]).blocks(Some(Blocks::of_bytes(data, block, room))));
+                let got = chunks_and_records(make(&[]).blocks(Some(Blocks::of_bytes(data, block, room))));
                 assert!(got == want, "blocks of {block} after {room} bytes of room, records {}", records.is_some());
             }
         }
@@ -683,23 +685,9 @@ mod tests {
         let blocks = crate::store::direct::open_direct(&std::fs::File::open(&path).unwrap());
         assert_eq!(blocks.is_some(), takes_direct);
         let p = Some(ChunkerParams::RECORDS);
-        let scan = |c: Chunker<&[u8]>| -> (Vec<u64>, usize) {
-            let mut records = 0;
-            let mut at = 0;
-            let mut ends = Vec::new();
-            for b in c {
-                let mut b = b.unwrap();
-                records += b.take_scanned().map_or(0, |s| s.records().count());
-                for c in b.iter() {
-                    at += c.len() as u64;
-                    ends.push(at);
-                }
-            }
-            (ends, records)
-        };
-        let want = scan(Chunker::new(&data[..], ChunkerParams::default(), 9).records(p).scan_log());
-        assert_eq!(want.1, lens.len());
-        let got = scan(Chunker::new(&[][..], ChunkerParams::default(), 9).records(p).scan_log().blocks(blocks));
+        let want = chunks_and_records(Chunker::new(&data[..], ChunkerParams::default(), 9).records(p).scan_log());
+        assert_eq!(want.1.len(), lens.len());
+        let got = chunks_and_records(Chunker::new(&[][..], ChunkerParams::default(), 9).records(p).scan_log().blocks(blocks));
         if takes_direct {
             assert_eq!(got, want);
         }
