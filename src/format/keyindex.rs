@@ -458,14 +458,20 @@ enum Source {
     Mem(usize),
 }
 
-/// The k-way merge of sorted runs: a binary heap of run numbers ordered by each run's current
-/// entry, whose key buffer is reused from entry to entry. Each run's (database, 16-byte key
-/// prefix) is kept beside the heap, so most comparisons are two integer compares.
+/// The k-way merge of sorted runs: a tournament tree of run numbers (each inner node keeps
+/// the loser of its match, so the next entry costs one match per level, about half a binary
+/// heap's), ordered by each run's current entry, whose key buffer is reused from entry to
+/// entry. Each run's (database, 16-byte key prefix) is kept beside the tree, so most matches
+/// are two integer compares.
 struct Merge<'m> {
     runs: Vec<Source>,
     current: Vec<Entry>,
     order: Vec<(u64, u128)>,
-    heap: Vec<usize>,
+    /// Whether run `i` still has an entry (an ended run loses every match).
+    live: Vec<bool>,
+    /// `tree[0]` is the winner; `tree[n]` for inner node `n` (children `2n`, `2n + 1`; run `i`
+    /// is leaf `k + i`) the loser of its match.
+    tree: Vec<usize>,
     lent: Option<usize>,
     mem: &'m [Held],
     keys: &'m [u8],
@@ -474,16 +480,26 @@ struct Merge<'m> {
 impl<'m> Merge<'m> {
     fn new(runs: Vec<Source>, mem: &'m [Held], keys: &'m [u8]) -> Result<Merge<'m>> {
         let n = runs.len();
-        let mut m = Merge { runs, current: vec![Entry::default(); n], order: vec![(0, 0); n], heap: Vec::with_capacity(n), lent: None, mem, keys };
+        let mut m = Merge { runs, current: vec![Entry::default(); n], order: vec![(0, 0); n], live: vec![false; n], tree: vec![0; n], lent: None, mem, keys };
         for i in 0..n {
-            if m.advance(i)? {
-                m.heap.push(i);
-            }
+            m.live[i] = m.advance(i)?;
         }
-        for at in (0..m.heap.len() / 2).rev() {
-            m.sift_down(at);
+        if n > 0 {
+            m.tree[0] = m.play(1);
         }
         Ok(m)
+    }
+
+    /// Plays the matches below node `node` (of `2k`), keeping losers; returns the winner.
+    fn play(&mut self, node: usize) -> usize {
+        let k = self.runs.len();
+        if node >= k {
+            return node - k;
+        }
+        let (a, b) = (self.play(2 * node), self.play(2 * node + 1));
+        let (win, lose) = if self.beats(b, a) { (b, a) } else { (a, b) };
+        self.tree[node] = lose;
+        win
     }
 
     /// Reads run `i`'s next entry into `current[i]`; false at its end.
@@ -507,41 +523,32 @@ impl<'m> Merge<'m> {
         Ok(more)
     }
 
-    fn less(&self, a: usize, b: usize) -> bool {
-        match self.order[a].cmp(&self.order[b]) {
-            std::cmp::Ordering::Equal => self.current[a].key.cmp(&self.current[b].key).then(a.cmp(&b)).is_lt(),
-            o => o.is_lt(),
-        }
-    }
-
-    fn sift_down(&mut self, mut at: usize) {
-        loop {
-            let (l, r) = (2 * at + 1, 2 * at + 2);
-            let mut least = at;
-            if l < self.heap.len() && self.less(self.heap[l], self.heap[least]) {
-                least = l;
-            }
-            if r < self.heap.len() && self.less(self.heap[r], self.heap[least]) {
-                least = r;
-            }
-            if least == at {
-                return;
-            }
-            self.heap.swap(at, least);
-            at = least;
+    /// Whether run `a`'s entry comes before run `b`'s: by key, then by run (runs ended last).
+    fn beats(&self, a: usize, b: usize) -> bool {
+        match (self.live[a], self.live[b]) {
+            (true, true) => match self.order[a].cmp(&self.order[b]) {
+                std::cmp::Ordering::Equal => self.current[a].key.cmp(&self.current[b].key).then(a.cmp(&b)).is_lt(),
+                o => o.is_lt(),
+            },
+            (live, _) => live,
         }
     }
 
     /// The least entry of all runs. The run whose entry the previous call returned moves on
-    /// first (its entry was lent out until now).
+    /// first (its entry was lent out until now), and replays its matches up to the root.
     fn next(&mut self) -> Result<Option<EntryRef<'_>>> {
         if let Some(run) = self.lent.take() {
-            if !self.advance(run)? {
-                self.heap.swap_remove(0);
+            self.live[run] = self.advance(run)?;
+            let (mut win, mut node) = (run, (run + self.runs.len()) / 2);
+            while node > 0 {
+                if self.beats(self.tree[node], win) {
+                    std::mem::swap(&mut self.tree[node], &mut win);
+                }
+                node /= 2;
             }
-            self.sift_down(0);
+            self.tree[0] = win;
         }
-        let Some(&top) = self.heap.first() else { return Ok(None) };
+        let Some(&top) = self.tree.first().filter(|&&w| self.live[w]) else { return Ok(None) };
         self.lent = Some(top);
         Ok(Some(self.current[top].as_ref()))
     }
@@ -675,8 +682,9 @@ mod tests {
         }
         let mut sorted = entries.clone();
         sorted.sort_by(|a, b| a.cmp_key(b.db, &b.key));
-        // Unspilled (segments merged at the end), runs within a segment, runs of several segments.
-        for spill in [None, Some(3_000), Some(17_000)] {
+        // Unspilled (segments merged at the end), runs within a segment, runs of several segments;
+        // 11, 2 and 4 sources for the merge (trees that are not full; the last with an empty one).
+        for spill in [None, Some(3_000), Some(17_000), Some(1_900), Some(20_005), Some(6_671)] {
             let (mut top, blobs) = build(&entries, spill);
             assert!(top.pages.len() > 3, "{} pages", top.pages.len());
             let back: Vec<Entry> = blobs.iter().flat_map(|b| decode_page(b, "page").unwrap()).collect();
