@@ -62,7 +62,7 @@ pub fn open_sequential(file: File) -> Sequential {
 /// kernel's cache with read-ahead ([`super::prefetch::Prefetch`]).
 pub fn sequential(file: File) -> Box<dyn Read + Send> {
     match open_sequential(file) {
-        Sequential::Blocks(blocks) => Box::new(Direct { blocks, cur: None }),
+        Sequential::Blocks(blocks) => blocks.into_reader(),
         Sequential::Read(r) => r,
     }
 }
@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(d.is_some(), takes_direct, "a file is read direct exactly where the file system allows it");
         let mut out = Vec::new();
         match d {
-            Some(blocks) => Direct { blocks, cur: None }.read_to_end(&mut out).unwrap(),
+            Some(blocks) => blocks.into_reader().read_to_end(&mut out).unwrap(),
             None => sequential(file).read_to_end(&mut out).unwrap(),
         };
         assert!(out == data, "the bytes read differ from the file's");
