@@ -315,8 +315,11 @@ fn key_hash(db: u64, key: &[u8]) -> u64 {
 #[derive(Default)]
 pub struct Builder {
     keys: Vec<u8>,
+    /// Entries in the order they came.
     mem: Vec<Held>,
-    /// Where the segment not yet sorted starts in `mem`.
+    /// What sorts them: small, so the sorts move 24 bytes an entry rather than the entry.
+    order: Vec<SortKey>,
+    /// Where the segment not yet sorted starts in `order`.
     unsorted: usize,
     runs: Vec<File>,
 }
@@ -325,16 +328,26 @@ pub struct Builder {
 #[derive(Clone, Copy)]
 struct Held {
     db: u64,
-    /// The key's first 16 bytes, big-endian, zero-padded: most comparisons end here, without
-    /// a look into the key arena (a cache miss each: 8 bytes, shared by keys such as
-    /// `session:N`, left the sort at ~20 ms per 100 k keys on the backup's critical path).
-    prefix: u128,
-    key_at: usize,
-    key_len: usize,
-    rdb_type: u8,
     expire_ms: Option<u64>,
     offset: u64,
     len: u64,
+    key_at: u32,
+    key_len: u32,
+    rdb_type: u8,
+}
+
+/// An entry's place in the order: its database and the first 16 bytes of its key, so most
+/// comparisons end here, without a look into the key arena (a cache miss each: 8 bytes, shared
+/// by keys such as `session:N`, left the sort at ~20 ms per 100 k keys on the backup's critical
+/// path), and which entry of `mem` it is.
+#[derive(Clone, Copy)]
+struct SortKey {
+    /// The key's first 16 bytes, big-endian, zero-padded, in two halves (8-byte alignment).
+    hi: u64,
+    lo: u64,
+    /// The database, or `u32::MAX` for any at or above it (then the entries themselves decide).
+    db: u32,
+    at: u32,
 }
 
 /// The first 16 bytes of a key as a big-endian number, zero-padded: ordering these numbers
@@ -346,14 +359,26 @@ fn key_prefix(key: &[u8]) -> u128 {
     u128::from_be_bytes(b)
 }
 
-/// The index's order (database, then key bytes), with the prefix tried first.
-fn cmp_held(a: (u64, u128, &[u8]), b: (u64, u128, &[u8])) -> std::cmp::Ordering {
-    a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then_with(|| a.2.cmp(b.2))
+impl Held {
+    fn key<'a>(&self, keys: &'a [u8]) -> &'a [u8] {
+        &keys[self.key_at as usize..self.key_at as usize + self.key_len as usize]
+    }
+
+    fn entry<'a>(&self, keys: &'a [u8]) -> EntryRef<'a> {
+        EntryRef { db: self.db, key: self.key(keys), rdb_type: self.rdb_type, expire_ms: self.expire_ms, offset: self.offset, len: self.len }
+    }
 }
 
-impl Held {
-    fn entry<'a>(&self, keys: &'a [u8]) -> EntryRef<'a> {
-        EntryRef { db: self.db, key: &keys[self.key_at..self.key_at + self.key_len], rdb_type: self.rdb_type, expire_ms: self.expire_ms, offset: self.offset, len: self.len }
+/// The index's order (database, then key bytes), from the sort keys as far as they decide.
+fn cmp_sorted(a: &SortKey, b: &SortKey, mem: &[Held], keys: &[u8]) -> std::cmp::Ordering {
+    let whole = |a: &SortKey, b: &SortKey| {
+        let (x, y) = (&mem[a.at as usize], &mem[b.at as usize]);
+        x.db.cmp(&y.db).then_with(|| x.key(keys).cmp(y.key(keys)))
+    };
+    match a.db.cmp(&b.db) {
+        std::cmp::Ordering::Equal if a.db == u32::MAX => whole(a, b),
+        std::cmp::Ordering::Equal => (a.hi, a.lo).cmp(&(b.hi, b.lo)).then_with(|| whole(a, b)),
+        o => o,
     }
 }
 
@@ -364,41 +389,36 @@ impl Builder {
 
     /// Adds one key.
     pub fn push(&mut self, e: EntryRef<'_>) -> Result<()> {
-        let key_at = self.keys.len();
+        let too_long = || Error::Invalid(format!("a key of {} bytes is too long for the key index", e.key.len()));
+        let key_at = u32::try_from(self.keys.len()).map_err(|_| too_long())?;
+        let key_len = u32::try_from(e.key.len()).map_err(|_| too_long())?;
+        let at = u32::try_from(self.mem.len()).map_err(|_| too_long())?;
         self.keys.extend_from_slice(e.key);
-        self.mem.push(Held {
-            db: e.db,
-            prefix: key_prefix(e.key),
-            key_at,
-            key_len: e.key.len(),
-            rdb_type: e.rdb_type,
-            expire_ms: e.expire_ms,
-            offset: e.offset,
-            len: e.len,
-        });
-        if self.mem.len() - self.unsorted >= SEGMENT {
+        self.mem.push(Held { db: e.db, expire_ms: e.expire_ms, offset: e.offset, len: e.len, key_at, key_len, rdb_type: e.rdb_type });
+        let prefix = key_prefix(e.key);
+        self.order.push(SortKey { hi: (prefix >> 64) as u64, lo: prefix as u64, db: u32::try_from(e.db).unwrap_or(u32::MAX), at });
+        if self.order.len() - self.unsorted >= SEGMENT {
             self.sort_segment();
         }
-        if self.keys.len() + self.mem.len() * std::mem::size_of::<Held>() >= RUN_BYTES {
+        let held = std::mem::size_of::<Held>() + std::mem::size_of::<SortKey>();
+        if self.keys.len() + self.mem.len() * held >= RUN_BYTES || self.keys.len() >= u32::MAX as usize / 2 {
             self.spill()?;
         }
         Ok(())
     }
 
     fn sort_segment(&mut self) {
-        let keys = &self.keys;
-        let key = |h: &Held| (h.db, h.prefix, &keys[h.key_at..h.key_at + h.key_len]);
-        self.mem[self.unsorted..].sort_unstable_by(|a, b| cmp_held(key(a), key(b)));
-        self.unsorted = self.mem.len();
+        let (mem, keys) = (&self.mem, &self.keys);
+        self.order[self.unsorted..].sort_unstable_by(|a, b| cmp_sorted(a, b, mem, keys));
+        self.unsorted = self.order.len();
     }
 
     /// Sorts the entries in memory: the last segment, then a stable sort that finds the
     /// sorted segments as runs and merges them.
     fn sort(&mut self) {
         self.sort_segment();
-        let keys = &self.keys;
-        let key = |h: &Held| (h.db, h.prefix, &keys[h.key_at..h.key_at + h.key_len]);
-        self.mem.sort_by(|a, b| cmp_held(key(a), key(b)));
+        let (mem, keys) = (&self.mem, &self.keys);
+        self.order.sort_by(|a, b| cmp_sorted(a, b, mem, keys));
     }
 
     fn spill(&mut self) -> Result<()> {
@@ -408,8 +428,8 @@ impl Builder {
         // Entries are encoded into one buffer, written whenever it passes 64 KiB: one copy
         // and one call per 64 KiB rather than per entry.
         let mut buf = Vec::with_capacity(RUN_READ + 1024);
-        for h in &self.mem {
-            put_entry(&mut buf, h.entry(&self.keys));
+        for o in &self.order {
+            put_entry(&mut buf, self.mem[o.at as usize].entry(&self.keys));
             if buf.len() >= RUN_READ {
                 file.write_all(&buf).map_err(io)?;
                 buf.clear();
@@ -419,6 +439,7 @@ impl Builder {
         file.rewind().map_err(io)?;
         self.runs.push(file);
         self.mem.clear();
+        self.order.clear();
         self.keys.clear();
         self.unsorted = 0;
         Ok(())
@@ -430,15 +451,15 @@ impl Builder {
         let mut pager = Pager::new(store);
         if self.runs.is_empty() {
             self.sort();
-            for h in &self.mem {
-                pager.push(h.entry(&self.keys))?;
+            for o in &self.order {
+                pager.push(self.mem[o.at as usize].entry(&self.keys))?;
             }
         } else {
             // The entries still in memory join the merge as they are: no last run file.
             self.sort();
             let runs = self.runs.drain(..).map(|f| Source::File(BufReader::with_capacity(RUN_READ, f)));
             let sources = runs.chain(std::iter::once(Source::Mem(0))).collect();
-            let mut merge = Merge::new(sources, &self.mem, &self.keys)?;
+            let mut merge = Merge::new(sources, Sorted { order: &self.order, mem: &self.mem, keys: &self.keys })?;
             while let Some(e) = merge.next()? {
                 pager.push(e)?;
             }
@@ -446,6 +467,13 @@ impl Builder {
         pager.flush()?;
         Ok(TopTable { header: Vec::new(), keys: pager.keys, pages: pager.pages, list_starts: Vec::new() })
     }
+}
+
+/// The builder's entries still in memory, sorted: the last source of the final merge.
+struct Sorted<'m> {
+    order: &'m [SortKey],
+    mem: &'m [Held],
+    keys: &'m [u8],
 }
 
 /// Bytes read from a run file at a time.
@@ -473,14 +501,13 @@ struct Merge<'m> {
     /// is leaf `k + i`) the loser of its match.
     tree: Vec<usize>,
     lent: Option<usize>,
-    mem: &'m [Held],
-    keys: &'m [u8],
+    sorted: Sorted<'m>,
 }
 
 impl<'m> Merge<'m> {
-    fn new(runs: Vec<Source>, mem: &'m [Held], keys: &'m [u8]) -> Result<Merge<'m>> {
+    fn new(runs: Vec<Source>, sorted: Sorted<'m>) -> Result<Merge<'m>> {
         let n = runs.len();
-        let mut m = Merge { runs, current: vec![Entry::default(); n], order: vec![(0, 0); n], live: vec![false; n], tree: vec![0; n], lent: None, mem, keys };
+        let mut m = Merge { runs, current: vec![Entry::default(); n], order: vec![(0, 0); n], live: vec![false; n], tree: vec![0; n], lent: None, sorted };
         for i in 0..n {
             m.live[i] = m.advance(i)?;
         }
@@ -507,10 +534,10 @@ impl<'m> Merge<'m> {
         let e = &mut self.current[i];
         let more = match &mut self.runs[i] {
             Source::File(r) => read_entry(r, e)?,
-            Source::Mem(at) => match self.mem.get(*at) {
-                Some(h) => {
+            Source::Mem(at) => match self.sorted.order.get(*at) {
+                Some(o) => {
                     *at += 1;
-                    let r = h.entry(self.keys);
+                    let r = self.sorted.mem[o.at as usize].entry(self.sorted.keys);
                     e.key.clear();
                     e.key.extend_from_slice(r.key);
                     (e.db, e.rdb_type, e.expire_ms, e.offset, e.len) = (r.db, r.rdb_type, r.expire_ms, r.offset, r.len);
@@ -679,6 +706,12 @@ mod tests {
         // Keys that tie on their first 8 bytes, or differ only by trailing zero bytes.
         for (n, k) in [&b"ab"[..], b"ab\0", b"a", b"", b"abcdefgh", b"abcdefgh\0", b"abcdefgh1", b"abcdefg\xff", b"abcdefghijklmnop", b"abcdefghijklmnop\0", b"abcdefghijklmnopq", b"abcdefghijklmno\xff", b"\xff\xff"].iter().enumerate() {
             entries.insert(n * 1_501, Entry { key: k.to_vec(), db: 1, ..entry(n as u64) });
+        }
+        // Databases beyond what the sort keys hold (they order by the entries themselves): the
+        // larger database first in the input, and a key that sorts first within it.
+        let high = u64::from(u32::MAX);
+        for (n, (db, k)) in [(high + 7, &b"b"[..]), (high, b"z"), (high + 1, b"a"), (u64::MAX, b""), (high + 7, b"a"), (high - 1, b"q")].iter().enumerate() {
+            entries.insert(n * 2_999 + 17, Entry { key: k.to_vec(), db: *db, ..entry(n as u64) });
         }
         let mut sorted = entries.clone();
         sorted.sort_by(|a, b| a.cmp_key(b.db, &b.key));
