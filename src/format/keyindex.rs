@@ -20,9 +20,11 @@ const PAGE_MAX: usize = 128 * 1024;
 /// keys: about 32 KiB past the minimum at ~20 bytes an entry).
 const PAGE_MASK: u64 = 0x1FF;
 
-/// Entries held in memory before a sorted run is spilled to a temporary file (12 MiB rather
-/// than 16: 6-8 MiB less peak memory in a 1 GiB backup, and the end's merge no slower).
-const RUN_BYTES: usize = 12 << 20;
+/// Entries held in memory before a sorted run is spilled to a temporary file. A run is written
+/// on a thread of its own while the next one fills, so two can be held: 6 MiB each keeps the
+/// 12 MiB a single run had (12 rather than 16: 6-8 MiB less peak memory in a 1 GiB backup).
+const RUN_BYTES: usize = 6 << 20;
+const _: () = assert!(std::mem::size_of::<Held>() == 64);
 /// Entries sorted as a segment while the backup still reads: the sort at the end (on the
 /// backup's critical path) only merges the segments.
 const SEGMENT: usize = 8192;
@@ -314,40 +316,41 @@ fn key_hash(db: u64, key: &[u8]) -> u64 {
 /// file, and the runs are merged at the end. Keys sit in one arena, not one allocation each.
 #[derive(Default)]
 pub struct Builder {
-    keys: Vec<u8>,
-    /// Entries in the order they came.
-    mem: Vec<Held>,
-    /// What sorts them: small, so the sorts move 24 bytes an entry rather than the entry.
-    order: Vec<SortKey>,
-    /// Where the segment not yet sorted starts in `order`.
-    unsorted: usize,
+    run: Run,
     runs: Vec<File>,
+    /// The run being sorted and written on its own thread: the backup's pipeline waits on the
+    /// thread that feeds this builder, and a spill there (~20 ms a run) stalled every stage.
+    spilling: Option<std::thread::JoinHandle<Result<(File, Run)>>>,
+    /// A spilled run's buffers, emptied, for the next run.
+    spare: Option<Run>,
 }
 
-/// An entry in memory; its key is `keys[key_at..key_at + key_len]` of the builder.
+/// Entries of one run in memory.
+#[derive(Default)]
+struct Run {
+    keys: Vec<u8>,
+    mem: Vec<Held>,
+    /// Where the segment not yet sorted starts in `mem`.
+    unsorted: usize,
+}
+
+/// An entry in memory, in 64 bytes (the sorts move entries); its key is
+/// `keys[key_at..key_at + key_len]` of its run.
 #[derive(Clone, Copy)]
 struct Held {
+    /// The key's first 16 bytes, big-endian, zero-padded: most comparisons end here, without
+    /// a look into the key arena (a cache miss each: 8 bytes, shared by keys such as
+    /// `session:N`, left the sort at ~20 ms per 100 k keys on the backup's critical path).
+    prefix: u128,
     db: u64,
-    expire_ms: Option<u64>,
+    /// The expiry when `expires`.
+    expire_ms: u64,
     offset: u64,
     len: u64,
     key_at: u32,
     key_len: u32,
     rdb_type: u8,
-}
-
-/// An entry's place in the order: its database and the first 16 bytes of its key, so most
-/// comparisons end here, without a look into the key arena (a cache miss each: 8 bytes, shared
-/// by keys such as `session:N`, left the sort at ~20 ms per 100 k keys on the backup's critical
-/// path), and which entry of `mem` it is.
-#[derive(Clone, Copy)]
-struct SortKey {
-    /// The key's first 16 bytes, big-endian, zero-padded, in two halves (8-byte alignment).
-    hi: u64,
-    lo: u64,
-    /// The database, or `u32::MAX` for any at or above it (then the entries themselves decide).
-    db: u32,
-    at: u32,
+    expires: bool,
 }
 
 /// The first 16 bytes of a key as a big-endian number, zero-padded: ordering these numbers
@@ -365,20 +368,53 @@ impl Held {
     }
 
     fn entry<'a>(&self, keys: &'a [u8]) -> EntryRef<'a> {
-        EntryRef { db: self.db, key: self.key(keys), rdb_type: self.rdb_type, expire_ms: self.expire_ms, offset: self.offset, len: self.len }
+        let expire_ms = self.expires.then_some(self.expire_ms);
+        EntryRef { db: self.db, key: self.key(keys), rdb_type: self.rdb_type, expire_ms, offset: self.offset, len: self.len }
     }
 }
 
-/// The index's order (database, then key bytes), from the sort keys as far as they decide.
-fn cmp_sorted(a: &SortKey, b: &SortKey, mem: &[Held], keys: &[u8]) -> std::cmp::Ordering {
-    let whole = |a: &SortKey, b: &SortKey| {
-        let (x, y) = (&mem[a.at as usize], &mem[b.at as usize]);
-        x.db.cmp(&y.db).then_with(|| x.key(keys).cmp(y.key(keys)))
-    };
-    match a.db.cmp(&b.db) {
-        std::cmp::Ordering::Equal if a.db == u32::MAX => whole(a, b),
-        std::cmp::Ordering::Equal => (a.hi, a.lo).cmp(&(b.hi, b.lo)).then_with(|| whole(a, b)),
-        o => o,
+/// The index's order (database, then key bytes), with the prefix tried first.
+fn cmp_held(a: &Held, b: &Held, keys: &[u8]) -> std::cmp::Ordering {
+    (a.db, a.prefix).cmp(&(b.db, b.prefix)).then_with(|| a.key(keys).cmp(b.key(keys)))
+}
+
+impl Run {
+    fn sort_segment(&mut self) {
+        let keys = &self.keys;
+        self.mem[self.unsorted..].sort_unstable_by(|a, b| cmp_held(a, b, keys));
+        self.unsorted = self.mem.len();
+    }
+
+    /// Sorts the entries: the last segment, then a stable sort that finds the sorted segments
+    /// as runs and merges them.
+    fn sort(&mut self) {
+        self.sort_segment();
+        let keys = &self.keys;
+        self.mem.sort_by(|a, b| cmp_held(a, b, keys));
+    }
+
+    /// Sorts the run and writes it to a new unlinked temporary file; returns the file, rewound,
+    /// and the run emptied.
+    fn write(mut self) -> Result<(File, Run)> {
+        let io = |e| Error::io("write a key index run to the temporary directory", e);
+        let mut file = temp_file().map_err(io)?;
+        self.sort();
+        // Entries are encoded into one buffer, written whenever it passes 64 KiB: one copy
+        // and one call per 64 KiB rather than per entry.
+        let mut buf = Vec::with_capacity(RUN_READ + 1024);
+        for h in &self.mem {
+            put_entry(&mut buf, h.entry(&self.keys));
+            if buf.len() >= RUN_READ {
+                file.write_all(&buf).map_err(io)?;
+                buf.clear();
+            }
+        }
+        file.write_all(&buf).map_err(io)?;
+        file.rewind().map_err(io)?;
+        self.mem.clear();
+        self.keys.clear();
+        self.unsorted = 0;
+        Ok((file, self))
     }
 }
 
@@ -389,77 +425,69 @@ impl Builder {
 
     /// Adds one key.
     pub fn push(&mut self, e: EntryRef<'_>) -> Result<()> {
+        let run = &mut self.run;
         let too_long = || Error::Invalid(format!("a key of {} bytes is too long for the key index", e.key.len()));
-        let key_at = u32::try_from(self.keys.len()).map_err(|_| too_long())?;
+        let key_at = u32::try_from(run.keys.len()).map_err(|_| too_long())?;
         let key_len = u32::try_from(e.key.len()).map_err(|_| too_long())?;
-        let at = u32::try_from(self.mem.len()).map_err(|_| too_long())?;
-        self.keys.extend_from_slice(e.key);
-        self.mem.push(Held { db: e.db, expire_ms: e.expire_ms, offset: e.offset, len: e.len, key_at, key_len, rdb_type: e.rdb_type });
-        let prefix = key_prefix(e.key);
-        self.order.push(SortKey { hi: (prefix >> 64) as u64, lo: prefix as u64, db: u32::try_from(e.db).unwrap_or(u32::MAX), at });
-        if self.order.len() - self.unsorted >= SEGMENT {
-            self.sort_segment();
+        run.keys.extend_from_slice(e.key);
+        run.mem.push(Held {
+            prefix: key_prefix(e.key),
+            db: e.db,
+            expire_ms: e.expire_ms.unwrap_or(0),
+            offset: e.offset,
+            len: e.len,
+            key_at,
+            key_len,
+            rdb_type: e.rdb_type,
+            expires: e.expire_ms.is_some(),
+        });
+        if run.mem.len() - run.unsorted >= SEGMENT {
+            run.sort_segment();
         }
-        let held = std::mem::size_of::<Held>() + std::mem::size_of::<SortKey>();
-        if self.keys.len() + self.mem.len() * held >= RUN_BYTES || self.keys.len() >= u32::MAX as usize / 2 {
+        if run.keys.len() + run.mem.len() * std::mem::size_of::<Held>() >= RUN_BYTES || run.keys.len() >= u32::MAX as usize / 2 {
             self.spill()?;
         }
         Ok(())
     }
 
-    fn sort_segment(&mut self) {
-        let (mem, keys) = (&self.mem, &self.keys);
-        self.order[self.unsorted..].sort_unstable_by(|a, b| cmp_sorted(a, b, mem, keys));
-        self.unsorted = self.order.len();
-    }
-
-    /// Sorts the entries in memory: the last segment, then a stable sort that finds the
-    /// sorted segments as runs and merges them.
-    fn sort(&mut self) {
-        self.sort_segment();
-        let (mem, keys) = (&self.mem, &self.keys);
-        self.order.sort_by(|a, b| cmp_sorted(a, b, mem, keys));
-    }
-
+    /// Hands the run in memory to a thread that sorts and writes it, after the previous one
+    /// is written (whose buffers this run's successor reuses).
     fn spill(&mut self) -> Result<()> {
-        let io = |e| Error::io("write a key index run to the temporary directory", e);
-        let mut file = temp_file().map_err(io)?;
-        self.sort();
-        // Entries are encoded into one buffer, written whenever it passes 64 KiB: one copy
-        // and one call per 64 KiB rather than per entry.
-        let mut buf = Vec::with_capacity(RUN_READ + 1024);
-        for o in &self.order {
-            put_entry(&mut buf, self.mem[o.at as usize].entry(&self.keys));
-            if buf.len() >= RUN_READ {
-                file.write_all(&buf).map_err(io)?;
-                buf.clear();
-            }
+        self.wait_spill()?;
+        let next = self.spare.take().unwrap_or_default();
+        let run = std::mem::replace(&mut self.run, next);
+        let thread = std::thread::Builder::new().name("key index run".into()).spawn(move || run.write());
+        self.spilling = Some(thread.map_err(|e| Error::io("start a thread to write a key index run", e))?);
+        Ok(())
+    }
+
+    /// Waits for the run being written, if any: its file joins the runs.
+    fn wait_spill(&mut self) -> Result<()> {
+        if let Some(thread) = self.spilling.take() {
+            let (file, emptied) = thread.join().unwrap_or_else(|_| Err(Error::Invalid("the thread writing a key index run panicked".into())))?;
+            self.runs.push(file);
+            self.spare = Some(emptied);
         }
-        file.write_all(&buf).map_err(io)?;
-        file.rewind().map_err(io)?;
-        self.runs.push(file);
-        self.mem.clear();
-        self.order.clear();
-        self.keys.clear();
-        self.unsorted = 0;
         Ok(())
     }
 
     /// Sorts everything, stores the pages through `store` (which returns each blob's id)
     /// and returns the top table (without header and list starts, which the caller knows).
     pub fn finish(mut self, store: impl FnMut(&[u8]) -> Result<Id>) -> Result<TopTable> {
+        self.wait_spill()?;
+        self.spare = None;
         let mut pager = Pager::new(store);
+        let run = &mut self.run;
+        run.sort();
         if self.runs.is_empty() {
-            self.sort();
-            for o in &self.order {
-                pager.push(self.mem[o.at as usize].entry(&self.keys))?;
+            for h in &run.mem {
+                pager.push(h.entry(&run.keys))?;
             }
         } else {
             // The entries still in memory join the merge as they are: no last run file.
-            self.sort();
             let runs = self.runs.drain(..).map(|f| Source::File(BufReader::with_capacity(RUN_READ, f)));
             let sources = runs.chain(std::iter::once(Source::Mem(0))).collect();
-            let mut merge = Merge::new(sources, Sorted { order: &self.order, mem: &self.mem, keys: &self.keys })?;
+            let mut merge = Merge::new(sources, Sorted { mem: &run.mem, keys: &run.keys })?;
             while let Some(e) = merge.next()? {
                 pager.push(e)?;
             }
@@ -471,7 +499,6 @@ impl Builder {
 
 /// The builder's entries still in memory, sorted: the last source of the final merge.
 struct Sorted<'m> {
-    order: &'m [SortKey],
     mem: &'m [Held],
     keys: &'m [u8],
 }
@@ -534,10 +561,10 @@ impl<'m> Merge<'m> {
         let e = &mut self.current[i];
         let more = match &mut self.runs[i] {
             Source::File(r) => read_entry(r, e)?,
-            Source::Mem(at) => match self.sorted.order.get(*at) {
-                Some(o) => {
+            Source::Mem(at) => match self.sorted.mem.get(*at) {
+                Some(h) => {
                     *at += 1;
-                    let r = self.sorted.mem[o.at as usize].entry(self.sorted.keys);
+                    let r = h.entry(self.sorted.keys);
                     e.key.clear();
                     e.key.extend_from_slice(r.key);
                     (e.db, e.rdb_type, e.expire_ms, e.offset, e.len) = (r.db, r.rdb_type, r.expire_ms, r.offset, r.len);
