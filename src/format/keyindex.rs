@@ -486,11 +486,37 @@ impl Builder {
         } else {
             // The entries still in memory join the merge as they are: no last run file.
             let runs = self.runs.drain(..).map(|f| Source::File(BufReader::with_capacity(RUN_READ, f)));
-            let sources = runs.chain(std::iter::once(Source::Mem(0))).collect();
-            let mut merge = Merge::new(sources, Sorted { mem: &run.mem, keys: &run.keys })?;
-            while let Some(e) = merge.next()? {
-                pager.push(e)?;
-            }
+            let sources: Vec<Source> = runs.chain(std::iter::once(Source::Mem(0))).collect();
+            let sorted = Sorted { mem: &run.mem, keys: &run.keys };
+            // After the input's end the merge and the paging are the backup's critical path:
+            // the merge runs on a thread of its own and hands its entries over encoded, 64 KiB
+            // at a time, while this thread cuts them into pages.
+            std::thread::scope(|s| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+                let merger = s.spawn(move || -> Result<()> {
+                    let mut merge = Merge::new(sources, sorted)?;
+                    let mut buf = Vec::with_capacity(RUN_READ + 1024);
+                    while let Some(e) = merge.next()? {
+                        put_entry(&mut buf, e);
+                        // A pager that stopped has its own error to report.
+                        if buf.len() >= RUN_READ && tx.send(std::mem::replace(&mut buf, Vec::with_capacity(RUN_READ + 1024))).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    let _ = tx.send(buf);
+                    Ok(())
+                });
+                let paged = rx.iter().try_for_each(|batch| {
+                    let mut c = Cursor { b: &batch, at: 0 };
+                    while !c.done() {
+                        pager.push(next_entry(&mut c).ok_or_else(|| Error::Invalid("the key index merge handed over a damaged entry".into()))?)?;
+                    }
+                    Ok(())
+                });
+                drop(rx);
+                let merged = merger.join().unwrap_or_else(|_| Err(Error::Invalid("the key index merge thread panicked".into())));
+                merged.and(paged)
+            })?;
         }
         pager.flush()?;
         Ok(TopTable { header: Vec::new(), keys: pager.keys, pages: pager.pages, list_starts: Vec::new() })
@@ -636,24 +662,27 @@ fn read_entry(r: &mut BufReader<File>, e: &mut Entry) -> Result<bool> {
         return Ok(false);
     }
     let mut c = Cursor { b: buf, at: 0 };
-    let whole = (|| {
-        let db = c.varint()?;
-        let klen = c.varint()?;
-        let key = c.bytes(klen)?;
-        let t = c.bytes(1)?[0];
-        let (expire, offset, len) = (c.varint()?, c.varint()?, c.varint()?);
-        e.key.clear();
-        e.key.extend_from_slice(key);
-        (e.db, e.rdb_type, e.expire_ms, e.offset, e.len) = (db, t, expire_of(expire), offset, len);
-        Some(c.at)
-    })();
-    match whole {
-        Some(used) => {
+    match next_entry(&mut c) {
+        Some(got) => {
+            e.key.clear();
+            e.key.extend_from_slice(got.key);
+            (e.db, e.rdb_type, e.expire_ms, e.offset, e.len) = (got.db, got.rdb_type, got.expire_ms, got.offset, got.len);
+            let used = c.at;
             r.consume(used);
             Ok(true)
         }
         None => read_entry_slowly(r, e),
     }
+}
+
+/// The entry (as [`put_entry`] wrote it) at the cursor, or `None` if the bytes end first.
+fn next_entry<'a>(c: &mut Cursor<'a>) -> Option<EntryRef<'a>> {
+    let db = c.varint()?;
+    let klen = c.varint()?;
+    let key = c.bytes(klen)?;
+    let rdb_type = c.bytes(1)?[0];
+    let (expire, offset, len) = (c.varint()?, c.varint()?, c.varint()?);
+    Some(EntryRef { db, key, rdb_type, expire_ms: expire_of(expire), offset, len })
 }
 
 /// [`read_entry`] for an entry that spans the end of the reader's buffer.
