@@ -247,7 +247,7 @@ impl IdHasher {
         Id(*blake3::keyed_hash(self.key.as_bytes(), data).as_bytes())
     }
 
-    /// The ids of many small blobs, hashed eight at a time (same ids as `id`).
+    /// The ids of many small blobs, hashed side by side in SIMD lanes (same ids as `id`).
     pub fn ids(&self, blobs: &[&[u8]]) -> Vec<Id> {
         crate::crypto::idhash::keyed_hashes(self.key.as_bytes(), blobs).into_iter().map(Id).collect()
     }
