@@ -17,17 +17,24 @@ const SCHEDULE: [[usize; 16]; 7] = [
     [9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7],
     [11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13],
 ];
-/// Runs `$round` on each of the seven rounds' message schedules, written out so every
-/// message index is a constant (a loop over the rounds left the indices as loads from the
-/// table and the message words in memory).
+/// The seven rounds of a compression: `$g` on state `$s` with message words `$m`, written
+/// out so every message index is a constant (a loop over the rounds left the indices as
+/// loads from the table and the message words in memory).
 macro_rules! rounds {
-    (|$r:ident| $round:block) => {
-        rounds!(@each $r $round 0 1 2 3 4 5 6)
+    ($g:ident, $s:ident, $m:ident) => {
+        rounds!(@each $g $s $m 0 1 2 3 4 5 6)
     };
-    (@each $r:ident $round:block $($n:literal)*) => {
+    (@each $g:ident $s:ident $m:ident $($n:literal)*) => {
         $({
-            let $r = &SCHEDULE[$n];
-            $round
+            let r = &SCHEDULE[$n];
+            $g(&mut $s, 0, 4, 8, 12, $m[r[0]], $m[r[1]]);
+            $g(&mut $s, 1, 5, 9, 13, $m[r[2]], $m[r[3]]);
+            $g(&mut $s, 2, 6, 10, 14, $m[r[4]], $m[r[5]]);
+            $g(&mut $s, 3, 7, 11, 15, $m[r[6]], $m[r[7]]);
+            $g(&mut $s, 0, 5, 10, 15, $m[r[8]], $m[r[9]]);
+            $g(&mut $s, 1, 6, 11, 12, $m[r[10]], $m[r[11]]);
+            $g(&mut $s, 2, 7, 8, 13, $m[r[12]], $m[r[13]]);
+            $g(&mut $s, 3, 4, 9, 14, $m[r[14]], $m[r[15]]);
         })*
     };
 }
@@ -53,12 +60,12 @@ fn xor_rot<const N: usize>(a: &Lanes<N>, b: &Lanes<N>, r: u32) -> Lanes<N> {
 }
 
 #[inline(always)]
-fn g<const N: usize>(s: &mut [Lanes<N>; 16], a: usize, b: usize, c: usize, d: usize, mx: &Lanes<N>, my: &Lanes<N>) {
-    s[a] = add(&add(&s[a], &s[b]), mx);
+fn g<const N: usize>(s: &mut [Lanes<N>; 16], a: usize, b: usize, c: usize, d: usize, mx: Lanes<N>, my: Lanes<N>) {
+    s[a] = add(&add(&s[a], &s[b]), &mx);
     s[d] = xor_rot(&s[d], &s[a], 16);
     s[c] = add(&s[c], &s[d]);
     s[b] = xor_rot(&s[b], &s[c], 12);
-    s[a] = add(&add(&s[a], &s[b]), my);
+    s[a] = add(&add(&s[a], &s[b]), &my);
     s[d] = xor_rot(&s[d], &s[a], 8);
     s[c] = add(&s[c], &s[d]);
     s[b] = xor_rot(&s[b], &s[c], 7);
@@ -76,34 +83,9 @@ struct Block<const N: usize> {
 #[inline(always)]
 fn step_portable<const N: usize>(cv: &[Lanes<N>; 8], blocks: &[&[u8]; N], b: &Block<N>) -> [Lanes<N>; 8] {
     let m: [Lanes<N>; 16] = std::array::from_fn(|w| std::array::from_fn(|l| u32::from_le_bytes([blocks[l][4 * w], blocks[l][4 * w + 1], blocks[l][4 * w + 2], blocks[l][4 * w + 3]])));
-    let mut s: [Lanes<N>; 16] = [
-        cv[0],
-        cv[1],
-        cv[2],
-        cv[3],
-        cv[4],
-        cv[5],
-        cv[6],
-        cv[7],
-        [IV[0]; N],
-        [IV[1]; N],
-        [IV[2]; N],
-        [IV[3]; N],
-        std::array::from_fn(|i| b.counter[i] as u32),
-        std::array::from_fn(|i| (b.counter[i] >> 32) as u32),
-        b.len,
-        b.flags,
-    ];
-    rounds!(|r| {
-        g(&mut s, 0, 4, 8, 12, &m[r[0]], &m[r[1]]);
-        g(&mut s, 1, 5, 9, 13, &m[r[2]], &m[r[3]]);
-        g(&mut s, 2, 6, 10, 14, &m[r[4]], &m[r[5]]);
-        g(&mut s, 3, 7, 11, 15, &m[r[6]], &m[r[7]]);
-        g(&mut s, 0, 5, 10, 15, &m[r[8]], &m[r[9]]);
-        g(&mut s, 1, 6, 11, 12, &m[r[10]], &m[r[11]]);
-        g(&mut s, 2, 7, 8, 13, &m[r[12]], &m[r[13]]);
-        g(&mut s, 3, 4, 9, 14, &m[r[14]], &m[r[15]]);
-    });
+    let (lo, hi) = (std::array::from_fn(|i| b.counter[i] as u32), std::array::from_fn(|i| (b.counter[i] >> 32) as u32));
+    let mut s: [Lanes<N>; 16] = [cv[0], cv[1], cv[2], cv[3], cv[4], cv[5], cv[6], cv[7], [IV[0]; N], [IV[1]; N], [IV[2]; N], [IV[3]; N], lo, hi, b.len, b.flags];
+    rounds!(g, s, m);
     std::array::from_fn(|w| std::array::from_fn(|i| s[w][i] ^ s[w + 8][i]))
 }
 
@@ -330,35 +312,11 @@ mod avx2 {
     pub(super) unsafe fn step(cv: &[Lanes<8>; 8], blocks: &[&[u8]; 8], b: &Block<8>) -> [Lanes<8>; 8] {
         let lo: Lanes<8> = std::array::from_fn(|i| b.counter[i] as u32);
         let hi: Lanes<8> = std::array::from_fn(|i| (b.counter[i] >> 32) as u32);
-        let mut s = [
-            load(&cv[0]),
-            load(&cv[1]),
-            load(&cv[2]),
-            load(&cv[3]),
-            load(&cv[4]),
-            load(&cv[5]),
-            load(&cv[6]),
-            load(&cv[7]),
-            _mm256_set1_epi32(IV[0] as i32),
-            _mm256_set1_epi32(IV[1] as i32),
-            _mm256_set1_epi32(IV[2] as i32),
-            _mm256_set1_epi32(IV[3] as i32),
-            load(&lo),
-            load(&hi),
-            load(&b.len),
-            load(&b.flags),
-        ];
+        let [c0, c1, c2, c3, c4, c5, c6, c7] = [load(&cv[0]), load(&cv[1]), load(&cv[2]), load(&cv[3]), load(&cv[4]), load(&cv[5]), load(&cv[6]), load(&cv[7])];
+        let [i0, i1, i2, i3] = [_mm256_set1_epi32(IV[0] as i32), _mm256_set1_epi32(IV[1] as i32), _mm256_set1_epi32(IV[2] as i32), _mm256_set1_epi32(IV[3] as i32)];
+        let mut s = [c0, c1, c2, c3, c4, c5, c6, c7, i0, i1, i2, i3, load(&lo), load(&hi), load(&b.len), load(&b.flags)];
         let m = transpose(blocks);
-        rounds!(|r| {
-            g(&mut s, 0, 4, 8, 12, m[r[0]], m[r[1]]);
-            g(&mut s, 1, 5, 9, 13, m[r[2]], m[r[3]]);
-            g(&mut s, 2, 6, 10, 14, m[r[4]], m[r[5]]);
-            g(&mut s, 3, 7, 11, 15, m[r[6]], m[r[7]]);
-            g(&mut s, 0, 5, 10, 15, m[r[8]], m[r[9]]);
-            g(&mut s, 1, 6, 11, 12, m[r[10]], m[r[11]]);
-            g(&mut s, 2, 7, 8, 13, m[r[12]], m[r[13]]);
-            g(&mut s, 3, 4, 9, 14, m[r[14]], m[r[15]]);
-        });
+        rounds!(g, s, m);
         let mut out = [[0u32; 8]; 8];
         for (w, o) in out.iter_mut().enumerate() {
             _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, _mm256_xor_si256(s[w], s[w + 8]));
@@ -444,6 +402,7 @@ mod avx512 {
         // A lane without a piece has no last block: its count minus one never matches.
         let final_block = _mm512_sub_epi32(load(&blocks), _mm512_set1_epi32(1));
         let mut cv: [__m512i; 8] = std::array::from_fn(|w| _mm512_set1_epi32(key[w] as i32));
+        let iv: [__m512i; 4] = std::array::from_fn(|w| _mm512_set1_epi32(IV[w] as i32));
         let most = blocks.iter().copied().max().unwrap_or(0);
         for blk in 0..most {
             let at = _mm512_set1_epi32(blk as i32);
@@ -468,34 +427,8 @@ mod avx512 {
                 };
             }
             let m = transpose(&refs);
-            let mut s = [
-                cv[0],
-                cv[1],
-                cv[2],
-                cv[3],
-                cv[4],
-                cv[5],
-                cv[6],
-                cv[7],
-                _mm512_set1_epi32(IV[0] as i32),
-                _mm512_set1_epi32(IV[1] as i32),
-                _mm512_set1_epi32(IV[2] as i32),
-                _mm512_set1_epi32(IV[3] as i32),
-                lo,
-                hi,
-                len,
-                flags,
-            ];
-            rounds!(|r| {
-                g(&mut s, 0, 4, 8, 12, m[r[0]], m[r[1]]);
-                g(&mut s, 1, 5, 9, 13, m[r[2]], m[r[3]]);
-                g(&mut s, 2, 6, 10, 14, m[r[4]], m[r[5]]);
-                g(&mut s, 3, 7, 11, 15, m[r[6]], m[r[7]]);
-                g(&mut s, 0, 5, 10, 15, m[r[8]], m[r[9]]);
-                g(&mut s, 1, 6, 11, 12, m[r[10]], m[r[11]]);
-                g(&mut s, 2, 7, 8, 13, m[r[12]], m[r[13]]);
-                g(&mut s, 3, 4, 9, 14, m[r[14]], m[r[15]]);
-            });
+            let mut s = [cv[0], cv[1], cv[2], cv[3], cv[4], cv[5], cv[6], cv[7], iv[0], iv[1], iv[2], iv[3], lo, hi, len, flags];
+            rounds!(g, s, m);
             for w in 0..8 {
                 cv[w] = _mm512_mask_mov_epi32(cv[w], active, _mm512_xor_si512(s[w], s[w + 8]));
             }
