@@ -254,3 +254,27 @@ fn pages_and_values_for_the_key_browser() {
     let bad = Query { cursor: Some("n12".into()), limit: 10, ..Query::default() };
     assert!(page(&blobs, &indexed, &bad).expect_err("a cursor of another listing").to_string().contains("cursor"));
 }
+
+/// An index larger than the runs held in memory (they are sorted and written on a thread of
+/// their own): where no run can be written, the backup fails and says where, the repository
+/// keeps what it had, and the next backup, with a usable temporary directory, indexes every key.
+#[test]
+fn key_index_runs_that_cannot_be_written_fail_the_backup_and_lose_nothing() {
+    let keys = 200_000u64;
+    let mut rdb = Rdb::new("7.0.15");
+    for i in 0..keys {
+        rdb = rdb.string(0, format!("session:{:08}", i * 7919 % keys).as_bytes(), b"v", None);
+    }
+    let vault = Vault::init();
+    let file = vault.dir.path().join("dump.rdb");
+    std::fs::write(&file, rdb.bytes()).expect("write rdb");
+    let missing = vault.dir.path().join("no-such-directory");
+    let out = vault.run_env(&["backup", file.to_str().unwrap()], &[("TMPDIR", missing.to_str().unwrap())]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("key index run") && said.contains(missing.to_str().unwrap()) && said.contains("TMPDIR"), "{said}");
+    assert!(vault.snapshots().is_empty(), "no snapshot from a failed backup");
+    vault.check_passes(&[]);
+    let (snap, _) = vault.backup(&file, &[]);
+    assert_eq!(key_index(&vault, &snap)["keys"], keys);
+}

@@ -396,7 +396,10 @@ impl Run {
     /// Sorts the run and writes it to a new unlinked temporary file; returns the file, rewound,
     /// and the run emptied.
     fn write(mut self) -> Result<(File, Run)> {
-        let io = |e| Error::io("write a key index run to the temporary directory", e);
+        let io = |e| {
+            let dir = std::env::temp_dir();
+            Error::io(format!("write a key index run to the temporary directory {} (set TMPDIR to a writable directory, or back up with --no-key-index)", dir.display()), e)
+        };
         let mut file = temp_file().map_err(io)?;
         self.sort();
         // Entries are encoded into one buffer, written whenever it passes 64 KiB: one copy
