@@ -142,9 +142,11 @@ impl Piece<'_> {
 /// together: most are whole 1 KiB chunks of sixteen blocks, and the rest are few.
 #[inline(always)]
 fn pieces_with<const N: usize>(key: &[u32; 8], pieces: &[Piece<'_>], out: &mut [[u32; 8]], group: impl Fn(&[u32; 8], &[Piece<'_>]) -> [[u32; 8]; N]) {
-    let mut starts = [0usize; 18];
+    // A counting sort: pieces have 1 to 16 blocks (a parent node one).
+    let class = |p: &Piece<'_>| 16 - p.blocks().min(16);
+    let mut starts = [0usize; 16];
     for p in pieces {
-        starts[17 - p.blocks().min(16)] += 1;
+        starts[class(p)] += 1;
     }
     let mut at = 0;
     for s in starts.iter_mut() {
@@ -152,7 +154,7 @@ fn pieces_with<const N: usize>(key: &[u32; 8], pieces: &[Piece<'_>], out: &mut [
     }
     let mut order = vec![0usize; pieces.len()];
     for (i, p) in pieces.iter().enumerate() {
-        let slot = &mut starts[17 - p.blocks().min(16)];
+        let slot = &mut starts[class(p)];
         order[*slot] = i;
         *slot += 1;
     }

@@ -24,7 +24,6 @@ const PAGE_MASK: u64 = 0x1FF;
 /// on a thread of its own while the next one fills, so two can be held: 6 MiB each keeps the
 /// 12 MiB a single run had (12 rather than 16: 6-8 MiB less peak memory in a 1 GiB backup).
 const RUN_BYTES: usize = 6 << 20;
-const _: () = assert!(std::mem::size_of::<Held>() == 64);
 /// Entries sorted as a segment while the backup still reads: the sort at the end (on the
 /// backup's critical path) only merges the segments.
 const SEGMENT: usize = 8192;
@@ -352,6 +351,7 @@ struct Held {
     rdb_type: u8,
     expires: bool,
 }
+const _: () = assert!(std::mem::size_of::<Held>() == 64);
 
 /// The first 16 bytes of a key as a big-endian number, zero-padded: ordering these numbers
 /// orders keys the same way whenever they differ.
