@@ -10,6 +10,7 @@ use rdbvault::crypto::Id;
 use rdbvault::redis::live;
 use rdbvault::format::snapshot::{Snapshot, SourceDesc};
 use rdbvault::redis::source::RedisUrl;
+use rdbvault::store::Repository;
 
 use super::redis_args::{RedisArgs, SERVER_ONLY};
 use super::{open_repo_for_index, output, Global};
@@ -110,15 +111,29 @@ pub fn run(g: &Global, a: BackupArgs) -> anyhow::Result<()> {
     let live_opts = live_options(&a)?;
     let target = target(&a)?;
     // A file is opened first, so its reading starts while the repository is opened.
-    let mut file_input = match &target {
+    let file_input = match &target {
         Target::File(p) => Some(open_file(p)?),
         _ => None,
     };
     let repo = open_repo_for_index(g)?;
     let _lock = super::lock(g, &repo, false)?;
-    if let Err(e) = rdbvault::store::staged::remove_stale(&repo) {
-        eprintln!("warning: could not remove the staged files of interrupted commands: {e}");
-    }
+    std::thread::scope(|s| {
+        // Staged files of interrupted commands go while the backup runs: finding them lists
+        // every folder of the repository (~40 ms on a cold disk, 256 of them for packs), and
+        // this process's own staged files are never stale.
+        let cleaning = s.spawn(|| rdbvault::store::staged::remove_stale(&repo));
+        let done = back_up(g, &a, target, file_input, &repo, &live_opts);
+        match cleaning.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("warning: could not remove the staged files of interrupted commands: {e}"),
+            Err(_) => eprintln!("warning: removing the staged files of interrupted commands panicked"),
+        }
+        done
+    })
+}
+
+/// The backup itself, once the repository is open and locked.
+fn back_up(g: &Global, a: &BackupArgs, target: Target, mut file_input: Option<(SourceDesc, Input<'static>)>, repo: &Repository, live_opts: &live::LiveOptions) -> anyhow::Result<()> {
     let total = match &target {
         Target::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
         _ => None,

@@ -104,8 +104,12 @@ struct Job {
     chunks: facts::Batch,
 }
 
-/// A job is sent once it holds this many bytes (or its read window ends).
-const JOB_BYTES: usize = crate::engine::chunker::BATCH_BYTES;
+/// A job is sent once it holds this many bytes (or its read window ends). The new chunks of
+/// a job share frames, so this sets an incremental's frame size: 1% of keys changed leaves
+/// ~48 KiB of new chunks per MiB, compressed without the dictionary at the fast search's
+/// speed, where jobs of 256 KiB left frames of ~12 KiB that took the dictionary, whose slower
+/// search cost 6% of the backup's instructions (docs/benchmarks.md, nineteenth round).
+const JOB_BYTES: usize = 1024 * 1024;
 
 /// Threads that compress and seal key index pages.
 const SEALERS: usize = 2;
@@ -295,7 +299,8 @@ pub fn run_with(
     let (job_tx, job_rx) = bounded::<Job>(threads * 4);
     let (seal_tx, seal_rx) = bounded::<Vec<Sealed>>(threads * 4);
     let (meta_tx, meta_rx) = bounded::<Vec<Sealed>>(threads * 4);
-    let (ev_tx, ev_rx) = bounded::<Event>(threads * 64);
+    // Events hold their job's bytes until the whole-file hash has read them: 16 MiB a thread.
+    let (ev_tx, ev_rx) = bounded::<Event>(threads * 16);
 
     let outcome = std::thread::scope(|s| {
         // Two closed packs may wait while one is written and fsynced.
