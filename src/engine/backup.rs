@@ -105,11 +105,11 @@ struct Job {
 }
 
 /// A job is sent once it holds this many bytes (or its read window ends). The new chunks of
-/// a job share frames, so this sets an incremental's frame size: 1% of keys changed leaves
-/// ~48 KiB of new chunks per MiB, compressed without the dictionary at the fast search's
-/// speed, where jobs of 256 KiB left frames of ~12 KiB that took the dictionary, whose slower
-/// search cost 6% of the backup's instructions (docs/benchmarks.md, nineteenth round).
-const JOB_BYTES: usize = 1024 * 1024;
+/// a job share frames, so this also bounds how far apart in the file a frame's chunks lie,
+/// which a restore decodes together: jobs of 1 MiB let an incremental's frames grow from
+/// ~12 to ~48 KiB (6% fewer instructions to back up) but the restore of the chain took 4%
+/// more, decoding frames that straddle its stretches twice (docs/benchmarks.md, nineteenth round).
+const JOB_BYTES: usize = crate::engine::chunker::BATCH_BYTES;
 
 /// Threads that compress and seal key index pages.
 const SEALERS: usize = 2;
@@ -299,8 +299,7 @@ pub fn run_with(
     let (job_tx, job_rx) = bounded::<Job>(threads * 4);
     let (seal_tx, seal_rx) = bounded::<Vec<Sealed>>(threads * 4);
     let (meta_tx, meta_rx) = bounded::<Vec<Sealed>>(threads * 4);
-    // Events hold their job's bytes until the whole-file hash has read them: 16 MiB a thread.
-    let (ev_tx, ev_rx) = bounded::<Event>(threads * 16);
+    let (ev_tx, ev_rx) = bounded::<Event>(threads * 64);
 
     let outcome = std::thread::scope(|s| {
         // Two closed packs may wait while one is written and fsynced.

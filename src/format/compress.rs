@@ -40,9 +40,12 @@ pub fn dict_id(dict: &[u8]) -> Option<u32> {
 /// Inputs at least this long are compressed without the dictionary: a frame of
 /// 64 KiB carries enough context of its own (measured on a 200 MB RDB at level
 /// 3: ratio 1.482 without, 1.523 with), and zstd's dictionary mode runs at half
-/// the speed (220 vs 110 MB/s per core). Small frames (a few changed chunks of
-/// an incremental backup, chunk lists) gain the most from it and cost little.
-pub const DICT_BELOW: usize = 32 * 1024;
+/// the speed (220 vs 110 MB/s per core). Frames of a few changed chunks gain the
+/// most from it. From 8 KiB on, zstd copies the dictionary's tables into each frame
+/// and searches two buffers: an incremental backup of 1% changed keys, whose new
+/// chunks make frames of ~12 KiB, spent 6% of its instructions there with a limit of
+/// 32 KiB, and stores 3.4% more bytes without (docs/benchmarks.md, nineteenth round).
+pub const DICT_BELOW: usize = 8 * 1024;
 
 /// The level (the default) at which frames that compress less than 2:1 take a faster search.
 const TUNED_LEVEL: i32 = 3;
