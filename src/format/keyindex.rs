@@ -492,7 +492,7 @@ impl Builder {
             let sources: Vec<Source> = runs.chain(std::iter::once(Source::Mem(0))).collect();
             let sorted = Sorted { mem: &run.mem, keys: &run.keys };
             // After the input's end the merge and the paging are the backup's critical path:
-            // the merge runs on a thread of its own and hands its entries over encoded, 64 KiB
+            // the merge runs on a thread of its own and hands its entries over ([`put_handed`]), 64 KiB
             // at a time, while this thread cuts them into pages.
             std::thread::scope(|s| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
@@ -500,7 +500,7 @@ impl Builder {
                     let mut merge = Merge::new(sources, sorted)?;
                     let mut buf = Vec::with_capacity(RUN_READ + 1024);
                     while let Some(e) = merge.next()? {
-                        put_entry(&mut buf, e);
+                        put_handed(&mut buf, e);
                         // A pager that stopped has its own error to report.
                         if buf.len() >= RUN_READ && tx.send(std::mem::replace(&mut buf, Vec::with_capacity(RUN_READ + 1024))).is_err() {
                             return Ok(());
@@ -512,7 +512,7 @@ impl Builder {
                 let paged = rx.iter().try_for_each(|batch| {
                     let mut c = Cursor { b: &batch, at: 0 };
                     while !c.done() {
-                        pager.push(next_entry(&mut c).ok_or_else(|| Error::Invalid("the key index merge handed over a damaged entry".into()))?)?;
+                        pager.push(next_handed(&mut c).ok_or_else(|| Error::Invalid("the key index merge handed over a damaged entry".into()))?)?;
                     }
                     Ok(())
                 });
@@ -686,6 +686,40 @@ fn next_entry<'a>(c: &mut Cursor<'a>) -> Option<EntryRef<'a>> {
     let rdb_type = c.bytes(1)?[0];
     let (expire, offset, len) = (c.varint()?, c.varint()?, c.varint()?);
     Some(EntryRef { db, key, rdb_type, expire_ms: expire_of(expire), offset, len })
+}
+
+/// Bytes before an entry's key in the merge's hand-over: database, expiry, offset and length
+/// (8 bytes each), the key's length (4) and the type (1).
+const HANDED: usize = 37;
+
+/// Appends `e` for the thread that cuts pages: numbers at a fixed width, since these bytes
+/// never leave memory (as varints, their writing and reading were 2% of an incremental's
+/// instructions).
+fn put_handed(out: &mut Vec<u8>, e: EntryRef<'_>) {
+    let mut head = [0u8; HANDED];
+    head[..8].copy_from_slice(&e.db.to_le_bytes());
+    head[8..16].copy_from_slice(&e.expire_ms.map_or(0, |t| t.saturating_add(1)).to_le_bytes());
+    head[16..24].copy_from_slice(&e.offset.to_le_bytes());
+    head[24..32].copy_from_slice(&e.len.to_le_bytes());
+    // Keys are shorter than 4 GiB: the builder refuses longer ones.
+    head[32..36].copy_from_slice(&(e.key.len() as u32).to_le_bytes());
+    head[36] = e.rdb_type;
+    out.extend_from_slice(&head);
+    out.extend_from_slice(e.key);
+}
+
+/// The entry [`put_handed`] wrote at the cursor, or `None` if the bytes end first.
+fn next_handed<'a>(c: &mut Cursor<'a>) -> Option<EntryRef<'a>> {
+    let head = c.bytes(HANDED as u64)?;
+    let number = |at: usize| {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&head[at..at + 8]);
+        u64::from_le_bytes(n)
+    };
+    let mut klen = [0u8; 4];
+    klen.copy_from_slice(&head[32..36]);
+    let key = c.bytes(u64::from(u32::from_le_bytes(klen)))?;
+    Some(EntryRef { db: number(0), key, rdb_type: head[36], expire_ms: expire_of(number(8)), offset: number(16), len: number(24) })
 }
 
 /// [`read_entry`] for an entry that spans the end of the reader's buffer.
