@@ -137,9 +137,14 @@ fn put_entry(out: &mut Vec<u8>, e: EntryRef<'_>) {
     put_varint(out, e.key.len() as u64);
     out.extend_from_slice(e.key);
     out.push(e.rdb_type);
-    put_varint(out, e.expire_ms.map_or(0, |t| t.saturating_add(1)));
+    put_varint(out, expire_code(e.expire_ms));
     put_varint(out, e.offset);
     put_varint(out, e.len);
+}
+
+/// An expiry as stored: 0 for none, else the time plus one ([`expire_of`] reads it back).
+fn expire_code(expire_ms: Option<u64>) -> u64 {
+    expire_ms.map_or(0, |t| t.saturating_add(1))
 }
 
 fn expire_of(v: u64) -> Option<u64> {
@@ -155,7 +160,7 @@ fn put_page_entry(out: &mut Vec<u8>, prev: &[u8], e: EntryRef<'_>) {
     put_varint(out, (e.key.len() - shared) as u64);
     out.extend_from_slice(&e.key[shared..]);
     out.push(e.rdb_type);
-    put_varint(out, e.expire_ms.map_or(0, |t| t.saturating_add(1)));
+    put_varint(out, expire_code(e.expire_ms));
     put_varint(out, e.offset);
     put_varint(out, e.len);
 }
@@ -698,7 +703,7 @@ const HANDED: usize = 37;
 fn put_handed(out: &mut Vec<u8>, e: EntryRef<'_>) {
     let mut head = [0u8; HANDED];
     head[..8].copy_from_slice(&e.db.to_le_bytes());
-    head[8..16].copy_from_slice(&e.expire_ms.map_or(0, |t| t.saturating_add(1)).to_le_bytes());
+    head[8..16].copy_from_slice(&expire_code(e.expire_ms).to_le_bytes());
     head[16..24].copy_from_slice(&e.offset.to_le_bytes());
     head[24..32].copy_from_slice(&e.len.to_le_bytes());
     // Keys are shorter than 4 GiB: the builder refuses longer ones.
