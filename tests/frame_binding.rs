@@ -7,7 +7,6 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rdbvault::crypto::Id;
@@ -16,7 +15,7 @@ use rdbvault::format::index::{Index, IndexFile};
 use rdbvault::format::pack::{open_frame, BlobEntry, BlobKeys, BlobType, PackBuilder, FLAG_BOUND};
 use rdbvault::store::{FileKind, LocalBackend, Repository};
 
-use common::vault::{copy_dir, test_bytes, Vault, PASSWORD};
+use common::vault::{test_bytes, Vault, PASSWORD};
 
 /// The inputs of the fixture's two snapshots (see `old_repository`).
 fn fixture_data(bump_every_50th: bool) -> Vec<u8> {
@@ -30,14 +29,7 @@ fn fixture_data(bump_every_50th: bool) -> Vec<u8> {
 /// were bound (`init --kdf-memory-kib 8192`, 32 KiB packs, `backup --raw` of
 /// `fixture_data(false)` as snapshot 6e4dca33, then of `fixture_data(true)` as f4a8d476).
 fn old_repository() -> Vault {
-    let v = Vault::init();
-    std::fs::remove_dir_all(&v.repo).expect("remove the new repository");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-frames-v2"), &v.repo);
-    // git keeps neither empty folders nor modes.
-    for dir in ["locks", "keys", "index", "snapshots", "data"] {
-        std::fs::create_dir_all(v.repo.join(dir)).expect("mkdir");
-    }
-    v
+    Vault::from_fixture("repo-frames-v2")
 }
 
 fn open(v: &Vault) -> Repository {

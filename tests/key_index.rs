@@ -278,3 +278,37 @@ fn key_index_runs_that_cannot_be_written_fail_the_backup_and_lose_nothing() {
     let (snap, _) = vault.backup(&file, &[]);
     assert_eq!(key_index(&vault, &snap)["keys"], keys);
 }
+
+/// A copy of `tests/fixtures/repo-keyindex-rows`: written by rdbvault before key index pages
+/// held their fields in columns (`init --kdf-memory-kib 8192`, `backup` of
+/// `tests/fixtures/rdb/plain.rdb` as snapshot b32a8925, 11 keys, pages of rows `RVK1`).
+fn repository_with_pages_of_rows() -> Vault {
+    Vault::from_fixture("repo-keyindex-rows")
+}
+
+/// Pages written before the columns still answer selections and pass `check --read-data`
+/// (which compares them with the columns the RDB gives by their entries, not their bytes);
+/// a new backup of the same file writes pages of columns beside them.
+#[test]
+fn pages_of_rows_from_older_versions_answer_and_pass_check() {
+    let v = repository_with_pages_of_rows();
+    let old = v.snapshots().pop().expect("the fixture's snapshot");
+    v.check_passes(&["--read-data"]);
+    let rdb = common::vault::rdb_fixture("plain.rdb");
+    let file = v.dir.path().join("plain.rdb");
+    std::fs::write(&file, &rdb).expect("write rdb");
+    let (new, _) = v.backup(&file, &[]);
+    assert_ne!(key_index(&v, &old)["top"], key_index(&v, &new)["top"], "the same keys in pages of another layout");
+    v.check_passes(&["--read-data"]);
+    for args in [&["--keys", "lzf"][..], &["--keys", "s*"], &["--keys", "other", "--db", "2"]] {
+        let lines = |snap: &str| {
+            let mut a = vec!["--json", "inspect", snap];
+            a.extend_from_slice(args);
+            key_lines(&v.ok(&a))
+        };
+        let (from_rows, from_columns) = (lines(&old), lines(&new));
+        assert!(!from_rows.is_empty(), "inspect {args:?} finds keys");
+        assert_eq!(from_rows, from_columns, "inspect {args:?}");
+    }
+    assert_eq!(v.restore(&old, &v.dir.path().join("old.rdb")), rdb);
+}

@@ -54,6 +54,19 @@ impl Vault {
         v
     }
 
+    /// A copy of the repository in `tests/fixtures/NAME` (written by an older version, with
+    /// the tests' password and Argon2 settings).
+    pub fn from_fixture(name: &str) -> Vault {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name), &repo);
+        // git keeps neither empty folders nor modes.
+        for d in ["locks", "keys", "index", "snapshots", "data"] {
+            std::fs::create_dir_all(repo.join(d)).expect("mkdir");
+        }
+        Vault { dir, repo, password: PASSWORD.into(), pack_target: None, env: Vec::new() }
+    }
+
     /// A copy of this repository (same settings) in a new temp dir, to damage or kill into.
     pub fn copy(&self) -> Vault {
         let dir = if self.pack_target.is_some() { tmpfs_tempdir() } else { tempfile::tempdir().expect("tempdir") };
