@@ -349,6 +349,17 @@ pub fn decode_page(plain: &[u8], what: &str) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// The database and key of a page's next entry: the key as the bytes it shares with the
+/// previous entry's, then the rest.
+fn next_key(c: &mut Cursor<'_>, prev: Option<&Entry>) -> Option<(u64, Vec<u8>)> {
+    let db = c.varint()?;
+    let shared = usize::try_from(c.varint()?).ok()?;
+    let rest_len = c.varint()?;
+    let mut key = prev.map_or(&[][..], |p| p.key.as_slice()).get(..shared)?.to_vec();
+    key.extend_from_slice(c.bytes(rest_len)?);
+    Some((db, key))
+}
+
 /// The entries of an `RVK2` page.
 fn decode_columns(plain: &[u8], bad: &impl Fn(&str) -> Error) -> Result<Vec<Entry>> {
     let truncated = || bad("its columns are truncated");
@@ -368,12 +379,7 @@ fn decode_columns(plain: &[u8], bad: &impl Fn(&str) -> Error) -> Result<Vec<Entr
     let mut out: Vec<Entry> = Vec::with_capacity(types.len());
     for (i, (&rdb_type, offset)) in types.iter().zip(offsets.chunks_exact(width)).enumerate() {
         let e = (|| {
-            let db = keys.varint()?;
-            let shared = usize::try_from(keys.varint()?).ok()?;
-            let rest_len = keys.varint()?;
-            let prev = out.last().map_or(&[][..], |p| p.key.as_slice());
-            let mut key = prev.get(..shared)?.to_vec();
-            key.extend_from_slice(keys.bytes(rest_len)?);
+            let (db, key) = next_key(&mut keys, out.last())?;
             let mut o = [0u8; 8];
             o[..width].copy_from_slice(offset);
             Some(Entry { db, key, rdb_type, expire_ms: expire_of(expiries.varint()?), offset: u64::from_le_bytes(o), len: lengths.varint()? })
@@ -394,12 +400,7 @@ fn decode_rows(plain: &[u8], bad: &impl Fn(&str) -> Error) -> Result<Vec<Entry>>
     let mut out: Vec<Entry> = Vec::new();
     while !c.done() {
         let e = (|| {
-            let db = c.varint()?;
-            let shared = usize::try_from(c.varint()?).ok()?;
-            let rest_len = c.varint()?;
-            let prev = out.last().map_or(&[][..], |p| p.key.as_slice());
-            let mut key = prev.get(..shared)?.to_vec();
-            key.extend_from_slice(c.bytes(rest_len)?);
+            let (db, key) = next_key(&mut c, out.last())?;
             let rdb_type = *c.bytes(1)?.first()?;
             let expire_ms = expire_of(c.varint()?);
             Some(Entry { db, key, rdb_type, expire_ms, offset: c.varint()?, len: c.varint()? })
