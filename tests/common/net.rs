@@ -185,69 +185,94 @@ fn write_script(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
 }
 
-/// A TCP proxy on a free port to `target`; `down()` cuts every connection and
-/// refuses new ones until `up()`.
+/// A TCP proxy on a free port to `target` that, once clients have sent the bytes
+/// `cut_after` names, cuts every connection and refuses new ones until `up()`.
 pub struct Proxy {
     pub port: u16,
-    down: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
+    state: Arc<ProxyState>,
     /// Bytes sent from clients to the server so far.
-    pub upstream_bytes: Arc<AtomicU64>,
+    upstream_bytes: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    down: AtomicBool,
+    conns: Mutex<Vec<TcpStream>>,
+    /// The upstream byte count at which the proxy goes down by itself (0: never).
+    cut_at: AtomicU64,
+}
+
+impl ProxyState {
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 impl Proxy {
     pub fn start(target: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
-        let down = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let state = Arc::new(ProxyState::default());
         let upstream_bytes = Arc::new(AtomicU64::new(0));
-        let (d, c, u) = (down.clone(), conns.clone(), upstream_bytes.clone());
+        let (st, u) = (state.clone(), upstream_bytes.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                if d.load(Ordering::SeqCst) {
+                if st.down.load(Ordering::SeqCst) {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
-                let mut list = c.lock().unwrap();
+                let mut list = st.conns.lock().unwrap();
                 for s in [&client, &server] {
                     if let Ok(s) = s.try_clone() {
                         list.push(s);
                     }
                 }
                 drop(list);
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some(u.clone()));
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some((u.clone(), st.clone())));
                 pipe(server, client, None);
             }
         });
-        Proxy { port, down, conns, upstream_bytes }
+        Proxy { port, state, upstream_bytes }
     }
 
-    /// Cuts every open connection and refuses new ones.
-    pub fn down(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        for s in self.conns.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+    /// Goes down by itself once clients have sent `bytes` more: at that point in the
+    /// stream, however fast the client runs.
+    pub fn cut_after(&self, bytes: u64) {
+        self.state.cut_at.store(self.upstream_bytes.load(Ordering::SeqCst) + bytes, Ordering::SeqCst);
     }
 
-    /// Accepts connections again.
+    pub fn is_down(&self) -> bool {
+        self.state.down.load(Ordering::SeqCst)
+    }
+
+    /// Accepts connections again (and no longer cuts by itself).
     pub fn up(&self) {
-        self.down.store(false, Ordering::SeqCst);
+        self.state.cut_at.store(0, Ordering::SeqCst);
+        self.state.down.store(false, Ordering::SeqCst);
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
+/// Copies `from` to `to`; upstream, counts the bytes and cuts the proxy where it was told to,
+/// before forwarding the bytes that reach that count.
+fn pipe(mut from: TcpStream, mut to: TcpStream, upstream: Option<(Arc<AtomicU64>, Arc<ProxyState>)>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if let Some(c) = &count {
-                        c.fetch_add(n as u64, Ordering::Relaxed);
+                    if let Some((count, state)) = &upstream {
+                        let total = count.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                        let cut_at = state.cut_at.load(Ordering::SeqCst);
+                        if cut_at != 0 && total >= cut_at {
+                            state.cut();
+                            break;
+                        }
                     }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
@@ -291,25 +316,24 @@ pub fn exercise(v: &super::vault::Vault) {
     v.ok(&["check", "--read-data"]);
 }
 
-/// Starts a backup of a fresh RDB (`name`) and returns once it has uploaded a few packs.
-fn backup_until_uploading(v: &super::vault::Vault, proxy: &Proxy, name: &str) -> (PathBuf, Child) {
+/// Starts a backup of a fresh RDB (`name`) and returns once the proxy has cut it off, after
+/// it uploaded a few packs. The proxy cuts at that byte count itself: a test thread that
+/// watched the count and then cut let a fast backup finish in between.
+fn backup_until_cut(v: &super::vault::Vault, proxy: &Proxy, name: &str) -> (PathBuf, Child) {
     let input = v.dir.path().join(name);
     let redis = super::server::RedisServer::start(&[]);
     super::data::fill_sample(&redis, 20_000);
     redis.save_copy(&input);
-    let start = proxy.upstream_bytes.load(Ordering::SeqCst);
+    proxy.cut_after(300_000);
     let child = v.cmd(&["backup", input.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    wait_until(Duration::from_secs(20), "some packs uploaded", || {
-        proxy.upstream_bytes.load(Ordering::SeqCst) > start + 300_000
-    });
+    wait_until(Duration::from_secs(20), "some packs uploaded and the connection cut", || proxy.is_down());
     (input, child)
 }
 
 /// A backup cut off by a lost connection fails with a clear error; once the server
 /// is back, `check` passes and the next backup completes.
 pub fn lost_connection(v: &super::vault::Vault, proxy: &Proxy) {
-    let (input, child) = backup_until_uploading(v, proxy, "big.rdb");
-    proxy.down();
+    let (input, child) = backup_until_cut(v, proxy, "big.rdb");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the backup should fail while the server is away: {stderr}");
@@ -326,8 +350,7 @@ pub fn lost_connection(v: &super::vault::Vault, proxy: &Proxy) {
 /// Connections cut for a second and a half during a backup are retried: the backup succeeds,
 /// says on stderr how many requests it retried, and the data restores.
 pub fn transient_failure(v: &super::vault::Vault, proxy: &Proxy) {
-    let (input, child) = backup_until_uploading(v, proxy, "flaky.rdb");
-    proxy.down();
+    let (input, child) = backup_until_cut(v, proxy, "flaky.rdb");
     // Long enough that OpenDAL's own retries (from 200 ms) meet a closed door too.
     std::thread::sleep(Duration::from_millis(1500));
     proxy.up();
