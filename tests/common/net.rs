@@ -190,7 +190,7 @@ fn write_script(path: &Path, text: &str) {
 pub struct Proxy {
     pub port: u16,
     state: Arc<ProxyState>,
-    /// Bytes sent from clients to the server so far.
+    /// Bytes read from clients so far.
     upstream_bytes: Arc<AtomicU64>,
 }
 
@@ -246,6 +246,7 @@ impl Proxy {
         self.state.cut_at.store(self.upstream_bytes.load(Ordering::SeqCst) + bytes, Ordering::SeqCst);
     }
 
+    /// Whether the proxy has cut its connections (and refuses new ones).
     pub fn is_down(&self) -> bool {
         self.state.down.load(Ordering::SeqCst)
     }
