@@ -664,6 +664,12 @@ impl Scanner {
     /// An element that is cut off or unusual ends the run. One pass with no stack traffic:
     /// sets, big zsets and hashes, and quicklist nodes are most of a file's elements.
     fn quick_elements(&self, b: &[u8], n: u64, body: &[Frame]) -> (u64, usize) {
+        match body {
+            [Str] => return self.quick_strings::<1, 0>(b, n),
+            [Str, Str] => return self.quick_strings::<2, 0>(b, n),
+            [Str, Skip(8)] => return self.quick_strings::<1, 8>(b, n),
+            _ => {}
+        }
         let (mut done, mut at) = (0u64, 0usize);
         'elements: while done < n {
             let mut p = at;
@@ -686,6 +692,27 @@ impl Scanner {
                 p += step;
             }
             at = p;
+            done += 1;
+        }
+        (done, at)
+    }
+
+    /// [`Scanner::quick_elements`] for a body of `S` strings and `SKIP` fixed bytes (set
+    /// members, hash fields and values, big zsets' members and scores): without a dispatch
+    /// per frame, ~a third of the scanner's instructions in the loop.
+    fn quick_strings<const S: usize, const SKIP: usize>(&self, b: &[u8], n: u64) -> (u64, usize) {
+        let (mut done, mut at) = (0u64, 0usize);
+        while done < n {
+            let mut p = at;
+            for _ in 0..S {
+                // `quick_str` ends within `b`, so `p` never passes its end.
+                let Some(step) = self.quick_str(&b[p..]) else { return (done, at) };
+                p += step;
+            }
+            if SKIP > b.len() - p {
+                break;
+            }
+            at = p + SKIP;
             done += 1;
         }
         (done, at)
@@ -807,6 +834,31 @@ mod tests {
         assert_eq!(r.len, 1 + 8 + 1 + 2 + 3);
         for piece in [1, 2, 3, 5, 7, 11] {
             assert_eq!(events(&data, piece), whole, "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn sets_hashes_and_big_zsets_tile_alike_whole_and_in_pieces() {
+        let mut f = b"REDIS0009".to_vec();
+        f.extend_from_slice(&[0xFE, 0]);
+        // A set of a plain, an integer and an LZF member.
+        f.extend_from_slice(&[2, 1, b's', 3, 2, b'a', b'b', 0xC0, 9]);
+        f.extend_from_slice(&[0xC3, 6, 6, 2, b'x', b'y', b'z', 0b0010_0000, 2]);
+        // A hash of two fields, a zset of two members with binary scores.
+        f.extend_from_slice(&[4, 1, b'h', 2, 1, b'f', 1, b'v', 1, b'g', 0xC1, 1, 2]);
+        f.extend_from_slice(&[5, 1, b'z', 2, 1, b'm']);
+        f.extend_from_slice(&1.5f64.to_le_bytes());
+        f.extend_from_slice(&[1, b'n']);
+        f.extend_from_slice(&2.5f64.to_le_bytes());
+        f.extend_from_slice(&[0, 1, b'k', 1, b'v', 0xFF]);
+        f.extend_from_slice(&[0; 8]);
+        let whole = events(&f, f.len());
+        let records: Vec<_> = whole.iter().filter_map(|(e, k)| if let Event::Record(r) = e { Some((k.clone(), r.offset, r.len)) } else { None }).collect();
+        let starts = [11u64, 29, 42, 66];
+        let expect: Vec<_> = [&b"s"[..], b"h", b"z", b"k"].iter().zip(starts).zip(starts.iter().skip(1).chain([&71])).map(|((k, o), e)| (k.to_vec(), o, e - o)).collect();
+        assert_eq!(records, expect);
+        for piece in 1..f.len() {
+            assert_eq!(events(&f, piece), whole, "pieces of {piece}");
         }
     }
 
