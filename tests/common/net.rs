@@ -190,14 +190,14 @@ fn write_script(path: &Path, text: &str) {
 pub struct Proxy {
     pub port: u16,
     state: Arc<ProxyState>,
-    /// Bytes read from clients so far.
-    upstream_bytes: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
 struct ProxyState {
     down: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
+    /// Bytes read from clients so far.
+    upstream: AtomicU64,
     /// The upstream byte count at which the proxy goes down by itself (0: never).
     cut_at: AtomicU64,
 }
@@ -216,8 +216,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
         let state = Arc::new(ProxyState::default());
-        let upstream_bytes = Arc::new(AtomicU64::new(0));
-        let (st, u) = (state.clone(), upstream_bytes.clone());
+        let st = state.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -233,17 +232,17 @@ impl Proxy {
                     }
                 }
                 drop(list);
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some((u.clone(), st.clone())));
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some(st.clone()));
                 pipe(server, client, None);
             }
         });
-        Proxy { port, state, upstream_bytes }
+        Proxy { port, state }
     }
 
     /// Goes down by itself once clients have sent `bytes` more: at that point in the
     /// stream, however fast the client runs.
     pub fn cut_after(&self, bytes: u64) {
-        self.state.cut_at.store(self.upstream_bytes.load(Ordering::SeqCst) + bytes, Ordering::SeqCst);
+        self.state.cut_at.store(self.state.upstream.load(Ordering::SeqCst) + bytes, Ordering::SeqCst);
     }
 
     /// Whether the proxy has cut its connections (and refuses new ones).
@@ -260,15 +259,15 @@ impl Proxy {
 
 /// Copies `from` to `to`; upstream, counts the bytes and cuts the proxy where it was told to,
 /// before forwarding the bytes that reach that count.
-fn pipe(mut from: TcpStream, mut to: TcpStream, upstream: Option<(Arc<AtomicU64>, Arc<ProxyState>)>) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, upstream: Option<Arc<ProxyState>>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if let Some((count, state)) = &upstream {
-                        let total = count.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                    if let Some(state) = &upstream {
+                        let total = state.upstream.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
                         let cut_at = state.cut_at.load(Ordering::SeqCst);
                         if cut_at != 0 && total >= cut_at {
                             state.cut();
