@@ -83,6 +83,7 @@ fn snapshot(full: bool) -> Snapshot {
         summary: BackupSummary { bytes_processed: 481, chunks: 2, new_chunks: 1, new_raw_bytes: 300, bytes_added: 350, duration_ms: 7 },
         original: None,
         key_index: None,
+        key_layers: None,
     }
 }
 

@@ -62,6 +62,9 @@ pub struct BackupArgs {
     /// Do not write a key index (exact-key inspect/restore/export then read the whole RDB).
     #[arg(long)]
     pub no_key_index: bool,
+    /// Write the key index whole, not as a delta on an earlier snapshot's (see docs/format.md).
+    #[arg(long, conflicts_with = "no_key_index")]
+    pub full_key_index: bool,
     #[command(flatten)]
     pub redis: RedisArgs,
 }
@@ -145,6 +148,7 @@ fn back_up(g: &Global, a: &BackupArgs, target: Target, mut file_input: Option<(S
         progress: output::progress(total, g.quiet, g.json, "backup"),
         raw: a.raw,
         key_index: !a.no_key_index,
+        full_key_index: a.full_key_index,
         ..BackupOptions::default()
     };
     if let Some(t) = a.threads {

@@ -27,8 +27,11 @@ use crate::engine::restore::Blobs;
 use crate::engine::packer::{adopt_orphan_packs, write_packs, FinishedPack, Packer};
 use crate::store::direct::{Blocks, Sequential};
 use crate::store::{FileKind, Repository};
+use crate::engine::keybase;
+use crate::engine::layering::{ChunkSeen, Layered, Layering};
 use crate::format::keyindex::TopTable;
-use crate::format::snapshot::{BackupSummary, KeyIndexRef, Snapshot, SnapshotFile, SourceDesc};
+use crate::format::keylayers::lead;
+use crate::format::snapshot::{BackupSummary, KeyIndexRef, KeyLayersRef, Listing, Snapshot, SnapshotFile, SourceDesc};
 
 /// How to run a backup.
 #[derive(Clone)]
@@ -53,6 +56,8 @@ pub struct BackupOptions {
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Write a key index of the RDB (see `redis::keyindex`).
     pub key_index: bool,
+    /// Write it whole even when an earlier snapshot's could be its base.
+    pub full_key_index: bool,
 }
 
 impl Default for BackupOptions {
@@ -67,6 +72,7 @@ impl Default for BackupOptions {
             raw: false,
             cancel: None,
             key_index: true,
+            full_key_index: false,
         }
     }
 }
@@ -230,10 +236,19 @@ pub fn run_with(
     let time = crate::host::now_rfc3339();
     // Dedup needs only which blobs exist: not the full index, a quarter of its memory.
     // Listing the packs (for orphans to adopt) waits on the disk: done meanwhile.
-    let (known, listed) = std::thread::scope(|s| {
+    let facts_input = if inputs.len() == 1 { Some(0) } else { inputs.iter().position(|i| i.name.ends_with(".rdb")) };
+    let indexed_file = facts_input.filter(|_| opts.key_index).map(|n| inputs[n].name.clone());
+    let (known, listed, base) = std::thread::scope(|s| {
         let listing = s.spawn(|| repo.backend().list(FileKind::Pack));
+        // The base of a layered key index, chosen among the snapshots meanwhile.
+        let base = s.spawn(|| -> Option<KeyIndexRef> {
+            let file = indexed_file.as_ref().filter(|_| !opts.full_key_index)?;
+            let host = opts.host.clone().unwrap_or_else(crate::host::hostname);
+            keybase::choose(&Listing::load(repo).ok()?.snapshots, &host, file)
+        });
         let known = Known::load(repo);
-        (known, listing.join().unwrap_or_else(|_| Err(Error::Invalid("pack listing thread panicked".into()))))
+        let listed = listing.join().unwrap_or_else(|_| Err(Error::Invalid("pack listing thread panicked".into())));
+        (known, listed, base.join().ok().flatten())
     });
     let (mut known, listed) = (known?, listed?);
     let indexed = std::mem::take(&mut known.packs);
@@ -247,8 +262,8 @@ pub fn run_with(
     let has_dict = !stored_dicts.is_empty();
 
     // Facts are read from a lone input, or from the RDB of a multi-file
-    // source (the base file of an AOF directory): from its chunker's record scan.
-    let facts_input = if inputs.len() == 1 { Some(0) } else { inputs.iter().position(|i| i.name.ends_with(".rdb")) };
+    // source (the base file of an AOF directory): from its chunker's record scan
+    // (`facts_input`, above).
     // Without a dictionary yet, the first megabytes of input train one.
     let mut inputs: Vec<(String, Vec<Chunks>, Chunker<Box<dyn Read + Send + '_>>)> = inputs
         .into_iter()
@@ -336,9 +351,16 @@ pub fn run_with(
             s.spawn(move || run_worker(repo, &dedup, opts.zstd_level, (dict, wait_dict), job_rx, seal_tx, ev_tx));
         }
         drop(job_rx);
+        // The indexed file's chunks, named to its layering as the collector puts them in order.
+        let (chunks_tx, chunks_rx) = crossbeam_channel::unbounded();
+        let mut layering = opts.key_index.then(|| match &base {
+            Some(b) => Layering::layers(chunks_rx, keybase::stream(s, repo, b)),
+            None => Layering::facts(chunks_rx),
+        });
         let collector = {
             let (meta_tx, dedup) = (meta_tx.clone(), dedup.clone());
-            s.spawn(move || run_collector(repo, &dedup, ev_rx, meta_tx))
+            let named = layering.is_some().then_some(chunks_tx).zip(facts_input);
+            s.spawn(move || run_collector(repo, &dedup, ev_rx, meta_tx, named))
         };
         // Key index blobs go to the packer like any other; this sender closes once the top
         // table is stored (after the collector, which knows where the chunk lists start).
@@ -358,7 +380,7 @@ pub fn run_with(
                     index_sealer = Some(sealer);
                     store
                 });
-                let (feed, handle) = facts::spawn(s, !opts.raw, store);
+                let (feed, handle) = facts::spawn(s, !opts.raw, store, layering.take());
                 facts_thread = Some((name.clone(), handle));
                 Some(feed)
             } else {
@@ -406,7 +428,9 @@ pub fn run_with(
             h.join().unwrap_or_else(|_| Err(Error::Invalid("key index sealer thread panicked".into())))
         });
         let index = match (index, index_tx, &collected) {
-            (Some((name, top)), Some(tx), Ok(c)) => Some(sealed.and(top).and_then(|top| store_top(repo, &dedup, tx, top, &name, c))),
+            (Some((name, top)), Some(tx), Ok(c)) => {
+                Some(sealed.and(top).and_then(|(top, layered)| store_top(repo, &dedup, tx, top, &name, c, (base.as_ref(), layered))))
+            }
             _ => None,
         };
         let packed = packer.join().unwrap_or_else(|_| Err(Error::Invalid("packer thread panicked".into())));
@@ -422,7 +446,11 @@ pub fn run_with(
     let stats = packed?;
     let (bytes_processed, parsed) = read_result?;
     let collected = collected?;
-    let key_index = index.transpose()?;
+    let (key_index, key_layers) = match index.transpose()? {
+        Some(Stored::Full(r)) => (Some(r), None),
+        Some(Stored::Layers(r)) => (None, Some(r)),
+        None => (None, None),
+    };
     let facts = match parsed {
         None => None,
         Some((name, parsed, _)) if opts.raw => facts::recorded(&name, parsed),
@@ -450,6 +478,7 @@ pub fn run_with(
         },
         original: None,
         key_index,
+        key_layers,
     };
     finish(&mut snapshot)?;
     let id = snapshot.save(repo)?;
@@ -492,19 +521,51 @@ fn index_store<'s>(
     (store, sealers)
 }
 
-/// Completes the top table with where the chunk lists of file `name` start, stores it
-/// and closes the index's sender.
-fn store_top(repo: &Repository, dedup: &Dedup, tx: Sender<Vec<Sealed>>, mut top: TopTable, name: &str, c: &Collected) -> Result<KeyIndexRef> {
+/// What a backup's key index became.
+enum Stored {
+    Full(KeyIndexRef),
+    Layers(KeyLayersRef),
+}
+
+/// Completes the top table with where the chunk lists of file `name` start, stores it (and
+/// the runs of a layered index) and closes the index's sender.
+fn store_top(
+    repo: &Repository,
+    dedup: &Dedup,
+    tx: Sender<Vec<Sealed>>,
+    mut top: TopTable,
+    name: &str,
+    c: &Collected,
+    (base, layered): (Option<&KeyIndexRef>, Option<Layered>),
+) -> Result<Stored> {
     let Some(i) = c.files.iter().position(|f| f.name == name) else {
         return Err(Error::Invalid(format!("key index: no file {name} in the snapshot")));
     };
     top.list_starts = c.list_starts.get(i).cloned().unwrap_or_default();
-    let plain = top.encode();
-    let id = repo.hasher().id(&plain);
-    if dedup.claim(&id) {
-        tx.send(vec![Sealed::single(repo, BlobType::Data, id, &plain, &mut Compressor::plain())]).map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+    let store = |plain: &[u8], zstd: &mut Compressor| -> Result<Id> {
+        let id = repo.hasher().id(plain);
+        if dedup.claim(&id) {
+            tx.send(vec![Sealed::single(repo, BlobType::Data, id, plain, zstd)]).map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+        }
+        Ok(id)
+    };
+    let id = store(&top.encode(), &mut Compressor::plain())?;
+    let full = KeyIndexRef { file: name.to_string(), top: id.to_hex(), keys: top.keys, facts: Vec::new() };
+    let Some(layered) = layered else { return Ok(Stored::Full(full)) };
+    match (base, layered.runs) {
+        (Some(base), Some(runs)) => {
+            let runs = store(&runs.encode(), &mut Compressor::new(3, None)?)?;
+            Ok(Stored::Layers(KeyLayersRef {
+                file: name.to_string(),
+                keys: top.keys + layered.covered,
+                base: base.clone(),
+                delta: id.to_hex(),
+                delta_keys: top.keys,
+                runs: runs.to_hex(),
+            }))
+        }
+        _ => Ok(Stored::Full(KeyIndexRef { facts: layered.facts.iter().map(Id::to_hex).collect(), ..full })),
     }
-    Ok(KeyIndexRef { file: name.to_string(), top: id.to_hex(), keys: top.keys })
 }
 
 /// Renames the input of an [`Error::NotRdb`] (`dump.rdb` -> what the user called it:
@@ -686,7 +747,9 @@ struct Collected {
 }
 
 /// Puts chunk ids back in input order and stores the chunk lists.
-fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, sealed: Sender<Vec<Sealed>>) -> Result<Collected> {
+/// With `named`, the chunks of input `n` are also named, in order, to `tx` (for the key
+/// index's layering; it may have stopped listening).
+fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, sealed: Sender<Vec<Sealed>>, named: Option<(Sender<ChunkSeen>, usize)>) -> Result<Collected> {
     // Chunk lists are random ids: compressing them gains nothing.
     let mut plain = Compressor::plain();
     let mut out = Collected::default();
@@ -756,6 +819,11 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
             drop(bytes);
             next += ids.len() as u64;
             file_chunks += ids.len() as u64;
+            if let Some((tx, _)) = named.as_ref().filter(|(_, n)| *n == out.files.len()) {
+                for (id, len) in &ids {
+                    let _ = tx.send((lead(id), *len));
+                }
+            }
             for (id, len) in &ids {
                 if !tree.open() {
                     starts.push(file_bytes);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::crypto::Id;
+use crate::engine::layering::{Layered, Layering};
 use crate::engine::scanned::Scanned;
 use crate::format::keyindex::{Builder, EntryRef, TopTable};
 use crate::rdb::{self, RdbError};
@@ -54,34 +55,57 @@ pub type Parsed = Result<RedisFacts, RdbError>;
 pub type StoreBlob<'scope> = Box<dyn FnMut(&[u8]) -> crate::error::Result<Id> + Send + 'scope>;
 
 /// What the parser thread returns: the facts, and the key index's top table (pages
-/// stored, chunk-list starts still empty) when one was asked for and the RDB is complete.
+/// stored, chunk-list starts still empty) when one was asked for and the RDB is complete,
+/// with what its layering found.
 pub struct Outcome {
     pub parsed: Parsed,
-    pub index: Option<crate::error::Result<TopTable>>,
+    pub index: Option<crate::error::Result<(TopTable, Option<Layered>)>>,
 }
 
 /// Starts the parser in `scope`. A `strict` parser stops reading at the first error (the
 /// backup will be refused); otherwise it reads to the end so the feeder never blocks.
-/// With `index`, the keys are also collected and stored as a key index through it.
+/// With `index`, the keys are also collected and stored as a key index through it,
+/// layered (or with chunk facts) when `layering` is given.
 pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     strict: bool,
     index: Option<StoreBlob<'scope>>,
+    layering: Option<Layering>,
 ) -> (FactsFeed, std::thread::ScopedJoinHandle<'scope, Outcome>) {
     let (tx, rx) = bounded::<Fed>(8);
-    let handle = scope.spawn(move || parse(rx, strict, index));
+    let handle = scope.spawn(move || parse(rx, strict, index.map(|store| IndexFeed::with(store, layering))));
     (FactsFeed { tx: Some(tx) }, handle)
 }
 
 /// Key index entries of the records the parser walks; the first error stops it.
-pub struct IndexFeed {
+pub struct IndexFeed<'s> {
     builder: Option<Builder>,
     failed: Option<crate::error::Error>,
+    layering: Option<Layering>,
+    store: Option<StoreBlob<'s>>,
 }
 
-impl IndexFeed {
-    pub fn new() -> IndexFeed {
-        IndexFeed { builder: Some(Builder::new()), failed: None }
+/// Hands an entry to the builder; the first error stops it.
+fn keep_into<'a>(builder: &'a mut Option<Builder>, failed: &'a mut Option<crate::error::Error>) -> impl FnMut(EntryRef<'_>) + 'a {
+    move |entry| {
+        let Some(b) = builder.as_mut() else { return };
+        if let Err(e) = b.push(entry) {
+            *failed = Some(e);
+            *builder = None;
+        }
+    }
+}
+
+impl IndexFeed<'static> {
+    pub fn new() -> IndexFeed<'static> {
+        IndexFeed { builder: Some(Builder::new()), failed: None, layering: None, store: None }
+    }
+}
+
+impl<'s> IndexFeed<'s> {
+    /// A feed that stores its blobs (chunk facts, then pages) through `store`.
+    fn with(store: StoreBlob<'s>, layering: Option<Layering>) -> IndexFeed<'s> {
+        IndexFeed { builder: Some(Builder::new()), failed: None, layering, store: Some(store) }
     }
 
     /// Adds the record `rec`, which ends at file offset `end`.
@@ -91,8 +115,25 @@ impl IndexFeed {
 
     /// Adds one entry.
     pub fn push_entry(&mut self, entry: EntryRef<'_>) {
-        let Some(b) = self.builder.as_mut() else { return };
-        if let Err(e) = b.push(entry) {
+        let mut keep = keep_into(&mut self.builder, &mut self.failed);
+        match self.layering.as_mut() {
+            Some(l) => l.push(entry, &mut keep),
+            None => keep(entry),
+        }
+    }
+
+    /// The file's header, for the layering to compare with its base's.
+    fn header(&mut self, header: &[u8]) {
+        if let Some(l) = self.layering.as_mut() {
+            l.header(header);
+        }
+    }
+
+    /// The scan reached a batch's end: the layering takes the chunks it can.
+    fn batch_done(&mut self) {
+        let (Some(l), Some(store)) = (self.layering.as_mut(), self.store.as_mut()) else { return };
+        let advanced = l.advance(&mut keep_into(&mut self.builder, &mut self.failed), store);
+        if let Err(e) = advanced {
             self.failed = Some(e);
             self.builder = None;
         }
@@ -105,29 +146,40 @@ impl IndexFeed {
             (None, b) => Ok(b.unwrap_or_default()),
         }
     }
+
+    /// Completes the layering and the index: its pages stored, its top table returned.
+    fn complete(mut self) -> crate::error::Result<(TopTable, Option<Layered>)> {
+        let mut store = self.store.take().ok_or_else(|| crate::error::Error::Invalid("key index: no blob store".into()))?;
+        let layered = match self.layering.take() {
+            Some(l) => Some(l.finish(&mut keep_into(&mut self.builder, &mut self.failed), &mut store)?),
+            None => None,
+        };
+        let top = self.finish()?.finish(store)?;
+        Ok((top, layered))
+    }
 }
 
-impl Default for IndexFeed {
+impl Default for IndexFeed<'static> {
     fn default() -> Self {
         IndexFeed::new()
     }
 }
 
-fn parse(rx: Receiver<Fed>, strict: bool, store: Option<StoreBlob<'_>>) -> Outcome {
-    let mut feed = store.as_ref().map(|_| IndexFeed::new());
+fn parse(rx: Receiver<Fed>, strict: bool, mut feed: Option<IndexFeed<'_>>) -> Outcome {
     let result = match rx.recv() {
         // The scanner read the header: its findings stand in for a walk of the bytes.
-        Ok((batch, Some(scanned))) if scanned.version != 0 => from_scans(&rx, (batch, Some(scanned)), strict, |e| {
-            if let Some(f) = feed.as_mut() {
-                f.push_entry(e);
-            }
-        }),
+        Ok((batch, Some(scanned))) if scanned.version != 0 => from_scans(&rx, (batch, Some(scanned)), strict, &mut feed),
         // No scan (or no RDB header in it): the parser walks the bytes and says why.
         first => {
             let mut reader = ChunkReader { rx, cur: first.ok().map(|(b, _)| b), pos: 0 };
+            let mut n = 0u32;
             let result = rdb::summarize_each(&mut reader, |rec, end| {
                 if let Some(f) = feed.as_mut() {
                     f.push(rec, end);
+                    n = n.wrapping_add(1);
+                    if n % 1024 == 0 {
+                        f.batch_done();
+                    }
                 }
             });
             if result.is_ok() || !strict {
@@ -137,10 +189,10 @@ fn parse(rx: Receiver<Fed>, strict: bool, store: Option<StoreBlob<'_>>) -> Outco
             result
         }
     };
-    let index = match (&result, feed, store) {
-        (Ok(s), Some(feed), Some(store)) => Some(feed.finish().and_then(|b| b.finish(store)).map(|mut top| {
+    let index = match (&result, feed) {
+        (Ok(s), Some(feed)) => Some(feed.complete().map(|(mut top, layered)| {
             top.header = header(s.rdb_version);
-            top
+            (top, layered)
         })),
         _ => None,
     };
@@ -151,9 +203,12 @@ fn parse(rx: Receiver<Fed>, strict: bool, store: Option<StoreBlob<'_>>) -> Outco
 /// checksum), from the scanner's findings sent with each batch: the records are counted and
 /// indexed, the bytes only checksummed. A strict reader stops at the first error; otherwise
 /// it reads to the end so the feeder never blocks.
-fn from_scans(rx: &Receiver<Fed>, first: Fed, strict: bool, mut each: impl FnMut(EntryRef<'_>)) -> Result<rdb::Summary, RdbError> {
+fn from_scans(rx: &Receiver<Fed>, first: Fed, strict: bool, feed: &mut Option<IndexFeed<'_>>) -> Result<rdb::Summary, RdbError> {
     let mut s = rdb::Summary { rdb_version: first.1.as_ref().map_or(0, |f| f.version), ..rdb::Summary::default() };
     let with_crc = s.rdb_version >= 5;
+    if let Some(f) = feed.as_mut() {
+        f.header(&header(s.rdb_version));
+    }
     let (mut crc, mut at) = (0u64, 0u64);
     // Where the checksummed bytes end (the scan finds the EOF item before its bytes arrive),
     // and the stored checksum that follows them.
@@ -165,7 +220,12 @@ fn from_scans(rx: &Receiver<Fed>, first: Fed, strict: bool, mut each: impl FnMut
         if let Some(mut scanned) = scanned {
             for r in scanned.records() {
                 s.count_key(r.db, r.expire_ms.is_some());
-                each(EntryRef { db: r.db, key: r.key, rdb_type: r.rdb_type, expire_ms: r.expire_ms.map(|t| t as u64), offset: r.offset, len: r.len });
+                if let Some(f) = feed.as_mut() {
+                    f.push_entry(EntryRef { db: r.db, key: r.key, rdb_type: r.rdb_type, expire_ms: r.expire_ms.map(|t| t as u64), offset: r.offset, len: r.len });
+                }
+            }
+            if let Some(f) = feed.as_mut() {
+                f.batch_done();
             }
             for (k, v) in &scanned.aux {
                 s.add_aux(k, v);
@@ -214,7 +274,7 @@ fn from_scans(rx: &Receiver<Fed>, first: Fed, strict: bool, mut each: impl FnMut
 }
 
 /// The 9 header bytes of an RDB of `version`.
-fn header(version: u16) -> Vec<u8> {
+pub fn header(version: u16) -> Vec<u8> {
     if version >= rdb::VALKEY_MIN_VERSION {
         format!("VALKEY{version:03}").into_bytes()
     } else {
@@ -318,7 +378,7 @@ mod tests {
     /// Facts as a backup with `--raw` gathers them: from the chunker's shared batches.
     fn facts_of(data: &[u8], scan: bool) -> Option<RedisFacts> {
         std::thread::scope(|s| {
-            let (mut feed, handle) = spawn(s, false, None);
+            let (mut feed, handle) = spawn(s, false, None, None);
             for batch in chunker(data, scan) {
                 let mut batch = batch.expect("reading a slice");
                 let scanned = batch.take_scanned();
@@ -394,7 +454,7 @@ mod tests {
                         stored.lock().expect("pages").push(page.to_vec());
                         Ok(Id([0; 32]))
                     });
-                    let (mut feed, handle) = spawn(s, true, Some(store));
+                    let (mut feed, handle) = spawn(s, true, Some(store), None);
                     for batch in chunker(&data, scan) {
                         let mut batch = batch.expect("reading a slice");
                         let scanned = batch.take_scanned();
@@ -405,7 +465,7 @@ mod tests {
                     feed.finish();
                     let out = handle.join().expect("parser thread");
                     let facts = out.parsed.map_err(|e| e.to_string());
-                    let top = out.index.map(|t| t.map(|t| (t.header, t.keys)).map_err(|e| e.to_string()));
+                    let top = out.index.map(|t| t.map(|(t, _)| (t.header, t.keys)).map_err(|e| e.to_string()));
                     (facts, top)
                 });
                 (facts, top, pages.into_inner().expect("pages"))
@@ -424,7 +484,7 @@ mod tests {
         let mut bad = rdb(30_000);
         bad[77] = 0x77; // the second key's type byte: no such type
         let (pushed, total, parsed) = std::thread::scope(|s| {
-            let (mut feed, handle) = spawn(s, true, None);
+            let (mut feed, handle) = spawn(s, true, None, None);
             let batches: Vec<_> = Chunker::new(bad.as_slice(), ChunkerParams::default(), 3).batch_bytes(10_000).collect();
             let total = batches.len();
             let mut pushed = 0;

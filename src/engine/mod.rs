@@ -7,6 +7,8 @@
 pub mod backup;
 pub mod chunker;
 pub mod facts;
+pub mod keybase;
+pub mod layering;
 pub mod lists;
 pub mod packorder;
 pub mod packer;

@@ -9,6 +9,7 @@ pub mod chunklist;
 pub mod compress;
 pub mod index;
 pub mod keyindex;
+pub mod keylayers;
 pub mod pack;
 pub mod select;
 pub mod snapshot;

@@ -117,6 +117,10 @@ pub struct Snapshot {
     /// and input that is not a complete RDB); older readers ignore the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_index: Option<KeyIndexRef>,
+    /// A layered key index instead (see `redis::keyindex`): a field of its own, so that older
+    /// readers, which would take the delta for the whole index, ignore it and stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_layers: Option<KeyLayersRef>,
 }
 
 /// Where a snapshot's key index is: its top table blob, which names the page blobs.
@@ -128,6 +132,29 @@ pub struct KeyIndexRef {
     pub top: String,
     /// Keys it lists.
     pub keys: u64,
+    /// The file's chunk-facts pieces in order (`format::keylayers`), written with a full index
+    /// so later backups can layer theirs on it; empty for older snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<String>,
+}
+
+/// Where a layered key index is: the full index of an earlier snapshot's file (the base), the
+/// runs of this file whose bytes and records are the base's, and a full index of the records
+/// outside them (the delta). A key is the delta's entry, else the base's moved by its run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyLayersRef {
+    /// The snapshot file whose keys it lists.
+    pub file: String,
+    /// Keys it lists: the delta's and the base's inside runs.
+    pub keys: u64,
+    /// The base: a full index with its chunk facts (its `file` names the base snapshot's file).
+    pub base: KeyIndexRef,
+    /// Id of the delta's top table blob (its chunk-list starts are this file's).
+    pub delta: String,
+    /// Keys in the delta.
+    pub delta_keys: u64,
+    /// Id of the runs blob.
+    pub runs: String,
 }
 
 impl Snapshot {

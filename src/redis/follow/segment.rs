@@ -103,6 +103,7 @@ pub fn segment_snapshot(addr: &str, info: &SegmentInfo, files: Vec<SnapshotFile>
         summary,
         original: None,
         key_index: None,
+        key_layers: None,
     }
 }
 
