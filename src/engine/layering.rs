@@ -5,7 +5,7 @@
 //! collector (chunk ids, in file order, a little later). A chunk is taken once the scan has
 //! passed its start; an entry is decided once the chunks up to its end are taken.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use crossbeam_channel::Receiver;
 
@@ -16,6 +16,16 @@ use crate::format::keylayers::{encode_facts, ChunkFact, Run, Runs, FACTS_PER_PIE
 
 /// Base chunks looked ahead of the base's cursor: ~150 MiB of its file.
 const WINDOW: usize = 1 << 16;
+
+/// Slots of the lead table: 16 per window chunk, so few share one (4 MiB).
+const SLOT_BITS: u32 = 20;
+/// Base chunks past the window's front compared one by one before the slots are asked.
+const NEAR: usize = 16;
+
+/// The slot of a lead: its top bits (leads are keyed hashes: uniform).
+fn slot(lead: u64) -> usize {
+    (lead >> (64 - SLOT_BITS)) as usize
+}
 
 /// A chunk of the backup's file as the collector names it: its id's lead and its length.
 pub type ChunkSeen = (u64, u32);
@@ -174,8 +184,10 @@ struct Aligner {
     /// Upcoming base chunks with their offsets; `first` is the ordinal of the front.
     window: VecDeque<(ChunkFact, u64)>,
     first: u64,
-    /// Lead -> ordinal of the first window chunk with it.
-    leads: HashMap<u64, u64>,
+    /// Ordinal + 1 of the last chunk read whose lead has these bits, at the lead's top
+    /// [`SLOT_BITS`]: one store a chunk. A later chunk may take an earlier one's slot; a
+    /// match is checked against the window, so that costs a missed match, never a wrong one.
+    slots: Vec<u32>,
     /// Offset in the base file after the last chunk read into the window.
     base_end: u64,
     /// The run being extended, and those done.
@@ -187,7 +199,7 @@ struct Aligner {
 
 impl Aligner {
     fn new(base: Option<Receiver<Vec<ChunkFact>>>) -> Aligner {
-        Aligner { base, base_header: None, new_header: None, window: VecDeque::new(), first: 0, leads: HashMap::new(), base_end: 0, open: None, runs: Vec::new(), last_match: 0 }
+        Aligner { base, base_header: None, new_header: None, window: VecDeque::new(), first: 0, slots: Vec::new(), base_end: 0, open: None, runs: Vec::new(), last_match: 0 }
     }
 
     /// Fills the window up to [`WINDOW`] chunks from the base stream.
@@ -198,24 +210,37 @@ impl Aligner {
                 self.base = None;
                 return;
             };
+            if self.slots.is_empty() {
+                self.slots = vec![0; 1 << SLOT_BITS];
+            }
             for f in piece {
                 let ordinal = self.first + self.window.len() as u64;
-                self.leads.entry(f.lead).or_insert(ordinal);
+                self.slots[slot(f.lead)] = ordinal as u32 + 1;
                 self.window.push_back((f, self.base_end));
                 self.base_end += u64::from(f.len);
             }
         }
     }
 
+    /// The window ordinal of a base chunk with `lead`, if one is found: near the front first
+    /// (a change mostly shifts the files by a few chunks), else through the slots.
+    fn find(&self, lead: u64) -> Option<u64> {
+        if let Some(i) = self.window.iter().take(NEAR).position(|(f, _)| f.lead == lead) {
+            return Some(self.first + i as u64);
+        }
+        let stored = *self.slots.get(slot(lead))?;
+        // The ordinal's low 32 bits: the window is far shorter than 2^32 chunks.
+        let j = (self.first & !0xFFFF_FFFF) | u64::from(stored.checked_sub(1)?);
+        let j = if j < self.first { j + (1 << 32) } else { j };
+        let (f, _) = self.window.get((j - self.first) as usize)?;
+        (f.lead == lead).then_some(j)
+    }
+
     /// Drops the window's front up to and including ordinal `upto`.
     fn drop_through(&mut self, upto: u64) {
-        while self.first <= upto {
-            let Some((f, _)) = self.window.pop_front() else { break };
-            if self.leads.get(&f.lead) == Some(&self.first) {
-                self.leads.remove(&f.lead);
-            }
-            self.first += 1;
-        }
+        let n = (upto + 1).saturating_sub(self.first).min(self.window.len() as u64);
+        self.window.drain(..n as usize);
+        self.first += n;
     }
 
     fn close(&mut self) {
@@ -240,19 +265,19 @@ impl Aligner {
                     if let Some(r) = self.open.as_mut() {
                         r.len += u64::from(c.len);
                     }
-                    self.drop_through(self.first);
+                    self.window.pop_front();
+                    self.first += 1;
                     self.last_match = x;
                     return;
                 }
             }
             self.close();
         }
-        if let Some(&j) = self.leads.get(&c.lead) {
-            let i = j.saturating_sub(self.first) as usize;
-            if let Some(&(f, base_at)) = self.window.get(i).filter(|_| j >= self.first) {
+        if let Some(j) = self.find(c.lead) {
+            if let Some(&(f, base_at)) = self.window.get((j - self.first) as usize) {
                 // Both parses start a record here in the same database: the same bytes
                 // then hold the same records up to the run's end.
-                if f.len == c.len && f.starts_record && c.starts_record && f.db == c.db {
+                if f.lead == c.lead && f.len == c.len && f.starts_record && c.starts_record && f.db == c.db {
                     self.open = Some(Run { new: x, base: base_at, len: u64::from(c.len) });
                     self.drop_through(j);
                     self.last_match = x;
