@@ -31,6 +31,7 @@ mod inspect;
 mod inspect_output;
 mod key_filters;
 mod key_index;
+mod key_layers;
 mod key_lanes;
 mod keys;
 mod layout;

@@ -368,8 +368,8 @@ fn with_blobs_for<T>(
     let snaps = specs.iter().map(|s| find_snapshot_matching(&repo, s, filter)).collect::<anyhow::Result<Vec<_>>>()?;
     snaps.iter().try_for_each(|(id, snap)| not_a_segment(id, snap))?;
     let exact = keys.and_then(|k| k.pattern.as_ref()).is_some_and(|p| p.literal_prefix().1);
-    let tops: Vec<Id> = snaps.iter().filter_map(|(_, s)| s.key_index.as_ref().and_then(|r| Id::from_hex(&r.top))).collect();
-    if exact && tops.len() == snaps.len() {
+    let tops: Vec<Id> = snaps.iter().flat_map(|(_, s)| rdbvault::redis::keyindex::first_blobs(s)).collect();
+    if exact && snaps.iter().all(|(_, s)| rdbvault::redis::keyindex::has_index(s)) {
         if let Ok(lookup) = rdbvault::engine::restore::Lookup::new(&repo, &tops) {
             return f(&snaps, &Blobs::few(&repo, Arc::new(lookup))?);
         }

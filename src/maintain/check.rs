@@ -396,10 +396,13 @@ fn check_snapshots(repo: &Repository, blobs: &Blobs<'_>, read_all: bool, report:
                 }
             }
         }
-        if let Some(r) = &snap.key_index {
-            if let Err(e) = crate::maintain::keycheck::check_key_index(blobs, &snap, r, read_all) {
-                report.error("key-index", Some(what.clone()), None, format!("{e}; the RDB itself is not affected (restore of the whole snapshot still works), but selecting keys through the index fails"));
-            }
+        let checked = match (&snap.key_index, &snap.key_layers) {
+            (Some(r), _) => crate::maintain::keycheck::check_key_index(blobs, &snap, r, read_all),
+            (None, Some(r)) => crate::maintain::keycheck::check_key_layers(blobs, &snap, r, read_all),
+            (None, None) => Ok(()),
+        };
+        if let Err(e) = checked {
+            report.error("key-index", Some(what.clone()), None, format!("{e}; the RDB itself is not affected (restore of the whole snapshot still works), but selecting keys through the index fails"));
         }
     }
     Ok(())

@@ -105,11 +105,11 @@ fn copy_one(
             }
             stored = made.summary.clone();
             let files = std::mem::take(&mut made.files);
-            // The copy's own key index: the source's names blobs of the source.
-            let key_index = made.key_index.take();
+            // The copy's own key index, full or layered: the source's names blobs of the source.
+            let (key_index, key_layers) = (made.key_index.take(), made.key_layers.take());
             *made = snap.clone();
             made.files = files;
-            made.key_index = key_index;
+            (made.key_index, made.key_layers) = (key_index, key_layers);
             made.original = Some(original.to_string());
             Ok(())
         })

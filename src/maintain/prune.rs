@@ -30,7 +30,7 @@ use crate::format::pack::{blob_in_frame, frames, open_frame, seal_frame, BlobEnt
 use crate::store::{display_name, FileKind, Repository};
 use crate::engine::packer::PACKS_PER_INDEX;
 use crate::engine::restore::{dictionary_ids, Blobs};
-use crate::format::snapshot::{Listing, Snapshot, Unreadable};
+use crate::format::snapshot::{KeyIndexRef, Listing, Snapshot, Unreadable};
 
 /// How to prune.
 #[derive(Debug, Clone, Copy)]
@@ -101,8 +101,9 @@ pub struct PrunePlan {
     index: Index,
 }
 
-/// Every blob the snapshots need: chunk-list blobs, the chunks they list, and
-/// the compression dictionaries (which any stored blob may name).
+/// Every blob the snapshots need: chunk-list blobs, the chunks they list, the
+/// compression dictionaries (which any stored blob may name) and the key indexes' blobs
+/// (a layered one's base too, though the base's snapshot may be gone).
 /// Fails, naming the snapshot, if one is not indexed (prune must not run then).
 pub fn used_blobs<'i>(repo: &Repository, index: &'i Index, snapshots: &[(Id, Snapshot)]) -> Result<BlobSet<'i>> {
     let blobs = Blobs::new(repo, index)?;
@@ -142,17 +143,48 @@ pub fn used_blobs<'i>(repo: &Repository, index: &'i Index, snapshots: &[(Id, Sna
             }
         }
         if let Some(r) = &snap.key_index {
-            let id = Id::from_hex(&r.top).ok_or_else(|| Error::corrupt(&what, format!("bad key index id {}", r.top)))?;
-            let top = TopTable::decode(&blobs.load(&id).map_err(damaged)?, &what)?;
-            used.insert(&id);
-            for p in top.pages {
-                if used.insert(&p.id).is_none() {
-                    return Err(damaged(Error::MissingBlob { id: p.id.to_hex() }));
-                }
-            }
+            keep_key_index(&blobs, &mut used, r, &what)?;
+        }
+        if let Some(r) = &snap.key_layers {
+            keep_key_index(&blobs, &mut used, &r.base, &what)?;
+            keep_top_table(&blobs, &mut used, &r.delta, &what)?;
+            keep_blob(&mut used, &r.runs, &what, "key index runs")?;
         }
     }
     Ok(used)
+}
+
+/// Marks a full key index used: its top table, the pages it names and its chunk-facts pieces
+/// (which later backups layer theirs on).
+fn keep_key_index(blobs: &Blobs<'_>, used: &mut BlobSet<'_>, r: &KeyIndexRef, what: &str) -> Result<()> {
+    keep_top_table(blobs, used, &r.top, what)?;
+    r.facts.iter().try_for_each(|hex| keep_blob(used, hex, what, "key index chunk facts"))
+}
+
+/// Marks a key index top table used, and the pages it names (read from it).
+fn keep_top_table(blobs: &Blobs<'_>, used: &mut BlobSet<'_>, hex: &str, what: &str) -> Result<()> {
+    let damaged = |e: Error| Error::corrupt(what, format!("{e}; run `rdbvault check` (and `repair index`) before pruning"));
+    let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(what, format!("bad key index id {hex}")))?;
+    // Shared by snapshots layered on one base: its pages are walked once.
+    if used.insert(&id) == Some(false) {
+        return Ok(());
+    }
+    let top = TopTable::decode(&blobs.load(&id).map_err(damaged)?, what)?;
+    for p in top.pages {
+        if used.insert(&p.id).is_none() {
+            return Err(damaged(Error::MissingBlob { id: p.id.to_hex() }));
+        }
+    }
+    Ok(())
+}
+
+/// Marks one blob a snapshot names used; fails if it is not indexed.
+fn keep_blob(used: &mut BlobSet<'_>, hex: &str, what: &str, kind: &str) -> Result<()> {
+    let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(what, format!("bad {kind} id {hex}")))?;
+    match used.insert(&id) {
+        Some(_) => Ok(()),
+        None => Err(Error::corrupt(what, format!("{}; run `rdbvault check` (and `repair index`) before pruning", Error::MissingBlob { id: hex.to_string() }))),
+    }
 }
 
 /// Every snapshot, or an error naming each that cannot be read. Prune never

@@ -66,7 +66,7 @@ pub struct Breakdown {
     pub chunk_list_bytes: u64,
     /// Sealed frames holding compression dictionaries.
     pub dictionary_bytes: u64,
-    /// Sealed frames holding key index pages and top tables.
+    /// Sealed frames holding key index pages, top tables, chunk facts and runs.
     pub key_index_bytes: u64,
     /// Sealed pack headers with their length fields (10 bytes per frame, 36 per blob).
     pub pack_header_bytes: u64,
@@ -158,18 +158,26 @@ fn pack_frame_bytes(index: &Index) -> HashMap<Id, u64> {
 }
 
 /// The frames' share of the breakdown: data, chunk lists, dictionaries and key index. Key
-/// index blobs are data blobs named by the snapshots' top tables; a top table that cannot be
-/// read leaves its pages counted as data (`check` reports it).
+/// index blobs are data blobs named by the snapshots (top tables, chunk facts, runs) and by
+/// their top tables (pages); a top table that cannot be read leaves its pages counted as
+/// data (`check` reports it).
 fn frame_breakdown(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]) -> Breakdown {
     let mut key_index: HashSet<Id> = HashSet::new();
     if let Ok(blobs) = Blobs::new(repo, index) {
-        for r in snapshots.iter().filter_map(|(_, s)| s.key_index.as_ref()) {
-            let Some(top) = Id::from_hex(&r.top) else { continue };
-            if !key_index.insert(top) {
-                continue;
-            }
-            if let Ok(t) = blobs.load(&top).and_then(|p| TopTable::decode(&p, &r.top)) {
-                key_index.extend(t.pages.iter().map(|p| p.id));
+        for (_, s) in snapshots {
+            let layers = s.key_layers.as_ref();
+            let fulls = s.key_index.iter().chain(layers.map(|l| &l.base));
+            let tops = fulls.clone().map(|r| &r.top).chain(layers.map(|l| &l.delta));
+            let others = fulls.flat_map(|r| &r.facts).chain(layers.map(|l| &l.runs));
+            key_index.extend(others.filter_map(|hex| Id::from_hex(hex)));
+            for hex in tops {
+                let Some(top) = Id::from_hex(hex) else { continue };
+                if !key_index.insert(top) {
+                    continue;
+                }
+                if let Ok(t) = blobs.load(&top).and_then(|p| TopTable::decode(&p, hex)) {
+                    key_index.extend(t.pages.iter().map(|p| p.id));
+                }
             }
         }
     }

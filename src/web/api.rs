@@ -247,7 +247,7 @@ pub fn with_blobs<T>(r: &Repo, f: impl FnOnce(&Blobs<'_>) -> Result<T, ApiError>
 /// kept [`Lookup`](crate::engine::restore::Lookup) (key pages and values of `snap`); with
 /// damaged index files, through the whole index (which reads pack headers instead).
 pub fn with_few_blobs<T>(r: &Repo, snap: &Snapshot, f: impl FnOnce(&Blobs<'_>) -> Result<T, ApiError>) -> Result<T, ApiError> {
-    let first: Vec<Id> = snap.key_index.as_ref().and_then(|k| Id::from_hex(&k.top)).into_iter().collect();
+    let first = crate::redis::keyindex::first_blobs(snap);
     let done = match r.index.get(&r.repo, &first) {
         Ok(lookup) => Blobs::few(&r.repo, lookup).map_err(ApiError::from).and_then(|blobs| f(&blobs)),
         Err(_) => return with_blobs(r, f),
