@@ -129,6 +129,15 @@ impl<'s> IndexFeed<'s> {
         }
     }
 
+    /// The scan reached the RDB's end: the chunks after it hold no record to wait for. After
+    /// an error there is no index to write: the layering stops taking chunks.
+    fn scan_ended(&mut self, ok: bool) {
+        match self.layering.as_mut() {
+            Some(l) if ok => l.scanned_all(),
+            _ => self.layering = None,
+        }
+    }
+
     /// The scan reached a batch's end: the layering takes the chunks it can.
     fn batch_done(&mut self) {
         let (Some(l), Some(store)) = (self.layering.as_mut(), self.store.as_mut()) else { return };
@@ -182,6 +191,9 @@ fn parse(rx: Receiver<Fed>, strict: bool, mut feed: Option<IndexFeed<'_>>) -> Ou
                     }
                 }
             });
+            if let Some(f) = feed.as_mut() {
+                f.scan_ended(result.is_ok());
+            }
             if result.is_ok() || !strict {
                 // Drain (bytes after the RDB, or the rest of a damaged one kept with --raw).
                 let _ = std::io::copy(&mut reader, &mut std::io::sink());
@@ -238,6 +250,9 @@ fn from_scans(rx: &Receiver<Fed>, first: Fed, strict: bool, feed: &mut Option<In
                 crc_end = Some(if with_crc { e.saturating_sub(8) } else { e });
             }
             if let Some(e) = scanned.end.take() {
+                if let Some(f) = feed.as_mut() {
+                    f.scan_ended(e.is_ok());
+                }
                 end.get_or_insert(e);
             }
         }

@@ -123,6 +123,11 @@ impl Layering {
         }
     }
 
+    /// The scan reached the file's end: no record is left to report.
+    pub fn scanned_all(&mut self) {
+        self.scanned = u64::MAX;
+    }
+
     /// After the input's end: takes every chunk the collector names until it is done, then
     /// decides what is left (entries no chunk reached go to the new index).
     pub fn finish(mut self, keep: &mut impl FnMut(EntryRef<'_>), store: &mut impl FnMut(&[u8]) -> Result<Id>) -> Result<Layered> {
