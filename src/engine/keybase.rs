@@ -49,7 +49,7 @@ pub fn stream<'s>(scope: &'s std::thread::Scope<'s, '_>, repo: &'s Repository, b
 }
 
 fn read(repo: &Repository, ids: &[Id], header: &Sender<Vec<u8>>, pieces: &Sender<Vec<ChunkFact>>) -> Result<()> {
-    let blobs = Blobs::few(repo, Arc::new(Lookup::new(repo, ids)?))?;
+    let blobs = Blobs::few(repo, Arc::new(Lookup::just(repo, ids)?))?;
     let (top, facts) = ids.split_first().ok_or_else(|| Error::Invalid("no base top table".into()))?;
     let what = format!("key index {}", top.short());
     let top = TopTable::decode(&blobs.load(top)?, &what)?;

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod chunker;
 pub mod facts;
 pub mod keybase;
+pub mod keywalk;
 pub mod layering;
 pub mod lists;
 pub mod packorder;

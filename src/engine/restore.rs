@@ -94,6 +94,14 @@ impl Lookup {
         Ok(Lookup { found: RwLock::new(found) })
     }
 
+    /// Searches the index files for `ids` and the dictionaries only (a backup reading a few
+    /// blobs of an earlier snapshot needs no chunk lists).
+    pub fn just(repo: &Repository, ids: &[Id]) -> Result<Lookup> {
+        let mut found = Index::new();
+        locate(repo, &Wanted::new(ids.iter().copied()), &|e: &BlobEntry| e.kind == BlobType::Dictionary, &mut found)?;
+        Ok(Lookup { found: RwLock::new(found) })
+    }
+
     /// Blobs found so far.
     pub fn len(&self) -> usize {
         self.read().len()

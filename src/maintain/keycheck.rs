@@ -7,13 +7,13 @@
 
 use crate::crypto::Id;
 use crate::engine::facts::IndexFeed;
+use crate::engine::keywalk::{Layers, Walk};
 use crate::engine::restore::{with_reader, Blobs, RestoreOptions};
 use crate::error::{Error, Result};
 use crate::format::keyindex::{decode_page, Entry, TopTable};
 use crate::format::keylayers::{decode_facts, Runs};
 use crate::format::snapshot::{KeyIndexRef, KeyLayersRef, Snapshot, SnapshotFile};
 use crate::rdb;
-use crate::redis::keyindex::{KeyIndex, Walk};
 
 /// What is wrong with the key index of `snap`, if anything (the first problem found).
 pub fn check_key_index(blobs: &Blobs<'_>, snap: &Snapshot, r: &KeyIndexRef, read_data: bool) -> Result<()> {
@@ -147,8 +147,8 @@ pub fn check_key_layers(blobs: &Blobs<'_>, snap: &Snapshot, r: &KeyLayersRef, re
     if let Some(end) = runs.0.last().map(|run| run.new + run.len).filter(|end| *end > file.size) {
         return Err(Error::corrupt(&runs_what, format!("a run ends at byte {end}, past the end of {} ({} bytes)", file.name, file.size)));
     }
-    let index = KeyIndex::load(blobs, snap, file)?.ok_or_else(|| bad("the snapshot does not name it for its file".into()))?;
-    let mut merged = Merged { walk: Walk::new(&index, blobs), last: None, keys: 0, what: &what };
+    let layers = Layers { base, base_what, runs };
+    let mut merged = Merged { walk: Walk::new(&delta, &what, Some(&layers), blobs), last: None, keys: 0, what: &what };
     if read_data {
         check_list_starts(blobs, file, &delta, &what)?;
         // The index the RDB gives, compared entry by entry with the merged listing.
@@ -211,6 +211,7 @@ mod tests {
     use crate::format::keylayers::Run;
     use crate::redis::glob::Glob;
     use crate::redis::keyindex::tests::Store;
+    use crate::redis::keyindex::KeyIndex;
     use crate::redis::keyscan::KeyFilter;
 
     /// An RDB of string keys `key:N` (and `new:N` added after some) in db 0 and, for every

@@ -12,7 +12,7 @@ use crate::redis::glob::Glob;
 
 use crate::redis::keyscan::{rdb_file, KeyFilter};
 
-use super::{KeyIndex, Walk};
+use super::KeyIndex;
 
 /// A page of keys to list.
 #[derive(Debug, Clone, Default)]
@@ -197,7 +197,7 @@ pub fn value(blobs: &Blobs<'_>, snap: &Snapshot, db: u64, key: &[u8]) -> Result<
     let file = rdb_file(snap)?;
     let (bytes, offset) = match KeyIndex::load(blobs, snap, file)? {
         Some(index) => {
-            let mut walk = Walk::new(&index, blobs);
+            let mut walk = index.walk(blobs);
             walk.seek(db, key)?;
             match walk.next()? {
                 Some(e) if e.db == db && e.key == key => {

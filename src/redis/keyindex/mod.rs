@@ -50,7 +50,8 @@ use crate::crypto::Id;
 use crate::engine::range::RangeReader;
 use crate::engine::restore::{with_reader as stream, Blobs, RestoreOptions};
 use crate::error::{Error, Result};
-use crate::format::keyindex::{decode_page, Entry, TopTable};
+use crate::format::keyindex::{Entry, TopTable};
+use crate::engine::keywalk::{Layers, Walk};
 use crate::format::keylayers::Runs;
 use crate::format::snapshot::{Snapshot, SnapshotFile};
 use crate::rdb::{kind_of, ReadOptions, Record};
@@ -76,13 +77,6 @@ pub struct KeyIndex<'s> {
     layers: Option<Layers>,
 }
 
-/// A layered index's base and the runs that move its entries to the file (see
-/// `format::keylayers`); the index's `top` is its delta.
-struct Layers {
-    base: TopTable,
-    base_what: String,
-    runs: Runs,
-}
 
 /// The first 8 digits of a blob id, as messages name it.
 fn short(id: &str) -> &str {
@@ -134,6 +128,11 @@ impl<'s> KeyIndex<'s> {
         Ok(Some(KeyIndex { top, file, what, layers: Some(Layers { base, base_what, runs }) }))
     }
 
+    /// Its entries in key order, from a seek position.
+    pub fn walk<'i, 'b, 'a>(&'i self, blobs: &'b Blobs<'a>) -> Walk<'i, 'b, 'a> {
+        Walk::new(&self.top, &self.what, self.layers.as_ref(), blobs)
+    }
+
     /// Whether the index is layered on an earlier snapshot's (else it is a full one).
     pub fn is_layered(&self) -> bool {
         self.layers.is_some()
@@ -162,7 +161,7 @@ impl<'s> KeyIndex<'s> {
         // An exact name (no wildcard) stops at the first key past it, not past its prefix.
         let (prefix, exact) = filter.pattern.as_ref().map(|p| p.literal_prefix()).unwrap_or_default();
         let mut db = filter.db.unwrap_or(0);
-        let mut walk = Walk::new(self, blobs);
+        let mut walk = self.walk(blobs);
         match after {
             Some((adb, akey)) if (adb, akey) >= (db, prefix.as_slice()) => {
                 db = adb;
@@ -213,105 +212,6 @@ impl<'s> KeyIndex<'s> {
         let mut range = RangeReader::new(blobs, self.file, &self.top.list_starts)?;
         range.prepare(entries.iter().map(|e| (e.offset, e.len)))?;
         mini::build(&mut range, &self.top.header, entries, &self.what)
-    }
-}
-
-/// Entries of an index in order from a seek position, a page at a time: a layered index's
-/// delta and moved base merged by (db, key).
-pub(crate) struct Walk<'i, 'b, 'a> {
-    blobs: &'b Blobs<'a>,
-    /// A full index, or a layered index's delta.
-    top: Pages<'i>,
-    base: Option<BaseWalk<'i>>,
-}
-
-/// The base side of a layered walk: its entries moved by the runs (those outside them
-/// dropped), and the next entry of each side, held for the merge.
-struct BaseWalk<'i> {
-    pages: Pages<'i>,
-    runs: &'i Runs,
-    next_top: Option<Entry>,
-    next_base: Option<Entry>,
-}
-
-impl<'i, 'b, 'a> Walk<'i, 'b, 'a> {
-    pub(crate) fn new(index: &'i KeyIndex<'_>, blobs: &'b Blobs<'a>) -> Self {
-        let base = index.layers.as_ref().map(|l| BaseWalk { pages: Pages::new(&l.base, &l.base_what), runs: &l.runs, next_top: None, next_base: None });
-        Walk { blobs, top: Pages::new(&index.top, &index.what), base }
-    }
-
-    /// Positions at the first entry at or after `(db, key)`.
-    pub(crate) fn seek(&mut self, db: u64, key: &[u8]) -> Result<()> {
-        self.top.seek(self.blobs, db, key)?;
-        if let Some(b) = self.base.as_mut() {
-            b.pages.seek(self.blobs, db, key)?;
-            (b.next_top, b.next_base) = (None, None);
-        }
-        Ok(())
-    }
-
-    pub(crate) fn next(&mut self) -> Result<Option<Entry>> {
-        let Some(b) = self.base.as_mut() else { return self.top.next(self.blobs) };
-        if b.next_top.is_none() {
-            b.next_top = self.top.next(self.blobs)?;
-        }
-        while b.next_base.is_none() {
-            let Some(mut e) = b.pages.next(self.blobs)? else { break };
-            if let Some(offset) = b.runs.shift(e.offset, e.len) {
-                e.offset = offset;
-                b.next_base = Some(e);
-            }
-        }
-        // The delta's entry first on an equal key (a backup does not write one so).
-        let base_first = match (&b.next_top, &b.next_base) {
-            (Some(t), Some(e)) => e.cmp_key(t.db, &t.key).is_lt(),
-            (t, _) => t.is_none(),
-        };
-        Ok(if base_first { b.next_base.take() } else { b.next_top.take() })
-    }
-}
-
-/// One top table's entries in order from a seek position, a page at a time.
-struct Pages<'i> {
-    top: &'i TopTable,
-    /// Names the index in errors.
-    what: &'i str,
-    page: usize,
-    entries: std::vec::IntoIter<Entry>,
-}
-
-impl<'i> Pages<'i> {
-    fn new(top: &'i TopTable, what: &'i str) -> Self {
-        Pages { top, what, page: 0, entries: Vec::new().into_iter() }
-    }
-
-    /// Entries of page `n`.
-    fn load(&self, blobs: &Blobs<'_>, n: usize) -> Result<Vec<Entry>> {
-        let p = &self.top.pages[n];
-        decode_page(&blobs.load(&p.id)?, &format!("{} page {}", self.what, p.id.to_hex()))
-    }
-
-    fn seek(&mut self, blobs: &Blobs<'_>, db: u64, key: &[u8]) -> Result<()> {
-        let n = self.top.page_for(db, key).unwrap_or(0);
-        let mut entries = if self.top.pages.is_empty() { Vec::new() } else { self.load(blobs, n)? };
-        let skip = entries.partition_point(|e| e.cmp_key(db, key).is_lt());
-        entries.drain(..skip);
-        self.page = n + 1;
-        self.entries = entries.into_iter();
-        Ok(())
-    }
-
-    fn next(&mut self, blobs: &Blobs<'_>) -> Result<Option<Entry>> {
-        loop {
-            if let Some(e) = self.entries.next() {
-                return Ok(Some(e));
-            }
-            if self.page >= self.top.pages.len() {
-                return Ok(None);
-            }
-            self.entries = self.load(blobs, self.page)?.into_iter();
-            self.page += 1;
-        }
     }
 }
 
@@ -451,7 +351,7 @@ pub(crate) mod tests {
     }
 
     fn walk_all(index: &KeyIndex<'_>, blobs: &Blobs<'_>, db: u64, key: &[u8], most: usize) -> Vec<Entry> {
-        let mut walk = Walk::new(index, blobs);
+        let mut walk = index.walk(blobs);
         walk.seek(db, key).unwrap();
         let mut out = Vec::new();
         while out.len() < most {
