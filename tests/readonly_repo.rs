@@ -30,9 +30,18 @@ impl Tmpfs {
         self.dir.path()
     }
 
+    /// Retries for a while: a child another test thread forks keeps a copy of any file this
+    /// thread has open for writing until it execs, and the kernel refuses a read-only remount
+    /// (busy) while one is open.
     fn remount_read_only(&self) {
-        let ok = Command::new("mount").args(["-o", "remount,ro"]).arg(self.path()).status().expect("run mount");
-        assert!(ok.success(), "remount read-only");
+        for _ in 0..100 {
+            let ok = Command::new("mount").args(["-o", "remount,ro"]).arg(self.path()).status().expect("run mount");
+            if ok.success() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("remount read-only of {} failed for 5 s", self.path().display());
     }
 
     /// Fills the file system until a write fails with "no space left".
