@@ -197,28 +197,6 @@ fn assert_selections_agree(v: &Vault, layered: &str, full: &str, round: u32) {
     }
 }
 
-/// Flips a byte inside the sealed frame of blob `id` in its pack.
-fn tamper_blob(v: &Vault, id: &str) {
-    let mut found = false;
-    for pack in v.files("data") {
-        let name = pack.file_name().expect("name").to_string_lossy().into_owned();
-        let header = v.json(&["cat", "pack", &name]);
-        for blob in header["blobs"].as_array().expect("blobs") {
-            if blob["id"] == id {
-                let mut bytes = std::fs::read(&pack).expect("read pack");
-                let at = blob["offset"].as_u64().expect("offset") as usize + 20;
-                bytes[at] ^= 0x01;
-                let mut perms = std::fs::metadata(&pack).expect("meta").permissions();
-                std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-                std::fs::set_permissions(&pack, perms).expect("chmod");
-                std::fs::write(&pack, bytes).expect("write pack");
-                found = true;
-            }
-        }
-    }
-    assert!(found, "blob {id} is in a pack");
-}
-
 /// v1 gets a full index with chunk facts, v2 a layered one much smaller than its keys; the
 /// layered listing is the full one's, key for key and record for record; selections agree;
 /// check --read-data passes; forgetting v1 and pruning keeps the layered index working;
@@ -260,7 +238,7 @@ fn a_layered_index_answers_as_a_full_one() {
     assert!(stats["breakdown"]["key_index_bytes"].as_u64().is_some_and(|n| n > 0), "{stats:#}");
 
     let runs = layers["runs"].as_str().expect("runs id").to_string();
-    tamper_blob(v, &runs);
+    v.tamper_blob(&runs);
     let err = v.fails(&["inspect", &b.layered, "--keys", &name(6)]);
     assert!(err.contains(&runs) || err.contains(&runs[..8]), "{err}");
     let (ok, report) = v.check(&[]);

@@ -6,6 +6,7 @@ use std::io::{BufReader, Read, Seek, Write};
 
 use crate::crypto::Id;
 use crate::error::{Error, Result};
+use crate::format::varint::{put_varint, Cursor};
 
 /// Magic of a page blob's plaintext with entries one after another (written until the
 /// twentieth performance round; still read).
@@ -92,46 +93,6 @@ pub struct TopTable {
     pub pages: Vec<PageRef>,
     /// File offset of the first byte of each chunk list blob of the file, in order.
     pub list_starts: Vec<u64>,
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Reads little-endian base-128 numbers and byte strings from a blob, failing on truncation.
-struct Cursor<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.b.get(self.at)?;
-            self.at += 1;
-            v |= u64::from(byte & 0x7F) << shift;
-            if byte < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    }
-
-    fn bytes(&mut self, n: u64) -> Option<&'a [u8]> {
-        let n = usize::try_from(n).ok()?;
-        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(s)
-    }
-
-    fn done(&self) -> bool {
-        self.at == self.b.len()
-    }
 }
 
 /// Bytes a run entry takes before its key, at most: the width codes (2), the type (1) and five

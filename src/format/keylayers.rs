@@ -4,6 +4,7 @@
 
 use crate::crypto::Id;
 use crate::error::{Error, Result};
+use crate::format::varint::{put_varint, Cursor};
 
 /// Magic of a chunk-facts piece's plaintext.
 const FACTS_MAGIC: &[u8; 4] = b"RVC1";
@@ -28,41 +29,6 @@ pub struct ChunkFact {
 /// The lead of a chunk id, as [`ChunkFact::lead`] holds it.
 pub fn lead(id: &Id) -> u64 {
     u64::from_le_bytes([id.0[0], id.0[1], id.0[2], id.0[3], id.0[4], id.0[5], id.0[6], id.0[7]])
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Reads base-128 numbers, failing on truncation.
-struct Cursor<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.b.get(self.at)?;
-            self.at += 1;
-            v |= u64::from(byte & 0x7F) << shift;
-            if byte < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    }
-
-    fn u64_le(&mut self) -> Option<u64> {
-        let s = self.b.get(self.at..self.at + 8)?;
-        self.at += 8;
-        Some(u64::from_le_bytes(s.try_into().ok()?))
-    }
 }
 
 /// A chunk-facts piece's plaintext: the count, then per chunk its lead (8 bytes), length

@@ -13,3 +13,4 @@ pub mod keylayers;
 pub mod pack;
 pub mod select;
 pub mod snapshot;
+mod varint;

@@ -232,6 +232,28 @@ impl Vault {
         out.sort();
         out
     }
+
+    /// Flips a byte inside the sealed frame of blob `id` (hex) in its pack.
+    pub fn tamper_blob(&self, id: &str) {
+        let mut found = false;
+        for pack in self.files("data") {
+            let name = pack.file_name().expect("name").to_string_lossy().into_owned();
+            let header = self.json(&["cat", "pack", &name]);
+            for blob in header["blobs"].as_array().expect("blobs") {
+                if blob["id"] == id {
+                    let mut bytes = std::fs::read(&pack).expect("read pack");
+                    let at = blob["offset"].as_u64().expect("offset") as usize + 20;
+                    bytes[at] ^= 0x01;
+                    let mut perms = std::fs::metadata(&pack).expect("meta").permissions();
+                    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+                    std::fs::set_permissions(&pack, perms).expect("chmod");
+                    std::fs::write(&pack, bytes).expect("write pack");
+                    found = true;
+                }
+            }
+        }
+        assert!(found, "blob {id} is in a pack");
+    }
 }
 
 /// A temp dir on tmpfs when there is one (fsync is what makes repository writes slow).
