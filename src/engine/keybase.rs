@@ -60,3 +60,55 @@ fn read(repo: &Repository, ids: &[Id], header: &Sender<Vec<u8>>, pieces: &Sender
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snapshot::KeyLayersRef;
+
+    fn full(file: &str, top: &str, facts: bool) -> KeyIndexRef {
+        KeyIndexRef { file: file.into(), top: top.into(), keys: 1000, facts: if facts { vec![format!("{top}-facts")] } else { Vec::new() } }
+    }
+
+    fn snapshot(host: &str, index: Option<KeyIndexRef>, layers: Option<KeyLayersRef>) -> (Id, Snapshot) {
+        let mut s: Snapshot = serde_json::from_value(serde_json::json!({
+            "version": 1, "time": "2026-12-02T00:00:00Z", "host": host, "username": "u",
+            "source": crate::format::snapshot::SourceDesc::default(), "files": [],
+            "summary": crate::format::snapshot::BackupSummary::default()
+        }))
+        .expect("a minimal snapshot");
+        s.key_index = index;
+        s.key_layers = layers;
+        (Id([0; 32]), s)
+    }
+
+    fn layered(file: &str, base: KeyIndexRef, delta_keys: u64) -> KeyLayersRef {
+        KeyLayersRef { file: file.into(), keys: 1000, base, delta: "d".into(), delta_keys, runs: "r".into() }
+    }
+
+    #[test]
+    fn the_newest_full_index_with_facts_of_the_host_and_file_is_the_base() {
+        let snaps = vec![
+            snapshot("a", Some(full("dump.rdb", "old", true)), None),
+            snapshot("a", Some(full("dump.rdb", "new", true)), None),
+            snapshot("b", Some(full("dump.rdb", "other-host", true)), None),
+            snapshot("a", Some(full("other.rdb", "other-file", true)), None),
+        ];
+        assert_eq!(choose(&snaps, "a", "dump.rdb").map(|r| r.top), Some("new".into()));
+        // No index of that file name: the newest of any name.
+        assert_eq!(choose(&snaps, "a", "x.rdb").map(|r| r.top), Some("other-file".into()));
+        assert_eq!(choose(&snaps, "c", "dump.rdb"), None, "no snapshot of that host");
+    }
+
+    #[test]
+    fn an_index_without_facts_or_a_large_delta_gives_no_base() {
+        let no_facts = vec![snapshot("a", Some(full("dump.rdb", "t", false)), None)];
+        assert_eq!(choose(&no_facts, "a", "dump.rdb"), None);
+
+        let base = full("dump.rdb", "base", true);
+        let small = vec![snapshot("a", None, Some(layered("dump.rdb", base.clone(), 250)))];
+        assert_eq!(choose(&small, "a", "dump.rdb").map(|r| r.top), Some("base".into()), "a quarter of the keys is still small");
+        let large = vec![snapshot("a", None, Some(layered("dump.rdb", base, 251)))];
+        assert_eq!(choose(&large, "a", "dump.rdb"), None, "past a quarter: a full index again");
+    }
+}
