@@ -163,6 +163,16 @@ impl Snapshot {
         self.files.iter().fold(0u64, |n, f| n.saturating_add(f.size))
     }
 
+    /// The blobs its key index names, full or layered (a layered one's base too): the top
+    /// tables, which name their pages, and the others (chunk facts, runs), as hex ids.
+    pub fn key_index_blobs(&self) -> (Vec<&str>, Vec<&str>) {
+        let layers = self.key_layers.as_ref();
+        let fulls = self.key_index.iter().chain(layers.map(|l| &l.base));
+        let tops = fulls.clone().map(|r| r.top.as_str()).chain(layers.map(|l| l.delta.as_str())).collect();
+        let others = fulls.flat_map(|r| r.facts.iter().map(String::as_str)).chain(layers.map(|l| l.runs.as_str())).collect();
+        (tops, others)
+    }
+
     /// Whether this is a log segment of a followed server rather than a snapshot of a dataset.
     pub fn is_log_segment(&self) -> bool {
         self.source.kind == LOG_SEGMENT_KIND

@@ -30,7 +30,7 @@ use crate::format::pack::{blob_in_frame, frames, open_frame, seal_frame, BlobEnt
 use crate::store::{display_name, FileKind, Repository};
 use crate::engine::packer::PACKS_PER_INDEX;
 use crate::engine::restore::{dictionary_ids, Blobs};
-use crate::format::snapshot::{KeyIndexRef, Listing, Snapshot, Unreadable};
+use crate::format::snapshot::{Listing, Snapshot, Unreadable};
 
 /// How to prune.
 #[derive(Debug, Clone, Copy)]
@@ -142,23 +142,15 @@ pub fn used_blobs<'i>(repo: &Repository, index: &'i Index, snapshots: &[(Id, Sna
                 }
             }
         }
-        if let Some(r) = &snap.key_index {
-            keep_key_index(&blobs, &mut used, r, &what)?;
+        let (tops, others) = snap.key_index_blobs();
+        for hex in tops {
+            keep_top_table(&blobs, &mut used, hex, &what)?;
         }
-        if let Some(r) = &snap.key_layers {
-            keep_key_index(&blobs, &mut used, &r.base, &what)?;
-            keep_top_table(&blobs, &mut used, &r.delta, &what)?;
-            keep_blob(&mut used, &r.runs, &what, "key index runs")?;
+        for hex in others {
+            keep_blob(&mut used, hex, &what)?;
         }
     }
     Ok(used)
-}
-
-/// Marks a full key index used: its top table, the pages it names and its chunk-facts pieces
-/// (which later backups layer theirs on).
-fn keep_key_index(blobs: &Blobs<'_>, used: &mut BlobSet<'_>, r: &KeyIndexRef, what: &str) -> Result<()> {
-    keep_top_table(blobs, used, &r.top, what)?;
-    r.facts.iter().try_for_each(|hex| keep_blob(used, hex, what, "key index chunk facts"))
 }
 
 /// Marks a key index top table used, and the pages it names (read from it).
@@ -178,9 +170,10 @@ fn keep_top_table(blobs: &Blobs<'_>, used: &mut BlobSet<'_>, hex: &str, what: &s
     Ok(())
 }
 
-/// Marks one blob a snapshot names used; fails if it is not indexed.
-fn keep_blob(used: &mut BlobSet<'_>, hex: &str, what: &str, kind: &str) -> Result<()> {
-    let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(what, format!("bad {kind} id {hex}")))?;
+/// Marks one blob a snapshot's key index names (chunk facts, runs) used; fails if it is not
+/// indexed.
+fn keep_blob(used: &mut BlobSet<'_>, hex: &str, what: &str) -> Result<()> {
+    let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(what, format!("bad key index blob id {hex}")))?;
     match used.insert(&id) {
         Some(_) => Ok(()),
         None => Err(Error::corrupt(what, format!("{}; run `rdbvault check` (and `repair index`) before pruning", Error::MissingBlob { id: hex.to_string() }))),

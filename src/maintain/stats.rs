@@ -165,11 +165,8 @@ fn frame_breakdown(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)
     let mut key_index: HashSet<Id> = HashSet::new();
     if let Ok(blobs) = Blobs::new(repo, index) {
         for (_, s) in snapshots {
-            let layers = s.key_layers.as_ref();
-            let fulls = s.key_index.iter().chain(layers.map(|l| &l.base));
-            let tops = fulls.clone().map(|r| &r.top).chain(layers.map(|l| &l.delta));
-            let others = fulls.flat_map(|r| &r.facts).chain(layers.map(|l| &l.runs));
-            key_index.extend(others.filter_map(|hex| Id::from_hex(hex)));
+            let (tops, others) = s.key_index_blobs();
+            key_index.extend(others.into_iter().filter_map(Id::from_hex));
             for hex in tops {
                 let Some(top) = Id::from_hex(hex) else { continue };
                 if !key_index.insert(top) {
