@@ -77,7 +77,6 @@ pub struct KeyIndex<'s> {
     layers: Option<Layers>,
 }
 
-
 /// The first 8 digits of a blob id, as messages name it.
 fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
