@@ -260,3 +260,29 @@ fn new_repositories_cut_record_chunks_of_at_least_1_kib() {
     let out = v.dir.path().join("back.rdb");
     assert!(v.restore("latest", &out) == data);
 }
+
+/// One small value that changes length, ten times over, stores at most the chunks beside it
+/// each time: a cut depends on the records near it, not on the cut before it (with the chained
+/// rule of older repositories, small records let one change move the cuts of many chunks).
+#[test]
+fn a_small_change_among_small_records_stores_only_its_neighbourhood() {
+    let v = Vault::init();
+    let mut rng = Rng(5);
+    let mut keys: Vec<(u64, Vec<u8>)> = (0..20_000)
+        .map(|id| {
+            let len = 8 + rng.below(50);
+            (id, value(&mut rng, len))
+        })
+        .collect();
+    backup(&v, "dump.rdb", &rdb(&keys));
+    for round in 0..10 {
+        let at = rng.below(keys.len() as u64) as usize;
+        let len = (keys[at].1.len() as u64 + 1 + rng.below(9)) % 60;
+        keys[at].1 = value(&mut rng, len);
+        let (_, s) = backup(&v, "dump.rdb", &rdb(&keys));
+        let (new, bytes) = (s["new_chunks"].as_u64().unwrap(), s["new_raw_bytes"].as_u64().unwrap());
+        assert!(new <= 3 && bytes <= 12 << 10, "round {round}, key {at}: {new} new chunks, {bytes} bytes: {s}");
+    }
+    let out = v.dir.path().join("back.rdb");
+    assert!(v.restore("latest", &out) == rdb(&keys));
+}

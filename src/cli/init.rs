@@ -18,7 +18,8 @@ pub struct InitArgs {
     #[arg(long, default_value_t = ChunkerParams::default().max_size)]
     pub chunk_max: u32,
     /// Chunk sizes MIN,AVG,MAX in bytes for cuts at RDB key-record starts, or `off` for
-    /// FastCDC only (fixed for the life of the repository).
+    /// FastCDC only (fixed for the life of the repository). A record starts a chunk when its
+    /// keyed key hash is the least within max(MIN, AVG/2) bytes on either side.
     #[arg(long, default_value_t = RecordChunks(Some(ChunkerParams::RECORDS)), value_parser = parse_record_chunks)]
     pub record_chunks: RecordChunks,
     /// Argon2id memory cost in KiB for this password (higher resists guessing better).
@@ -49,6 +50,7 @@ pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
             "id": repo.config().repo_id,
             "chunker": repo.config().chunker,
             "record_chunks": repo.config().records,
+            "record_cuts": repo.config().record_cuts,
             "bucket_created": bucket_created,
         }))?;
     } else if !g.quiet {

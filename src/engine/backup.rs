@@ -270,7 +270,7 @@ pub fn run_with(
         .enumerate()
         .map(|(n, i)| {
             let config = repo.config();
-            let mut chunker = Chunker::new(i.reader, config.chunker, config.chunker_seed()).records(config.records).blocks(i.blocks).batch_bytes(JOB_BYTES);
+            let mut chunker = Chunker::new(i.reader, config.chunker, config.chunker_seed()).records(config.records).record_cuts(config.record_cuts).blocks(i.blocks).batch_bytes(JOB_BYTES);
             if facts_input == Some(n) {
                 chunker = chunker.scan_log();
             }

@@ -11,7 +11,7 @@ use crate::rdb::records::{Event, Scanner};
 use crate::store::direct::Blocks;
 #[cfg(test)]
 use crate::store::direct::HEAD;
-use crate::store::ChunkerParams;
+use crate::store::{ChunkerParams, RecordCuts};
 
 /// Bytes read from the source at a time (the most held by the chunker; batches still being
 /// processed keep older windows alive, so this is also what they hold: 2 MiB held ~5 MiB less
@@ -117,9 +117,41 @@ struct Records {
     items: VecDeque<(u64, u64, Option<u64>)>,
     /// Whether the last decided item was a record.
     prev: Option<bool>,
+    rule: RecordCuts,
+    /// Start and key hash of the records decided within the last [`Records::reach`] bytes, since
+    /// the last item that was not one (what [`RecordCuts::LeastNearby`] looks back on).
+    behind: VecDeque<(u64, u64)>,
     /// End of the last decided item.
     decided: u64,
     failed: bool,
+}
+
+impl Records {
+    /// How far [`RecordCuts::LeastNearby`] looks on either side of a record: half the average
+    /// chunk (chunks of small records then average about `avg_size`), at least `min_size`.
+    fn reach(&self) -> u64 {
+        u64::from(self.params.min_size.max(self.params.avg_size / 2))
+    }
+
+    /// Whether every record that starts within [`Self::reach`] bytes after `start` has been read.
+    fn seen_ahead(&self, start: u64) -> bool {
+        let w = self.reach();
+        self.items.iter().skip(1).any(|&(s, stop, h)| h.is_none() || stop - s > self.params.max_size as u64 || s >= start + w)
+    }
+
+    /// Whether the record at `start` (key hash `h`, just taken from `items`) has the least hash
+    /// of the records within [`Self::reach`] bytes on either side, up to the nearest item that is
+    /// no record or longer than a chunk (a tie goes to the earlier record).
+    fn least_nearby(&self, start: u64, h: u64) -> bool {
+        let w = self.reach();
+        let before = self.behind.iter().rev().take_while(|&&(s, _)| s + w > start).all(|&(_, other)| h < other);
+        let after = self
+            .items
+            .iter()
+            .take_while(|&&(s, stop, other)| other.is_some() && stop - s <= self.params.max_size as u64 && s < start + w)
+            .all(|&(_, _, other)| other.is_some_and(|o| h <= o));
+        before && after
+    }
 }
 
 /// Keyed 64-bit hash of a key name: decides whether a chunk starts at its record, so the same
@@ -190,9 +222,19 @@ impl<R: Read> Chunker<R> {
             pushed: 0,
             items: VecDeque::new(),
             prev: None,
+            rule: RecordCuts::LeastNearby,
+            behind: VecDeque::new(),
             decided: 0,
             failed: false,
         });
+        self
+    }
+
+    /// Which record starts become cuts (the repository's config says). Call it after [`Self::records`].
+    pub fn record_cuts(mut self, rule: RecordCuts) -> Self {
+        if let Some(r) = self.records.as_mut() {
+            r.rule = rule;
+        }
         self
     }
 
@@ -390,7 +432,15 @@ impl<R: Read> Chunker<R> {
             }
             r.pushed = end;
         }
-        while let Some((start, stop, hash)) = r.items.pop_front() {
+        // A record waits for the records within `min_size` after it, unless what follows is
+        // already known to be no record: the input's end, damage, or an item longer than a chunk.
+        let big = r.scan.item_start().is_some_and(|start| end - start > r.params.max_size as u64);
+        let all = r.failed || r.scan.is_done() || self.eof || big;
+        while let Some(&(start, stop, hash)) = r.items.front() {
+            if !all && r.rule == RecordCuts::LeastNearby && hash.is_some() && !r.seen_ahead(start) {
+                break;
+            }
+            r.items.pop_front();
             self.decide(r, start, stop, hash);
         }
         if r.scan.is_done() {
@@ -443,12 +493,25 @@ impl<R: Read> Chunker<R> {
             self.params = params;
         } else if start > chunk {
             let transition = r.prev.is_some_and(|was_record| was_record != hash.is_some());
-            // One record in avg/1 KiB starts a chunk, chosen by its key alone.
-            let every = (avg_size / 1024).max(1) as u64;
-            let chosen = hash.is_some_and(|h| start - chunk >= min && h < u64::MAX / every);
+            let chosen = match (r.rule, hash) {
+                (_, None) => false,
+                // One record in avg/1 KiB starts a chunk, chosen by its key alone.
+                (RecordCuts::Chained, Some(h)) => start - chunk >= min && h < u64::MAX / (avg_size / 1024).max(1) as u64,
+                (RecordCuts::LeastNearby, Some(h)) => r.least_nearby(start, h),
+            };
             if transition || chosen || stop - chunk > max {
                 self.cut_at(start);
             }
+        }
+        match hash {
+            Some(h) if stop - start <= max => {
+                r.behind.push_back((start, h));
+                let w = r.reach();
+                while r.behind.front().is_some_and(|&(s, _)| s + w <= start) {
+                    r.behind.pop_front();
+                }
+            }
+            _ => r.behind.clear(),
         }
         r.prev = Some(hash.is_some());
         r.decided = stop;
@@ -707,6 +770,47 @@ mod tests {
         let new: Vec<&Vec<u8>> = cb.iter().filter(|c| !ca.contains(c)).collect();
         assert!(new.len() <= 2, "{} new chunks", new.len());
         assert!(new.iter().map(|c| c.len()).sum::<usize>() <= 2 * p.max_size as usize);
+    }
+
+    /// Small records (counters, short strings): one changed value of 20 changes, one at a time,
+    /// rewrites at most the chunks beside it under the least-nearby rule, where the chained rule
+    /// (whose next cut depends on the last) rewrites a long stretch for some of them.
+    #[test]
+    fn least_nearby_cuts_keep_a_small_change_local() {
+        let p = ChunkerParams::RECORDS;
+        let lens: Vec<usize> = (0..20_000).map(|i| 8 + (i * 7919 + i * i) % 60).collect();
+        let (a, _) = rdb(&lens);
+        let new_chunks = |rule: RecordCuts, b: &[u8]| {
+            let chunks = |d: &[u8]| all_chunks(Chunker::new(d, ChunkerParams::default(), 9).records(Some(p)).record_cuts(rule));
+            let old: std::collections::HashSet<Vec<u8>> = chunks(&a).into_iter().collect();
+            chunks(b).into_iter().filter(|c| !old.contains(c)).map(|c| c.len()).collect::<Vec<_>>()
+        };
+        let (mut worst_chained, mut worst) = (0, 0);
+        for k in 0..20 {
+            let mut changed = lens.clone();
+            let at = 500 + k * 971;
+            changed[at] = if k % 2 == 0 { changed[at] + 1 + k % 7 } else { changed[at] - 1 - k % 5 };
+            let (b, _) = rdb(&changed);
+            let new = new_chunks(RecordCuts::LeastNearby, &b);
+            assert!(new.len() <= 3 && new.iter().sum::<usize>() <= 4 * 2048, "change {k}: {} new chunks, {} bytes", new.len(), new.iter().sum::<usize>());
+            worst = worst.max(new.len());
+            worst_chained = worst_chained.max(new_chunks(RecordCuts::Chained, &b).len());
+        }
+        assert!(worst_chained > 3, "the chained rule moves more cuts for some change ({worst_chained} chunks at worst, {worst} now)");
+    }
+
+    /// Chunks of small records average about the configured size under the least-nearby rule,
+    /// none shorter than `min_size` between two record cuts.
+    #[test]
+    fn least_nearby_cuts_keep_their_sizes() {
+        let p = ChunkerParams::RECORDS;
+        let lens: Vec<usize> = (0..20_000).map(|i| 8 + (i * 7919 + i * i) % 60).collect();
+        let (a, starts) = rdb(&lens);
+        let ends = ends(Chunker::new(&a[..], ChunkerParams::default(), 9).records(Some(p)));
+        let inner: Vec<u64> = ends.windows(2).filter(|w| w[0] > starts[0] && w[1] < starts[lens.len()]).map(|w| w[1] - w[0]).collect();
+        let avg = inner.iter().sum::<u64>() / inner.len() as u64;
+        assert!((1400..=3000).contains(&avg), "average {avg}");
+        assert!(inner.iter().all(|&n| n >= p.min_size as u64 && n <= p.max_size as u64), "{:?}", inner.iter().min());
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct Config {
     /// Chunk sizes for cuts at RDB key-record starts (None: FastCDC only, as repositories
     /// made before record-aligned chunking keep doing so that their chunks still line up).
     pub records: Option<ChunkerParams>,
+    /// Which record starts become cuts; fixed with the sizes above.
+    pub record_cuts: RecordCuts,
     /// Secret key for blob ids (keyed BLAKE3).
     pub id_key: SecretKey,
 }
@@ -33,6 +35,8 @@ struct ConfigJson {
     chunker: ChunkerParams,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     records: Option<ChunkerParams>,
+    #[serde(default, skip_serializing_if = "RecordCuts::is_chained")]
+    record_cuts: RecordCuts,
     id_key: String,
 }
 
@@ -44,6 +48,7 @@ impl Config {
             repo_id: hex::encode(crate::crypto::random_bytes::<16>()),
             chunker,
             records: Some(ChunkerParams::RECORDS),
+            record_cuts: RecordCuts::LeastNearby,
             id_key: SecretKey::random(),
         }
     }
@@ -63,6 +68,7 @@ impl Config {
             repo_id: self.repo_id.clone(),
             chunker: self.chunker,
             records: self.records,
+            record_cuts: self.record_cuts,
             id_key: hex::encode(self.id_key.as_bytes()),
         };
         let out = serde_json::to_vec(&json).map_err(|e| Error::Invalid(format!("config: {e}")));
@@ -93,6 +99,7 @@ impl Config {
             repo_id: json.repo_id,
             chunker: json.chunker,
             records: json.records,
+            record_cuts: json.record_cuts,
             id_key: SecretKey::from_bytes(*key),
         })
     }
@@ -113,6 +120,27 @@ impl Default for ChunkerParams {
     /// Chosen by measurement on real RDB files; see docs/format.md ("Chunking").
     fn default() -> Self {
         ChunkerParams { min_size: 256, avg_size: 1024, max_size: 8 * 1024 }
+    }
+}
+
+/// Which RDB record starts become chunk boundaries (see docs/format.md, "Chunking").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordCuts {
+    /// The first chosen key at least `min_size` bytes after the previous cut: a cut depends on
+    /// the one before it, so one changed record could move the cuts of many chunks after it
+    /// (repositories made before `LeastNearby` keep it, so their chunks still line up).
+    #[default]
+    Chained,
+    /// A record whose keyed key hash is the least of all records starting within half
+    /// `avg_size` (at least `min_size`) bytes on either side: a cut depends only on its
+    /// neighbours, so a changed record moves no cut further than that from it.
+    LeastNearby,
+}
+
+impl RecordCuts {
+    fn is_chained(&self) -> bool {
+        *self == RecordCuts::Chained
     }
 }
 
@@ -154,10 +182,13 @@ mod tests {
         let old = format!(r#"{{"version":1,"repo_id":"ab","chunker":{{"min_size":256,"avg_size":1024,"max_size":8192}},"id_key":"{key}"}}"#);
         let c = Config::from_plain(old.as_bytes()).unwrap();
         assert_eq!(c.records, None);
+        assert_eq!(c.record_cuts, RecordCuts::Chained, "an older config keeps the cuts its chunks were made with");
         assert!(!String::from_utf8(c.to_plain().unwrap().to_vec()).unwrap().contains("records"));
         let new = Config::new(ChunkerParams::default());
         assert_eq!(new.records, Some(ChunkerParams::RECORDS));
         assert_eq!(Config::from_plain(&new.to_plain().unwrap()).unwrap().records, Some(ChunkerParams::RECORDS));
+        assert_eq!(Config::from_plain(&new.to_plain().unwrap()).unwrap().record_cuts, RecordCuts::LeastNearby);
+        assert!(String::from_utf8(new.to_plain().unwrap().to_vec()).unwrap().contains(r#""record_cuts":"least-nearby""#));
         let bad = old.replace(r#""id_key""#, r#""records":{"min_size":9000,"avg_size":1024,"max_size":8192},"id_key""#);
         assert!(Config::from_plain(bad.as_bytes()).is_err());
     }

@@ -30,7 +30,7 @@ pub mod sftp;
 pub mod staged;
 
 pub use backend::{display_name, Backend, FileInfo, FileKind, Foreign, ReadPlan, StagedFile, TempFile};
-pub use config::{ChunkerParams, Config};
+pub use config::{ChunkerParams, Config, RecordCuts};
 pub use keyfile::KeyFile;
 pub use local::LocalBackend;
 pub use location::Location;
