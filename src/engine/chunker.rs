@@ -204,16 +204,14 @@ impl<R: Read> Chunker<R> {
 
     /// Cuts an RDB input at key-record starts within `params` (none: FastCDC only).
     ///
-    /// A chunk starts at a record when the chunk so far holds at least `min_size` bytes and
-    /// the keyed hash of the record's key falls below 1 / (`avg_size` / 1 KiB): chunks hold
-    /// that many records on average (`avg_size` bytes of 1 KiB records). A chunk also starts where records give way to other items (aux fields,
-    /// SELECTDB, EOF and its checksum) and back, and before a record that would take it past
-    /// `max_size`. Whether a record starts a chunk depends only on its key and the bytes
-    /// since the last cut, so a key that changes, appears or disappears
-    /// changes the chunks next to it and no others. Items longer than `max_size` are cut by
-    /// FastCDC from their start, ending at their end. Input that is not an RDB, or stops
-    /// being one (damage, an AOF tail after an RDB preamble), is cut by FastCDC from the last
-    /// cut on.
+    /// Which records start a chunk is [`RecordCuts`]'s (by default `LeastNearby`: the record
+    /// whose keyed key hash is the least within [`Records::reach`] bytes on either side, so a
+    /// key that changes, appears or disappears moves no cut further away than that). A chunk
+    /// also starts where records give way to other items (aux fields, SELECTDB, EOF and its
+    /// checksum) and back, and before a record that would take it past `max_size`. Items
+    /// longer than `max_size` are cut by FastCDC from their start, ending at their end. Input
+    /// that is not an RDB, or stops being one (damage, an AOF tail after an RDB preamble), is
+    /// cut by FastCDC from the last cut on.
     pub fn records(mut self, params: Option<ChunkerParams>) -> Self {
         self.records = params.map(|params| Records {
             scan: Scanner::new(),
@@ -432,8 +430,8 @@ impl<R: Read> Chunker<R> {
             }
             r.pushed = end;
         }
-        // A record waits for the records within `min_size` after it, unless what follows is
-        // already known to be no record: the input's end, damage, or an item longer than a chunk.
+        // A record waits for the records within reach after it, unless what follows is already
+        // known to be no record: the input's end, damage, or an item longer than a chunk.
         let big = r.scan.item_start().is_some_and(|start| end - start > r.params.max_size as u64);
         let all = r.failed || r.scan.is_done() || self.eof || big;
         while let Some(&(start, stop, hash)) = r.items.front() {

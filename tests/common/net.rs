@@ -299,8 +299,8 @@ pub fn exercise(v: &super::vault::Vault) {
     let (s2, second) = v.backup(&input, &[]);
     // New chunk bytes before compression: how small the first backup compresses depends on
     // whether its dictionary was trained before its frames were sealed (a race, by design).
-    // If this fails, the bytes the two files share at each end tell Redis's reordering of
-    // its keys (short) from a dedup that missed unchanged chunks (nearly the whole file).
+    // If this fails, both summaries and the bytes the two files share at each end tell a
+    // file that Redis rewrote in a new order from chunks that moved around one change.
     let prefix = one.iter().zip(&two).take_while(|(a, b)| a == b).count();
     let suffix = one.iter().rev().zip(two.iter().rev()).take_while(|(a, b)| a == b).count();
     assert!(
