@@ -235,6 +235,39 @@ fn s3_restore_reads_each_pack_in_few_requests() {
     assert!(reads <= packs + 1, "{reads} pack reads for {packs} packs: {lines:#?}");
 }
 
+/// An incremental backup of an RDB reads its base's chunk facts (a piece per 4096 chunks) in
+/// one range read, not a request per piece.
+#[test]
+fn s3_incremental_reads_the_base_chunk_facts_in_one_range_read() {
+    let moto = Moto::start(false);
+    moto.create_bucket("backups");
+    let proxy = HttpProxy::start(moto.port);
+    // Chunks of ~256 bytes, so a small RDB has several pieces of facts.
+    let v = Vault::init_remote_with(&url(proxy.port, "backups"), Moto::env(), None, &["--record-chunks", "64,256,1024"]);
+    let redis = common::server::RedisServer::start(&[]);
+    common::data::fill_sample(&redis, 40_000);
+    let input = v.dir.path().join("dump.rdb");
+    redis.save_copy(&input);
+    let (_, first) = v.backup(&input, &[]);
+    let pieces = first["chunks"].as_u64().unwrap().div_ceil(4096);
+    assert!(pieces >= 3, "{first}");
+    redis.cli(&["SET", "str:0:7", "changed"]);
+    redis.save_copy(&input);
+    proxy.take();
+    v.backup(&input, &[]);
+    let lines = proxy.take();
+    let snaps = v.json(&["snapshots"]);
+    assert!(snaps[1]["key_layers"]["base"]["facts"].as_array().is_some_and(|f| f.len() as u64 == pieces), "the second index layers on the first: {snaps:#}");
+    let mut reads: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for l in lines.iter().filter(|l| l.starts_with("GET /backups/redis/prod/data/")) {
+        *reads.entry(l.split_whitespace().nth(1).unwrap_or("")).or_default() += 1;
+    }
+    // The pack of the first index holds its top table (stored last) and the pieces (side by
+    // side): two reads, where a read per piece made 1 + pieces. The dictionary's pack is read
+    // twice too: once by the compressor, once by the base's reader.
+    assert!(reads.values().all(|&n| n <= 2), "pack reads for the base's top table and {pieces} pieces of facts: {reads:#?}");
+}
+
 /// A restore of an incremental snapshot whose changed chunks (in the second backup's
 /// pack) lie all over the file still reads each data pack once: the restore is planned
 /// in pack order, not stretch by stretch of output.

@@ -140,8 +140,8 @@ impl<'s> IndexFeed<'s> {
 
     /// The scan reached a batch's end: the layering takes the chunks it can.
     fn batch_done(&mut self) {
-        let (Some(l), Some(store)) = (self.layering.as_mut(), self.store.as_mut()) else { return };
-        let advanced = l.advance(&mut keep_into(&mut self.builder, &mut self.failed), store);
+        let Some(l) = self.layering.as_mut() else { return };
+        let advanced = l.advance(&mut keep_into(&mut self.builder, &mut self.failed));
         if let Err(e) = advanced {
             self.failed = Some(e);
             self.builder = None;

@@ -6,12 +6,14 @@
 //! passed its start; an entry is decided once the chunks up to its end are taken.
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 
 use crossbeam_channel::Receiver;
 
 use crate::crypto::Id;
-use crate::error::Result;
-use crate::format::keyindex::EntryRef;
+use crate::error::{Error, Result};
+use crate::format::keyindex::{temp_file, EntryRef};
 use crate::format::keylayers::{encode_facts, ChunkFact, Run, Runs, FACTS_PER_PIECE};
 
 /// Base chunks looked ahead of the base's cursor: ~150 MiB of its file.
@@ -50,7 +52,7 @@ pub struct Layered {
 
 enum Mode {
     /// A full index: every entry is kept, and the file's chunk facts are stored.
-    Facts { piece: Vec<ChunkFact> },
+    Facts { piece: Vec<ChunkFact>, pieces: Pieces },
     /// A layered index: entries inside runs are left to the base.
     Layers { aligner: Aligner, held: Held },
 }
@@ -73,7 +75,7 @@ pub struct Layering {
 impl Layering {
     /// A full index that also stores its file's chunk facts.
     pub fn facts(chunks: Receiver<ChunkSeen>) -> Layering {
-        Layering::with(chunks, Mode::Facts { piece: Vec::new() })
+        Layering::with(chunks, Mode::Facts { piece: Vec::new(), pieces: Pieces::default() })
     }
 
     /// A layered index on `base`. Nothing is shared until [`Layering::header`] confirms both
@@ -106,7 +108,7 @@ impl Layering {
     }
 
     /// Takes the chunks the collector has named whose start the scan has passed.
-    pub fn advance(&mut self, keep: &mut impl FnMut(EntryRef<'_>), store: &mut impl FnMut(&[u8]) -> Result<Id>) -> Result<()> {
+    pub fn advance(&mut self, keep: &mut impl FnMut(EntryRef<'_>)) -> Result<()> {
         loop {
             let seen = match self.next.take() {
                 Some(c) => c,
@@ -119,7 +121,7 @@ impl Layering {
                 self.next = Some(seen);
                 return Ok(());
             }
-            self.take(seen, keep, store)?;
+            self.take(seen, keep)?;
         }
     }
 
@@ -133,16 +135,17 @@ impl Layering {
     pub fn finish(mut self, keep: &mut impl FnMut(EntryRef<'_>), store: &mut impl FnMut(&[u8]) -> Result<Id>) -> Result<Layered> {
         self.scanned = u64::MAX;
         if let Some(c) = self.next.take() {
-            self.take(c, keep, store)?;
+            self.take(c, keep)?;
         }
         while let Ok(c) = self.chunks.recv() {
-            self.take(c, keep, store)?;
+            self.take(c, keep)?;
         }
         match self.mode {
-            Mode::Facts { piece } => {
+            Mode::Facts { piece, mut pieces } => {
                 if !piece.is_empty() {
-                    self.out.facts.push(store(&encode_facts(&piece))?);
+                    pieces.put(&encode_facts(&piece))?;
                 }
+                self.out.facts = pieces.store(store)?;
             }
             Mode::Layers { mut aligner, mut held } => {
                 aligner.close();
@@ -153,7 +156,7 @@ impl Layering {
         Ok(self.out)
     }
 
-    fn take(&mut self, (lead, len): ChunkSeen, keep: &mut impl FnMut(EntryRef<'_>), store: &mut impl FnMut(&[u8]) -> Result<Id>) -> Result<()> {
+    fn take(&mut self, (lead, len): ChunkSeen, keep: &mut impl FnMut(EntryRef<'_>)) -> Result<()> {
         let x = self.at;
         while self.starts.front().is_some_and(|s| s.1 <= x) {
             self.starts.pop_front();
@@ -164,10 +167,10 @@ impl Layering {
         };
         self.at += u64::from(len);
         match &mut self.mode {
-            Mode::Facts { piece } => {
+            Mode::Facts { piece, pieces } => {
                 piece.push(ChunkFact { lead, len, starts_record, db });
                 if piece.len() >= FACTS_PER_PIECE {
-                    self.out.facts.push(store(&encode_facts(piece))?);
+                    pieces.put(&encode_facts(piece))?;
                     piece.clear();
                 }
             }
@@ -177,6 +180,47 @@ impl Layering {
             }
         }
         Ok(())
+    }
+}
+
+/// Chunk-facts pieces held in an unlinked temporary file until the input ends, then stored one
+/// after another: a later backup reads them side by side (one range read on a network store,
+/// not a request each, which pieces stored as they filled, between data frames, cost).
+#[derive(Default)]
+struct Pieces {
+    file: Option<File>,
+    lens: Vec<usize>,
+}
+
+impl Pieces {
+    fn put(&mut self, piece: &[u8]) -> Result<()> {
+        let fail = |e| {
+            let dir = std::env::temp_dir();
+            Error::io(format!("write the key index's chunk facts to the temporary directory {} (set TMPDIR to a writable directory, or back up with --no-key-index)", dir.display()), e)
+        };
+        let file = match self.file.as_mut() {
+            Some(f) => f,
+            None => self.file.insert(temp_file().map_err(fail)?),
+        };
+        file.write_all(piece).map_err(fail)?;
+        self.lens.push(piece.len());
+        Ok(())
+    }
+
+    /// Stores every piece, in order; their ids.
+    fn store(self, store: &mut impl FnMut(&[u8]) -> Result<Id>) -> Result<Vec<Id>> {
+        let Some(mut file) = self.file else { return Ok(Vec::new()) };
+        let fail = |e| Error::io("read chunk facts back from the temporary directory", e);
+        file.rewind().map_err(fail)?;
+        let mut piece = Vec::new();
+        self.lens
+            .iter()
+            .map(|&len| {
+                piece.resize(len, 0);
+                file.read_exact(&mut piece).map_err(fail)?;
+                store(&piece)
+            })
+            .collect()
     }
 }
 
@@ -411,7 +455,7 @@ mod tests {
             ctx.send(c).unwrap();
         }
         drop(ctx);
-        l.advance(&mut keep, &mut store).unwrap();
+        l.advance(&mut keep).unwrap();
         let out = l.finish(&mut keep, &mut store).unwrap();
         drop(keep);
         assert_eq!(kept, vec![b"b".to_vec(), b"c".to_vec()]);

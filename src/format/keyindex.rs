@@ -867,7 +867,7 @@ impl<'m> Merge<'m> {
 const ENDED: (u64, u128) = (u64::MAX, u128::MAX);
 
 /// A new temporary file, already unlinked: it disappears with its handle, even on a crash.
-fn temp_file() -> std::io::Result<File> {
+pub fn temp_file() -> std::io::Result<File> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir();

@@ -49,8 +49,13 @@ impl Vault {
     /// Initializes a repository at a URL (`s3:...`, `sftp:...`) with `env` set for every
     /// command; small packs (`pack_target`) give many uploads from little data.
     pub fn init_remote(url: &str, env: Vec<(String, String)>, pack_target: Option<&'static str>) -> Vault {
+        Self::init_remote_with(url, env, pack_target, &[])
+    }
+
+    /// [`Self::init_remote`] with more `init` options.
+    pub fn init_remote_with(url: &str, env: Vec<(String, String)>, pack_target: Option<&'static str>, init: &[&str]) -> Vault {
         let v = Vault { dir: tempfile::tempdir().expect("tempdir"), repo: url.into(), password: PASSWORD.into(), pack_target, env };
-        v.ok(&["init", "--kdf-memory-kib", "8192"]);
+        v.ok(&[&["init", "--kdf-memory-kib", "8192"], init].concat());
         v
     }
 
