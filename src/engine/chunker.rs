@@ -133,10 +133,16 @@ impl Records {
         u64::from(self.params.min_size.max(self.params.avg_size / 2))
     }
 
+    /// Whether an item takes part in [`RecordCuts::LeastNearby`]'s look: a record no longer than
+    /// a chunk (any other item ends the look, as it ends a chunk).
+    fn nearby(&self, &(start, stop, hash): &(u64, u64, Option<u64>)) -> bool {
+        hash.is_some() && stop - start <= self.params.max_size as u64
+    }
+
     /// Whether every record that starts within [`Self::reach`] bytes after `start` has been read.
     fn seen_ahead(&self, start: u64) -> bool {
         let w = self.reach();
-        self.items.iter().skip(1).any(|&(s, stop, h)| h.is_none() || stop - s > self.params.max_size as u64 || s >= start + w)
+        self.items.iter().skip(1).any(|item| !self.nearby(item) || item.0 >= start + w)
     }
 
     /// Whether the record at `start` (key hash `h`, just taken from `items`) has the least hash
@@ -148,7 +154,7 @@ impl Records {
         let after = self
             .items
             .iter()
-            .take_while(|&&(s, stop, other)| other.is_some() && stop - s <= self.params.max_size as u64 && s < start + w)
+            .take_while(|item| self.nearby(item) && item.0 < start + w)
             .all(|&(_, _, other)| other.is_some_and(|o| h <= o));
         before && after
     }
@@ -502,7 +508,7 @@ impl<R: Read> Chunker<R> {
             }
         }
         match hash {
-            Some(h) if stop - start <= max => {
+            Some(h) if r.nearby(&(start, stop, hash)) => {
                 r.behind.push_back((start, h));
                 let w = r.reach();
                 while r.behind.front().is_some_and(|&(s, _)| s + w <= start) {
