@@ -177,34 +177,67 @@ fn index_and_list_files_stay_within_bounds_from_their_entries() {
     assert!(list_frames.len() as u64 <= most, "{} list frames for {} B of lists", list_frames.len(), leaf_bytes + top_bytes);
 }
 
-/// After 1% of the keys change, the backup stores only the list leaves that hold a changed
-/// chunk (at most two per changed key: a leaf may merge with its neighbour) and the top
-/// blobs, not every list around a change.
+/// After 1% of the keys change, the backup stores its chunk list as delta pieces against the
+/// last full list: the new ids and a few bytes a run, not the leaves that hold a new id (as
+/// a full list would) nor every list around a change. A second incremental draws from the
+/// same full list (deltas never chain), and forgetting the full list's snapshot keeps what
+/// the deltas draw from.
 #[test]
-fn one_percent_change_rewrites_few_list_leaves() {
+fn one_percent_change_stores_its_chunk_list_as_a_small_delta() {
     let mut rng = Rng(23);
     let v1 = base(&mut rng);
-    let mut v2 = v1.clone();
-    let changed = 40;
-    for k in 0..changed {
-        let i = (k * 97 + 13) % v2.len();
-        let len = 100 + rng.below(1200);
-        v2[i].1 = value(&mut rng, len);
-    }
+    let change = |from: &[(u64, Vec<u8>)], rng: &mut Rng, salt: usize| {
+        let mut to = from.to_vec();
+        for k in 0..40 {
+            let i = (k * 97 + 13 + salt) % to.len();
+            let len = 100 + rng.below(1200);
+            to[i].1 = value(rng, len);
+        }
+        to
+    };
+    let v2 = change(&v1, &mut rng, 0);
+    let v3 = change(&v2, &mut rng, 5);
     let v = vault(RECORD_CHUNKS);
-    backup(&v, "v1.rdb", &rdb(&v1));
-    let before: std::collections::HashSet<String> = index_entries(&v).iter().map(|b| b["id"].as_str().unwrap().to_string()).collect();
-    let b = rdb(&v2);
-    let (id, _) = backup(&v, "v2.rdb", &b);
-    let after = index_entries(&v);
-    let is_leaf = |b: &&serde_json::Value| b["type"] == "chunk-list" && !is_top(b);
-    let all_leaves = after.iter().filter(is_leaf).count();
-    let new_leaves = after.iter().filter(|b| !before.contains(b["id"].as_str().unwrap())).filter(is_leaf).count();
-    eprintln!("{new_leaves} of {all_leaves} leaves rewritten for {changed} changed keys");
-    assert!(new_leaves <= 2 * changed, "{new_leaves} new leaves for {changed} changed keys");
-    assert!(new_leaves * 3 < all_leaves, "{new_leaves} of {all_leaves} leaves rewritten");
-    assert!(v.restore(&id, &v.dir.path().join("r2.rdb")) == b, "restore differs");
+    let list_bytes = |entries: &[serde_json::Value], skip: &std::collections::HashSet<String>| -> u64 {
+        entries.iter().filter(|b| b["type"] == "chunk-list" && !skip.contains(b["id"].as_str().unwrap())).map(|b| field(b, "raw_length")).sum()
+    };
+    let ids = |entries: &[serde_json::Value]| -> std::collections::HashSet<String> { entries.iter().map(|b| b["id"].as_str().unwrap().to_string()).collect() };
+    let (first, s1) = backup(&v, "v1.rdb", &rdb(&v1));
+    let full = list_bytes(&index_entries(&v), &Default::default());
+    assert!(full >= 32 * field(&s1, "chunks"), "a full list holds every id");
+    let (mut snaps, mut new_since) = (Vec::new(), 0);
+    for (name, data) in [("v2.rdb", rdb(&v2)), ("v3.rdb", rdb(&v3))] {
+        let before = ids(&index_entries(&v));
+        let (id, s) = backup(&v, name, &data);
+        let added = list_bytes(&index_entries(&v), &before);
+        let snap = v.json(&["cat", "snapshot", &id]);
+        let file = &snap["files"][0];
+        let new_ids = field(&file["list_base"], "new_chunks");
+        eprintln!("{name}: {added} B of list for {} chunks, {} new ({new_ids} new to the base); the full list: {full} B", field(&s, "chunks"), field(&s, "new_chunks"));
+        // Drawn from the first backup's full list, even by name (a dump named by date).
+        assert_eq!(file["list_base"]["snapshot"].as_str(), Some(first.as_str()), "{snap:#}");
+        // Ids new since the base: this backup's new chunks, and those of the deltas before it.
+        new_since += field(&s, "new_chunks");
+        assert!(new_ids >= field(&s, "new_chunks") && new_ids <= new_since + 8, "{new_ids} ids new to the base");
+        let pieces = file["lists"].as_array().unwrap().len() as u64;
+        assert!(added <= 32 * new_ids + pieces * (16 + 3 * 32) + 8 * field(&s, "chunks") / 16, "{added} B of list for {new_ids} new ids in {pieces} pieces");
+        assert!(added * 6 < full, "{added} B of list against {full} B for the whole list");
+        assert!(v.restore(&id, &v.dir.path().join(format!("r-{name}"))) == data, "restore of {name} differs");
+        snaps.push((id, data));
+    }
     assert!(v.check_passes(&["--read-data"]).is_empty());
+    // The full list's snapshot goes; what the deltas draw from stays.
+    v.ok(&["forget", &first]);
+    v.ok(&["prune"]);
+    for (n, (id, data)) in snaps.iter().enumerate() {
+        assert!(v.restore(id, &v.dir.path().join(format!("pruned-{n}.rdb"))) == *data, "restore after prune differs");
+    }
+    assert!(v.check_passes(&["--read-data"]).is_empty());
+    // The next backup writes a full list again: its base is gone.
+    let (_, s4) = backup(&v, "v4.rdb", &rdb(&v1));
+    let last = v.json(&["cat", "snapshot", "latest"]);
+    assert!(last["files"][0].get("list_base").is_none(), "{last:#}");
+    assert_eq!(field(&s4, "chunks"), field(&s1, "chunks"));
 }
 
 /// A damaged frame of list blobs (leaves and top blobs share frames) fails the restore,

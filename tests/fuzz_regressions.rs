@@ -79,7 +79,7 @@ fn snapshot(full: bool) -> Snapshot {
             file: None,
             rdb_error: None,
         }),
-        files: vec![SnapshotFile { name: "dump.rdb".into(), size: 481, blake3: "ab".repeat(32), chunks: 2, lists: vec![id(9).to_hex()] }],
+        files: vec![SnapshotFile { name: "dump.rdb".into(), size: 481, blake3: "ab".repeat(32), chunks: 2, lists: vec![id(9).to_hex()], list_base: None }],
         summary: BackupSummary { bytes_processed: 481, chunks: 2, new_chunks: 1, new_raw_bytes: 300, bytes_added: 350, duration_ms: 7 },
         original: None,
         key_index: None,

@@ -119,7 +119,8 @@ fn stats_measures_chosen_snapshots_by_restore_size_or_raw_blobs() {
     let (plain, compact) = (random_data(1, 200), random_data(2, 150));
     let a = v.backup_stdin("dump.rdb", &plain, &["--raw"]);
     let b = v.backup_stdin("dump.rdb", &plain, &["--raw"]);
-    let c = v.backup_stdin("other.rdb", &compact, &["--raw"]);
+    // Another host's: a full list of its own (a delta draws from the same host's file).
+    let c = v.backup_stdin("other.rdb", &compact, &["--raw", "--host", "other"]);
     assert_eq!(v.ok(&["stats", "--mode", "restore-size"]), "snapshots:   3\nfiles:       3\ntotal size:  550 B (what a restore writes)\n");
     assert_eq!(v.json(&["stats", &a, &c]), json!({"snapshots": 2, "total_file_count": 2, "total_size": plain.len() + compact.len()}));
 
@@ -129,14 +130,15 @@ fn stats_measures_chosen_snapshots_by_restore_size_or_raw_blobs() {
     let raw_all = v.json(&["stats", "--mode", "raw"]);
     assert_eq!(raw_a["snapshots"], 1);
     assert_eq!(raw_ab["snapshots"], 2);
-    for k in ["total_blob_count", "total_uncompressed_size", "total_size"] {
-        assert_eq!(raw_a[k], raw_ab[k], "{k}: b adds nothing a does not have");
-    }
-    // Per file: one data chunk, a list leaf of one 32-byte id, and a top blob ("RVLT" + the leaf's id).
+    // Per full list: one data chunk, a list leaf of one 32-byte id, and a top blob ("RVLT" + the leaf's id).
     assert_eq!(raw_a["total_blob_count"], 3);
     assert_eq!(raw_a["total_uncompressed_size"], plain.len() + 32 + 36);
-    assert_eq!(raw_all["total_blob_count"], 6);
-    assert_eq!(raw_all["total_uncompressed_size"], plain.len() + compact.len() + 2 * (32 + 36));
+    // b shares a's chunk and stores one delta piece: "RVLD", one base (a's top blob), one op
+    // keeping its one id (count, base, skip), no new ids.
+    assert_eq!(raw_ab["total_blob_count"], 4);
+    assert_eq!(raw_ab["total_uncompressed_size"], plain.len() + 32 + 36 + (4 + 1 + 32 + 1 + 3));
+    assert_eq!(raw_all["total_blob_count"], 7);
+    assert_eq!(raw_all["total_uncompressed_size"], plain.len() + compact.len() + 2 * (32 + 36) + 41);
     let overview = v.json(&["stats"]);
     assert_eq!(raw_all["total_blob_count"], overview["data_blobs"].as_u64().unwrap() + overview["list_blobs"].as_u64().unwrap());
     let stored = raw_a["total_size"].as_u64().unwrap();

@@ -29,9 +29,10 @@ use crate::store::direct::{Blocks, Sequential};
 use crate::store::{FileKind, Repository};
 use crate::engine::keybase;
 use crate::engine::layering::{ChunkSeen, Layered, Layering};
+use crate::engine::listdelta::{self, DeltaWriter};
 use crate::format::keyindex::TopTable;
 use crate::format::keylayers::lead;
-use crate::format::snapshot::{BackupSummary, KeyIndexRef, KeyLayersRef, Listing, Snapshot, SnapshotFile, SourceDesc};
+use crate::format::snapshot::{BackupSummary, KeyIndexRef, KeyLayersRef, ListBase, Listing, Snapshot, SnapshotFile, SourceDesc};
 
 /// How to run a backup.
 #[derive(Clone)]
@@ -238,17 +239,21 @@ pub fn run_with(
     // Listing the packs (for orphans to adopt) waits on the disk: done meanwhile.
     let facts_input = if inputs.len() == 1 { Some(0) } else { inputs.iter().position(|i| i.name.ends_with(".rdb")) };
     let indexed_file = facts_input.filter(|_| opts.key_index).map(|n| inputs[n].name.clone());
-    let (known, listed, base) = std::thread::scope(|s| {
+    let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
+    let (known, listed, (base, list_bases)) = std::thread::scope(|s| {
         let listing = s.spawn(|| repo.backend().list(FileKind::Pack));
-        // The base of a layered key index, chosen among the snapshots meanwhile.
-        let base = s.spawn(|| -> Option<KeyIndexRef> {
-            let file = indexed_file.as_ref().filter(|_| !opts.full_key_index)?;
+        // The bases of a layered key index and of delta chunk lists, chosen among the
+        // snapshots meanwhile.
+        let bases = s.spawn(|| -> (Option<KeyIndexRef>, Vec<Option<(ListBase, Vec<Id>)>>) {
+            let Ok(listing) = Listing::load(repo) else { return (None, Vec::new()) };
             let host = opts.host.clone().unwrap_or_else(crate::host::hostname);
-            keybase::choose(&Listing::load(repo).ok()?.snapshots, &host, file)
+            let file = indexed_file.as_ref().filter(|_| !opts.full_key_index);
+            let key_base = file.and_then(|file| keybase::choose(&listing.snapshots, &host, file));
+            (key_base, names.iter().map(|name| listdelta::choose(&listing.snapshots, &host, name, names.len() == 1)).collect())
         });
         let known = Known::load(repo);
         let listed = listing.join().unwrap_or_else(|_| Err(Error::Invalid("pack listing thread panicked".into())));
-        (known, listed, base.join().ok().flatten())
+        (known, listed, bases.join().unwrap_or_default())
     });
     let (mut known, listed) = (known?, listed?);
     let indexed = std::mem::take(&mut known.packs);
@@ -360,7 +365,11 @@ pub fn run_with(
         let collector = {
             let (meta_tx, dedup) = (meta_tx.clone(), dedup.clone());
             let named = layering.is_some().then_some(chunks_tx).zip(facts_input);
-            s.spawn(move || run_collector(repo, &dedup, ev_rx, meta_tx, named))
+            // Each input's base list, read ahead of the collector on a thread of its own.
+            let (marks, lists): (Vec<Option<ListBase>>, Vec<Option<Vec<Id>>>) = list_bases.into_iter().map(|b| b.map_or((None, None), |(m, l)| (Some(m), Some(l)))).unzip();
+            let streams = listdelta::read_bases(s, repo, lists);
+            let deltas: Vec<Option<DeltaWriter>> = marks.into_iter().zip(streams).map(|(m, rx)| m.zip(rx).map(|(m, rx)| DeltaWriter::new(m, rx))).collect();
+            s.spawn(move || run_collector(repo, &dedup, ev_rx, meta_tx, named, deltas))
         };
         // Key index blobs go to the packer like any other; this sender closes once the top
         // table is stored (after the collector, which knows where the chunk lists start).
@@ -749,7 +758,15 @@ struct Collected {
 /// Puts chunk ids back in input order and stores the chunk lists.
 /// With `named`, the chunks of input `n` are also named, in order, to `tx` (for the key
 /// index's layering; it may have stopped listening).
-fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, sealed: Sender<Vec<Sealed>>, named: Option<(Sender<ChunkSeen>, usize)>) -> Result<Collected> {
+/// An input with a writer in `deltas` (by input position) stores its list as delta pieces.
+fn run_collector(
+    repo: &Repository,
+    dedup: &Dedup,
+    events: Receiver<Event>,
+    sealed: Sender<Vec<Sealed>>,
+    named: Option<(Sender<ChunkSeen>, usize)>,
+    mut deltas: Vec<Option<DeltaWriter>>,
+) -> Result<Collected> {
     // Chunk lists are random ids: compressing them gains nothing.
     let mut plain = Compressor::plain();
     let mut out = Collected::default();
@@ -758,10 +775,11 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
     let mut whole = blake3::Hasher::new();
     let mut next = 0u64;
     let mut tree = TreeBuilder::new();
+    let mut delta = deltas.get_mut(0).and_then(Option::take);
     let mut lists: Vec<String> = Vec::new();
     let mut file_chunks = 0u64;
     let (mut file_bytes, mut starts) = (0u64, Vec::new());
-    // New list blobs (leaves and top blobs), gathered into shared frames.
+    // New list blobs (leaves and top blobs, or delta pieces), gathered into shared frames.
     let (mut frame, mut members): (Vec<u8>, Vec<(Id, u32)>) = (Vec::new(), Vec::new());
     let mut flush = |frame: &mut Vec<u8>, members: &mut Vec<(Id, u32)>| -> Result<()> {
         if members.is_empty() {
@@ -804,11 +822,15 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
             if matches!(ends.front(), Some((_, end, _)) if *end == next) {
                 let Some((name, _, size)) = ends.pop_front() else { break };
                 let blake3 = std::mem::take(&mut whole).finalize().to_hex().to_string();
-                if let Some(top) = tree.finish(&mut |b| store(b, &mut frame, &mut members))? {
-                    lists.push(top.to_hex());
-                }
-                out.files.push(SnapshotFile { name, size, blake3, chunks: file_chunks, lists: std::mem::take(&mut lists) });
+                let last = match delta.as_mut() {
+                    Some(d) => d.finish(&mut |b| store(b, &mut frame, &mut members))?,
+                    None => tree.finish(&mut |b| store(b, &mut frame, &mut members))?,
+                };
+                lists.extend(last.map(|id| id.to_hex()));
+                let list_base = delta.take().map(|d| d.base);
+                out.files.push(SnapshotFile { name, size, blake3, chunks: file_chunks, lists: std::mem::take(&mut lists), list_base });
                 out.list_starts.push(std::mem::take(&mut starts));
+                delta = deltas.get_mut(out.files.len()).and_then(Option::take);
                 (file_chunks, file_bytes) = (0, 0);
                 continue;
             }
@@ -825,13 +847,15 @@ fn run_collector(repo: &Repository, dedup: &Dedup, events: Receiver<Event>, seal
                 }
             }
             for (id, len) in &ids {
-                if !tree.open() {
+                if !delta.as_ref().map_or(tree.open(), DeltaWriter::open) {
                     starts.push(file_bytes);
                 }
                 file_bytes += u64::from(*len);
-                if let Some(top) = tree.push(id, &mut |b| store(b, &mut frame, &mut members))? {
-                    lists.push(top.to_hex());
-                }
+                let done = match delta.as_mut() {
+                    Some(d) => d.push(id, &mut |b| store(b, &mut frame, &mut members))?,
+                    None => tree.push(id, &mut |b| store(b, &mut frame, &mut members))?,
+                };
+                lists.extend(done.map(|id| id.to_hex()));
             }
         }
     }

@@ -5,8 +5,9 @@
 //! round trips, not the bytes, set the pace. Backups keep a run's lists together
 //! in their own packs, so the lists of a window usually lie side by side: they
 //! are read in one range read per stretch of a pack, several reads in flight.
-//! A snapshot names top blobs (or, before the list tree, flat lists): a window's
-//! top blobs are read first, then all their leaves (mostly from the stretches the top
+//! A snapshot names top blobs, delta pieces (an incremental's) or, before the list tree,
+//! flat lists: a window's named blobs are read first, then the bases its delta pieces draw
+//! from, then all leaves of the top blobs among both (mostly from the stretches the top
 //! blobs were read in: a top blob lies just after its leaves), each frame opened once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,21 +39,17 @@ impl<'a> Blobs<'a> {
         chunk_ids(self, file)
     }
 
-    /// What the list blob `id` a snapshot names stands for: the leaves it names (none for
-    /// a flat list of an older backup) and the chunk ids in order.
-    pub fn list_chunks(&self, id: &Id) -> Result<ListChunks> {
+    /// The chunk ids the list blob `id` a snapshot names stands for (a top blob's through
+    /// its leaves, a delta piece's through its bases).
+    pub fn list_chunks(&self, id: &Id) -> Result<Vec<Id>> {
         let plan = self.repo.backend().read_plan();
-        let what = format!("chunk list {}", id.to_hex());
-        match parse_any(&self.load(id)?, &what)? {
-            ListBlob::Flat(chunks) => Ok(ListChunks { leaves: Vec::new(), chunks }),
-            ListBlob::Top(leaves) => {
-                let mut chunks = Vec::new();
-                for (plain, leaf) in self.load_lists(&leaves, &plan)?.iter().zip(&leaves) {
-                    chunks.extend(parse_leaf(plain, &format!("chunk-list leaf {}", leaf.to_hex()))?);
-                }
-                Ok(ListChunks { leaves, chunks })
-            }
-        }
+        Ok(expand(self, std::slice::from_ref(id), &plan, &mut Vec::new())?.pop().unwrap_or_default())
+    }
+
+    /// The chunk ids of each of the list blobs `ids`, in order, read in planned batches;
+    /// every other list blob read for them (bases, leaves) is added to `read`.
+    pub fn lists_chunks(&self, ids: &[Id], read: &mut Vec<Id>) -> Result<Vec<Vec<Id>>> {
+        expand(self, ids, &self.repo.backend().read_plan(), read)
     }
 
     /// The plaintexts of the list blobs `ids`, in order, read in planned range reads.
@@ -81,14 +78,6 @@ impl Fetched {
     }
 }
 
-/// A list blob of a snapshot, expanded.
-pub struct ListChunks {
-    /// The leaves a top blob names (empty for a flat list).
-    pub leaves: Vec<Id>,
-    /// The chunk ids, in order.
-    pub chunks: Vec<Id>,
-}
-
 fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<Item = Result<Id>> + 'a {
     let plan = blobs.repo.backend().read_plan();
     let first = file.lists.len().min(if plan.pack_order { WINDOW } else { FIRST_WINDOW });
@@ -102,42 +91,90 @@ fn chunk_ids<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile) -> impl Iterator<
     })
 }
 
-/// The chunk ids of the lists in `window`, in order: their top blobs (or flat lists)
-/// first, then every leaf they name, in one planned batch.
+/// The chunk ids of the lists in `window`, in order.
 fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: &ReadPlan) -> Result<Vec<Id>> {
     let mut named = Vec::with_capacity(window.len());
     for hex in window {
         named.push(Id::from_hex(hex).ok_or_else(|| Error::corrupt(format!("snapshot file {}", file.name), format!("bad list id {hex}")))?);
     }
-    // Each list blob is chunk ids itself (flat) or a run of the leaves gathered below.
-    let mut parts: Vec<std::result::Result<Vec<Id>, std::ops::Range<usize>>> = Vec::with_capacity(named.len());
-    let mut leaves = Vec::new();
+    Ok(expand(blobs, &named, plan, &mut Vec::new())?.concat())
+}
+
+/// The chunk ids of each list blob in `named`: the blobs first, then the bases their delta
+/// pieces draw from, then every leaf of the top blobs among both, each step one planned batch.
+/// The bases and leaves read are added to `read`.
+fn expand(blobs: &Blobs<'_>, named: &[Id], plan: &ReadPlan, read: &mut Vec<Id>) -> Result<Vec<Vec<Id>>> {
     // A top blob is stored after its leaves: its read starts early enough to hold them, and
     // what it fetched serves the leaves.
-    let tops = Fetched::default();
-    let batch = Batch { lead: plan.gap.min(LIST_GAP), keep: Some(&tops), ..Batch::default() };
-    for (plain, hex) in load_ids(blobs, &named, plan, batch)?.iter().zip(window) {
-        match parse_any(plain, &format!("chunk list {hex}"))? {
-            ListBlob::Flat(ids) => parts.push(Ok(ids)),
-            ListBlob::Top(ids) => {
-                parts.push(Err(leaves.len()..leaves.len() + ids.len()));
-                leaves.extend(ids);
-            }
-        }
-    }
-    let leaf_plain = if leaves.is_empty() { Vec::new() } else { load_ids(blobs, &leaves, plan, Batch { from: Some(&tops), ..Batch::default() })? };
-    let mut out = Vec::new();
-    for part in parts {
-        match part {
-            Ok(ids) => out.extend(ids),
-            Err(range) => {
-                for i in range {
-                    out.extend(parse_leaf(&leaf_plain[i], &format!("chunk-list leaf {}", leaves[i].to_hex()))?);
+    let fetched = Fetched::default();
+    let batch = Batch { lead: plan.gap.min(LIST_GAP), keep: Some(&fetched), ..Batch::default() };
+    let parsed = parse_all(&load_ids(blobs, named, plan, batch)?, named)?;
+    // The bases of the delta pieces, each read once.
+    let mut bases: Vec<Id> = Vec::new();
+    for p in &parsed {
+        if let ListBlob::Delta(d) = p {
+            for b in &d.bases {
+                if !bases.contains(b) {
+                    bases.push(*b);
                 }
             }
         }
     }
+    let base_parsed = if bases.is_empty() { Vec::new() } else { parse_all(&load_ids(blobs, &bases, plan, batch)?, &bases)? };
+    // Every leaf of the top blobs among both, in one batch.
+    let mut leaves = Vec::new();
+    for p in &parsed {
+        if let ListBlob::Top(l) = p {
+            leaves.extend_from_slice(l);
+        }
+    }
+    for (p, id) in base_parsed.iter().zip(&bases) {
+        match p {
+            ListBlob::Top(l) => leaves.extend_from_slice(l),
+            ListBlob::Delta(_) => {
+                return Err(Error::corrupt(format!("chunk list {}", id.to_hex()), "a delta piece is named as the base of another (a base must be a full list); run `rdbvault check`"));
+            }
+            ListBlob::Flat(_) => {}
+        }
+    }
+    let leaf_plain = if leaves.is_empty() { Vec::new() } else { load_ids(blobs, &leaves, plan, Batch { from: Some(&fetched), ..Batch::default() })? };
+    read.extend_from_slice(&bases);
+    read.extend_from_slice(&leaves);
+    let mut leaf_ids = leaf_plain.iter().zip(&leaves).map(|(p, l)| parse_leaf(p, &format!("chunk-list leaf {}", l.to_hex())));
+    let mut full = |p: &ListBlob| -> Result<Vec<Id>> {
+        Ok(match p {
+            ListBlob::Flat(ids) => ids.clone(),
+            ListBlob::Top(l) => {
+                let mut ids = Vec::with_capacity(l.len() * 16);
+                for _ in 0..l.len() {
+                    ids.extend(leaf_ids.next().unwrap_or_else(|| Ok(Vec::new()))?);
+                }
+                ids
+            }
+            ListBlob::Delta(_) => Vec::new(),
+        })
+    };
+    // Leaves come in the order of `parsed`, then `base_parsed`: expanded in that order.
+    let mut out = Vec::with_capacity(parsed.len());
+    for p in &parsed {
+        out.push(full(p)?);
+    }
+    let mut base_ids = Vec::with_capacity(bases.len());
+    for p in &base_parsed {
+        base_ids.push(full(p)?);
+    }
+    for ((p, id), ids) in parsed.iter().zip(named).zip(out.iter_mut()) {
+        if let ListBlob::Delta(d) = p {
+            let mine: Vec<&[Id]> = d.bases.iter().map(|b| bases.iter().position(|x| x == b).map_or(&[][..], |i| base_ids[i].as_slice())).collect();
+            *ids = d.expand(&mine, &format!("chunk-list delta {}", id.to_hex()))?;
+        }
+    }
     Ok(out)
+}
+
+/// Parses list blobs a snapshot names (`ids` for their errors).
+fn parse_all(plain: &[Vec<u8>], ids: &[Id]) -> Result<Vec<ListBlob>> {
+    plain.iter().zip(ids).map(|(p, id)| parse_any(p, &format!("chunk list {}", id.to_hex()))).collect()
 }
 
 /// How a batch of list reads uses fetched stretches.

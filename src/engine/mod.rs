@@ -10,6 +10,7 @@ pub mod facts;
 pub mod keybase;
 pub mod keywalk;
 pub mod layering;
+pub mod listdelta;
 pub mod lists;
 pub mod packorder;
 pub mod packer;

@@ -45,7 +45,7 @@ impl<'b, 'a> RangeReader<'b, 'a> {
         }
         let mut ids = Vec::new();
         for n in lists {
-            let chunks = self.blobs.list_chunks(&self.list_id(n)?)?.chunks;
+            let chunks = self.blobs.list_chunks(&self.list_id(n)?)?;
             ids.extend_from_slice(&chunks);
             self.ahead.insert(n, chunks);
         }
@@ -87,7 +87,7 @@ impl<'b, 'a> RangeReader<'b, 'a> {
         if self.list.as_ref().is_none_or(|(m, _)| *m != n) {
             let ids = match self.ahead.remove(&n) {
                 Some(ids) => ids,
-                None => self.blobs.list_chunks(&self.list_id(n)?)?.chunks,
+                None => self.blobs.list_chunks(&self.list_id(n)?)?,
             };
             self.blobs.locate_all(&ids)?;
             let mut at = self.starts[n];

@@ -128,7 +128,7 @@ impl<'r> Session<'r> {
         for p in fresh {
             self.remember(p);
         }
-        let file = SnapshotFile { name: name.to_string(), size: bytes.len() as u64, blake3: blake3::hash(bytes).to_hex().to_string(), chunks, lists };
+        let file = SnapshotFile { name: name.to_string(), size: bytes.len() as u64, blake3: blake3::hash(bytes).to_hex().to_string(), chunks, lists, list_base: None };
         Ok(Stored { file, index, new_chunks, new_raw_bytes, bytes_added: w.bytes_added })
     }
 

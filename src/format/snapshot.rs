@@ -25,6 +25,19 @@ pub struct SnapshotFile {
     pub chunks: u64,
     /// Ids of the chunk-list blobs that, concatenated, list the chunk ids in order.
     pub lists: Vec<String>,
+    /// Set when `lists` are delta pieces: which earlier file they draw from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_base: Option<ListBase>,
+}
+
+/// The file an incremental's delta pieces draw from (its lists are the pieces' bases), so
+/// the next backup can draw from the same one until the delta grows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ListBase {
+    /// The snapshot that holds it (it may be forgotten since: its lists stay while used).
+    pub snapshot: String,
+    /// Chunk ids the pieces hold themselves, found in no base.
+    pub new_chunks: u64,
 }
 
 /// Where the data came from.

@@ -419,7 +419,7 @@ fn check_list(blobs: &Blobs<'_>, id: &Id, snap: &str, file: &str, report: &mut C
         }
     };
     let ids = match blobs.list_chunks(id) {
-        Ok(l) => l.chunks,
+        Ok(ids) => ids,
         Err(e @ Error::MissingBlob { .. }) => {
             report.error("snapshot", Some(snap.to_string()), Some(id), format!("file {file}: chunk list: {e}"));
             return None;

@@ -100,7 +100,7 @@ fn check_list_starts(blobs: &Blobs<'_>, file: &SnapshotFile, top: &TopTable, wha
             return Err(Error::corrupt(what, format!("chunk list {n} starts at byte {at}, the index says {}", top.list_starts[n])));
         }
         let list = Id::from_hex(hex).ok_or_else(|| Error::corrupt(what, format!("bad list id {hex}")))?;
-        for c in blobs.list_chunks(&list)?.chunks {
+        for c in blobs.list_chunks(&list)? {
             at += index.get(&c).map_or(0, |(_, e)| u64::from(e.raw_len));
         }
     }

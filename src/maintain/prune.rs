@@ -27,7 +27,7 @@ use crate::format::keyindex::TopTable;
 use crate::store::lock::LockGuard;
 use crate::format::compress::Compressor;
 use crate::format::pack::{blob_in_frame, frames, open_frame, seal_frame, BlobEntry, BlobKeys, BlobType, PackBuilder};
-use crate::store::{display_name, FileKind, Repository};
+use crate::store::{display_name, FileKind, ReadPlan, Repository};
 use crate::engine::packer::PACKS_PER_INDEX;
 use crate::engine::restore::{dictionary_ids, Blobs};
 use crate::format::snapshot::{Listing, Snapshot, Unreadable};
@@ -108,6 +108,8 @@ pub struct PrunePlan {
 pub fn used_blobs<'i>(repo: &Repository, index: &'i Index, snapshots: &[(Id, Snapshot)]) -> Result<BlobSet<'i>> {
     let blobs = Blobs::new(repo, index)?;
     let mut used = BlobSet::new(index);
+    // List blobs whose every chunk is in `used` (a delta's base is used, not walked).
+    let mut walked = BlobSet::new(index);
     for id in dictionary_ids(index) {
         used.insert(&id);
     }
@@ -116,29 +118,35 @@ pub fn used_blobs<'i>(repo: &Repository, index: &'i Index, snapshots: &[(Id, Sna
         let what = display_name(FileKind::Snapshot, &sid.to_hex());
         let damaged = |e: Error| Error::corrupt(&what, format!("{e}; run `rdbvault check` (and `repair index`) before pruning"));
         for file in &snap.files {
+            let mut pieces = Vec::new();
             for hex in &file.lists {
                 let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(&what, format!("bad list id {hex}")))?;
                 // One not indexed fails to load below.
-                if used.insert(&id) == Some(false) {
+                if used.insert(&id) == Some(false) && walked.contains(&id) {
                     continue;
                 }
                 let plain = blobs.load(&id).map_err(damaged)?;
                 let ids = match parse_any(&plain, &format!("chunk list {hex}")).map_err(damaged)? {
-                    ListBlob::Flat(ids) => ids,
-                    ListBlob::Top(leaves) => {
-                        // Leaves shared with lists already walked add nothing.
-                        let fresh: Vec<Id> = leaves.into_iter().filter(|l| used.insert(l) != Some(false)).collect();
-                        let mut ids = Vec::new();
-                        for (p, leaf) in blobs.load_lists(&fresh, &plan).map_err(damaged)?.iter().zip(&fresh) {
-                            ids.extend(parse_leaf(p, &format!("chunk-list leaf {}", leaf.to_hex())).map_err(damaged)?);
-                        }
-                        ids
+                    ListBlob::Delta(_) => {
+                        pieces.push(id);
+                        continue;
                     }
+                    full => full_ids(&blobs, (&mut used, &mut walked), full, &plan).map_err(damaged)?,
                 };
-                for c in ids {
-                    if used.insert(&c).is_none() {
-                        return Err(damaged(Error::MissingBlob { id: c.to_hex() }));
-                    }
+                walked.insert(&id);
+                mark_chunks(&mut used, ids).map_err(damaged)?;
+            }
+            // A delta piece keeps its bases and their leaves, but only the chunks it lists:
+            // a forgotten snapshot's list may stay as a base while its own chunks go.
+            for window in pieces.chunks(PIECES_PER_READ) {
+                let mut read = Vec::new();
+                let ids = blobs.lists_chunks(window, &mut read).map_err(damaged)?;
+                for (piece, ids) in window.iter().zip(ids) {
+                    walked.insert(piece);
+                    mark_chunks(&mut used, ids).map_err(damaged)?;
+                }
+                for r in &read {
+                    used.insert(r);
                 }
             }
         }
@@ -152,6 +160,37 @@ pub fn used_blobs<'i>(repo: &Repository, index: &'i Index, snapshots: &[(Id, Sna
     }
     Ok(used)
 }
+
+/// The chunk ids of a full list (a flat list, or a top blob through its leaves); leaves
+/// already walked with another list add nothing.
+fn full_ids(blobs: &Blobs<'_>, (used, walked): (&mut BlobSet<'_>, &mut BlobSet<'_>), list: ListBlob, plan: &ReadPlan) -> Result<Vec<Id>> {
+    match list {
+        ListBlob::Flat(ids) => Ok(ids),
+        ListBlob::Top(leaves) => {
+            let fresh: Vec<Id> = leaves.into_iter().filter(|l| used.insert(l) != Some(false) || !walked.contains(l)).collect();
+            let mut ids = Vec::new();
+            for (p, leaf) in blobs.load_lists(&fresh, plan)?.iter().zip(&fresh) {
+                ids.extend(parse_leaf(p, &format!("chunk-list leaf {}", leaf.to_hex()))?);
+                walked.insert(leaf);
+            }
+            Ok(ids)
+        }
+        ListBlob::Delta(_) => Ok(Vec::new()),
+    }
+}
+
+/// Marks the chunks a list names; one the index lacks is damage.
+fn mark_chunks(used: &mut BlobSet<'_>, ids: Vec<Id>) -> Result<()> {
+    for c in ids {
+        if used.insert(&c).is_none() {
+            return Err(Error::MissingBlob { id: c.to_hex() });
+        }
+    }
+    Ok(())
+}
+
+/// Delta pieces expanded at once: their bases are read once for all of them.
+const PIECES_PER_READ: usize = 128;
 
 /// Marks a key index top table used, and the pages it names (read from it).
 fn keep_top_table(blobs: &Blobs<'_>, used: &mut BlobSet<'_>, hex: &str, what: &str) -> Result<()> {

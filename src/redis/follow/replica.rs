@@ -498,6 +498,7 @@ impl Log {
             blake3: hash.to_hex().to_string(),
             chunks: done.iter().map(|d| d.file.chunks).sum(),
             lists: done.iter().flat_map(|d| d.file.lists.iter().cloned()).collect(),
+            list_base: None,
         };
         let mut summary = BackupSummary::default();
         for d in &done {
