@@ -358,17 +358,18 @@ pub fn run_with(
         drop(job_rx);
         // The indexed file's chunks, named to its layering as the collector puts them in order.
         let (chunks_tx, chunks_rx) = crossbeam_channel::unbounded();
-        let mut layering = opts.key_index.then(|| match &base {
-            Some(b) => Layering::layers(chunks_rx, keybase::stream(s, repo, b)),
+        // The earlier snapshots' blobs this backup draws on: a key index's chunk facts, and
+        // each input's base list, read ahead on threads of their own.
+        let (marks, lists): (Vec<Option<ListBase>>, Vec<Option<Vec<Id>>>) = list_bases.into_iter().map(|b| b.map_or((None, None), |(m, l)| (Some(m), Some(l)))).unzip();
+        let (key_stream, list_streams) = keybase::stream(s, repo, base.as_ref(), lists);
+        let mut layering = opts.key_index.then(|| match key_stream {
+            Some(b) => Layering::layers(chunks_rx, b),
             None => Layering::facts(chunks_rx),
         });
         let collector = {
             let (meta_tx, dedup) = (meta_tx.clone(), dedup.clone());
             let named = layering.is_some().then_some(chunks_tx).zip(facts_input);
-            // Each input's base list, read ahead of the collector on a thread of its own.
-            let (marks, lists): (Vec<Option<ListBase>>, Vec<Option<Vec<Id>>>) = list_bases.into_iter().map(|b| b.map_or((None, None), |(m, l)| (Some(m), Some(l)))).unzip();
-            let streams = listdelta::read_bases(s, repo, lists);
-            let deltas: Vec<Option<DeltaWriter>> = marks.into_iter().zip(streams).map(|(m, rx)| m.zip(rx).map(|(m, rx)| DeltaWriter::new(m, rx))).collect();
+            let deltas: Vec<Option<DeltaWriter>> = marks.into_iter().zip(list_streams).map(|(m, rx)| m.zip(rx).map(|(m, rx)| DeltaWriter::new(m, rx))).collect();
             s.spawn(move || run_collector(repo, &dedup, ev_rx, meta_tx, named, deltas))
         };
         // Key index blobs go to the packer like any other; this sender closes once the top

@@ -1,5 +1,5 @@
 //! Which earlier key index a backup layers its own on, and the thread that reads that
-//! index's chunk facts. Any base gives a correct index (only bytes both files share are
+//! index's chunk facts (and the base lists of delta chunk lists, through the same lookup). Any base gives a correct index (only bytes both files share are
 //! taken from it); a close one gives a small delta.
 
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use crossbeam_channel::{bounded, Sender};
 
 use crate::crypto::Id;
 use crate::engine::layering::BaseStream;
+use crate::engine::listdelta::{self, BaseLists};
 use crate::engine::restore::{Blobs, Lookup};
 use crate::error::{Error, Result};
 use crate::format::keyindex::TopTable;
@@ -36,31 +37,66 @@ pub fn choose(snapshots: &[(Id, Snapshot)], host: &str, file: &str) -> Option<Ke
 /// Blobs of a base (its top table, then its chunk-facts pieces of 4096 chunks each) read at once.
 const PIECES_PER_READ: usize = 32;
 
-/// Reads `base`'s top table (for its file's header) and chunk-facts pieces on a thread of
-/// `scope`, into the stream a layering reads. A blob that cannot be read ends the stream
-/// early: the backup then shares less with the base and writes a larger delta, still exact.
-pub fn stream<'s>(scope: &'s std::thread::Scope<'s, '_>, repo: &'s Repository, base: &KeyIndexRef) -> BaseStream {
+/// Reads `base`'s top table (for its file's header) and chunk-facts pieces, and the base
+/// lists of delta chunk lists (`lists`, by input), on threads of `scope` that share one
+/// lookup: the repository's dictionary is read once for both. A blob that cannot be read
+/// ends its stream early: the backup then shares less with the base and writes a larger
+/// delta, still exact.
+pub fn stream<'s>(scope: &'s std::thread::Scope<'s, '_>, repo: &'s Repository, base: Option<&KeyIndexRef>, lists: Vec<Option<Vec<Id>>>) -> (Option<BaseStream>, Vec<Option<BaseLists>>) {
     let (header_tx, header) = bounded(1);
     let (piece_tx, pieces) = bounded(2);
-    let ids: Option<Vec<Id>> = std::iter::once(&base.top).chain(&base.facts).map(|h| Id::from_hex(h)).collect();
+    let ids: Option<Vec<Id>> = base.and_then(|base| std::iter::once(&base.top).chain(&base.facts).map(|h| Id::from_hex(h)).collect());
+    let (senders, streams) = listdelta::channels(lists);
+    let key_stream = base.map(|_| BaseStream { header, pieces });
+    if ids.is_none() && senders.is_empty() {
+        return (key_stream, streams);
+    }
     scope.spawn(move || {
-        if let Some(ids) = ids {
-            let _ = read(repo, &ids, &header_tx, &piece_tx);
+        let key_ids = ids.clone().unwrap_or_default();
+        // Delta lists need every list blob's place; a key index alone, only its own blobs'.
+        let lookup = if senders.is_empty() { Lookup::just(repo, &key_ids) } else { Lookup::new(repo, &key_ids) };
+        let Ok(blobs) = lookup.and_then(|l| Blobs::few(repo, Arc::new(l))) else { return };
+        let mut senders = senders.into_iter();
+        // The first lists and the first facts usually share a pack: one batch reads both.
+        let mut first_facts = None;
+        let mut first_lists = None;
+        if let Some((lists, tx)) = senders.next() {
+            let (group, also) = (&lists[..lists.len().min(listdelta::LISTS_PER_READ)], &key_ids[..key_ids.len().min(PIECES_PER_READ)]);
+            let Ok((ids, plain)) = blobs.lists_chunks_and(group, also) else { return };
+            for (id, chunks) in group.iter().zip(ids) {
+                let _ = tx.send((*id, chunks));
+            }
+            first_facts = Some(plain).filter(|p| !p.is_empty());
+            first_lists = Some((lists[group.len()..].to_vec(), tx));
         }
+        std::thread::scope(|inner| {
+            if let Some(ids) = &ids {
+                let blobs = &blobs;
+                inner.spawn(move || read(blobs, ids, first_facts, &header_tx, &piece_tx));
+            }
+            for (lists, tx) in first_lists.into_iter().chain(senders) {
+                let _ = listdelta::send_base(&blobs, &lists, &tx);
+            }
+        });
     });
-    BaseStream { header, pieces }
+    (key_stream, streams)
 }
 
-fn read(repo: &Repository, ids: &[Id], header: &Sender<Vec<u8>>, pieces: &Sender<Vec<ChunkFact>>) -> Result<()> {
-    let blobs = Blobs::few(repo, Arc::new(Lookup::just(repo, ids)?))?;
-    let plan = repo.backend().read_plan();
+/// Sends the top table's header and the facts; `first`, the plaintexts of the first group
+/// of `ids` when they were read already.
+fn read(blobs: &Blobs<'_>, ids: &[Id], mut first: Option<Vec<Vec<u8>>>, header: &Sender<Vec<u8>>, pieces: &Sender<Vec<ChunkFact>>) -> Result<()> {
+    let plan = blobs.repo.backend().read_plan();
     let stopped = || Error::Invalid("layering stopped".into());
     // A backup stores its pieces side by side: a group of them is one range read, not a
     // request each (~120 pieces a GiB), and a group's plaintexts are all that is held.
-    let mut first = true;
+    let mut top = true;
     for group in ids.chunks(PIECES_PER_READ) {
-        for (plain, id) in blobs.load_lists(group, &plan)?.iter().zip(group) {
-            if std::mem::take(&mut first) {
+        let plain = match first.take() {
+            Some(p) => p,
+            None => blobs.load_lists(group, &plan)?,
+        };
+        for (plain, id) in plain.iter().zip(group) {
+            if std::mem::take(&mut top) {
                 let top = TopTable::decode(plain, &format!("key index {}", id.short()))?;
                 header.send(top.header).map_err(|_| stopped())?;
             } else {

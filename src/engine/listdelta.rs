@@ -7,17 +7,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::crypto::Id;
-use crate::engine::restore::{Blobs, Lookup};
+use crate::engine::restore::Blobs;
 use crate::error::{Error, Result};
 use crate::format::chunklist::{Delta, DELTA_PIECE_CHUNKS};
 use crate::format::keylayers::lead;
 use crate::format::snapshot::{ListBase, Snapshot};
-use crate::store::Repository;
 
 /// A delta holding more than this share of its file's chunks as new ids makes the next
 /// backup write a full list again (which later deltas then draw from).
@@ -29,7 +27,7 @@ const WINDOW: usize = 1 << 15;
 /// matches.
 const SLIDE_AFTER: usize = WINDOW / 16;
 /// Base lists read at once, and held ahead of the writer.
-const LISTS_PER_READ: usize = 64;
+pub const LISTS_PER_READ: usize = 64;
 
 /// The list a backup of file `name` from `host` draws from: that of the newest snapshot of
 /// the host with a file of that name (or, for a `lone` input, with one file of any name:
@@ -56,34 +54,21 @@ pub fn choose(snapshots: &[(Id, Snapshot)], host: &str, name: &str, lone: bool) 
 /// A base's list blobs with their chunk ids, in order.
 pub type BaseLists = Receiver<(Id, Vec<Id>)>;
 
-/// Reads each base in `bases` (in input order) on a thread of `scope`, into one stream per
-/// input. A base that cannot be read ends its stream early.
-pub fn read_bases<'s>(scope: &'s std::thread::Scope<'s, '_>, repo: &'s Repository, bases: Vec<Option<Vec<Id>>>) -> Vec<Option<BaseLists>> {
-    if bases.iter().all(Option::is_none) {
-        return bases.iter().map(|_| None).collect();
-    }
-    let mut streams = Vec::new();
-    let mut senders: Vec<(Vec<Id>, Sender<(Id, Vec<Id>)>)> = Vec::new();
+/// A stream per input with a base (in input order), and the senders that fill them.
+pub fn channels(bases: Vec<Option<Vec<Id>>>) -> (Vec<(Vec<Id>, Sender<(Id, Vec<Id>)>)>, Vec<Option<BaseLists>>) {
+    let (mut senders, mut streams) = (Vec::new(), Vec::new());
     for lists in bases {
-        match lists {
-            Some(lists) => {
-                let (tx, rx) = bounded(LISTS_PER_READ);
-                senders.push((lists, tx));
-                streams.push(Some(rx));
-            }
-            None => streams.push(None),
-        }
+        streams.push(lists.map(|lists| {
+            let (tx, rx) = bounded(LISTS_PER_READ);
+            senders.push((lists, tx));
+            rx
+        }));
     }
-    scope.spawn(move || {
-        let Ok(blobs) = Lookup::new(repo, &[]).and_then(|l| Blobs::few(repo, Arc::new(l))) else { return };
-        for (lists, tx) in senders {
-            let _ = send_base(&blobs, &lists, &tx);
-        }
-    });
-    streams
+    (senders, streams)
 }
 
-fn send_base(blobs: &Blobs<'_>, lists: &[Id], tx: &Sender<(Id, Vec<Id>)>) -> Result<()> {
+/// Sends a base's list blobs with their chunk ids, in order, until the writer stops listening.
+pub fn send_base(blobs: &Blobs<'_>, lists: &[Id], tx: &Sender<(Id, Vec<Id>)>) -> Result<()> {
     for group in lists.chunks(LISTS_PER_READ) {
         for (id, ids) in group.iter().zip(blobs.lists_chunks(group, &mut Vec::new())?) {
             tx.send((*id, ids)).map_err(|_| Error::Invalid("backup stopped".into()))?;

@@ -43,13 +43,19 @@ impl<'a> Blobs<'a> {
     /// its leaves, a delta piece's through its bases).
     pub fn list_chunks(&self, id: &Id) -> Result<Vec<Id>> {
         let plan = self.repo.backend().read_plan();
-        Ok(expand(self, std::slice::from_ref(id), &plan, &mut Vec::new())?.pop().unwrap_or_default())
+        Ok(expand(self, std::slice::from_ref(id), &[], &plan, &mut Vec::new())?.0.pop().unwrap_or_default())
     }
 
     /// The chunk ids of each of the list blobs `ids`, in order, read in planned batches;
     /// every other list blob read for them (bases, leaves) is added to `read`.
     pub fn lists_chunks(&self, ids: &[Id], read: &mut Vec<Id>) -> Result<Vec<Vec<Id>>> {
-        expand(self, ids, &self.repo.backend().read_plan(), read)
+        Ok(expand(self, ids, &[], &self.repo.backend().read_plan(), read)?.0)
+    }
+
+    /// [`Blobs::lists_chunks`], and the plaintexts of the blobs `also`, read in the same
+    /// batch as the lists (blobs of one pack cost one request on a network store).
+    pub fn lists_chunks_and(&self, ids: &[Id], also: &[Id]) -> Result<(Vec<Vec<Id>>, Vec<Vec<u8>>)> {
+        expand(self, ids, also, &self.repo.backend().read_plan(), &mut Vec::new())
     }
 
     /// The plaintexts of the list blobs `ids`, in order, read in planned range reads.
@@ -97,18 +103,23 @@ fn load_window(blobs: &Blobs<'_>, file: &SnapshotFile, window: &[String], plan: 
     for hex in window {
         named.push(Id::from_hex(hex).ok_or_else(|| Error::corrupt(format!("snapshot file {}", file.name), format!("bad list id {hex}")))?);
     }
-    Ok(expand(blobs, &named, plan, &mut Vec::new())?.concat())
+    Ok(expand(blobs, &named, &[], plan, &mut Vec::new())?.0.concat())
 }
 
 /// The chunk ids of each list blob in `named`: the blobs first, then the bases their delta
 /// pieces draw from, then every leaf of the top blobs among both, each step one planned batch.
-/// The bases and leaves read are added to `read`.
-fn expand(blobs: &Blobs<'_>, named: &[Id], plan: &ReadPlan, read: &mut Vec<Id>) -> Result<Vec<Vec<Id>>> {
+/// The bases and leaves read are added to `read`; the plaintexts of the blobs `also`, read
+/// with the named ones, are returned beside.
+fn expand(blobs: &Blobs<'_>, named: &[Id], also: &[Id], plan: &ReadPlan, read: &mut Vec<Id>) -> Result<(Vec<Vec<Id>>, Vec<Vec<u8>>)> {
     // A top blob is stored after its leaves: its read starts early enough to hold them, and
     // what it fetched serves the leaves.
     let fetched = Fetched::default();
     let batch = Batch { lead: plan.gap.min(LIST_GAP), keep: Some(&fetched), ..Batch::default() };
-    let parsed = parse_all(&load_ids(blobs, named, plan, batch)?, named)?;
+    let first: Vec<Id> = named.iter().chain(also).copied().collect();
+    let mut plain = load_ids(blobs, &first, plan, batch)?;
+    let also_plain = plain.split_off(named.len());
+    let parsed = parse_all(&plain, named)?;
+    drop(plain);
     // The bases of the delta pieces, each read once.
     let mut bases: Vec<Id> = Vec::new();
     for p in &parsed {
@@ -169,7 +180,7 @@ fn expand(blobs: &Blobs<'_>, named: &[Id], plan: &ReadPlan, read: &mut Vec<Id>) 
             *ids = d.expand(&mine, &format!("chunk-list delta {}", id.to_hex()))?;
         }
     }
-    Ok(out)
+    Ok((out, also_plain))
 }
 
 /// Parses list blobs a snapshot names (`ids` for their errors).
