@@ -46,7 +46,8 @@ pub fn stream<'s>(scope: &'s std::thread::Scope<'s, '_>, repo: &'s Repository, b
     let (header_tx, header) = bounded(1);
     let (piece_tx, pieces) = bounded(2);
     let ids: Option<Vec<Id>> = base.and_then(|base| std::iter::once(&base.top).chain(&base.facts).map(|h| Id::from_hex(h)).collect());
-    let (senders, streams) = listdelta::channels(lists);
+    let per_read = listdelta::lists_per_read(&repo.backend().read_plan());
+    let (senders, streams) = listdelta::channels(lists, per_read);
     let key_stream = base.map(|_| BaseStream { header, pieces });
     if ids.is_none() && senders.is_empty() {
         return (key_stream, streams);
@@ -57,11 +58,12 @@ pub fn stream<'s>(scope: &'s std::thread::Scope<'s, '_>, repo: &'s Repository, b
         let lookup = if senders.is_empty() { Lookup::just(repo, &key_ids) } else { Lookup::new(repo, &key_ids) };
         let Ok(blobs) = lookup.and_then(|l| Blobs::few(repo, Arc::new(l))) else { return };
         let mut senders = senders.into_iter();
-        // The first lists and the first facts usually share a pack: one batch reads both.
+        // The first lists and the first facts usually share a pack: one batch reads both
+        // (it fits the stream: the collector may not take from it before the facts flow).
         let mut first_facts = None;
         let mut first_lists = None;
         if let Some((lists, tx)) = senders.next() {
-            let (group, also) = (&lists[..lists.len().min(listdelta::LISTS_PER_READ)], &key_ids[..key_ids.len().min(PIECES_PER_READ)]);
+            let (group, also) = (&lists[..lists.len().min(per_read)], &key_ids[..key_ids.len().min(PIECES_PER_READ)]);
             let Ok((ids, plain)) = blobs.lists_chunks_and(group, also) else { return };
             for (id, chunks) in group.iter().zip(ids) {
                 let _ = tx.send((*id, chunks));

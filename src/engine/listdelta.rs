@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::chunklist::{Delta, DELTA_PIECE_CHUNKS};
 use crate::format::keylayers::lead;
 use crate::format::snapshot::{ListBase, Snapshot};
+use crate::store::ReadPlan;
 
 /// A delta holding more than this share of its file's chunks as new ids makes the next
 /// backup write a full list again (which later deltas then draw from).
@@ -26,8 +27,11 @@ const WINDOW: usize = 1 << 15;
 /// deleted is caught up with, an inserted stretch (~5 MiB) costs at most half a window of
 /// matches.
 const SLIDE_AFTER: usize = WINDOW / 16;
-/// Base lists read at once, and held ahead of the writer.
-pub const LISTS_PER_READ: usize = 64;
+/// Base lists read at once, and held ahead of the writer: on a network store a batch costs
+/// a round trip or two whatever its size; on a local disk a small one keeps memory low.
+pub fn lists_per_read(plan: &ReadPlan) -> usize {
+    if plan.pack_order { 64 } else { 16 }
+}
 
 /// The list a backup of file `name` from `host` draws from: that of the newest snapshot of
 /// the host with a file of that name (or, for a `lone` input, with one file of any name:
@@ -54,12 +58,13 @@ pub fn choose(snapshots: &[(Id, Snapshot)], host: &str, name: &str, lone: bool) 
 /// A base's list blobs with their chunk ids, in order.
 pub type BaseLists = Receiver<(Id, Vec<Id>)>;
 
-/// A stream per input with a base (in input order), and the senders that fill them.
-pub fn channels(bases: Vec<Option<Vec<Id>>>) -> (Vec<(Vec<Id>, Sender<(Id, Vec<Id>)>)>, Vec<Option<BaseLists>>) {
+/// A stream per input with a base (in input order), and the senders that fill them; each
+/// holds a batch of `per_read` lists.
+pub fn channels(bases: Vec<Option<Vec<Id>>>, per_read: usize) -> (Vec<(Vec<Id>, Sender<(Id, Vec<Id>)>)>, Vec<Option<BaseLists>>) {
     let (mut senders, mut streams) = (Vec::new(), Vec::new());
     for lists in bases {
         streams.push(lists.map(|lists| {
-            let (tx, rx) = bounded(LISTS_PER_READ);
+            let (tx, rx) = bounded(per_read);
             senders.push((lists, tx));
             rx
         }));
@@ -69,7 +74,7 @@ pub fn channels(bases: Vec<Option<Vec<Id>>>) -> (Vec<(Vec<Id>, Sender<(Id, Vec<I
 
 /// Sends a base's list blobs with their chunk ids, in order, until the writer stops listening.
 pub fn send_base(blobs: &Blobs<'_>, lists: &[Id], tx: &Sender<(Id, Vec<Id>)>) -> Result<()> {
-    for group in lists.chunks(LISTS_PER_READ) {
+    for group in lists.chunks(lists_per_read(&blobs.repo.backend().read_plan())) {
         for (id, ids) in group.iter().zip(blobs.lists_chunks(group, &mut Vec::new())?) {
             tx.send((*id, ids)).map_err(|_| Error::Invalid("backup stopped".into()))?;
         }
