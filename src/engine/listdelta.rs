@@ -21,16 +21,16 @@ use crate::store::ReadPlan;
 /// A delta holding more than this share of its file's chunks as new ids makes the next
 /// backup write a full list again (which later deltas then draw from).
 const REBASE_SHARE: f64 = 0.25;
-/// Base chunks looked ahead: ~80 MiB of the base's file at ~2.4 KiB a chunk.
-const WINDOW: usize = 1 << 15;
+/// Base chunks looked ahead: ~40 MiB of the base's file at ~2.4 KiB a chunk (~0.6 MiB held).
+const WINDOW: usize = 1 << 14;
 /// New ids in a row after which the window slides half its length on: a stretch of the base
-/// deleted is caught up with, an inserted stretch (~5 MiB) costs at most half a window of
+/// deleted is caught up with, an inserted stretch (~2.5 MiB) costs at most half a window of
 /// matches.
 const SLIDE_AFTER: usize = WINDOW / 16;
 /// Base lists read at once, and held ahead of the writer: on a network store a batch costs
 /// a round trip or two whatever its size; on a local disk a small one keeps memory low.
 pub fn lists_per_read(plan: &ReadPlan) -> usize {
-    if plan.pack_order { 64 } else { 16 }
+    if plan.pack_order { 64 } else { 8 }
 }
 
 /// The list a backup of file `name` from `host` draws from: that of the newest snapshot of
@@ -104,9 +104,10 @@ impl Hasher for LeadHasher {
 /// base's upcoming ids (a change mostly shifts the files by a few chunks).
 pub struct DeltaWriter {
     lists: Option<BaseLists>,
-    /// Upcoming base chunks: id, the list blob holding it, its place there; `first` is the
-    /// ordinal of the front.
-    window: VecDeque<(Id, Id, u32)>,
+    /// Upcoming base chunks: id, the list blob holding it (in `base_lists`), its place there;
+    /// `first` is the ordinal of the front.
+    window: VecDeque<(Id, u32, u32)>,
+    base_lists: Vec<Id>,
     first: u64,
     /// Ordinal of the first window chunk with a lead.
     at: HashMap<u64, u64, BuildHasherDefault<LeadHasher>>,
@@ -120,7 +121,7 @@ pub struct DeltaWriter {
 
 impl DeltaWriter {
     pub fn new(base: ListBase, lists: BaseLists) -> DeltaWriter {
-        DeltaWriter { lists: Some(lists), window: VecDeque::new(), first: 0, at: HashMap::default(), piece: Delta::default(), in_piece: 0, unmatched: 0, base }
+        DeltaWriter { lists: Some(lists), window: VecDeque::new(), base_lists: Vec::new(), first: 0, at: HashMap::default(), piece: Delta::default(), in_piece: 0, unmatched: 0, base }
     }
 
     fn fill(&mut self) {
@@ -130,10 +131,12 @@ impl DeltaWriter {
                 self.lists = None;
                 return;
             };
+            let n = self.base_lists.len() as u32;
+            self.base_lists.push(list);
             for (i, id) in ids.into_iter().enumerate() {
                 // The first of equal ids is found: a common chunk must not jump the window past others.
                 self.at.entry(lead(&id)).or_insert(self.first + self.window.len() as u64);
-                self.window.push_back((id, list, i as u32));
+                self.window.push_back((id, n, i as u32));
             }
         }
     }
@@ -166,7 +169,7 @@ impl DeltaWriter {
             Some(j) => {
                 self.drop_before(j);
                 if let Some(&(_, list, place)) = self.window.front() {
-                    self.piece.keep(list, place);
+                    self.piece.keep(self.base_lists[list as usize], place);
                 }
                 self.drop_before(j + 1);
                 self.unmatched = 0;
