@@ -61,8 +61,39 @@ fn records_of(v: &Vault, snap: &str, key: &str, db: &str) -> Vec<u8> {
     v.ok(&["restore", snap, "--keys", key, "--db", db, "--target", path.to_str().expect("utf-8")]);
     let bytes = std::fs::read(&path).expect("restored file");
     common::rdb::assert_valid_rdb(&bytes);
-    let at = bytes.iter().position(|b| *b == 0xFE).expect("a SELECTDB");
+    // Past the header and the aux fields (their values, such as the time, may hold 0xFE).
+    let mut at = 9;
+    while bytes[at] == 0xFA {
+        at = skip_string(&bytes, skip_string(&bytes, at + 1));
+    }
+    assert_eq!(bytes[at], 0xFE, "a SELECTDB after the aux fields");
     bytes[at..bytes.len() - 8].to_vec()
+}
+
+/// The offset after the RDB string (or integer) encoded at `at`.
+fn skip_string(b: &[u8], at: usize) -> usize {
+    let len = |at: usize| -> (usize, usize) {
+        match b[at] >> 6 {
+            0 => ((b[at] & 0x3F) as usize, at + 1),
+            1 => (((b[at] & 0x3F) as usize) << 8 | b[at + 1] as usize, at + 2),
+            _ if b[at] == 0x80 => (u32::from_be_bytes(b[at + 1..at + 5].try_into().unwrap()) as usize, at + 5),
+            _ => panic!("length encoding {:#x}", b[at]),
+        }
+    };
+    match b[at] {
+        0xC0 => at + 2,
+        0xC1 => at + 3,
+        0xC2 => at + 5,
+        0xC3 => {
+            let (clen, next) = len(at + 1);
+            let (_, next) = len(next);
+            next + clen
+        }
+        _ => {
+            let (n, next) = len(at);
+            next + n
+        }
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Which earlier key index a backup layers its own on, and the thread that reads that
-//! index's chunk facts (and the base lists of delta chunk lists, through the same lookup). Any base gives a correct index (only bytes both files share are
-//! taken from it); a close one gives a small delta.
+//! index's chunk facts (and the base lists of delta chunk lists, through the same lookup).
+//! Any base gives a correct index (only bytes both files share are taken from it); a close
+//! one gives a small delta.
 
 use std::sync::Arc;
 

@@ -163,9 +163,10 @@ pub struct Delta {
 impl Delta {
     /// Chunks the piece lists.
     pub fn chunks(&self) -> usize {
-        self.ops.iter().map(|op| match *op {
+        let count = |op: &Op| match *op {
             Op::Keep { count, .. } | Op::New { count } => count as usize,
-        }).sum()
+        };
+        self.ops.iter().map(count).sum()
     }
 
     /// Appends `count` ids of `base` from `skip` on, extending the last op when it continues there.
