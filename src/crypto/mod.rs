@@ -225,9 +225,14 @@ impl std::hash::Hasher for IdMapHasher {
             }
         }
     }
+
+    /// An id's leading 8 bytes as a number (a lead) are as uniform as the id: taken as they are.
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
-/// Builds `IdMapHasher`s for `HashMap<Id, _>` and `HashSet<Id>`.
+/// Builds `IdMapHasher`s for `HashMap<Id, _>`, `HashSet<Id>` and maps keyed by an id's lead.
 pub type IdBuildHasher = std::hash::BuildHasherDefault<IdMapHasher>;
 
 /// Computes blob ids with the repository's secret id key.

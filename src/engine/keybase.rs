@@ -54,9 +54,9 @@ pub fn stream<'s>(scope: &'s std::thread::Scope<'s, '_>, repo: &'s Repository, b
         return (key_stream, streams);
     }
     scope.spawn(move || {
-        let key_ids = ids.clone().unwrap_or_default();
+        let key_ids: &[Id] = ids.as_deref().unwrap_or_default();
         // Delta lists need every list blob's place; a key index alone, only its own blobs'.
-        let lookup = if senders.is_empty() { Lookup::just(repo, &key_ids) } else { Lookup::new(repo, &key_ids) };
+        let lookup = if senders.is_empty() { Lookup::just(repo, key_ids) } else { Lookup::new(repo, key_ids) };
         let Ok(blobs) = lookup.and_then(|l| Blobs::few(repo, Arc::new(l))) else { return };
         let mut senders = senders.into_iter();
         // The first lists and the first facts usually share a pack: one batch reads both

@@ -6,11 +6,10 @@
 //! that cannot be read (or ends early) only leaves more ids new.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::crypto::Id;
+use crate::crypto::{Id, IdBuildHasher};
 use crate::engine::restore::Blobs;
 use crate::error::{Error, Result};
 use crate::format::chunklist::{Delta, DELTA_PIECE_CHUNKS};
@@ -82,24 +81,6 @@ pub fn send_base(blobs: &Blobs<'_>, lists: &[Id], tx: &Sender<(Id, Vec<Id>)>) ->
     Ok(())
 }
 
-/// Chunk ids are keyed hashes: their first bytes are hash enough.
-#[derive(Default)]
-struct LeadHasher(u64);
-
-impl Hasher for LeadHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// Writes one file's list as delta pieces against a base, matching each new id with the
 /// base's upcoming ids (a change mostly shifts the files by a few chunks).
 pub struct DeltaWriter {
@@ -110,7 +91,7 @@ pub struct DeltaWriter {
     base_lists: Vec<Id>,
     first: u64,
     /// Ordinal of the first window chunk with a lead.
-    at: HashMap<u64, u64, BuildHasherDefault<LeadHasher>>,
+    at: HashMap<u64, u64, IdBuildHasher>,
     piece: Delta,
     in_piece: usize,
     /// New ids since the last match: a stretch longer than the window slides it on.
