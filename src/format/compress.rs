@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use zstd::dict::DecoderDictionary;
+use zstd::zstd_safe::{CParameter, DictAttachPref, Strategy};
 
 use crate::error::{Error, Result};
 
@@ -37,23 +38,21 @@ pub fn dict_id(dict: &[u8]) -> Option<u32> {
     zstd::zstd_safe::get_dict_id_from_dict(dict).map(|n| n.get())
 }
 
-/// Inputs at least this long are compressed without the dictionary: a frame of
-/// 64 KiB carries enough context of its own (measured on a 200 MB RDB at level
-/// 3: ratio 1.482 without, 1.523 with), and zstd's dictionary mode runs at half
-/// the speed (220 vs 110 MB/s per core). Frames of a few changed chunks gain the
-/// most from it. From 8 KiB on, zstd copies the dictionary's tables into each frame
-/// and searches two buffers: an incremental backup of 1% changed keys, whose new
-/// chunks make frames of ~12 KiB, spent 6% of its instructions there with a limit of
-/// 32 KiB, and stores 3.4% more bytes without (docs/benchmarks.md, nineteenth round).
-pub const DICT_BELOW: usize = 8 * 1024;
+/// Frames shorter than this (those a job's new chunks close before the frame target: ~12 KiB
+/// in an incremental of 1% changed keys) are compressed with the dictionary, which stores
+/// 7.6% fewer bytes at 12 KiB and 2.2% at 64 KiB. Full frames do without: at 64 KiB the
+/// dictionary costs a third more compression CPU for that 2.2%. zstd is told to attach the
+/// dictionary's tables rather than copy them into each frame, which it does on its own only
+/// below 8 KiB (the copy cost an incremental 6% of its instructions in the nineteenth round;
+/// docs/benchmarks.md, twenty-sixth round).
+pub const DICT_BELOW: usize = 32 * 1024;
 
 /// The level (the default) at which frames that compress less than 2:1 take a faster search.
 const TUNED_LEVEL: i32 = 3;
-/// Hash table of the faster search for frames without a dictionary (64 KiB of new chunks).
-const FRAME_HASH_LOG: u32 = 16;
-/// Hash table of the faster search for small frames with the dictionary: a smaller table is
-/// quicker to prime from the dictionary for each frame of a few KiB.
-const DICT_HASH_LOG: u32 = 15;
+/// Hash table of the faster search (its own part: an attached dictionary keeps its tables).
+/// With the dictionary, 2^16 entries store 0.3% fewer bytes than 2^15 at 3% less speed on
+/// 12 KiB frames; 2^15 was chosen when each frame copied the dictionary's tables.
+const HASH_LOG: u32 = 16;
 
 /// A per-thread compressor that reuses its zstd contexts.
 pub struct Compressor {
@@ -76,16 +75,19 @@ struct Search {
 }
 
 impl Search {
-    fn new(level: i32, dict: Option<&[u8]>, hash_log: u32) -> std::io::Result<Search> {
+    fn new(level: i32, dict: Option<&[u8]>) -> std::io::Result<Search> {
         let make = || match dict {
-            Some(d) => zstd::bulk::Compressor::with_dictionary(level, d),
+            Some(d) => {
+                let mut c = zstd::bulk::Compressor::with_dictionary(level, d)?;
+                c.set_parameter(CParameter::ForceAttachDict(DictAttachPref::ForceAttach))?;
+                Ok(c)
+            }
             None => zstd::bulk::Compressor::new(level),
         };
         let fast = if level == TUNED_LEVEL {
-            use zstd::zstd_safe::{CParameter, Strategy};
             let mut c = make()?;
             c.set_parameter(CParameter::Strategy(Strategy::ZSTD_fast))?;
-            c.set_parameter(CParameter::HashLog(hash_log))?;
+            c.set_parameter(CParameter::HashLog(HASH_LOG))?;
             c.set_parameter(CParameter::MinMatch(5))?;
             Some(c)
         } else {
@@ -113,8 +115,8 @@ impl Compressor {
             return Ok(Compressor { inner: None, with_dict: None });
         }
         let err = |e: std::io::Error| Error::Invalid(format!("zstd level {level}: {e}"));
-        let inner = Search::new(level, None, FRAME_HASH_LOG).map_err(err)?;
-        let with_dict = dict.map(|d| Search::new(level, Some(d), DICT_HASH_LOG)).transpose().map_err(err)?;
+        let inner = Search::new(level, None).map_err(err)?;
+        let with_dict = dict.map(|d| Search::new(level, Some(d))).transpose().map_err(err)?;
         Ok(Compressor { inner: Some(inner), with_dict })
     }
 
@@ -299,6 +301,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An incremental's frames (a few changed chunks) take the dictionary and come out smaller;
+    /// a full frame does without it.
+    #[test]
+    fn frames_below_the_limit_use_the_dictionary_and_full_frames_do_not() {
+        let data = records(true);
+        let dict = train(&data.chunks(2400).map(|c| c.to_vec()).collect::<Vec<_>>()).expect("enough samples to train");
+        let mut dicts = Dictionaries::new();
+        dicts.add(dict.clone());
+        let mut with = Compressor::new(TUNED_LEVEL, Some(&dict)).unwrap();
+        let mut without = Compressor::new(TUNED_LEVEL, None).unwrap();
+        let frame_dict = |f: &[u8]| zstd::zstd_safe::get_dict_id_from_frame(f).map(|n| n.get());
+        let (mut small_with, mut small_without) = (0, 0);
+        for frame in data.chunks(12 * 1024) {
+            let got = with.compress(frame).unwrap();
+            assert_eq!(frame_dict(&got), dict_id(&dict), "a 12 KiB frame names the dictionary");
+            assert_eq!(dicts.decoder().decompress(&got, frame.len(), "f").unwrap(), frame);
+            small_with += got.len();
+            small_without += without.compress(frame).unwrap().len();
+        }
+        assert!(small_with * 100 < small_without * 97, "{small_with} bytes with the dictionary against {small_without}");
+        let full = with.compress(&data[..DICT_BELOW]).unwrap();
+        assert_eq!(frame_dict(&full), None, "a full frame is compressed on its own");
     }
 
     #[test]
