@@ -1,5 +1,5 @@
 //! Who and when: host name, user name and the current time, recorded by snapshots, locks and key files;
-//! and how long-running commands hand memory back to the host.
+//! how much memory the machine has; and how long-running commands hand memory back to the host.
 
 /// The current time as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
@@ -18,6 +18,13 @@ pub fn hostname() -> String {
     }
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// This machine's memory in bytes, if the system says.
+pub fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    (pages > 0 && size > 0).then(|| pages as u64 * size as u64)
 }
 
 /// The user running the process.

@@ -217,3 +217,49 @@ fn damaged_rdb_is_stored_as_is_with_raw_and_a_warning() {
     assert!(list[0]["redis"]["rdb_error"].as_str().unwrap().contains("byte"), "error names an offset: {}", list[0]["redis"]);
     assert!(v.restore("latest", &v.dir.path().join("back.rdb")) == bytes);
 }
+
+/// The share of `path`'s pages in the page cache.
+fn cached_share(path: &std::path::Path) -> f64 {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    let page = 4096;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: a read-only shared mapping of an open file, asked which pages are resident and
+    // unmapped at once; nothing reads through it.
+    unsafe {
+        let at = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0);
+        assert_ne!(at, libc::MAP_FAILED);
+        assert_eq!(libc::mincore(at, len, vec.as_mut_ptr()), 0);
+        libc::munmap(at, len);
+    }
+    vec.iter().filter(|b| *b & 1 == 1).count() as f64 / vec.len() as f64
+}
+
+#[test]
+fn a_restore_leaves_the_file_it_wrote_out_of_the_page_cache() {
+    let v = Vault::init();
+    let data = test_bytes(32 << 20, 7);
+    let file = v.dir.path().join("blob.bin");
+    std::fs::write(&file, &data).unwrap();
+    let (id, _) = v.backup(&file, &["--raw"]);
+    // Whether this file system drops a synced file's pages when asked (tmpfs keeps them: they
+    // are its storage).
+    let probe = v.dir.path().join("probe.bin");
+    std::fs::write(&probe, &data[..8 << 20]).unwrap();
+    let f = std::fs::File::open(&probe).unwrap();
+    f.sync_all().unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: advice on an open descriptor.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let drops = cached_share(&probe) < 0.1;
+    let out = v.dir.path().join("out.bin");
+    v.ok(&["restore", &id[..10], "--target", out.to_str().unwrap()]);
+    let left = cached_share(&out);
+    if drops {
+        assert!(left < 0.1, "{:.0}% of the restored file is still in the page cache", left * 100.0);
+    } else {
+        eprintln!("this file system keeps dropped pages ({:.0}% cached): only the bytes are checked", left * 100.0);
+    }
+    assert!(std::fs::read(&out).unwrap() == data, "restored bytes differ");
+}

@@ -134,6 +134,9 @@ pub trait Backend: Send + Sync {
         buf.copy_from_slice(&bytes);
         Ok(())
     }
+    /// A range that was read and is not needed again soon: a local disk drops it from the
+    /// page cache (a restore larger than memory); elsewhere nothing happens.
+    fn drop_cached(&self, _kind: FileKind, _name: &str, _offset: u64, _len: u64) {}
     /// Size of one file.
     fn size(&self, kind: FileKind, name: &str) -> Result<u64>;
     /// Stores a file atomically and durably (it is on disk when this returns).

@@ -128,6 +128,9 @@ impl Backend for CachedBackend {
     fn read_range_into(&self, kind: FileKind, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.inner.read_range_into(kind, name, offset, buf)
     }
+    fn drop_cached(&self, kind: FileKind, name: &str, offset: u64, len: u64) {
+        self.inner.drop_cached(kind, name, offset, len)
+    }
     fn will_read(&self, kind: FileKind, name: &str, offset: u64, len: u64) {
         self.inner.will_read(kind, name, offset, len)
     }

@@ -285,6 +285,12 @@ impl Backend for LocalBackend {
         }
     }
 
+    fn drop_cached(&self, kind: FileKind, name: &str, offset: u64, len: u64) {
+        if let Ok(file) = self.open_for_range(kind, name) {
+            crate::store::prefetch::forget(&file, offset, len);
+        }
+    }
+
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
         self.open(kind, name)?.read_to_end(&mut buf).map_err(|e| Error::io(self.ctx("read", kind, name), e))?;

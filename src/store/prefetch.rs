@@ -1,4 +1,5 @@
-//! Reading a local file front to back with the kernel fetching ahead.
+//! Reading a local file front to back with the kernel fetching ahead, and telling it when a
+//! range read is done with.
 //!
 //! The chunker reads 2 MiB at a time and then works on it; the kernel's own
 //! read-ahead is a few hundred KiB, so on a cold cache each window would wait
@@ -52,6 +53,17 @@ pub(crate) fn advise(file: &File, offset: u64, len: u64) {
 
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn advise(_file: &File, _offset: u64, _len: u64) {}
+
+/// Tells the kernel a range read will not be read again soon (its clean pages are dropped).
+#[cfg(target_os = "linux")]
+pub(crate) fn forget(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: advice on an open descriptor; it reads and writes none of our memory.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), offset as i64, len as i64, libc::POSIX_FADV_DONTNEED) };
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn forget(_file: &File, _offset: u64, _len: u64) {}
 
 #[cfg(test)]
 mod tests {
