@@ -616,9 +616,9 @@ fn fetch_batch(blobs: &Blobs<'_>, index: Option<&Index>, zstd: &mut Decoder<'_>,
             end = e_end;
             j += 1;
         }
-        let len = (end - start) as usize;
+        let (len, name) = ((end - start) as usize, pack.to_hex());
         grow(&mut sc.read, len);
-        blobs.repo.backend().read_range_into(FileKind::Pack, &pack.to_hex(), start, &mut sc.read[..len])?;
+        blobs.repo.backend().read_range_into(FileKind::Pack, &name, start, &mut sc.read[..len])?;
         for &k in &order[i..j] {
             let e = &b.frames[k].1;
             let off = (e.offset as u64 - start) as usize;
@@ -630,7 +630,7 @@ fn fetch_batch(blobs: &Blobs<'_>, index: Option<&Index>, zstd: &mut Decoder<'_>,
             sc.digests[k] = open_frame_into(&keys, zstd, e, sealed, dst, "").map_err(named(pack, *e))?;
         }
         if drop_read {
-            blobs.repo.backend().drop_cached(FileKind::Pack, &pack.to_hex(), start, len as u64);
+            blobs.repo.backend().drop_cached(FileKind::Pack, &name, start, len as u64);
         }
         i = j;
     }
