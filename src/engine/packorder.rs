@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::restore::{check_count, digest_vouches, index_vouches, located_chunks, named, start_writeback, Blobs, RestoreOptions};
+use super::restore::{check_count, digest_vouches, drop_written, fills_memory, index_vouches, located_chunks, named, start_writeback, Blobs, RestoreOptions, DROP_LAG};
 use crate::format::index::Index;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
@@ -266,12 +266,14 @@ fn work(blobs: &Blobs<'_>, file: &SnapshotFile, out: &File, rx: Receiver<Job>, t
     let index = blobs.vouching_index();
     let mut stage = Stage { buf: vec![0u8; STAGE], fill: 0, at: 0 };
     let (mut read, mut plain) = (Vec::new(), Vec::new());
+    // As in the output-order restore: a file that fills the cache drops each pack range once read.
+    let drop_read = fills_memory(file.size);
     for (w, i) in rx {
         if stop.load(Ordering::Relaxed) {
             return;
         }
         advise(blobs, &w, i + READ_AHEAD..i + READ_AHEAD + 1);
-        let result = do_read(blobs, index, &keys, &mut zstd, &w, &w.reads[i], &mut read, &mut plain, &mut stage, &sink);
+        let result = do_read(blobs, index, &keys, &mut zstd, &w, &w.reads[i], (&mut read, drop_read), &mut plain, &mut stage, &sink);
         if let Err(e) = result {
             stop.store(true, Ordering::Relaxed);
             let _ = tx.send(Err(e));
@@ -290,7 +292,7 @@ fn do_read(
     zstd: &mut Decoder<'_>,
     w: &Window,
     r: &Read,
-    read: &mut Vec<u8>,
+    (read, drop_read): (&mut Vec<u8>, bool),
     plain: &mut Vec<u8>,
     stage: &mut Stage,
     sink: &Sink<'_>,
@@ -299,7 +301,12 @@ fn do_read(
     if read.len() < len {
         read.resize(len, 0);
     }
-    blobs.repo.backend().read_range_into(FileKind::Pack, &r.pack.to_hex(), r.start, &mut read[..len])?;
+    let name = r.pack.to_hex();
+    blobs.repo.backend().read_range_into(FileKind::Pack, &name, r.start, &mut read[..len])?;
+    if drop_read {
+        // The sealed bytes are in `read` now.
+        blobs.repo.backend().drop_cached(FileKind::Pack, &name, r.start, len as u64);
+    }
     for k in r.frames.clone() {
         let (pack, e) = w.frames[k];
         let places = &w.places[w.first[k]..w.first[k + 1]];
@@ -377,6 +384,8 @@ fn hash_in_order(file: &SnapshotFile, out: &File, rx: Receiver<Result<(u64, u64)
     let mut missing: Vec<u64> = (0..segments).map(seg_len).collect();
     let mut hasher = blake3::Hasher::new();
     let mut next = 0usize;
+    // Hashed segments before this have been dropped from the page cache.
+    let mut dropped = 0u64;
     let mut buf = vec![0u8; SEGMENT as usize];
     let ctx = |e| Error::io(format!("read back restored {}", file.name), e);
     for run in rx {
@@ -400,7 +409,19 @@ fn hash_in_order(file: &SnapshotFile, out: &File, rx: Receiver<Result<(u64, u64)
                 pb.inc(len as u64);
             }
             next += 1;
+            // Complete segments take no more writes: once their writeback lags far enough
+            // behind, wait for it and drop them (the restore then fills no more of the page
+            // cache than its lag, whatever the file's size).
+            let hashed = start + len as u64;
+            if hashed - dropped >= DROP_LAG + SEGMENT {
+                drop_written(out, dropped, hashed - DROP_LAG - dropped);
+                dropped = hashed - DROP_LAG;
+            }
         }
+    }
+    if next == segments {
+        // The rest too: the fsync before the rename would wait for it all the same.
+        drop_written(out, dropped, file.size - dropped);
     }
     let what = format!("snapshot file {}", file.name);
     if next < segments {

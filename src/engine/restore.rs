@@ -877,14 +877,14 @@ fn restore_file(blobs: &Blobs<'_>, file: &SnapshotFile, dest: &Dest, opts: &Rest
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 /// How far behind the newest restored byte the written ones are waited for and dropped from
 /// the page cache (by then their writeback is usually done, so the wait is short).
-const DROP_LAG: u64 = 2 * WRITEBACK_STEP;
+pub(crate) const DROP_LAG: u64 = 2 * WRITEBACK_STEP;
 
 /// Whether a restore of a `size`-byte file also drops the pack ranges it read from the page
 /// cache: when the file alone would fill a quarter of the machine's memory. Packs filling the
 /// cache then cost the kernel more in reclaim than re-reading the few ranges two stretches
 /// share (a 10 GiB restore on a 23.5 GiB VM: 31.4-31.9 -> 27.2-27.8 s); below that, the
 /// re-reads cost more (a 1 GiB one: 2.3-2.6 -> 2.7-2.9 s).
-fn fills_memory(size: u64) -> bool {
+pub(crate) fn fills_memory(size: u64) -> bool {
     crate::host::physical_memory().is_some_and(|mem| size > mem / 4)
 }
 
@@ -905,7 +905,7 @@ pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 /// restore neither evicts what other programs cache nor makes the kernel reclaim under
 /// pressure (the file is fsynced before its rename whatever this did).
 #[cfg(target_os = "linux")]
-fn drop_written(file: &File, offset: u64, len: u64) {
+pub(crate) fn drop_written(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
     // SAFETY: a plain syscall on an open descriptor; it neither reads nor writes our memory.
@@ -916,7 +916,7 @@ fn drop_written(file: &File, offset: u64, len: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn drop_written(_file: &File, _offset: u64, _len: u64) {}
+pub(crate) fn drop_written(_file: &File, _offset: u64, _len: u64) {}
 
 /// Streams a one-file snapshot to stdout (verified at the end; an error then
 /// means the bytes already written must not be trusted).
