@@ -58,6 +58,12 @@ impl<'a> Blobs<'a> {
         expand(self, ids, also, &self.repo.backend().read_plan(), &mut Vec::new())
     }
 
+    /// [`Blobs::lists_chunks`] of list blobs the caller has read and parsed already (`ids`
+    /// names them): only what they build on is read.
+    pub fn parsed_lists_chunks(&self, ids: &[Id], parsed: &[ListBlob], read: &mut Vec<Id>) -> Result<Vec<Vec<Id>>> {
+        expand_parsed(self, parsed, ids, &self.repo.backend().read_plan(), &Fetched::default(), read)
+    }
+
     /// The plaintexts of the list blobs `ids`, in order, read in planned range reads.
     pub fn load_lists(&self, ids: &[Id], plan: &ReadPlan) -> Result<Vec<Vec<u8>>> {
         load_ids(self, ids, plan, Batch::default())
@@ -120,9 +126,16 @@ fn expand(blobs: &Blobs<'_>, named: &[Id], also: &[Id], plan: &ReadPlan, read: &
     let also_plain = plain.split_off(named.len());
     let parsed = parse_all(&plain, named)?;
     drop(plain);
+    Ok((expand_parsed(blobs, &parsed, named, plan, &fetched, read)?, also_plain))
+}
+
+/// The chunk ids of list blobs already parsed (`named` for their errors): reads only the
+/// delta pieces' bases and the top blobs' leaves (from `fetched` where it holds them).
+fn expand_parsed(blobs: &Blobs<'_>, parsed: &[ListBlob], named: &[Id], plan: &ReadPlan, fetched: &Fetched, read: &mut Vec<Id>) -> Result<Vec<Vec<Id>>> {
+    let batch = Batch { lead: plan.gap.min(LIST_GAP), keep: Some(fetched), ..Batch::default() };
     // The bases of the delta pieces, each read once.
     let mut bases: Vec<Id> = Vec::new();
-    for p in &parsed {
+    for p in parsed {
         if let ListBlob::Delta(d) = p {
             for b in &d.bases {
                 if !bases.contains(b) {
@@ -134,7 +147,7 @@ fn expand(blobs: &Blobs<'_>, named: &[Id], also: &[Id], plan: &ReadPlan, read: &
     let base_parsed = if bases.is_empty() { Vec::new() } else { parse_all(&load_ids(blobs, &bases, plan, batch)?, &bases)? };
     // Every leaf of the top blobs among both, in one batch.
     let mut leaves = Vec::new();
-    for p in &parsed {
+    for p in parsed {
         if let ListBlob::Top(l) = p {
             leaves.extend_from_slice(l);
         }
@@ -148,7 +161,7 @@ fn expand(blobs: &Blobs<'_>, named: &[Id], also: &[Id], plan: &ReadPlan, read: &
             ListBlob::Flat(_) => {}
         }
     }
-    let leaf_plain = if leaves.is_empty() { Vec::new() } else { load_ids(blobs, &leaves, plan, Batch { from: Some(&fetched), ..Batch::default() })? };
+    let leaf_plain = if leaves.is_empty() { Vec::new() } else { load_ids(blobs, &leaves, plan, Batch { from: Some(fetched), ..Batch::default() })? };
     read.extend_from_slice(&bases);
     read.extend_from_slice(&leaves);
     let mut leaf_ids = leaf_plain.iter().zip(&leaves).map(|(p, l)| parse_leaf(p, &format!("chunk-list leaf {}", l.to_hex())));
@@ -167,7 +180,7 @@ fn expand(blobs: &Blobs<'_>, named: &[Id], also: &[Id], plan: &ReadPlan, read: &
     };
     // Leaves come in the order of `parsed`, then `base_parsed`: expanded in that order.
     let mut out = Vec::with_capacity(parsed.len());
-    for p in &parsed {
+    for p in parsed {
         out.push(full(p)?);
     }
     let mut base_ids = Vec::with_capacity(bases.len());
@@ -180,7 +193,7 @@ fn expand(blobs: &Blobs<'_>, named: &[Id], also: &[Id], plan: &ReadPlan, read: &
             *ids = d.expand(&mine, &format!("chunk-list delta {}", id.to_hex()))?;
         }
     }
-    Ok((out, also_plain))
+    Ok(out)
 }
 
 /// Parses list blobs a snapshot names (`ids` for their errors).

@@ -118,30 +118,38 @@ pub fn used_blobs<'i>(repo: &Repository, index: &'i Index, snapshots: &[(Id, Sna
         let what = display_name(FileKind::Snapshot, &sid.to_hex());
         let damaged = |e: Error| Error::corrupt(&what, format!("{e}; run `rdbvault check` (and `repair index`) before pruning"));
         for file in &snap.files {
-            let mut pieces = Vec::new();
+            let mut fresh = Vec::new();
             for hex in &file.lists {
                 let id = Id::from_hex(hex).ok_or_else(|| Error::corrupt(&what, format!("bad list id {hex}")))?;
                 // One not indexed fails to load below.
                 if used.insert(&id) == Some(false) && walked.contains(&id) {
                     continue;
                 }
-                let plain = blobs.load(&id).map_err(damaged)?;
-                let ids = match parse_any(&plain, &format!("chunk list {hex}")).map_err(damaged)? {
-                    ListBlob::Delta(_) => {
-                        pieces.push(id);
-                        continue;
-                    }
-                    full => full_ids(&blobs, (&mut used, &mut walked), full, &plan).map_err(damaged)?,
-                };
-                walked.insert(&id);
-                mark_chunks(&mut used, ids).map_err(damaged)?;
+                fresh.push(id);
             }
-            // A delta piece keeps its bases and their leaves, but only the chunks it lists:
-            // a forgotten snapshot's list may stay as a base while its own chunks go.
-            for window in pieces.chunks(PIECES_PER_READ) {
+            // Read in planned range reads a window at a time, each blob once.
+            for window in fresh.chunks(PIECES_PER_READ) {
+                let (mut pieces, mut parsed) = (Vec::new(), Vec::new());
+                for (id, plain) in window.iter().zip(blobs.load_lists(window, &plan).map_err(damaged)?) {
+                    let ids = match parse_any(&plain, &format!("chunk list {}", id.to_hex())).map_err(damaged)? {
+                        delta @ ListBlob::Delta(_) => {
+                            pieces.push(*id);
+                            parsed.push(delta);
+                            continue;
+                        }
+                        full => full_ids(&blobs, (&mut used, &mut walked), full, &plan).map_err(damaged)?,
+                    };
+                    walked.insert(id);
+                    mark_chunks(&mut used, ids).map_err(damaged)?;
+                }
+                if pieces.is_empty() {
+                    continue;
+                }
+                // A delta piece keeps its bases and their leaves, but only the chunks it lists:
+                // a forgotten snapshot's list may stay as a base while its own chunks go.
                 let mut read = Vec::new();
-                let ids = blobs.lists_chunks(window, &mut read).map_err(damaged)?;
-                for (piece, ids) in window.iter().zip(ids) {
+                let ids = blobs.parsed_lists_chunks(&pieces, &parsed, &mut read).map_err(damaged)?;
+                for (piece, ids) in pieces.iter().zip(ids) {
                     walked.insert(piece);
                     mark_chunks(&mut used, ids).map_err(damaged)?;
                 }
@@ -189,7 +197,7 @@ fn mark_chunks(used: &mut BlobSet<'_>, ids: Vec<Id>) -> Result<()> {
     Ok(())
 }
 
-/// Delta pieces expanded at once: their bases are read once for all of them.
+/// List blobs read and delta pieces expanded at once: their bases are read once for all of them.
 const PIECES_PER_READ: usize = 128;
 
 /// Marks a key index top table used, and the pages it names (read from it).
