@@ -114,24 +114,27 @@ impl DeltaWriter {
             };
             let n = self.base_lists.len() as u32;
             self.base_lists.push(list);
+            let first = self.first;
             for (i, id) in ids.into_iter().enumerate() {
-                // The first of equal ids is found: a common chunk must not jump the window past others.
-                self.at.entry(lead(&id)).or_insert(self.first + self.window.len() as u64);
+                let at = first + self.window.len() as u64;
+                // The first of equal ids is found: a common chunk must not jump the window past
+                // others. An entry of a chunk already dropped gives way.
+                self.at.entry(lead(&id)).and_modify(|j| *j = if *j < first { at } else { *j }).or_insert(at);
                 self.window.push_back((id, n, i as u32));
+            }
+            // Dropped chunks leave their entries (a lookup checks the window) until they
+            // outnumber the live ones: one sweep then instead of a removal per chunk.
+            if self.at.len() > 2 * WINDOW.max(self.window.len()) {
+                self.at.retain(|_, j| *j >= first);
             }
         }
     }
 
     /// Drops the window's front up to (not including) ordinal `upto`.
     fn drop_before(&mut self, upto: u64) {
-        while self.first < upto {
-            let Some((id, _, _)) = self.window.pop_front() else { return };
-            let l = lead(&id);
-            if self.at.get(&l) == Some(&self.first) {
-                self.at.remove(&l);
-            }
-            self.first += 1;
-        }
+        let n = (upto.saturating_sub(self.first) as usize).min(self.window.len());
+        self.window.drain(..n);
+        self.first += n as u64;
     }
 
     /// Whether ids were pushed since the last finished piece.
