@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::restore::{check_count, digest_vouches, drop_written, fills_memory, index_vouches, located_chunks, named, start_writeback, Blobs, RestoreOptions, DROP_LAG};
+use super::restore::{check_count, digest_vouches, drop_behind, drop_written, fills_memory, index_vouches, located_chunks, named, start_writeback, Blobs, RestoreOptions};
 use crate::format::index::Index;
 use crate::crypto::{Id, IdBuildHasher};
 use crate::error::{Error, Result};
@@ -412,11 +412,7 @@ fn hash_in_order(file: &SnapshotFile, out: &File, rx: Receiver<Result<(u64, u64)
             // Complete segments take no more writes: once their writeback lags far enough
             // behind, wait for it and drop them (the restore then fills no more of the page
             // cache than its lag, whatever the file's size).
-            let hashed = start + len as u64;
-            if hashed - dropped >= DROP_LAG + SEGMENT {
-                drop_written(out, dropped, hashed - DROP_LAG - dropped);
-                dropped = hashed - DROP_LAG;
-            }
+            drop_behind(out, &mut dropped, start + len as u64, SEGMENT);
         }
     }
     if next == segments {

@@ -807,10 +807,7 @@ fn write_in_order(file: &SnapshotFile, rx: Receiver<(u64, Result<Vec<u8>>)>, fre
                 Sink::File(f) if size - flushed >= WRITEBACK_STEP => {
                     start_writeback(f, flushed, size - flushed);
                     flushed = size;
-                    if flushed - dropped >= DROP_LAG + WRITEBACK_STEP {
-                        drop_written(f, dropped, flushed - DROP_LAG - dropped);
-                        dropped = flushed - DROP_LAG;
-                    }
+                    drop_behind(f, &mut dropped, flushed, WRITEBACK_STEP);
                 }
                 Sink::File(_) => {}
             }
@@ -877,7 +874,7 @@ fn restore_file(blobs: &Blobs<'_>, file: &SnapshotFile, dest: &Dest, opts: &Rest
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 /// How far behind the newest restored byte the written ones are waited for and dropped from
 /// the page cache (by then their writeback is usually done, so the wait is short).
-pub(crate) const DROP_LAG: u64 = 2 * WRITEBACK_STEP;
+const DROP_LAG: u64 = 2 * WRITEBACK_STEP;
 
 /// Whether a restore of a `size`-byte file also drops the pack ranges it read from the page
 /// cache: when the file alone would fill a quarter of the machine's memory. Packs filling the
@@ -917,6 +914,15 @@ pub(crate) fn drop_written(file: &File, offset: u64, len: u64) {
 
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn drop_written(_file: &File, _offset: u64, _len: u64) {}
+
+/// Drops the restored bytes from `dropped` up to [`DROP_LAG`] behind `done` (the end of those
+/// whose writeback has started) once `step` more than the lag has gathered.
+pub(crate) fn drop_behind(file: &File, dropped: &mut u64, done: u64, step: u64) {
+    if done - *dropped >= DROP_LAG + step {
+        drop_written(file, *dropped, done - DROP_LAG - *dropped);
+        *dropped = done - DROP_LAG;
+    }
+}
 
 /// Streams a one-file snapshot to stdout (verified at the end; an error then
 /// means the bytes already written must not be trusted).
