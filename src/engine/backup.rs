@@ -111,11 +111,7 @@ struct Job {
     chunks: facts::Batch,
 }
 
-/// A job is sent once it holds this many bytes (or its read window ends). The new chunks of
-/// a job share frames, so this also bounds how far apart in the file a frame's chunks lie,
-/// which a restore decodes together: jobs of 1 MiB let an incremental's frames grow from
-/// ~12 to ~48 KiB (6% fewer instructions to back up) but the restore of the chain took 4%
-/// more, decoding frames that straddle its stretches twice (docs/benchmarks.md, nineteenth round).
+/// A job is sent once it holds this many bytes (or its read window ends).
 const JOB_BYTES: usize = crate::engine::chunker::BATCH_BYTES;
 
 /// Threads that compress and seal key index pages.
@@ -669,8 +665,11 @@ fn run_worker(
         }
         let mut ids = Vec::with_capacity(job.chunks.len());
         let mut frames = Vec::new();
-        // The new chunks of a job go into frames in input order, adjacent or not:
-        // a restore reads them back together for the same stretch of output.
+        // New chunks go into the worker's frame in input order, adjacent or not, and the
+        // frame stays open across jobs until it is full: an incremental's job holds ~10 KiB
+        // of new chunks, and zstd takes 2x the CPU per byte on frames that small. A restore
+        // opens such a frame once for all the stretches it spans (framecache.rs;
+        // docs/benchmarks.md, twenty-ninth round).
         let slices: Vec<&[u8]> = job.chunks.iter().collect();
         let chunk_ids = repo.hasher().ids(&slices);
         for id in &chunk_ids {
@@ -691,18 +690,15 @@ fn run_worker(
             }
             ids.push((id, len, new));
         }
-        if !members.is_empty() {
-            if !settle(&mut zstd, true) {
-                return;
-            }
-            frames.push(close_frame(repo, &mut frame, &mut members, &mut zstd));
-        }
         if !frames.is_empty() && sealed.send(frames).is_err() {
             return;
         }
         if events.send(Event::Chunks { seq: job.seq, ids, bytes: job.chunks }).is_err() {
             return;
         }
+    }
+    if !members.is_empty() && settle(&mut zstd, true) {
+        let _ = sealed.send(vec![close_frame(repo, &mut frame, &mut members, &mut zstd)]);
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod chunker;
 pub mod facts;
+mod framecache;
 pub mod keybase;
 pub mod keywalk;
 pub mod layering;

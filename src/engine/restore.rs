@@ -9,7 +9,8 @@
 //! in order and checks the whole-stream BLAKE3 before the file gets its final
 //! name. A chunk is verified by its frame's members digest when the stretch
 //! uses every blob of a bound frame (the digest, authenticated with the frame,
-//! names all their ids), else by hashing it to its id.
+//! names all their ids), else by hashing it to its id. A frame whose chunks lie
+//! in several stretches is opened once and shared (`framecache.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -26,6 +27,7 @@ use crate::format::compress::{Decoder, Dictionaries};
 use crate::format::pack::{blob_bytes, id_mismatch, members_digest, members_mismatch, open_blob, open_frame_into, BlobEntry, BlobKeys, BlobType, DIGEST_LEN};
 use crate::store::{display_name, FileInfo, FileKind, ReadPlan, Repository};
 use crate::format::snapshot::{Snapshot, SnapshotFile};
+use super::framecache::FrameCache;
 use super::target::{self, Dest};
 
 /// A stretch of output closes once its frames hold the backend's
@@ -396,7 +398,11 @@ pub fn write_file(blobs: &Blobs<'_>, file: &SnapshotFile, out: &mut dyn Write, o
     run(blobs, file, Sink::Stream(out), opts)
 }
 
-fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &RestoreOptions) -> Result<()> {
+fn run(blobs: &Blobs<'_>, file: &SnapshotFile, sink: Sink<'_>, opts: &RestoreOptions) -> Result<()> {
+    run_with(blobs, file, sink, opts, &FrameCache::default())
+}
+
+fn run_with(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &RestoreOptions, opened: &FrameCache) -> Result<()> {
     let plan = blobs.repo.backend().read_plan();
     let threads = opts.threads.max(plan.in_flight).max(1);
     let drop_read = fills_memory(file.size);
@@ -414,7 +420,7 @@ fn run(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &Restor
         let producer = s.spawn(move || produce_batches(blobs, file, batch_tx, plan.stretch, dir));
         for _ in 0..threads {
             let (rx, tx, free) = (batch_rx.clone(), done_tx.clone(), free_rx.clone());
-            s.spawn(move || fetch_batches(blobs, file, rx, tx, free, (target, drop_read), &plan));
+            s.spawn(move || fetch_batches(blobs, file, rx, tx, free, (target, drop_read), (&plan, opened)));
         }
         drop(batch_rx);
         drop(done_tx);
@@ -522,7 +528,7 @@ fn fetch_batches(
     tx: Sender<(u64, Result<Vec<u8>>)>,
     free: Receiver<Vec<u8>>,
     (target, drop_read): (Option<&File>, bool),
-    plan: &ReadPlan,
+    (plan, opened): (&ReadPlan, &FrameCache),
 ) {
     let mut zstd = blobs.dicts.decoder();
     let mut scratch = Scratch::default();
@@ -530,7 +536,7 @@ fn fetch_batches(
     let index = blobs.vouching_index();
     for b in rx {
         let mut out = free.try_recv().unwrap_or_default();
-        let mut result = fetch_batch(blobs, index, &mut zstd, &b, (plan, drop_read), &mut scratch, &mut out).map(|()| out);
+        let mut result = fetch_batch(blobs, index, &mut zstd, &b, (plan, drop_read, opened), &mut scratch, &mut out).map(|()| out);
         if let (Some(f), Ok(bytes)) = (target, &result) {
             use std::os::unix::fs::FileExt;
             if let Err(e) = f.write_all_at(bytes, b.at) {
@@ -574,6 +580,10 @@ struct Scratch {
     members: Vec<(u32, u32, u32, Id)>,
     /// Frames whose members digest vouches for every chunk taken from them.
     vouched: Vec<bool>,
+    /// Per frame, where the stretch's chunks of it end in its plaintext.
+    reach: Vec<u32>,
+    /// Frames copied from the [`FrameCache`] rather than read.
+    cached: Vec<bool>,
 }
 
 /// Makes `buf` at least `len` bytes long (zeroing only what is new).
@@ -584,21 +594,49 @@ fn grow(buf: &mut Vec<u8>, len: usize) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn fetch_batch(blobs: &Blobs<'_>, index: Option<&Index>, zstd: &mut Decoder<'_>, b: &Batch, (plan, drop_read): (&ReadPlan, bool), sc: &mut Scratch, out: &mut Vec<u8>) -> Result<()> {
+fn fetch_batch(
+    blobs: &Blobs<'_>,
+    index: Option<&Index>,
+    zstd: &mut Decoder<'_>,
+    b: &Batch,
+    (plan, drop_read, opened): (&ReadPlan, bool, &FrameCache),
+    sc: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let keys = blobs.keys();
     let size = place_frames(b, sc);
+    sc.digests.clear();
+    sc.digests.resize(b.frames.len(), None);
     // Frames that do not tile the output are opened into `plain`, then copied.
     grow(&mut sc.plain, sc.staged);
+    // A staged frame another stretch kept is copied, not read; one this stretch leaves
+    // unfinished is kept for the next; one it finishes is given up.
+    sc.reach.clear();
+    sc.reach.resize(b.frames.len(), 0);
+    for (k, e) in &b.chunks {
+        let r = &mut sc.reach[*k as usize];
+        *r = (*r).max(e.inner.saturating_add(e.raw_len));
+    }
+    sc.cached.clear();
+    sc.cached.resize(b.frames.len(), false);
+    for (k, (pack, e)) in b.frames.iter().enumerate() {
+        let Place::Staged(at) = sc.place[k] else { continue };
+        if let Some(kept) = opened.get(*pack, e) {
+            sc.plain[at..at + e.frame_len as usize].copy_from_slice(&kept.plain);
+            (sc.digests[k], sc.cached[k]) = (kept.digest, true);
+            if sc.reach[k] >= e.frame_len {
+                opened.forget(*pack, e);
+            }
+        }
+    }
     // Every byte of `out` is overwritten below: zero only what is new.
     if out.len() < size {
         out.resize(size, 0);
     }
     out.truncate(size);
-    sc.digests.clear();
-    sc.digests.resize(b.frames.len(), None);
     // Frames in pack order; neighbours share one range read.
     sc.order.clear();
-    sc.order.extend(0..b.frames.len());
+    sc.order.extend((0..b.frames.len()).filter(|&k| !sc.cached[k]));
     sc.order.sort_by_key(|&i| (b.frames[i].0, b.frames[i].1.offset));
     let order = &sc.order;
     let mut i = 0;
@@ -628,6 +666,11 @@ fn fetch_batch(blobs: &Blobs<'_>, index: Option<&Index>, zstd: &mut Decoder<'_>,
                 Place::Staged(at) => &mut sc.plain[at..at + e.frame_len as usize],
             };
             sc.digests[k] = open_frame_into(&keys, zstd, e, sealed, dst, "").map_err(named(pack, *e))?;
+            if let Place::Staged(at) = sc.place[k] {
+                if sc.reach[k] < e.frame_len {
+                    opened.keep(pack, e, &sc.plain[at..at + e.frame_len as usize], sc.digests[k]);
+                }
+            }
         }
         if drop_read {
             blobs.repo.backend().drop_cached(FileKind::Pack, &name, start, len as u64);
@@ -1270,6 +1313,49 @@ mod tests {
         let mut out = Vec::new();
         write_file(&Blobs::new(&repo, &only_a).unwrap(), &a, &mut out, &RestoreOptions::default()).unwrap();
         assert!(out == a_bytes);
+    }
+
+    /// An incremental's few new chunks share frames that span several stretches of the
+    /// restore: each such frame is read and opened once, then copied from the cache.
+    #[test]
+    fn frames_spanning_stretches_are_opened_once() {
+        use crate::crypto::KdfParams;
+        use crate::engine::backup::{self, BackupOptions, Input};
+        use crate::format::snapshot::SourceDesc;
+        use crate::store::{ChunkerParams, LocalBackend};
+        let dir = tempfile::tempdir().unwrap();
+        let kdf = KdfParams { m_cost: 8, t_cost: 1, p_cost: 1 };
+        let repo = Repository::init(Arc::new(LocalBackend::new(dir.path())), b"pw", ChunkerParams::default(), kdf).unwrap();
+        let opts = BackupOptions { raw: true, key_index: false, threads: 2, ..BackupOptions::default() };
+        let source = || SourceDesc { kind: "file".into(), name: "t".into(), details: Default::default() };
+        let v1 = noise(3, 8 << 20);
+        backup::run(&repo, source(), vec![Input::new("t.rdb", Box::new(&v1[..]))], &opts).unwrap();
+        // One changed byte every 40 KiB: ~200 new chunks over 8 MiB, in a few full frames.
+        let mut v2 = v1.clone();
+        for at in (0..v2.len()).step_by(40 << 10) {
+            v2[at] ^= 0x5a;
+        }
+        let (_, snap) = backup::run(&repo, source(), vec![Input::new("t.rdb", Box::new(&v2[..]))], &opts).unwrap();
+        let (index, _) = load_index(&repo).unwrap();
+        let blobs = Blobs::new(&repo, &index).unwrap();
+        let file = &snap.files[0];
+        // The new frames' chunks lie further apart than a stretch.
+        let mut spans: HashMap<(Id, u32), (u64, u64)> = HashMap::new();
+        let mut at = 0u64;
+        for id in blobs.chunk_ids(file) {
+            let (pack, e) = index.get(&id.unwrap()).unwrap();
+            let s = spans.entry((pack, e.offset)).or_insert((at, at));
+            s.1 = at;
+            at += e.raw_len as u64;
+        }
+        let stretch = repo.backend().read_plan().stretch;
+        let wide = spans.values().filter(|(a, b)| b - a > 2 * stretch).count();
+        assert!(wide >= 2, "{wide} frames span more than two stretches");
+        let cache = FrameCache::default();
+        let mut out = Vec::new();
+        run_with(&blobs, file, Sink::Stream(&mut out), &RestoreOptions::default(), &cache).unwrap();
+        assert!(out == v2, "restored bytes differ");
+        assert!(cache.hits() >= wide as u64, "{} frames copied from the cache for {wide} wide frames", cache.hits());
     }
 
     #[test]
