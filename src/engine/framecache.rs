@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::crypto::Id;
 use crate::format::pack::{BlobEntry, DIGEST_LEN};
 
-/// Plaintext kept at most: a frame is needed by the stretches of the few MiB its chunks
-/// span, so a few dozen 64 KiB frames cover them, while frames left unfinished for good
-/// (their last chunk replaced in a later backup) wait here until pushed out.
+/// Plaintext kept at most (16 full frames): a few frames are in use at any place of the
+/// output, one or two per backup worker and snapshot of the chain, while frames left
+/// unfinished for good (their last chunk replaced in a later backup) wait here until pushed out.
 const CAP_BYTES: usize = 1 << 20;
 
 /// A frame as it was opened: its plaintext and, for a bound frame, its members digest.
