@@ -45,7 +45,7 @@ struct Kept {
 
 impl Kept {
     /// Drops stale keys from `order` once they outnumber the live ones, so that frames
-    /// used again and again do not grow it.
+    /// used, kept or given up again and again do not grow it.
     fn tidy(&mut self) {
         if self.order.len() > 2 * self.frames.len() + 64 {
             let frames = &self.frames;
@@ -88,6 +88,7 @@ impl FrameCache {
             kept.bytes -= old.plain.len();
         }
         kept.order.push_back(((pack, e.offset), serial));
+        kept.tidy();
         while kept.bytes > CAP_BYTES {
             let Some((key, serial)) = kept.order.pop_front() else { break };
             if kept.frames.get(&key).is_some_and(|(s, _, _)| *s == serial) {
@@ -104,13 +105,7 @@ impl FrameCache {
         if let Some((_, _, old)) = kept.frames.remove(&(pack, e.offset)) {
             kept.bytes -= old.plain.len();
         }
-        // Its place in `order` is now stale; drop stale keys at the front as they come up.
-        while let Some((key, serial)) = kept.order.front() {
-            if kept.frames.get(key).is_some_and(|(s, _, _)| s == serial) {
-                break;
-            }
-            kept.order.pop_front();
-        }
+        // Its place in `order` is now stale: `tidy` or the eviction in `keep` drops it.
     }
 
     /// Frames handed out so far.

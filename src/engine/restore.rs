@@ -610,13 +610,7 @@ fn fetch_batch(
     // Frames that do not tile the output are opened into `plain`, then copied.
     grow(&mut sc.plain, sc.staged);
     // A staged frame another stretch kept is copied, not read; one this stretch leaves
-    // unfinished is kept for the next; one it finishes is given up.
-    sc.reach.clear();
-    sc.reach.resize(b.frames.len(), 0);
-    for (k, e) in &b.chunks {
-        let r = &mut sc.reach[*k as usize];
-        *r = (*r).max(e.inner.saturating_add(e.raw_len));
-    }
+    // unfinished (`reach`, from `place_frames`) is kept for the next; one it finishes is given up.
     sc.cached.clear();
     sc.cached.resize(b.frames.len(), false);
     for (k, (pack, e)) in b.frames.iter().enumerate() {
@@ -717,15 +711,20 @@ enum Place {
 }
 
 /// Decides where each frame of the stretch is opened (`sc.place`, and
-/// `sc.staged` bytes of staging); returns the stretch's output length.
+/// `sc.staged` bytes of staging) and how far into each the stretch's chunks
+/// reach (`sc.reach`); returns the stretch's output length.
 fn place_frames(b: &Batch, sc: &mut Scratch) -> usize {
     // Per frame: where its tiling started in the output and the next (inner, out)
     // it needs, or None once it cannot be opened in place.
     sc.tiling.clear();
     sc.tiling.resize(b.frames.len(), Tiling::Unseen);
+    sc.reach.clear();
+    sc.reach.resize(b.frames.len(), 0);
     let mut at = 0usize;
     for (k, e) in &b.chunks {
         let len = e.raw_len as usize;
+        let r = &mut sc.reach[*k as usize];
+        *r = (*r).max(e.inner.saturating_add(e.raw_len));
         let t = &mut sc.tiling[*k as usize];
         *t = match *t {
             Tiling::Unseen if e.inner == 0 => Tiling::Tiles { start: at, inner: len as u64 },
