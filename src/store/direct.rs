@@ -131,11 +131,13 @@ pub type Block = (Vec<u8>, usize, usize);
 /// Bytes of a block's buffer: the room, the data and what aligning it may skip.
 const BUFFER: usize = HEAD + BLOCK + ALIGN;
 
-/// Reads the file into aligned blocks, a few ahead of the consumer; `cached` takes over from
-/// the first unaligned point (the file's end) or if the file system refuses direct reads.
+/// Reads blocks `lane`, `lane + LANES`, … of the file into aligned buffers, ahead of the
+/// consumer; `cached` takes over from the first unaligned point (the file's end) or if the file
+/// system refuses direct reads.
 /// A buffer comes back when the consumer is done with it; while none has, a new one is made
 /// (never waited for: a consumer may hold blocks until it has the next). At most [`AHEAD`]
-/// filled blocks wait, so the buffers in use are those plus what the consumer holds.
+/// filled blocks wait over all lanes, so the buffers in use are those, one read in flight per
+/// lane, and what the consumer holds.
 #[cfg(target_os = "linux")]
 fn read_ahead(raw: File, cached: File, lane: usize, tx: Sender<std::io::Result<Block>>, free: Receiver<Vec<u8>>) {
     use std::os::unix::fs::FileExt;
