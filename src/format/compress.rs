@@ -41,11 +41,11 @@ pub fn dict_id(dict: &[u8]) -> Option<u32> {
 /// Frames shorter than this (the last frame each backup worker closes, so all of a small
 /// backup's; an incremental's frames stay open across jobs until full since the twenty-ninth
 /// round) are compressed with the dictionary, which stores 7.6% fewer bytes at 12 KiB and
-/// 2.2% at 64 KiB. Longer frames do without: a full backup's 64 KiB frames would pay a third more compression CPU for
-/// that 2.2%; a limit of 64 KiB cost it 7% of its CPU for 0.44% fewer bytes. zstd is told to attach the
-/// dictionary's tables rather than copy them into each frame, which it does on its own only
-/// below 8 KiB (the copy cost an incremental 6% of its instructions in the nineteenth round;
-/// docs/benchmarks.md, twenty-sixth round).
+/// 2.2% at 64 KiB. Longer frames do without: a full backup's 64 KiB frames would pay a third
+/// more compression CPU for that 2.2%; a limit of 64 KiB cost it 7% of its CPU for 0.44%
+/// fewer bytes. zstd is told to attach the dictionary's tables rather than copy them into each
+/// frame, which it does on its own only below 8 KiB (the copy cost an incremental 6% of its
+/// instructions in the nineteenth round; docs/benchmarks.md, twenty-sixth round).
 pub const DICT_BELOW: usize = 32 * 1024;
 
 /// The level (the default) at which frames that compress less than 2:1 take a faster search.
