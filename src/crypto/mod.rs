@@ -108,6 +108,15 @@ impl Cipher {
         Ok(plain)
     }
 
+    /// Like [`Cipher::open`], but decrypts in `sealed`'s own buffer: no second buffer of
+    /// fresh pages to fault in, only the plaintext moved down past the nonce.
+    pub fn open_vec(&self, aad: &[u8], mut sealed: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+        let len = self.open_in_place(aad, &mut sealed, what)?.len();
+        sealed.truncate(NONCE_LEN + len);
+        sealed.drain(..NONCE_LEN);
+        Ok(sealed)
+    }
+
     /// Authenticates and decrypts `sealed` where it lies (no copy, no
     /// allocation); returns the part of it that now holds the plaintext.
     pub fn open_in_place<'b>(&self, aad: &[u8], sealed: &'b mut [u8], what: &str) -> Result<&'b mut [u8]> {
@@ -324,6 +333,11 @@ mod tests {
         assert!(c.open_in_place(b"kind", &mut bad[..39], "x").is_err());
         let parts = c.seal_parts(b"kind", &[b"hel", b"", b"lo"]);
         assert_eq!(c.open(b"kind", &parts, "x").unwrap(), b"hello");
+        assert_eq!(c.open_vec(b"kind", sealed.clone(), "x").unwrap(), b"hello");
+        assert_eq!(c.open_vec(b"kind", c.seal(b"kind", b""), "x").unwrap(), b"");
+        assert!(c.open_vec(b"other", sealed.clone(), "x").is_err());
+        assert!(c.open_vec(b"kind", bad, "x").is_err());
+        assert!(c.open_vec(b"kind", sealed[..39].to_vec(), "x").is_err());
     }
 
     /// draft-irtf-cfrg-xchacha-03, appendix A.3.1: the published XChaCha20-Poly1305 vector.
