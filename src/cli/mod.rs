@@ -262,8 +262,12 @@ fn open_repo_with(g: &Global, index: bool) -> anyhow::Result<Repository> {
     // Opening says "not a repository" itself; the early probe only spares a prompt.
     let backend = if password::at_hand(g) { location.open()? } else { repo_backend(g)? };
     let pw = password::get(g, false)?;
-    let warm = index.then_some(FileKind::Index);
-    with_cache(g, &location, Repository::open_warming(backend, pw.as_bytes(), keys.as_ref(), warm)?)
+    if index {
+        // Asking the kernel for each file takes a few milliseconds: the key need not wait.
+        let backend = backend.clone();
+        std::thread::spawn(move || backend.prefetch(FileKind::Index));
+    }
+    with_cache(g, &location, Repository::open_cached(backend, pw.as_bytes(), keys.as_ref())?)
 }
 
 /// The repository reading index and snapshot files through the local cache, unless

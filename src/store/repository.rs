@@ -81,12 +81,6 @@ impl Repository {
     /// `open`, trying the key files cached in `keys` first, while the repository's key files
     /// are listed: a cached one counts only if the listing still names it.
     pub fn open_cached(backend: Arc<dyn Backend>, password: &[u8], keys: Option<&KeyCache>) -> Result<Repository> {
-        Repository::open_warming(backend, password, keys, None)
-    }
-
-    /// `open_cached`, and once a key file is read, asks the backend to fetch every file of
-    /// `warm` while the key is derived (the key file's read does not queue behind them).
-    pub fn open_warming(backend: Arc<dyn Backend>, password: &[u8], keys: Option<&KeyCache>, warm: Option<FileKind>) -> Result<Repository> {
         // The config travels beside the key files and the key derivation: on object storage that
         // saves a round trip before the derivation and one after it.
         std::thread::scope(|scope| {
@@ -94,7 +88,7 @@ impl Repository {
             let config = move || config.join().unwrap_or_else(|_| Err(Error::Invalid("reading the config panicked".into())));
             let listing = scope.spawn(|| backend.list(FileKind::Key));
             let listing = move || listing.join().unwrap_or_else(|_| Err(Error::Invalid("listing the key files panicked".into())));
-            Repository::open_with(&backend, password, config, listing, keys, warm)
+            Repository::open_with(&backend, password, config, listing, keys)
         })
     }
 
@@ -106,21 +100,13 @@ impl Repository {
         config: impl FnOnce() -> Result<Vec<u8>>,
         listing: impl FnOnce() -> Result<Vec<super::FileInfo>>,
         cache: Option<&KeyCache>,
-        mut warm: Option<FileKind>,
     ) -> Result<Repository> {
-        let mut start_warming = || {
-            if let Some(kind) = warm.take() {
-                let backend = backend.clone();
-                std::thread::spawn(move || backend.prefetch(kind));
-            }
-        };
         // A cached key file the password opens (a damaged one is read again below).
         let cached = cache.map(KeyCache::load).unwrap_or_default();
         let mut tried = std::collections::HashSet::new();
         let mut opened = None;
         for (name, bytes) in &cached {
             let what = display_name(FileKind::Key, name);
-            start_warming();
             match KeyFile::parse(bytes, &what).and_then(|k| k.open(password, &what)) {
                 Ok(Some(master)) => {
                     opened = Some((master, name.clone()));
@@ -160,7 +146,6 @@ impl Repository {
                 }
                 KeyFile::parse(&b, &what)
             });
-            start_warming();
             match parsed.and_then(|k| k.open(password, &what)) {
                 Ok(Some(master)) => opened = Some((master, info.name.clone())),
                 Ok(None) => {}
@@ -239,7 +224,7 @@ impl Repository {
         if kind != FileKind::Config && Id::of_bytes(&sealed).to_hex() != name {
             return Err(Error::corrupt(what, "content does not match its name (bytes were changed)"));
         }
-        self.cipher.open_vec(kind_aad(kind), sealed, &what)
+        self.cipher.open(kind_aad(kind), &sealed, &what)
     }
 
     /// Adds a password: a new key file sealing the same master key.
