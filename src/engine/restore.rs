@@ -431,7 +431,8 @@ fn run_with(blobs: &Blobs<'_>, file: &SnapshotFile, mut sink: Sink<'_>, opts: &R
     })
 }
 
-/// How many chunk ids ahead of its lookup the index is prefetched.
+/// How many chunk ids ahead of its lookup the index is prefetched; the bucket directory's
+/// line, which that prefetch reads, is prefetched twice as far ahead.
 const LOOKAHEAD: usize = 16;
 
 /// The file's chunks in order with their packs and index entries. Ids are
@@ -450,17 +451,20 @@ pub(crate) fn located_chunks<'a>(blobs: &'a Blobs<'a>, file: &'a SnapshotFile, d
         Err(e) => (None, Some(e)),
     };
     let mut ids = blobs.chunk_ids(file);
-    let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
+    let mut ahead = std::collections::VecDeque::with_capacity(2 * LOOKAHEAD);
     Box::new(std::iter::from_fn(move || {
         if let Some(e) = failed.take() {
             return Some(Err(e));
         }
         let index = index?;
-        while ahead.len() < LOOKAHEAD {
+        while ahead.len() < 2 * LOOKAHEAD {
             match ids.next() {
                 Some(Ok(id)) => {
-                    index.prefetch(&id);
+                    index.prefetch_bucket(&id);
                     ahead.push_back(id);
+                    if let Some(near) = ahead.len().checked_sub(LOOKAHEAD + 1).and_then(|i| ahead.get(i)) {
+                        index.prefetch(near);
+                    }
                 }
                 Some(Err(e)) => return Some(Err(e)),
                 None => break,

@@ -120,6 +120,13 @@ impl<K: AsRef<[u8]> + Ord + Copy + Send + Sync, V: Copy + Send + Sync> Table<K, 
         self.sorted = n;
     }
 
+    /// Starts loading the bucket directory's line for `key`, which [`Table::prefetch`] reads:
+    /// a few lookups before that, so the prefetch itself does not wait for memory.
+    #[inline]
+    fn prefetch_bucket(&self, key: &K) {
+        prefetch_line(&self.dir[self.bucket(key)]);
+    }
+
     /// Starts loading the cache lines a `get` of `key` will read first.
     #[inline]
     fn prefetch(&self, key: &K) {
@@ -419,6 +426,11 @@ impl Index {
     /// Starts fetching what `get(id)` will read (see [`Known::prefetch`]).
     pub fn prefetch(&self, id: &Id) {
         self.blobs.prefetch(id);
+    }
+
+    /// What [`Index::prefetch`] will read: call it some lookups earlier.
+    pub fn prefetch_bucket(&self, id: &Id) {
+        self.blobs.prefetch_bucket(id);
     }
 
     /// Where a blob is stored, with its pack's name.
