@@ -1,7 +1,8 @@
 //! A repository whose disk fills up during a backup, on a local tmpfs and on an SFTP
 //! server whose directory sits on one: the backup fails with one clear line naming the
 //! full disk, no snapshot references anything half-written, `check` passes, and the next
-//! backup completes once there is space again.
+//! backup completes once there is space again. A restore onto a full disk fails before it
+//! decodes anything.
 
 use crate::common;
 
@@ -94,4 +95,29 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// A restore onto a disk too small for the file fails before it decodes anything, in one line
+/// naming the file and the full disk, leaves no temp file, and succeeds once there is room;
+/// in output order (a local repository's default) and in pack order alike.
+#[test]
+fn restore_to_a_full_disk() {
+    let v = Vault::init();
+    let big = random_data(3, 6_000_000);
+    let id = v.backup_bytes("big.bin", &big);
+    let fs = Tmpfs::mount(&v.dir.path().join("target"), "3m");
+    let target = fs.0.join("big.bin");
+    let target = target.to_str().expect("utf-8");
+    for order in [&["--order", "output"][..], &["--order", "pack"][..]] {
+        let mut args = vec!["restore", &id, "--target", target];
+        args.extend_from_slice(order);
+        let out = v.run(&args);
+        assert!(!out.status.success(), "a restore larger than its disk fails ({order:?}): {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(stderr.lines().count(), 1, "one line ({order:?}): {stderr}");
+        assert!(stderr.contains("make room for restored big.bin (6000000 bytes)") && stderr.contains("No space left on device"), "names the file and the full disk: {stderr}");
+        assert!(walk(&fs.0).is_empty(), "nothing left on the target's disk: {:?}", walk(&fs.0));
+    }
+    fs.grow("8m");
+    assert!(v.restore(&id, Path::new(target)) == big, "restored once there is room");
 }

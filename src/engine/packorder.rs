@@ -80,7 +80,7 @@ impl Blobs<'_> {
 }
 
 fn restore_into(blobs: &Blobs<'_>, file: &SnapshotFile, out: &File, opts: &RestoreOptions) -> Result<()> {
-    preallocate(out, file)?;
+    super::target::preallocate(out, file)?;
     let plan = blobs.repo.backend().read_plan();
     let threads = opts.threads.max(plan.in_flight).max(1);
     let stop = AtomicBool::new(false);
@@ -103,27 +103,6 @@ fn restore_into(blobs: &Blobs<'_>, file: &SnapshotFile, out: &File, opts: &Resto
         // A planner failure (unreadable chunk list) explains a short file.
         planned.and(hashed)
     })
-}
-
-/// Reserves the file's size, so a full disk fails now and the file is not fragmented.
-fn preallocate(out: &File, file: &SnapshotFile) -> Result<()> {
-    if file.size == 0 {
-        return Ok(());
-    }
-    let ctx = |e| Error::io(format!("make room for restored {} ({} bytes)", file.name, file.size), e);
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain syscall on an open descriptor.
-        if unsafe { libc::fallocate(out.as_raw_fd(), 0, 0, file.size as libc::off_t) } == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
-            return Err(ctx(e));
-        }
-    }
-    out.set_len(file.size).map_err(ctx)
 }
 
 /// Plans the file a window at a time and hands out each window's reads.

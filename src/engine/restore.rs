@@ -912,7 +912,10 @@ fn restore_file(blobs: &Blobs<'_>, file: &SnapshotFile, dest: &Dest, opts: &Rest
     if opts.pack_order.unwrap_or(blobs.repo.backend().read_plan().pack_order) {
         target::write_atomically(dest, |f| blobs.restore_into(file, f, opts))
     } else {
-        target::write_atomically(dest, |f| run(blobs, file, Sink::File(f), opts))
+        target::write_atomically(dest, |f| {
+            target::preallocate(f, file)?;
+            run(blobs, file, Sink::File(f), opts)
+        })
     }
 }
 

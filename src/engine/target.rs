@@ -7,7 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt,
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::format::snapshot::Snapshot;
+use crate::format::snapshot::{Snapshot, SnapshotFile};
 
 /// Mode of a restored file that did not exist before (it holds the database).
 const NEW_FILE_MODE: u32 = 0o600;
@@ -217,6 +217,27 @@ pub fn write_atomically(dest: &Dest, fill: impl FnOnce(&File) -> Result<()>) -> 
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Reserves the file's size, so a full disk fails now and the file is not fragmented.
+pub fn preallocate(out: &File, file: &SnapshotFile) -> Result<()> {
+    if file.size == 0 {
+        return Ok(());
+    }
+    let ctx = |e| Error::io(format!("make room for restored {} ({} bytes) on the target's disk", file.name, file.size), e);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on an open descriptor.
+        if unsafe { libc::fallocate(out.as_raw_fd(), 0, 0, file.size as libc::off_t) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(ctx(e));
+        }
+    }
+    out.set_len(file.size).map_err(ctx)
 }
 
 /// Renames `from` to `to` unless `to` exists (atomically where the file system can).
