@@ -4,9 +4,10 @@
 //! cut into partitions by the ids' leading bits and appended, a block at a time, to an
 //! unlinked temporary file. Each pair of partitions is then joined in memory and the
 //! located chunks are written out again, cut into windows of places in the file; the
-//! windows, read in order and each sorted, give the chunks in file order. Memory: one
-//! partition or window (about 128 Ki records) plus a block per partition being written,
-//! whatever the size of the file or the repository; disk: about 170 bytes per chunk.
+//! windows, read in order and each sorted, give the chunks in file order; two lanes join
+//! every other partition each, into spills of their own. Memory: two partitions or one
+//! window (about 128 Ki records each) plus a block per partition being written, whatever
+//! the size of the file or the repository; disk: about 170 bytes per chunk.
 //! The spill holds ids and places in packs, never data or keys, and has no name.
 
 use std::collections::HashMap;
@@ -102,10 +103,15 @@ impl Buckets {
 
     /// Bucket `b`'s records, back to back, into `out`.
     fn read(&self, b: usize, out: &mut Vec<u8>) -> Result<()> {
-        let total: usize = self.blocks[b].iter().map(|&(_, len)| len as usize).sum();
         out.clear();
-        out.resize(total, 0);
-        let mut at = 0;
+        self.append(b, out)
+    }
+
+    /// Bucket `b`'s records, back to back, after those already in `out`.
+    fn append(&self, b: usize, out: &mut Vec<u8>) -> Result<()> {
+        let total: usize = self.blocks[b].iter().map(|&(_, len)| len as usize).sum();
+        let mut at = out.len();
+        out.resize(at + total, 0);
         for &(offset, len) in &self.blocks[b] {
             let len = len as usize;
             self.file.read_exact_at(&mut out[at..at + len], offset).map_err(|e| Error::io(format!("read back the restore's {}", self.what), e))?;
@@ -262,8 +268,8 @@ pub fn located(blobs: &Blobs<'_>, file: &SnapshotFile, dir: &Path) -> Result<Loc
             Ok::<_, Error>((spilled?, entries?))
         })?
     };
-    let out = join(&chunk_parts, &entry_parts, dir, count)?;
-    Ok(Located { out, packs, count, window: 0, recs: Vec::new(), next: 0, raw: Vec::new() })
+    let outs = join(&chunk_parts, &entry_parts, dir, count)?;
+    Ok(Located { outs, packs, count, window: 0, recs: Vec::new(), next: 0, raw: Vec::new() })
 }
 
 /// The file's chunk ids with their places, by partition (adding each to `filter`); and how many.
@@ -315,8 +321,21 @@ fn spill_entries(repo: &Repository, listed: Vec<FileInfo>, dir: &Path, bits: u32
     Ok((spill.parts, spill.packs))
 }
 
-/// Each partition's chunks, each with the first entry of its id, written by window of places.
-fn join(chunk_parts: &Buckets, entry_parts: &Buckets, dir: &Path, count: u64) -> Result<Buckets> {
+/// Partitions joined at once: the join is most of a large restore's start, and the
+/// restore's workers wait for all of it.
+const JOIN_LANES: usize = 2;
+
+/// Each partition's chunks, each with the first entry of its id, written by window of
+/// places: every [`JOIN_LANES`]th partition by each lane, into a spill of its own.
+fn join(chunk_parts: &Buckets, entry_parts: &Buckets, dir: &Path, count: u64) -> Result<Vec<Buckets>> {
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, JOIN_LANES).min(chunk_parts.blocks.len());
+    std::thread::scope(|s| {
+        let joins: Vec<_> = (0..lanes).map(|lane| s.spawn(move || join_lane(chunk_parts, entry_parts, dir, count, lane, lanes))).collect();
+        joins.into_iter().map(|j| j.join().unwrap_or_else(|_| Err(Error::Invalid("the restore's join panicked".into())))).collect()
+    })
+}
+
+fn join_lane(chunk_parts: &Buckets, entry_parts: &Buckets, dir: &Path, count: u64, lane: usize, lanes: usize) -> Result<Buckets> {
     let mut out = Buckets::new(dir, "located chunks", (count as usize).div_ceil(PART).max(1), OUT_REC)?;
     let (mut wanted, mut raw) = (Vec::new(), Vec::new());
     // (lead, place, record): sorted by lead, then id.
@@ -325,7 +344,7 @@ fn join(chunk_parts: &Buckets, entry_parts: &Buckets, dir: &Path, count: u64) ->
     let mut have: Vec<(u64, u32, u32, usize)> = Vec::new();
     let mut orec = [0u8; OUT_REC];
     let id_at = |raw: &[u8], at: usize| get_id(&raw[at..]);
-    for p in 0..chunk_parts.blocks.len() {
+    for p in (lane..chunk_parts.blocks.len()).step_by(lanes) {
         chunk_parts.read(p, &mut wanted)?;
         want.clear();
         want.extend(wanted.chunks_exact(CHUNK_REC).enumerate().map(|(i, r)| (lead(&get_id(r)), u64::from_le_bytes(r[32..40].try_into().unwrap_or_default()), i * CHUNK_REC)));
@@ -360,7 +379,7 @@ fn join(chunk_parts: &Buckets, entry_parts: &Buckets, dir: &Path, count: u64) ->
 
 /// The located chunks, read back a window at a time.
 pub struct Located {
-    out: Buckets,
+    outs: Vec<Buckets>,
     packs: Vec<Id>,
     count: u64,
     window: usize,
@@ -372,7 +391,10 @@ pub struct Located {
 
 impl Located {
     fn load_window(&mut self) -> Result<()> {
-        self.out.read(self.window, &mut self.raw)?;
+        self.raw.clear();
+        for out in &self.outs {
+            out.append(self.window, &mut self.raw)?;
+        }
         self.recs.clear();
         self.recs.extend(self.raw.chunks_exact(OUT_REC).enumerate().map(|(i, r)| (u64::from_le_bytes(r[..8].try_into().unwrap_or_default()), i * OUT_REC)));
         self.recs.sort_unstable();
