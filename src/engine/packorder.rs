@@ -71,7 +71,7 @@ struct Window {
 type Job = (Arc<Window>, usize);
 
 impl Blobs<'_> {
-    /// Restores `file` into `out` (empty, just created) in pack order and checks
+    /// Restores `file` into `out` (just created, its size reserved) in pack order and checks
     /// its whole-file BLAKE3 by reading it back; defined here so that restore.rs
     /// need not import this file back.
     pub fn restore_into(&self, file: &SnapshotFile, out: &File, opts: &RestoreOptions) -> Result<()> {
@@ -80,7 +80,6 @@ impl Blobs<'_> {
 }
 
 fn restore_into(blobs: &Blobs<'_>, file: &SnapshotFile, out: &File, opts: &RestoreOptions) -> Result<()> {
-    super::target::preallocate(out, file)?;
     let plan = blobs.repo.backend().read_plan();
     let threads = opts.threads.max(plan.in_flight).max(1);
     let stop = AtomicBool::new(false);

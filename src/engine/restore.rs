@@ -909,14 +909,15 @@ pub fn restore_to_path(blobs: &Blobs<'_>, snapshot: &Snapshot, target: &Path, op
 /// once, in pack order; on a local disk the output is written in order (pack order's
 /// scattered writes cost more there).
 fn restore_file(blobs: &Blobs<'_>, file: &SnapshotFile, dest: &Dest, opts: &RestoreOptions) -> Result<()> {
-    if opts.pack_order.unwrap_or(blobs.repo.backend().read_plan().pack_order) {
-        target::write_atomically(dest, |f| blobs.restore_into(file, f, opts))
-    } else {
-        target::write_atomically(dest, |f| {
-            target::preallocate(f, file)?;
+    let pack_order = opts.pack_order.unwrap_or(blobs.repo.backend().read_plan().pack_order);
+    target::write_atomically(dest, |f| {
+        target::preallocate(f, file)?;
+        if pack_order {
+            blobs.restore_into(file, f, opts)
+        } else {
             run(blobs, file, Sink::File(f), opts)
-        })
-    }
+        }
+    })
 }
 
 /// Restored bytes between two calls that start the kernel's writeback.
